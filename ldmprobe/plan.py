@@ -1,0 +1,291 @@
+"""Expand a :class:`~ldmprobe.spec.Spec` into work items, each keyed by its full recipe.
+
+A :class:`WorkItem` is one image: (template, term, seed) plus the :class:`Recipe`, i.e.
+everything else that changes the pixels. Its ``key`` is the sha256 of the canonical JSON of
+the recipe, the expanded prompt and the seed (:func:`item_key`). The key never depends on
+the item's position in the plan, on other terms, on a rank or on a batch index, so the same
+image gets the same key in every run, in every process, whatever else is in the sweep.
+
+Shared keys: two items can have the same key when different (template, term) pairs expand
+to the same prompt — e.g. templates "a {} house" and "a house {}" with the baseline "".
+They describe the same image, so :func:`plan` keeps *both* items (each keeps its own
+template, term and role in the statistics), and the generator should make the image once:
+:func:`unique_items` returns the first item for each key and :func:`shared_keys` lists the
+keys held by more than one item. Both are deterministic (plan order).
+
+Like ``spec``, this module imports nothing heavy (no torch, diffusers or open_clip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .spec import Spec, expand
+
+__all__ = [
+    "KEY_VERSION",
+    "Recipe",
+    "WorkItem",
+    "canonical_json",
+    "item_key",
+    "key_document",
+    "plan",
+    "sha256_hex",
+    "shared_keys",
+    "unique_items",
+]
+
+#: Bumped whenever the key document's layout changes (old cache entries then stop matching).
+KEY_VERSION = 1
+
+_DTYPE_ALIASES = {
+    "fp16": "float16",
+    "half": "float16",
+    "float16": "float16",
+    "fp32": "float32",
+    "float": "float32",
+    "float32": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp64": "float64",
+    "double": "float64",
+    "float64": "float64",
+}
+
+
+def canonical_json(obj: Any) -> str:
+    """The one JSON text for ``obj``: sorted keys, no spaces, UTF-8 kept, NaN/inf refused."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def sha256_hex(text: str | bytes) -> str:
+    """Hex sha256 of ``text`` (str is encoded as UTF-8)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Recipe
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that changes the pixels except the prompt and the seed.
+
+    ``pipeline`` and ``scheduler`` are opaque JSON-able mappings (e.g. ``{"id": ...,
+    "revision": ...}`` and ``{"class": "DDIMScheduler", "config": {...}}``); pass dicts, they
+    are stored as canonical JSON strings so the recipe stays hashable (read them back with
+    :attr:`pipeline_dict` / :attr:`scheduler_dict`). Leave out of them anything that does not
+    change pixels (e.g. diffusers' ``_diffusers_version``), or every upgrade invalidates the
+    cache.
+
+    Normalisation keeps equal recipes equal: ``guidance`` is stored as a float (7 and 7.0 give
+    one key), ``dtype`` as a bare name (``torch.float16``, ``"fp16"`` and ``"half"`` all
+    become ``"float16"``). ``negative_prompt`` is kept exactly: ``None`` and ``""`` are
+    different recipes (SDXL zeroes the negative embedding for ``None`` but not for ``""``).
+    """
+
+    pipeline: str
+    scheduler: str
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    dtype: str
+    negative_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "pipeline", _opaque(self.pipeline, "pipeline"))
+        set_(self, "scheduler", _opaque(self.scheduler, "scheduler"))
+        if not _is_int(self.steps) or self.steps <= 0:
+            raise ValueError(f"Recipe.steps must be a positive int, not {self.steps!r}")
+        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)):
+            raise ValueError(f"Recipe.guidance must be a number, not {self.guidance!r}")
+        if not math.isfinite(self.guidance) or self.guidance < 0:
+            raise ValueError(f"Recipe.guidance must be finite and ≥ 0, not {self.guidance!r}")
+        set_(self, "guidance", float(self.guidance))
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"Recipe.{name} must be a positive int, not {value!r}")
+        set_(self, "dtype", _dtype_name(self.dtype))
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise ValueError(
+                f"Recipe.negative_prompt must be a str or None, not {self.negative_prompt!r}"
+            )
+
+    @property
+    def pipeline_dict(self) -> Any:
+        return json.loads(self.pipeline)
+
+    @property
+    def scheduler_dict(self) -> Any:
+        return json.loads(self.scheduler)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict; ``pipeline`` and ``scheduler`` as mappings, not strings."""
+        return {
+            "pipeline": self.pipeline_dict,
+            "scheduler": self.scheduler_dict,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "width": self.width,
+            "height": self.height,
+            "dtype": self.dtype,
+            "negative_prompt": self.negative_prompt,
+        }
+
+    @property
+    def key(self) -> str:
+        """sha256 of the recipe alone (handy to group items or name a run; not an image key)."""
+        return sha256_hex(canonical_json({"key_version": KEY_VERSION, "recipe": self.to_dict()}))
+
+
+# --------------------------------------------------------------------------------------------
+# Work items
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One image to make: (template, term, seed), its expanded prompt, recipe and key.
+
+    ``template_index`` is the template's position in the spec (for grouping and display; it
+    is *not* part of the key). ``is_baseline`` is true for the spec's baseline term.
+    """
+
+    template: str
+    template_index: int
+    term: str
+    is_baseline: bool
+    seed: int
+    prompt: str
+    recipe: Recipe
+    key: str
+
+    def to_dict(self, *, include_recipe: bool = True) -> dict[str, Any]:
+        """JSON-safe dict (for ``items.jsonl``); ``include_recipe=False`` leaves it out."""
+        out: dict[str, Any] = {
+            "template": self.template,
+            "template_index": self.template_index,
+            "term": self.term,
+            "is_baseline": self.is_baseline,
+            "seed": self.seed,
+            "prompt": self.prompt,
+            "key": self.key,
+        }
+        if include_recipe:
+            out["recipe"] = self.recipe.to_dict()
+        return out
+
+
+def key_document(recipe: Recipe, prompt: str, seed: int) -> dict[str, Any]:
+    """The mapping whose canonical JSON is hashed into the item key (also fit for a PNG
+    text chunk: it is exactly what made the image)."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, not {seed!r}")
+    doc = recipe.to_dict()
+    doc["prompt"] = prompt
+    doc["seed"] = int(seed)
+    doc["key_version"] = KEY_VERSION
+    return doc
+
+
+def item_key(recipe: Recipe, prompt: str, seed: int) -> str:
+    """Hex sha256 of the canonical JSON of recipe + prompt + seed + ``key_version``."""
+    return sha256_hex(canonical_json(key_document(recipe, prompt, seed)))
+
+
+def plan(spec: Spec, recipe: Recipe) -> list[WorkItem]:
+    """Every (template, term, seed) of the spec as a work item, in a fixed order.
+
+    Order: templates in spec order; within a template the baseline first, then the terms in
+    spec order; within a term the spec's seeds in order. Seeds are paired: every term under a
+    template uses exactly the spec's seeds, so inside a (template, seed) pair only the term
+    differs. Items whose prompts coincide share a key (see the module docstring).
+
+    The recipe is used as given: merging the spec's ``steps``/``guidance``/``width``/
+    ``height``/``negative_prompt`` defaults with command-line options is the caller's job.
+    """
+    items: list[WorkItem] = []
+    for t_index, template in enumerate(spec.templates):
+        for term_index, term in enumerate(spec.all_terms):
+            is_baseline = term_index == 0
+            prompt = expand(template, term)
+            for seed in spec.seeds:
+                items.append(
+                    WorkItem(
+                        template=template,
+                        template_index=t_index,
+                        term=term,
+                        is_baseline=is_baseline,
+                        seed=seed,
+                        prompt=prompt,
+                        recipe=recipe,
+                        key=item_key(recipe, prompt, seed),
+                    )
+                )
+    return items
+
+
+def unique_items(items: Iterable[WorkItem]) -> list[WorkItem]:
+    """The first item for each key, in the given order (what a generator needs to make)."""
+    seen: set[str] = set()
+    out: list[WorkItem] = []
+    for item in items:
+        if item.key not in seen:
+            seen.add(item.key)
+            out.append(item)
+    return out
+
+
+def shared_keys(items: Iterable[WorkItem]) -> dict[str, list[WorkItem]]:
+    """Keys held by more than one item, each with its items in the given order."""
+    groups: dict[str, list[WorkItem]] = {}
+    for item in items:
+        groups.setdefault(item.key, []).append(item)
+    return {key: group for key, group in groups.items() if len(group) > 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _opaque(value: Any, name: str) -> str:
+    """A mapping (or canonical JSON text of one) → canonical JSON text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"Recipe.{name} must be a JSON-able mapping (e.g. {{'id': ..., 'revision': "
+                f"...}}) or its JSON text, not the string {value!r}"
+            ) from None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"Recipe.{name} must be a mapping, not {type(value).__name__}")
+    try:
+        return canonical_json(dict(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Recipe.{name} is not JSON-able: {exc}") from None
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = str(dtype).strip()
+    if name.startswith("torch."):
+        name = name[len("torch."):]
+    if not name:
+        raise ValueError("Recipe.dtype must name a dtype, e.g. 'float16'")
+    return _DTYPE_ALIASES.get(name.lower(), name)

@@ -1,0 +1,47 @@
+"""What every JSON document carries: schema version and provenance."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from . import SCHEMA_VERSION, __version__
+
+_LIBRARIES = ("torch", "diffusers", "transformers", "open_clip_torch", "numpy", "scipy")
+
+
+def now_iso() -> str:
+    """Current UTC time in ISO 8601 with an explicit offset."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions, read from package metadata (no heavy imports)."""
+    found: dict[str, str | None] = {"ldmprobe": __version__, "python": sys.version.split()[0]}
+    for name in _LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def provenance(*, started: str, tiny: bool, device: str | None = None, dtype: str | None = None,
+               finished: str | None = None, **extra) -> dict:
+    """Provenance block: versions, platform, device, timestamps, and the tiny-model flag."""
+    block = {
+        "schema_version": SCHEMA_VERSION,
+        "versions": library_versions(),
+        "platform": platform.platform(),
+        "device": device,
+        "dtype": dtype,
+        "started": started,
+        "finished": finished or now_iso(),
+        "tiny": tiny,
+    }
+    if tiny:
+        block["tiny_note"] = "made with built-in tiny models that have random weights: the numbers mean nothing"
+    block.update(extra)
+    return block

@@ -1,0 +1,161 @@
+"""Built-in ``tiny`` models: real architectures with small random weights, made offline.
+
+They are built once from configs with a fixed seed, saved into the cache as ordinary model
+folders, and loaded back through the same code path as real models. Their numbers mean
+nothing; they exist for tests, CI and smoke runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from .cache import publish_dir, staging_dir
+
+TINY_VERSION = 1
+TINY_SEED = 0
+
+#: open_clip CLIP config of the tiny measurer (ViT + text transformer, CLIP's real vocabulary).
+TINY_MEASURER_CONFIG = {
+    "embed_dim": 64,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+# Lines 1..48894 of open_clip's bundled BPE file are the merges CLIP uses (line 0 is a header).
+_N_MERGES = 49152 - 256 - 2
+
+
+def clip_bpe_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP's BPE vocabulary (49408 entries) and merges, rebuilt from open_clip's bundled file."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
+    with gzip.open(default_bpe(), "rt", encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : _N_MERGES + 1]]
+    byte_chars = list(bytes_to_unicode().values())
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {tok: i for i, tok in enumerate(tokens)}, merges
+
+
+def build_clip_tokenizer():
+    """A transformers CLIPTokenizer equivalent to open_clip's (bar ftfy/HTML clean-up)."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = clip_bpe_vocab_and_merges()
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def _seeded():
+    import torch
+
+    rng = torch.random.fork_rng(devices=[])
+    rng.__enter__()
+    torch.manual_seed(TINY_SEED)
+    return rng
+
+
+def build_tiny_generator(folder: Path) -> None:
+    """Write a tiny StableDiffusionPipeline (64x64 images) into ``folder``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    rng = _seeded()
+    try:
+        unet = UNet2DConditionModel(
+            sample_size=32, in_channels=4, out_channels=4, layers_per_block=1,
+            block_out_channels=(32, 64), norm_num_groups=32, cross_attention_dim=32,
+            attention_head_dim=(2, 4),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        )
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[32, 64],
+            norm_num_groups=32, sample_size=64,
+            down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408, max_position_embeddings=77, hidden_size=32, intermediate_size=37,
+                num_attention_heads=4, num_hidden_layers=2, projection_dim=32, layer_norm_eps=1e-5,
+                bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+            )
+        )
+    finally:
+        rng.__exit__(None, None, None)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(), unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    _write_marker(folder, "generator")
+
+
+def build_tiny_measurer(folder: Path) -> None:
+    """Write a tiny open_clip CLIP as ``open_clip_config.json`` + safetensors into ``folder``."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    rng = _seeded()
+    try:
+        model = open_clip.CLIP(**TINY_MEASURER_CONFIG)
+    finally:
+        rng.__exit__(None, None, None)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+    config = {
+        "model_cfg": TINY_MEASURER_CONFIG,
+        "preprocess_cfg": {
+            "mean": list(open_clip.OPENAI_DATASET_MEAN),
+            "std": list(open_clip.OPENAI_DATASET_STD),
+            "interpolation": "bicubic",
+            "resize_mode": "shortest",
+        },
+    }
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    _write_marker(folder, "measurer")
+
+
+def _write_marker(folder: Path, role: str) -> None:
+    marker = {"ldmprobe_tiny": TINY_VERSION, "role": role, "seed": TINY_SEED,
+              "note": "random weights: outputs made with this model mean nothing"}
+    (folder / "ldmprobe_tiny.json").write_text(json.dumps(marker, indent=2))
+
+
+def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
+    final = models_dir / f"{name}-v{TINY_VERSION}"
+    if (final / probe_file).is_file():
+        return final
+    from .models import quiet_libraries
+
+    quiet_libraries()
+    tmp = staging_dir(final)
+    try:
+        builder(tmp)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return publish_dir(tmp, final)
+
+
+def ensure_tiny_generator(models_dir: Path) -> Path:
+    """The tiny generator's folder, built on first use."""
+    return _ensure(models_dir, "tiny-generator", build_tiny_generator, "model_index.json")
+
+
+def ensure_tiny_measurer(models_dir: Path) -> Path:
+    """The tiny measurer's folder, built on first use."""
+    return _ensure(models_dir, "tiny-measurer", build_tiny_measurer, "open_clip_config.json")
+
+
+def is_tiny_folder(folder: Path) -> bool:
+    return (Path(folder) / "ldmprobe_tiny.json").is_file()
