@@ -1,0 +1,37 @@
+"""Shared test set-up: offline hub, a private cache folder, and session-wide tiny models."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Must happen before anything imports huggingface_hub (it reads the variable at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.pop("LDMPROBE_OFFLINE", None)
+_SESSION_CACHE = tempfile.mkdtemp(prefix="ldmprobe-test-cache-")
+os.environ["LDMPROBE_CACHE"] = _SESSION_CACHE
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cache_root():
+    """The session's private cache folder (tiny models are built here once)."""
+    from pathlib import Path
+
+    return Path(_SESSION_CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(cache_root):
+    from ldmprobe import models
+
+    return models.load_generator(models.resolve_generator("tiny"), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_measurer(cache_root):
+    from ldmprobe import models
+
+    return models.load_measurer(models.resolve_measurer("tiny"), device="cpu")
