@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import shutil
 import tempfile
@@ -58,3 +60,112 @@ def staging_dir(final_dir: Path) -> Path:
     """A fresh temp folder beside ``final_dir`` (same filesystem, so the rename is atomic)."""
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}."))
+
+
+# --------------------------------------------------------------------------- stores
+
+PNG_RECIPE_KEY = "ldmprobe"
+
+
+def _sharded(base: Path, key: str, suffix: str) -> Path:
+    return base / key[:2] / f"{key}{suffix}"
+
+
+class ImageStore:
+    """Generated images by work-item key: ``images/ab/abcd....png`` (recipe in the PNG text chunk).
+
+    Items that could not be made (NaN or black images) get a ``.failed.json`` record instead,
+    so a rerun does not regenerate what is known to fail; flags such as the safety checker's
+    travel in the PNG's metadata.
+    """
+
+    def __init__(self, root: Path | None = None):
+        self.base = (root or cache_root()) / "images"
+
+    def path(self, key: str) -> Path:
+        return _sharded(self.base, key, ".png")
+
+    def failure_path(self, key: str) -> Path:
+        return _sharded(self.base, key, ".failed.json")
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file() or self.failure_path(key).is_file()
+
+    def save(self, key: str, image, metadata: dict) -> Path:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text(PNG_RECIPE_KEY, json.dumps(metadata, sort_keys=True, ensure_ascii=False))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", pnginfo=info)
+        path = self.path(key)
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    def save_failure(self, key: str, metadata: dict) -> None:
+        atomic_write_text(self.failure_path(key), json.dumps(metadata, sort_keys=True, indent=1))
+
+    def failure(self, key: str) -> dict | None:
+        path = self.failure_path(key)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def load(self, key: str):
+        """The image and its metadata, or None when missing or unreadable (the file is removed)."""
+        from PIL import Image
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            with Image.open(path) as im:
+                im.load()  # decodes every byte: a truncated file raises here
+                metadata = json.loads(im.text.get(PNG_RECIPE_KEY, "{}"))
+                return im.convert("RGB"), metadata
+        except (OSError, ValueError, SyntaxError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def valid(self, key: str) -> bool:
+        """Whether a usable result (image or failure record) is cached; removes corrupt files."""
+        if self.failure(key) is not None:
+            return True
+        return self.load(key) is not None
+
+
+class ArrayStore:
+    """Float arrays by key under a namespace (e.g. one measurer), one ``.npy`` file each."""
+
+    def __init__(self, namespace: str, root: Path | None = None):
+        self.base = (root or cache_root()) / namespace
+
+    def path(self, key: str) -> Path:
+        return _sharded(self.base, key, ".npy")
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def save(self, key: str, array) -> None:
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(array), allow_pickle=False)
+        atomic_write_bytes(self.path(key), buffer.getvalue())
+
+    def load(self, key: str):
+        """The array, or None when missing or corrupt (a corrupt file is removed)."""
+        import numpy as np
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            path.unlink(missing_ok=True)
+            return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -127,6 +128,72 @@ def check_command(obj: Context, pipeline, revision, measurer, device, dtype, fmt
         obj.terminal.write_json(document) if fmt == "json" else obj.terminal.write_jsonl([document])
     else:
         obj.terminal.write_table(render_check(document))
+
+
+@main.command("sweep")
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--term", "terms", multiple=True, help="A term (repeatable; plain-text specs, or to replace a TOML spec's terms).")
+@click.option("--baseline", default=None, help="The baseline term (may be empty: --baseline '').")
+@click.option("--probe", "probes", multiple=True, help="A probe word (repeatable).")
+@click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
+@model_options
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (default: spec, else 50; tiny: 4).")
+@click.option("--guidance", type=click.FloatRange(min=0), default=None, help="Classifier-free guidance scale (default 7.5).")
+@click.option("--width", type=click.IntRange(min=8), default=None, help="Image width (default: the model's native size).")
+@click.option("--height", type=click.IntRange(min=8), default=None, help="Image height (default: the model's native size).")
+@click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per generation batch (default 8 on CUDA, halved on out-of-memory; 4 elsewhere).")
+@click.option("--allow-truncation", is_flag=True, help="Allow prompts over the tokenizer's 77 tokens (truncated).")
+@click.option("--nsfw", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+              help="Whether images flagged by the safety checker count in the statistics.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default: runs/NAME-YYYYmmdd-HHMMSS).")
+@click.option("--permutations", type=click.IntRange(min=1), default=9999, show_default=True,
+              help="Permutations for p-values (exact enumeration when fewer patterns exist).")
+@click.option("--bootstrap", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Bootstrap resamples for probe-shift confidence intervals.")
+@click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics' random numbers.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (prompts, seeds, counts, cached) and load no model.")
+@output_options
+@click.pass_obj
+def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipeline, revision, measurer, device,
+                  dtype, steps, guidance, width, height, negative_prompt, batch_size, allow_truncation, nsfw,
+                  out, permutations, bootstrap, stats_seed, dry_run, fmt):
+    """Generate every (template, term, seed) image of SPEC, embed it, and report drift per term.
+
+    SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
+    descriptors). Everything is cached: rerun the same command to resume.
+    """
+    from .spec import load_spec
+    from .sweep import SweepOptions, dry_run_document, make_plan, run_sweep
+    from .render_sweep import render_plan, render_sweep, sweep_records
+
+    spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    options = SweepOptions(
+        pipeline=pipeline, revision=revision, measurer=measurer, device=device, dtype=dtype, steps=steps,
+        guidance=guidance, width=width, height=height, negative_prompt=negative_prompt, batch_size=batch_size,
+        allow_truncation=allow_truncation, nsfw=nsfw, offline=obj.offline, out=out, permutations=permutations,
+        bootstrap=bootstrap, stats_seed=stats_seed,
+    )
+    fmt = fmt or obj.terminal.default_format()
+    if dry_run:
+        document = dry_run_document(make_plan(spec, options))
+        if fmt == "json":
+            obj.terminal.write_json(document)
+        elif fmt == "jsonl":
+            obj.terminal.write_jsonl(document["items"])
+        else:
+            obj.terminal.write_table(render_plan(document))
+        return
+    document = run_sweep(spec, options, obj.terminal)
+    if fmt == "json":
+        obj.terminal.write_json(document)
+    elif fmt == "jsonl":
+        obj.terminal.write_jsonl(sweep_records(document))
+    else:
+        obj.terminal.write_table(render_sweep(document))
+    obj.terminal.info(f"run folder: {document['run']['out']}")
 
 
 def run(argv: list[str] | None = None) -> int:

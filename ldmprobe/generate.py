@@ -1,0 +1,159 @@
+"""Image generation for work items: batched, one CPU generator per item, checked before saving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .plan import Recipe, WorkItem, key_document
+
+#: An image whose brightest pixel is below this (on 0..1) counts as all black.
+BLACK_THRESHOLD = 1.0 / 255.0
+
+
+@dataclass
+class Generated:
+    """One item's outcome: an image (uint8 HxWx3) or a failure reason, plus flags."""
+
+    item: WorkItem
+    pixels: np.ndarray | None
+    failed: str | None = None
+    nsfw: bool | None = None
+    dtype_used: str = ""
+    flags: dict = field(default_factory=dict)
+
+
+def image_problem(pixels: np.ndarray) -> str | None:
+    """'nan' for non-finite pixels, 'black' for an all-black image, else None."""
+    if not np.isfinite(pixels).all():
+        return "nan"
+    if float(np.max(pixels)) < BLACK_THRESHOLD:
+        return "black"
+    return None
+
+
+def default_batch_size(device: str) -> int:
+    return 8 if device.startswith("cuda") else 4
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+class BatchGenerator:
+    """Generates items in batches; on CUDA out-of-memory halves the batch and remembers it."""
+
+    def __init__(self, loaded, recipe: Recipe, batch_size: int):
+        self.loaded = loaded
+        self.recipe = recipe
+        self.batch_size = max(1, int(batch_size))
+        self.halvings = 0
+
+    def _run(self, items: Sequence[WorkItem]) -> np.ndarray:
+        import torch
+
+        recipe = self.recipe
+        kwargs = {}
+        if recipe.negative_prompt is not None:
+            kwargs["negative_prompt"] = [recipe.negative_prompt] * len(items)
+        with torch.inference_mode():
+            output = self.loaded.pipe(
+                prompt=[item.prompt for item in items],
+                num_inference_steps=recipe.steps,
+                guidance_scale=recipe.guidance,
+                width=recipe.width,
+                height=recipe.height,
+                generator=[torch.Generator("cpu").manual_seed(item.seed) for item in items],
+                output_type="np",
+                **kwargs,
+            )
+        return np.asarray(output.images, dtype=np.float32)
+
+    def _retry_fp32(self, item: WorkItem) -> np.ndarray:
+        """Regenerate one item with the pipeline temporarily in float32 (fp16 overflow)."""
+        import torch
+
+        pipe = self.loaded.pipe
+        pipe.to(torch.float32)
+        try:
+            return self._run([item])[0]
+        finally:
+            pipe.to(torch.float16)
+
+    def _nsfw_flags(self, pixels: np.ndarray) -> list[bool | None]:
+        checker = self.loaded.safety_checker
+        extractor = getattr(self.loaded.pipe, "feature_extractor", None)
+        if checker is None or extractor is None:
+            return [None] * len(pixels)
+        import torch
+
+        images = [(np.clip(p, 0, 1) * 255).round().astype(np.uint8) for p in pixels]
+        clip_input = extractor(images, return_tensors="pt").pixel_values.to(self.loaded.device)
+        with torch.inference_mode():
+            _, flags = checker(images=pixels.copy(), clip_input=clip_input.to(checker.dtype))
+        return [bool(f) for f in flags]
+
+    def generate(self, items: Sequence[WorkItem]) -> list[Generated]:
+        """Generate a batch (split further if CUDA runs out of memory)."""
+        try:
+            pixels = self._run(items)
+        except RuntimeError as exc:
+            if not _is_oom(exc) or len(items) == 1:
+                raise
+            import torch
+
+            torch.cuda.empty_cache()
+            self.batch_size = max(1, len(items) // 2)
+            self.halvings += 1
+            half = len(items) // 2
+            return self.generate(items[:half]) + self.generate(items[half:])
+        dtype = self.loaded.dtype
+        results = []
+        for item, image in zip(items, pixels):
+            problem = image_problem(image)
+            used = dtype
+            if problem and dtype == "float16" and self.loaded.device.startswith("cuda"):
+                image = self._retry_fp32(item)
+                problem, used = image_problem(image), "float32"
+            results.append(Generated(item=item, pixels=None if problem else image, failed=problem, dtype_used=used))
+        good = [r for r in results if r.pixels is not None]
+        for result, flag in zip(good, self._nsfw_flags(np.stack([r.pixels for r in good])) if good else []):
+            result.nsfw = flag
+        for result in results:
+            if result.pixels is not None:
+                result.pixels = (np.clip(result.pixels, 0, 1) * 255).round().astype(np.uint8)
+        return results
+
+
+def png_metadata(item: WorkItem, result: Generated) -> dict:
+    """What goes into the PNG text chunk: the full key document plus how it was made."""
+    return {
+        **key_document(item.recipe, item.prompt, item.seed),
+        "key": item.key,
+        "template": item.template,
+        "term": item.term,
+        "nsfw": result.nsfw,
+        "dtype_used": result.dtype_used,
+    }
+
+
+def encode_conditioning(loaded, prompts: Sequence[str]) -> np.ndarray:
+    """The generator's own text conditioning: the (77, d) hidden states the UNet attends to."""
+    import torch
+
+    pipe = loaded.pipe
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    tokens = tokenizer(
+        list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
+        truncation=True, return_tensors="pt",
+    )
+    with torch.inference_mode():
+        hidden = encoder(tokens.input_ids.to(encoder.device))[0]
+    return hidden.float().cpu().numpy()
+
+
+ProgressCallback = Callable[[int, int], None]
