@@ -469,7 +469,7 @@ def _str_list(value: Any, table: str, key: str, where: _Where, *, what: str) -> 
         )
     if not value:
         raise SpecError(
-            f"{where(table, key)}: {key} is empty; set {table} needs at least one {what}."
+            f"{where(table, key)}: the list is empty; set {table} needs at least one {what}."
         )
     out: list[str] = []
     seen: dict[str, int] = {}

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import sys
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +76,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def set_hub_offline() -> None:
     """Make huggingface_hub answer from its cache only (no retries against the network)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    import sys
-
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:  # already imported: the env var alone is not re-read
         constants.HF_HUB_OFFLINE = True
@@ -301,6 +300,48 @@ def load_generator(
     )
 
 
+class TokenCounter:
+    """Counts the generator tokenizer's tokens (start/end included), cached per tokenizer.
+
+    The tokenizer loads only when a prompt's count is not cached yet, so a rerun's
+    prompt-length check costs no transformers import.
+    """
+
+    def __init__(self, ref: GeneratorRef, folder: Path, *, offline: bool = False):
+        self.ref, self.folder, self.offline = ref, folder, offline
+        tok_dir = folder / "tokenizer"
+        fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
+        self.path = cache.cache_root() / "token_counts" / f"{fingerprint[:24]}.json"
+        try:
+            self.counts: dict[str, int] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.counts = {}
+        self._tokenizer = None
+        self._dirty = False
+
+    @property
+    def max_length(self) -> int:
+        config = self.folder / "tokenizer" / "tokenizer_config.json"
+        try:
+            limit = int(json.loads(config.read_text()).get("model_max_length", 77))
+        except (OSError, ValueError, TypeError):
+            limit = 77
+        return 77 if limit > 10_000 else limit
+
+    def __call__(self, text: str) -> int:
+        if text not in self.counts:
+            if self._tokenizer is None:
+                self._tokenizer = load_generator_tokenizer(self.ref, offline=self.offline)
+            self.counts[text] = len(self._tokenizer(text, truncation=False).input_ids)
+            self._dirty = True
+        return self.counts[text]
+
+    def save(self) -> None:
+        if self._dirty:
+            cache.atomic_write_text(self.path, json.dumps(self.counts, ensure_ascii=False))
+            self._dirty = False
+
+
 def load_generator_tokenizer(ref: GeneratorRef, *, offline: bool = False):
     """Only the generator's tokenizer (for prompt-length checks without loading weights)."""
     folder = locate_generator(ref, offline=offline, configs_only=True)
@@ -462,8 +503,17 @@ def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = Fals
 # --------------------------------------------------------------------------- devices
 
 
+def _surely_cpu_only() -> bool:
+    """True on Linux with no NVIDIA or ROCm device nodes: no GPU torch could use (no import)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
+
+
 def pick_device(requested: str = "auto") -> tuple[str, str]:
     """(device, dtype) for ``--device``: auto = CUDA (float16), then MPS, then CPU (float32)."""
+    if requested in ("auto", "cpu") and (requested == "cpu" or _surely_cpu_only()):
+        return "cpu", "float32"
     import torch
 
     if requested == "auto":

@@ -7,8 +7,9 @@ they are cached per (measurer identity, vocabulary content, contexts) as one ``.
 ``cache_root()/text/vocab/``, written atomically and checked on every read: a file that is
 unreadable, of the wrong shape, non-finite or not made of unit rows is rebuilt.
 
-The image side (``rank_by_image``, ``overlap``) ranks the same vocabulary embeddings against
-the centroid of a term's generated images, and compares the two top-k lists.
+The image side (``term_images``, ``rank_by_image``, ``overlap``) generates the term's images
+with the sweep's machinery (cached like a sweep), ranks the same vocabulary embeddings against
+the centroid of their embeddings, and compares the two top-k lists.
 
 Importing this module does not import torch; encoding does, through :mod:`ldmprobe.embed`.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "Neighbour",
     "NeighbourResult",
     "Overlap",
+    "TermImages",
     "VocabEmbeddings",
     "check_contexts",
     "check_k",
@@ -46,6 +48,7 @@ __all__ = [
     "overlap",
     "rank_by_image",
     "rank_words",
+    "term_images",
     "text_cache_key",
     "text_cache_path",
     "trivial_variants",
@@ -237,6 +240,8 @@ def _read_cached(path: Path, rows: int, dim: int) -> tuple[np.ndarray | None, st
 def _encode(measurer, words: Sequence[str], contexts: Sequence[str], progress: Progress | None) -> np.ndarray:
     """Embed words (inside every context, averaged) in chunks, reporting progress."""
     chunks = []
+    if progress is not None:
+        progress(0, len(words))
     for start in range(0, len(words), _CHUNK_WORDS):
         chunks.append(embed.encode_in_templates(measurer, words[start : start + _CHUNK_WORDS], tuple(contexts)))
         if progress is not None:
@@ -356,13 +361,89 @@ def overlap(first: Sequence[Neighbour], second: Sequence[Neighbour]) -> Overlap:
     return Overlap(len(shared), len(shared) / union if union else 0.0, shared)
 
 
+# --------------------------------------------------------------------------- images
+
+
+#: The prompt template for ``--images`` without a context: the bare term.
+BARE_TEMPLATE = "{}"
+
+
+@dataclass
+class TermImages:
+    """Unit image embeddings of a term's generated images and the recipe that made them."""
+
+    embeddings: np.ndarray  # (n_usable, dim)
+    config: dict[str, Any]
+
+
+def term_images(term: str, contexts: Sequence[str], count: int, options, *, terminal,
+                measurer=None) -> TermImages:
+    """Generate (or read from the image cache) ``count`` seeds of the term in each context.
+
+    Uses the sweep's machinery (:mod:`ldmprobe.sweep`): the items are the term's items of a
+    one-term sweep over the contexts with seeds 0..count-1, keyed and cached exactly like a
+    sweep's, so a sweep with the same recipe shares the images. ``options`` is a
+    :class:`~ldmprobe.sweep.SweepOptions`. Images that came out NaN or black are left out.
+    """
+    import dataclasses
+
+    from . import sweep
+    from .plan import unique_items
+    from .spec import Spec
+
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
+        raise BadInputError(f"--images must be a positive number of images (got {count!r}).")
+    term, contexts = check_term(term), check_contexts(contexts)
+    spec = Spec(name="neighbours", templates=contexts or (BARE_TEMPLATE,), baseline="", terms=(term,),
+                seeds=tuple(range(int(count))))
+    plan = sweep.make_plan(spec, options)
+    plan = dataclasses.replace(plan, items=[item for item in plan.items if not item.is_baseline])
+    store = cache.ImageStore()
+    loaded = sweep.Loaded(plan, measurer=measurer)
+    made, batch_size = sweep.generate_missing(plan, loaded, terminal, store)
+    records = sweep.embed_items(plan, loaded, store, made)
+    items = unique_items(plan.items)
+    usable = [records[item.key] for item in items if records[item.key].failed is None
+              and not (options.nsfw == "drop" and records[item.key].nsfw)]
+    failed = {item.key: records[item.key].failed for item in items if records[item.key].failed is not None}
+    if not usable:
+        raise BadInputError(
+            f"none of the {len(items)} images of {term!r} can be used ({len(failed)} came out NaN or "
+            "black, the rest were flagged and dropped); try another pipeline, --dtype float32, or "
+            "--nsfw keep."
+        )
+    recipe = plan.recipe
+    config = {
+        "count": int(count),
+        "made": len(made),
+        "cached": len(items) - len(made),
+        "used": len(usable),
+        "failed": len(failed),
+        "pipeline": {"spec": plan.generator_ref.spec, "identity": recipe.pipeline_dict},
+        "scheduler": recipe.scheduler_dict,
+        "steps": recipe.steps,
+        "guidance": recipe.guidance,
+        "width": recipe.width,
+        "height": recipe.height,
+        "dtype": recipe.dtype,
+        "seeds": list(spec.seeds),
+        "prompts": sorted({item.prompt for item in items}),
+        "keys": [item.key for item in items],
+    }
+    return TermImages(np.stack([r.embedding for r in usable]).astype(np.float32), config)
+
+
 # --------------------------------------------------------------------------- the query
 
 
 def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Sequence[str] = (),
-                    k: int = DEFAULT_K, keep_self: bool = False, progress: Progress | None = None,
-                    started: str | None = None) -> NeighbourResult:
-    """Rank ``vocabulary`` by cosine to ``term`` (bare or in ``contexts``) with a loaded measurer."""
+                    k: int = DEFAULT_K, keep_self: bool = False, images: TermImages | None = None,
+                    progress: Progress | None = None, started: str | None = None) -> NeighbourResult:
+    """Rank ``vocabulary`` by cosine to ``term`` (bare or in ``contexts``) with a loaded measurer.
+
+    With ``images`` (see :func:`term_images`), also rank it by cosine to the images' centroid
+    and report the overlap of the two top-k lists.
+    """
     started = started or now_iso()
     term, k, contexts = check_term(term), check_k(k), check_contexts(contexts)
     if len(vocabulary) == 0:
@@ -375,6 +456,11 @@ def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Se
     timings["vocabulary_s"] = table.seconds
     t0 = time.perf_counter()
     ranked, excluded = rank_words(query, table.vectors, vocabulary.words, k, term=term, keep_self=keep_self)
+    image_ranked = shared = None
+    if images is not None:
+        image_ranked, _ = rank_by_image(images.embeddings, table.vectors, vocabulary.words, k,
+                                        term=term, keep_self=keep_self)
+        shared = overlap(ranked, image_ranked)
     timings["rank_s"] = time.perf_counter() - t0
     ref = measurer.ref
     config = {
@@ -383,6 +469,7 @@ def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Se
         "contexts": list(contexts),
         "k": k,
         "keep_self": keep_self,
+        "images": images.config if images is not None else None,
     }
     cache_info = {"path": str(table.path), "status": table.status}
     if table.problem:
@@ -390,5 +477,5 @@ def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Se
     return NeighbourResult(
         term=term, config=config, neighbours=ranked, excluded=excluded,
         provenance=provenance(started=started, tiny=ref.is_tiny, device=measurer.device, dtype="float32"),
-        cache=cache_info, timings=timings,
+        cache=cache_info, timings=timings, image_neighbours=image_ranked, overlap=shared,
     )

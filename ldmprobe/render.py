@@ -70,6 +70,7 @@ class Terminal:
         return Console(
             file=self.stderr, stderr=True, no_color=self._no_color() or not tty,
             color_system="auto" if tty and not self._no_color() else None, highlight=False,
+            soft_wrap=True,
         )
 
     def default_format(self) -> str:

@@ -45,3 +45,18 @@ def provenance(*, started: str, tiny: bool, device: str | None = None, dtype: st
         block["tiny_note"] = "made with built-in tiny models that have random weights: the numbers mean nothing"
     block.update(extra)
     return block
+
+
+def load_schema(name: str) -> dict:
+    """A JSON Schema shipped in ``ldmprobe/schemas`` (``sweep``, ``neighbours``, ``assoc``)."""
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "schemas" / f"{name}.schema.json").read_text())
+
+
+def validate_document(document: dict, name: str) -> None:
+    """Raise jsonschema.ValidationError when ``document`` breaks the named schema."""
+    import jsonschema
+
+    jsonschema.validate(document, load_schema(name), format_checker=jsonschema.FormatChecker())

@@ -114,16 +114,13 @@ def make_plan(spec: Spec, options: SweepOptions) -> SweepPlan:
     for side in ("width", "height"):
         if getattr(recipe, side) % 8:
             raise BadInputError(f"--{side} {getattr(recipe, side)} must be a multiple of 8.")
-    tokenizer = models.load_generator_tokenizer(generator_ref, offline=options.offline)
-    limit = int(getattr(tokenizer, "model_max_length", 77) or 77)
-    limit = 77 if limit > 10_000 else limit
-    truncated = check_prompt_lengths(
-        spec.prompts(), lambda text: len(tokenizer(text, truncation=False).input_ids),
-        max_tokens=limit, allow_truncation=options.allow_truncation,
-    )
-    if recipe.negative_prompt:
-        check_prompt_lengths([recipe.negative_prompt], lambda text: len(tokenizer(text).input_ids),
-                             max_tokens=limit, allow_truncation=options.allow_truncation)
+    counter = models.TokenCounter(generator_ref, folder, offline=options.offline)
+    prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
+    try:
+        truncated = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
+                                         allow_truncation=options.allow_truncation)
+    finally:
+        counter.save()
     return SweepPlan(
         spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
         generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
