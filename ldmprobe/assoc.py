@@ -91,6 +91,7 @@ DEFAULT_DDOF = 1
 DEFAULT_PERMUTATIONS = 100_000
 DEFAULT_TEST_SEED = 0
 DEFAULT_STEPS = 50
+DEFAULT_TINY_STEPS = 4  # as the sweep: the tiny pipeline's images do not improve with steps
 DEFAULT_GUIDANCE = 7.5
 #: Guard against typos such as permutations = 1000000000 (that would run for hours).
 MAX_PERMUTATIONS = 100_000_000
@@ -719,58 +720,38 @@ def embed_prompt_sets(
     (same prompt and seed) is made once. NaN or all-black images raise
     :class:`BadImagesError` listing them.
 
-    TODO(sweep): this makes the images directly with the loaded pipeline and caches nothing.
-    Switch it to the sweep's cached generation (``ldmprobe/generate.py``) keyed by
-    ``records[i].key`` so reruns reuse images and distributed ranks can share the work.
+    Images and embeddings go through the sweep's caches (keyed exactly as a sweep keys
+    them), so a rerun, or a sweep that made the same images, generates nothing.
     """
     import numpy as np
-    import torch
-    from PIL import Image
 
-    from .embed import encode_images
-    from .plan import item_key
+    from .cache import ImageStore
+    from .generate import embed_stored_images, generate_into_store
+    from .plan import WorkItem, item_key
 
     recipe = generation_recipe(generator, steps=steps, guidance=guidance,
                                negative_prompt=negative_prompt)
     records: list[ImageRecord] = []
-    unique: dict[str, tuple[str, int]] = {}
+    unique: dict[str, WorkItem] = {}
     for aset in sets:
         for prompt, seed in aset.images():
             key = item_key(recipe, prompt, seed)
             records.append(ImageRecord(aset.name, prompt, seed, key))
-            unique.setdefault(key, (prompt, seed))
+            unique.setdefault(key, WorkItem(template=prompt, template_index=0, term="", is_baseline=False,
+                                            seed=seed, prompt=prompt, recipe=recipe, key=key))
 
-    keys = list(unique)
-    rows: dict[str, Any] = {}
-    bad: list[str] = []
-    for start in range(0, len(keys), batch_size):
-        chunk = keys[start:start + batch_size]
-        prompts = [unique[k][0] for k in chunk]
-        seeds = [unique[k][1] for k in chunk]
-        kwargs = {}
-        if negative_prompt is not None:
-            kwargs["negative_prompt"] = [negative_prompt] * len(chunk)
-        with torch.inference_mode():
-            out = generator.pipe(
-                prompts, num_inference_steps=recipe.steps, guidance_scale=recipe.guidance,
-                height=recipe.height, width=recipe.width,
-                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                output_type="np", **kwargs,
-            )
-        arrays = np.asarray(out.images, dtype=np.float32)
-        images = []
-        for key, prompt, seed, array in zip(chunk, prompts, seeds, arrays):
-            if not np.isfinite(array).all():
-                bad.append(f"{prompt!r} seed {seed} (NaN)")
-            elif np.round(np.clip(array, 0, 1) * 255).max() == 0:
-                bad.append(f"{prompt!r} seed {seed} (all black)")
-            # same conversion as diffusers' numpy_to_pil
-            images.append(Image.fromarray(np.round(np.nan_to_num(np.clip(array, 0, 1)) * 255)
-                                          .astype(np.uint8)))
-        for key, row in zip(chunk, encode_images(measurer, images)):
-            rows[key] = row
+    store = ImageStore()
+    items = list(unique.values())
+    done = [sum(store.has(k) for k in unique)]
+
+    def advance(n: int) -> None:
+        done[0] += n
         if progress is not None:
-            progress(min(start + batch_size, len(keys)), len(keys))
+            progress(done[0], len(items))
+
+    generate_into_store(generator, recipe, items, store, batch_size=batch_size, on_batch=advance)
+    bad = [f"{item.prompt!r} seed {item.seed} ({store.failure(item.key)['failed']})"
+           for item in items if store.failure(item.key) is not None]
     if bad:
         raise BadImagesError(
             f"{len(bad)} generated image{'s are' if len(bad) != 1 else ' is'} unusable: "
@@ -779,6 +760,7 @@ def embed_prompt_sets(
             f"garbage in. NaN images usually mean float16 overflow (try --dtype float32); "
             f"black ones can come from a safety checker or a broken VAE."
         )
+    rows = embed_stored_images(measurer, list(unique), store)
     embeddings = {
         aset.name: np.stack([rows[r.key] for r in records if r.set == aset.name]) for aset in sets
     }
@@ -922,7 +904,8 @@ def run_assoc(
     if prompt_sets:
         if generator is None:
             raise ValueError(f"spec {spec.name!r} has prompt sets: pass a loaded generator")
-        steps = int(steps if steps is not None else spec.steps or DEFAULT_STEPS)
+        default_steps = DEFAULT_TINY_STEPS if generator.ref.is_tiny else DEFAULT_STEPS
+        steps = int(steps if steps is not None else spec.steps or default_steps)
         guidance = float(guidance if guidance is not None else
                          spec.guidance if spec.guidance is not None else DEFAULT_GUIDANCE)
         tokenizer = generator.tokenizer

@@ -25,11 +25,22 @@ def models_dir() -> Path:
     return cache_root() / "models"
 
 
+def _file_mode() -> int:
+    """Permissions a plain open() would give (mkstemp's 0600 would hide shared-cache files)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers only ever see the old or the complete new content."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -169,3 +180,16 @@ class ArrayStore:
         except (OSError, ValueError, EOFError):
             path.unlink(missing_ok=True)
             return None
+
+
+def identity_namespace(identity: dict) -> str:
+    """A short stable folder name for a model identity (sha256 of its canonical JSON)."""
+    import hashlib
+
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def embedding_store(measurer_identity: dict, root: Path | None = None) -> ArrayStore:
+    """Image embeddings by one measurer, keyed by image key."""
+    return ArrayStore(f"embeddings/{identity_namespace(measurer_identity)}", root)

@@ -155,17 +155,19 @@ def check_command(obj: Context, pipeline, revision, measurer, device, dtype, fmt
               help="Bootstrap resamples for probe-shift confidence intervals.")
 @click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics' random numbers.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (prompts, seeds, counts, cached) and load no model.")
+@click.option("--no-report", is_flag=True, help="Skip writing report.html in the run folder.")
 @output_options
 @click.pass_obj
 def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipeline, revision, measurer, device,
                   dtype, steps, guidance, width, height, negative_prompt, batch_size, allow_truncation, nsfw,
-                  out, permutations, bootstrap, stats_seed, dry_run, fmt):
+                  out, permutations, bootstrap, stats_seed, dry_run, no_report, fmt):
     """Generate every (template, term, seed) image of SPEC, embed it, and report drift per term.
 
     SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
     descriptors). Everything is cached: rerun the same command to resume.
     """
     from .spec import load_spec
+    from .distributed import is_main_process
     from .sweep import SweepOptions, dry_run_document, make_plan, run_sweep
     from .render_sweep import render_plan, render_sweep, sweep_records
 
@@ -178,6 +180,8 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
     )
     fmt = fmt or obj.terminal.default_format()
     if dry_run:
+        if not is_main_process():  # under torchrun / accelerate launch, rank 0 prints the plan
+            return
         document = dry_run_document(make_plan(spec, options))
         if fmt == "json":
             obj.terminal.write_json(document)
@@ -187,6 +191,12 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
             obj.terminal.write_table(render_plan(document))
         return
     document = run_sweep(spec, options, obj.terminal)
+    if document is None:  # a distributed run's other ranks: rank 0 writes the output
+        return
+    if not no_report:
+        from .report import write_report
+
+        write_report(document["run"]["out"])
     if fmt == "json":
         obj.terminal.write_json(document)
     elif fmt == "jsonl":
@@ -196,6 +206,17 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
     obj.terminal.info(f"run folder: {document['run']['out']}")
 
 
+@main.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.pass_obj
+def report_command(obj: Context, run_dir: Path):
+    """Write report.html (config, contact sheets, drift and probe plots) into a sweep's run folder."""
+    from .report import write_report
+
+    target = write_report(run_dir)
+    obj.terminal.info(f"wrote {target}")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point for the console script and ``python -m ldmprobe``."""
     try:
@@ -203,3 +224,15 @@ def run(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return 0
+
+
+def _register_commands() -> None:
+    """Commands defined in their own modules (imported after this module's decorators exist)."""
+    from .cli_assoc import assoc
+    from .cli_neighbours import neighbours
+
+    main.add_command(assoc)
+    main.add_command(neighbours)
+
+
+_register_commands()

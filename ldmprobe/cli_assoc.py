@@ -26,7 +26,8 @@ from .cli import Context, model_options, output_options
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Denoising steps for prompt sets (default: the spec's, else 50).")
 @click.option("--guidance", type=click.FloatRange(min=0), default=None,
-              help="Classifier-free guidance scale for prompt sets (default: the spec's, else 7.5).")
+              help="Classifier-free guidance scale for prompt sets (default: the spec's, "
+                   "else 7.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images generated per pipeline call.")
 @click.option("--allow-truncation", is_flag=True,

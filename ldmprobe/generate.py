@@ -157,3 +157,59 @@ def encode_conditioning(loaded, prompts: Sequence[str]) -> np.ndarray:
 
 
 ProgressCallback = Callable[[int, int], None]
+
+
+def generate_into_store(loaded, recipe: Recipe, items: Sequence[WorkItem], store, *, batch_size: int,
+                        on_batch: Callable[[int], None] | None = None) -> tuple[set[str], int, int]:
+    """Make every item whose image (or failure record) is not cached yet, and store it.
+
+    Returns (keys made now, batch size in use at the end, number of out-of-memory halvings).
+    Each batch is written before the next starts, so an interruption loses at most one batch.
+    """
+    from PIL import Image
+
+    missing = [item for item in items if not store.valid(item.key)]
+    batcher = BatchGenerator(loaded, recipe, batch_size)
+    made: set[str] = set()
+    position = 0
+    while position < len(missing):
+        batch = missing[position : position + batcher.batch_size]
+        for result in batcher.generate(batch):
+            metadata = png_metadata(result.item, result)
+            if result.pixels is None:
+                store.save_failure(result.item.key, {**metadata, "failed": result.failed})
+            else:
+                store.save(result.item.key, Image.fromarray(result.pixels), metadata)
+            made.add(result.item.key)
+        position += len(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
+    return made, batcher.batch_size, batcher.halvings
+
+
+def embed_stored_images(measurer, keys: Sequence[str], store, *, batch_size: int = 64) -> dict:
+    """Image embeddings by key, from the measurer's embedding cache or computed and cached."""
+    from .cache import embedding_store
+    from .embed import encode_images
+
+    emb_store = embedding_store(measurer.identity)
+    vectors: dict[str, np.ndarray] = {}
+    todo = []
+    for key in keys:
+        vector = emb_store.load(key)
+        if vector is None:
+            todo.append(key)
+        else:
+            vectors[key] = vector
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        images = []
+        for key in chunk:
+            loaded_image = store.load(key)
+            if loaded_image is None:
+                raise FileNotFoundError(f"image {key} is not in the cache (failed or removed)")
+            images.append(loaded_image[0])
+        for key, vector in zip(chunk, encode_images(measurer, images, batch_size=batch_size)):
+            emb_store.save(key, vector)
+            vectors[key] = vector
+    return vectors

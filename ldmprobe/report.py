@@ -1,4 +1,4 @@
-"""Pictures of a run: contact sheets (terms x seeds per template)."""
+"""Pictures of a run: contact sheets (terms x seeds per template), plots and the HTML report."""
 
 from __future__ import annotations
 
@@ -34,3 +34,231 @@ def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence]], column_label
             else:
                 sheet.paste(image.convert("RGB").resize((cell, cell)), (x, y))
     return sheet
+
+
+# --------------------------------------------------------------------------- HTML report
+
+REPORT_NAME = "report.html"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+     color:#222;line-height:1.45;padding:0 1rem}
+h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}
+th,td{border:1px solid #ddd;padding:.25rem .55rem;text-align:left;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.banner{background:#b00020;color:#fff;padding:.8rem 1rem;font-weight:600;border-radius:4px;margin:1rem 0}
+.muted{color:#666;font-size:.9rem} figure{margin:1rem 0} img.sheet{max-width:100%;border:1px solid #ccc}
+.term{border:1px solid #e3e3e3;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
+.cols{display:flex;gap:2rem;flex-wrap:wrap}
+"""
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _p(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+
+
+def _svg(fig) -> str:
+    """A matplotlib figure as inline SVG markup (no external file, no network)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def drift_plot(terms: list[dict], baseline_spread: float | None) -> str:
+    """Centroid and paired drift per term, with the baseline's seed-to-seed spread as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [t["term"] for t in terms]
+    centroid = [t["image_drift"]["centroid"] or 0.0 for t in terms]
+    paired = [t["image_drift"]["paired"] or 0.0 for t in terms]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4))
+    ys = range(len(names))
+    if baseline_spread is not None:
+        ax.axvspan(0, baseline_spread, color="#cccccc", alpha=0.6, label="baseline seed-to-seed spread")
+    ax.scatter(centroid, ys, label="centroid drift", color="#1f77b4", zorder=3)
+    ax.scatter(paired, ys, label="paired drift", color="#ff7f0e", marker="s", zorder=3)
+    ax.set_yticks(list(ys), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("1 − cosine (measurer image space)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _svg(fig)
+
+
+def probe_plot(term: dict) -> str:
+    """Image shift per probe with its bootstrap CI, beside the text shift of the prompts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probes = term["probes"]
+    names = [p["probe"] for p in probes]
+    shift = [p["shift"] for p in probes]
+    low = [p["shift"] - p["ci_low"] for p in probes]
+    high = [p["ci_high"] - p["shift"] for p in probes]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 0.38 * len(names) + 1.4), sharey=True)
+    ys = range(len(names))
+    left.errorbar(shift, ys, xerr=[low, high], fmt="o", color="#1f77b4", capsize=3)
+    left.axvline(0, color="#888", lw=1)
+    left.set_yticks(list(ys), names)
+    left.invert_yaxis()
+    left.set_title("image shift (95% CI)", fontsize=9)
+    right.scatter([p["text_shift"] for p in probes], ys, color="#2ca02c", marker="D")
+    right.axvline(0, color="#888", lw=1)
+    right.set_title("text shift (prompts)", fontsize=9)
+    for ax in (left, right):
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("Δ cosine to probe", fontsize=8)
+    return _svg(fig)
+
+
+def render_report(document: dict, items: list[dict]) -> str:
+    """The whole HTML page for a sweep document (paths relative to the run folder)."""
+    from html import escape
+
+    spec, config, prov = document["spec"], document["config"], document["provenance"]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>ldmprobe report: {escape(spec['name'])}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>ldmprobe sweep: {escape(spec['name'])}</h1>",
+        f'<p class="muted">{escape(prov.get("started", ""))} → {escape(prov.get("finished", ""))}; '
+        f"ldmprobe {escape(str(prov['versions'].get('ldmprobe')))}</p>",
+    ]
+    if prov.get("tiny"):
+        parts.append('<div class="banner" id="tiny-banner">Made with the built-in TINY models (random '
+                     "weights): these numbers and images mean nothing. Use real models for any finding.</div>")
+    rows = [
+        ("pipeline", f"{config['pipeline']['spec']} — {config['pipeline']['identity']}"),
+        ("measurer", f"{config['measurer']['spec']} — {config['measurer']['identity']}"),
+        ("scheduler", str(config.get("scheduler", {}).get("class", ""))),
+        ("steps / guidance", f"{config['steps']} / {config['guidance']}"),
+        ("size / dtype / device", f"{config['width']}×{config['height']} / {config['dtype']} / {config['device']}"),
+        ("negative prompt", str(config.get("negative_prompt"))),
+        ("baseline term", repr(spec["baseline"])),
+        ("seeds", ", ".join(map(str, spec["seeds"]))),
+        ("statistics", str(config.get("statistics"))),
+        ("versions", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())),
+    ]
+    parts.append("<h2>Configuration</h2><table>")
+    parts += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows]
+    parts.append("</table>")
+    counts = document["counts"]
+    parts.append(f"<p>{counts['planned']} images planned, {counts['generated']} generated in this run, "
+                 f"{counts['cached']} from cache, {counts['failed']} failed, {counts['flagged']} flagged.</p>")
+
+    terms = document["terms"]
+    spread = document["summary"].get("baseline_spread")
+    parts.append("<h2>Drift per term</h2>")
+    parts.append('<p class="muted">Drift is 1 − cosine between image embeddings; the grey band is the '
+                 "baseline's own seed-to-seed spread. p: paired permutation test (labels swapped within "
+                 "each template/seed pair); p adj: Benjamini–Hochberg across terms.</p>")
+    parts.append(f"<figure>{drift_plot(terms, spread)}</figure>")
+    parts.append("<table><tr><th>term</th><th>pairs</th><th>centroid</th><th>paired</th><th>baseline spread</th>"
+                 "<th>p</th><th>p adj</th><th>text drift (measurer)</th><th>text drift (conditioning)</th>"
+                 "<th>failed</th><th>flagged</th></tr>")
+    for t in terms:
+        d = t["image_drift"]
+        parts.append(
+            f"<tr><td>{escape(t['term'])}</td><td class=num>{t['n_pairs']}</td><td class=num>{_fmt(d['centroid'])}</td>"
+            f"<td class=num>{_fmt(d['paired'])}</td><td class=num>{_fmt(d['baseline_spread'])}</td>"
+            f"<td class=num>{_p(d.get('p_value'))}</td><td class=num>{_p(d.get('p_adjusted'))}</td>"
+            f"<td class=num>{_fmt(t['text_drift']['measurer'])}</td>"
+            f"<td class=num>{_fmt(t['text_drift']['conditioning'])}</td>"
+            f"<td class=num>{t['failed']}</td><td class=num>{t['flagged']}</td></tr>")
+    parts.append("</table>")
+    corr = document["summary"].get("text_image_rank_correlation")
+    if corr:
+        parts.append(f"<p>Rank correlation of text drift and image drift across {corr['n_terms']} terms: "
+                     f"Spearman ρ = {corr['spearman_rho']:.3f} (p = {_p(corr['p_value'])}).</p>")
+
+    parts.append("<h2>Contact sheets</h2>")
+    for sheet in document.get("run", {}).get("contact_sheets", []):
+        parts.append(f"<figure><figcaption>{escape(sheet['template'])} (rows: baseline first, then terms; "
+                     f'columns: seeds)</figcaption><img class="sheet" src="{escape(sheet["path"])}" '
+                     f'alt="contact sheet for {escape(sheet["template"])}"></figure>')
+
+    parts.append("<h2>Terms</h2>")
+    for t in terms:
+        parts.append(f'<section class="term" id="term-{escape(t["term"])}"><h3>{escape(t["term"])}</h3>')
+        d = t["image_drift"]
+        parts.append(f"<p>centroid drift {_fmt(d['centroid'])} (baseline spread {_fmt(d['baseline_spread'])}), "
+                     f"p = {_p(d.get('p_value'))}, adjusted {_p(d.get('p_adjusted'))}; "
+                     f"{t['n_pairs']} pairs, {t['failed']} failed, {t['flagged']} flagged, "
+                     f"{t.get('dropped', 0)} dropped.</p>")
+        if t.get("probes"):
+            parts.append(f"<figure>{probe_plot(t)}</figure>")
+            parts.append("<table><tr><th>probe</th><th>shift</th><th>95% CI</th><th>p</th><th>p adj</th>"
+                         "<th>text shift</th></tr>")
+            for p in t["probes"]:
+                parts.append(f"<tr><td>{escape(p['probe'])}</td><td class=num>{p['shift']:+.4g}</td>"
+                             f"<td class=num>[{p['ci_low']:+.4g}, {p['ci_high']:+.4g}]</td>"
+                             f"<td class=num>{_p(p['p_value'])}</td><td class=num>{_p(p['p_adjusted'])}</td>"
+                             f"<td class=num>{p['text_shift']:+.4g}</td></tr>")
+            parts.append("</table>")
+        nb = t.get("direction_neighbours") or {}
+        if nb.get("toward") or nb.get("away"):
+            toward = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("toward", []))
+            away = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("away", []))
+            parts.append(f"<p><b>Drift points toward:</b> {toward}<br><b>and away from:</b> {away}</p>")
+        per_template = "".join(
+            f"<tr><td>{escape(x['template'])}</td><td class=num>{x['n_pairs']}</td>"
+            f"<td class=num>{_fmt(x['image_drift']['centroid'])}</td>"
+            f"<td class=num>{_fmt(x['text_drift']['measurer'])}</td></tr>" for x in t["templates"])
+        parts.append("<details><summary>per template</summary><table><tr><th>template</th><th>pairs</th>"
+                     f"<th>centroid drift</th><th>text drift</th></tr>{per_template}</table></details></section>")
+    failed = [i for i in items if i.get("flags", {}).get("failed")]
+    if failed:
+        parts.append("<h2>Failed images</h2><table><tr><th>prompt</th><th>seed</th><th>reason</th></tr>")
+        parts += [f"<tr><td>{escape(i['prompt'])}</td><td>{i['seed']}</td><td>{escape(i['flags']['failed'])}</td></tr>"
+                  for i in failed]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir):
+    """Write ``report.html`` into a sweep's run folder (from results.json and items.jsonl)."""
+    import json
+    from pathlib import Path
+
+    from .cache import atomic_write_text
+    from .errors import BadInputError
+
+    run_dir = Path(run_dir)
+    results = run_dir / "results.json"
+    if not results.is_file():
+        raise BadInputError(f"{run_dir} is not a sweep run folder (no results.json). Pass the folder a sweep wrote.")
+    try:
+        document = json.loads(results.read_text())
+        items_path = run_dir / "items.jsonl"
+        items = [json.loads(line) for line in items_path.read_text().splitlines() if line.strip()] \
+            if items_path.is_file() else []
+    except ValueError as exc:
+        raise BadInputError(f"{results} (or items.jsonl beside it) is not valid JSON: {exc}") from exc
+    if document.get("kind") != "sweep":
+        raise BadInputError(f"{results} is not a sweep result (kind={document.get('kind')!r}).")
+    target = run_dir / REPORT_NAME
+    atomic_write_text(target, render_report(document, items))
+    return target

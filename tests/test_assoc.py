@@ -154,7 +154,7 @@ def test_assoc_from_dict_validates():
     spec = assoc_from_dict(data)
     assert isinstance(spec, AssocSpec) and spec.path == "<inline>" and spec.X.words == ("X0", "X1")
     data["A"] = {"label": "a", "words": []}
-    with pytest.raises(SpecError, match=r"A\.words: the list is empty; set A needs at least one word"):
+    with pytest.raises(SpecError, match=r"A\.words: the list is empty; set A needs at least one"):
         assoc_from_dict(data)
 
 
@@ -166,8 +166,8 @@ def test_assoc_from_dict_validates():
     "old, new, expected",
     [
         # unknown keys, with suggestions and line numbers
-        ('source = "made up', 'citation = "made up', ["unknown key in the spec", "'citation' (line 3)",
-                                                       "did you mean 'source'?"]),
+        ('source = "made up', 'citation = "made up',
+         ["unknown key in the spec", "'citation' (line 3)", "did you mean 'source'?"]),
         ('label = "flowers"', 'label = "flowers"\nword = ["x"]',
          ["unknown key in [X]", "'word' (line 7)", "did you mean 'words'?", "label, words"]),
         ("[B]", "[C]", ["unknown key in the spec", "'C' (line 17)"]),
@@ -187,7 +187,8 @@ def test_assoc_from_dict_validates():
         ('words = ["rose", "tulip", "daisy"]', "", ["line 5 (X)", "neither words nor prompts"]),
         ('words = ["rose", "tulip", "daisy"]', 'words = ["rose"]\nseeds = 2',
          ["X.seeds", "seeds only apply to prompt sets", "remove seeds"]),
-        ('words = ["rose", "tulip", "daisy"]', 'words = ["rose"]\ntemplates = ["a photo of a rose"]',
+        ('words = ["rose", "tulip", "daisy"]',
+         'words = ["rose"]\ntemplates = ["a photo of a rose"]',
          ["X.templates[0]", "exactly one {}"]),
         ('words = ["rose", "tulip", "daisy"]', 'words = ["rose"]\ntemplates = ["{} and {}"]',
          ["X.templates[0]", "exactly one {}"]),
@@ -220,7 +221,8 @@ def test_assoc_from_dict_validates():
         ("[X]", "[test]\npermutations = 0\n\n[X]",
          ["test.permutations", "from 1 to", "permutations = 100000"]),
         ("[X]", "[test]\nseed = -1\n\n[X]", ["test.seed", "from 0 to"]),
-        ("[X]", "[test]\nB = 100\n\n[X]", ["unknown key in [test]", "'B' (line 6)", "ddof, permutations, seed"]),
+        ("[X]", "[test]\nB = 100\n\n[X]",
+         ["unknown key in [test]", "'B' (line 6)", "ddof, permutations, seed"]),
         ("[X]", "test = 3\n\n[X]", ["(test)", "test must be a table"]),
         ('source = "made up for the tests"', 'source = "made up"\nsteps = 20',
          ["line 4 (steps)", "only applies to sets made of prompts", "remove steps"]),
@@ -316,7 +318,8 @@ def test_shipped_spec_loads_validates_and_cites(name):
 
 
 def test_weat1_and_weat2_lists():
-    weat1, weat2 = load_assoc_spec("weat1-flowers-insects"), load_assoc_spec("weat2-instruments-weapons")
+    weat1 = load_assoc_spec("weat1-flowers-insects")
+    weat2 = load_assoc_spec("weat2-instruments-weapons")
     for spec in (weat1, weat2):
         assert [s.size for s in spec.sets.values()] == [25, 25, 25, 25]
     assert weat1.X.label == "flowers" and weat1.Y.label == "insects"
@@ -521,18 +524,21 @@ def test_over_long_prompt_is_refused_before_generating(tiny_measurer, tiny_gener
         run_assoc(spec, measurer=tiny_measurer, generator=tiny_generator)
 
 
-def test_nan_images_never_reach_the_statistics(tiny_measurer, tiny_generator, tmp_path):
-    def broken_pipe(prompts, **kwargs):
-        images = np.full((len(prompts), 8, 8, 3), 0.5, dtype=np.float32)
+def test_nan_images_never_reach_the_statistics(tiny_measurer, tiny_generator, tmp_path, monkeypatch):
+    monkeypatch.setenv("LDMPROBE_CACHE", str(tmp_path / "cache"))  # keep failure records private
+
+    def broken_pipe(prompt, **kwargs):
+        images = np.full((len(prompt), 8, 8, 3), 0.5, dtype=np.float32)
         images[0] = np.nan
         return types.SimpleNamespace(images=images)
 
     fake = types.SimpleNamespace(
         pipe=broken_pipe, identity=tiny_generator.identity, folder=tiny_generator.folder,
         dtype="float32", ref=tiny_generator.ref, tokenizer=tiny_generator.tokenizer,
+        device="cpu", safety_checker=None,
     )
     spec = load_assoc_spec(write(tmp_path, IMAGES))
-    with pytest.raises(BadImagesError, match=r"'a photo of a cat' seed 0 \(NaN\)") as info:
+    with pytest.raises(BadImagesError, match=r"'a photo of a cat' seed 0 \(nan\)") as info:
         run_assoc(spec, measurer=tiny_measurer, generator=fake)
     assert info.value.exit_code == ExitCode.RUNTIME
 
