@@ -105,7 +105,8 @@ class GeneratorRef:
 
     @property
     def is_tiny(self) -> bool:
-        return self.source == "tiny"
+        """Built-in tiny, or a local folder holding a copy of one (its outputs mean nothing)."""
+        return self.source == "tiny" or (self.source == "local" and tiny.is_tiny_folder(Path(self.location)))
 
 
 def resolve_generator(spec: str, revision: str | None = None) -> GeneratorRef:
@@ -363,7 +364,8 @@ class MeasurerRef:
 
     @property
     def is_tiny(self) -> bool:
-        return self.source == "tiny"
+        """Built-in tiny, or a local folder holding a copy of one (its outputs mean nothing)."""
+        return self.source == "tiny" or (self.source == "local-dir" and tiny.is_tiny_folder(Path(self.name)))
 
 
 def resolve_measurer(spec: str) -> MeasurerRef:

@@ -49,12 +49,12 @@ def build_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
-def _seeded():
+def _seeded(seed: int = TINY_SEED):
     import torch
 
     rng = torch.random.fork_rng(devices=[])
     rng.__enter__()
-    torch.manual_seed(TINY_SEED)
+    torch.manual_seed(seed)
     return rng
 
 
@@ -98,12 +98,16 @@ def build_tiny_generator(folder: Path) -> None:
     _write_marker(folder, "generator")
 
 
-def build_tiny_measurer(folder: Path) -> None:
-    """Write a tiny open_clip CLIP as ``open_clip_config.json`` + safetensors into ``folder``."""
+def build_tiny_measurer(folder: Path, seed: int = TINY_SEED) -> None:
+    """Write a tiny open_clip CLIP as ``open_clip_config.json`` + safetensors into ``folder``.
+
+    Another ``seed`` gives a second, different random measurer (to compare measurers offline).
+    """
     import open_clip
     from safetensors.torch import save_file
 
-    rng = _seeded()
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = _seeded(seed)
     try:
         model = open_clip.CLIP(**TINY_MEASURER_CONFIG)
     finally:
@@ -120,11 +124,11 @@ def build_tiny_measurer(folder: Path) -> None:
         },
     }
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
-    _write_marker(folder, "measurer")
+    _write_marker(folder, "measurer", seed)
 
 
-def _write_marker(folder: Path, role: str) -> None:
-    marker = {"ldmprobe_tiny": TINY_VERSION, "role": role, "seed": TINY_SEED,
+def _write_marker(folder: Path, role: str, seed: int = TINY_SEED) -> None:
+    marker = {"ldmprobe_tiny": TINY_VERSION, "role": role, "seed": seed,
               "note": "random weights: outputs made with this model mean nothing"}
     (folder / "ldmprobe_tiny.json").write_text(json.dumps(marker, indent=2))
 
