@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=30000, help="vocabulary entries (first N of clip-bpe)")
     parser.add_argument("--repeat", type=int, default=10, help="cached queries to time")
     parser.add_argument("--context", action="append", default=[], help="context template (repeatable)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--keep-cache", action="store_true",
                         help="use $LDMPROBE_CACHE as it is (default: a fresh temporary cache)")
     args = parser.parse_args()
@@ -41,6 +42,9 @@ def main() -> int:
     measurer = models.load_measurer(models.resolve_measurer("tiny"), device="cpu")
     load_s = time.perf_counter() - t0
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     def load_words() -> vocab.Vocabulary:
         vocab.clip_bpe_words.cache_clear()  # time the parse as a fresh process would

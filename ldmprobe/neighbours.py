@@ -3,9 +3,9 @@
 A query embeds the term (bare, or inside each context template and averaged, CLIP
 zero-shot style), embeds every vocabulary entry the same way, and ranks the entries by
 cosine. The vocabulary's embeddings are the expensive part (tens of thousands of texts), so
-they are cached per (measurer identity, vocabulary content, contexts) as one ``.npy`` under
-``cache_root()/text/vocab/``, written atomically and checked on every read: a file that is
-unreadable, of the wrong shape, non-finite or not made of unit rows is rebuilt.
+they are cached per (measurer identity, vocabulary content, contexts) as one ``.npy`` in the
+``text/vocab`` array store of the cache, written atomically and checked on every read: a file
+that is unreadable, of the wrong shape, non-finite or not made of unit rows is rebuilt.
 
 The image side (``term_images``, ``rank_by_image``, ``overlap``) generates the term's images
 with the sweep's machinery (cached like a sweep), ranks the same vocabulary embeddings against
@@ -16,7 +16,6 @@ Importing this module does not import torch; encoding does, through :mod:`ldmpro
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,6 @@ __all__ = [
     "rank_words",
     "term_images",
     "text_cache_key",
-    "text_cache_path",
     "trivial_variants",
 ]
 
@@ -215,26 +213,20 @@ def text_cache_key(identity: dict[str, Any], vocabulary: Vocabulary, contexts: S
     }))
 
 
-def text_cache_path(key: str) -> Path:
-    return cache.cache_root() / "text" / "vocab" / f"{key}.npy"
+def _store() -> cache.ArrayStore:
+    return cache.ArrayStore("text/vocab")
 
 
-def _read_cached(path: Path, rows: int, dim: int) -> tuple[np.ndarray | None, str | None]:
-    """The cached matrix, or (None, why it cannot be used)."""
-    if not path.is_file():
-        return None, None
-    try:
-        vectors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        return None, f"unreadable ({exc})"
+def _cache_problem(vectors: np.ndarray, rows: int, dim: int) -> str | None:
+    """Why a cached matrix cannot be the vocabulary's embeddings (None when it can)."""
     if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[0] != rows or (
         dim > 0 and vectors.shape[1] != dim
     ):
-        return None, f"wrong shape or type ({vectors.dtype}, {vectors.shape}; expected float32, ({rows}, {dim}))"
+        return f"of the wrong shape or type ({vectors.dtype}, {vectors.shape}; expected float32, ({rows}, {dim}))"
     norms = np.linalg.norm(vectors, axis=1)
     if not np.all(np.isfinite(norms)) or np.any(np.abs(norms - 1.0) > _UNIT_TOLERANCE):
-        return None, "rows that are not finite unit vectors"
-    return vectors, None
+        return "not made of finite unit vectors"
+    return None
 
 
 def _encode(measurer, words: Sequence[str], contexts: Sequence[str], progress: Progress | None) -> np.ndarray:
@@ -256,22 +248,20 @@ def embed_vocabulary(measurer, vocabulary: Vocabulary, contexts: Sequence[str] =
     """The vocabulary's unit embeddings, from the cache or encoded once and cached atomically."""
     contexts = check_contexts(contexts)
     t0 = time.perf_counter()
-    path = text_cache_path(text_cache_key(measurer.identity, vocabulary, contexts))
-    vectors, problem = _read_cached(path, len(vocabulary), measurer.embed_dim)
+    store, key = _store(), text_cache_key(measurer.identity, vocabulary, contexts)
+    existed = store.has(key)
+    vectors = store.load(key)  # None when missing or unreadable
+    problem = "unreadable" if vectors is None and existed else None
     if vectors is not None:
-        return VocabEmbeddings(vectors, path, "hit", seconds=time.perf_counter() - t0)
+        problem = _cache_problem(vectors, len(vocabulary), measurer.embed_dim)
+        if problem is None:
+            return VocabEmbeddings(vectors, store.path(key), "hit", seconds=time.perf_counter() - t0)
     _check_lengths(measurer, embed.fill_templates(vocabulary.words, contexts) if contexts else vocabulary.words,
                    "The vocabulary entry" if not contexts else "The vocabulary prompt")
     vectors = _encode(measurer, vocabulary.words, contexts, progress)
-    _write_npy(path, vectors)
-    return VocabEmbeddings(vectors, path, "rebuilt" if problem else "built", problem,
+    store.save(key, vectors)
+    return VocabEmbeddings(vectors, store.path(key), "rebuilt" if problem else "built", problem,
                            seconds=time.perf_counter() - t0)
-
-
-def _write_npy(path: Path, vectors: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    cache.atomic_write_bytes(path, buffer.getvalue())
 
 
 def embed_term(measurer, term: str, contexts: Sequence[str] = ()) -> np.ndarray:
@@ -317,8 +307,8 @@ def rank_words(query: np.ndarray, vectors: np.ndarray, words: Sequence[str], k: 
     """Top-k vocabulary entries by cosine to ``query``, and the entries left out as the term.
 
     ``vectors`` are unit rows (one per word); ``query`` is normalised here. With ``term``
-    and not ``keep_self``, the term and its trivial variants are left out. Ties keep
-    vocabulary order.
+    and not ``keep_self``, the term and its trivial variants are passed over; the ones that
+    would have been listed come back as the second value. Ties keep vocabulary order.
     """
     k = check_k(k)
     if len(vectors) != len(words):
@@ -328,17 +318,17 @@ def rank_words(query: np.ndarray, vectors: np.ndarray, words: Sequence[str], k: 
     if norm == 0 or not np.isfinite(norm):
         raise ValueError("the query embedding is zero or not finite")
     scores = vectors @ (q / norm)
-    keep = np.ones(len(words), dtype=bool)
+    variants = trivial_variants(term) if term is not None and not keep_self else frozenset()
+    kept: list[int] = []
     excluded: list[str] = []
-    if term is not None and not keep_self:
-        variants = trivial_variants(term)
-        for i, word in enumerate(words):
-            if _normal(word) in variants:
-                keep[i] = False
-                excluded.append(word)
-    candidates = np.flatnonzero(keep)
-    order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
-    ranked = tuple(Neighbour(rank, str(words[i]), float(scores[i])) for rank, i in enumerate(order, start=1))
+    for i in np.argsort(-scores, kind="stable"):  # walk down until k are kept
+        if variants and _normal(words[i]) in variants:
+            excluded.append(str(words[i]))
+            continue
+        kept.append(int(i))
+        if len(kept) == k:
+            break
+    ranked = tuple(Neighbour(rank, str(words[i]), float(scores[i])) for rank, i in enumerate(kept, start=1))
     return ranked, tuple(excluded)
 
 
@@ -400,15 +390,15 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, term
     plan = dataclasses.replace(plan, items=[item for item in plan.items if not item.is_baseline])
     store = cache.ImageStore()
     loaded = sweep.Loaded(plan, measurer=measurer)
-    made, batch_size = sweep.generate_missing(plan, loaded, terminal, store)
+    made, _ = sweep.generate_missing(plan, loaded, terminal, store)
     records = sweep.embed_items(plan, loaded, store, made)
     items = unique_items(plan.items)
     usable = [records[item.key] for item in items if records[item.key].failed is None
               and not (options.nsfw == "drop" and records[item.key].nsfw)]
-    failed = {item.key: records[item.key].failed for item in items if records[item.key].failed is not None}
+    failed = sum(records[item.key].failed is not None for item in items)
     if not usable:
         raise BadInputError(
-            f"none of the {len(items)} images of {term!r} can be used ({len(failed)} came out NaN or "
+            f"none of the {len(items)} images of {term!r} can be used ({failed} came out NaN or "
             "black, the rest were flagged and dropped); try another pipeline, --dtype float32, or "
             "--nsfw keep."
         )
@@ -418,7 +408,7 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, term
         "made": len(made),
         "cached": len(items) - len(made),
         "used": len(usable),
-        "failed": len(failed),
+        "failed": failed,
         "pipeline": {"spec": plan.generator_ref.spec, "identity": recipe.pipeline_dict},
         "scheduler": recipe.scheduler_dict,
         "steps": recipe.steps,

@@ -6,11 +6,13 @@ of letters, lowercased: ~33k words CLIP can see as a single token. Shipped lists
 ``prompts/vocab/NAME.txt``; user files use the same format: one entry per line, ``#`` starts
 a comment (a whole line, or after whitespace at the end of an entry), blank lines ignored.
 
-Nothing here imports torch: the BPE file is read straight from open_clip's installed folder.
+Nothing here imports torch: the BPE file is read straight from open_clip's installed folder,
+and the extracted word list is kept in the cache (``vocab/``) so later queries skip the work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import gzip
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import resources, tiny
+from . import cache, resources, tiny
 from .errors import BadInputError, LdmprobeError
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
 DEFAULT_VOCAB = "clip-bpe"
 
 _BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+#: Bumped when the extraction rule changes (the cached word list is then rebuilt).
+_WORDS_VERSION = 1
 _INLINE_COMMENT = re.compile(r"\s#.*$")
 
 
@@ -105,14 +109,8 @@ def _token_text(token: str) -> str | None:
         return None  # part of a multi-byte character
 
 
-@functools.lru_cache(maxsize=1)
-def clip_bpe_words() -> tuple[str, ...]:
-    """Word-final tokens of CLIP's BPE vocabulary made only of letters, lowercased, deduplicated.
-
-    In vocabulary order: the single characters first, then merges in the order BPE learnt
-    them (roughly by frequency).
-    """
-    with gzip.open(_bpe_path(), "rt", encoding="utf-8") as fh:
+def _extract_clip_bpe_words(path: Path) -> tuple[str, ...]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
         merges = list(itertools.islice(fh, 1, tiny._N_MERGES + 1))
     # the vocabulary's order: the 256 byte-characters ending a word, then the joined merges
     stems = list(_byte_decoder())
@@ -124,6 +122,37 @@ def clip_bpe_words() -> tuple[str, ...]:
         if text and text.isalpha():
             words.setdefault(text.lower(), None)
     return tuple(words)
+
+
+def _read_word_list(path: Path) -> tuple[str, ...] | None:
+    """A cached word list whose checksum line matches its body, else None."""
+    try:
+        header, _, body = path.read_text(encoding="utf-8").partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if header != f"# sha256={hashlib.sha256(body.encode('utf-8')).hexdigest()}" or not body:
+        return None
+    return tuple(body.split("\n"))
+
+
+@functools.lru_cache(maxsize=1)
+def clip_bpe_words() -> tuple[str, ...]:
+    """Word-final tokens of CLIP's BPE vocabulary made only of letters, lowercased, deduplicated.
+
+    In vocabulary order: the single characters first, then merges in the order BPE learnt
+    them (roughly by frequency). Extracted once per BPE file and kept in the cache as a
+    checksummed text file, so a query does not pay for the extraction.
+    """
+    source = _bpe_path()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    path = cache.cache_root() / "vocab" / f"clip-bpe-v{_WORDS_VERSION}-{digest[:20]}.txt"
+    words = _read_word_list(path)
+    if words is None:
+        words = _extract_clip_bpe_words(source)
+        body = "\n".join(words)
+        with contextlib.suppress(OSError):  # an unwritable cache only costs the next query time
+            cache.atomic_write_text(path, f"# sha256={hashlib.sha256(body.encode('utf-8')).hexdigest()}\n{body}")
+    return words
 
 
 # --------------------------------------------------------------------------- lists and files
@@ -175,19 +204,20 @@ def available_vocabularies() -> list[str]:
     return [DEFAULT_VOCAB, *shipped]
 
 
-def _resolve(name: str) -> Path | None:
-    """A file path, or a shipped list's path; None for the built-in default."""
+def _resolve(name: str) -> tuple[Path | None, str]:
+    """(file to read, how the source is recorded): a user file by its path, a shipped list by
+    its name, the built-in default as (None, "clip-bpe")."""
     path = Path(name).expanduser()
     if path.is_file():
-        return path
+        return path, str(path)
     if path.is_dir():
         raise BadInputError(f"vocabulary {path} is a folder; give a text file with one entry per line.")
     if name == DEFAULT_VOCAB:
-        return None
+        return None, DEFAULT_VOCAB
     bare = bool(name) and "/" not in name and "\\" not in name
     shipped = resources.find_shipped(name, "vocab", (".txt",)) if bare else None
     if shipped is not None:
-        return shipped
+        return shipped, shipped.stem
     known = available_vocabularies()
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -201,17 +231,16 @@ def _resolve(name: str) -> Path | None:
 
 def load_vocabulary(names: Sequence[str] = ()) -> Vocabulary:
     """Combine vocabularies by name or path (none given: the default), deduplicated in order."""
-    names = list(names) or [DEFAULT_VOCAB]
-    seen: dict[str, str] = {}
+    lists: list[Sequence[str]] = []
     sources: list[str] = []
-    for name in names:
-        path = _resolve(name.strip())
-        if path is None:
-            entries: Sequence[str] = clip_bpe_words()
-            sources.append(DEFAULT_VOCAB)
-        else:
-            entries = read_vocab_file(path)
-            sources.append(str(path))
+    for name in list(names) or [DEFAULT_VOCAB]:
+        path, source = _resolve(name.strip())
+        lists.append(clip_bpe_words() if path is None else read_vocab_file(path))
+        sources.append(source)
+    if len(lists) == 1:  # each list is already deduplicated
+        return Vocabulary(words=tuple(lists[0]), sources=tuple(sources))
+    seen: dict[str, str] = {}
+    for entries in lists:
         for entry in entries:
             seen.setdefault(entry.casefold(), entry)
     return Vocabulary(words=tuple(seen.values()), sources=tuple(sources))
