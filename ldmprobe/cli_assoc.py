@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import Context, model_options, output_options
+from .cli_options import Context, model_options, output_options
 
 
 @click.command("assoc")

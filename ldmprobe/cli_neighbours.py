@@ -10,7 +10,7 @@ import time
 
 import click
 
-from .cli import Context, model_options, output_options
+from .cli_options import Context, model_options, output_options
 
 _BAR_WIDTH = 24
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ldmprobe import cache
 from ldmprobe.cli import main
 from ldmprobe.results import validate_document
 
