@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ldmprobe import assoc as assoc_mod
 from ldmprobe import resources
 from ldmprobe.assoc import (
     AssocSpec,
