@@ -243,6 +243,15 @@ def _encode(measurer, words: Sequence[str], contexts: Sequence[str], progress: P
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
+def cached_vocabulary(identity: dict[str, Any], vocabulary: Vocabulary,
+                      contexts: Sequence[str] = ()) -> np.ndarray | None:
+    """The vocabulary's cached embeddings by the measurer with ``identity``, if valid (no model load)."""
+    vectors = _store().load(text_cache_key(identity, vocabulary, check_contexts(contexts)))
+    if vectors is None or _cache_problem(vectors, len(vocabulary), 0) is not None:
+        return None
+    return vectors
+
+
 def embed_vocabulary(measurer, vocabulary: Vocabulary, contexts: Sequence[str] = (),
                      *, progress: Progress | None = None) -> VocabEmbeddings:
     """The vocabulary's unit embeddings, from the cache or encoded once and cached atomically."""
