@@ -113,12 +113,16 @@ def check_command(obj: Context, pipeline, revision, measurer, device, dtype, fmt
               help="Bootstrap resamples for probe-shift confidence intervals.")
 @click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics' random numbers.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (prompts, seeds, counts, cached) and load no model.")
+@click.option("--vocab", "vocabs", multiple=True,
+              help="Vocabulary for drift-direction neighbours: a shipped list (adjectives, nationalities, "
+                   "objects, professions, clip-bpe) or a file; repeatable (default: the four curated lists). "
+                   "The spec's probes are always included.")
 @click.option("--no-report", is_flag=True, help="Skip writing report.html in the run folder.")
 @output_options
 @click.pass_obj
 def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipeline, revision, measurer, device,
                   dtype, steps, guidance, width, height, negative_prompt, batch_size, allow_truncation, nsfw,
-                  out, permutations, bootstrap, stats_seed, dry_run, no_report, fmt):
+                  out, permutations, bootstrap, stats_seed, vocabs, dry_run, no_report, fmt):
     """Generate every (template, term, seed) image of SPEC, embed it, and report drift per term.
 
     SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
@@ -136,6 +140,8 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
         allow_truncation=allow_truncation, nsfw=nsfw, offline=obj.offline, out=out, permutations=permutations,
         bootstrap=bootstrap, stats_seed=stats_seed,
     )
+    if vocabs:
+        options.vocab = tuple(vocabs)
     fmt = fmt or obj.terminal.default_format()
     if dry_run:
         if not is_main_process():  # under torchrun / accelerate launch, rank 0 prints the plan

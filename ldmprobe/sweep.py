@@ -54,6 +54,7 @@ class SweepOptions:
     permutations: int = 9999
     bootstrap: int = 2000
     probe_templates: tuple[str, ...] | None = None
+    vocab: tuple[str, ...] = ("adjectives", "nationalities", "objects", "professions")
     write_images: bool = True
 
 
@@ -181,15 +182,20 @@ def config_block(sweep_plan: SweepPlan, batch_size: int | None) -> dict:
 
 
 class Progress:
-    """Whole-job progress on stderr: done/total, cached vs generated, images/s, ETA."""
+    """Whole-job progress on stderr: done/total, cached vs generated, images/s, ETA.
 
-    def __init__(self, terminal, total: int, cached: int, label: str):
+    In a distributed run every rank adds its images to ``shared`` (a counter summed across
+    ranks) and only the rank with ``show`` (rank 0) draws, so one display covers the job.
+    """
+
+    def __init__(self, terminal, total: int, cached: int, label: str, shared=None, show: bool = True):
         self.terminal, self.total, self.cached, self.label = terminal, total, cached, label
-        self.generated = 0
+        self.shared, self.show = shared, show
+        self.generated = 0  # across all ranks when ``shared``
         self.started = time.perf_counter()
         self._bar = None
         stderr_tty = bool(getattr(terminal.stderr, "isatty", lambda: False)())
-        if stderr_tty and total > cached:
+        if show and stderr_tty and total > cached:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
             from rich.progress import TextColumn, TimeRemainingColumn
 
@@ -202,7 +208,23 @@ class Progress:
             self._bar.start()
 
     def advance(self, n: int) -> None:
-        self.generated += n
+        if self.shared is not None:
+            self.shared.add(n)
+            self.refresh()
+        else:
+            self._draw(self.generated + n)
+
+    def refresh(self) -> None:
+        """Redraw with the count summed across ranks (a distributed run's rank 0, while it waits)."""
+        if self.shared is not None:
+            generated = self.shared.value()
+            if generated != self.generated:
+                self._draw(generated)
+
+    def _draw(self, generated: int) -> None:
+        n, self.generated = generated - self.generated, generated
+        if not self.show:
+            return
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         rate = self.generated / elapsed
         remaining = self.total - self.cached - self.generated
@@ -216,6 +238,7 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = None
 
 
 @dataclass
@@ -249,16 +272,23 @@ class ItemRecord:
     embedding: np.ndarray | None = None
 
 
-def generate_missing(sweep_plan: SweepPlan, loaded: Loaded, terminal, store: cache.ImageStore) -> tuple[set[str], int]:
-    """Make every image not yet cached; return (keys generated now, batch size used)."""
+def generate_missing(sweep_plan: SweepPlan, loaded: Loaded, terminal, store: cache.ImageStore,
+                     items: list[WorkItem] | None = None, progress: Progress | None = None) -> tuple[set[str], int]:
+    """Make every image not yet cached; return (keys generated now, batch size used).
+
+    ``items`` limits the work to those items (a rank's share); a given ``progress`` is
+    advanced but left open (the caller closes it).
+    """
     from .generate import BatchGenerator, default_batch_size, png_metadata
 
     unique = unique_items(sweep_plan.items)
-    missing = [item for item in unique if not store.valid(item.key)]
+    missing = [item for item in (unique if items is None else items) if not store.valid(item.key)]
     batch_size = sweep_plan.options.batch_size or default_batch_size(sweep_plan.device)
     if not missing:
         return set(), batch_size
-    progress = Progress(terminal, len(unique), len(unique) - len(missing), "generating")
+    own_progress = progress is None
+    if own_progress:
+        progress = Progress(terminal, len(unique), len(unique) - len(missing), "generating")
     made: set[str] = set()
     try:
         batcher = BatchGenerator(loaded.get_generator(), sweep_plan.recipe, batch_size)
@@ -282,7 +312,8 @@ def generate_missing(sweep_plan: SweepPlan, loaded: Loaded, terminal, store: cac
             f"Interrupted: {done} of {len(unique)} images are cached (nothing half-written). "
             "Run the same command again to resume; only the missing images will be made."
         ) from None
-    progress.close()
+    if own_progress:
+        progress.close()
     if batcher.halvings:
         terminal.warn(f"CUDA ran out of memory; batch size reduced to {batcher.batch_size}.")
     return made, batcher.batch_size
@@ -292,14 +323,20 @@ def measurer_namespace(sweep_plan: SweepPlan) -> str:
     return sha256_hex(canonical_json(models.measurer_identity(sweep_plan.measurer_ref)))[:20]
 
 
-def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, made: set[str]) -> dict[str, ItemRecord]:
-    """Image embeddings of every item by the measurer (cached per image key + measurer)."""
+def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, made: set[str],
+                items: list[WorkItem] | None = None, merge: bool = False) -> dict[str, ItemRecord]:
+    """Image embeddings of every item (or of ``items``) by the measurer (cached per image key + measurer).
+
+    ``merge`` (rank 0 of a distributed run, after every rank embedded its share) embeds
+    nothing: every item must have a cached embedding or failure record, else it is an error.
+    """
     from .embed import encode_images
 
     emb_store = cache.ArrayStore(f"embeddings/{measurer_namespace(sweep_plan)}")
     records: dict[str, ItemRecord] = {}
     to_embed: list[tuple[str, Any]] = []
-    for item in unique_items(sweep_plan.items):
+    absent: list[str] = []
+    for item in unique_items(sweep_plan.items) if items is None else items:
         record = ItemRecord(item=item, cached=item.key not in made)
         failure = store.failure(item.key)
         if failure is not None:
@@ -307,6 +344,9 @@ def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, 
         else:
             vector = emb_store.load(item.key)
             loaded_image = store.load(item.key)
+            if merge and (loaded_image is None or vector is None):
+                absent.append(item.key)
+                continue
             if loaded_image is None:
                 raise LdmprobeError(f"image {item.key} vanished from the cache during the run; rerun to regenerate it.")
             record.nsfw = loaded_image[1].get("nsfw")
@@ -315,6 +355,12 @@ def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, 
             else:
                 record.embedding = vector
         records[item.key] = record
+    if absent:
+        raise LdmprobeError(
+            f"merging the ranks' work: {len(records)} of {len(records) + len(absent)} planned images have a cached "
+            f"image and embedding (or failure record); {len(absent)} do not (e.g. {', '.join(absent[:3])}). No rank "
+            "wrote them, or they were removed from the cache meanwhile. Rerun the same command to make them."
+        )
     for start in range(0, len(to_embed), 64):
         chunk = to_embed[start : start + 64]
         vectors = encode_images(loaded.get_measurer(), [image for _, image in chunk])
@@ -359,6 +405,34 @@ def conditioning_embeddings(sweep_plan: SweepPlan, loaded: Loaded, prompts: list
 
 # --------------------------------------------------------------------------- statistics
 
+DIRECTION_K = 10
+
+
+def direction_vocabulary(sweep_plan: SweepPlan, loaded: Loaded, templates: tuple[str, ...]):
+    """Words (the --vocab lists plus the probes) and their template-averaged embeddings.
+
+    Embeddings come from the vocabulary cache shared with ``ldmprobe neighbours``, so a
+    rerun loads no model for them.
+    """
+    from .neighbours import cached_vocabulary, embed_vocabulary
+    from .vocab import Vocabulary, load_vocabulary
+
+    if not sweep_plan.options.vocab:
+        words = list(dict.fromkeys(sweep_plan.spec.probes))
+        if len(words) < 2:
+            return [], None
+        return words, text_embeddings(sweep_plan, loaded, words, templates)
+    listed = load_vocabulary(sweep_plan.options.vocab)
+    seen = {w.casefold() for w in listed.words}
+    extra = tuple(p for p in sweep_plan.spec.probes if p.casefold() not in seen)
+    vocabulary = Vocabulary(words=listed.words + extra, sources=listed.sources + (("probes",) if extra else ()))
+    identity = models.measurer_identity(sweep_plan.measurer_ref)
+    vectors = cached_vocabulary(identity, vocabulary, templates)
+    if vectors is None:
+        vectors = embed_vocabulary(loaded.get_measurer(), vocabulary, templates).vectors
+    return list(vocabulary.words), vectors
+
+
 
 def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, ItemRecord]) -> dict:
     """Per-term drift, significance, probe shifts and text drift (see DESIGN.md Statistics)."""
@@ -377,6 +451,7 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
     probe_templates = opts.probe_templates if opts.probe_templates is not None else DEFAULT_PROBE_TEMPLATES
     probes = list(spec.probes)
     probe_emb = text_embeddings(sweep_plan, loaded, probes, tuple(probe_templates)) if probes else None
+    vocab_words, vocab_emb = direction_vocabulary(sweep_plan, loaded, tuple(probe_templates))
     prompt_list = sorted({item.prompt for item in sweep_plan.items})
     prompt_emb = dict(zip(prompt_list, text_embeddings(sweep_plan, loaded, prompt_list)))
     cond = dict(zip(prompt_list, conditioning_embeddings(sweep_plan, loaded, prompt_list)))
@@ -471,9 +546,9 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
                     })
                 probe_rows.sort(key=lambda row: row["shift"], reverse=True)
             result["probes"] = probe_rows
-            words = probes
-            if probe_emb is not None and len(words) >= 2:
-                nb = stats.direction_neighbours(m_arr.mean(0), b_arr.mean(0), probe_emb, words, k=min(5, len(words)))
+            if vocab_emb is not None and len(vocab_words) >= 2:
+                nb = stats.direction_neighbours(m_arr.mean(0), b_arr.mean(0), vocab_emb, vocab_words,
+                                                k=min(DIRECTION_K, len(vocab_words)))
                 result["direction_neighbours"] = nb.to_dict()
             else:
                 result["direction_neighbours"] = {"toward": [], "away": []}
@@ -579,30 +654,93 @@ def write_run_folder(out: Path, document: dict, records: dict[str, ItemRecord], 
 # --------------------------------------------------------------------------- the whole sweep
 
 
-def run_sweep(spec: Spec, options: SweepOptions, terminal) -> dict:
-    """Plan, generate, embed, compute statistics, write the run folder; return the document."""
+def run_sweep(spec: Spec, options: SweepOptions, terminal) -> dict | None:
+    """Plan, generate, embed, compute statistics, write the run folder; return the document.
+
+    Under ``torchrun`` / ``accelerate launch`` every rank makes and embeds its share of the
+    work into the shared cache; rank 0 then merges, writes the run folder and returns the
+    document, and the other ranks return None (they print nothing).
+    """
+    from . import distributed
+
     started = now_iso()
     out = options.out or default_out(spec, options.runs_dir)
     check_out_dir(out)
     sweep_plan = make_plan(spec, options)
-    if sweep_plan.tiny:
-        terminal.warn(models.TINY_WARNING)
-    if sweep_plan.truncated:
-        terminal.warn(f"{len(sweep_plan.truncated)} prompt(s) exceed the tokenizer limit and will be truncated.")
-    store = cache.ImageStore()
-    loaded = Loaded(sweep_plan)
-    timings = {}
-    t0 = time.perf_counter()
-    made, batch_size = generate_missing(sweep_plan, loaded, terminal, store)
-    timings["generate_s"] = time.perf_counter() - t0
+    ctx = distributed.setup()
+    try:
+        sweep_plan = replace(sweep_plan, device=ctx.device(sweep_plan.device))
+        if sweep_plan.tiny and ctx.is_main:
+            terminal.warn(models.TINY_WARNING)
+        if sweep_plan.truncated and ctx.is_main:
+            terminal.warn(f"{len(sweep_plan.truncated)} prompt(s) exceed the tokenizer limit and will be truncated.")
+        store = cache.ImageStore()
+        loaded = Loaded(sweep_plan)
+        unique = unique_items(sweep_plan.items)
+        timings = {}
+        # The global work list, read from the shared cache by rank 0 alone so that every rank
+        # agrees on it: items whose image or image embedding is missing, sorted by key.
+        plan_digest = sha256_hex(canonical_json([item.key for item in sweep_plan.items]))
+        view = None
+        if ctx.is_main:
+            emb_store = cache.ArrayStore(f"embeddings/{measurer_namespace(sweep_plan)}")
+            to_make = {item.key for item in unique if not store.valid(item.key)}
+            to_embed = {item.key for item in unique if item.key not in to_make
+                        and store.failure(item.key) is None and not emb_store.has(item.key)}
+            view = (plan_digest, sorted(to_make | to_embed), len(to_make))
+        digest, work_keys, n_to_make = ctx.broadcast(view)
+        if digest != plan_digest:
+            ctx.report("failed", error="planned other images than rank 0")
+            raise BadInputError(
+                f"{ctx} planned other images than rank 0: every rank must run the same command "
+                "(same spec, options, models and LDMPROBE_CACHE).")
+        by_key = {item.key: item for item in unique}
+        mine = ctx.shard([by_key[key] for key in work_keys])
+        progress = Progress(terminal, len(unique), len(unique) - n_to_make, "generating",
+                            shared=ctx.counter("done"), show=ctx.is_main)
+        try:
+            t0 = time.perf_counter()
+            made, batch_size = generate_missing(sweep_plan, loaded, terminal, store, items=mine, progress=progress)
+            timings["generate_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                embed_items(sweep_plan, loaded, store, made, items=mine)
+            except KeyboardInterrupt:
+                raise Interrupted("Interrupted while embedding; all images are cached. "
+                                  "Rerun the same command to finish.") from None
+            timings["embed_s"] = time.perf_counter() - t0
+            ctx.report("finished")
+            if ctx.distributed:  # ranks meet once: wait for every share, then a barrier
+                t0 = time.perf_counter()
+                ctx.wait_for_ranks(poll=progress.refresh)
+                ctx.barrier()
+                shares = ctx.all_gather((made, batch_size))
+                made = set().union(*(keys for keys, _ in shares))
+                batch_size = min(size for _, size in shares)
+                timings["wait_s"] = time.perf_counter() - t0
+        except Exception as exc:
+            if not ctx.distributed or isinstance(exc, distributed.RankFailure):  # (another rank's failure)
+                raise
+            ctx.report("failed", error=" ".join(str(exc).split())[:500] or type(exc).__name__)
+            failure = distributed.RankFailure(
+                f"{ctx}: {exc}" if isinstance(exc, LdmprobeError) else
+                f"{ctx} failed: {type(exc).__name__}: {exc}. What it finished stays cached and the other ranks "
+                "stop too; fix the cause and rerun the same command, at any world size, to make only the rest.")
+            failure.exit_code = getattr(exc, "exit_code", ExitCode.RUNTIME)
+            raise failure from exc
+        finally:
+            progress.close()
+    finally:
+        ctx.close()
+    if not ctx.is_main:
+        return None
     t0 = time.perf_counter()
     try:
-        records = embed_items(sweep_plan, loaded, store, made)
+        records = embed_items(sweep_plan, loaded, store, made, merge=ctx.distributed)
         statistics = sweep_statistics(sweep_plan, loaded, records)
     except KeyboardInterrupt:
         raise Interrupted("Interrupted while embedding; all images are cached. Rerun the same command to finish.") from None
     timings["embed_and_stats_s"] = time.perf_counter() - t0
-    unique = unique_items(sweep_plan.items)
     counts = {
         "planned": len(sweep_plan.items),
         "unique": len(unique),
@@ -611,13 +749,15 @@ def run_sweep(spec: Spec, options: SweepOptions, terminal) -> dict:
         "failed": sum(records[i.key].failed is not None for i in unique),
         "flagged": sum(bool(records[i.key].nsfw) for i in unique),
     }
+    extra = {"distributed": {"world_size": ctx.world_size, "backend": "gloo"}} if ctx.distributed else {}
     document = {
         "schema_version": SCHEMA_VERSION,
         "kind": "sweep",
         "spec": spec.to_dict(),
         "config": config_block(sweep_plan, batch_size),
         "provenance": provenance(started=started, tiny=sweep_plan.tiny, device=sweep_plan.device,
-                                 dtype=sweep_plan.dtype, timings={k: round(v, 3) for k, v in timings.items()}),
+                                 dtype=sweep_plan.dtype, timings={k: round(v, 3) for k, v in timings.items()},
+                                 **extra),
         "counts": counts,
         "baseline": spec.baseline,
         **statistics,

@@ -1,0 +1,267 @@
+"""Check ldmprobe's CUDA path with the built-in tiny models (no downloads), and time it.
+
+    python benchmarks/gpu_check.py               # on a CUDA machine (skips, exit 0, without one)
+    python benchmarks/gpu_check.py --device cpu  # smoke run of the same checks on CPU (no OOM check)
+
+Checks, each PASS or FAIL (exit 1 if any fails):
+  1. generation in the CUDA dtype (float16): every image finite and not all black, first try;
+  2. batching: a batch of 8 against the same 8 items one at a time, within tolerance;
+  3. out-of-memory halving: the process is capped (torch.cuda.set_per_process_memory_fraction)
+     just above what a batch of 2 large images needs; a batch of 16 must run out of memory,
+     halve, and still make all 16 images;
+then images/s of ldmprobe's BatchGenerator (batch 8 and 32) against a plain diffusers loop
+(one pipe() call per image, as a researcher would write it) on the same device and pipeline.
+Prints the card, versions and figures; --json adds one JSON document at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tiny models only; must precede huggingface_hub's import
+
+SPEC = """\
+name = "gpu-check"
+templates = ["a photo of a {} house", "a {} street at night"]
+baseline = ""
+terms = ["fancy", "poor", "modern"]
+seeds = SEEDS
+"""
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.results: list[dict] = []
+
+    def record(self, name: str, ok: bool | None, detail: str, **figures) -> None:
+        tag = {True: "PASS", False: "FAIL", None: "SKIP"}[ok]
+        print(f"[{tag}] {name}: {detail}", flush=True)
+        self.results.append({"check": name, "ok": ok, "detail": detail, **figures})
+
+    @property
+    def failed(self) -> bool:
+        return any(r["ok"] is False for r in self.results)
+
+
+def make_items(tmp: Path, device: str, *, seeds: int, steps: int, size: int | None = None):
+    """(recipe, items) through ldmprobe's own planning (same keys and recipe as a sweep)."""
+    from ldmprobe.spec import load_spec
+    from ldmprobe.sweep import SweepOptions, make_plan
+
+    path = tmp / f"spec-{seeds}.toml"
+    path.write_text(SPEC.replace("SEEDS", str(seeds)))
+    options = SweepOptions(pipeline="tiny", measurer="tiny", device=device, steps=steps, guidance=7.5,
+                           width=size, height=size)
+    plan = make_plan(load_spec(path), options)
+    return plan.recipe, plan.items
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def check_generation(checks: Checks, loaded, recipe, items) -> None:
+    from ldmprobe.generate import BatchGenerator, image_problem
+
+    batcher = BatchGenerator(loaded, recipe, 8)
+    raw = [image_problem(image) for start in range(0, len(items), 8) for image in batcher._run(items[start:start + 8])]
+    results = [r for start in range(0, len(items), 8) for r in batcher.generate(items[start:start + 8])]
+    first_try = sum(p is None for p in raw)
+    retried = sum(r.dtype_used != loaded.dtype for r in results)  # float16 images redone in float32
+    made = sum(r.pixels is not None for r in results)
+    brightness = [float(r.pixels.mean()) / 255 for r in results if r.pixels is not None]
+    problems = ", ".join(sorted({p for p in raw if p})) or "no problems"
+    checks.record(
+        f"generation in {loaded.dtype}", first_try == len(items) and made == len(items),
+        f"{first_try}/{len(items)} finite and not black on the first try ({problems}); "
+        f"{made}/{len(items)} made after {retried} float32 retries; mean brightness "
+        f"{min(brightness, default=0):.3f}..{max(brightness, default=0):.3f}",
+        first_try=first_try, made=made, retried=retried, n=len(items),
+    )
+
+
+def check_batching(checks: Checks, loaded, recipe, items) -> None:
+    import numpy as np
+
+    from ldmprobe.generate import BatchGenerator
+
+    batcher = BatchGenerator(loaded, recipe, 8)
+    batched = batcher._run(items[:8])
+    single = np.concatenate([batcher._run([item]) for item in items[:8]])
+    diff = np.abs(batched - single)
+    # float32 on CPU differs by ~1e-6; float16 / TF32 kernels chosen per batch shape differ more.
+    tolerance = 1e-4 if loaded.dtype == "float32" and not loaded.device.startswith("cuda") else 4 / 255
+    ok = bool(np.isfinite(diff).all() and diff.max() <= tolerance)
+    checks.record(
+        "batching", ok,
+        f"batch of 8 vs one at a time ({loaded.dtype}): max |diff| {diff.max():.2e}, mean {diff.mean():.2e} "
+        f"(pixel scale 0..1, tolerance {tolerance:.1e}); uint8 max diff "
+        f"{int(np.abs((batched * 255).round() - (single * 255).round()).max())}",
+        max_abs=float(diff.max()), mean_abs=float(diff.mean()), tolerance=tolerance,
+    )
+
+
+def check_oom_halving(checks: Checks, loaded, tmp: Path, size: int, device: str) -> None:
+    import torch
+
+    from ldmprobe.generate import BatchGenerator
+
+    recipe, items = make_items(tmp, device, seeds=4, steps=2, size=size)
+    items = items[:16]
+    index = torch.device(loaded.device).index or 0
+    total = torch.cuda.get_device_properties(index).total_memory
+
+    def peak_for(n: int) -> int:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        BatchGenerator(loaded, recipe, n)._run(items[:n])
+        sync(device)
+        return torch.cuda.max_memory_allocated() - base
+
+    one, two = peak_for(1), peak_for(2)
+    slope = max(two - one, 1)  # memory per extra image; the rest of ``one`` is fixed overhead
+    fixed = max(one - slope, 0)
+    torch.cuda.empty_cache()
+    cap = torch.cuda.memory_reserved() + fixed + int(2.5 * slope) + (64 << 20)  # room for 2 images, not 4
+    needed_16 = fixed + 16 * slope
+    fraction = min(1.0, cap / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, index)
+    try:
+        batcher = BatchGenerator(loaded, recipe, 16)
+        start = time.perf_counter()
+        try:
+            results = batcher.generate(items)
+            error = None
+        except RuntimeError as exc:
+            results, error = [], f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        seconds = time.perf_counter() - start
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
+        torch.cuda.empty_cache()
+    made = sum(r.pixels is not None for r in results)
+    ok = error is None and batcher.halvings >= 1 and batcher.batch_size < 16 and made == len(items)
+    checks.record(
+        "out-of-memory halving", ok,
+        f"{size}x{size}, 2 steps: one image needs {one / 2**20:.0f} MiB, each more {slope / 2**20:.0f} MiB; "
+        f"capped at {cap / 2**30:.2f} GiB (fraction {fraction:.4f}) where 16 need ~{needed_16 / 2**30:.2f} GiB; "
+        f"batch 16 -> {batcher.batch_size} after {batcher.halvings} halvings, {made}/{len(items)} images "
+        f"in {seconds:.1f} s" + (f"; error {error}" if error else ""),
+        halvings=batcher.halvings, final_batch=batcher.batch_size, made=made, cap_bytes=cap,
+    )
+
+
+def throughput(checks: Checks, loaded, recipe, items, device: str) -> dict:
+    import torch
+
+    from ldmprobe.generate import BatchGenerator
+
+    def ldmprobe_rate(batch: int) -> float:
+        batcher = BatchGenerator(loaded, recipe, batch)
+        batcher.generate(items[:batch])  # warm-up (kernels, cuDNN autotune)
+        sync(device)
+        start = time.perf_counter()
+        for i in range(0, len(items), batch):
+            batcher.generate(items[i:i + batch])
+        sync(device)
+        return len(items) / (time.perf_counter() - start)
+
+    def plain_rate() -> float:
+        pipe = loaded.pipe
+
+        def one(item):
+            with torch.inference_mode():
+                return pipe(prompt=item.prompt, num_inference_steps=recipe.steps, guidance_scale=recipe.guidance,
+                            width=recipe.width, height=recipe.height,
+                            generator=torch.Generator("cpu").manual_seed(item.seed), output_type="np").images
+
+        one(items[0])  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        for item in items:
+            one(item)
+        sync(device)
+        return len(items) / (time.perf_counter() - start)
+
+    rates = {"plain_loop": plain_rate(), "ldmprobe_batch8": ldmprobe_rate(8),
+             "ldmprobe_batch32": ldmprobe_rate(min(32, len(items)))}
+    best = max(rates["ldmprobe_batch8"], rates["ldmprobe_batch32"])
+    checks.record(
+        "throughput", None if rates["plain_loop"] <= 0 else best >= rates["plain_loop"],
+        f"{len(items)} images, {recipe.steps} steps, {recipe.width}x{recipe.height}, {loaded.dtype}: "
+        f"ldmprobe BatchGenerator batch 8 {rates['ldmprobe_batch8']:.1f} img/s, batch 32 "
+        f"{rates['ldmprobe_batch32']:.1f} img/s; plain diffusers loop {rates['plain_loop']:.1f} img/s "
+        f"({best / rates['plain_loop']:.1f}x)",
+        **{f"{k}_img_s": round(v, 2) for k, v in rates.items()},
+    )
+    return rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto (CUDA or skip), cuda, cuda:N, or cpu (smoke run)")
+    parser.add_argument("--items", type=int, default=None, help="images per throughput run (CUDA 96, CPU 16)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (CUDA 20, CPU 2)")
+    parser.add_argument("--oom-size", type=int, default=512, help="image side for the out-of-memory check")
+    parser.add_argument("--json", action="store_true", help="also print a JSON summary")
+    args = parser.parse_args()
+    started = time.perf_counter()
+
+    import torch
+
+    if args.device == "auto" or args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            print("no CUDA device; skipped (run with --device cpu for a CPU smoke run of the same checks)")
+            return 0
+    device = "cuda" if args.device == "auto" else args.device
+    on_cuda = device.startswith("cuda")
+    import diffusers
+
+    from ldmprobe import __version__, cache, models
+
+    if on_cuda:
+        index = torch.device(device).index or 0
+        memory = torch.cuda.get_device_properties(index).total_memory / 2**30
+        card = f"{torch.cuda.get_device_name(index)} ({device}, {memory:.0f} GiB)"
+    else:
+        card = "CPU"
+    print(f"device: {card}; torch {torch.__version__}, diffusers {diffusers.__version__}, ldmprobe {__version__}; "
+          f"models cached in {cache.models_dir()}", flush=True)
+    steps = args.steps or (20 if on_cuda else 2)
+    n_items = args.items or (96 if on_cuda else 16)
+    checks = Checks()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        seeds = max(2, -(-n_items // 8))
+        recipe, items = make_items(tmp, device, seeds=seeds, steps=steps)
+        items = items[:n_items]
+        t0 = time.perf_counter()
+        loaded = models.load_generator(models.resolve_generator("tiny"), device=device, dtype=recipe.dtype)
+        print(f"tiny pipeline loaded in {time.perf_counter() - t0:.1f} s ({recipe.dtype}, "
+              f"{recipe.width}x{recipe.height})", flush=True)
+        check_generation(checks, loaded, recipe, items[:16])
+        check_batching(checks, loaded, recipe, items)
+        if on_cuda:
+            check_oom_halving(checks, loaded, tmp, args.oom_size, device)
+        else:
+            checks.record("out-of-memory halving", None, "needs CUDA")
+        throughput(checks, loaded, recipe, items, device)
+    total = time.perf_counter() - started
+    print(f"{'FAILED' if checks.failed else 'all checks passed'} in {total:.0f} s", flush=True)
+    if args.json:
+        print(json.dumps({"device": card, "torch": torch.__version__, "diffusers": diffusers.__version__,
+                          "seconds": round(total, 1), "checks": checks.results}, indent=2))
+    return 1 if checks.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
