@@ -726,7 +726,7 @@ def embed_prompt_sets(
     import numpy as np
 
     from .cache import ImageStore
-    from .generate import embed_stored_images, generate_into_store
+    from .generate import embed_stored_images, generate_into_store, missing_items
     from .plan import WorkItem, item_key
 
     recipe = generation_recipe(generator, steps=steps, guidance=guidance,
@@ -749,7 +749,8 @@ def embed_prompt_sets(
         if progress is not None:
             progress(done[0], len(items))
 
-    generate_into_store(generator, recipe, items, store, batch_size=batch_size, on_batch=advance)
+    generate_into_store(generator, recipe, missing_items(items, store), store, batch_size=batch_size,
+                        on_batch=advance)
     bad = [f"{item.prompt!r} seed {item.seed} ({store.failure(item.key)['failed']})"
            for item in items if store.failure(item.key) is not None]
     if bad:

@@ -159,16 +159,20 @@ def encode_conditioning(loaded, prompts: Sequence[str]) -> np.ndarray:
 ProgressCallback = Callable[[int, int], None]
 
 
-def generate_into_store(loaded, recipe: Recipe, items: Sequence[WorkItem], store, *, batch_size: int,
+def missing_items(items: Sequence[WorkItem], store) -> list[WorkItem]:
+    """The items with neither a readable cached image nor a failure record (corrupt files are removed)."""
+    return [item for item in items if not store.valid(item.key)]
+
+
+def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], store, *, batch_size: int,
                         on_batch: Callable[[int], None] | None = None) -> tuple[set[str], int, int]:
-    """Make every item whose image (or failure record) is not cached yet, and store it.
+    """Make the ``missing`` items (see :func:`missing_items`) and store each image or failure.
 
     Returns (keys made now, batch size in use at the end, number of out-of-memory halvings).
     Each batch is written before the next starts, so an interruption loses at most one batch.
     """
     from PIL import Image
 
-    missing = [item for item in items if not store.valid(item.key)]
     batcher = BatchGenerator(loaded, recipe, batch_size)
     made: set[str] = set()
     position = 0

@@ -279,32 +279,21 @@ def generate_missing(sweep_plan: SweepPlan, loaded: Loaded, terminal, store: cac
     ``items`` limits the work to those items (a rank's share); a given ``progress`` is
     advanced but left open (the caller closes it).
     """
-    from .generate import BatchGenerator, default_batch_size, png_metadata
+    from .generate import default_batch_size, generate_into_store, missing_items
 
     unique = unique_items(sweep_plan.items)
-    missing = [item for item in (unique if items is None else items) if not store.valid(item.key)]
+    missing = missing_items(unique if items is None else items, store)
     batch_size = sweep_plan.options.batch_size or default_batch_size(sweep_plan.device)
     if not missing:
         return set(), batch_size
     own_progress = progress is None
     if own_progress:
         progress = Progress(terminal, len(unique), len(unique) - len(missing), "generating")
-    made: set[str] = set()
     try:
-        batcher = BatchGenerator(loaded.get_generator(), sweep_plan.recipe, batch_size)
-        position = 0
-        while position < len(missing):
-            batch = missing[position : position + batcher.batch_size]
-            for result in batcher.generate(batch):
-                if result.pixels is None:
-                    store.save_failure(result.item.key, {**png_metadata(result.item, result), "failed": result.failed})
-                else:
-                    from PIL import Image
-
-                    store.save(result.item.key, Image.fromarray(result.pixels), png_metadata(result.item, result))
-                made.add(result.item.key)
-            position += len(batch)
-            progress.advance(len(batch))
+        made, batch_size, halvings = generate_into_store(
+            loaded.get_generator(), sweep_plan.recipe, missing, store, batch_size=batch_size,
+            on_batch=progress.advance,
+        )
     except KeyboardInterrupt:
         progress.close()
         done = sum(store.has(item.key) for item in unique)
@@ -314,13 +303,13 @@ def generate_missing(sweep_plan: SweepPlan, loaded: Loaded, terminal, store: cac
         ) from None
     if own_progress:
         progress.close()
-    if batcher.halvings:
-        terminal.warn(f"CUDA ran out of memory; batch size reduced to {batcher.batch_size}.")
-    return made, batcher.batch_size
+    if halvings:
+        terminal.warn(f"CUDA ran out of memory; batch size reduced to {batch_size}.")
+    return made, batch_size
 
 
 def measurer_namespace(sweep_plan: SweepPlan) -> str:
-    return sha256_hex(canonical_json(models.measurer_identity(sweep_plan.measurer_ref)))[:20]
+    return cache.identity_namespace(models.measurer_identity(sweep_plan.measurer_ref))
 
 
 def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, made: set[str],
@@ -332,7 +321,7 @@ def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, 
     """
     from .embed import encode_images
 
-    emb_store = cache.ArrayStore(f"embeddings/{measurer_namespace(sweep_plan)}")
+    emb_store = cache.embedding_store(models.measurer_identity(sweep_plan.measurer_ref))
     records: dict[str, ItemRecord] = {}
     to_embed: list[tuple[str, Any]] = []
     absent: list[str] = []
@@ -390,7 +379,7 @@ def conditioning_embeddings(sweep_plan: SweepPlan, loaded: Loaded, prompts: list
     """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt."""
     from .generate import encode_conditioning
 
-    namespace = sha256_hex(canonical_json(sweep_plan.recipe.pipeline_dict))[:20]
+    namespace = cache.identity_namespace(sweep_plan.recipe.pipeline_dict)
     store = cache.ArrayStore(f"conditioning/{namespace}")
     keys = [sha256_hex(p) for p in prompts]
     rows = [store.load(k) for k in keys]
@@ -683,7 +672,7 @@ def run_sweep(spec: Spec, options: SweepOptions, terminal) -> dict | None:
         plan_digest = sha256_hex(canonical_json([item.key for item in sweep_plan.items]))
         view = None
         if ctx.is_main:
-            emb_store = cache.ArrayStore(f"embeddings/{measurer_namespace(sweep_plan)}")
+            emb_store = cache.embedding_store(models.measurer_identity(sweep_plan.measurer_ref))
             to_make = {item.key for item in unique if not store.valid(item.key)}
             to_embed = {item.key for item in unique if item.key not in to_make
                         and store.failure(item.key) is None and not emb_store.has(item.key)}
