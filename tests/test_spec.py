@@ -173,7 +173,7 @@ def test_plain_text_spec_with_overrides(tmp_path):
     assert load_spec(path, terms="fancy", baseline="").terms == ("fancy",)
 
 
-@pytest.mark.parametrize("name", ["fancy-house", "descriptors"])
+@pytest.mark.parametrize("name", ["fancy-house", "descriptors", "professions"])
 def test_shipped_specs_load_by_bare_name_and_validate(name):
     spec = load_spec(name)
     assert Path(spec.source) == resources.find_shipped(name)
@@ -196,7 +196,7 @@ def test_shipped_specs_load_by_bare_name_and_validate(name):
     assert load_spec(spec.source) == spec
 
 
-@pytest.mark.parametrize("name", ["fancy-house", "descriptors"])
+@pytest.mark.parametrize("name", ["fancy-house", "descriptors", "professions"])
 def test_shipped_specs_cite_their_source(name):
     head = resources.find_shipped(name).read_text(encoding="utf-8")[:1500]
     assert "2211.03759" in head
