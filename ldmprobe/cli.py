@@ -15,22 +15,38 @@ from .render import Terminal
 
 
 class Group(click.Group):
-    """Turns library errors into one paragraph on stderr and the right exit code."""
+    """Turns errors into one paragraph on stderr and the right exit code (tracebacks with -v)."""
 
     def invoke(self, ctx):
+        verbose = isinstance(ctx.obj, Context) and ctx.obj.verbose
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except LdmprobeError as exc:
-            verbose = isinstance(ctx.obj, Context) and ctx.obj.verbose
-            if verbose:
-                import traceback
-
-                traceback.print_exc(file=sys.stderr)
+            self._traceback(verbose)
             Terminal().error(str(exc))
             ctx.exit(int(exc.exit_code))
         except KeyboardInterrupt:
-            Terminal().error("interrupted.")
+            Terminal().error("interrupted; everything finished so far is cached, rerun the same command to resume.")
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except OSError as exc:  # disk full, permissions, a vanished file
+            self._traceback(verbose)
+            Terminal().error(f"{exc.strerror or exc} ({exc.filename or 'no file name'}). Nothing cached "
+                             "before this point is lost." + ("" if verbose else " Run with -v for the traceback."))
+            ctx.exit(int(ExitCode.RUNTIME))
+        except Exception as exc:  # a bug or a library failure: say so, briefly
+            self._traceback(verbose)
+            Terminal().error(f"unexpected {type(exc).__name__}: {exc}"
+                             + ("" if verbose else " (run with -v for the traceback)."))
+            ctx.exit(int(ExitCode.RUNTIME))
+
+    @staticmethod
+    def _traceback(verbose: bool) -> None:
+        if verbose:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

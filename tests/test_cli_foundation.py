@@ -97,3 +97,36 @@ def test_check_with_tiny_models_json(cache_root):
     assert doc["image_size"] == [64, 64] and doc["embed_dim"] == 64
     assert "tiny models have random weights" in proc.stderr
     assert "\x1b[" not in proc.stdout
+
+
+def test_unexpected_errors_are_one_line_without_traceback_unless_verbose(monkeypatch):
+    from click.testing import CliRunner
+
+    from ldmprobe import inventory
+    from ldmprobe.cli import main
+
+    def broken():
+        raise RuntimeError("the inventory broke")
+
+    monkeypatch.setattr(inventory, "model_inventory", broken)
+    result = CliRunner().invoke(main, ["models", "--format", "json"])
+    assert result.exit_code == 1
+    assert "unexpected RuntimeError: the inventory broke" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    result = CliRunner().invoke(main, ["-v", "models", "--format", "json"])
+    assert result.exit_code == 1 and "Traceback" in result.stderr
+
+
+def test_disk_errors_exit_1_with_the_file(monkeypatch):
+    from click.testing import CliRunner
+
+    from ldmprobe import inventory
+    from ldmprobe.cli import main
+
+    def full_disk():
+        raise OSError(28, "No space left on device", "/cache/images/ab/x.png")
+
+    monkeypatch.setattr(inventory, "model_inventory", full_disk)
+    result = CliRunner().invoke(main, ["models", "--format", "json"])
+    assert result.exit_code == 1
+    assert "No space left on device" in result.stderr and "/cache/images/ab/x.png" in result.stderr
