@@ -18,32 +18,34 @@ class Group(click.Group):
     """Turns errors into one paragraph on stderr and the right exit code (tracebacks with -v)."""
 
     def invoke(self, ctx):
-        verbose = isinstance(ctx.obj, Context) and ctx.obj.verbose
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except LdmprobeError as exc:
-            self._traceback(verbose)
+            self._traceback(ctx)
             Terminal().error(str(exc))
             ctx.exit(int(exc.exit_code))
         except KeyboardInterrupt:
             Terminal().error("interrupted; everything finished so far is cached, rerun the same command to resume.")
             ctx.exit(int(ExitCode.INTERRUPTED))
         except OSError as exc:  # disk full, permissions, a vanished file
-            self._traceback(verbose)
+            self._traceback(ctx)
             Terminal().error(f"{exc.strerror or exc} ({exc.filename or 'no file name'}). Nothing cached "
-                             "before this point is lost." + ("" if verbose else " Run with -v for the traceback."))
+                             "before this point is lost." + ("" if self._verbose(ctx) else " Run with -v for the traceback."))
             ctx.exit(int(ExitCode.RUNTIME))
         except Exception as exc:  # a bug or a library failure: say so, briefly
-            self._traceback(verbose)
+            self._traceback(ctx)
             Terminal().error(f"unexpected {type(exc).__name__}: {exc}"
-                             + ("" if verbose else " (run with -v for the traceback)."))
+                             + ("" if self._verbose(ctx) else " (run with -v for the traceback)."))
             ctx.exit(int(ExitCode.RUNTIME))
 
     @staticmethod
-    def _traceback(verbose: bool) -> None:
-        if verbose:
+    def _verbose(ctx) -> bool:
+        return isinstance(ctx.obj, Context) and ctx.obj.verbose
+
+    def _traceback(self, ctx) -> None:
+        if self._verbose(ctx):
             import traceback
 
             traceback.print_exc(file=sys.stderr)
