@@ -129,11 +129,6 @@ def make_plan(spec: Spec, options: SweepOptions) -> SweepPlan:
     )
 
 
-def cached_count(items: list[WorkItem], store: cache.ImageStore | None = None) -> int:
-    store = store or cache.ImageStore()
-    return sum(store.has(item.key) for item in unique_items(items))
-
-
 def dry_run_document(sweep_plan: SweepPlan) -> dict:
     """The plan, printed by --dry-run without loading any model."""
     store = cache.ImageStore()
@@ -754,7 +749,3 @@ def run_sweep(spec: Spec, options: SweepOptions, terminal) -> dict | None:
     }
     write_run_folder(out, document, records, sweep_plan, store)
     return document
-
-
-def with_overrides(options: SweepOptions, **changes) -> SweepOptions:
-    return replace(options, **changes)
