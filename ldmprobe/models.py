@@ -142,14 +142,25 @@ def resolve_generator(spec: str, revision: str | None = None) -> GeneratorRef:
     )
 
 
-def hub_snapshot(repo_id: str, revision: str | None, *, offline: bool, allow_patterns=None) -> Path | None:
-    """The local snapshot folder of a hub repo (downloading if allowed), or None if not cached."""
+def hub_snapshot(repo_id: str, revision: str | None, *, offline: bool, allow_patterns=None,
+                 pipeline_files: bool = False) -> Path | None:
+    """The local snapshot folder of a hub repo (downloading if allowed), or None if not cached.
+
+    ``pipeline_files`` fetches what a diffusers pipeline needs (diffusers picks the component
+    weights, preferring safetensors, instead of every checkpoint in the repo); otherwise the
+    files matching ``allow_patterns``.
+    """
     if offline:
         set_hub_offline()
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import LocalEntryNotFoundError
 
     try:
+        if pipeline_files:
+            quiet_libraries()
+            from diffusers import DiffusionPipeline
+
+            return Path(DiffusionPipeline.download(repo_id, revision=revision, local_files_only=offline))
         return Path(
             snapshot_download(
                 repo_id, revision=revision, local_files_only=offline, allow_patterns=allow_patterns
@@ -157,7 +168,7 @@ def hub_snapshot(repo_id: str, revision: str | None, *, offline: bool, allow_pat
         )
     except LocalEntryNotFoundError:
         return None
-    except Exception as exc:  # RepositoryNotFound, gated, HTTP errors
+    except Exception as exc:  # RepositoryNotFound, gated, HTTP errors, diffusers' EnvironmentError
         name = type(exc).__name__
         if name in {"RepositoryNotFoundError", "RevisionNotFoundError"}:
             raise UnknownModelError(f"The hub has no model '{repo_id}' (revision {revision or 'main'}): {name}.") from exc
@@ -183,8 +194,8 @@ def locate_generator(ref: GeneratorRef, *, offline: bool = False, configs_only: 
     if ref.source == "local":
         return Path(ref.location)
     is_offline = _resolve_offline(offline)
-    patterns = _CONFIG_PATTERNS if configs_only else None
-    folder = hub_snapshot(ref.location, ref.revision, offline=is_offline, allow_patterns=patterns)
+    folder = hub_snapshot(ref.location, ref.revision, offline=is_offline, allow_patterns=_CONFIG_PATTERNS,
+                          pipeline_files=not configs_only)
     if folder is None or not (folder / "model_index.json").is_file():
         raise ModelUnavailableError(
             unavailable_message(
@@ -281,8 +292,11 @@ def load_generator(
         pipe = DiffusionPipeline.from_pretrained(
             str(folder), torch_dtype=torch_dtype(dtype), local_files_only=True
         )
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(f"Could not load the pipeline in '{folder}': {exc}") from exc
+    except (OSError, ValueError) as exc:  # e.g. configs cached by a dry run, weights not
+        raise ModelUnavailableError(
+            unavailable_message(f"pipeline '{ref.spec}'", f"found its folder '{folder}'",
+                                f"but loading it failed ({' '.join(str(exc).split())[:300]})")
+        ) from exc
     checker = getattr(pipe, "safety_checker", None)
     if checker is not None:
         pipe.safety_checker = None
