@@ -79,6 +79,11 @@ def main() -> None:
         hand = timed([sys.executable, str(script), str(spec), str(generator), str(measurer)], env)
         sweep = [sys.executable, "-m", "ldmprobe", "sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny",
                  "--device", "cpu", "--batch-size", str(args.batch_size), "--format", "json"]
+        # A second, empty image cache (same built models) for the cold run without report.html.
+        bare = tmp / "cache-bare"
+        bare.mkdir()
+        (bare / "models").symlink_to(models_dir, target_is_directory=True)
+        cold_bare = timed(sweep + ["--out", str(tmp / "run-bare"), "--no-report"], dict(env, LDMPROBE_CACHE=str(bare)))
         cold = timed(sweep + ["--out", str(tmp / "run-cold")], env)
         warm = timed(sweep + ["--out", str(tmp / "run-warm")], env)
 
@@ -87,9 +92,12 @@ def main() -> None:
     print(f"hand-written loop (no cache):   {hand:7.2f} s  ({n_images / hand:.1f} img/s)")
     print(f"ldmprobe sweep, cold cache:     {cold:7.2f} s  ({n_images / cold:.1f} img/s)  "
           f"ratio cold/hand = {cold / hand:.2f}  (target <= 1.0)")
+    print(f"  the same without report.html: {cold_bare:7.2f} s  ratio = {cold_bare / hand:.2f}")
     print(f"ldmprobe sweep, warm rerun:     {warm:7.2f} s  ratio warm/cold = {warm / cold:.2f}  (target <= 0.2)")
     print("ldmprobe's cold time includes everything the hand loop skips: prompt-length check, "
-          "text/probe/conditioning embeddings, permutation and bootstrap statistics, run folder, contact sheets.")
+          "text/probe/vocabulary/conditioning embeddings, permutation and bootstrap statistics, run folder, "
+          "contact sheets (and report.html with its plots, unless --no-report). On a CPU, batching gains little; "
+          "on a GPU it is where the time goes (benchmarks/gpu_check.py).")
 
 
 if __name__ == "__main__":

@@ -158,3 +158,19 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     cache.atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_trimmed_text_encoding_matches_open_clip(tiny_measurer):
+    """encode_texts cuts padding after the end-of-text token; it must equal encode_text."""
+    import torch
+
+    from ldmprobe.embed import _trimmable, encode_texts
+
+    texts = ["red", "a photo of a fancy house", "x " * 100, "", "🏠 emoji", "a much longer prompt " * 3,
+             "don't", "日本"]
+    assert _trimmable(tiny_measurer.model)
+    ours = encode_texts(tiny_measurer, texts, batch_size=3)
+    with torch.inference_mode():
+        reference = tiny_measurer.model.encode_text(tiny_measurer.tokenizer(texts)).float().numpy()
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    np.testing.assert_allclose(ours, reference, atol=2e-5)
