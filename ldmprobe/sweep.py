@@ -745,7 +745,7 @@ def run_sweep(spec: Spec, options: SweepOptions, terminal) -> dict | None:
         "counts": counts,
         "baseline": spec.baseline,
         **statistics,
-        "run": {"out": str(out), "results": "results.json", "items": "items.jsonl"},
+        "run": {"out": str(out.resolve()), "results": "results.json", "items": "items.jsonl"},
     }
     write_run_folder(out, document, records, sweep_plan, store)
     return document
