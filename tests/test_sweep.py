@@ -269,3 +269,76 @@ def test_prompt_too_long_is_an_error_unless_allowed(tmp_path, fresh_cache):
     assert "--allow-truncation" in result.stderr and "77" in result.stderr
     result = sweep(path, "--out", tmp_path / "b", "--allow-truncation")
     assert "truncated" in result.stderr
+
+
+@pytest.fixture
+def flagging_checker(monkeypatch):
+    """A real (tiny, random) StableDiffusionSafetyChecker made to flag every image (and black out its copy)."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    from ldmprobe import models
+
+    small = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
+    config = CLIPConfig(text_config=dict(small, vocab_size=49408),
+                        vision_config=dict(small, image_size=32, patch_size=4), projection_dim=32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        checker = StableDiffusionSafetyChecker(config).eval()
+    extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    real_forward = checker.forward
+    calls = []
+
+    def forward(clip_input, images):
+        images_out, flags = real_forward(clip_input=clip_input, images=images)
+        calls.append(len(flags))
+        # the real checker blacks flagged images out; ldmprobe must keep the pixels it was given
+        return np.zeros_like(images_out), [True] * len(flags)
+
+    checker.forward = forward
+    real_load = models.load_generator
+
+    def load_with_checker(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        loaded.safety_checker = checker
+        loaded.pipe.feature_extractor = extractor
+        return loaded
+
+    monkeypatch.setattr(models, "load_generator", load_with_checker)
+    return calls
+
+
+def test_safety_checker_flags_are_recorded_not_blacked_out(fresh_cache, spec_file, tmp_path, flagging_checker):
+    from PIL import Image
+
+    doc = sweep_json(spec_file, "--out", tmp_path / "keep")
+    validate_document(doc, "sweep")
+    assert sum(flagging_checker) == 12, "the checker saw every image"
+    assert doc["counts"]["flagged"] == 12 and doc["counts"]["failed"] == 0
+    assert all(t["flagged"] == 4 and t["n_pairs"] == 4 for t in doc["terms"])
+    lines = [json.loads(x) for x in (tmp_path / "keep" / "items.jsonl").read_text().splitlines()]
+    assert all(x["flags"]["nsfw"] is True and x["flags"]["dropped"] is False for x in lines)
+    pixels = np.asarray(Image.open(tmp_path / "keep" / lines[0]["image"]))
+    assert pixels.max() > 0, "a flagged image was blacked out"
+    dropped = sweep_json(spec_file, "--out", tmp_path / "drop", "--nsfw", "drop")
+    validate_document(dropped, "sweep")
+    assert dropped["counts"]["generated"] == 0
+    assert all(t["n_pairs"] == 0 and t["dropped"] == 4 and t["image_drift"]["p_value"] is None
+               for t in dropped["terms"])
+
+
+def test_two_processes_share_one_cache(fresh_cache, spec_file, tmp_path):
+    """Two sweeps of the same spec at once: both finish, every image exists once, same numbers."""
+    cmd = [sys.executable, "-m", "ldmprobe", "sweep", str(spec_file), "--pipeline", "tiny", "--measurer", "tiny",
+           "--batch-size", "2", "--format", "json", "--no-report", "--permutations", "99", "--bootstrap", "99"]
+    procs = [subprocess.Popen(cmd + ["--out", str(tmp_path / f"run{i}")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    docs = [json.loads(out) for out, _ in outputs]
+    assert n_pngs(fresh_cache) == 12
+    assert not list(fresh_cache.rglob("*.tmp"))
+    assert all(d["counts"]["generated"] + d["counts"]["cached"] == 12 for d in docs)
+    first, second = ({t["term"]: t["image_drift"]["centroid"] for t in d["terms"]} for d in docs)
+    assert first == pytest.approx(second, rel=1e-5, abs=1e-9)
