@@ -80,6 +80,9 @@ def check_models(*, pipeline: str, revision: str | None, measurer: str, device: 
         terminal.warn(models.TINY_WARNING)
     if offline:
         models.set_hub_offline()
+    # fail fast, before the slow imports, when either model cannot be had
+    models.locate_generator(gen_ref, offline=offline, configs_only=True)
+    models.ensure_measurer_available(meas_ref, offline=offline)
     t0 = time.perf_counter()
     import torch
 

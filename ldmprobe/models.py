@@ -473,6 +473,31 @@ def measurer_identity(ref: MeasurerRef) -> dict[str, Any]:
     return {"source": "open_clip", "model": ref.name, "pretrained": ref.pretrained}
 
 
+def ensure_measurer_available(ref: MeasurerRef, *, offline: bool = False) -> None:
+    """Fail fast (before any generation) when the measurer's weights cannot be had.
+
+    Presets are checked without importing open_clip; other NAME:PRETRAINED names are
+    validated against open_clip's registry (which imports torch).
+    """
+    if ref.source not in {"hf-hub", "pretrained"}:
+        return
+    is_offline = _resolve_offline(offline)
+    if is_offline:
+        set_hub_offline()
+    cfg = None
+    if ref.source == "pretrained" and (ref.spec not in MEASURER_PRESETS or not is_offline):
+        cfg = _check_open_clip_name(ref)
+    if is_offline and not measurer_cached(ref, cfg):
+        raise ModelUnavailableError(
+            unavailable_message(
+                f"measurer '{ref.spec}'",
+                f"tried open_clip weights '{ref.spec}'",
+                "but they are not in the local cache and the hub "
+                + ("was not contacted (offline mode)" if offline_requested(offline) else "could not be reached"),
+            )
+        )
+
+
 def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = False) -> LoadedMeasurer:
     """Load an open_clip model, its preprocess transform and tokenizer."""
     if ref.source == "tiny":
@@ -485,20 +510,7 @@ def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = Fals
     else:
         model_name, pretrained = ref.name, ref.pretrained
 
-    if ref.source in {"hf-hub", "pretrained"}:
-        is_offline = _resolve_offline(offline)
-        if is_offline:
-            set_hub_offline()
-        cfg = _check_open_clip_name(ref) if ref.source == "pretrained" else None
-        if is_offline and not measurer_cached(ref, cfg):
-            raise ModelUnavailableError(
-                unavailable_message(
-                    f"measurer '{ref.spec}'",
-                    f"tried open_clip weights '{ref.spec}'",
-                    "but they are not in the local cache and the hub "
-                    + ("was not contacted (offline mode)" if offline_requested(offline) else "could not be reached"),
-                )
-            )
+    ensure_measurer_available(ref, offline=offline)
     quiet_libraries()
     import open_clip
 

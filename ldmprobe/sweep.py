@@ -96,6 +96,7 @@ def make_plan(spec: Spec, options: SweepOptions) -> SweepPlan:
     if options.nsfw not in ("keep", "drop"):
         raise BadInputError(f"--nsfw must be keep or drop, not {options.nsfw!r}")
     folder = models.locate_generator(generator_ref, offline=options.offline, configs_only=True)
+    models.ensure_measurer_available(measurer_ref, offline=options.offline)
     device, dtype = models.pick_device(options.device)
     if options.dtype != "auto":
         dtype = options.dtype

@@ -342,3 +342,11 @@ def test_two_processes_share_one_cache(fresh_cache, spec_file, tmp_path):
     assert all(d["counts"]["generated"] + d["counts"]["cached"] == 12 for d in docs)
     first, second = ({t["term"]: t["image_drift"]["centroid"] for t in d["terms"]} for d in docs)
     assert first == pytest.approx(second, rel=1e-5, abs=1e-9)
+
+
+def test_uncached_measurer_fails_before_any_generation(fresh_cache, spec_file, tmp_path):
+    result = CliRunner().invoke(main, ["--offline", "sweep", str(spec_file), "--pipeline", "tiny", "--measurer",
+                                       "ViT-L-14-quickgelu:openai", "--out", str(tmp_path / "a"), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    assert "ViT-L-14-quickgelu:openai" in result.stderr and "not in the local cache" in result.stderr
+    assert n_pngs(fresh_cache) == 0 and result.stdout == ""
