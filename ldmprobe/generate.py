@@ -141,12 +141,17 @@ def png_metadata(item: WorkItem, result: Generated) -> dict:
     }
 
 
-def encode_conditioning(loaded, prompts: Sequence[str]) -> np.ndarray:
-    """The generator's own text conditioning: the (77, d) hidden states the UNet attends to."""
+def encode_conditioning(loaded, prompts: Sequence[str]) -> np.ndarray | None:
+    """The generator's own text conditioning: the (77, d) hidden states the UNet attends to.
+
+    None for pipelines without a CLIP-style ``tokenizer`` + ``text_encoder`` pair.
+    """
     import torch
 
     pipe = loaded.pipe
-    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    tokenizer, encoder = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
+    if tokenizer is None or encoder is None:
+        return None
     tokens = tokenizer(
         list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
         truncation=True, return_tensors="pt",

@@ -371,8 +371,8 @@ def text_embeddings(sweep_plan: SweepPlan, loaded: Loaded, texts: list[str], tem
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def conditioning_embeddings(sweep_plan: SweepPlan, loaded: Loaded, prompts: list[str]) -> np.ndarray:
-    """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt."""
+def conditioning_embeddings(sweep_plan: SweepPlan, loaded: Loaded, prompts: list[str]) -> np.ndarray | None:
+    """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt (None if it has none)."""
     from .generate import encode_conditioning
 
     namespace = cache.identity_namespace(sweep_plan.recipe.pipeline_dict)
@@ -382,6 +382,8 @@ def conditioning_embeddings(sweep_plan: SweepPlan, loaded: Loaded, prompts: list
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         fresh = encode_conditioning(loaded.get_generator(), [prompts[i] for i in missing])
+        if fresh is None:
+            return None
         for i, array in zip(missing, fresh):
             store.save(keys[i], array.astype(np.float16))
             rows[i] = array
@@ -439,7 +441,13 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
     vocab_words, vocab_emb = direction_vocabulary(sweep_plan, loaded, tuple(probe_templates))
     prompt_list = sorted({item.prompt for item in sweep_plan.items})
     prompt_emb = dict(zip(prompt_list, text_embeddings(sweep_plan, loaded, prompt_list)))
-    cond = dict(zip(prompt_list, conditioning_embeddings(sweep_plan, loaded, prompt_list)))
+    conditioning = conditioning_embeddings(sweep_plan, loaded, prompt_list)
+    cond = dict(zip(prompt_list, conditioning)) if conditioning is not None else None
+
+    def cond_drift(m_prompts: list[str], b_prompts: list[str]) -> float | None:
+        if cond is None:
+            return None
+        return stats.sequence_drift(np.stack([cond[p] for p in m_prompts]), np.stack([cond[p] for p in b_prompts]))
     from .spec import expand
 
     base_rows, base_groups = [], []
@@ -474,7 +482,7 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
                 "prompt": m_prompt,
                 "text_drift": {
                     "measurer": stats.text_drift(prompt_emb[m_prompt][None], prompt_emb[b_prompt][None]),
-                    "conditioning": stats.sequence_drift(cond[m_prompt][None], cond[b_prompt][None]),
+                    "conditioning": cond_drift([m_prompt], [b_prompt]),
                 },
             }
             if tm:
@@ -494,8 +502,7 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
         text_drift = {
             "measurer": stats.text_drift(np.stack([prompt_emb[p] for p in m_prompts]),
                                          np.stack([prompt_emb[p] for p in b_prompts])),
-            "conditioning": stats.sequence_drift(np.stack([cond[p] for p in m_prompts]),
-                                                 np.stack([cond[p] for p in b_prompts])),
+            "conditioning": cond_drift(m_prompts, b_prompts),
         }
         result: dict[str, Any] = {
             "term": term, "n_pairs": len(m_rows), "failed": failed, "flagged": flagged, "dropped": dropped,
