@@ -43,13 +43,12 @@ import dataclasses
 import difflib
 import math
 import re
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import SCHEMA_VERSION, resources
+from . import SCHEMA_VERSION, specfile
 from .errors import LdmprobeError, SpecError
 from .spec import MAX_SEED, MAX_SEED_COUNT
 
@@ -214,10 +213,10 @@ def load_assoc_spec(path_or_name: str | Path) -> AssocSpec:
     path = _resolve(path_or_name)
     text = _read_text(path)
     where = _Where(str(path), text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _syntax_error(path, text, exc) from None
+    data = specfile.load_toml(
+        path, text, syntax_hint="Fix the TOML there (strings need double quotes, lists need commas between "
+        "items, a set is a [X] table with label = ... and words = [...]).",
+    )
     data.setdefault("name", path.stem)
     return _validate(data, where)
 
@@ -578,70 +577,15 @@ def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], table: str | No
 
 
 def _resolve(path_or_name: str | Path) -> Path:
-    path = Path(path_or_name).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise SpecError(f"{path} is a folder, not an association spec; give a .toml file.")
-    name = str(path_or_name)
-    bare = bool(name) and "/" not in name and "\\" not in name
-    shipped = resources.find_shipped(name, subdir="assoc") if bare else None
-    if shipped is not None:
-        return shipped
-    try:
-        available = resources.list_shipped("assoc")
-    except FileNotFoundError:
-        available = []
-    close = difflib.get_close_matches(name.removesuffix(".toml"), available, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    looked = f"looked for a file at {path.resolve()}"
-    if bare:
-        looked += f" and for a shipped association spec named {name!r}"
-    raise SpecError(
-        f"association spec {name!r} not found: {looked} (shipped: "
-        f"{', '.join(available) or 'none found'}).{hint} Give the path of a .toml spec or one "
-        f"of the shipped names."
-    )
+    return specfile.resolve(path_or_name, subdir="assoc", what="association spec",
+                            folder_fix="Give a .toml file.")
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the "
-                        f"spec as UTF-8.") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+_read_text = specfile.read_text
 
 
-def _syntax_error(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> SpecError:
-    lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
-    msg = getattr(exc, "msg", None) or str(exc)
-    if lineno is None:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        if m:
-            lineno, colno = int(m.group(1)), int(m.group(2))
-        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
-    snippet = ""
-    lines = text.splitlines()
-    if lineno is not None and 0 < lineno <= len(lines):
-        snippet = f" (the line reads: {lines[lineno - 1].strip()!r})"
-    where = f"line {lineno}, column {colno}" if lineno is not None else "the end of the file"
-    return SpecError(
-        f"{path} line {lineno if lineno is not None else '?'}: TOML syntax error at {where}: "
-        f"{msg}{snippet}. Fix the TOML there (strings need double quotes, lists need commas "
-        f"between items, a set is a [X] table with label = ... and words = [...])."
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _type(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", tuple: "a list", dict: "a table"}
-    return names.get(type(value), type(value).__name__)
+_is_int = specfile.is_int
+_type = specfile.type_name
 
 
 # --------------------------------------------------------------------------------------------

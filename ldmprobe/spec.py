@@ -36,13 +36,12 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import resources
+from . import specfile
 from .errors import BadInputError, SpecError
 
 __all__ = [
@@ -347,63 +346,19 @@ class _Ctx:
 
 
 def _resolve(path_or_name: str | Path) -> Path:
-    path = Path(path_or_name).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise SpecError(
-            f"{path} is a folder, not a spec file. Give the path of a .toml spec or a "
-            f"plain-text file with one template per line."
-        )
-    name = str(path_or_name)
-    bare = bool(name) and "/" not in name and "\\" not in name
-    shipped = resources.find_shipped(name) if bare else None
-    if shipped is not None:
-        return shipped
-    try:
-        available = resources.list_shipped()
-    except FileNotFoundError:
-        available = []
-    shipped_txt = ", ".join(available) if available else "none found"
-    close = difflib.get_close_matches(name, available, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    looked = f"looked for a file at {path.resolve()}"
-    if bare:
-        looked += f" and for a shipped spec named {name!r}"
-    raise SpecError(
-        f"spec {name!r} not found: {looked} (shipped specs: {shipped_txt}).{hint} Give the "
-        f"path of an existing .toml or plain-text spec file, or one of the shipped names."
+    return specfile.resolve(
+        path_or_name, what="spec",
+        folder_fix="Give the path of a .toml spec or a plain-text file with one template per line.",
     )
 
 
 def _read_toml(path: Path, ctx: _Ctx) -> dict[str, Any]:
     text = _read_text(path)
     ctx.text = text
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        lineno = getattr(exc, "lineno", None)
-        colno = getattr(exc, "colno", None)
-        msg = getattr(exc, "msg", None) or str(exc)
-        if lineno is None:
-            m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-            if m:
-                lineno, colno = int(m.group(1)), int(m.group(2))
-            msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
-        where = (
-            f"line {lineno}, column {colno} (or just before it)"
-            if lineno is not None else "the end of the file"
-        )
-        snippet = ""
-        if lineno is not None:
-            lines = text.splitlines()
-            if 0 < lineno <= len(lines):
-                snippet = f" (the line reads: {lines[lineno - 1].strip()!r})"
-        raise SpecError(
-            f"{path} line {lineno if lineno is not None else '?'}: TOML syntax error at "
-            f"{where}: {msg}{snippet}. Fix the TOML syntax there (strings need double "
-            f"quotes, lists need commas between items, keys are written key = value)."
-        ) from None
+    data = specfile.load_toml(
+        path, text, syntax_hint="Fix the TOML syntax there (strings need double quotes, lists need "
+        "commas between items, keys are written key = value).",
+    )
     _check_keys(data, ctx)
     return data
 
@@ -436,16 +391,7 @@ def _read_plain(path: Path, ctx: _Ctx) -> dict[str, Any]:
     return {"templates": templates}
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}). Save the spec as "
-            f"UTF-8."
-        ) from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+_read_text = specfile.read_text
 
 
 def _check_keys(data: Mapping[str, Any], ctx: _Ctx) -> None:
@@ -798,14 +744,8 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _type(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", tuple: "a list", dict: "a table"}
-    return names.get(type(value), type(value).__name__)
+_is_int = specfile.is_int
+_type = specfile.type_name
 
 
 def _as_str_list(values: Sequence[str], ctx: _Ctx, flag: str) -> list[str]:

@@ -1,0 +1,84 @@
+"""Reading spec files (sweep and association specs): lookup, text, TOML errors, type names."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from . import resources
+from .errors import SpecError
+
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (TOML's true is not a seed count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def type_name(value: Any) -> str:
+    """How a TOML value's type reads in an error message."""
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", tuple: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def resolve(path_or_name: str | Path, *, subdir: str = "", what: str = "spec", folder_fix: str) -> Path:
+    """A spec file by path, or a shipped one by bare name; SpecError naming what was looked for."""
+    path = Path(path_or_name).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise SpecError(f"{path} is a folder, not a{'n' if what[0] in 'aeiou' else ''} {what} file. {folder_fix}")
+    name = str(path_or_name)
+    bare = bool(name) and "/" not in name and "\\" not in name
+    shipped = resources.find_shipped(name, subdir=subdir) if bare else None
+    if shipped is not None:
+        return shipped
+    try:
+        available = resources.list_shipped(subdir)
+    except FileNotFoundError:
+        available = []
+    close = difflib.get_close_matches(name.removesuffix(".toml"), available, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    looked = f"looked for a file at {path.resolve()}"
+    if bare:
+        looked += f" and for a shipped {what} named {name!r}"
+    raise SpecError(
+        f"{what} {name!r} not found: {looked} (shipped {what}s: {', '.join(available) or 'none found'}).{hint} "
+        f"Give the path of an existing {what} file, or one of the shipped names."
+    )
+
+
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text, or a SpecError saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}). Save the spec as UTF-8.") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+
+
+def load_toml(path: Path, text: str, *, syntax_hint: str) -> dict[str, Any]:
+    """Parse TOML; a syntax error names the line and column and quotes the line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+        msg = getattr(exc, "msg", None) or str(exc)
+        if lineno is None:  # Python < 3.14 puts the position only in the text
+            m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+            if m:
+                lineno, colno = int(m.group(1)), int(m.group(2))
+            msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
+        where = f"line {lineno}, column {colno} (or just before it)" if lineno is not None else "the end of the file"
+        snippet = ""
+        lines = text.splitlines()
+        if lineno is not None and 0 < lineno <= len(lines):
+            snippet = f" (the line reads: {lines[lineno - 1].strip()!r})"
+        raise SpecError(
+            f"{path} line {lineno if lineno is not None else '?'}: TOML syntax error at {where}: "
+            f"{msg}{snippet}. {syntax_hint}"
+        ) from None
