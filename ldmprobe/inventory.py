@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import cache, models, tiny
+from . import SCHEMA_VERSION, cache, models, tiny
 from .results import now_iso, provenance
 
 
@@ -114,6 +114,7 @@ def check_models(*, pipeline: str, revision: str | None, measurer: str, device: 
     image_emb = torch.nn.functional.normalize(image_emb.float(), dim=-1)
     text_emb = torch.nn.functional.normalize(text_emb.float(), dim=-1)
     return {
+        "schema_version": SCHEMA_VERSION,
         "kind": "check",
         "config": {
             "pipeline": {"spec": gen_ref.spec, "folder": str(generator.folder), "identity": generator.identity},
