@@ -395,6 +395,12 @@ def conditioning_embeddings(sweep_plan: SweepPlan, loaded: Loaded, prompts: list
 DIRECTION_K = 10
 
 
+def term_seed(stats_seed: int, term: str) -> int:
+    """The statistics seed of one term: fixed by --stats-seed and the term alone, so adding,
+    removing or reordering other terms leaves its p-values and intervals unchanged."""
+    return int(sha256_hex(canonical_json({"stats_seed": stats_seed, "term": term}))[:8], 16)
+
+
 def direction_vocabulary(sweep_plan: SweepPlan, loaded: Loaded, templates: tuple[str, ...]):
     """Words (the --vocab lists plus the probes) and their template-averaged embeddings.
 
@@ -461,7 +467,7 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
     spread_all = stats.baseline_spread(base_all, base_groups) if len(base_rows) else float("nan")
 
     terms_out = []
-    for term_index, term in enumerate(spec.terms):
+    for term in spec.terms:
         m_rows, b_rows, groups = [], [], []
         per_template = []
         failed = flagged = dropped = 0
@@ -510,7 +516,7 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
         }
         if len(m_rows) >= 1:
             m_arr, b_arr = np.stack(m_rows), np.stack(b_rows)
-            seed = opts.stats_seed + term_index
+            seed = term_seed(opts.stats_seed, term)
             test = stats.drift_permutation_test(m_arr, b_arr, groups, n_resamples=opts.permutations, seed=seed)
             result["image_drift"] = {
                 "centroid": stats.centroid_drift(m_arr, b_arr),

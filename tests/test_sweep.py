@@ -350,3 +350,18 @@ def test_uncached_measurer_fails_before_any_generation(fresh_cache, spec_file, t
     assert result.exit_code == 1, result.output
     assert "ViT-L-14-quickgelu:openai" in result.stderr and "not in the local cache" in result.stderr
     assert n_pngs(fresh_cache) == 0 and result.stdout == ""
+
+
+def test_term_statistics_do_not_depend_on_other_terms(fresh_cache, tmp_path):
+    """A term's seeded p-values and intervals are the same whether or not other terms are in the run."""
+    both = tmp_path / "both.toml"
+    both.write_text(SPEC)
+    alone = tmp_path / "alone.toml"
+    alone.write_text(SPEC.replace('terms = ["red", "blue"]', 'terms = ["blue"]'))
+    first = next(t for t in sweep_json(both, "--out", tmp_path / "a", "--vocab", "objects")["terms"]
+                 if t["term"] == "blue")
+    second = sweep_json(alone, "--out", tmp_path / "b", "--vocab", "objects")["terms"][0]
+    assert first["image_drift"]["seed"] == second["image_drift"]["seed"]
+    assert first["image_drift"]["p_value"] == second["image_drift"]["p_value"]
+    assert [(p["probe"], p["ci_low"], p["ci_high"], p["p_value"]) for p in first["probes"]] == \
+           [(p["probe"], p["ci_low"], p["ci_high"], p["p_value"]) for p in second["probes"]]
