@@ -144,7 +144,7 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
     """Generate every (template, term, seed) image of SPEC, embed it, and report drift per term.
 
     SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
-    descriptors). Everything is cached: rerun the same command to resume.
+    descriptors, professions). Everything is cached: rerun the same command to resume.
     """
     from .spec import load_spec
     from .distributed import is_main_process
