@@ -365,3 +365,46 @@ def test_term_statistics_do_not_depend_on_other_terms(fresh_cache, tmp_path):
     assert first["image_drift"]["p_value"] == second["image_drift"]["p_value"]
     assert [(p["probe"], p["ci_low"], p["ci_high"], p["p_value"]) for p in first["probes"]] == \
            [(p["probe"], p["ci_low"], p["ci_high"], p["p_value"]) for p in second["probes"]]
+
+
+def test_planted_effect_is_found_through_the_whole_sweep(fresh_cache, tmp_path, tiny_measurer):
+    """Plant image embeddings in the cache: 'red' moves every image toward the probe 'fire',
+    'blue' changes nothing. The sweep must pair, test and label them correctly."""
+    from ldmprobe import models
+    from ldmprobe.embed import DEFAULT_PROBE_TEMPLATES, encode_in_templates
+
+    spec = tmp_path / "planted.toml"
+    spec.write_text(SPEC.replace("seeds = 2", "seeds = 8"))
+    first = sweep_json(spec, "--out", tmp_path / "a", "--no-report")
+    items = [json.loads(x) for x in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
+    store = cache_module().embedding_store(models.measurer_identity(models.resolve_measurer("tiny")))
+    fire = encode_in_templates(tiny_measurer, ["fire"], DEFAULT_PROBE_TEMPLATES)[0]
+    rng = np.random.default_rng(7)
+    dim = fire.shape[0]
+    centres = {t: rng.normal(size=dim) for t in range(2)}
+    noise = {(t, s): rng.normal(size=dim) * 0.3 for t in range(2) for s in range(8)}
+    for item in items:
+        vector = centres[item["template_index"]] + noise[(item["template_index"], item["seed"])]
+        vector /= np.linalg.norm(vector)
+        if item["term"] == "red":
+            vector = vector + 0.5 * fire
+        elif item["term"] == "blue":
+            vector = vector + rng.normal(size=dim) * 1e-4  # no effect beyond float noise
+        store.save(item["key"], (vector / np.linalg.norm(vector)).astype(np.float32))
+    doc = sweep_json(spec, "--out", tmp_path / "b", "--no-report")
+    assert doc["counts"]["generated"] == 0 and first["counts"]["generated"] == 48
+    red, blue = (next(t for t in doc["terms"] if t["term"] == name) for name in ("red", "blue"))
+    # every sampled re-labelling drifts less: p is the smallest attainable, 1/(B+1) with B=199
+    assert red["image_drift"]["p_value"] == red["image_drift"]["min_p"] == 1 / 200
+    assert red["image_drift"]["p_adjusted"] <= 0.01 and red["image_drift"]["centroid"] > 10 * blue["image_drift"]["centroid"]
+    assert blue["image_drift"]["p_value"] > 0.05
+    top = red["probes"][0]
+    assert top["probe"] == "fire" and top["ci_low"] > 0 and top["p_adjusted"] <= 0.05
+    assert all(p["p_adjusted"] > 0.05 for p in blue["probes"])
+    assert doc["terms"][0]["term"] == "red"  # ranked by drift
+
+
+def cache_module():
+    from ldmprobe import cache
+
+    return cache
