@@ -174,3 +174,19 @@ def test_trimmed_text_encoding_matches_open_clip(tiny_measurer):
         reference = tiny_measurer.model.encode_text(tiny_measurer.tokenizer(texts)).float().numpy()
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     np.testing.assert_allclose(ours, reference, atol=2e-5)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fchmod"), reason="no POSIX permissions")
+def test_atomic_write_respects_umask(tmp_path):
+    """mkstemp makes 0600 files; a shared cache needs what a plain open() would give."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        mode = cache._file_mode()
+        cache._FILE_MODE, saved = mode, cache._FILE_MODE
+        cache.atomic_write_bytes(tmp_path / "f.bin", b"x")
+        cache._FILE_MODE = saved
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
