@@ -143,6 +143,20 @@ class ImageStore:
             path.unlink(missing_ok=True)
             return None
 
+    def metadata(self, key: str) -> dict | None:
+        """The PNG text-chunk metadata without decoding pixels (None when missing or unreadable).
+
+        For images already checked by :meth:`valid` this run: it reads only the header chunks.
+        """
+        from PIL import Image
+
+        path = self.path(key)
+        try:
+            with Image.open(path) as im:
+                return json.loads(im.info.get(PNG_RECIPE_KEY, "{}"))
+        except (OSError, ValueError, SyntaxError):
+            return None
+
     def valid(self, key: str) -> bool:
         """Whether a usable result (image or failure record) is cached; removes corrupt files."""
         if self.failure(key) is not None:

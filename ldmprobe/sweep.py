@@ -327,14 +327,18 @@ def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, 
         if failure is not None:
             record.failed = failure.get("failed", "failed")
         else:
+            # Images were validated (fully decoded) when the work list was made; decode again
+            # only those still to embed, and read just the metadata of the rest.
             vector = emb_store.load(item.key)
-            loaded_image = store.load(item.key)
-            if merge and (loaded_image is None or vector is None):
+            loaded_image = store.load(item.key) if vector is None else None
+            metadata = loaded_image[1] if loaded_image is not None else (
+                store.metadata(item.key) if vector is not None else None)
+            if merge and (metadata is None or vector is None):
                 absent.append(item.key)
                 continue
-            if loaded_image is None:
+            if metadata is None:
                 raise LdmprobeError(f"image {item.key} vanished from the cache during the run; rerun to regenerate it.")
-            record.nsfw = loaded_image[1].get("nsfw")
+            record.nsfw = metadata.get("nsfw")
             if vector is None:
                 to_embed.append((item.key, loaded_image[0]))
             else:
