@@ -751,13 +751,13 @@ class AssocResult:
 
     def result_dict(self) -> dict[str, Any]:
         """The ``result`` object of the JSON document."""
-        from .stats import WeatResult
+        from .stats import WeatResult, jsonable
 
         names = [f.name for f in dataclasses.fields(WeatResult)]
         out = {n: getattr(self, n) for n in names}
         out["labels"] = dict(self.labels)
         out["permutations"] = self.permutations
-        return _plain(out)
+        return jsonable(out)
 
     def record(self) -> dict[str, Any]:
         """One JSONL record: the result, named, with the tiny-model flag."""
@@ -774,19 +774,6 @@ class AssocResult:
             "result": self.result_dict(),
             "images": [r.to_dict() for r in self.images],
         }
-
-
-def _plain(obj: Any) -> Any:
-    """Python scalars only (numpy ones converted); non-finite floats become None."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def resolve_test_settings(spec: AssocSpec, *, ddof: int | None = None,

@@ -46,7 +46,10 @@ _CHUNK = 4096  # rows of sign / partition matrices processed at once
 # ----------------------------------------------------------------------------- results
 
 
-def _jsonable(value):
+def jsonable(value):
+    """Plain Python values for JSON: numpy scalars and arrays converted, NaN/inf as None."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -54,14 +57,14 @@ def _jsonable(value):
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None  # NaN/inf are not JSON
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 class _Result:
     def to_dict(self) -> dict:
         """JSON-safe dict: Python ints/floats/bools/lists; non-finite floats become None."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
