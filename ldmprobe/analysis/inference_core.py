@@ -1,0 +1,262 @@
+"""Shared pieces of ldmprobe.analysis.inference: results, input hygiene, honest precision.
+
+Pure numpy; nothing here imports other ldmprobe modules. Conventions (as in stats.py):
+
+- Randomised tests take keyword-only ``n_resamples`` and ``random_state`` (anything
+  ``numpy.random.default_rng`` accepts: None, an int, a SeedSequence or a Generator).
+- Permutation p-values count ties as exceedances with a relative float tolerance of
+  ``1e-12 * scale``. Exact p-values are ``k / N`` over all N distinct patterns, identity
+  included; sampled ones are ``(k + 1) / (B + 1)``. No p-value is ever 0.
+- Every p-value result carries ``p_value``, ``min_p`` (the smallest p the test can return),
+  ``exact`` (True: enumerated, no Monte Carlo error), ``n_resamples`` (patterns or draws
+  the p is computed over; 0 for an analytic p) and ``generalises_to``.
+- No function returns a p-value for a NaN statistic: non-finite input is removed with a
+  count first (``clean_rows``/``clean_pairs``) or is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+TIE_RTOL = 1e-12  # values within 1e-12 * scale of the observed statistic count as ties
+CHUNK = 4096  # rows of sign / permutation matrices processed at once
+MAX_ENUMERATE = 2**17  # enumerate all distinct patterns when there are at most this many
+
+
+def jsonable(value):
+    """Plain Python values for JSON: numpy scalars and arrays converted, NaN/inf as None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+class Result:
+    """Mixin for the frozen result dataclasses: a JSON-safe ``to_dict``."""
+
+    def to_dict(self) -> dict:
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+# ----------------------------------------------------------------------------- hygiene
+
+
+@dataclass(frozen=True)
+class CleanRows(Result):
+    """Rows kept after dropping non-finite and zero-norm ones (``rows`` are unit-normalised)."""
+
+    rows: np.ndarray
+    kept: np.ndarray  # boolean mask over the input rows
+    n_nonfinite: int
+    n_zero: int
+
+    @property
+    def n_dropped(self) -> int:
+        return self.n_nonfinite + self.n_zero
+
+
+def _bad_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nonfinite = ~np.isfinite(x).all(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norm = np.linalg.norm(np.where(np.isfinite(x), x, 0.0), axis=1)
+    zero = ~nonfinite & ~(norm > 0)
+    return nonfinite, zero
+
+
+def clean_rows(x, *, name: str = "embeddings", min_rows: int = 1) -> CleanRows:
+    """Drop non-finite and zero-norm rows of a 2-d array, normalise the rest to unit length.
+
+    Raises ValueError naming ``name`` when fewer than ``min_rows`` rows are left.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d (n, d) array; got shape {x.shape}")
+    nonfinite, zero = _bad_rows(x)
+    kept = ~(nonfinite | zero)
+    rows = x[kept]
+    if len(rows) < min_rows:
+        raise ValueError(
+            f"{name}: {int(kept.sum())} usable rows of {len(x)} ({int(nonfinite.sum())} "
+            f"non-finite, {int(zero.sum())} zero-norm); at least {min_rows} needed"
+        )
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return CleanRows(rows, kept, int(nonfinite.sum()), int(zero.sum()))
+
+
+def clean_pairs(term, base, *, name: str = "pairs", min_rows: int = 1):
+    """Drop a (term, base) pair when either row is non-finite or zero-norm.
+
+    Returns (term_unit, base_unit, kept_mask, n_dropped). Raises ValueError when fewer than
+    ``min_rows`` pairs are left or the shapes differ.
+    """
+    m = np.atleast_2d(np.asarray(term, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(base, dtype=np.float64))
+    if m.shape != b.shape or m.ndim != 2:
+        raise ValueError(f"{name}: term and base must be (n, d) arrays of one shape; "
+                         f"got {m.shape} and {b.shape}")
+    bad_m, bad_b = (np.logical_or(*_bad_rows(v)) for v in (m, b))
+    kept = ~(bad_m | bad_b)
+    if kept.sum() < min_rows:
+        raise ValueError(f"{name}: {int(kept.sum())} usable pairs of {len(m)}; "
+                         f"at least {min_rows} needed")
+    m, b = m[kept], b[kept]
+    m = m / np.linalg.norm(m, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return m, b, kept, int((~kept).sum())
+
+
+def require_finite(value: float, what: str) -> float:
+    """The value as a float; ValueError when it is NaN or infinite (no p for a NaN)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is not finite ({value}); no p-value is computed for it")
+    return value
+
+
+def check_resamples(n_resamples: int, name: str = "n_resamples") -> int:
+    n_resamples = int(n_resamples)
+    if n_resamples < 1:
+        raise ValueError(f"{name} must be at least 1; got {n_resamples}")
+    return n_resamples
+
+
+def check_level(confidence_level: float) -> float:
+    confidence_level = float(confidence_level)
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must be in (0, 1); got {confidence_level}")
+    return confidence_level
+
+
+# ----------------------------------------------------------------------------- p-values
+
+
+def choose_exact(n_distinct: int, *, max_enumerate: int | None = None) -> bool:
+    """Enumerate when the number of *distinct* patterns is at most ``max_enumerate``.
+
+    The count is of distinct values of the test statistic's pattern, e.g. 2**(n−1) sign
+    flips for a two-sided mean (s and −s tie), Π_t 2**(n_t−1) for per-template
+    sign-invariant statistics, comb(P, P_x) prompt re-partitions, n! rank pairings — not
+    2**pairs. Enumeration cost is the count itself, so the default cap is a fixed budget
+    (2**17), independent of the number of Monte Carlo draws that would replace it.
+    """
+    limit = MAX_ENUMERATE if max_enumerate is None else int(max_enumerate)
+    return 0 < n_distinct <= limit
+
+
+def perm_p(k: int, total: int, exact: bool) -> tuple[float, float]:
+    """(p, min_p) from k exceedances: k/N exact (identity counted), (k+1)/(B+1) sampled."""
+    if exact:
+        return k / total, 1.0 / total
+    return (k + 1) / (total + 1), 1.0 / (total + 1)
+
+
+def mc_error(p: float, n_resamples: int) -> float:
+    """Monte Carlo standard error sqrt(p(1 − p)/B) of a sampled p-value."""
+    return math.sqrt(max(p * (1 - p), 0.0) / n_resamples)
+
+
+def _sig(x: float, digits: int) -> str:
+    if x >= 1e-3:
+        decimals = max(digits - 1 - math.floor(math.log10(x)), 0)
+        return f"{x:.{decimals}f}"
+    return f"{x:.{max(digits - 1, 0)}e}"
+
+
+def format_p(p, *, min_p: float, exact: bool, n_resamples: int) -> str:
+    """A p-value printed to the precision it has.
+
+    - NaN/None: "n/a".
+    - At its floor (p <= min_p): "≤ floor" (the floor to 2 significant digits, rounded up).
+    - Sampled (not exact, n_resamples > 0): rounded at the leading digit of its Monte Carlo
+      standard error sqrt(p(1 − p)/B), so every printed digit is meaningful.
+    - Exact or analytic: 2 significant digits.
+    """
+    if p is None or not math.isfinite(float(p)):
+        return "n/a"
+    p = float(p)
+    if min_p > 0 and p <= min_p * (1 + 1e-9):
+        floor = _sig(_round_up(min_p), 2)
+        return f"≤ {floor}"
+    if exact or n_resamples <= 0:
+        return _sig(p, 2)
+    se = mc_error(p, n_resamples)
+    if se <= 0:
+        return _sig(p, 2)
+    place = math.floor(math.log10(se))  # round p at the leading digit of its MC error
+    if p >= 1e-3:
+        return f"{round(p, -place):.{max(-place, 0)}f}"
+    digits = max(math.floor(math.log10(p)) - place + 1, 1)
+    return f"{p:.{digits - 1}e}"
+
+
+def _round_up(x: float) -> float:
+    place = math.floor(math.log10(x)) - 1
+    return math.ceil(x / 10.0**place - 1e-9) * 10.0**place
+
+
+# ----------------------------------------------------------------------------- design
+
+
+@dataclass(frozen=True)
+class DesignCheck(Result):
+    """Whether each test of a design can reach α at all, with the reason when not."""
+
+    alpha: float
+    reachable: bool
+    min_p: dict  # test name -> smallest attainable p (0.0 for an analytic test)
+    messages: tuple[str, ...]
+
+
+def design_check(
+    alpha: float = 0.05, *, n_templates: int, n_seeds: int, n_controls: int = 0,
+    n_resamples: int = 9999,
+) -> DesignCheck:
+    """Can a (templates × seeds [+ controls]) design reach ``alpha``?
+
+    - Crossed t-test: always reachable in principle when T·S >= 2 and max(T, S) >= 2, but
+      with few templates its worst-case df is T − 1 (its one-way floor), and the critical
+      |t| is reported when that df is below 3 (critical |t| > 3.2 at α = 0.05).
+    - Sign-flip p over the T·S pairs ("these templates and seeds only"): floor 2 / 2**(T·S)
+      when enumerated, 1/(B+1) sampled.
+    - Control rank p: floor 1/(K+1); needs K >= 1/α − 1 controls (19 at α = 0.05).
+    """
+    from scipy import stats as sps
+
+    n = n_templates * n_seeds
+    floors, messages = {}, []
+    if n < 2 or max(n_templates, n_seeds) < 2:
+        floors["crossed"] = 1.0
+        messages.append("one template and one seed: no test of a shift is possible")
+    else:
+        floors["crossed"] = 0.0
+        df = (n_templates - 1) if n_templates > 1 else (n_seeds - 1)
+        if df < 3:
+            crit = float(sps.t.ppf(1 - alpha / 2, df))
+            messages.append(f"only {n_templates} template(s): worst-case df {df}, a shift needs "
+                            f"|t| > {crit:.1f}; add templates (>= 8 recommended)")
+    n_distinct = 2 ** max(n - 1, 0)
+    floors["sign_flip"] = (1.0 / n_distinct if choose_exact(n_distinct)
+                           else 1.0 / (n_resamples + 1))
+    floors["controls"] = 1.0 / (n_controls + 1) if n_controls > 0 else 1.0
+    if n_controls == 0:
+        messages.append("no controls: drift significance only means the wording changed the images")
+    elif floors["controls"] > alpha:
+        need = math.ceil(1 / alpha - 1)
+        messages.append(f"{n_controls} controls: rank p floor {floors['controls']:.3g} > α; "
+                        f"needs >= {need} controls")
+    for name in ("crossed", "sign_flip"):
+        if floors[name] > alpha:
+            messages.append(f"{name}: floor {floors[name]:.3g} > α = {alpha}")
+    reachable = floors["crossed"] <= alpha and (n_controls == 0 or floors["controls"] <= alpha)
+    return DesignCheck(float(alpha), bool(reachable), floors, tuple(messages))

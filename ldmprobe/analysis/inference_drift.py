@@ -1,0 +1,304 @@
+"""Image drift as an unbiased squared distance, control terms, neighbour null, z-scores.
+
+Unbiased drift. For template t with n_t pairs (m_i, b_i) of unit image embeddings made from
+the same seed, D_i = m_i − b_i has E[D_i] = μ_m − μ_b. The U-statistic
+    U_t = Σ_{i≠j} D_i·D_j / (n_t (n_t − 1)) = (‖Σ_i D_i‖² − Σ_i ‖D_i‖²) / (n_t (n_t − 1))
+is unbiased for ‖μ_m − μ_b‖² when pairs are independent: it has no same-image products
+(every term pairs images of two different seeds), so E[U_t] = 0 under no effect whatever
+n_t. The estimate is the mean of U_t over templates (each needs n_t >= 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .inference_core import (
+    CHUNK, TIE_RTOL, Result, check_level, check_resamples, choose_exact, clean_pairs,
+    clean_rows, perm_p, require_finite,
+)
+
+
+@dataclass(frozen=True)
+class UnbiasedDrift(Result):
+    """Unbiased ‖μ_m − μ_b‖² averaged over templates, bootstrap CI and sign-flip p."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    confidence_level: float
+    n_boot: int
+    standardised: float  # estimate / mean within-template spread (trace of covariance)
+    spread: float  # mean over templates and conditions of tr Cov (unbiased)
+    per_template: tuple[float, ...]
+    p_value: float  # sign-flip within pairs: "the wording changed the images"
+    min_p: float
+    exact: bool
+    n_resamples: int
+    generalises_to: str
+    n_pairs: int
+    n_dropped: int  # pairs dropped for non-finite or zero-norm rows
+
+
+def _template_parts(m, b, groups):
+    labels = np.zeros(len(m), dtype=int) if groups is None else np.asarray(groups)
+    if labels.shape != (len(m),):
+        raise ValueError(f"groups must have one label per pair ({len(m)}); got {labels.shape}")
+    parts = []
+    for g in np.unique(labels):
+        idx = np.flatnonzero(labels == g)
+        if len(idx) < 2:
+            continue  # a template with one pair has no cross products: skipped
+        d = m[idx] - b[idx]
+        parts.append((idx, d @ d.T))  # Gram matrix G_ij = D_i·D_j
+    if not parts:
+        raise ValueError("unbiased drift needs a template with at least 2 usable pairs")
+    return parts
+
+
+def _u_stat(gram: np.ndarray) -> float:
+    n = len(gram)
+    return float((gram.sum() - np.trace(gram)) / (n * (n - 1)))  # Σ_{i≠j} D_i·D_j / n(n−1)
+
+
+def _spread(x: np.ndarray) -> float:
+    return float(np.sum(np.var(x, axis=0, ddof=1)))  # tr Cov, unbiased
+
+
+def _boot_drift(grams, n_boot, rng) -> np.ndarray:
+    """Hierarchical bootstrap of the mean U: templates with replacement, then pairs.
+
+    A bootstrap sample with pair counts w uses the weighted U-statistic
+    (wᵀGw − Σ w_i² G_ii) / ((Σw)² − Σ w_i²), which drops products of a pair with its own
+    copies (they would be same-image products and bias it upward). A drawn template copy
+    whose pairs are all one pair has no cross product; it keeps its observed U_t.
+    """
+    n_t = len(grams)
+    picks = rng.integers(0, n_t, size=(n_boot, n_t))
+    values = np.empty((n_boot, n_t))
+    for t, gram in enumerate(grams):
+        slots = np.argwhere(picks == t)
+        if len(slots) == 0:
+            continue
+        n = len(gram)
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=len(slots)).astype(np.float64)
+        diag = np.diag(gram)
+        num = np.einsum("ki,ij,kj->k", w, gram, w) - (w**2) @ diag
+        den = w.sum(1) ** 2 - (w**2).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = np.where(den > 0, num / np.where(den > 0, den, 1.0), _u_stat(gram))
+        values[slots[:, 0], slots[:, 1]] = u
+    return values.mean(1)
+
+
+def _sign_flip_drift(grams, n_resamples, rng, max_enumerate):
+    """Sign-flip p of mean U over templates; s and −s within a template give equal U_t."""
+    sizes = [len(g) for g in grams]
+    n_free = sum(n - 1 for n in sizes)
+    exact = n_free < 62 and choose_exact(2**n_free, max_enumerate=max_enumerate)
+    observed = float(np.mean([_u_stat(g) for g in grams]))
+    scale = float(np.mean([np.trace(g) / len(g) for g in grams]))
+    threshold = observed - TIE_RTOL * max(scale, 1e-300)
+    total = 2**n_free if exact else n_resamples
+    k = 0
+    for start in range(0, total, CHUNK):
+        rows = min(CHUNK, total - start)
+        if exact:
+            codes = np.arange(start, start + rows)
+            bits = (codes[:, None] >> np.arange(n_free)) & 1
+        else:
+            bits = rng.integers(0, 2, size=(rows, n_free))
+        stat, col = np.zeros(rows), 0
+        for g, n in zip(grams, sizes):
+            s = np.hstack([np.ones((rows, 1)), 1.0 - 2.0 * bits[:, col:col + n - 1]])
+            col += n - 1
+            quad = np.einsum("ki,ij,kj->k", s, g, s)
+            stat += (quad - np.trace(g)) / (n * (n - 1)) / len(grams)
+        k += int(np.count_nonzero(stat >= threshold))
+    p, min_p = perm_p(k, total, exact)
+    return p, min_p, exact, total
+
+
+def unbiased_drift(
+    term_emb, base_emb, groups=None, *, n_boot: int = 2000, n_resamples: int = 9999,
+    confidence_level: float = 0.95, random_state=None, max_enumerate: int | None = None,
+) -> UnbiasedDrift:
+    """Unbiased squared distance between term and baseline mean embeddings.
+
+    ``term_emb[i]`` and ``base_emb[i]`` are the images of pair i (same template and seed);
+    ``groups[i]`` its template (None: one template). Rows are unit-normalised; a pair with a
+    non-finite or zero-norm row is dropped (counted in ``n_dropped``). CI: percentile
+    bootstrap over templates then pairs. ``standardised``: estimate / mean within-template
+    total variance tr Cov of term and baseline images (a squared, multivariate effect size,
+    ‖δ‖²/tr Σ). p: one-sided sign-flip test within pairs (swap term and baseline of a pair),
+    which only says the wording changed these templates' images; judge a term against
+    control terms (``control_comparison``) for anything more.
+    """
+    level = check_level(confidence_level)
+    n_boot, n_resamples = check_resamples(n_boot, "n_boot"), check_resamples(n_resamples)
+    m, b, kept, n_dropped = clean_pairs(term_emb, base_emb, name="drift pairs", min_rows=2)
+    groups = None if groups is None else np.asarray(groups)[kept]
+    parts = _template_parts(m, b, groups)
+    grams = [g for _, g in parts]
+    per = tuple(_u_stat(g) for g in grams)
+    estimate = require_finite(np.mean(per), "drift estimate")
+    spread = float(np.mean([(_spread(m[i]) + _spread(b[i])) / 2 for i, _ in parts]))
+    perm_rng, boot_rng = (np.random.default_rng(s) for s in
+                          np.random.SeedSequence(_entropy(random_state)).spawn(2))
+    boot = _boot_drift(grams, n_boot, boot_rng)
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    p, min_p, exact, total = _sign_flip_drift(grams, n_resamples, perm_rng, max_enumerate)
+    return UnbiasedDrift(
+        estimate, float(low), float(high), level, n_boot,
+        estimate / spread if spread > 0 else math.nan, spread, per, p, min_p, exact, total,
+        "these templates and seeds (the wording changed the images)",
+        int(sum(len(i) for i, _ in parts)), n_dropped,
+    )
+
+
+def _entropy(random_state):
+    """An int or SeedSequence for spawning streams from any random_state scipy accepts."""
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state.entropy
+    return random_state
+
+
+# ----------------------------------------------------------------------------- controls
+
+
+@dataclass(frozen=True)
+class ControlComparison(Result):
+    """A term's statistic against K control terms' statistics."""
+
+    statistic: float
+    controls_median: float
+    ratio: float  # statistic / median of the controls (NaN when the median is 0)
+    rank: int  # number of controls >= the statistic (ties count as exceedances)
+    p_value: float  # (rank + 1) / (K + 1)
+    min_p: float  # 1 / (K + 1)
+    exact: bool
+    n_resamples: int  # K
+    n_controls: int
+    n_dropped: int  # non-finite control statistics left out
+    generalises_to: str
+
+
+def control_comparison(
+    statistic: float, controls, *, alternative: str = "greater"
+) -> ControlComparison:
+    """Rank p of a term's statistic among control terms' (exchangeable under "no more
+    than an irrelevant modifier"). ``alternative="greater"``: large is extreme (drift);
+    ``"two-sided"``: |value| is compared (a signed probe shift). p = (1 + #{c >= x}) /
+    (K + 1); its floor 1/(K+1) is reported (K >= 19 to reach 0.05).
+    """
+    x = require_finite(statistic, "term statistic")
+    c = np.asarray(controls, dtype=np.float64).ravel()
+    finite = np.isfinite(c)
+    c = c[finite]
+    if len(c) == 0:
+        raise ValueError("control_comparison needs at least one finite control statistic")
+    if alternative == "two-sided":
+        xs, cs = abs(x), np.abs(c)
+    elif alternative == "greater":
+        xs, cs = x, c
+    else:
+        raise ValueError(f"alternative must be 'greater' or 'two-sided'; got {alternative!r}")
+    tol = TIE_RTOL * max(abs(xs), float(np.abs(cs).max()), 1e-300)
+    rank = int(np.count_nonzero(cs >= xs - tol))
+    k = len(c)
+    med = float(np.median(c))
+    ratio = x / med if med != 0 else math.nan
+    return ControlComparison(x, med, ratio, rank, (rank + 1) / (k + 1), 1 / (k + 1), True, k,
+                             k, int((~finite).sum()), "modifiers like these controls")
+
+
+# ----------------------------------------------------------------------------- neighbours
+
+
+@dataclass(frozen=True)
+class NeighbourNull(Result):
+    """Direction neighbours listed only beyond a permutation-null threshold of max |cos|."""
+
+    threshold: float  # (1 − alpha) quantile of max_w |cos(v*, w̃)| under the null
+    alpha: float
+    toward: tuple[tuple[str, float], ...]
+    away: tuple[tuple[str, float], ...]
+    n_resamples: int
+    null: str
+
+
+def neighbour_null(
+    term_emb, base_emb, word_emb, words, *, alpha: float = 0.05, k: int = 10,
+    n_resamples: int = 999, random_state=None,
+) -> NeighbourNull:
+    """Words toward/away from the drift direction v = mean_i (m_i − b_i), with a null.
+
+    Null: swap term and baseline within random pairs (v* = mean_i s_i D_i, s_i = ±1), which
+    is what "no drift" means for paired images. For each draw, the largest |cos(v*, w̃)| over
+    the vocabulary (w̃ = unit(w − vocabulary mean)); the threshold is its (1 − alpha)
+    quantile, so under no drift a word is listed with probability about alpha (family-wise
+    over the vocabulary). Listed: up to k words with cos > threshold (toward) or
+    < −threshold (away).
+    """
+    m, b, _, _ = clean_pairs(term_emb, base_emb, name="neighbour pairs", min_rows=2)
+    w = clean_rows(word_emb, name="word embeddings").rows
+    if len(w) != len(words):
+        raise ValueError(f"{len(w)} usable word embeddings but {len(words)} words "
+                         "(clean them together with their words first)")
+    n_resamples = check_resamples(n_resamples)
+    centred = w - w.mean(0)
+    centred = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-300)
+    d = m - b
+    rng = np.random.default_rng(random_state)
+    maxima = []
+    for start in range(0, n_resamples, CHUNK // 4):
+        rows = min(CHUNK // 4, n_resamples - start)
+        v = (1.0 - 2.0 * rng.integers(0, 2, size=(rows, len(d)))) @ d
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
+        maxima.append(np.abs(v @ centred.T).max(1))
+    threshold = float(np.quantile(np.concatenate(maxima), 1 - alpha))
+    v = d.sum(0)
+    norm = np.linalg.norm(v)
+    score = centred @ (v / norm) if norm > 0 else np.zeros(len(w))
+    order = np.argsort(-score, kind="stable")
+    toward = tuple((str(words[i]), float(score[i])) for i in order[:k] if score[i] > threshold)
+    away = tuple((str(words[i]), float(score[i])) for i in order[::-1][:k]
+                 if score[i] < -threshold)
+    return NeighbourNull(threshold, float(alpha), toward, away, n_resamples,
+                         "sign flips of paired differences (term/baseline swapped within pairs)")
+
+
+# ----------------------------------------------------------------------------- z-scores
+
+
+@dataclass(frozen=True)
+class ComparableShifts(Result):
+    """Text and image shifts of each probe as z-scores among the vocabulary's shifts."""
+
+    text_z: np.ndarray
+    image_z: np.ndarray
+    difference: np.ndarray  # image_z − text_z: > 0 when generation moves further than text
+
+
+def vocabulary_z(shifts) -> np.ndarray:
+    """z = (x − mean) / sd (ddof=1) of each shift among all finite shifts; NaN stays NaN."""
+    x = np.asarray(shifts, dtype=np.float64)
+    ok = np.isfinite(x)
+    if ok.sum() < 2:
+        raise ValueError("a z-score among shifts needs at least 2 finite shifts")
+    sd = float(np.std(x[ok], ddof=1))
+    if sd == 0:
+        raise ValueError("all shifts are equal; no z-score scale")
+    return (x - x[ok].mean()) / sd
+
+
+def comparable_shifts(text_shifts, image_shifts) -> ComparableShifts:
+    """Put text-space and image-space probe shifts on one scale (z among the vocabulary)."""
+    t, i = vocabulary_z(text_shifts), vocabulary_z(image_shifts)
+    if t.shape != i.shape:
+        raise ValueError(f"text and image shifts differ in shape: {t.shape} vs {i.shape}")
+    return ComparableShifts(t, i, i - t)
