@@ -464,3 +464,8 @@ def test_design_check_and_choose_exact():
     assert good.reachable and good.messages == ()
     assert I.choose_exact(2**15) and not I.choose_exact(2**20)
     assert I.choose_exact(math.comb(16, 8))  # 4 + 4 prompts x ... : 12,870 partitions
+
+
+def test_constant_table_gives_no_p():
+    r = I.crossed_test(np.full((4, 3), 0.2))
+    assert math.isnan(r.p_value) and r.estimate == pytest.approx(0.2)

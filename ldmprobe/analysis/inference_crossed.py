@@ -105,7 +105,7 @@ def _mean_squares(y: np.ndarray) -> tuple[float, float, float]:
 
 
 def _crossed_variance(y: np.ndarray) -> tuple[float, float, str, tuple[float, float, float]]:
-    """(T·S·Var(ȳ) estimate, df, method, (σ_a², σ_b², σ_e²)) for a complete table, T, S >= 2.
+    """(T·S·Var(ȳ) estimate, df, method, (σ_a², σ_b², σ_e²)); complete table, T, S >= 2.
 
     V = MS_T + MS_S − MS_E is unbiased for T·S·Var(ȳ) but can be small or negative when a
     variance component's estimate is negative. Truncating negative components at zero (the
@@ -143,9 +143,7 @@ def _t_result(est, var_mean, df, level):
         t = est / se
         p = float(2 * sps.t.sf(abs(t), df))
         half = float(sps.t.ppf(0.5 + level / 2, df)) * se
-    elif est != 0:  # no variation at all but a non-zero mean: infinitely significant
-        t, p, half = math.copysign(math.inf, est), 0.0, 0.0
-    else:
+    else:  # a constant table: no variance to test against, so no p (never a p of 0)
         t, p, half = math.nan, math.nan, math.nan
     return se, t, p, est - half, est + half
 
@@ -177,31 +175,25 @@ def crossed_test(y, *, confidence_level: float = 0.95) -> CrossedTest:
     if n_t >= 2 and n_s >= 2:
         v, df, method, comps = _crossed_variance(sub)
         scope = "templates and seeds"
-    elif n_t >= 2 or n_s >= 2:
+    elif n_t >= 2 or n_s >= 2:  # one factor has one level: one-sample t over the other
         flat = sub.ravel()
-        v, df = float(np.var(flat, ddof=1)) * (n_t * n_s) / len(flat), float(len(flat) - 1)
+        v, df, comps = float(np.var(flat, ddof=1)), float(len(flat) - 1), nan3
         if n_s == 1:
             method, scope = "one-way over templates", "templates (this seed only)"
-            comps = (math.nan, math.nan, math.nan)
         else:
             method, scope = "one-way over seeds", "seeds (this template only)"
-            comps = nan3
     else:
         return CrossedTest(est, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan,
                            level, math.nan, False, 0, "none", "nothing (one cell)", 1, 1,
                            *dropped, *nan3)
+    if np.ptp(sub) == 0:
+        v = 0.0  # constant table (rounding would otherwise leave a spurious tiny variance)
     se, t, p, low, high = _t_result(est, v / (n_t * n_s), df, level)
     return CrossedTest(est, se, df, t, p, low, high, level, 0.0, False, 0, method, scope,
                        n_t, n_s, *dropped, *(float(c) for c in comps))
 
 
 # ----------------------------------------------------------------------------- sign flip
-
-
-def sign_patterns(n_free: int) -> np.ndarray:
-    """All 2**n_free patterns of ±1 (row 0 all +1)."""
-    bits = (np.arange(2**n_free)[:, None] >> np.arange(n_free)) & 1
-    return (1 - 2 * bits).astype(np.float64)
 
 
 def sign_flip_test(

@@ -2,7 +2,8 @@
 
 Unbiased drift. For template t with n_t pairs (m_i, b_i) of unit image embeddings made from
 the same seed, D_i = m_i − b_i has E[D_i] = μ_m − μ_b. The U-statistic
-    U_t = Σ_{i≠j} D_i·D_j / (n_t (n_t − 1)) = (‖Σ_i D_i‖² − Σ_i ‖D_i‖²) / (n_t (n_t − 1))
+    U_t = Σ_{i≠j} D_i·D_j / (n_t (n_t − 1))
+        = (‖Σ_i D_i‖² − Σ_i ‖D_i‖²) / (n_t (n_t − 1))
 is unbiased for ‖μ_m − μ_b‖² when pairs are independent: it has no same-image products
 (every term pairs images of two different seeds), so E[U_t] = 0 under no effect whatever
 n_t. The estimate is the mean of U_t over templates (each needs n_t >= 2).

@@ -52,6 +52,36 @@ def _partition_stats(block_sum, block_n, chosen) -> np.ndarray:
     return sx / nx - (block_sum.sum() - sx) / (block_n.sum() - nx)
 
 
+def _count_block_partitions(s, bx, by, statistic, n_resamples, random_state, max_enumerate):
+    """(k, total, exact, n_blocks_x, n_blocks): re-partitions with a statistic >= observed."""
+    keys = list(dict.fromkeys(bx + by))  # blocks in order of first appearance: X's first
+    index = {k: i for i, k in enumerate(keys)}
+    block_of = np.array([index[k] for k in bx + by])
+    block_sum = np.bincount(block_of, weights=s, minlength=len(keys))
+    block_n = np.bincount(block_of, minlength=len(keys)).astype(np.float64)
+    n_bx, n_blocks = len(dict.fromkeys(bx)), len(keys)
+    n_partitions = math.comb(n_blocks, n_bx)
+    threshold = statistic - TIE_RTOL * max(float(np.abs(s).mean()), 1e-300)
+    exact = choose_exact(n_partitions, max_enumerate=max_enumerate)
+    k = 0
+    if exact:  # identity (the first combination) included
+        combos = itertools.combinations(range(n_blocks), n_bx)
+        for start in range(0, n_partitions, CHUNK):
+            rows = min(CHUNK, n_partitions - start)
+            flat = itertools.chain.from_iterable(itertools.islice(combos, rows))
+            chosen = np.fromiter(flat, dtype=np.intp, count=rows * n_bx).reshape(rows, n_bx)
+            k += int(np.count_nonzero(_partition_stats(block_sum, block_n, chosen) >= threshold))
+        return k, n_partitions, True, n_bx, n_blocks
+    rng = np.random.default_rng(random_state)
+    base = np.arange(n_blocks)
+    for start in range(0, n_resamples, CHUNK):
+        rows = min(CHUNK, n_resamples - start)
+        perm = rng.permuted(np.broadcast_to(base, (rows, n_blocks)), axis=1)
+        stats = _partition_stats(block_sum, block_n, perm[:, :n_bx])
+        k += int(np.count_nonzero(stats >= threshold))
+    return k, n_resamples, False, n_bx, n_blocks
+
+
 def block_weat(
     X, Y, A, B, *, x_blocks=None, y_blocks=None, unit: str | None = None, ddof: int = 1,
     n_resamples: int = 9999, random_state=None, max_enumerate: int | None = None,
@@ -83,40 +113,15 @@ def block_weat(
     sd = float(np.std(s, ddof=ddof)) if len(s) > ddof else math.nan
     effect = statistic / sd if sd > 0 else math.nan
 
-    keys = list(dict.fromkeys(bx + by))  # blocks in order of first appearance
-    index = {k: i for i, k in enumerate(keys)}
-    block_of = np.array([index[k] for k in bx + by])
-    block_sum = np.bincount(block_of, weights=s, minlength=len(keys))
-    block_n = np.bincount(block_of, minlength=len(keys)).astype(np.float64)
-    n_bx = len(dict.fromkeys(bx))
-    n_blocks = len(keys)
-    n_partitions = math.comb(n_blocks, n_bx)
-    threshold = statistic - TIE_RTOL * max(float(np.abs(s).mean()), 1e-300)
-    exact = choose_exact(n_partitions, max_enumerate=max_enumerate)
-    k = 0
-    if exact:
-        combos = itertools.combinations(range(n_blocks), n_bx)
-        for start in range(0, n_partitions, CHUNK):
-            rows = min(CHUNK, n_partitions - start)
-            flat = itertools.chain.from_iterable(itertools.islice(combos, rows))
-            chosen = np.fromiter(flat, dtype=np.intp, count=rows * n_bx).reshape(rows, n_bx)
-            k += int(np.count_nonzero(_partition_stats(block_sum, block_n, chosen) >= threshold))
-        total = n_partitions
-    else:
-        rng = np.random.default_rng(random_state)
-        base = np.arange(n_blocks)
-        for start in range(0, n_resamples, CHUNK):
-            rows = min(CHUNK, n_resamples - start)
-            perm = rng.permuted(np.broadcast_to(base, (rows, n_blocks)), axis=1)
-            k += int(np.count_nonzero(
-                _partition_stats(block_sum, block_n, perm[:, :n_bx]) >= threshold))
-        total = n_resamples
+    k, total, exact, n_bx, n_blocks = _count_block_partitions(
+        s, bx, by, statistic, n_resamples, random_state, max_enumerate)
     p, min_p = perm_p(k, total, exact)
     scope = {"prompt": "prompts like these (and their seeds)",
              "image": "these prompts' images (treats images of one prompt as independent)",
              "word": "words like these"}[unit]
     n_dropped = sum(c.n_dropped for c in cleaned)
-    return BlockWeat(effect, statistic, p, min_p, exact, total, n_partitions, unit, scope,
+    return BlockWeat(effect, statistic, p, min_p, exact, total,
+                     math.comb(n_blocks, n_bx), unit, scope,
                      int(ddof), n_x, len(Yu), n_bx, n_blocks - n_bx, n_dropped)
 
 
