@@ -36,7 +36,9 @@ def main() -> int:
     if not args.keep_cache:
         os.environ["LDMPROBE_CACHE"] = tempfile.mkdtemp(prefix="ldmprobe-bench-")
 
-    from ldmprobe import models, neighbours, vocab
+    from ldmprobe.models import sources as models
+    from ldmprobe.analysis import neighbours
+    from ldmprobe.specs import vocab
 
     t0 = time.perf_counter()
     measurer = models.load_measurer(models.resolve_measurer("tiny"), device="cpu")

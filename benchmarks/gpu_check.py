@@ -51,8 +51,8 @@ class Checks:
 
 def make_items(tmp: Path, device: str, *, seeds: int, steps: int, size: int | None = None):
     """(recipe, items) through ldmprobe's own planning (same keys and recipe as a sweep)."""
-    from ldmprobe.spec import load_spec
-    from ldmprobe.sweep import SweepOptions, make_plan
+    from ldmprobe.specs.sweep import load_spec
+    from ldmprobe.usecases.sweep import SweepOptions, make_plan
 
     path = tmp / f"spec-{seeds}.toml"
     path.write_text(SPEC.replace("SEEDS", str(seeds)))
@@ -70,7 +70,7 @@ def sync(device: str) -> None:
 
 
 def check_generation(checks: Checks, loaded, recipe, items) -> None:
-    from ldmprobe.generate import BatchGenerator, image_problem
+    from ldmprobe.engine.generate import BatchGenerator, image_problem
 
     batcher = BatchGenerator(loaded, recipe, 8)
     raw = [image_problem(image) for start in range(0, len(items), 8) for image in batcher._run(items[start:start + 8])]
@@ -92,7 +92,7 @@ def check_generation(checks: Checks, loaded, recipe, items) -> None:
 def check_batching(checks: Checks, loaded, recipe, items) -> None:
     import numpy as np
 
-    from ldmprobe.generate import BatchGenerator
+    from ldmprobe.engine.generate import BatchGenerator
 
     batcher = BatchGenerator(loaded, recipe, 8)
     batched = batcher._run(items[:8])
@@ -113,7 +113,7 @@ def check_batching(checks: Checks, loaded, recipe, items) -> None:
 def check_oom_halving(checks: Checks, loaded, tmp: Path, size: int, device: str) -> None:
     import torch
 
-    from ldmprobe.generate import BatchGenerator
+    from ldmprobe.engine.generate import BatchGenerator
 
     recipe, items = make_items(tmp, device, seeds=4, steps=2, size=size)
     items = items[:16]
@@ -163,7 +163,7 @@ def check_oom_halving(checks: Checks, loaded, tmp: Path, size: int, device: str)
 def throughput(checks: Checks, loaded, recipe, items, device: str) -> dict:
     import torch
 
-    from ldmprobe.generate import BatchGenerator
+    from ldmprobe.engine.generate import BatchGenerator
 
     def ldmprobe_rate(batch: int) -> float:
         batcher = BatchGenerator(loaded, recipe, batch)
@@ -226,7 +226,9 @@ def main() -> int:
     on_cuda = device.startswith("cuda")
     import diffusers
 
-    from ldmprobe import __version__, cache, models
+    from ldmprobe import __version__
+    from ldmprobe.engine import cache
+    from ldmprobe.models import sources as models
 
     if on_cuda:
         index = torch.device(device).index or 0

@@ -8,7 +8,7 @@ Spearman rank correlation of the two term rankings: do two CLIPs agree on which 
 move the images most? Measurers are open_clip specs (NAME:PRETRAINED, hf-hub:..., local-dir:...,
 tiny). Offline, a second random measurer can be made with:
 
-    python -c "from pathlib import Path; from ldmprobe.tiny import build_tiny_measurer; build_tiny_measurer(Path('tiny-b'), seed=1)"
+    python -c "from pathlib import Path; from ldmprobe.models.tiny import build_tiny_measurer; build_tiny_measurer(Path('tiny-b'), seed=1)"
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import ldmprobe
-from ldmprobe import stats
-from ldmprobe.cache import ImageStore
-from ldmprobe.generate import embed_stored_images
+from ldmprobe.analysis import stats
+from ldmprobe.engine.cache import ImageStore
+from ldmprobe.engine.generate import embed_stored_images
 
 
 def term_drifts(run_dir: Path, measurer_spec: str) -> dict[str, float]:

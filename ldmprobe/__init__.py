@@ -23,23 +23,23 @@ SCHEMA_VERSION = "1.0"
 #: Public name -> module that defines it (imported on first access).
 _EXPORTS = {
     # specs and plans
-    "Spec": "spec", "load_spec": "spec", "expand": "spec",
-    "Recipe": "plan", "WorkItem": "plan", "plan": "plan", "item_key": "plan",
+    "Spec": "specs.sweep", "load_spec": "specs.sweep", "expand": "specs.sweep",
+    "Recipe": "engine.workitems", "WorkItem": "engine.workitems", "plan": "engine.workitems", "item_key": "engine.workitems",
     # models
-    "resolve_generator": "models", "resolve_measurer": "models", "load_generator": "models",
-    "load_measurer": "models", "pick_device": "models",
+    "resolve_generator": "models.sources", "resolve_measurer": "models.sources", "load_generator": "models.sources",
+    "load_measurer": "models.sources", "pick_device": "models.sources",
     # sweeps
-    "SweepOptions": "sweep", "make_plan": "sweep", "run_sweep": "api", "SweepResult": "api",
+    "SweepOptions": "usecases.sweep", "make_plan": "usecases.sweep", "run_sweep": "api", "SweepResult": "api",
     # embeddings and statistics
-    "encode_texts": "embed", "encode_images": "embed", "encode_in_templates": "embed",
-    "weat": "stats", "drift_permutation_test": "stats", "probe_shift": "stats",
-    "benjamini_hochberg": "stats", "centroid_drift": "stats", "paired_drift": "stats",
-    "direction_neighbours": "stats",
+    "encode_texts": "engine.encode", "encode_images": "engine.encode", "encode_in_templates": "engine.encode",
+    "weat": "analysis.stats", "drift_permutation_test": "analysis.stats", "probe_shift": "analysis.stats",
+    "benjamini_hochberg": "analysis.stats", "centroid_drift": "analysis.stats", "paired_drift": "analysis.stats",
+    "direction_neighbours": "analysis.stats",
     # neighbours and association tests
-    "load_vocabulary": "vocab", "find_neighbours": "neighbours",
-    "load_assoc_spec": "assoc", "run_assoc": "assoc",
+    "load_vocabulary": "specs.vocab", "find_neighbours": "analysis.neighbours",
+    "load_assoc_spec": "specs.assoc", "run_assoc": "specs.assoc",
     # outputs
-    "write_report": "report", "Terminal": "render",
+    "write_report": "render.report", "Terminal": "render.terminal",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__", "SCHEMA_VERSION"]

@@ -1,3 +1,3 @@
-from .cli import run
+from ldmprobe.cli.main import run
 
 raise SystemExit(run())

@@ -43,20 +43,20 @@ class SweepResult:
 def run_sweep(spec, options=None, *, terminal=None, report: bool = True) -> SweepResult:
     """Plan, generate, embed and compute statistics for ``spec``; write the run folder.
 
-    ``spec`` is a :class:`~ldmprobe.spec.Spec` or anything :func:`~ldmprobe.spec.load_spec`
-    accepts; ``options`` a :class:`~ldmprobe.sweep.SweepOptions`. Progress and warnings go
+    ``spec`` is a :class:`~ldmprobe.specs.sweep.Spec` or anything :func:`~ldmprobe.specs.sweep.load_spec`
+    accepts; ``options`` a :class:`~ldmprobe.usecases.sweep.SweepOptions`. Progress and warnings go
     to ``terminal`` (stderr by default); nothing is printed to stdout.
     """
-    from .render import Terminal
-    from .spec import Spec, load_spec
-    from .sweep import SweepOptions
-    from .sweep import run_sweep as _run
+    from ldmprobe.render.terminal import Terminal
+    from ldmprobe.specs.sweep import Spec, load_spec
+    from ldmprobe.usecases.sweep import SweepOptions
+    from ldmprobe.usecases.sweep import run_sweep as _run
 
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     document = _run(spec, options or SweepOptions(), terminal or Terminal())
     if report:
-        from .report import write_report
+        from ldmprobe.render.report import write_report
 
         write_report(document["run"]["out"])
     return SweepResult(document)

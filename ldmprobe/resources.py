@@ -37,3 +37,8 @@ def list_shipped(subdir: str = "", suffix: str = ".toml") -> list[str]:
     if not base.is_dir():
         return []
     return sorted(p.name[: -len(suffix)] for p in base.iterdir() if p.name.endswith(suffix))
+
+
+def schema_path(name: str) -> Path:
+    """A JSON Schema shipped in ``ldmprobe/schemas`` (``sweep``, ``neighbours``, ``assoc``)."""
+    return _PACKAGE_DIR / "schemas" / f"{name}.schema.json"

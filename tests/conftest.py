@@ -25,13 +25,13 @@ def cache_root():
 
 @pytest.fixture(scope="session")
 def tiny_generator(cache_root):
-    from ldmprobe import models
+    from ldmprobe.models import sources as models
 
     return models.load_generator(models.resolve_generator("tiny"), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def tiny_measurer(cache_root):
-    from ldmprobe import models
+    from ldmprobe.models import sources as models
 
     return models.load_measurer(models.resolve_measurer("tiny"), device="cpu")

@@ -1,4 +1,4 @@
-"""Tests for ldmprobe.assoc and `ldmprobe assoc`: specs, shipped tests, runs, outputs."""
+"""Tests for ldmprobe.specs.assoc and `ldmprobe assoc`: specs, shipped tests, runs, outputs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from ldmprobe import resources
-from ldmprobe.assoc import (
+from ldmprobe.specs.assoc import (
     AssocSpec,
     BadImagesError,
     assoc_from_dict,
@@ -110,8 +110,8 @@ def validator(ref: str | None = None):
 
 @pytest.fixture(scope="module")
 def cli():
-    from ldmprobe.cli import main
-    from ldmprobe.cli_assoc import assoc
+    from ldmprobe.cli.main import main
+    from ldmprobe.cli.assoc import assoc
 
     main.add_command(assoc)
     return main
@@ -276,7 +276,7 @@ def test_missing_spec_lists_shipped_names_and_suggests(tmp_path):
 def test_validation_imports_nothing_heavy(tmp_path):
     path = write(tmp_path, IMAGES)
     code = (
-        "import sys; from ldmprobe.assoc import load_assoc_spec; "
+        "import sys; from ldmprobe.specs.assoc import load_assoc_spec; "
         f"load_assoc_spec({str(path)!r}); load_assoc_spec('weat1-flowers-insects'); "
         "print(sorted(m for m in ('torch', 'diffusers', 'open_clip', 'transformers') "
         "if m in sys.modules))"
@@ -365,8 +365,8 @@ def test_t2iat_design():
 
 
 def test_text_run_equals_weat_on_encode_texts(tiny_measurer):
-    from ldmprobe import stats
-    from ldmprobe.embed import encode_texts
+    from ldmprobe.analysis import stats
+    from ldmprobe.engine.encode import encode_texts
 
     spec = load_assoc_spec("weat1-flowers-insects")
     result = run_assoc(spec, measurer=tiny_measurer, permutations=3000, seed=5)
@@ -383,8 +383,8 @@ def test_text_run_equals_weat_on_encode_texts(tiny_measurer):
 
 
 def test_text_run_with_templates_averages_them(tiny_measurer, tmp_path):
-    from ldmprobe import stats
-    from ldmprobe.embed import encode_texts
+    from ldmprobe.analysis import stats
+    from ldmprobe.engine.encode import encode_texts
 
     templates = ["a photo of {}.", "a drawing of {}."]
     text = edit(WORDS, 'words = ["love", "peace"]',
@@ -436,7 +436,7 @@ def test_spec_test_table_and_arguments(tiny_measurer, tmp_path):
 
 
 def test_text_only_never_loads_the_generator(tiny_measurer, monkeypatch):
-    from ldmprobe import models
+    from ldmprobe.models import sources as models
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the generator must not be touched for a text-only spec")
@@ -451,8 +451,8 @@ def test_text_only_never_loads_the_generator(tiny_measurer, monkeypatch):
 def test_text_only_cli_does_not_import_diffusers(tiny_measurer, tmp_path):
     code = textwrap.dedent("""
         import sys
-        from ldmprobe.cli import main
-        from ldmprobe.cli_assoc import assoc
+        from ldmprobe.cli.main import main
+        from ldmprobe.cli.assoc import assoc
         main.add_command(assoc)
         try:
             main.main(["assoc", "weat6-career-family", "--measurer", "tiny", "--pipeline",
@@ -494,7 +494,7 @@ def test_image_path_runs_and_gives_finite_numbers(image_result):
 
 
 def test_image_embeddings_do_not_depend_on_the_batch(tiny_measurer, tiny_generator, tmp_path):
-    from ldmprobe.plan import item_key
+    from ldmprobe.engine.workitems import item_key
 
     spec = load_assoc_spec(write(tmp_path, IMAGES))
     sets = [spec.X, spec.A]

@@ -21,7 +21,7 @@ def run_cli(*args, env_extra=None, timeout=120):
 
 def _modules_after(argv):
     code = (
-        "import sys\nfrom ldmprobe.cli import run\n"
+        "import sys\nfrom ldmprobe.cli.main import run\n"
         f"rc = run({argv!r})\n"
         "heavy = sorted(m for m in ('torch', 'diffusers', 'open_clip', 'transformers') if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
@@ -102,8 +102,8 @@ def test_check_with_tiny_models_json(cache_root):
 def test_unexpected_errors_are_one_line_without_traceback_unless_verbose(monkeypatch):
     from click.testing import CliRunner
 
-    from ldmprobe import inventory
-    from ldmprobe.cli import main
+    from ldmprobe.models import inventory
+    from ldmprobe.cli.main import main
 
     def broken():
         raise RuntimeError("the inventory broke")
@@ -120,8 +120,8 @@ def test_unexpected_errors_are_one_line_without_traceback_unless_verbose(monkeyp
 def test_disk_errors_exit_1_with_the_file(monkeypatch):
     from click.testing import CliRunner
 
-    from ldmprobe import inventory
-    from ldmprobe.cli import main
+    from ldmprobe.models import inventory
+    from ldmprobe.cli.main import main
 
     def full_disk():
         raise OSError(28, "No space left on device", "/cache/images/ab/x.png")

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ldmprobe import distributed
-from ldmprobe.cli import main
+from ldmprobe.engine import distributed
+from ldmprobe.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +168,7 @@ def test_each_rank_gets_its_own_gpu(monkeypatch):
 
 
 def test_plain_process_is_rank_0_of_1_without_torch_distributed():
-    code = ("import sys\nfrom ldmprobe import distributed\nc = distributed.setup()\n"
+    code = ("import sys\nfrom ldmprobe.engine import distributed\nc = distributed.setup()\n"
             "assert (c.rank, c.world_size, c.is_main, c.distributed) == (0, 1, True, False)\n"
             "assert c.device('cuda') == 'cuda' and c.shard([1, 2]) == [1, 2] and c.broadcast(5) == 5\n"
             "assert c.all_gather('x') == ['x'] and c.counter('done') is None\n"
@@ -276,8 +276,8 @@ def test_killed_two_rank_run_resumes_with_one_and_with_three_ranks(tmp_path, mak
 
 DYING_RANK = """\
 import os, sys
-from ldmprobe import generate
-from ldmprobe.cli import run
+from ldmprobe.engine import generate
+from ldmprobe.cli.main import run
 
 if os.environ["RANK"] == "1":
     real, calls = generate.BatchGenerator.generate, []

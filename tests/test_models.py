@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ldmprobe import cache, models, tiny
+from ldmprobe.engine import cache
+from ldmprobe.models import sources as models
+from ldmprobe.models import tiny
 from ldmprobe.errors import UnknownModelError
 
 
@@ -47,7 +49,7 @@ def test_tiny_generator_batched_matches_one_at_a_time(tiny_generator):
 def test_tiny_measurer_embeddings(tiny_measurer):
     from PIL import Image
 
-    from ldmprobe.embed import encode_images, encode_texts
+    from ldmprobe.engine.encode import encode_images, encode_texts
 
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
@@ -164,7 +166,7 @@ def test_trimmed_text_encoding_matches_open_clip(tiny_measurer):
     """encode_texts cuts padding after the end-of-text token; it must equal encode_text."""
     import torch
 
-    from ldmprobe.embed import _trimmable, encode_texts
+    from ldmprobe.engine.encode import _trimmable, encode_texts
 
     texts = ["red", "a photo of a fancy house", "x " * 100, "", "🏠 emoji", "a much longer prompt " * 3,
              "don't", "日本"]

@@ -1,4 +1,4 @@
-"""Tests of ldmprobe.vocab, ldmprobe.neighbours and the `neighbours` command (tiny measurer)."""
+"""Tests of ldmprobe.specs.vocab, ldmprobe.analysis.neighbours and the `neighbours` command (tiny measurer)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ldmprobe import embed, resources, vocab
-from ldmprobe import neighbours as nb
+from ldmprobe.engine import encode as embed
+from ldmprobe import resources
+from ldmprobe.specs import vocab
+from ldmprobe.analysis import neighbours as nb
 from ldmprobe.errors import BadInputError, ExitCode
-from ldmprobe.vocab import Vocabulary
+from ldmprobe.specs.vocab import Vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "ldmprobe" / "schemas" / "neighbours.schema.json"
@@ -86,8 +88,8 @@ def validator(ref: str = ""):
 
 @pytest.fixture
 def cli():
-    from ldmprobe.cli import main
-    from ldmprobe.cli_neighbours import neighbours
+    from ldmprobe.cli.main import main
+    from ldmprobe.cli.neighbours import neighbours
 
     if "neighbours" not in main.commands:
         main.add_command(neighbours)
@@ -457,9 +459,9 @@ def test_prompt_over_the_token_limit_is_an_error(tiny_measurer, private_cache, w
 def test_no_torch_on_import_or_help(cli):
     code = (
         "import sys\n"
-        "import ldmprobe.vocab, ldmprobe.neighbours\n"
-        "from ldmprobe.cli import main\n"
-        "from ldmprobe.cli_neighbours import neighbours\n"
+        "import ldmprobe.specs.vocab, ldmprobe.analysis.neighbours\n"
+        "from ldmprobe.cli.main import main\n"
+        "from ldmprobe.cli.neighbours import neighbours\n"
         "assert 'torch' not in sys.modules, 'import'\n"
         "if 'neighbours' not in main.commands:\n"
         "    main.add_command(neighbours)\n"
@@ -468,7 +470,7 @@ def test_no_torch_on_import_or_help(cli):
         "except SystemExit:\n"
         "    pass\n"
         "assert 'torch' not in sys.modules, 'help'\n"
-        "ldmprobe.vocab.load_vocabulary()\n"
+        "ldmprobe.specs.vocab.load_vocabulary()\n"
         "assert 'torch' not in sys.modules, 'vocabulary'\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

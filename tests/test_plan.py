@@ -1,4 +1,4 @@
-"""Tests for ldmprobe.plan: recipes, item keys, plan order, seed pairing, shared keys."""
+"""Tests for ldmprobe.engine.workitems: recipes, item keys, plan order, seed pairing, shared keys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from ldmprobe.plan import (
+from ldmprobe.engine.workitems import (
     KEY_VERSION,
     Recipe,
     WorkItem,
@@ -21,7 +21,7 @@ from ldmprobe.plan import (
     shared_keys,
     unique_items,
 )
-from ldmprobe.spec import Spec, expand, load_spec
+from ldmprobe.specs.sweep import Spec, expand, load_spec
 
 
 def make_recipe(**changes) -> Recipe:

@@ -100,7 +100,7 @@ def test_report_is_html_with_every_term_template_and_tiny_banner(tiny_run):
 def test_report_command_and_bad_folder(tiny_run, tmp_path):
     from click.testing import CliRunner
 
-    from ldmprobe.cli import main
+    from ldmprobe.cli.main import main
 
     (tiny_run.run_dir / "report.html").unlink()
     result = CliRunner().invoke(main, ["report", str(tiny_run.run_dir)])
@@ -159,7 +159,7 @@ def test_example_top_probe_with_jq(cache_root, tiny_generator, tiny_measurer, tm
 
 
 def test_example_compare_measurers(tiny_run, cache_root, tmp_path):
-    from ldmprobe.tiny import build_tiny_measurer
+    from ldmprobe.models.tiny import build_tiny_measurer
 
     second = tmp_path / "tiny-b"
     build_tiny_measurer(second, seed=1)

@@ -1,4 +1,4 @@
-"""Tests for ldmprobe.spec: loading, validation messages, overrides, expand, prompt lengths."""
+"""Tests for ldmprobe.specs.sweep: loading, validation messages, overrides, expand, prompt lengths."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from ldmprobe import resources
 from ldmprobe.errors import BadInputError, ExitCode, SpecError
-from ldmprobe.spec import (
+from ldmprobe.specs.sweep import (
     DEFAULT_SEED_COUNT,
     Spec,
     check_prompt_lengths,
@@ -550,7 +550,7 @@ def test_prompt_lengths_custom_limit():
 
 def test_spec_and_plan_do_not_import_heavy_libraries():
     code = (
-        "import sys, ldmprobe.spec, ldmprobe.plan\n"
+        "import sys, ldmprobe.specs.sweep, ldmprobe.engine.workitems\n"
         "heavy = [m for m in ('torch', 'diffusers', 'open_clip', 'transformers') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"

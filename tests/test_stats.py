@@ -1,4 +1,4 @@
-"""Tests of ldmprobe.stats against independent computations (loops, scipy)."""
+"""Tests of ldmprobe.analysis.stats against independent computations (loops, scipy)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ldmprobe import stats as S
+from ldmprobe.analysis import stats as S
 
 
 def unit(x):

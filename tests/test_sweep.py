@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ldmprobe.cli import main
-from ldmprobe.results import validate_document
+from ldmprobe.cli.main import main
+from ldmprobe.results.provenance import validate_document
 
 SPEC = """\
 name = "mini"
@@ -95,7 +95,7 @@ def test_png_carries_recipe(fresh_cache, spec_file, tmp_path):
         meta = json.loads(im.text["ldmprobe"])
     assert meta["key"] == line["key"] and meta["prompt"] == line["prompt"] and meta["seed"] == line["seed"]
     assert meta["steps"] == 4 and meta["pipeline"]["source"] == "tiny"
-    from ldmprobe.plan import canonical_json, sha256_hex
+    from ldmprobe.engine.workitems import canonical_json, sha256_hex
     recipe = {k: v for k, v in meta.items() if k not in ("key", "template", "term", "nsfw", "dtype_used")}
     assert sha256_hex(canonical_json(recipe)) == line["key"]
 
@@ -142,7 +142,7 @@ def test_truncated_png_is_detected_and_regenerated(fresh_cache, spec_file, tmp_p
 
 
 def test_failed_images_are_excluded_and_counted(fresh_cache, spec_file, tmp_path, monkeypatch):
-    from ldmprobe import generate
+    from ldmprobe.engine import generate
 
     real_problem = generate.image_problem
     calls = {"n": 0}
@@ -179,7 +179,7 @@ def test_dry_run_loads_no_model_and_counts_cached(fresh_cache, spec_file, tmp_pa
 
 
 def test_dry_run_does_not_import_torch(fresh_cache, spec_file):
-    code = ("import sys\nfrom ldmprobe.cli import run\n"
+    code = ("import sys\nfrom ldmprobe.cli.main import run\n"
             f"rc = run(['sweep', {str(spec_file)!r}, '--pipeline', 'tiny', '--measurer', 'tiny', '--dry-run',"
             " '--device', 'cpu', '--format', 'json'])\n"
             "assert rc == 0, rc\nassert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n")
@@ -278,7 +278,7 @@ def flagging_checker(monkeypatch):
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
-    from ldmprobe import models
+    from ldmprobe.models import sources as models
 
     small = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
     config = CLIPConfig(text_config=dict(small, vocab_size=49408),
@@ -370,8 +370,8 @@ def test_term_statistics_do_not_depend_on_other_terms(fresh_cache, tmp_path):
 def test_planted_effect_is_found_through_the_whole_sweep(fresh_cache, tmp_path, tiny_measurer):
     """Plant image embeddings in the cache: 'red' moves every image toward the probe 'fire',
     'blue' changes nothing. The sweep must pair, test and label them correctly."""
-    from ldmprobe import models
-    from ldmprobe.embed import DEFAULT_PROBE_TEMPLATES, encode_in_templates
+    from ldmprobe.models import sources as models
+    from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, encode_in_templates
 
     spec = tmp_path / "planted.toml"
     spec.write_text(SPEC.replace("seeds = 2", "seeds = 8"))
@@ -405,6 +405,6 @@ def test_planted_effect_is_found_through_the_whole_sweep(fresh_cache, tmp_path, 
 
 
 def cache_module():
-    from ldmprobe import cache
+    from ldmprobe.engine import cache
 
     return cache

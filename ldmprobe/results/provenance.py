@@ -7,7 +7,7 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from . import SCHEMA_VERSION, __version__
+from ldmprobe import SCHEMA_VERSION, __version__
 
 _LIBRARIES = ("torch", "diffusers", "transformers", "open_clip_torch", "numpy", "scipy")
 
@@ -52,7 +52,9 @@ def load_schema(name: str) -> dict:
     import json
     from pathlib import Path
 
-    return json.loads((Path(__file__).parent / "schemas" / f"{name}.schema.json").read_text())
+    from ldmprobe.resources import schema_path
+
+    return json.loads(schema_path(name).read_text())
 
 
 def validate_document(document: dict, name: str) -> None:

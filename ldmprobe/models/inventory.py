@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
-from . import SCHEMA_VERSION, cache, models, tiny
-from .results import now_iso, provenance
+from ldmprobe import SCHEMA_VERSION
+from ldmprobe.engine import cache
+from ldmprobe.models import sources as models
+from ldmprobe.models import tiny
+from ldmprobe.results.provenance import now_iso, provenance
 
 
 def _hub_cached(repo_id: str, filename: str) -> bool:

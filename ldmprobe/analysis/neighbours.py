@@ -11,7 +11,7 @@ The image side (``term_images``, ``rank_by_image``, ``overlap``) generates the t
 with the sweep's machinery (cached like a sweep), ranks the same vocabulary embeddings against
 the centroid of their embeddings, and compares the two top-k lists.
 
-Importing this module does not import torch; encoding does, through :mod:`ldmprobe.embed`.
+Importing this module does not import torch; encoding does, through :mod:`ldmprobe.engine.encode`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import SCHEMA_VERSION, cache, embed
-from .errors import BadInputError
-from .plan import canonical_json, sha256_hex
-from .results import now_iso, provenance
-from .vocab import Vocabulary
+from ldmprobe import SCHEMA_VERSION
+from ldmprobe.engine import cache
+from ldmprobe.engine import encode as embed
+from ldmprobe.errors import BadInputError
+from ldmprobe.engine.workitems import canonical_json, sha256_hex
+from ldmprobe.results.provenance import now_iso, provenance
+from ldmprobe.specs.vocab import Vocabulary
 
 __all__ = [
     "CACHE_VERSION",
@@ -379,16 +381,16 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, term
                 measurer=None) -> TermImages:
     """Generate (or read from the image cache) ``count`` seeds of the term in each context.
 
-    Uses the sweep's machinery (:mod:`ldmprobe.sweep`): the items are the term's items of a
+    Uses the sweep's machinery (:mod:`ldmprobe.usecases.sweep`): the items are the term's items of a
     one-term sweep over the contexts with seeds 0..count-1, keyed and cached exactly like a
     sweep's, so a sweep with the same recipe shares the images. ``options`` is a
-    :class:`~ldmprobe.sweep.SweepOptions`. Images that came out NaN or black are left out.
+    :class:`~ldmprobe.usecases.sweep.SweepOptions`. Images that came out NaN or black are left out.
     """
     import dataclasses
 
-    from . import sweep
-    from .plan import unique_items
-    from .spec import Spec
+    from ldmprobe.usecases import sweep
+    from ldmprobe.engine.workitems import unique_items
+    from ldmprobe.specs.sweep import Spec
 
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
         raise BadInputError(f"--images must be a positive number of images (got {count!r}).")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from . import SCHEMA_VERSION, __version__
-from .errors import ExitCode, LdmprobeError
-from .cli_options import Context, model_options, output_options
-from .render import Terminal
+from ldmprobe import SCHEMA_VERSION, __version__
+from ldmprobe.errors import ExitCode, LdmprobeError
+from ldmprobe.cli.options import Context, model_options, output_options
+from ldmprobe.render.terminal import Terminal
 
 
 class Group(click.Group):
@@ -75,7 +75,7 @@ def main(ctx, verbose: bool, offline: bool):
 @click.pass_obj
 def models_command(obj: Context, fmt: str | None):
     """List model presets, what each resolves to, and whether it is available locally."""
-    from .inventory import model_inventory, render_inventory
+    from ldmprobe.models.inventory import model_inventory, render_inventory
 
     document = {"schema_version": SCHEMA_VERSION, "kind": "models", **model_inventory()}
     fmt = fmt or obj.terminal.default_format()
@@ -93,7 +93,7 @@ def models_command(obj: Context, fmt: str | None):
 @click.pass_obj
 def check_command(obj: Context, pipeline, revision, measurer, device, dtype, fmt):
     """Load a generator and a measurer, make one image and embed it; report timings."""
-    from .inventory import check_models, render_check
+    from ldmprobe.models.inventory import check_models, render_check
 
     document = check_models(
         pipeline=pipeline, revision=revision, measurer=measurer, device=device, dtype=dtype,
@@ -146,10 +146,10 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
     SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
     descriptors, professions). Everything is cached: rerun the same command to resume.
     """
-    from .spec import load_spec
-    from .distributed import is_main_process
-    from .sweep import SweepOptions, dry_run_document, make_plan, run_sweep
-    from .render_sweep import render_plan, render_sweep, sweep_records
+    from ldmprobe.specs.sweep import load_spec
+    from ldmprobe.engine.distributed import is_main_process
+    from ldmprobe.usecases.sweep import SweepOptions, dry_run_document, make_plan, run_sweep
+    from ldmprobe.render.sweep import render_plan, render_sweep, sweep_records
 
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
     options = SweepOptions(
@@ -176,7 +176,7 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
     if document is None:  # a distributed run's other ranks: rank 0 writes the output
         return
     if not no_report:
-        from .report import write_report
+        from ldmprobe.render.report import write_report
 
         write_report(document["run"]["out"])
     if fmt == "json":
@@ -193,7 +193,7 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, pipel
 @click.pass_obj
 def report_command(obj: Context, run_dir: Path):
     """Write report.html (config, contact sheets, drift and probe plots) into a sweep's run folder."""
-    from .report import write_report
+    from ldmprobe.render.report import write_report
 
     target = write_report(run_dir)
     obj.terminal.info(f"wrote {target}")
@@ -210,8 +210,8 @@ def run(argv: list[str] | None = None) -> int:
 
 def _register_commands() -> None:
     """Commands defined in their own modules (imported after this module's decorators exist)."""
-    from .cli_assoc import assoc
-    from .cli_neighbours import neighbours
+    from ldmprobe.cli.assoc import assoc
+    from ldmprobe.cli.neighbours import neighbours
 
     main.add_command(assoc)
     main.add_command(neighbours)

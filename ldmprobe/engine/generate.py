@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .plan import Recipe, WorkItem, key_document
+from ldmprobe.engine.workitems import Recipe, WorkItem, key_document
 
 #: An image whose brightest pixel is below this (on 0..1) counts as all black.
 BLACK_THRESHOLD = 1.0 / 255.0
@@ -198,8 +198,8 @@ def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], sto
 
 def embed_stored_images(measurer, keys: Sequence[str], store, *, batch_size: int = 64) -> dict:
     """Image embeddings by key, from the measurer's embedding cache or computed and cached."""
-    from .cache import embedding_store
-    from .embed import encode_images
+    from ldmprobe.engine.cache import embedding_store
+    from ldmprobe.engine.encode import encode_images
 
     emb_store = embedding_store(measurer.identity)
     vectors: dict[str, np.ndarray] = {}

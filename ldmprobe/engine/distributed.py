@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
-from .errors import BadInputError, LdmprobeError
+from ldmprobe.errors import BadInputError, LdmprobeError
 
 T = TypeVar("T")
 

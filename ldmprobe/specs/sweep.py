@@ -41,8 +41,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import specfile
-from .errors import BadInputError, SpecError
+from ldmprobe.specs import files as specfile
+from ldmprobe.errors import BadInputError, SpecError
 
 __all__ = [
     "DEFAULT_SEED_COUNT",

@@ -243,8 +243,8 @@ def write_report(run_dir):
     import json
     from pathlib import Path
 
-    from .cache import atomic_write_text
-    from .errors import BadInputError
+    from ldmprobe.engine.cache import atomic_write_text
+    from ldmprobe.errors import BadInputError
 
     run_dir = Path(run_dir)
     results = run_dir / "results.json"

@@ -30,7 +30,7 @@ X and Y must be of one kind (both words or both prompts), and so must A and B: a
 against an image set would measure CLIP's modality gap, not an association. A prompt set
 has ``len(prompts) * len(seeds)`` items, one image each.
 
-The statistics are :func:`ldmprobe.stats.weat`: s(w,A,B) = mean_a cos(w,a) − mean_b cos(w,b),
+The statistics are :func:`ldmprobe.analysis.stats.weat`: s(w,A,B) = mean_a cos(w,a) − mean_b cos(w,b),
 S = Σ_X s − Σ_Y s, d = (mean_X s − mean_Y s) / sd_{X∪Y}(s), one-sided permutation p.
 
 Loading and validating a spec imports nothing heavy. Text-only specs never load (or import)
@@ -48,9 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import SCHEMA_VERSION, specfile
-from .errors import LdmprobeError, SpecError
-from .spec import MAX_SEED, MAX_SEED_COUNT
+from ldmprobe import SCHEMA_VERSION
+from ldmprobe.specs import files as specfile
+from ldmprobe.errors import LdmprobeError, SpecError
+from ldmprobe.specs.sweep import MAX_SEED, MAX_SEED_COUNT
 
 __all__ = [
     "ASSOC_KEYS",
@@ -594,7 +595,7 @@ _type = specfile.type_name
 
 def embed_word_set(measurer, aset: AssocSet):
     """Unit text embeddings of a word set: bare words, or averaged over its templates."""
-    from .embed import encode_in_templates, encode_texts
+    from ldmprobe.engine.encode import encode_in_templates, encode_texts
 
     if aset.templates:
         return encode_in_templates(measurer, aset.words, aset.templates)
@@ -631,9 +632,9 @@ def _image_size(pipe) -> tuple[int, int]:
 
 
 def generation_recipe(generator, *, steps: int, guidance: float, negative_prompt: str | None):
-    """The :class:`~ldmprobe.plan.Recipe` the images are made with (keys match the sweep's)."""
-    from . import models
-    from .plan import Recipe
+    """The :class:`~ldmprobe.engine.workitems.Recipe` the images are made with (keys match the sweep's)."""
+    from ldmprobe.models import sources as models
+    from ldmprobe.engine.workitems import Recipe
 
     height, width = _image_size(generator.pipe)
     return Recipe(
@@ -658,8 +659,8 @@ def embed_prompt_sets(
 
     Returns ``(embeddings, records, recipe)``: ``embeddings[set_name]`` is an (n, d) array of
     unit image embeddings in the set's prompt-major order; ``records`` lists each image's
-    set, prompt, seed and cache key (:func:`ldmprobe.plan.item_key`); ``recipe`` is the
-    :class:`~ldmprobe.plan.Recipe`. Each image gets its own CPU ``torch.Generator`` seeded
+    set, prompt, seed and cache key (:func:`ldmprobe.engine.workitems.item_key`); ``recipe`` is the
+    :class:`~ldmprobe.engine.workitems.Recipe`. Each image gets its own CPU ``torch.Generator`` seeded
     with its seed, so an image does not depend on its batch. An image shared by two sets
     (same prompt and seed) is made once. NaN or all-black images raise
     :class:`BadImagesError` listing them.
@@ -669,9 +670,9 @@ def embed_prompt_sets(
     """
     import numpy as np
 
-    from .cache import ImageStore
-    from .generate import embed_stored_images, generate_into_store, missing_items
-    from .plan import WorkItem, item_key
+    from ldmprobe.engine.cache import ImageStore
+    from ldmprobe.engine.generate import embed_stored_images, generate_into_store, missing_items
+    from ldmprobe.engine.workitems import WorkItem, item_key
 
     recipe = generation_recipe(generator, steps=steps, guidance=guidance,
                                negative_prompt=negative_prompt)
@@ -720,7 +721,7 @@ def embed_prompt_sets(
 class AssocResult:
     """An association test's outcome with everything needed to read and reproduce it.
 
-    The first fields are those of :class:`ldmprobe.stats.WeatResult`; ``labels`` maps X, Y,
+    The first fields are those of :class:`ldmprobe.analysis.stats.WeatResult`; ``labels`` maps X, Y,
     A, B to the sets' labels; ``permutations`` is the requested B (``n_resamples`` is what
     the p-value was computed over: all partitions when ``exact``).
     """
@@ -751,7 +752,7 @@ class AssocResult:
 
     def result_dict(self) -> dict[str, Any]:
         """The ``result`` object of the JSON document."""
-        from .stats import WeatResult, jsonable
+        from ldmprobe.analysis.stats import WeatResult, jsonable
 
         names = [f.name for f in dataclasses.fields(WeatResult)]
         out = {n: getattr(self, n) for n in names}
@@ -819,9 +820,9 @@ def run_assoc(
     otherwise). Arguments left as None fall back to the spec's [test] / generation values,
     then to the defaults (ddof 1, 100,000 permutations, seed 0, 50 steps, guidance 7.5).
     """
-    from .results import now_iso, provenance
-    from .spec import check_prompt_lengths
-    from .stats import weat
+    from ldmprobe.results.provenance import now_iso, provenance
+    from ldmprobe.specs.sweep import check_prompt_lengths
+    from ldmprobe.analysis.stats import weat
 
     started = started or now_iso()
     settings = resolve_test_settings(spec, ddof=ddof, permutations=permutations, seed=seed)
@@ -908,8 +909,8 @@ def assoc_from_names(
     test never imports diffusers. ``terminal`` (``warn``/``info`` methods, writing to stderr)
     gets the tiny-model warning and progress; ``options`` go to :func:`run_assoc`.
     """
-    from . import models
-    from .results import now_iso
+    from ldmprobe.models import sources as models
+    from ldmprobe.results.provenance import now_iso
 
     started = now_iso()
     if not isinstance(spec, AssocSpec):
@@ -941,7 +942,9 @@ def assoc_from_names(
 
 def schema_path() -> Path:
     """The JSON Schema that ``AssocResult.to_dict()`` documents validate against."""
-    return Path(__file__).resolve().parent / "schemas" / "assoc.schema.json"
+    from ldmprobe.resources import schema_path as _schema_path
+
+    return _schema_path("assoc")
 
 
 def _fmt_p(p: float | None) -> str:

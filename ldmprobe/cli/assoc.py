@@ -1,14 +1,14 @@
 """``ldmprobe assoc SPEC``: embedding association tests (WEAT / iEAT / T2IAT).
 
 Registered on the main group with ``main.add_command(assoc)``. Parsing and rendering only;
-the work is :func:`ldmprobe.assoc.assoc_from_names`.
+the work is :func:`ldmprobe.specs.assoc.assoc_from_names`.
 """
 
 from __future__ import annotations
 
 import click
 
-from .cli_options import Context, model_options, output_options
+from ldmprobe.cli.options import Context, model_options, output_options
 
 
 @click.command("assoc")
@@ -47,7 +47,7 @@ def assoc(obj: Context | None, spec, pipeline, revision, measurer, device, dtype
     ldmprobe assoc weat1-flowers-insects --measurer tiny
     ldmprobe assoc t2iat-gender-science --pipeline sd15 --format json
     """
-    from .assoc import assoc_from_names, load_assoc_spec, render_assoc_table
+    from ldmprobe.specs.assoc import assoc_from_names, load_assoc_spec, render_assoc_table
 
     obj = obj if isinstance(obj, Context) else Context(verbose=False, offline=False)
     loaded = load_assoc_spec(spec)

@@ -8,8 +8,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import resources
-from .errors import SpecError
+from ldmprobe import resources
+from ldmprobe.errors import SpecError
 
 
 def is_int(value: Any) -> bool:

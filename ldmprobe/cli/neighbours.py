@@ -1,4 +1,4 @@
-"""``ldmprobe neighbours TERM``: parse, call :mod:`ldmprobe.neighbours`, render.
+"""``ldmprobe neighbours TERM``: parse, call :mod:`ldmprobe.analysis.neighbours`, render.
 
 Registered on the main group with ``main.add_command(neighbours)``. Nothing heavy is
 imported until the command runs, so ``--help`` stays fast.
@@ -10,7 +10,7 @@ import time
 
 import click
 
-from .cli_options import Context, model_options, output_options
+from ldmprobe.cli.options import Context, model_options, output_options
 
 _BAR_WIDTH = 24
 
@@ -50,10 +50,10 @@ def neighbours(obj: Context, term, k, contexts, vocabs, keep_self, images, pipel
 
     --pipeline, --revision, --dtype, --steps and --guidance matter only with --images.
     """
-    from . import models
-    from . import neighbours as nb
-    from .results import now_iso
-    from .vocab import load_vocabulary
+    from ldmprobe.models import sources as models
+    from ldmprobe.analysis import neighbours as nb
+    from ldmprobe.results.provenance import now_iso
+    from ldmprobe.specs.vocab import load_vocabulary
 
     started = now_iso()
     term, k, contexts = nb.check_term(term), nb.check_k(k), nb.check_contexts(contexts)
@@ -71,7 +71,7 @@ def neighbours(obj: Context, term, k, contexts, vocabs, keep_self, images, pipel
 
     term_images, images_s = None, 0.0
     if images is not None:
-        from .sweep import SweepOptions
+        from ldmprobe.usecases.sweep import SweepOptions
 
         options = SweepOptions(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                                dtype=dtype, steps=steps, guidance=guidance, offline=obj.offline)

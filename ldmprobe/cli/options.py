@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from .render import FORMATS, Terminal
+from ldmprobe.render.terminal import FORMATS, Terminal
 
 
 class Context:

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from . import SCHEMA_VERSION, cache, models
-from .errors import BadInputError, ExitCode, LdmprobeError
-from .plan import Recipe, WorkItem, plan, sha256_hex, canonical_json, unique_items
-from .results import now_iso, provenance
-from .spec import Spec, check_prompt_lengths
+from ldmprobe import SCHEMA_VERSION
+from ldmprobe.engine import cache
+from ldmprobe.models import sources as models
+from ldmprobe.errors import BadInputError, ExitCode, LdmprobeError
+from ldmprobe.engine.workitems import Recipe, WorkItem, plan, sha256_hex, canonical_json, unique_items
+from ldmprobe.results.provenance import now_iso, provenance
+from ldmprobe.specs.sweep import Spec, check_prompt_lengths
 
 DEFAULT_STEPS = 50
 DEFAULT_TINY_STEPS = 4
@@ -275,7 +277,7 @@ def generate_missing(sweep_plan: SweepPlan, loaded: Loaded, terminal, store: cac
     ``items`` limits the work to those items (a rank's share); a given ``progress`` is
     advanced but left open (the caller closes it).
     """
-    from .generate import default_batch_size, generate_into_store, missing_items
+    from ldmprobe.engine.generate import default_batch_size, generate_into_store, missing_items
 
     unique = unique_items(sweep_plan.items)
     missing = missing_items(unique if items is None else items, store)
@@ -315,7 +317,7 @@ def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, 
     ``merge`` (rank 0 of a distributed run, after every rank embedded its share) embeds
     nothing: every item must have a cached embedding or failure record, else it is an error.
     """
-    from .embed import encode_images
+    from ldmprobe.engine.encode import encode_images
 
     emb_store = cache.embedding_store(models.measurer_identity(sweep_plan.measurer_ref))
     records: dict[str, ItemRecord] = {}
@@ -361,7 +363,7 @@ def embed_items(sweep_plan: SweepPlan, loaded: Loaded, store: cache.ImageStore, 
 
 def text_embeddings(sweep_plan: SweepPlan, loaded: Loaded, texts: list[str], templates: tuple[str, ...] = ()) -> np.ndarray:
     """Measurer text embeddings (optionally template-averaged), cached per text."""
-    from .embed import encode_in_templates
+    from ldmprobe.engine.encode import encode_in_templates
 
     store = cache.ArrayStore(f"text/{measurer_namespace(sweep_plan)}")
     keys = [sha256_hex(canonical_json({"text": t, "templates": list(templates)})) for t in texts]
@@ -377,7 +379,7 @@ def text_embeddings(sweep_plan: SweepPlan, loaded: Loaded, texts: list[str], tem
 
 def conditioning_embeddings(sweep_plan: SweepPlan, loaded: Loaded, prompts: list[str]) -> np.ndarray | None:
     """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt (None if it has none)."""
-    from .generate import encode_conditioning
+    from ldmprobe.engine.generate import encode_conditioning
 
     namespace = cache.identity_namespace(sweep_plan.recipe.pipeline_dict)
     store = cache.ArrayStore(f"conditioning/{namespace}")
@@ -411,8 +413,8 @@ def direction_vocabulary(sweep_plan: SweepPlan, loaded: Loaded, templates: tuple
     Embeddings come from the vocabulary cache shared with ``ldmprobe neighbours``, so a
     rerun loads no model for them.
     """
-    from .neighbours import cached_vocabulary, embed_vocabulary
-    from .vocab import Vocabulary, load_vocabulary
+    from ldmprobe.analysis.neighbours import cached_vocabulary, embed_vocabulary
+    from ldmprobe.specs.vocab import Vocabulary, load_vocabulary
 
     if not sweep_plan.options.vocab:
         words = list(dict.fromkeys(sweep_plan.spec.probes))
@@ -433,8 +435,8 @@ def direction_vocabulary(sweep_plan: SweepPlan, loaded: Loaded, templates: tuple
 
 def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, ItemRecord]) -> dict:
     """Per-term drift, significance, probe shifts and text drift (see DESIGN.md Statistics)."""
-    from . import stats
-    from .embed import DEFAULT_PROBE_TEMPLATES
+    from ldmprobe.analysis import stats
+    from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 
     spec, opts = sweep_plan.spec, sweep_plan.options
     by_cell: dict[tuple[int, str, int], ItemRecord] = {}
@@ -458,7 +460,7 @@ def sweep_statistics(sweep_plan: SweepPlan, loaded: Loaded, records: dict[str, I
         if cond is None:
             return None
         return stats.sequence_drift(np.stack([cond[p] for p in m_prompts]), np.stack([cond[p] for p in b_prompts]))
-    from .spec import expand
+    from ldmprobe.specs.sweep import expand
 
     base_rows, base_groups = [], []
     for t in range(len(templates)):
@@ -615,8 +617,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def write_run_folder(out: Path, document: dict, records: dict[str, ItemRecord], sweep_plan: SweepPlan,
                      store: cache.ImageStore) -> None:
     """results.json, items.jsonl, images/ and one contact sheet per template."""
-    from .render import to_json
-    from .report import contact_sheet
+    from ldmprobe.render.terminal import to_json
+    from ldmprobe.render.report import contact_sheet
 
     out.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -663,7 +665,7 @@ def run_sweep(spec: Spec, options: SweepOptions, terminal) -> dict | None:
     work into the shared cache; rank 0 then merges, writes the run folder and returns the
     document, and the other ranks return None (they print nothing).
     """
-    from . import distributed
+    from ldmprobe.engine import distributed
 
     started = now_iso()
     out = options.out or default_out(spec, options.runs_dir)

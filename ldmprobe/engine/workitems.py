@@ -1,4 +1,4 @@
-"""Expand a :class:`~ldmprobe.spec.Spec` into work items, each keyed by its full recipe.
+"""Expand a :class:`~ldmprobe.specs.sweep.Spec` into work items, each keyed by its full recipe.
 
 A :class:`WorkItem` is one image: (template, term, seed) plus the :class:`Recipe`, i.e.
 everything else that changes the pixels. Its ``key`` is the sha256 of the canonical JSON of
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .spec import Spec, expand
+from ldmprobe.specs.sweep import Spec, expand
 
 __all__ = [
     "KEY_VERSION",

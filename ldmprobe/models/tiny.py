@@ -11,7 +11,7 @@ import gzip
 import json
 from pathlib import Path
 
-from .cache import publish_dir, staging_dir
+from ldmprobe.engine.cache import publish_dir, staging_dir
 
 TINY_VERSION = 1
 TINY_SEED = 0
@@ -137,7 +137,7 @@ def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
     final = models_dir / f"{name}-v{TINY_VERSION}"
     if (final / probe_file).is_file():
         return final
-    from .models import quiet_libraries
+    from ldmprobe.models.sources import quiet_libraries
 
     quiet_libraries()
     tmp = staging_dir(final)

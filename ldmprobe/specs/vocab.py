@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import cache, resources, tiny
-from .errors import BadInputError, LdmprobeError
+from ldmprobe.engine import cache
+from ldmprobe import resources
+from ldmprobe.models import tiny
+from ldmprobe.errors import BadInputError, LdmprobeError
 
 __all__ = [
     "DEFAULT_VOCAB",

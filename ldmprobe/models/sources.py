@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cache, tiny
-from .errors import BadInputError, ModelUnavailableError, UnknownModelError
+from ldmprobe.engine import cache
+from ldmprobe.models import tiny
+from ldmprobe.errors import BadInputError, ModelUnavailableError, UnknownModelError
 
 DEFAULT_GENERATOR = "sd15"
 DEFAULT_MEASURER = "ViT-L-14-quickgelu:openai"
