@@ -243,8 +243,8 @@ def run_coverage(reps, rng, delta=0.01, drift=0.25):
     return {k: v / reps for k, v in cov.items()}, truth_p, truth_d
 
 
-def run_power(reps, rng, deltas=(0.0, 0.005, 0.01, 0.015, 0.02),
-              drifts=(0.0, 0.1, 0.15, 0.2, 0.3)):
+def run_power(reps, rng, deltas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06),
+              drifts=(0.0, 0.02, 0.04, 0.06, 0.08, 0.1)):
     params = SCENARIOS["template-specific zero-mean shift"]
     rows = []
     for delta, drift in zip(deltas, drifts):

@@ -469,3 +469,8 @@ def test_design_check_and_choose_exact():
 def test_constant_table_gives_no_p():
     r = I.crossed_test(np.full((4, 3), 0.2))
     assert math.isnan(r.p_value) and r.estimate == pytest.approx(0.2)
+
+
+def test_design_check_warns_about_two_seeds():
+    check = I.design_check(n_templates=8, n_seeds=2, n_controls=19)
+    assert check.reachable and any("only 2 seeds" in m for m in check.messages)

@@ -241,6 +241,11 @@ def design_check(
     else:
         floors["crossed"] = 0.0
         df = (n_templates - 1) if n_templates > 1 else (n_seeds - 1)
+        if min(n_templates, n_seeds) == 2:
+            which = "templates" if n_templates == 2 else "seeds"
+            messages.append(f"only 2 {which}: their variance cannot be estimated and the "
+                            "crossed test can reject ~0.10 of true nulls when it dominates; "
+                            "use >= 4 seeds and >= 8 templates")
         if df < 3:
             crit = float(sps.t.ppf(1 - alpha / 2, df))
             messages.append(f"only {n_templates} template(s): worst-case df {df}, a shift needs "
