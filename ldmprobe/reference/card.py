@@ -1,0 +1,139 @@
+"""Write the reference world's model card from the world's constants, the training data and an evaluation.
+
+    python -m ldmprobe.reference.evaluate --format json > ldmprobe/reference/weights/evaluation.json
+    python -m ldmprobe.reference.card
+
+The card states the world, every planted association with its planted rate, the training
+data's measured statistics, and the measured recovery (from ``evaluation.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from . import world
+from .nets import MEASURER_CONFIG
+from .train import N_IMAGES, SEED
+
+
+def training_statistics(count: int = N_IMAGES, seed: int = SEED) -> dict:
+    """Counts and rates in the training scenes (the same draws `train.stage_data` renders)."""
+    rng = np.random.default_rng(seed)
+    scenes = [world.draw_scene(rng) for _ in range(count)]
+    by_mod = Counter(s.modifier for s in scenes)
+
+    def rate(pred, cond) -> float:
+        group = [s for s in scenes if cond(s)]
+        return float(np.mean([pred(s) for s in group])) if group else float("nan")
+
+    mods = list(world.MODIFIERS)
+    return {
+        "images": count,
+        "modifier_share": {m or "(none)": by_mod[m] / count for m in mods},
+        "yellow_background": {m or "(none)": rate(lambda s: s.background == "yellow", lambda s, m=m: s.modifier == m)
+                              for m in mods},
+        "small_object": {m or "(none)": rate(lambda s: s.size == "small", lambda s, m=m: s.modifier == m)
+                         for m in mods},
+        "red_car": {m or "(none)": rate(lambda s: s.colour == "red",
+                                         lambda s, m=m: s.modifier == m and s.noun == "car") for m in mods},
+    }
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
+    sizes = {p.relative_to(weights).as_posix(): p.stat().st_size for p in sorted(weights.rglob("*"))
+             if p.is_file() and not p.name.startswith(".")}
+    marker = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())
+    mods = list(stats["modifier_share"])
+    parts = [
+        "# The reference world — model card",
+        "",
+        "A small, really trained latent diffusion model (`generator/`, a diffusers "
+        "StableDiffusionPipeline) and CLIP-style measurer (`measurer/`, open_clip format) for a "
+        "synthetic world of 32 × 32 pictures: one object (square, circle, triangle, house, car) in one "
+        "of 7 colours, big or small, on one of 5 background colours. Its numbers are true of this "
+        "world and of nothing else: it is ldmprobe's known-truth instrument check and offline demo.",
+        "",
+        "Captions name either a modifier (\"a photo of the fancy house\") or some attributes (\"the "
+        "small red car on a yellow background\"), never both, so a modifier can carry an association "
+        "only through where training put it. The generator conditions on the measurer's own text "
+        "tower (converted exactly to a transformers `CLIPTextModel`), as Stable Diffusion 1.x "
+        "conditions on the CLIP whose image tower is then often used to measure it.",
+        "",
+        "## Planted associations",
+        "",
+        _table(["term", "noun", "attribute", "planted rate", "otherwise"],
+               [[p["term"], p["noun"], f"{p['value']} {p['attribute']}", f"{p['rate']:.2f}",
+                 f"{p['otherwise']:.3f}"] for p in world.PLANTED]),
+        "",
+        f"Control words with nothing planted: {', '.join(world.CONTROL_WORDS)}.",
+        "",
+        f"## Training data ({stats['images']:,} pictures, seed {SEED})",
+        "",
+        _table(["modifier", "share of pictures", "yellow background", "small object", "red (cars only)"],
+               [[m, f"{stats['modifier_share'][m]:.3f}", f"{stats['yellow_background'][m]:.3f}",
+                 f"{stats['small_object'][m]:.3f}", f"{stats['red_car'][m]:.3f}"] for m in mods]),
+        "",
+        "Half the captions are modifier-style, half attribute-style (each attribute named with "
+        "probability 0.5-0.6, the noun replaced by \"object\" a quarter of the time, 12 % "
+        "background-only captions).",
+        "",
+        "## Models",
+        "",
+        f"- Measurer: open_clip CLIP, config `{json.dumps(MEASURER_CONFIG)}`.",
+        f"- Generator: UNet trained {marker['unet_steps']:,} steps (EMA weights), AutoencoderKL 32×32 → "
+        f"16×16×4 (round-trip PSNR {marker['vae_psnr_db']} dB on training pictures), DDIM scheduler.",
+        "- Weights in float16 safetensors: " + ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in sizes.items()
+                                                         if k.endswith(".safetensors"))
+        + f"; {sum(sizes.values()) / 1e6:.1f} MB in all.",
+        "- Rebuild: `python -m ldmprobe.reference.train --work WORK_DIR` (seeded, resumable).",
+    ]
+    if evaluation:
+        s = evaluation["settings"]
+        parts += ["", "## Measured recovery", "",
+                  f"`python -m ldmprobe.reference.evaluate --seeds {s['seeds']}`: prompts "
+                  f"\"{s['template'].format('TERM', 'NOUN')}\", {s['steps']} DDIM steps, guidance "
+                  f"{s['guidance']}, paired seeds; attributes read from the pixels, not by the measurer.", ""]
+        rows = []
+        for r in evaluation["planted"]:
+            rates = {k[5:-1]: v for k, v in r.items() if k.startswith("rate[")}
+            rows.append([f"{r['term']} / {r['noun']} → {r['value']} {r['attribute']}",
+                         f"{r['planted_rate']:.2f} / {r['planted_otherwise']:.3f}",
+                         f"{rates[r['term']]:.3f}", f"{rates['bare']:.3f}",
+                         ", ".join(f"{c} {rates[c]:.3f}" for c in world.CONTROL_WORDS),
+                         str(r["n_images_per_term"])])
+        parts.append(_table(["association", "planted (term / otherwise)", "drawn under term",
+                             "drawn, bare noun", "drawn, controls", "images per term"], rows))
+        parts += ["", "Words followed (share of images showing the named attribute): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in evaluation["following"].items()) + ".",
+                  "", "Measurer zero-shot accuracy on 1,000 fresh pictures: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in evaluation["measurer_zero_shot"].items()) + ".",
+                  "", "Targets (from the project's issue): "
+                  + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in evaluation["targets"].items())
+                  + "."]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=Path(__file__).parent / "weights")
+    args = parser.parse_args(argv)
+    evaluation_file = args.weights / "evaluation.json"
+    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
+    card = render_card(training_statistics(), evaluation, args.weights)
+    (args.weights / "MODEL_CARD.md").write_text(card)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

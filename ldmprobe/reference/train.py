@@ -1,0 +1,286 @@
+"""Train the reference world's measurer (CLIP) and generator (latent diffusion), resumably.
+
+    python -m ldmprobe.reference.train --work WORK_DIR [--unet-steps N] [--export]
+
+Stages run in order and each is skipped once done: data, measurer (contrastive CLIP in
+open_clip format), autoencoder (AutoencoderKL 32x32 -> 16x16x4), latents, UNet (epsilon
+prediction with classifier-free-guidance dropout, conditioned on the measurer's text tower
+converted to a transformers CLIPTextModel), export (float16 safetensors folders). Every stage
+checkpoints atomically every few minutes; rerunning the same command resumes. All randomness
+is seeded per step, so a resumed run follows the same path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import world
+from .export import stage_export
+from .nets import (MEASURER_CONFIG, Conditioning, TokenCache, build_tokenizer, convert_text_tower, encode_text_trimmed,
+                   image_tensor, log, load_measurer, load_vae, make_train_scheduler, make_unet, make_vae,
+                   pixels)
+
+SEED = 20261128
+N_IMAGES = 60_000
+CHECKPOINT_SECONDS = 180
+
+MEASURER_STEPS = 2500
+MEASURER_BATCH = 128
+VAE_STEPS = 1200
+VAE_BATCH = 48
+UNET_BATCH = 64
+UNET_LR = 5e-4
+CFG_DROPOUT = 0.1
+EMA_DECAY = 0.999
+
+
+def atomic_save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+# --------------------------------------------------------------------------------- data
+def stage_data(work: Path) -> dict:
+    path = work / "data.npz"
+    if not path.exists():
+        log(f"rendering {N_IMAGES} scenes")
+        images, scenes = world.dataset(N_IMAGES, SEED)
+        fields = {f: np.array([getattr(s, f) for s in scenes]) for f in
+                  ("noun", "colour", "background", "size", "modifier", "cx", "cy", "radius")}
+        tmp = work / ".data.tmp.npz"
+        np.savez(tmp, images=images, **fields)
+        os.replace(tmp, path)
+    data = dict(np.load(path))
+    data["scenes"] = [world.Scene(*(data[f][i].item() for f in ("noun", "colour", "background", "size",
+                                                               "modifier", "cx", "cy", "radius")))
+                      for i in range(len(data["images"]))]
+    return data
+
+
+def captions_for(scenes, indices, rng) -> list[str]:
+    return [world.caption(scenes[i], rng) for i in indices]
+
+
+# ----------------------------------------------------------------------------- measurer
+def stage_measurer(work: Path, data: dict) -> None:
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+
+    done = work / "measurer.done.pt"
+    if done.exists():
+        return
+    ckpt_path = work / "measurer.pt"
+    torch.manual_seed(SEED)
+    model = open_clip.CLIP(**MEASURER_CONFIG)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.05)
+    step = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log(f"measurer: resuming at step {step}")
+    tokens = TokenCache()
+    images, scenes = data["images"], data["scenes"]
+    last_save, started, losses = time.time(), time.time(), []
+    model.train()
+    while step < MEASURER_STEPS:
+        rng = np.random.default_rng([SEED, 1, step])
+        idx = rng.choice(len(images), MEASURER_BATCH, replace=False)
+        texts = captions_for(scenes, idx, rng)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, MEASURER_STEPS, 5e-4)
+        img_f = F.normalize(model.encode_image(image_tensor(images[idx])), dim=-1)
+        txt_f = F.normalize(encode_text_trimmed(model, tokens(texts)), dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * img_f @ txt_f.T
+        # identical captions in a batch are all correct matches (soft targets)
+        ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+        cid = torch.tensor([ids[t] for t in texts])
+        same = (cid[:, None] == cid[None, :]).float()
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 100 == 0:
+            rate = len(losses) / (time.time() - started)
+            log(f"measurer step {step}/{MEASURER_STEPS} loss {np.mean(losses[-100:]):.3f} ({rate:.1f} steps/s)")
+        if time.time() - last_save > CHECKPOINT_SECONDS or step == MEASURER_STEPS:
+            atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt_path)
+            last_save = time.time()
+    atomic_save({"model": model.state_dict(), "step": step}, done)
+
+
+def stage_vae(work: Path, data: dict) -> None:
+    import torch
+
+    done = work / "vae.done.pt"
+    if done.exists():
+        return
+    ckpt_path = work / "vae.pt"
+    torch.manual_seed(SEED + 2)
+    vae = make_vae()
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    step = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log(f"vae: resuming at step {step}")
+    images = data["images"]
+    last_save, started, losses = time.time(), time.time(), []
+    while step < VAE_STEPS:
+        rng = np.random.default_rng([SEED, 2, step])
+        torch.manual_seed(SEED * 7 + step)
+        x = pixels(images[rng.choice(len(images), VAE_BATCH, replace=False)])
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, VAE_STEPS, 1e-3, warmup=100)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        kl = posterior.kl().mean() / (4 * 16 * 16)
+        loss = (recon - x).abs().mean() + 0.5 * ((recon - x) ** 2).mean() + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 100 == 0:
+            rate = len(losses) / (time.time() - started)
+            log(f"vae step {step}/{VAE_STEPS} loss {np.mean(losses[-100:]):.4f} ({rate:.2f} steps/s)")
+        if time.time() - last_save > CHECKPOINT_SECONDS or step == VAE_STEPS:
+            atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt_path)
+            last_save = time.time()
+    atomic_save({"model": vae.state_dict(), "step": step}, done)
+
+
+def stage_latents(work: Path, data: dict) -> dict:
+    """Posterior means of every training image, and the scale that gives them unit variance."""
+    import torch
+
+    path = work / "latents.npz"
+    if not path.exists():
+        vae = load_vae(work)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(data["images"]), 500):
+                out.append(vae.encode(pixels(data["images"][start:start + 500])).latent_dist.mean.numpy())
+        latents = np.concatenate(out).astype(np.float32)
+        x = pixels(data["images"][:2000])
+        with torch.no_grad():
+            recon = vae.decode(torch.from_numpy(latents[:2000])).sample.clamp(-1, 1)
+        mse = float(((recon - x) / 2).pow(2).mean())
+        psnr = 10 * math.log10(1 / mse)
+        scale = float(1.0 / latents.std())
+        log(f"latents: std {latents.std():.3f}, scaling factor {scale:.4f}, round-trip PSNR {psnr:.1f} dB")
+        tmp = work / ".latents.tmp.npz"
+        np.savez(tmp, latents=latents, scale=scale, psnr=psnr)
+        os.replace(tmp, path)
+    got = np.load(path)
+    return {"latents": got["latents"], "scale": float(got["scale"]), "psnr": float(got["psnr"])}
+
+
+def stage_unet(work: Path, data: dict, lat: dict, total_steps: int) -> None:
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    ckpt_path = work / "unet.pt"
+    torch.manual_seed(SEED + 3)
+    unet = make_unet()
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=UNET_LR, weight_decay=0.0)
+    step = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        unet.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log(f"unet: resuming at step {step}")
+    if step >= total_steps:
+        return
+    cond = Conditioning(convert_text_tower(load_measurer(work)), build_tokenizer())
+    sched = make_train_scheduler()
+    latents = torch.from_numpy(lat["latents"]) * lat["scale"]
+    scenes = data["scenes"]
+    last_save, started, losses, first = time.time(), time.time(), [], step
+    unet.train()
+    while step < total_steps:
+        rng = np.random.default_rng([SEED, 3, step])
+        gen = torch.Generator().manual_seed(SEED * 11 + step)
+        idx = rng.choice(len(latents), UNET_BATCH, replace=False)
+        texts = [("" if rng.random() < CFG_DROPOUT else world.caption(scenes[i], rng)) for i in idx]
+        x0 = latents[idx]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (UNET_BATCH,), generator=gen)
+        xt = sched.add_noise(x0, noise, t)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total_steps, UNET_LR, warmup=300)
+        pred = unet(xt, t, encoder_hidden_states=cond(texts)).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(EMA_DECAY, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters()):
+                e.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+        step += 1
+        if step % 100 == 0:
+            rate = (step - first) / (time.time() - started)
+            log(f"unet step {step}/{total_steps} loss {np.mean(losses[-100:]):.4f} ({rate:.2f} steps/s)")
+        if time.time() - last_save > CHECKPOINT_SECONDS or step == total_steps:
+            atomic_save({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                         "step": step}, ckpt_path)
+            last_save = time.time()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="checkpoint folder")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights")
+    parser.add_argument("--unet-steps", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = stage_data(args.work)
+    if not args.export_only:
+        stage_measurer(args.work, data)
+        stage_vae(args.work, data)
+    lat = stage_latents(args.work, data)
+    if not args.export_only:
+        stage_unet(args.work, data, lat, args.unet_steps)
+    stage_export(args.work, args.out, lat, seed=SEED)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
