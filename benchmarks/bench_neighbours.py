@@ -36,12 +36,14 @@ def main() -> int:
     if not args.keep_cache:
         os.environ["LDMPROBE_CACHE"] = tempfile.mkdtemp(prefix="ldmprobe-bench-")
 
+    from ldmprobe.models import load as model_load
+
     from ldmprobe.models import sources as models
-    from ldmprobe.analysis import neighbours
+    from ldmprobe.usecases import neighbours
     from ldmprobe.specs import vocab
 
     t0 = time.perf_counter()
-    measurer = models.load_measurer(models.resolve_measurer("tiny"), device="cpu")
+    measurer = model_load.load_measurer(models.resolve_measurer("tiny"), device="cpu")
     load_s = time.perf_counter() - t0
     import torch
 

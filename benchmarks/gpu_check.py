@@ -52,7 +52,7 @@ class Checks:
 def make_items(tmp: Path, device: str, *, seeds: int, steps: int, size: int | None = None):
     """(recipe, items) through ldmprobe's own planning (same keys and recipe as a sweep)."""
     from ldmprobe.specs.sweep import load_spec
-    from ldmprobe.usecases.sweep import SweepOptions, make_plan
+    from ldmprobe.engine.sweep_setup import SweepOptions, make_plan
 
     path = tmp / f"spec-{seeds}.toml"
     path.write_text(SPEC.replace("SEEDS", str(seeds)))
@@ -228,6 +228,7 @@ def main() -> int:
 
     from ldmprobe import __version__
     from ldmprobe.engine import cache
+    from ldmprobe.models import load as model_load
     from ldmprobe.models import sources as models
 
     if on_cuda:
@@ -247,7 +248,7 @@ def main() -> int:
         recipe, items = make_items(tmp, device, seeds=seeds, steps=steps)
         items = items[:n_items]
         t0 = time.perf_counter()
-        loaded = models.load_generator(models.resolve_generator("tiny"), device=device, dtype=recipe.dtype)
+        loaded = model_load.load_generator(models.resolve_generator("tiny"), device=device, dtype=recipe.dtype)
         print(f"tiny pipeline loaded in {time.perf_counter() - t0:.1f} s ({recipe.dtype}, "
               f"{recipe.width}x{recipe.height})", flush=True)
         check_generation(checks, loaded, recipe, items[:16])

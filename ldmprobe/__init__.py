@@ -26,18 +26,18 @@ _EXPORTS = {
     "Spec": "specs.sweep", "load_spec": "specs.sweep", "expand": "specs.sweep",
     "Recipe": "engine.workitems", "WorkItem": "engine.workitems", "plan": "engine.workitems", "item_key": "engine.workitems",
     # models
-    "resolve_generator": "models.sources", "resolve_measurer": "models.sources", "load_generator": "models.sources",
-    "load_measurer": "models.sources", "pick_device": "models.sources",
+    "resolve_generator": "models.sources", "resolve_measurer": "models.sources", "load_generator": "models.load",
+    "load_measurer": "models.load", "pick_device": "models.load",
     # sweeps
-    "SweepOptions": "usecases.sweep", "make_plan": "usecases.sweep", "run_sweep": "api", "SweepResult": "api",
+    "SweepOptions": "engine.sweep_setup", "make_plan": "engine.sweep_setup", "run_sweep": "api", "SweepResult": "api",
     # embeddings and statistics
     "encode_texts": "engine.encode", "encode_images": "engine.encode", "encode_in_templates": "engine.encode",
-    "weat": "analysis.stats", "drift_permutation_test": "analysis.stats", "probe_shift": "analysis.stats",
+    "weat": "analysis.association", "drift_permutation_test": "analysis.stats", "probe_shift": "analysis.stats",
     "benjamini_hochberg": "analysis.stats", "centroid_drift": "analysis.stats", "paired_drift": "analysis.stats",
     "direction_neighbours": "analysis.stats",
     # neighbours and association tests
-    "load_vocabulary": "specs.vocab", "find_neighbours": "analysis.neighbours",
-    "load_assoc_spec": "specs.assoc", "run_assoc": "specs.assoc",
+    "load_vocabulary": "specs.vocab", "find_neighbours": "usecases.neighbours",
+    "load_assoc_spec": "specs.assoc", "run_assoc": "usecases.assoc",
     # outputs
     "write_report": "render.report", "Terminal": "render.terminal",
 }

@@ -25,13 +25,15 @@ def cache_root():
 
 @pytest.fixture(scope="session")
 def tiny_generator(cache_root):
+    from ldmprobe.models import load as model_load
     from ldmprobe.models import sources as models
 
-    return models.load_generator(models.resolve_generator("tiny"), device="cpu", dtype="float32")
+    return model_load.load_generator(models.resolve_generator("tiny"), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def tiny_measurer(cache_root):
+    from ldmprobe.models import load as model_load
     from ldmprobe.models import sources as models
 
-    return models.load_measurer(models.resolve_measurer("tiny"), device="cpu")
+    return model_load.load_measurer(models.resolve_measurer("tiny"), device="cpu")

@@ -17,16 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from ldmprobe import resources
-from ldmprobe.specs.assoc import (
-    AssocSpec,
-    BadImagesError,
-    assoc_from_dict,
-    assoc_from_names,
-    embed_prompt_sets,
-    load_assoc_spec,
-    run_assoc,
-    schema_path,
-)
+from ldmprobe.engine.assoc_images import BadImagesError, embed_prompt_sets
+from ldmprobe.results.assoc import schema_path
+from ldmprobe.specs.assoc import AssocSpec, assoc_from_dict, load_assoc_spec
+from ldmprobe.usecases.assoc import assoc_from_names, run_assoc
 from ldmprobe.errors import BadInputError, ExitCode, SpecError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -365,13 +359,13 @@ def test_t2iat_design():
 
 
 def test_text_run_equals_weat_on_encode_texts(tiny_measurer):
-    from ldmprobe.analysis import stats
+    from ldmprobe.analysis import association, stats  # noqa: F401
     from ldmprobe.engine.encode import encode_texts
 
     spec = load_assoc_spec("weat1-flowers-insects")
     result = run_assoc(spec, measurer=tiny_measurer, permutations=3000, seed=5)
     X, Y, A, B = (encode_texts(tiny_measurer, list(s.words)) for s in spec.sets.values())
-    direct = stats.weat(X, Y, A, B, ddof=1, permutations=3000, seed=5)
+    direct = association.weat(X, Y, A, B, ddof=1, permutations=3000, seed=5)
     assert result.effect_size == pytest.approx(direct.effect_size, rel=1e-12)
     assert result.statistic == pytest.approx(direct.statistic, rel=1e-12)
     assert result.p_value == direct.p_value and result.exact is direct.exact is False
@@ -383,7 +377,7 @@ def test_text_run_equals_weat_on_encode_texts(tiny_measurer):
 
 
 def test_text_run_with_templates_averages_them(tiny_measurer, tmp_path):
-    from ldmprobe.analysis import stats
+    from ldmprobe.analysis import association, stats  # noqa: F401
     from ldmprobe.engine.encode import encode_texts
 
     templates = ["a photo of {}.", "a drawing of {}."]
@@ -396,7 +390,7 @@ def test_text_run_with_templates_averages_them(tiny_measurer, tmp_path):
     rows = encode_texts(tiny_measurer, filled).reshape(2, 2, -1).mean(1)
     A = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     X, Y, B = (encode_texts(tiny_measurer, list(s.words)) for s in (spec.X, spec.Y, spec.B))
-    direct = stats.weat(X, Y, A, B)
+    direct = association.weat(X, Y, A, B)
     assert result.effect_size == pytest.approx(direct.effect_size, rel=1e-5)
     assert result.statistic == pytest.approx(direct.statistic, rel=1e-5, abs=1e-7)
     # the templated set differs from the bare one
@@ -436,14 +430,15 @@ def test_spec_test_table_and_arguments(tiny_measurer, tmp_path):
 
 
 def test_text_only_never_loads_the_generator(tiny_measurer, monkeypatch):
+    from ldmprobe.models import load as model_load
     from ldmprobe.models import sources as models
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the generator must not be touched for a text-only spec")
 
     monkeypatch.setattr(models, "resolve_generator", forbidden)
-    monkeypatch.setattr(models, "load_generator", forbidden)
-    monkeypatch.setattr(models, "load_measurer", lambda ref, **kw: tiny_measurer)
+    monkeypatch.setattr(model_load, "load_generator", forbidden)
+    monkeypatch.setattr(model_load, "load_measurer", lambda ref, **kw: tiny_measurer)
     result = assoc_from_names("weat7-math-arts", measurer="tiny", pipeline="tiny", device="cpu")
     assert result.config["pipeline"] is None and result.n_x == 8
 

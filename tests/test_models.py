@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ldmprobe.engine import cache
+from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
 from ldmprobe.models import tiny
 from ldmprobe.errors import UnknownModelError
@@ -131,9 +132,9 @@ def test_resolve_measurer_forms(tmp_path):
 
 def test_unknown_open_clip_name_is_bad_input():
     with pytest.raises(UnknownModelError, match="no model 'ViT-Q-99'"):
-        models.load_measurer(models.resolve_measurer("ViT-Q-99:openai"), offline=True)
+        model_load.load_measurer(models.resolve_measurer("ViT-Q-99:openai"), offline=True)
     with pytest.raises(UnknownModelError, match="no pretrained weights 'nosuchtag'"):
-        models.load_measurer(models.resolve_measurer("ViT-B-32:nosuchtag"), offline=True)
+        model_load.load_measurer(models.resolve_measurer("ViT-B-32:nosuchtag"), offline=True)
 
 
 def test_local_folder_generator_has_fingerprint_identity(tiny_generator):
@@ -183,12 +184,14 @@ def test_atomic_write_respects_umask(tmp_path):
     """mkstemp makes 0600 files; a shared cache needs what a plain open() would give."""
     import os
 
+    from ldmprobe import storage
+
     old = os.umask(0o022)
     try:
-        mode = cache._file_mode()
-        cache._FILE_MODE, saved = mode, cache._FILE_MODE
-        cache.atomic_write_bytes(tmp_path / "f.bin", b"x")
-        cache._FILE_MODE = saved
+        mode = storage._file_mode()
+        storage._FILE_MODE, saved = mode, storage._FILE_MODE
+        storage.atomic_write_bytes(tmp_path / "f.bin", b"x")
+        storage._FILE_MODE = saved
     finally:
         os.umask(old)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644

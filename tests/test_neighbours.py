@@ -16,6 +16,8 @@ from ldmprobe.engine import encode as embed
 from ldmprobe import resources
 from ldmprobe.specs import vocab
 from ldmprobe.analysis import neighbours as nb
+from ldmprobe.engine.vocab_store import text_cache_key
+from ldmprobe.usecases.neighbours import find_neighbours
 from ldmprobe.errors import BadInputError, ExitCode
 from ldmprobe.specs.vocab import Vocabulary
 
@@ -107,7 +109,7 @@ def vocab_file(tmp_path) -> Path:
 
 
 def test_ranking_equals_brute_force(tiny_measurer, private_cache, words):
-    result = nb.find_neighbours(tiny_measurer, "fancy", words, k=12)
+    result = find_neighbours(tiny_measurer, "fancy", words, k=12)
     rows = {w: one_by_one(tiny_measurer, w) for w in WORDS}
     expected = by_hand(one_by_one(tiny_measurer, "fancy"), rows, 12, leave_out={"fancy", "fancies"})
     assert [n.word for n in result.neighbours] == [w for _, w in expected]
@@ -118,7 +120,7 @@ def test_ranking_equals_brute_force(tiny_measurer, private_cache, words):
 
 
 def test_context_mode_equals_hand_averaged_templates(tiny_measurer, private_cache, words):
-    result = nb.find_neighbours(tiny_measurer, "African", words, contexts=CONTEXTS, k=len(WORDS))
+    result = find_neighbours(tiny_measurer, "African", words, contexts=CONTEXTS, k=len(WORDS))
 
     def in_contexts(word):
         return unit(np.mean([one_by_one(tiny_measurer, c.replace("{}", word)) for c in CONTEXTS], axis=0))
@@ -128,7 +130,7 @@ def test_context_mode_equals_hand_averaged_templates(tiny_measurer, private_cach
     assert [n.word for n in result.neighbours] == [w for _, w in expected]
     np.testing.assert_allclose([n.score for n in result.neighbours], [s for s, _ in expected], atol=1e-5)
     # and it is not the bare-word ranking under another name
-    bare = nb.find_neighbours(tiny_measurer, "African", words, k=len(WORDS))
+    bare = find_neighbours(tiny_measurer, "African", words, k=len(WORDS))
     assert [n.score for n in bare.neighbours] != pytest.approx([n.score for n in result.neighbours], abs=1e-3)
     assert result.config["contexts"] == list(CONTEXTS)
 
@@ -143,12 +145,12 @@ def test_ties_keep_vocabulary_order():
 
 
 def test_second_query_encodes_no_vocabulary(tiny_measurer, private_cache, words, encode_log):
-    first = nb.find_neighbours(tiny_measurer, "fancy", words, contexts=CONTEXTS[:1])
+    first = find_neighbours(tiny_measurer, "fancy", words, contexts=CONTEXTS[:1])
     assert first.cache["status"] == "built"
     encoded = {t for call in encode_log for t in call}
     assert "a photo of a mansion house" in encoded
     encode_log.clear()
-    second = nb.find_neighbours(tiny_measurer, "poor", words, contexts=CONTEXTS[:1])
+    second = find_neighbours(tiny_measurer, "poor", words, contexts=CONTEXTS[:1])
     assert second.cache["status"] == "hit" and second.cache["path"] == first.cache["path"]
     encoded = [t for call in encode_log for t in call]
     assert encoded == ["a photo of a poor house"]  # the term only: 0 vocabulary encodes
@@ -157,14 +159,14 @@ def test_second_query_encodes_no_vocabulary(tiny_measurer, private_cache, words,
 
 def test_cache_key_covers_measurer_vocabulary_and_contexts(words):
     identity = {"source": "tiny", "fingerprint": "a"}
-    key = nb.text_cache_key(identity, words, ())
-    assert key == nb.text_cache_key(dict(identity), Vocabulary(WORDS, ("elsewhere",)), ())
+    key = text_cache_key(identity, words, ())
+    assert key == text_cache_key(dict(identity), Vocabulary(WORDS, ("elsewhere",)), ())
     others = {
-        nb.text_cache_key({"source": "tiny", "fingerprint": "b"}, words, ()),
-        nb.text_cache_key(identity, Vocabulary(WORDS[:-1], ("test",)), ()),
-        nb.text_cache_key(identity, Vocabulary(WORDS[::-1], ("test",)), ()),
-        nb.text_cache_key(identity, words, CONTEXTS[:1]),
-        nb.text_cache_key(identity, words, CONTEXTS),
+        text_cache_key({"source": "tiny", "fingerprint": "b"}, words, ()),
+        text_cache_key(identity, Vocabulary(WORDS[:-1], ("test",)), ()),
+        text_cache_key(identity, Vocabulary(WORDS[::-1], ("test",)), ()),
+        text_cache_key(identity, words, CONTEXTS[:1]),
+        text_cache_key(identity, words, CONTEXTS),
     }
     assert key not in others and len(others) == 5
 
@@ -193,15 +195,15 @@ def _scaled(path: Path):
 
 @pytest.mark.parametrize("corrupt", [_truncate, _garbage, _wrong_shape, _nan_row, _scaled])
 def test_corrupt_cache_is_detected_and_rebuilt(tiny_measurer, private_cache, words, corrupt):
-    first = nb.find_neighbours(tiny_measurer, "villa", words, k=10)
+    first = find_neighbours(tiny_measurer, "villa", words, k=10)
     path = Path(first.cache["path"])
     assert path.is_file() and path.is_relative_to(private_cache / "text")
     corrupt(path)
-    again = nb.find_neighbours(tiny_measurer, "villa", words, k=10)
+    again = find_neighbours(tiny_measurer, "villa", words, k=10)
     assert again.cache["status"] == "rebuilt" and again.cache["problem"]
     assert [n.word for n in again.neighbours] == [n.word for n in first.neighbours]
     np.testing.assert_allclose([n.score for n in again.neighbours], [n.score for n in first.neighbours], atol=1e-6)
-    assert nb.find_neighbours(tiny_measurer, "villa", words, k=10).cache["status"] == "hit"
+    assert find_neighbours(tiny_measurer, "villa", words, k=10).cache["status"] == "hit"
 
 
 # ----------------------------------------------------------------------------- vocabularies
@@ -295,10 +297,10 @@ def test_trivial_variants(word, term, expected):
 
 def test_self_and_variants_are_left_out_unless_keep_self(tiny_measurer, private_cache):
     words = Vocabulary(("Houses", "house", "mansion", "hut", "housing", "villa"), ("test",))
-    result = nb.find_neighbours(tiny_measurer, "House", words, k=10)
+    result = find_neighbours(tiny_measurer, "House", words, k=10)
     assert sorted(result.excluded) == ["Houses", "house"] and result.excluded[0] == "house"  # by score
     assert {n.word for n in result.neighbours} == {"mansion", "hut", "housing", "villa"}
-    kept = nb.find_neighbours(tiny_measurer, "House", words, k=10, keep_self=True)
+    kept = find_neighbours(tiny_measurer, "House", words, k=10, keep_self=True)
     assert kept.excluded == () and len(kept.neighbours) == 6
     assert kept.neighbours[0].word == "house" and kept.neighbours[0].score == pytest.approx(1.0, abs=1e-5)
 
@@ -453,13 +455,13 @@ def test_cli_errors_exit_2(cli, tmp_path, args, message):
 def test_prompt_over_the_token_limit_is_an_error(tiny_measurer, private_cache, words):
     long_context = "a photo of a {} house " + "with a very long garden " * 16
     with pytest.raises(BadInputError, match="over the measurer's limit of 77"):
-        nb.find_neighbours(tiny_measurer, "fancy", words, contexts=[long_context])
+        find_neighbours(tiny_measurer, "fancy", words, contexts=[long_context])
 
 
 def test_no_torch_on_import_or_help(cli):
     code = (
         "import sys\n"
-        "import ldmprobe.specs.vocab, ldmprobe.analysis.neighbours\n"
+        "import ldmprobe.specs.vocab, ldmprobe.analysis.neighbours, ldmprobe.engine.vocab_store, ldmprobe.usecases.neighbours\n"
         "from ldmprobe.cli.main import main\n"
         "from ldmprobe.cli.neighbours import neighbours\n"
         "assert 'torch' not in sys.modules, 'import'\n"

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from ldmprobe.analysis import stats as S
+from ldmprobe.analysis.association import weat
 
 
 def unit(x):
@@ -306,7 +307,7 @@ def weat_sets(rng, n_x, n_y, dim=10, effect=0.3):
 def test_weat_exact_matches_hand_enumeration():
     rng = np.random.default_rng(15)
     X, Y, A, B = weat_sets(rng, 4, 4, effect=0.1)
-    res = S.weat(X, Y, A, B)
+    res = weat(X, Y, A, B)
     words = list(X) + list(Y)
     s = [brute_weat_s(w, A, B) for w in words]
     S_obs = sum(s[:4]) - sum(s[4:])
@@ -323,7 +324,7 @@ def test_weat_exact_matches_hand_enumeration():
     assert res.p_value == k / 70 and 0.05 < res.p_value < 0.95
     assert res.min_p == 1 / 70
     assert (res.n_x, res.n_y, res.n_a, res.n_b, res.ddof) == (4, 4, 5, 6, 1)
-    pop = S.weat(X, Y, A, B, ddof=0)
+    pop = weat(X, Y, A, B, ddof=0)
     assert pop.effect_size == pytest.approx((mean_x - mean_y) / np.std(s), abs=1e-12)
     assert pop.p_value == res.p_value
     json.dumps(res.to_dict())
@@ -332,12 +333,12 @@ def test_weat_exact_matches_hand_enumeration():
 def test_weat_sign_symmetries_and_unequal_sizes():
     rng = np.random.default_rng(16)
     X, Y, A, B = weat_sets(rng, 5, 3)
-    res = S.weat(X, Y, A, B)
-    assert S.weat(X, Y, B, A).effect_size == pytest.approx(-res.effect_size)
-    assert S.weat(Y, X, A, B).effect_size == pytest.approx(-res.effect_size)
-    assert S.weat(Y, X, A, B).statistic == pytest.approx(-res.statistic)
+    res = weat(X, Y, A, B)
+    assert weat(X, Y, B, A).effect_size == pytest.approx(-res.effect_size)
+    assert weat(Y, X, A, B).effect_size == pytest.approx(-res.effect_size)
+    assert weat(Y, X, A, B).statistic == pytest.approx(-res.statistic)
     assert res.n_partitions == math.comb(8, 5)
-    strong = S.weat(*weat_sets(rng, 5, 5, effect=3.0))
+    strong = weat(*weat_sets(rng, 5, 5, effect=3.0))
     assert strong.p_value == strong.min_p == 1 / 252
 
 
@@ -345,7 +346,7 @@ def test_weat_ties_count_as_exceedances():
     rng = np.random.default_rng(17)
     X, _, A, B = weat_sets(rng, 4, 4)
     Y = X[[2, 0, 3, 1]]  # same words: S = 0; 16 of 70 partitions tie it exactly
-    res = S.weat(X, Y, A, B)
+    res = weat(X, Y, A, B)
     assert res.statistic == pytest.approx(0, abs=1e-12)
     assert res.p_value == (16 + (70 - 16) / 2) / 70
 
@@ -353,14 +354,14 @@ def test_weat_ties_count_as_exceedances():
 def test_weat_sampled_converges_to_exact():
     rng = np.random.default_rng(18)
     X, Y, A, B = weat_sets(rng, 10, 10, effect=0.02)
-    exact = S.weat(X, Y, A, B, permutations=200_000)
-    sampled = S.weat(X, Y, A, B, permutations=100_000, seed=3)
+    exact = weat(X, Y, A, B, permutations=200_000)
+    sampled = weat(X, Y, A, B, permutations=100_000, seed=3)
     assert exact.exact and exact.n_partitions == 184756
     assert not sampled.exact and sampled.n_resamples == 100_000
     assert 0.05 < exact.p_value < 0.5
     assert abs(sampled.p_value - exact.p_value) < 0.01
     assert sampled.min_p == 1 / 100_001 and sampled.p_value > 0
-    assert S.weat(X, Y, A, B, permutations=100_000, seed=3) == sampled
+    assert weat(X, Y, A, B, permutations=100_000, seed=3) == sampled
 
 
 def test_to_dict_is_json_safe():

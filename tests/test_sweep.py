@@ -278,7 +278,7 @@ def flagging_checker(monkeypatch):
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
-    from ldmprobe.models import sources as models
+    from ldmprobe.models import load as model_load
 
     small = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
     config = CLIPConfig(text_config=dict(small, vocab_size=49408),
@@ -297,7 +297,7 @@ def flagging_checker(monkeypatch):
         return np.zeros_like(images_out), [True] * len(flags)
 
     checker.forward = forward
-    real_load = models.load_generator
+    real_load = model_load.load_generator
 
     def load_with_checker(*args, **kwargs):
         loaded = real_load(*args, **kwargs)
@@ -305,7 +305,7 @@ def flagging_checker(monkeypatch):
         loaded.pipe.feature_extractor = extractor
         return loaded
 
-    monkeypatch.setattr(models, "load_generator", load_with_checker)
+    monkeypatch.setattr(model_load, "load_generator", load_with_checker)
     return calls
 
 

@@ -1,7 +1,7 @@
 """``ldmprobe assoc SPEC``: embedding association tests (WEAT / iEAT / T2IAT).
 
 Registered on the main group with ``main.add_command(assoc)``. Parsing and rendering only;
-the work is :func:`ldmprobe.specs.assoc.assoc_from_names`.
+the work is :func:`ldmprobe.usecases.assoc.assoc_from_names`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def assoc(obj: Context | None, spec, pipeline, revision, measurer, device, dtype
     ldmprobe assoc weat1-flowers-insects --measurer tiny
     ldmprobe assoc t2iat-gender-science --pipeline sd15 --format json
     """
-    from ldmprobe.specs.assoc import assoc_from_names, load_assoc_spec, render_assoc_table
+    from ldmprobe.render.emit import emit
+    from ldmprobe.specs.assoc import load_assoc_spec
+    from ldmprobe.usecases.assoc import assoc_from_names
 
     obj = obj if isinstance(obj, Context) else Context(verbose=False, offline=False)
     loaded = load_assoc_spec(spec)
@@ -67,10 +69,4 @@ def assoc(obj: Context | None, spec, pipeline, revision, measurer, device, dtype
         steps=steps, guidance=guidance, batch_size=batch_size,
         allow_truncation=allow_truncation,
     )
-    fmt = fmt or obj.terminal.default_format()
-    if fmt == "json":
-        obj.terminal.write_json(result.to_dict())
-    elif fmt == "jsonl":
-        obj.terminal.write_jsonl([result.record()])
-    else:
-        obj.terminal.write_table(render_assoc_table(result))
+    emit(result, fmt, obj.terminal)

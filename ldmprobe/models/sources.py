@@ -15,13 +15,14 @@ import re
 import socket
 import sys
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ldmprobe.engine import cache
+from ldmprobe import storage as cache
 from ldmprobe.models import tiny
-from ldmprobe.errors import BadInputError, ModelUnavailableError, UnknownModelError
+from ldmprobe.models.libraries import quiet_libraries
+from ldmprobe.errors import ModelUnavailableError, UnknownModelError
 
 DEFAULT_GENERATOR = "sd15"
 DEFAULT_MEASURER = "ViT-L-14-quickgelu:openai"
@@ -210,15 +211,29 @@ def locate_generator(ref: GeneratorRef, *, offline: bool = False, configs_only: 
     return folder
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def folder_fingerprint(folder: Path) -> str:
     """sha256 over a model folder's config files (whole) and weight files (size + head/tail).
 
     Hashing multi-GB weights in full would take seconds per run; size plus the first and last
     MiB of each weight file changes whenever a fine-tune changes the weights in practice.
+    Computed once per process for each state of the folder (its files' paths, sizes,
+    modification times and inodes), so the measurer's identity costs one directory walk.
     """
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    state = (str(Path(folder).resolve()),) + tuple(
+        (p.as_posix(), st.st_size, st.st_mtime_ns, st.st_ino) for p in files for st in [p.stat()])
+    if state not in _FINGERPRINTS:
+        _FINGERPRINTS[state] = _fingerprint(folder, files)
+    return _FINGERPRINTS[state]
+
+
+def _fingerprint(folder: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     weight_suffixes = {".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx"}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in files:
         rel = path.relative_to(folder).as_posix()
         if rel.startswith(".") or "/." in rel:
             continue
@@ -256,115 +271,6 @@ def scheduler_identity(folder: Path) -> dict[str, Any]:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     public = {k: v for k, v in sorted(config.items()) if not k.startswith("_")}
     return {"class": entry[1] or config.get("_class_name", ""), "config": public}
-
-
-@dataclass
-class LoadedGenerator:
-    ref: GeneratorRef
-    folder: Path
-    pipe: Any
-    device: str
-    dtype: str
-    identity: dict[str, Any]
-    safety_checker: Any = None  # detached, so it flags images without blacking them out
-
-    @property
-    def tokenizer(self):
-        return self.pipe.tokenizer
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[name]
-
-
-def load_generator(
-    ref: GeneratorRef, *, device: str = "cpu", dtype: str = "float32", offline: bool = False
-) -> LoadedGenerator:
-    """Load a diffusers text-to-image pipeline from its resolved folder."""
-    folder = locate_generator(ref, offline=offline)
-    quiet_libraries()
-    from diffusers import DiffusionPipeline
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.disable_progress_bar()
-    try:
-        pipe = DiffusionPipeline.from_pretrained(
-            str(folder), torch_dtype=torch_dtype(dtype), local_files_only=True
-        )
-    except (OSError, ValueError) as exc:  # e.g. configs cached by a dry run, weights not
-        raise ModelUnavailableError(
-            unavailable_message(f"pipeline '{ref.spec}'", f"found its folder '{folder}'",
-                                f"but loading it failed ({' '.join(str(exc).split())[:300]})")
-        ) from exc
-    checker = getattr(pipe, "safety_checker", None)
-    if checker is not None:
-        pipe.safety_checker = None
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    if checker is not None:
-        checker.to(device)
-    return LoadedGenerator(
-        ref=ref,
-        folder=folder,
-        pipe=pipe,
-        device=device,
-        dtype=dtype,
-        identity=generator_identity(ref, folder),
-        safety_checker=checker,
-    )
-
-
-class TokenCounter:
-    """Counts the generator tokenizer's tokens (start/end included), cached per tokenizer.
-
-    The tokenizer loads only when a prompt's count is not cached yet, so a rerun's
-    prompt-length check costs no transformers import.
-    """
-
-    def __init__(self, ref: GeneratorRef, folder: Path, *, offline: bool = False):
-        self.ref, self.folder, self.offline = ref, folder, offline
-        tok_dir = folder / "tokenizer"
-        fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
-        self.path = cache.cache_root() / "token_counts" / f"{fingerprint[:24]}.json"
-        try:
-            self.counts: dict[str, int] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.counts = {}
-        self._tokenizer = None
-        self._dirty = False
-
-    @property
-    def max_length(self) -> int:
-        config = self.folder / "tokenizer" / "tokenizer_config.json"
-        try:
-            limit = int(json.loads(config.read_text()).get("model_max_length", 77))
-        except (OSError, ValueError, TypeError):
-            limit = 77
-        return 77 if limit > 10_000 else limit
-
-    def __call__(self, text: str) -> int:
-        if text not in self.counts:
-            if self._tokenizer is None:
-                self._tokenizer = load_generator_tokenizer(self.ref, offline=self.offline)
-            self.counts[text] = len(self._tokenizer(text, truncation=False).input_ids)
-            self._dirty = True
-        return self.counts[text]
-
-    def save(self) -> None:
-        if self._dirty:
-            cache.atomic_write_text(self.path, json.dumps(self.counts, ensure_ascii=False))
-            self._dirty = False
-
-
-def load_generator_tokenizer(ref: GeneratorRef, *, offline: bool = False):
-    """Only the generator's tokenizer (for prompt-length checks without loading weights)."""
-    folder = locate_generator(ref, offline=offline, configs_only=True)
-    quiet_libraries()
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
 
 
 # --------------------------------------------------------------------------- measurers
@@ -448,20 +354,6 @@ def measurer_cached(ref: MeasurerRef, pretrained_cfg: dict | None = None) -> boo
     return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
 
 
-@dataclass
-class LoadedMeasurer:
-    ref: MeasurerRef
-    model: Any
-    preprocess: Any
-    tokenizer: Any
-    device: str
-    identity: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def embed_dim(self) -> int:
-        return int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") else -1
-
-
 def measurer_identity(ref: MeasurerRef) -> dict[str, Any]:
     """What identifies a measurer in an embedding cache key."""
     if ref.source == "tiny":
@@ -497,79 +389,6 @@ def ensure_measurer_available(ref: MeasurerRef, *, offline: bool = False) -> Non
                 + ("was not contacted (offline mode)" if offline_requested(offline) else "could not be reached"),
             )
         )
-
-
-def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = False) -> LoadedMeasurer:
-    """Load an open_clip model, its preprocess transform and tokenizer."""
-    if ref.source == "tiny":
-        model_name = "local-dir:" + str(tiny.ensure_tiny_measurer(cache.models_dir()))
-        pretrained = None
-    elif ref.source == "local-dir":
-        model_name, pretrained = "local-dir:" + ref.name, None
-    elif ref.source == "hf-hub":
-        model_name, pretrained = "hf-hub:" + ref.name, None
-    else:
-        model_name, pretrained = ref.name, ref.pretrained
-
-    ensure_measurer_available(ref, offline=offline)
-    quiet_libraries()
-    import open_clip
-
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
-        tokenizer = open_clip.get_tokenizer(model_name)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelUnavailableError(
-            unavailable_message(f"measurer '{ref.spec}'", "tried open_clip", f"and it failed ({exc})")
-        ) from exc
-    model.eval()
-    return LoadedMeasurer(
-        ref=ref, model=model, preprocess=preprocess, tokenizer=tokenizer, device=device,
-        identity=measurer_identity(ref),
-    )
-
-
-# --------------------------------------------------------------------------- devices
-
-
-def _surely_cpu_only() -> bool:
-    """True on Linux with no NVIDIA or ROCm device nodes: no GPU torch could use (no import)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
-
-
-def pick_device(requested: str = "auto") -> tuple[str, str]:
-    """(device, dtype) for ``--device``: auto = CUDA (float16), then MPS, then CPU (float32)."""
-    if requested in ("auto", "cpu") and (requested == "cpu" or _surely_cpu_only()):
-        return "cpu", "float32"
-    import torch
-
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda", "float16"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps", "float32"
-        return "cpu", "float32"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"--device {requested}: CUDA is not available on this machine (try --device cpu).")
-    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BadInputError("--device mps: MPS is not available on this machine (try --device cpu).")
-    return requested, ("float16" if requested.startswith("cuda") else "float32")
-
-
-def quiet_libraries() -> None:
-    """Keep diffusers/transformers chatter (progress bars, deprecations) off stdout."""
-    import logging
-    import warnings
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("diffusers", "transformers", "open_clip", "huggingface_hub", "accelerate"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 TINY_WARNING = _TINY_WARNING

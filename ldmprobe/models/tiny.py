@@ -11,7 +11,8 @@ import gzip
 import json
 from pathlib import Path
 
-from ldmprobe.engine.cache import publish_dir, staging_dir
+from ldmprobe.specs.clip_bpe import N_MERGES as _N_MERGES  # lines 1..N of the BPE file (line 0: header)
+from ldmprobe.storage import publish_dir, staging_dir
 
 TINY_VERSION = 1
 TINY_SEED = 0
@@ -24,8 +25,6 @@ TINY_MEASURER_CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 
-# Lines 1..48894 of open_clip's bundled BPE file are the merges CLIP uses (line 0 is a header).
-_N_MERGES = 49152 - 256 - 2
 
 
 def clip_bpe_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -137,7 +136,7 @@ def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
     final = models_dir / f"{name}-v{TINY_VERSION}"
     if (final / probe_file).is_file():
         return final
-    from ldmprobe.models.sources import quiet_libraries
+    from ldmprobe.models.libraries import quiet_libraries
 
     quiet_libraries()
     tmp = staging_dir(final)

@@ -1,42 +1,7 @@
-"""Pictures of a run: contact sheets (terms x seeds per template), plots and the HTML report."""
+"""The HTML report of a run folder: config, contact sheets, drift and probe plots."""
 
 from __future__ import annotations
 
-from typing import Sequence
-
-CELL = 128
-LABEL_WIDTH = 180
-HEADER = 36
-
-
-def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence]], column_labels: Sequence[str], cell: int = CELL):
-    """One labelled grid: a row per term (baseline first), a column per seed; failed cells crossed."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    n_cols = max((len(images) for _, images in rows), default=0)
-    width = LABEL_WIDTH + n_cols * cell
-    height = HEADER + 16 + len(rows) * cell
-    sheet = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(sheet)
-    draw.text((6, 6), title, fill="black", font=font)
-    for c, label in enumerate(column_labels):
-        draw.text((LABEL_WIDTH + c * cell + 4, HEADER), f"seed {label}", fill="black", font=font)
-    for r, (label, images) in enumerate(rows):
-        y = HEADER + 16 + r * cell
-        draw.text((6, y + cell // 2 - 6), label[:28], fill="black", font=font)
-        for c, image in enumerate(images):
-            x = LABEL_WIDTH + c * cell
-            if image is None:
-                draw.rectangle([x + 2, y + 2, x + cell - 3, y + cell - 3], outline="red", width=2)
-                draw.line([x + 2, y + 2, x + cell - 3, y + cell - 3], fill="red", width=2)
-                draw.text((x + 8, y + 8), "failed", fill="red", font=font)
-            else:
-                sheet.paste(image.convert("RGB").resize((cell, cell)), (x, y))
-    return sheet
-
-
-# --------------------------------------------------------------------------- HTML report
 
 REPORT_NAME = "report.html"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ldmprobe.render.emit import as_document
+
 
 def _num(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
@@ -15,7 +17,12 @@ def _p(value) -> str:
 
 def sweep_records(document: dict) -> list[dict]:
     """jsonl: one record per term."""
-    return list(document["terms"])
+    return list(as_document(document)["terms"])
+
+
+def plan_records(document: dict) -> list[dict]:
+    """jsonl of --dry-run: one record per planned item."""
+    return list(document["items"])
 
 
 def render_plan(document: dict):
@@ -38,6 +45,7 @@ def render_plan(document: dict):
 
 
 def render_sweep(document: dict):
+    document = as_document(document)
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text

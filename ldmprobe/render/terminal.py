@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, TextIO
 
+from ldmprobe.records import to_json  # noqa: F401  (the one JSON writer)
+
 FORMATS = ("table", "json", "jsonl")
-
-
-def _json_default(obj: Any):
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/Infinity: write them as null so every parser accepts the document."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def to_json(document: Any, *, indent: int | None = 2) -> str:
-    plain = json.loads(json.dumps(document, default=_json_default))
-    return json.dumps(_finite(plain), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 @dataclass

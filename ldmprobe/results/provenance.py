@@ -50,7 +50,6 @@ def provenance(*, started: str, tiny: bool, device: str | None = None, dtype: st
 def load_schema(name: str) -> dict:
     """A JSON Schema shipped in ``ldmprobe/schemas`` (``sweep``, ``neighbours``, ``assoc``)."""
     import json
-    from pathlib import Path
 
     from ldmprobe.resources import schema_path
 

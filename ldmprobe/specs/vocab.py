@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ldmprobe.engine import cache
+from ldmprobe import storage as cache
 from ldmprobe import resources
-from ldmprobe.models import tiny
+from ldmprobe.specs.clip_bpe import N_MERGES
 from ldmprobe.errors import BadInputError, LdmprobeError
 
 __all__ = [
@@ -113,7 +113,7 @@ def _token_text(token: str) -> str | None:
 
 def _extract_clip_bpe_words(path: Path) -> tuple[str, ...]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
-        merges = list(itertools.islice(fh, 1, tiny._N_MERGES + 1))
+        merges = list(itertools.islice(fh, 1, N_MERGES + 1))
     # the vocabulary's order: the 256 byte-characters ending a word, then the joined merges
     stems = list(_byte_decoder())
     stems += [first + second[:-4] for first, _, second in (m.rstrip("\n").partition(" ") for m in merges)

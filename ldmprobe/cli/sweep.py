@@ -1,0 +1,66 @@
+"""``ldmprobe sweep SPEC``: parse the flags, run the sweep use case, emit the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ldmprobe.cli.options import Context, model_options, output_options
+
+
+
+@click.command("sweep")
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--term", "terms", multiple=True, help="A term (repeatable; plain-text specs, or to replace a TOML spec's terms).")
+@click.option("--baseline", default=None, help="The baseline term (may be empty: --baseline '').")
+@click.option("--probe", "probes", multiple=True, help="A probe word (repeatable).")
+@click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
+@model_options
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (default: spec, else 50; tiny: 4).")
+@click.option("--guidance", type=click.FloatRange(min=0), default=None, help="Classifier-free guidance scale (default 7.5).")
+@click.option("--width", type=click.IntRange(min=8), default=None, help="Image width (default: the model's native size).")
+@click.option("--height", type=click.IntRange(min=8), default=None, help="Image height (default: the model's native size).")
+@click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per generation batch (default 8 on CUDA, halved on out-of-memory; 4 elsewhere).")
+@click.option("--allow-truncation", is_flag=True, help="Allow prompts over the tokenizer's 77 tokens (truncated).")
+@click.option("--nsfw", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+              help="Whether images flagged by the safety checker count in the statistics.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default: runs/NAME-YYYYmmdd-HHMMSS).")
+@click.option("--permutations", type=click.IntRange(min=1), default=9999, show_default=True,
+              help="Permutations for p-values (exact enumeration when fewer patterns exist).")
+@click.option("--bootstrap", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Bootstrap resamples for probe-shift confidence intervals.")
+@click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics' random numbers.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (prompts, seeds, counts, cached) and load no model.")
+@click.option("--vocab", "vocabs", multiple=True,
+              help="Vocabulary for drift-direction neighbours: a shipped list (adjectives, nationalities, "
+                   "objects, professions, clip-bpe) or a file; repeatable (default: the four curated lists). "
+                   "The spec's probes are always included.")
+@click.option("--no-report", is_flag=True, help="Skip writing report.html in the run folder.")
+@output_options
+@click.pass_obj
+def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, vocabs, dry_run, no_report, fmt,
+                  **flags):
+    """Generate every (template, term, seed) image of SPEC, embed it, and report drift per term.
+
+    SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
+    descriptors, professions). Everything is cached: rerun the same command to resume.
+    """
+    from ldmprobe.engine.sweep_setup import SweepOptions
+    from ldmprobe.render.emit import emit
+    from ldmprobe.specs.sweep import load_spec
+    from ldmprobe.usecases.sweep import plan_sweep, sweep
+
+    spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    options = SweepOptions(**flags, offline=obj.offline)
+    if vocabs:
+        options.vocab = tuple(vocabs)
+    result = (plan_sweep if dry_run else sweep)(spec, options, obj.terminal, report=not no_report)
+    if result is None:  # a distributed run's other ranks: rank 0 writes the output
+        return
+    emit(result, fmt, obj.terminal)
+    if not dry_run:
+        obj.terminal.info(f"run folder: {result.run.out}")

@@ -1,0 +1,75 @@
+"""Text, conditioning and vocabulary embeddings of a sweep, each cached."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ldmprobe.engine import cache
+from ldmprobe.models.loader import ModelLoader
+from ldmprobe.engine.sweep_setup import SweepPlan
+from ldmprobe.engine.workitems import canonical_json, sha256_hex
+from ldmprobe.models import sources as models
+
+
+def measurer_namespace(sweep_plan: SweepPlan) -> str:
+    return cache.identity_namespace(models.measurer_identity(sweep_plan.measurer_ref))
+
+
+def text_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, texts: list[str], templates: tuple[str, ...] = ()) -> np.ndarray:
+    """Measurer text embeddings (optionally template-averaged), cached per text."""
+    from ldmprobe.engine.encode import encode_in_templates
+
+    store = cache.ArrayStore(f"text/{measurer_namespace(sweep_plan)}")
+    keys = [sha256_hex(canonical_json({"text": t, "templates": list(templates)})) for t in texts]
+    rows: list[np.ndarray | None] = [store.load(k) for k in keys]
+    missing = [i for i, row in enumerate(rows) if row is None]
+    if missing:
+        fresh = encode_in_templates(loaded.get_measurer(), [texts[i] for i in missing], templates)
+        for i, vector in zip(missing, fresh):
+            store.save(keys[i], vector)
+            rows[i] = vector
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def conditioning_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, prompts: list[str]) -> np.ndarray | None:
+    """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt (None if it has none)."""
+    from ldmprobe.engine.generate import encode_conditioning
+
+    namespace = cache.identity_namespace(sweep_plan.recipe.pipeline_dict)
+    store = cache.ArrayStore(f"conditioning/{namespace}")
+    keys = [sha256_hex(p) for p in prompts]
+    rows = [store.load(k) for k in keys]
+    missing = [i for i, row in enumerate(rows) if row is None]
+    if missing:
+        fresh = encode_conditioning(loaded.get_generator(), [prompts[i] for i in missing])
+        if fresh is None:
+            return None
+        for i, array in zip(missing, fresh):
+            store.save(keys[i], array.astype(np.float16))
+            rows[i] = array
+    return np.stack([np.asarray(r, dtype=np.float32) for r in rows])
+
+
+def direction_vocabulary(sweep_plan: SweepPlan, loaded: ModelLoader, templates: tuple[str, ...]):
+    """Words (the --vocab lists plus the probes) and their template-averaged embeddings.
+
+    Embeddings come from the vocabulary cache shared with ``ldmprobe neighbours``, so a
+    rerun loads no model for them.
+    """
+    from ldmprobe.engine.vocab_store import cached_vocabulary, embed_vocabulary
+    from ldmprobe.specs.vocab import Vocabulary, load_vocabulary
+
+    if not sweep_plan.options.vocab:
+        words = list(dict.fromkeys(sweep_plan.spec.probes))
+        if len(words) < 2:
+            return [], None
+        return words, text_embeddings(sweep_plan, loaded, words, templates)
+    listed = load_vocabulary(sweep_plan.options.vocab)
+    seen = {w.casefold() for w in listed.words}
+    extra = tuple(p for p in sweep_plan.spec.probes if p.casefold() not in seen)
+    vocabulary = Vocabulary(words=listed.words + extra, sources=listed.sources + (("probes",) if extra else ()))
+    identity = models.measurer_identity(sweep_plan.measurer_ref)
+    vectors = cached_vocabulary(identity, vocabulary, templates)
+    if vectors is None:
+        vectors = embed_vocabulary(loaded.get_measurer(), vocabulary, templates).vectors
+    return list(vocabulary.words), vectors

@@ -1,0 +1,65 @@
+"""Whole-job progress of image generation, drawn on stderr."""
+
+from __future__ import annotations
+
+import time
+
+
+class Progress:
+    """Whole-job progress on stderr: done/total, cached vs generated, images/s, ETA.
+
+    In a distributed run every rank adds its images to ``shared`` (a counter summed across
+    ranks) and only the rank with ``show`` (rank 0) draws, so one display covers the job.
+    """
+
+    def __init__(self, terminal, total: int, cached: int, label: str, shared=None, show: bool = True):
+        self.terminal, self.total, self.cached, self.label = terminal, total, cached, label
+        self.shared, self.show = shared, show
+        self.generated = 0  # across all ranks when ``shared``
+        self.started = time.perf_counter()
+        self._bar = None
+        stderr_tty = bool(getattr(terminal.stderr, "isatty", lambda: False)())
+        if show and stderr_tty and total > cached:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
+            from rich.progress import TextColumn, TimeRemainingColumn
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+                console=terminal.err_console(), transient=False,
+            )
+            self._task = self._bar.add_task(label, total=total, completed=cached, detail="")
+            self._bar.start()
+
+    def advance(self, n: int) -> None:
+        if self.shared is not None:
+            self.shared.add(n)
+            self.refresh()
+        else:
+            self._draw(self.generated + n)
+
+    def refresh(self) -> None:
+        """Redraw with the count summed across ranks (a distributed run's rank 0, while it waits)."""
+        if self.shared is not None:
+            generated = self.shared.value()
+            if generated != self.generated:
+                self._draw(generated)
+
+    def _draw(self, generated: int) -> None:
+        n, self.generated = generated - self.generated, generated
+        if not self.show:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.generated / elapsed
+        remaining = self.total - self.cached - self.generated
+        detail = f"cached {self.cached}, new {self.generated}, {rate:.2f} img/s"
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n, detail=detail)
+        else:
+            eta = remaining / rate if rate > 0 else float("nan")
+            self.terminal.info(f"{self.label}: {self.cached + self.generated}/{self.total} ({detail}, ETA {eta:.0f}s)")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,122 @@
+"""Make a sweep's missing images and embed every image, through the cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ldmprobe.engine import cache
+from ldmprobe.engine.progress import Progress
+from ldmprobe.engine.sweep_setup import SweepPlan
+from ldmprobe.engine.workitems import WorkItem, unique_items
+from ldmprobe.errors import ExitCode, LdmprobeError
+from ldmprobe.models import sources as models
+from ldmprobe.models.loader import ModelLoader
+
+
+class Interrupted(LdmprobeError):
+    exit_code = ExitCode.INTERRUPTED
+
+
+def model_loader(sweep_plan: SweepPlan, measurer: Any = None) -> ModelLoader:
+    """The sweep's lazy models on its chosen device (a fully cached rerun loads none)."""
+    return ModelLoader(sweep_plan.generator_ref, sweep_plan.measurer_ref, device=sweep_plan.device,
+                       dtype=sweep_plan.dtype, offline=sweep_plan.options.offline, measurer=measurer)
+
+
+@dataclass
+class ItemRecord:
+    item: WorkItem
+    cached: bool
+    failed: str | None = None
+    nsfw: bool | None = None
+    embedding: np.ndarray | None = None
+
+
+def generate_missing(sweep_plan: SweepPlan, loaded: ModelLoader, terminal, store: cache.ImageStore,
+                     items: list[WorkItem] | None = None, progress: Progress | None = None) -> tuple[set[str], int]:
+    """Make every image not yet cached; return (keys generated now, batch size used).
+
+    ``items`` limits the work to those items (a rank's share); a given ``progress`` is
+    advanced but left open (the caller closes it).
+    """
+    from ldmprobe.engine.generate import default_batch_size, generate_into_store, missing_items
+
+    unique = unique_items(sweep_plan.items)
+    missing = missing_items(unique if items is None else items, store)
+    batch_size = sweep_plan.options.batch_size or default_batch_size(sweep_plan.device)
+    if not missing:
+        return set(), batch_size
+    own_progress = progress is None
+    if own_progress:
+        progress = Progress(terminal, len(unique), len(unique) - len(missing), "generating")
+    try:
+        made, batch_size, halvings = generate_into_store(
+            loaded.get_generator(), sweep_plan.recipe, missing, store, batch_size=batch_size,
+            on_batch=progress.advance,
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        done = sum(store.has(item.key) for item in unique)
+        raise Interrupted(
+            f"Interrupted: {done} of {len(unique)} images are cached (nothing half-written). "
+            "Run the same command again to resume; only the missing images will be made."
+        ) from None
+    if own_progress:
+        progress.close()
+    if halvings:
+        terminal.warn(f"CUDA ran out of memory; batch size reduced to {batch_size}.")
+    return made, batch_size
+
+
+def embed_items(sweep_plan: SweepPlan, loaded: ModelLoader, store: cache.ImageStore, made: set[str],
+                items: list[WorkItem] | None = None, merge: bool = False) -> dict[str, ItemRecord]:
+    """Image embeddings of every item (or of ``items``) by the measurer (cached per image key + measurer).
+
+    ``merge`` (rank 0 of a distributed run, after every rank embedded its share) embeds
+    nothing: every item must have a cached embedding or failure record, else it is an error.
+    """
+    from ldmprobe.engine.encode import encode_images
+
+    emb_store = cache.embedding_store(models.measurer_identity(sweep_plan.measurer_ref))
+    records: dict[str, ItemRecord] = {}
+    to_embed: list[tuple[str, Any]] = []
+    absent: list[str] = []
+    for item in unique_items(sweep_plan.items) if items is None else items:
+        record = ItemRecord(item=item, cached=item.key not in made)
+        failure = store.failure(item.key)
+        if failure is not None:
+            record.failed = failure.get("failed", "failed")
+        else:
+            # Images were validated (fully decoded) when the work list was made; decode again
+            # only those still to embed, and read just the metadata of the rest.
+            vector = emb_store.load(item.key)
+            loaded_image = store.load(item.key) if vector is None else None
+            metadata = loaded_image[1] if loaded_image is not None else (
+                store.metadata(item.key) if vector is not None else None)
+            if merge and (metadata is None or vector is None):
+                absent.append(item.key)
+                continue
+            if metadata is None:
+                raise LdmprobeError(f"image {item.key} vanished from the cache during the run; rerun to regenerate it.")
+            record.nsfw = metadata.get("nsfw")
+            if vector is None:
+                to_embed.append((item.key, loaded_image[0]))
+            else:
+                record.embedding = vector
+        records[item.key] = record
+    if absent:
+        raise LdmprobeError(
+            f"merging the ranks' work: {len(records)} of {len(records) + len(absent)} planned images have a cached "
+            f"image and embedding (or failure record); {len(absent)} do not (e.g. {', '.join(absent[:3])}). No rank "
+            "wrote them, or they were removed from the cache meanwhile. Rerun the same command to make them."
+        )
+    for start in range(0, len(to_embed), 64):
+        chunk = to_embed[start : start + 64]
+        vectors = encode_images(loaded.get_measurer(), [image for _, image in chunk])
+        for (key, _), vector in zip(chunk, vectors):
+            emb_store.save(key, vector)
+            records[key].embedding = vector
+    return records

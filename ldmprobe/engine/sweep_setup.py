@@ -1,0 +1,161 @@
+"""A sweep's setup: options, models resolved (configs only), the recipe and the keyed work items.
+
+Nothing here loads a model or imports torch: ``--dry-run`` stops here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ldmprobe import SCHEMA_VERSION
+from ldmprobe.engine import cache
+from ldmprobe.engine.workitems import Recipe, WorkItem, plan, unique_items
+from ldmprobe.errors import BadInputError
+from ldmprobe.models import load as model_load
+from ldmprobe.models import sources as models
+from ldmprobe.specs.generation import GenerationSettings
+from ldmprobe.specs.sweep import Spec, check_prompt_lengths
+
+
+@dataclass
+class SweepOptions:
+    """Everything a sweep needs besides the spec (CLI flags map one to one)."""
+
+    pipeline: str = models.DEFAULT_GENERATOR
+    revision: str | None = None
+    measurer: str = models.DEFAULT_MEASURER
+    device: str = "auto"
+    dtype: str = "auto"
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+    negative_prompt: str | None = None
+    batch_size: int | None = None
+    allow_truncation: bool = False
+    nsfw: str = "keep"  # keep | drop
+    offline: bool = False
+    out: Path | None = None
+    runs_dir: Path = Path("runs")
+    stats_seed: int = 0
+    permutations: int = 9999
+    bootstrap: int = 2000
+    probe_templates: tuple[str, ...] | None = None
+    vocab: tuple[str, ...] = ("adjectives", "nationalities", "objects", "professions")
+    write_images: bool = True
+
+
+@dataclass
+class SweepPlan:
+    spec: Spec
+    options: SweepOptions
+    generator_ref: models.GeneratorRef
+    measurer_ref: models.MeasurerRef
+    generator_folder: Path
+    device: str
+    dtype: str
+    recipe: Recipe
+    items: list[WorkItem]
+    truncated: list[str] = field(default_factory=list)
+
+    @property
+    def tiny(self) -> bool:
+        return self.generator_ref.is_tiny or self.measurer_ref.is_tiny
+
+
+def native_size(folder: Path) -> int:
+    """The generator's native image side: UNet sample size times the VAE's downscale."""
+    unet = json.loads((folder / "unet" / "config.json").read_text()) if (folder / "unet" / "config.json").is_file() else {}
+    vae = json.loads((folder / "vae" / "config.json").read_text()) if (folder / "vae" / "config.json").is_file() else {}
+    sample = unet.get("sample_size", 64)
+    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+    factor = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+    return int(sample) * factor
+
+
+def make_plan(spec: Spec, options: SweepOptions) -> SweepPlan:
+    """Resolve models (configs only), build the recipe and the keyed work items."""
+    generator_ref = models.resolve_generator(options.pipeline, options.revision)
+    measurer_ref = models.resolve_measurer(options.measurer)
+    if options.nsfw not in ("keep", "drop"):
+        raise BadInputError(f"--nsfw must be keep or drop, not {options.nsfw!r}")
+    folder = models.locate_generator(generator_ref, offline=options.offline, configs_only=True)
+    models.ensure_measurer_available(measurer_ref, offline=options.offline)
+    device, dtype = model_load.pick_device(options.device)
+    if options.dtype != "auto":
+        dtype = options.dtype
+    size = native_size(folder)
+    negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
+    generation = GenerationSettings.resolve(steps=options.steps, guidance=options.guidance, spec_steps=spec.steps,
+                                            spec_guidance=spec.guidance, tiny=generator_ref.is_tiny)
+    recipe = Recipe(
+        pipeline=models.generator_identity(generator_ref, folder),
+        scheduler=models.scheduler_identity(folder),
+        steps=generation.steps,
+        guidance=generation.guidance,
+        width=options.width or spec.width or size,
+        height=options.height or spec.height or size,
+        dtype=dtype,
+        negative_prompt=negative,
+    )
+    for side in ("width", "height"):
+        if getattr(recipe, side) % 8:
+            raise BadInputError(f"--{side} {getattr(recipe, side)} must be a multiple of 8.")
+    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
+    prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
+    try:
+        truncated = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
+                                         allow_truncation=options.allow_truncation)
+    finally:
+        counter.save()
+    return SweepPlan(
+        spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
+        generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
+        items=plan(spec, recipe), truncated=list(truncated),
+    )
+
+
+def dry_run_document(sweep_plan: SweepPlan) -> dict:
+    """The plan, printed by --dry-run without loading any model."""
+    store = cache.ImageStore()
+    unique = unique_items(sweep_plan.items)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "sweep-plan",
+        "spec": sweep_plan.spec.to_dict(),
+        "config": config_block(sweep_plan, batch_size=None),
+        "counts": {
+            "planned": len(sweep_plan.items),
+            "unique": len(unique),
+            "cached": sum(store.has(item.key) for item in unique),
+        },
+        "items": [
+            {"template": i.template, "term": i.term, "seed": i.seed, "prompt": i.prompt, "key": i.key,
+             "cached": store.has(i.key)}
+            for i in sweep_plan.items
+        ],
+    }
+
+
+def config_block(sweep_plan: SweepPlan, batch_size: int | None) -> dict:
+    recipe = sweep_plan.recipe
+    return {
+        "pipeline": {"spec": sweep_plan.generator_ref.spec, "source": sweep_plan.generator_ref.source,
+                     "identity": recipe.pipeline_dict},
+        "measurer": {"spec": sweep_plan.measurer_ref.spec, "source": sweep_plan.measurer_ref.source,
+                     "identity": models.measurer_identity(sweep_plan.measurer_ref)},
+        "scheduler": recipe.scheduler_dict,
+        "steps": recipe.steps,
+        "guidance": recipe.guidance,
+        "width": recipe.width,
+        "height": recipe.height,
+        "dtype": recipe.dtype,
+        "negative_prompt": recipe.negative_prompt,
+        "device": sweep_plan.device,
+        "batch_size": batch_size,
+        "nsfw": sweep_plan.options.nsfw,
+        "statistics": {"seed": sweep_plan.options.stats_seed, "permutations": sweep_plan.options.permutations,
+                       "bootstrap": sweep_plan.options.bootstrap},
+    }

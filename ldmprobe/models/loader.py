@@ -1,0 +1,55 @@
+"""The one lazy model loader every command uses: resolve once, load each model on first use.
+
+A fully cached sweep rerun asks for neither model and so imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ldmprobe.models import load as model_load
+
+from ldmprobe.models import sources as models
+
+
+class ModelLoader:
+    """A generator and a measurer, resolved up front and loaded when first asked for."""
+
+    def __init__(self, generator_ref: models.GeneratorRef | None, measurer_ref: models.MeasurerRef, *,
+                 device: str, dtype: str, offline: bool = False, generator: Any = None, measurer: Any = None):
+        self.generator_ref, self.measurer_ref = generator_ref, measurer_ref
+        self.device, self.dtype, self.offline = device, dtype, offline
+        self._generator, self._measurer = generator, measurer
+
+    @classmethod
+    def from_names(cls, *, pipeline: str | None, revision: str | None, measurer: str, device: str = "auto",
+                   dtype: str = "auto", offline: bool = False, needs_generator: bool = True) -> ModelLoader:
+        """Resolve ``--pipeline`` / ``--measurer`` and pick the device (``--device``, ``--dtype``)."""
+        measurer_ref = models.resolve_measurer(measurer)
+        generator_ref = models.resolve_generator(pipeline, revision) if needs_generator else None
+        if offline:
+            models.set_hub_offline()
+        chosen_device, chosen_dtype = model_load.pick_device(device)
+        return cls(generator_ref, measurer_ref, device=chosen_device,
+                   dtype=chosen_dtype if dtype == "auto" else dtype, offline=offline)
+
+    @property
+    def tiny(self) -> bool:
+        """Whether either model is a tiny one (random weights: its numbers mean nothing)."""
+        return self.measurer_ref.is_tiny or (self.generator_ref is not None and self.generator_ref.is_tiny)
+
+    def get_generator(self):
+        if self._generator is None:
+            if self.generator_ref is None:
+                raise ValueError("this loader was made without a generator")
+            self._generator = model_load.load_generator(self.generator_ref, device=self.device, dtype=self.dtype,
+                                                    offline=self.offline)
+        return self._generator
+
+    def get_measurer(self):
+        if self._measurer is None:
+            self._measurer = model_load.load_measurer(self.measurer_ref, device=self.device, offline=self.offline)
+        return self._measurer
+
+    generator = get_generator
+    measurer = get_measurer

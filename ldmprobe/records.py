@@ -1,0 +1,93 @@
+"""Typed results and the one place JSON is made from them.
+
+A :class:`Record` is a frozen dataclass that also answers ``record["field"]`` (as diffusers'
+``BaseOutput`` does), so typed results replace the dicts readers used to index. ``to_dict``
+is the only conversion to JSON-safe values; ``from_dict`` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from typing import Any, TypeVar
+
+import numpy as np
+
+R = TypeVar("R", bound="Record")
+
+
+def jsonable(value: Any) -> Any:
+    """Plain Python values for JSON: records and numpy values converted, NaN/inf as None."""
+    if isinstance(value, Record) or callable(getattr(value, "to_dict", None)):
+        return jsonable(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None  # NaN/inf are not JSON
+    if isinstance(value, (list, tuple, np.ndarray, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    return value
+
+
+def to_json(value: Any, *, indent: int | None = 2) -> str:
+    """The one JSON writer: records, numpy values and paths converted, NaN/inf as null."""
+    return json.dumps(jsonable(value), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+class Record:
+    """Base of typed results: ``to_dict`` / ``from_dict`` and read access by key."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict, fields in declaration order; non-finite floats become None."""
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        """The record ``to_dict`` made (nested records and tuples of records rebuilt)."""
+        hints = typing.get_type_hints(cls)
+        kwargs = {f.name: _from_json(hints[f.name], data.get(f.name))
+                  for f in dataclasses.fields(cls) if f.name in data}
+        return cls(**kwargs)
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str) or key not in {f.name for f in dataclasses.fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self)]
+
+
+def _from_json(hint: Any, value: Any) -> Any:
+    """Rebuild a value of type ``hint`` from its JSON form."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _from_json(options[0], value) if len(options) == 1 else value
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_dict(value)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(args[0], v) for v in value)
+        return tuple(_from_json(a, v) for a, v in zip(args, value))
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value

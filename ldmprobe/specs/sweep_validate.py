@@ -1,0 +1,189 @@
+"""Reading and validating a sweep spec file: every problem names the file, the line or field, and the fix."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ldmprobe.errors import SpecError
+from ldmprobe.specs import files as specfile
+from ldmprobe.specs.sweep_fields import (
+    _KEY_ALIASES, _TOML_LINE, DEFAULT_SEED_COUNT, SPEC_KEYS, _Ctx, _is_int,
+    _squash, _type, _validate_probes, _validate_seeds, _validate_templates, _validate_terms,
+)
+
+
+def _resolve(path_or_name: str | Path) -> Path:
+    return specfile.resolve(
+        path_or_name, what="spec",
+        folder_fix="Give the path of a .toml spec or a plain-text file with one template per line.",
+    )
+
+
+def _read_toml(path: Path, ctx: _Ctx) -> dict[str, Any]:
+    text = _read_text(path)
+    ctx.text = text
+    data = specfile.load_toml(
+        path, text, syntax_hint="Fix the TOML syntax there (strings need double quotes, lists need "
+        "commas between items, keys are written key = value).",
+    )
+    _check_keys(data, ctx)
+    return data
+
+
+def _read_plain(path: Path, ctx: _Ctx) -> dict[str, Any]:
+    text = _read_text(path)
+    ctx.plain = True
+    templates: list[str] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if _TOML_LINE.match(stripped):
+            raise SpecError(
+                f"{path} line {number}: {stripped!r} looks like TOML (key = value), but the "
+                f"file is read as plain text, one template per line, because its name does "
+                f"not end in .toml. Rename it to {path.stem}.toml, or write bare templates "
+                f"such as a photo of a {{}} house."
+            )
+        templates.append(stripped)
+        lines.append(number)
+    ctx.template_lines = lines
+    if not templates:
+        raise SpecError(
+            f"{path}: the file has no templates (every line is blank or a # comment). Write "
+            f"one template per line with {{}} where the term goes, e.g. a photo of a {{}} "
+            f"house."
+        )
+    return {"templates": templates}
+
+
+_read_text = specfile.read_text
+
+
+def _check_keys(data: Mapping[str, Any], ctx: _Ctx) -> None:
+    unknown = [k for k in data if k not in SPEC_KEYS]
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        suggestion = _KEY_ALIASES.get(str(key).lower())
+        if suggestion is None:
+            close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1, cutoff=0.6)
+            suggestion = close[0] if close else None
+        line = ctx.line_of(str(key))
+        at = f" (line {line})" if line is not None else ""
+        parts.append(
+            f"{key!r}{at}" + (f" — did you mean {suggestion!r}?" if suggestion else "")
+        )
+    noun = "key" if len(unknown) == 1 else "keys"
+    raise SpecError(
+        f"{ctx.source}: unknown spec {noun} {'; '.join(parts)}. A spec may contain only "
+        f"{', '.join(SPEC_KEYS)}; rename or remove the unknown {noun}."
+    )
+
+
+def _validate(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
+    """Check every field and return the normalised values (tuples, collapsed whitespace)."""
+    out: dict[str, Any] = {}
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(
+            f"{ctx.label('name')}: the name must be a non-empty string, not {name!r}; write "
+            f'e.g. name = "fancy-house".'
+        )
+    out["name"] = _squash(name)
+
+    out["templates"] = _validate_templates(raw.get("templates"), ctx)
+    baseline, terms = _validate_terms(raw.get("baseline"), raw.get("terms"), ctx)
+    out["baseline"], out["terms"] = baseline, terms
+    out["probes"] = _validate_probes(raw.get("probes", ()), ctx)
+    out["seeds"] = _validate_seeds(raw.get("seeds", DEFAULT_SEED_COUNT), ctx)
+
+    negative = raw.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        raise SpecError(
+            f"{ctx.label('negative_prompt')}: negative_prompt must be a string, not "
+            f"{_type(negative)}; write e.g. negative_prompt = \"blurry, low quality\" or "
+            f"leave it out."
+        )
+    out["negative_prompt"] = negative
+
+    steps = raw.get("steps")
+    if steps is not None:
+        if not _is_int(steps):
+            raise SpecError(
+                f"{ctx.label('steps')}: steps must be a whole number, not {_type(steps)} "
+                f"{steps!r}; write e.g. steps = 50."
+            )
+        if steps <= 0:
+            raise SpecError(
+                f"{ctx.label('steps')}: steps must be at least 1, not {steps}; write e.g. "
+                f"steps = 50."
+            )
+    out["steps"] = steps
+
+    guidance = raw.get("guidance")
+    if guidance is not None:
+        if not (_is_int(guidance) or isinstance(guidance, float)):
+            raise SpecError(
+                f"{ctx.label('guidance')}: guidance must be a number, not {_type(guidance)} "
+                f"{guidance!r}; write e.g. guidance = 7.5."
+            )
+        if not math.isfinite(guidance) or guidance < 0:
+            raise SpecError(
+                f"{ctx.label('guidance')}: guidance must be a finite number ≥ 0, not "
+                f"{guidance!r}; write e.g. guidance = 7.5 (values ≤ 1 turn classifier-free "
+                f"guidance off)."
+            )
+        guidance = float(guidance)
+    out["guidance"] = guidance
+
+    for key in ("width", "height"):
+        value = raw.get(key)
+        if value is not None:
+            if not _is_int(value):
+                raise SpecError(
+                    f"{ctx.label(key)}: {key} must be a whole number of pixels, not "
+                    f"{_type(value)} {value!r}; write e.g. {key} = 512."
+                )
+            if value <= 0 or value % 8:
+                lower = value // 8 * 8
+                fix = (f"{key} = {lower} or {lower + 8}" if lower > 0 and value > 0
+                       else f"{key} = 512")
+                raise SpecError(
+                    f"{ctx.label(key)}: {key} must be a positive multiple of 8 (the VAE "
+                    f"downsamples by 8), not {value}; use e.g. {fix}."
+                )
+        out[key] = value
+    return out
+
+
+def _seeds_override(seeds: Any, ctx: _Ctx) -> Any:
+    if isinstance(seeds, str):
+        text = seeds.strip()
+        try:
+            if "," in text:
+                return [int(part) for part in text.split(",") if part.strip()]
+            return int(text)
+        except ValueError:
+            raise SpecError(
+                f"{ctx.source}: --seeds {seeds!r} is neither a count (e.g. --seeds 8) nor a "
+                f"comma-separated list of seeds (e.g. --seeds 0,3,7)."
+            ) from None
+    return seeds
+
+
+def _as_str_list(values: Sequence[str], ctx: _Ctx, flag: str) -> list[str]:
+    if isinstance(values, str):
+        return [values]
+    out = list(values)
+    for v in out:
+        if not isinstance(v, str):
+            raise SpecError(f"{ctx.source}: {flag} {v!r} must be a string.")
+    return out

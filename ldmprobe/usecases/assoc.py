@@ -1,0 +1,169 @@
+"""Run an association test: embed the four sets (generating images where a set is prompts), test."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ldmprobe.engine.assoc_images import ImageRecord, embed_prompt_sets, embed_word_set
+from ldmprobe.errors import SpecError
+from ldmprobe.results.assoc import AssocResult
+from ldmprobe.specs.assoc import load_assoc_spec
+from ldmprobe.specs.assoc_types import (
+    DEFAULT_DDOF, DEFAULT_PERMUTATIONS, DEFAULT_TEST_SEED, AssocSpec,
+)
+from ldmprobe.specs.generation import GenerationSettings
+
+
+def resolve_test_settings(spec: AssocSpec, *, ddof: int | None = None,
+                          permutations: int | None = None,
+                          seed: int | None = None) -> dict[str, int]:
+    """Effective ddof / permutations / seed: argument, else the spec's [test], else default."""
+    def pick(arg, spec_value, default):
+        return arg if arg is not None else spec_value if spec_value is not None else default
+
+    settings = {
+        "ddof": int(pick(ddof, spec.ddof, DEFAULT_DDOF)),
+        "permutations": int(pick(permutations, spec.permutations, DEFAULT_PERMUTATIONS)),
+        "seed": int(pick(seed, spec.seed, DEFAULT_TEST_SEED)),
+    }
+    if settings["ddof"] not in (0, 1):
+        raise SpecError(f"ddof must be 0 or 1, not {settings['ddof']}.")
+    if settings["permutations"] < 1:
+        raise SpecError(f"permutations must be at least 1, not {settings['permutations']}.")
+    if settings["seed"] < 0:
+        raise SpecError(f"the permutation seed must be ≥ 0, not {settings['seed']}.")
+    return settings
+
+
+def run_assoc(
+    spec: AssocSpec,
+    *,
+    measurer,
+    generator=None,
+    ddof: int | None = None,
+    permutations: int | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    batch_size: int = 8,
+    allow_truncation: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    started: str | None = None,
+) -> AssocResult:
+    """Embed the four sets with loaded models and run the WEAT statistics.
+
+    ``generator`` is needed only when a set is made of prompts (it is never touched
+    otherwise). Arguments left as None fall back to the spec's [test] / generation values,
+    then to the defaults (ddof 1, 100,000 permutations, seed 0, 50 steps, guidance 7.5).
+    """
+    from ldmprobe.results.provenance import now_iso, provenance
+    from ldmprobe.specs.sweep import check_prompt_lengths
+    from ldmprobe.analysis.association import weat
+
+    started = started or now_iso()
+    settings = resolve_test_settings(spec, ddof=ddof, permutations=permutations, seed=seed)
+    embeddings: dict[str, Any] = {}
+    for aset in spec.sets.values():
+        if aset.kind == "words":
+            embeddings[aset.name] = embed_word_set(measurer, aset)
+
+    prompt_sets = [s for s in spec.sets.values() if s.kind == "prompts"]
+    records: list[ImageRecord] = []
+    generation = None
+    if prompt_sets:
+        if generator is None:
+            raise ValueError(f"spec {spec.name!r} has prompt sets: pass a loaded generator")
+        chosen = GenerationSettings.resolve(steps=steps, guidance=guidance, spec_steps=spec.steps,
+                                            spec_guidance=spec.guidance, tiny=generator.ref.is_tiny)
+        steps, guidance = chosen.steps, chosen.guidance
+        tokenizer = generator.tokenizer
+        limit = int(getattr(tokenizer, "model_max_length", 77) or 77)
+        prompts = [p for s in prompt_sets for p in s.prompts]
+        if spec.negative_prompt:
+            prompts.append(spec.negative_prompt)
+        truncated = check_prompt_lengths(
+            prompts, lambda p: len(tokenizer(p).input_ids), max_tokens=min(limit, 77),
+            allow_truncation=allow_truncation,
+        )
+        if truncated and warn is not None:
+            warn(f"{len(truncated)} prompt(s) are truncated to 77 tokens: "
+                 + "; ".join(repr(p) for p in truncated))
+        image_embeddings, records, recipe = embed_prompt_sets(
+            generator, measurer, prompt_sets, steps=steps, guidance=guidance,
+            negative_prompt=spec.negative_prompt, batch_size=batch_size, progress=progress,
+        )
+        embeddings.update(image_embeddings)
+        generation = {**recipe.to_dict(), "batch_size": batch_size}
+
+    outcome = weat(embeddings["X"], embeddings["Y"], embeddings["A"], embeddings["B"],
+                   ddof=settings["ddof"], permutations=settings["permutations"],
+                   seed=settings["seed"])
+
+    tiny = bool(getattr(measurer.ref, "is_tiny", False)) or bool(
+        prompt_sets and getattr(generator.ref, "is_tiny", False))
+    device = getattr(measurer, "device", None)
+    config = {
+        "measurer": {"spec": measurer.ref.spec, "identity": measurer.identity},
+        "pipeline": None if not prompt_sets else {
+            "spec": generator.ref.spec, "identity": generator.identity,
+            "folder": str(generator.folder),
+        },
+        "generation": generation,
+        "device": device,
+        "dtype": generator.dtype if prompt_sets else None,
+        "test": settings,
+        "embed_dim": int(next(iter(embeddings.values())).shape[-1]),
+    }
+    return AssocResult(
+        **{f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)},
+        labels={k: s.label for k, s in spec.sets.items()},
+        permutations=settings["permutations"],
+        spec=spec,
+        config=config,
+        provenance=provenance(started=started, tiny=tiny, device=device,
+                              dtype=config["dtype"]),
+        images=tuple(records),
+    )
+
+
+def assoc_from_names(
+    spec: AssocSpec | str | Path,
+    *,
+    measurer: str,
+    pipeline: str = "sd15",
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    offline: bool = False,
+    terminal=None,
+    **options,
+) -> AssocResult:
+    """Resolve and load the models a spec needs, then :func:`run_assoc`.
+
+    The generator is resolved and loaded only when the spec has prompt sets, so a text-only
+    test never imports diffusers. ``terminal`` (``warn``/``info`` methods, writing to stderr)
+    gets the tiny-model warning and progress; ``options`` go to :func:`run_assoc`.
+    """
+    from ldmprobe.models import sources as models
+    from ldmprobe.models.loader import ModelLoader
+    from ldmprobe.results.provenance import now_iso
+
+    started = now_iso()
+    if not isinstance(spec, AssocSpec):
+        spec = load_assoc_spec(spec)
+    loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
+                                    dtype=dtype, offline=offline, needs_generator=spec.needs_generator)
+    if terminal is not None and loader.tiny:
+        terminal.warn(models.TINY_WARNING)
+    generator = loader.get_generator() if spec.needs_generator else None
+    loaded = loader.get_measurer()
+    if terminal is not None:
+        options.setdefault("warn", terminal.warn)
+        if generator is not None:
+            options.setdefault(
+                "progress", lambda done, total: terminal.info(f"images: {done}/{total}"))
+    return run_assoc(spec, measurer=loaded, generator=generator, started=started, **options)
