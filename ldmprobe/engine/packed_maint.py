@@ -1,0 +1,257 @@
+"""Upkeep of a packed store: the per-file cache it replaces, compaction, a full audit."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ldmprobe.engine import packed_format as fmt
+from ldmprobe.engine.cache import atomic_write_bytes
+from ldmprobe.engine.packed_store import LEGACY_MARKER, PackedStore
+
+# ---------------------------------------------------------------------------- legacy cache
+
+
+def legacy_path(legacy_dir: Path, key: str) -> Path:
+    """Where ``ArrayStore`` keeps a key: ``<namespace>/ab/<key>.npy``."""
+    return legacy_dir / key[:2] / f"{key}.npy"
+
+
+def _load_legacy(store: PackedStore, key: str):
+    path = legacy_path(store.legacy_dir, key)
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError):
+        path.unlink(missing_ok=True)  # as ArrayStore.load does: corrupt, remade by the caller
+        store.report(key, "unreadable legacy file")
+        return None
+
+
+def read_legacy(store: PackedStore, keys: Sequence[str], out: np.ndarray, found: np.ndarray):
+    """Fill misses from the per-file cache (one stat per miss); import what was found."""
+    got_keys, got = [], []
+    for j in np.flatnonzero(~found):
+        value = _load_legacy(store, keys[j])
+        if value is None:
+            continue
+        if out.shape[1:] != value.shape:
+            if found.any() or got:
+                raise ValueError(f"legacy value {keys[j]} has shape {value.shape}, not {out.shape[1:]}")
+            out = np.zeros((len(keys),) + value.shape, value.dtype)
+        out[j] = value
+        found[j] = True
+        got_keys.append(keys[j])
+        got.append(value)
+    if got and store.import_legacy:
+        store.put_many(got_keys, got)
+    return out, found
+
+
+def migrate_legacy(store: PackedStore, legacy_dir: Path | None = None, batch: int = 4096) -> int:
+    """Import a whole per-file namespace once (keys already packed are skipped); the count.
+
+    Afterwards ``PackedStore.for_namespace`` no longer reads the per-file cache through; the
+    ``.npy`` files are left for the user to delete (or for older versions of ldmprobe).
+    """
+    legacy_dir = Path(legacy_dir or store.legacy_dir)
+    keys = sorted(p.name[:-4] for p in legacy_dir.glob("??/*.npy") if not p.name.startswith("."))
+    keys = [k for k, have in zip(keys, store.has_many(keys) if keys else []) if not have]
+    saved_dir, store.legacy_dir = store.legacy_dir, legacy_dir
+    imported = 0
+    try:
+        for start in range(0, len(keys), batch):
+            chunk = [(k, _load_legacy(store, k)) for k in keys[start: start + batch]]
+            chunk = [(k, v) for k, v in chunk if v is not None]
+            if chunk:
+                store.put_many([k for k, _ in chunk], [v for _, v in chunk])
+                imported += len(chunk)
+    finally:
+        store.legacy_dir = saved_dir
+    atomic_write_bytes(store.directory / LEGACY_MARKER, f"{imported}\n".encode())
+    return imported
+
+
+# ---------------------------------------------------------------------------- compaction
+
+
+@dataclass
+class CompactReport:
+    files_merged: int = 0
+    values_kept: int = 0
+    values_dropped: int = 0  # failed their check, or a duplicate of a kept value
+    bytes_before: int = 0
+    bytes_after: int = 0
+    leftovers_removed: list[str] = field(default_factory=list)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def retired(store: PackedStore, stem: str, stale_after: float, now: float) -> bool:
+    """Whether no writer can still append to ``stem`` (so its files may be merged and removed).
+
+    Sealed (closed cleanly, or a compaction's output); on this host, its process is gone; on
+    another host (whose processes cannot be seen), unchanged for ``stale_after`` seconds.
+    """
+    if stem in fmt.OPEN_STEMS:
+        return False
+    info = store._files.get(stem)
+    if info is not None and info.sealed:
+        return True
+    parsed = fmt.parse_stem(stem)
+    if parsed is None:
+        return False
+    pid, host = parsed
+    if host == fmt.host_name():
+        return pid != os.getpid() and not _pid_alive(pid) or pid == os.getpid()
+    try:
+        mtime = (store.directory / (stem + fmt.INDEX_SUFFIX)).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return now - mtime > stale_after
+
+
+def compact(store: PackedStore, stale_after: float = 24 * 3600) -> CompactReport:
+    """Merge every retired shard and index file into one pair, atomically; drop bad values.
+
+    Safe with concurrent readers (the merged pair is published before the old files go; a
+    reader whose shard vanished refreshes and finds the value in the merged pair) and with
+    live writers (their files are not touched). Two compactions at once waste work, lose none.
+    """
+    store._writer.close()
+    store.refresh(force=True)
+    now = time.time()
+    report = CompactReport()
+    stems = [s for s in store._stems if retired(store, s, stale_after, now)]
+    report.leftovers_removed = _remove_leftovers(store, stale_after, now)
+    if len(stems) < 2 and not _has_waste(store, stems):
+        return report
+    new_stem = fmt.new_stem("c")
+    report.bytes_before = sum(_size(store.directory / (s + suf)) for s in stems
+                              for suf in (fmt.SHARD_SUFFIX, fmt.INDEX_SUFFIX))
+    recs = _write_merged_shard(store, stems, new_stem, report)
+    index = fmt.seal_records(recs).tobytes() + fmt.seal_record().tobytes()
+    atomic_write_bytes(store.directory / (new_stem + fmt.INDEX_SUFFIX), index)
+    for suffix in (fmt.INDEX_SUFFIX, fmt.SHARD_SUFFIX):  # indexes first: no record outlives its shard
+        for stem in stems:
+            (store.directory / (stem + suffix)).unlink(missing_ok=True)
+    report.files_merged = len(stems)
+    report.bytes_after = _size(store.directory / (new_stem + fmt.SHARD_SUFFIX)) + len(index)
+    store.refresh(force=True)
+    return report
+
+
+def _has_waste(store: PackedStore, stems: list[str]) -> bool:
+    """A lone retired file still worth rewriting: duplicates or values known to be bad."""
+    if not stems:
+        return False
+    mask = np.isin(store._src, [store._stems.index(s) for s in stems])
+    return bool(store._badmask[mask].any()) or len(np.unique(store._recs["key"][mask])) < int(mask.sum())
+
+
+def _write_merged_shard(store: PackedStore, stems: list[str], new_stem: str, report) -> np.ndarray:
+    """Copy one good value per key of the retired files into a new shard; its records."""
+    src_ids = {store._stems.index(s) for s in stems}
+    order = [i for i in range(len(store._recs)) if int(store._src[i]) in src_ids]
+    fd, tmp = tempfile.mkstemp(dir=store.directory, prefix=f".{new_stem}.", suffix=".tmp")
+    kept, done, offset = [], set(), 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for i in reversed(order):  # newest first: the value a reader would prefer
+                rec = store._recs[i]
+                key = bytes(rec["key"])
+                if key in done:
+                    report.values_dropped += 1
+                    continue
+                data = _checked_bytes(store, i, strong=True)
+                if data is None:
+                    report.values_dropped += 1
+                    continue
+                new = rec.copy()
+                new["offset"] = offset
+                pad = (-len(data)) % fmt.ALIGN
+                fh.write(data + b"\0" * pad)
+                offset += len(data) + pad
+                kept.append(new)
+                done.add(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, fmt_mode())
+        os.replace(tmp, store.directory / (new_stem + fmt.SHARD_SUFFIX))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    report.values_kept = len(kept)
+    recs = np.array(kept[::-1], fmt.RECORD) if kept else np.zeros(0, fmt.RECORD)
+    return recs
+
+
+def fmt_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _checked_bytes(store: PackedStore, record: int, strong: bool) -> bytes | None:
+    """A record's value bytes when its crc32 (and, if ``strong``, blake2b digest) match."""
+    rec = store._recs[record]
+    stem = store._stems[store._src[record]]
+    off, n = int(rec["offset"]), int(rec["nbytes"])
+    view = store._view(stem, off + n)
+    if view is None or off + n > len(view):
+        store._mark_bad(bytes(rec["key"]), record, "missing shard bytes")
+        return None
+    data = bytes(view[off: off + n])
+    if zlib.crc32(data) != int(rec["crc"]) or (strong and not fmt.digest_matches(data, rec["digest"])):
+        store._mark_bad(bytes(rec["key"]), record, "checksum mismatch")
+        return None
+    return data
+
+
+def verify(store: PackedStore) -> tuple[int, int]:
+    """Check every value's crc32 and blake2b digest (an audit, not the warm path): (good, bad)."""
+    store.refresh(force=True)
+    good = sum(_checked_bytes(store, i, strong=True) is not None for i in range(len(store._recs)))
+    return good, len(store._recs) - good
+
+
+def _remove_leftovers(store: PackedStore, stale_after: float, now: float) -> list[str]:
+    """Temp files older than an hour, and shards whose index is gone and writer retired."""
+    removed = []
+    indexed = set(store._stems)
+    for entry in os.scandir(store.directory):
+        name = entry.name
+        try:
+            old = now - entry.stat().st_mtime > min(stale_after, 3600)
+        except FileNotFoundError:
+            continue
+        orphan = (name.endswith(fmt.SHARD_SUFFIX) and name[: -len(fmt.SHARD_SUFFIX)] not in indexed
+                  and not (store.directory / (name[: -len(fmt.SHARD_SUFFIX)] + fmt.INDEX_SUFFIX)).exists()
+                  and retired(store, name[: -len(fmt.SHARD_SUFFIX)], stale_after, now))
+        if (name.startswith(".") and name.endswith(".tmp") and old) or orphan:
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(name)
+    return removed
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
