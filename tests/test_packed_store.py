@@ -269,3 +269,40 @@ def test_compaction_keeps_everything_and_open_readers_keep_reading(tmp_path):
     live.put(key_of(1, "live"), value_of(key_of(1, "live")))
     assert check_all(PackedStore(directory), [key_of(1, "live")]).all()
     assert maint.compact(PackedStore(directory)).files_merged == 0  # nothing more to merge
+
+
+def test_another_hosts_unsealed_files_are_merged_only_once_stale(tmp_path):
+    directory = tmp_path / "s"
+    keys = [key_of(i) for i in range(20)]
+    PackedStore(directory).put_many(keys, [value_of(k) for k in keys])
+    shard, index = (p[0] for p in _shard_and_index(directory))
+    with open(index, "r+b") as fh:  # unsealed, as a writer on another node still open
+        fh.truncate(index.stat().st_size - fmt.RECORD_SIZE)
+    stem = f"{time.time_ns():016x}-1-abcd-othernode"
+    shard.rename(directory / (stem + ".bin"))
+    index.rename(directory / (stem + ".idx"))
+    for i in range(2):
+        with PackedStore(directory) as ours:
+            ours.put(key_of(i, "x"), value_of(key_of(i, "x")))
+    assert maint.compact(PackedStore(directory), stale_after=3600).files_merged == 2  # ours only
+    assert (directory / (stem + ".idx")).exists()
+    old = time.time() - 7200
+    os.utime(directory / (stem + ".idx"), (old, old))
+    assert maint.compact(PackedStore(directory), stale_after=3600).files_merged == 2
+    assert check_all(PackedStore(directory), keys + [key_of(0, "x"), key_of(1, "x")]).all()
+    assert len(list(directory.glob("*.idx"))) == 1
+
+
+def _put_from_child(store: PackedStore) -> None:
+    store.put(key_of(0, "child"), value_of(key_of(0, "child")))
+
+
+def test_a_forked_child_writes_its_own_files(tmp_path):
+    store = PackedStore(tmp_path / "s")
+    store.put(key_of(0), value_of(key_of(0)))
+    proc = _CTX.Process(target=_put_from_child, args=(store,))
+    proc.start()
+    proc.join()
+    store.put(key_of(1), value_of(key_of(1)))
+    assert len(list((tmp_path / "s").glob("*.idx"))) == 2
+    assert check_all(PackedStore(tmp_path / "s"), [key_of(0), key_of(1), key_of(0, "child")]).all()

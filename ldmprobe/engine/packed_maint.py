@@ -8,52 +8,15 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ldmprobe.engine import packed_format as fmt
 from ldmprobe.engine.cache import atomic_write_bytes
+from ldmprobe.engine.packed_legacy import load_legacy
 from ldmprobe.engine.packed_store import LEGACY_MARKER, PackedStore
 
 # ---------------------------------------------------------------------------- legacy cache
-
-
-def legacy_path(legacy_dir: Path, key: str) -> Path:
-    """Where ``ArrayStore`` keeps a key: ``<namespace>/ab/<key>.npy``."""
-    return legacy_dir / key[:2] / f"{key}.npy"
-
-
-def _load_legacy(store: PackedStore, key: str):
-    path = legacy_path(store.legacy_dir, key)
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, EOFError):
-        path.unlink(missing_ok=True)  # as ArrayStore.load does: corrupt, remade by the caller
-        store.report(key, "unreadable legacy file")
-        return None
-
-
-def read_legacy(store: PackedStore, keys: Sequence[str], out: np.ndarray, found: np.ndarray):
-    """Fill misses from the per-file cache (one stat per miss); import what was found."""
-    got_keys, got = [], []
-    for j in np.flatnonzero(~found):
-        value = _load_legacy(store, keys[j])
-        if value is None:
-            continue
-        if out.shape[1:] != value.shape:
-            if found.any() or got:
-                raise ValueError(f"legacy value {keys[j]} has shape {value.shape}, not {out.shape[1:]}")
-            out = np.zeros((len(keys),) + value.shape, value.dtype)
-        out[j] = value
-        found[j] = True
-        got_keys.append(keys[j])
-        got.append(value)
-    if got and store.import_legacy:
-        store.put_many(got_keys, got)
-    return out, found
 
 
 def migrate_legacy(store: PackedStore, legacy_dir: Path | None = None, batch: int = 4096) -> int:
@@ -69,7 +32,7 @@ def migrate_legacy(store: PackedStore, legacy_dir: Path | None = None, batch: in
     imported = 0
     try:
         for start in range(0, len(keys), batch):
-            chunk = [(k, _load_legacy(store, k)) for k in keys[start: start + batch]]
+            chunk = [(k, load_legacy(store, k)) for k in keys[start: start + batch]]
             chunk = [(k, v) for k, v in chunk if v is not None]
             if chunk:
                 store.put_many([k for k, _ in chunk], [v for _, v in chunk])

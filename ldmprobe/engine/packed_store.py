@@ -5,7 +5,8 @@ merged per-writer index files instead of one ``.npy`` file each: reading N value
 handful of opens and memory maps, every value is checked against its crc32 before use (a
 failed check is a miss, reported through ``on_repair``), several processes and nodes may
 write at once, and a killed writer leaves nothing that is ever read as valid. The format and
-its reasons are in docs/STORE.md; compaction and migration are in ``packed_maint``.
+its reasons are in docs/STORE.md; compaction and migration are in ``packed_maint``, the
+read-through to the per-file cache in ``packed_legacy``.
 
     store = PackedStore.for_namespace("embeddings/<measurer identity>")
     store.put_many(keys, vectors)          # (N, D) array or a list of arrays
@@ -25,6 +26,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ldmprobe.engine import packed_format as fmt
+from ldmprobe.engine.packed_legacy import read_legacy
 
 RepairCallback = Callable[[str, str], None]
 LEGACY_MARKER = "legacy-imported"
@@ -237,8 +239,6 @@ class PackedStore:
             finally:
                 self._gone_is_bad = False
         if self.legacy_dir is not None and not found.all():
-            from ldmprobe.engine.packed_maint import read_legacy
-
             out, found = read_legacy(self, keys, out, found)
         return out, found
 
