@@ -24,7 +24,7 @@ SCHEMA_VERSION = "1.0"
 _EXPORTS = {
     # specs and plans
     "Spec": "specs.sweep", "load_spec": "specs.sweep", "expand": "specs.sweep",
-    "Recipe": "engine.workitems", "WorkItem": "engine.workitems", "plan": "engine.workitems", "item_key": "engine.workitems",
+    "Recipe": "engine.workitems", "WorkItem": "engine.workitems", "plan": "engine.workitems:work_items", "item_key": "engine.workitems",
     # models
     "resolve_generator": "models.sources", "resolve_measurer": "models.sources", "load_generator": "models.load",
     "load_measurer": "models.load", "pick_device": "models.load",
@@ -49,7 +49,8 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ldmprobe' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
+    module, _, attribute = module.partition(":")
+    value = getattr(import_module(f".{module}", __name__), attribute or name)
     globals()[name] = value
     return value
 

@@ -34,7 +34,3 @@ class ModelUnavailableError(LdmprobeError):
 
 class UnknownModelError(BadInputError):
     """A model name that matches no preset, hub id form, or local folder."""
-
-
-class CacheError(LdmprobeError):
-    """A cache file is unreadable and could not be recovered."""

@@ -161,10 +161,10 @@ def test_each_rank_gets_its_own_gpu(monkeypatch):
     chosen = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    ctx = distributed.Context(rank=3, world_size=4, local_rank=3)
+    ctx = distributed.RankContext(rank=3, world_size=4, local_rank=3)
     assert ctx.device("cuda") == "cuda:1" and chosen == [1]  # 2 ranks per GPU when there are fewer GPUs
     assert ctx.device("cpu") == "cpu" and ctx.device("cuda:0") == "cuda:0" and chosen == [1]
-    assert distributed.Context().device("cuda") == "cuda"
+    assert distributed.RankContext().device("cuda") == "cuda"
 
 
 def test_plain_process_is_rank_0_of_1_without_torch_distributed():
@@ -183,7 +183,7 @@ def test_waiting_ranks_name_a_failed_or_silent_rank():
     import torch.distributed as dist
 
     def context(store, rank=0, timeout_s=0.3):
-        return distributed.Context(rank=rank, world_size=3, timeout_s=timeout_s, store=dist.PrefixStore("t/", store))
+        return distributed.RankContext(rank=rank, world_size=3, timeout_s=timeout_s, store=dist.PrefixStore("t/", store))
 
     store = dist.HashStore()
     rank0, rank1, rank2 = (context(store, r) for r in range(3))

@@ -18,7 +18,7 @@ from ldmprobe.analysis.sweep_results import (
     ImageDrift, ProbeRow, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
     TermResult, TextDrift,
 )
-from ldmprobe.engine.workitems import canonical_json, sha256_hex
+from ldmprobe.digest import canonical_json, sha256_hex
 
 #: How many words toward and away from a term's drift direction are listed.
 DIRECTION_K = 10

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ldmprobe.cli.options import Context, model_options, output_options
+from ldmprobe.cli.options import CliState, model_options, output_options
 
 
 @click.command("assoc")
@@ -34,7 +34,7 @@ from ldmprobe.cli.options import Context, model_options, output_options
               help="Generate from prompts longer than 77 tokens (truncated) instead of failing.")
 @output_options
 @click.pass_obj
-def assoc(obj: Context | None, spec, pipeline, revision, measurer, device, dtype, permutations,
+def assoc(obj: CliState | None, spec, pipeline, revision, measurer, device, dtype, permutations,
           seed, ddof, steps, guidance, batch_size, allow_truncation, fmt):
     """Run an embedding association test (WEAT / iEAT / T2IAT) from SPEC.
 
@@ -51,7 +51,7 @@ def assoc(obj: Context | None, spec, pipeline, revision, measurer, device, dtype
     from ldmprobe.specs.assoc import load_assoc_spec
     from ldmprobe.usecases.assoc import assoc_from_names
 
-    obj = obj if isinstance(obj, Context) else Context(verbose=False, offline=False)
+    obj = obj if isinstance(obj, CliState) else CliState(verbose=False, offline=False)
     loaded = load_assoc_spec(spec)
     if not loaded.needs_generator:
         ctx = click.get_current_context()
@@ -64,7 +64,7 @@ def assoc(obj: Context | None, spec, pipeline, revision, measurer, device, dtype
                               "words, so no images are generated.")
     result = assoc_from_names(
         loaded, measurer=measurer, pipeline=pipeline, revision=revision, device=device,
-        dtype=dtype, offline=obj.offline, terminal=obj.terminal,
+        dtype=dtype, offline=obj.offline, reporter=obj.terminal,
         ddof=None if ddof is None else int(ddof), permutations=permutations, seed=seed,
         steps=steps, guidance=guidance, batch_size=batch_size,
         allow_truncation=allow_truncation,

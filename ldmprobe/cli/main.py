@@ -12,7 +12,7 @@ import click
 
 from ldmprobe import __version__
 from ldmprobe.errors import ExitCode, LdmprobeError
-from ldmprobe.cli.options import Context
+from ldmprobe.cli.options import CliState
 from ldmprobe.render.terminal import Terminal
 
 
@@ -44,7 +44,7 @@ class Group(click.Group):
 
     @staticmethod
     def _verbose(ctx) -> bool:
-        return isinstance(ctx.obj, Context) and ctx.obj.verbose
+        return isinstance(ctx.obj, CliState) and ctx.obj.verbose
 
     def _traceback(self, ctx) -> None:
         if self._verbose(ctx):
@@ -67,7 +67,7 @@ def main(ctx, verbose: bool, offline: bool):
     ldmprobe check --pipeline tiny --measurer tiny
                                          load models and run one image through them
     """
-    ctx.obj = Context(verbose=verbose, offline=offline)
+    ctx.obj = CliState(verbose=verbose, offline=offline)
     if offline:
         os.environ["LDMPROBE_OFFLINE"] = "1"
 

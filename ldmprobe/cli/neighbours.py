@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ldmprobe.cli.options import Context, model_options, output_options
+from ldmprobe.cli.options import CliState, model_options, output_options
 
 @click.command("neighbours")
 @click.argument("term")
@@ -33,7 +33,7 @@ from ldmprobe.cli.options import Context, model_options, output_options
               help="With --images: classifier-free guidance scale (default 7.5).")
 @output_options
 @click.pass_obj
-def neighbours(obj: Context, term, k, contexts, vocabs, keep_self, images, pipeline, revision, measurer,
+def neighbours(obj: CliState, term, k, contexts, vocabs, keep_self, images, pipeline, revision, measurer,
                device, dtype, steps, guidance, fmt):
     """Rank a vocabulary by closeness to TERM in the measurer's CLIP space.
 
@@ -46,13 +46,11 @@ def neighbours(obj: Context, term, k, contexts, vocabs, keep_self, images, pipel
     --pipeline, --revision, --dtype, --steps and --guidance matter only with --images.
     """
     from ldmprobe.render.emit import emit
-    from ldmprobe.render.progress import EncodingProgress
     from ldmprobe.usecases.neighbours import query_neighbours
 
-    with EncodingProgress(obj.terminal) as progress:
-        result = query_neighbours(
-            term, k=k, contexts=contexts, vocabs=vocabs, keep_self=keep_self, images=images, pipeline=pipeline,
-            revision=revision, measurer=measurer, device=device, dtype=dtype, steps=steps, guidance=guidance,
-            offline=obj.offline, reporter=obj.terminal, progress=progress,
-        )
+    result = query_neighbours(
+        term, k=k, contexts=contexts, vocabs=vocabs, keep_self=keep_self, images=images, pipeline=pipeline,
+        revision=revision, measurer=measurer, device=device, dtype=dtype, steps=steps, guidance=guidance,
+        offline=obj.offline, reporter=obj.terminal,
+    )
     emit(result, fmt, obj.terminal)

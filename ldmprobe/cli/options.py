@@ -9,7 +9,7 @@ import click
 from ldmprobe.render.terminal import FORMATS, Terminal
 
 
-class Context:
+class CliState:
     """Per-invocation state shared by the commands."""
 
     def __init__(self, verbose: bool, offline: bool):

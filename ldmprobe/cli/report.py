@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from ldmprobe.cli.options import Context
+from ldmprobe.cli.options import CliState
 
 
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.pass_obj
-def report_command(obj: Context, run_dir: Path):
+def report_command(obj: CliState, run_dir: Path):
     """Write report.html (config, contact sheets, drift and probe plots) into a sweep's run folder."""
     from ldmprobe.render.report import write_report
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ldmprobe.cli.options import Context, model_options, output_options
+from ldmprobe.cli.options import CliState, model_options, output_options
 
 
 
@@ -42,7 +42,7 @@ from ldmprobe.cli.options import Context, model_options, output_options
 @click.option("--no-report", is_flag=True, help="Skip writing report.html in the run folder.")
 @output_options
 @click.pass_obj
-def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, vocabs, dry_run, no_report, fmt,
+def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, vocabs, dry_run, no_report, fmt,
                   **flags):
     """Generate every (template, term, seed) image of SPEC, embed it, and report drift per term.
 
@@ -52,13 +52,13 @@ def sweep_command(obj: Context, spec_path, terms, baseline, probes, seeds, vocab
     from ldmprobe.engine.sweep_setup import SweepOptions
     from ldmprobe.render.emit import emit
     from ldmprobe.specs.sweep import load_spec
-    from ldmprobe.usecases.sweep import plan_sweep, sweep
+    from ldmprobe.usecases.sweep import preview_sweep, sweep
 
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
     options = SweepOptions(**flags, offline=obj.offline)
     if vocabs:
         options.vocab = tuple(vocabs)
-    result = (plan_sweep if dry_run else sweep)(spec, options, obj.terminal, report=not no_report)
+    result = (preview_sweep if dry_run else sweep)(spec, options, obj.terminal, report=not no_report)
     if result is None:  # a distributed run's other ranks: rank 0 writes the output
         return
     emit(result, fmt, obj.terminal)

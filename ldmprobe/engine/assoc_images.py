@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ldmprobe.errors import LdmprobeError
+from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.specs.assoc_types import AssocSet
 from ldmprobe.specs.generation import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
@@ -72,7 +73,7 @@ def embed_prompt_sets(
     guidance: float = DEFAULT_GUIDANCE,
     negative_prompt: str | None = None,
     batch_size: int = 8,
-    progress: Callable[[int, int], None] | None = None,
+    reporter: Reporter | None = None,
 ) -> tuple[dict[str, Any], list[ImageRecord], Any]:
     """Generate every (prompt, seed) image of the prompt sets, embed them, return per set.
 
@@ -110,8 +111,7 @@ def embed_prompt_sets(
 
     def advance(n: int) -> None:
         done[0] += n
-        if progress is not None:
-            progress(done[0], len(items))
+        or_silent(reporter).progress("images", done[0], len(items))
 
     generate_into_store(generator, recipe, missing_items(items, store), store, batch_size=batch_size,
                         on_batch=advance)

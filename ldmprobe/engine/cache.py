@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 
+from ldmprobe.digest import digest
 from ldmprobe.storage import (  # noqa: F401  (the stores' foundation, importable from here)
     atomic_write_bytes, atomic_write_text, cache_root, models_dir, publish_dir, staging_dir,
 )
@@ -137,10 +138,7 @@ class ArrayStore:
 
 def identity_namespace(identity: dict) -> str:
     """A short stable folder name for a model identity (sha256 of its canonical JSON)."""
-    import hashlib
-
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+    return digest(identity)[:20]
 
 
 def embedding_store(measurer_identity: dict, root: Path | None = None) -> ArrayStore:

@@ -3,7 +3,7 @@
 A launcher announces a distributed run in the environment: ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` (torchrun sets them; ``accelerate launch``
 with several processes runs torchrun). Without them, or with ``WORLD_SIZE=1``,
-:func:`setup` returns a single-process :class:`Context` and imports nothing from torch.
+:func:`setup` returns a single-process :class:`RankContext` and imports nothing from torch.
 
 What ranks exchange is small and lives on the CPU: the work list (broadcast from rank 0),
 the keys each rank generated (gathered at the end), one barrier, and a few counters in the
@@ -101,7 +101,7 @@ class SharedCounter:
 
 
 @dataclass
-class Context:
+class RankContext:
     """This process's place in the job; a plain process is rank 0 of 1 and does nothing here."""
 
     rank: int = 0
@@ -286,19 +286,19 @@ def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-def setup(environ: Mapping[str, str] | None = None) -> Context:
+def setup(environ: Mapping[str, str] | None = None) -> RankContext:
     """Join the job the launcher started (gloo process group), or describe a plain process."""
     global _SETUPS
     env = launch_env(environ)
     if env is None:
-        return Context()
+        return RankContext()
     rank, world, local = env
     timeout_s = rank_timeout()
     import datetime
 
     import torch.distributed as dist
 
-    context = Context(rank=rank, world_size=world, local_rank=local, timeout_s=timeout_s)
+    context = RankContext(rank=rank, world_size=world, local_rank=local, timeout_s=timeout_s)
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo", init_method="env://", rank=rank, world_size=world,
                                 timeout=datetime.timedelta(seconds=timeout_s))

@@ -6,21 +6,24 @@ import numpy as np
 
 from ldmprobe.engine import cache
 from ldmprobe.models.loader import ModelLoader
-from ldmprobe.engine.sweep_setup import SweepPlan
-from ldmprobe.engine.workitems import canonical_json, sha256_hex
+from ldmprobe.engine.sweep_setup import SweepSetup
+from ldmprobe.digest import CACHE_KINDS, cache_key
 from ldmprobe.models import sources as models
 
+TEXT_VERSION = CACHE_KINDS["text-embedding"]
+CONDITIONING_VERSION = CACHE_KINDS["conditioning"]
 
-def measurer_namespace(sweep_plan: SweepPlan) -> str:
-    return cache.identity_namespace(models.measurer_identity(sweep_plan.measurer_ref))
+
+def measurer_namespace(setup: SweepSetup) -> str:
+    return cache.identity_namespace(models.measurer_identity(setup.measurer_ref))
 
 
-def text_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, texts: list[str], templates: tuple[str, ...] = ()) -> np.ndarray:
+def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], templates: tuple[str, ...] = ()) -> np.ndarray:
     """Measurer text embeddings (optionally template-averaged), cached per text."""
     from ldmprobe.engine.encode import encode_in_templates
 
-    store = cache.ArrayStore(f"text/{measurer_namespace(sweep_plan)}")
-    keys = [sha256_hex(canonical_json({"text": t, "templates": list(templates)})) for t in texts]
+    store = cache.ArrayStore(f"text/{measurer_namespace(setup)}")
+    keys = [cache_key("text-embedding", TEXT_VERSION, {"text": t, "templates": list(templates)}) for t in texts]
     rows: list[np.ndarray | None] = [store.load(k) for k in keys]
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
@@ -31,13 +34,13 @@ def text_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, texts: list[str]
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def conditioning_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, prompts: list[str]) -> np.ndarray | None:
+def conditioning_embeddings(setup: SweepSetup, loaded: ModelLoader, prompts: list[str]) -> np.ndarray | None:
     """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt (None if it has none)."""
     from ldmprobe.engine.generate import encode_conditioning
 
-    namespace = cache.identity_namespace(sweep_plan.recipe.pipeline_dict)
+    namespace = cache.identity_namespace(setup.recipe.pipeline_dict)
     store = cache.ArrayStore(f"conditioning/{namespace}")
-    keys = [sha256_hex(p) for p in prompts]
+    keys = [cache_key("conditioning", CONDITIONING_VERSION, {"prompt": p}) for p in prompts]
     rows = [store.load(k) for k in keys]
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
@@ -50,7 +53,7 @@ def conditioning_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, prompts:
     return np.stack([np.asarray(r, dtype=np.float32) for r in rows])
 
 
-def direction_vocabulary(sweep_plan: SweepPlan, loaded: ModelLoader, templates: tuple[str, ...]):
+def direction_vocabulary(setup: SweepSetup, loaded: ModelLoader, templates: tuple[str, ...]):
     """Words (the --vocab lists plus the probes) and their template-averaged embeddings.
 
     Embeddings come from the vocabulary cache shared with ``ldmprobe neighbours``, so a
@@ -59,16 +62,16 @@ def direction_vocabulary(sweep_plan: SweepPlan, loaded: ModelLoader, templates: 
     from ldmprobe.engine.vocab_store import cached_vocabulary, embed_vocabulary
     from ldmprobe.specs.vocab import Vocabulary, load_vocabulary
 
-    if not sweep_plan.options.vocab:
-        words = list(dict.fromkeys(sweep_plan.spec.probes))
+    if not setup.options.vocab:
+        words = list(dict.fromkeys(setup.spec.probes))
         if len(words) < 2:
             return [], None
-        return words, text_embeddings(sweep_plan, loaded, words, templates)
-    listed = load_vocabulary(sweep_plan.options.vocab)
+        return words, text_embeddings(setup, loaded, words, templates)
+    listed = load_vocabulary(setup.options.vocab)
     seen = {w.casefold() for w in listed.words}
-    extra = tuple(p for p in sweep_plan.spec.probes if p.casefold() not in seen)
+    extra = tuple(p for p in setup.spec.probes if p.casefold() not in seen)
     vocabulary = Vocabulary(words=listed.words + extra, sources=listed.sources + (("probes",) if extra else ()))
-    identity = models.measurer_identity(sweep_plan.measurer_ref)
+    identity = models.measurer_identity(setup.measurer_ref)
     vectors = cached_vocabulary(identity, vocabulary, templates)
     if vectors is None:
         vectors = embed_vocabulary(loaded.get_measurer(), vocabulary, templates).vectors

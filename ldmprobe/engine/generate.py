@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -15,14 +15,13 @@ BLACK_THRESHOLD = 1.0 / 255.0
 
 @dataclass
 class Generated:
-    """One item's outcome: an image (uint8 HxWx3) or a failure reason, plus flags."""
+    """One item's outcome: an image (uint8 HxWx3) or a failure reason."""
 
     item: WorkItem
     pixels: np.ndarray | None
     failed: str | None = None
     nsfw: bool | None = None
     dtype_used: str = ""
-    flags: dict = field(default_factory=dict)
 
 
 def image_problem(pixels: np.ndarray) -> str | None:
@@ -161,7 +160,6 @@ def encode_conditioning(loaded, prompts: Sequence[str]) -> np.ndarray | None:
     return hidden.float().cpu().numpy()
 
 
-ProgressCallback = Callable[[int, int], None]
 
 
 def missing_items(items: Sequence[WorkItem], store) -> list[WorkItem]:

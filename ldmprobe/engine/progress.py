@@ -1,24 +1,24 @@
-"""Whole-job progress of image generation, drawn on stderr."""
+"""Whole-job progress of image generation: a rich bar when the reporter is a terminal, else lines."""
 
 from __future__ import annotations
 
 import time
 
 
-class Progress:
+class GenerationProgress:
     """Whole-job progress on stderr: done/total, cached vs generated, images/s, ETA.
 
     In a distributed run every rank adds its images to ``shared`` (a counter summed across
     ranks) and only the rank with ``show`` (rank 0) draws, so one display covers the job.
     """
 
-    def __init__(self, terminal, total: int, cached: int, label: str, shared=None, show: bool = True):
-        self.terminal, self.total, self.cached, self.label = terminal, total, cached, label
+    def __init__(self, reporter, total: int, cached: int, label: str, shared=None, show: bool = True):
+        self.reporter, self.total, self.cached, self.label = reporter, total, cached, label
         self.shared, self.show = shared, show
         self.generated = 0  # across all ranks when ``shared``
         self.started = time.perf_counter()
         self._bar = None
-        stderr_tty = bool(getattr(terminal.stderr, "isatty", lambda: False)())
+        stderr_tty = bool(getattr(getattr(reporter, "stderr", None), "isatty", lambda: False)())
         if show and stderr_tty and total > cached:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
             from rich.progress import TextColumn, TimeRemainingColumn
@@ -26,7 +26,7 @@ class Progress:
             self._bar = RichProgress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
-                console=terminal.err_console(), transient=False,
+                console=reporter.err_console(), transient=False,
             )
             self._task = self._bar.add_task(label, total=total, completed=cached, detail="")
             self._bar.start()
@@ -57,7 +57,7 @@ class Progress:
             self._bar.update(self._task, advance=n, detail=detail)
         else:
             eta = remaining / rate if rate > 0 else float("nan")
-            self.terminal.info(f"{self.label}: {self.cached + self.generated}/{self.total} ({detail}, ETA {eta:.0f}s)")
+            self.reporter.info(f"{self.label}: {self.cached + self.generated}/{self.total} ({detail}, ETA {eta:.0f}s)")
 
     def close(self) -> None:
         if self._bar is not None:

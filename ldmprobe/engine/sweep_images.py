@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from ldmprobe.engine import cache
-from ldmprobe.engine.progress import Progress
-from ldmprobe.engine.sweep_setup import SweepPlan
+from ldmprobe.engine.progress import GenerationProgress
+from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.engine.workitems import WorkItem, unique_items
 from ldmprobe.errors import ExitCode, LdmprobeError
 from ldmprobe.models import sources as models
@@ -20,10 +20,10 @@ class Interrupted(LdmprobeError):
     exit_code = ExitCode.INTERRUPTED
 
 
-def model_loader(sweep_plan: SweepPlan, measurer: Any = None) -> ModelLoader:
+def model_loader(setup: SweepSetup, measurer: Any = None) -> ModelLoader:
     """The sweep's lazy models on its chosen device (a fully cached rerun loads none)."""
-    return ModelLoader(sweep_plan.generator_ref, sweep_plan.measurer_ref, device=sweep_plan.device,
-                       dtype=sweep_plan.dtype, offline=sweep_plan.options.offline, measurer=measurer)
+    return ModelLoader(setup.generator_ref, setup.measurer_ref, device=setup.device,
+                       dtype=setup.dtype, offline=setup.options.offline, measurer=measurer)
 
 
 @dataclass
@@ -35,8 +35,8 @@ class ItemRecord:
     embedding: np.ndarray | None = None
 
 
-def generate_missing(sweep_plan: SweepPlan, loaded: ModelLoader, terminal, store: cache.ImageStore,
-                     items: list[WorkItem] | None = None, progress: Progress | None = None) -> tuple[set[str], int]:
+def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: cache.ImageStore,
+                     items: list[WorkItem] | None = None, progress: GenerationProgress | None = None) -> tuple[set[str], int]:
     """Make every image not yet cached; return (keys generated now, batch size used).
 
     ``items`` limits the work to those items (a rank's share); a given ``progress`` is
@@ -44,17 +44,17 @@ def generate_missing(sweep_plan: SweepPlan, loaded: ModelLoader, terminal, store
     """
     from ldmprobe.engine.generate import default_batch_size, generate_into_store, missing_items
 
-    unique = unique_items(sweep_plan.items)
+    unique = unique_items(setup.items)
     missing = missing_items(unique if items is None else items, store)
-    batch_size = sweep_plan.options.batch_size or default_batch_size(sweep_plan.device)
+    batch_size = setup.options.batch_size or default_batch_size(setup.device)
     if not missing:
         return set(), batch_size
     own_progress = progress is None
     if own_progress:
-        progress = Progress(terminal, len(unique), len(unique) - len(missing), "generating")
+        progress = GenerationProgress(reporter, len(unique), len(unique) - len(missing), "generating")
     try:
         made, batch_size, halvings = generate_into_store(
-            loaded.get_generator(), sweep_plan.recipe, missing, store, batch_size=batch_size,
+            loaded.get_generator(), setup.recipe, missing, store, batch_size=batch_size,
             on_batch=progress.advance,
         )
     except KeyboardInterrupt:
@@ -67,11 +67,11 @@ def generate_missing(sweep_plan: SweepPlan, loaded: ModelLoader, terminal, store
     if own_progress:
         progress.close()
     if halvings:
-        terminal.warn(f"CUDA ran out of memory; batch size reduced to {batch_size}.")
+        reporter.warn(f"CUDA ran out of memory; batch size reduced to {batch_size}.")
     return made, batch_size
 
 
-def embed_items(sweep_plan: SweepPlan, loaded: ModelLoader, store: cache.ImageStore, made: set[str],
+def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore, made: set[str],
                 items: list[WorkItem] | None = None, merge: bool = False) -> dict[str, ItemRecord]:
     """Image embeddings of every item (or of ``items``) by the measurer (cached per image key + measurer).
 
@@ -80,11 +80,11 @@ def embed_items(sweep_plan: SweepPlan, loaded: ModelLoader, store: cache.ImageSt
     """
     from ldmprobe.engine.encode import encode_images
 
-    emb_store = cache.embedding_store(models.measurer_identity(sweep_plan.measurer_ref))
+    emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
     records: dict[str, ItemRecord] = {}
     to_embed: list[tuple[str, Any]] = []
     absent: list[str] = []
-    for item in unique_items(sweep_plan.items) if items is None else items:
+    for item in unique_items(setup.items) if items is None else items:
         record = ItemRecord(item=item, cached=item.key not in made)
         failure = store.failure(item.key)
         if failure is not None:

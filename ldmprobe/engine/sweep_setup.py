@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.engine import cache
-from ldmprobe.engine.workitems import Recipe, WorkItem, plan, unique_items
+from ldmprobe.engine.workitems import Recipe, WorkItem, unique_items, work_items
 from ldmprobe.errors import BadInputError
 from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
@@ -48,7 +48,7 @@ class SweepOptions:
 
 
 @dataclass
-class SweepPlan:
+class SweepSetup:
     spec: Spec
     options: SweepOptions
     generator_ref: models.GeneratorRef
@@ -75,7 +75,7 @@ def native_size(folder: Path) -> int:
     return int(sample) * factor
 
 
-def make_plan(spec: Spec, options: SweepOptions) -> SweepPlan:
+def make_plan(spec: Spec, options: SweepOptions) -> SweepSetup:
     """Resolve models (configs only), build the recipe and the keyed work items."""
     generator_ref = models.resolve_generator(options.pipeline, options.revision)
     measurer_ref = models.resolve_measurer(options.measurer)
@@ -110,42 +110,42 @@ def make_plan(spec: Spec, options: SweepOptions) -> SweepPlan:
                                          allow_truncation=options.allow_truncation)
     finally:
         counter.save()
-    return SweepPlan(
+    return SweepSetup(
         spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
         generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
-        items=plan(spec, recipe), truncated=list(truncated),
+        items=work_items(spec, recipe), truncated=list(truncated),
     )
 
 
-def dry_run_document(sweep_plan: SweepPlan) -> dict:
+def dry_run_document(setup: SweepSetup) -> dict:
     """The plan, printed by --dry-run without loading any model."""
     store = cache.ImageStore()
-    unique = unique_items(sweep_plan.items)
+    unique = unique_items(setup.items)
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "sweep-plan",
-        "spec": sweep_plan.spec.to_dict(),
-        "config": config_block(sweep_plan, batch_size=None),
+        "spec": setup.spec.to_dict(),
+        "config": config_block(setup, batch_size=None),
         "counts": {
-            "planned": len(sweep_plan.items),
+            "planned": len(setup.items),
             "unique": len(unique),
             "cached": sum(store.has(item.key) for item in unique),
         },
         "items": [
             {"template": i.template, "term": i.term, "seed": i.seed, "prompt": i.prompt, "key": i.key,
              "cached": store.has(i.key)}
-            for i in sweep_plan.items
+            for i in setup.items
         ],
     }
 
 
-def config_block(sweep_plan: SweepPlan, batch_size: int | None) -> dict:
-    recipe = sweep_plan.recipe
+def config_block(setup: SweepSetup, batch_size: int | None) -> dict:
+    recipe = setup.recipe
     return {
-        "pipeline": {"spec": sweep_plan.generator_ref.spec, "source": sweep_plan.generator_ref.source,
+        "pipeline": {"spec": setup.generator_ref.spec, "source": setup.generator_ref.source,
                      "identity": recipe.pipeline_dict},
-        "measurer": {"spec": sweep_plan.measurer_ref.spec, "source": sweep_plan.measurer_ref.source,
-                     "identity": models.measurer_identity(sweep_plan.measurer_ref)},
+        "measurer": {"spec": setup.measurer_ref.spec, "source": setup.measurer_ref.source,
+                     "identity": models.measurer_identity(setup.measurer_ref)},
         "scheduler": recipe.scheduler_dict,
         "steps": recipe.steps,
         "guidance": recipe.guidance,
@@ -153,9 +153,9 @@ def config_block(sweep_plan: SweepPlan, batch_size: int | None) -> dict:
         "height": recipe.height,
         "dtype": recipe.dtype,
         "negative_prompt": recipe.negative_prompt,
-        "device": sweep_plan.device,
+        "device": setup.device,
         "batch_size": batch_size,
-        "nsfw": sweep_plan.options.nsfw,
-        "statistics": {"seed": sweep_plan.options.stats_seed, "permutations": sweep_plan.options.permutations,
-                       "bootstrap": sweep_plan.options.bootstrap},
+        "nsfw": setup.options.nsfw,
+        "statistics": {"seed": setup.options.stats_seed, "permutations": setup.options.permutations,
+                       "bootstrap": setup.options.bootstrap},
     }

@@ -12,19 +12,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ldmprobe.specs.neighbours import check_contexts, check_term
 from ldmprobe.engine import cache
 from ldmprobe.engine import encode as embed
-from ldmprobe.engine.workitems import canonical_json, sha256_hex
+from ldmprobe.digest import CACHE_KINDS, cache_key
 from ldmprobe.errors import BadInputError
+from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.specs.vocab import Vocabulary
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = CACHE_KINDS["vocab-text-embeddings"]
 
 
 _CHUNK_WORDS = 2048
@@ -33,7 +34,7 @@ _CHUNK_WORDS = 2048
 _UNIT_TOLERANCE = 1e-3
 
 
-Progress = Callable[[int, int], None]
+ENCODING_LABEL = "encoding vocabulary entries (cached for the next query)"
 
 
 def _check_lengths(measurer, texts: Sequence[str], what: str) -> None:
@@ -69,14 +70,12 @@ class VocabEmbeddings:
 
 def text_cache_key(identity: dict[str, Any], vocabulary: Vocabulary, contexts: Sequence[str]) -> str:
     """sha256 of everything that changes the vocabulary's embeddings."""
-    return sha256_hex(canonical_json({
-        "kind": "vocab-text-embeddings",
-        "version": CACHE_VERSION,
+    return cache_key("vocab-text-embeddings", CACHE_VERSION, {
         "measurer": identity,
         "vocabulary": vocabulary.content_hash,
         "size": len(vocabulary),
         "contexts": list(contexts),
-    }))
+    })
 
 
 def _store() -> cache.ArrayStore:
@@ -95,15 +94,13 @@ def _cache_problem(vectors: np.ndarray, rows: int, dim: int) -> str | None:
     return None
 
 
-def _encode(measurer, words: Sequence[str], contexts: Sequence[str], progress: Progress | None) -> np.ndarray:
+def _encode(measurer, words: Sequence[str], contexts: Sequence[str], reporter: Reporter) -> np.ndarray:
     """Embed words (inside every context, averaged) in chunks, reporting progress."""
     chunks = []
-    if progress is not None:
-        progress(0, len(words))
+    reporter.progress(ENCODING_LABEL, 0, len(words))
     for start in range(0, len(words), _CHUNK_WORDS):
         chunks.append(embed.encode_in_templates(measurer, words[start : start + _CHUNK_WORDS], tuple(contexts)))
-        if progress is not None:
-            progress(min(start + _CHUNK_WORDS, len(words)), len(words))
+        reporter.progress(ENCODING_LABEL, min(start + _CHUNK_WORDS, len(words)), len(words))
     if not chunks:
         return np.zeros((0, measurer.embed_dim), dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32, copy=False)
@@ -119,7 +116,7 @@ def cached_vocabulary(identity: dict[str, Any], vocabulary: Vocabulary,
 
 
 def embed_vocabulary(measurer, vocabulary: Vocabulary, contexts: Sequence[str] = (),
-                     *, progress: Progress | None = None) -> VocabEmbeddings:
+                     *, reporter: Reporter | None = None) -> VocabEmbeddings:
     """The vocabulary's unit embeddings, from the cache or encoded once and cached atomically."""
     contexts = check_contexts(contexts)
     t0 = time.perf_counter()
@@ -133,7 +130,7 @@ def embed_vocabulary(measurer, vocabulary: Vocabulary, contexts: Sequence[str] =
             return VocabEmbeddings(vectors, store.path(key), "hit", seconds=time.perf_counter() - t0)
     _check_lengths(measurer, embed.fill_templates(vocabulary.words, contexts) if contexts else vocabulary.words,
                    "The vocabulary entry" if not contexts else "The vocabulary prompt")
-    vectors = _encode(measurer, vocabulary.words, contexts, progress)
+    vectors = _encode(measurer, vocabulary.words, contexts, or_silent(reporter))
     store.save(key, vectors)
     return VocabEmbeddings(vectors, store.path(key), "rebuilt" if problem else "built", problem,
                            seconds=time.perf_counter() - t0)

@@ -3,28 +3,27 @@
 A :class:`WorkItem` is one image: (template, term, seed) plus the :class:`Recipe`, i.e.
 everything else that changes the pixels. Its ``key`` is the sha256 of the canonical JSON of
 the recipe, the expanded prompt and the seed (:func:`item_key`). The key never depends on
-the item's position in the plan, on other terms, on a rank or on a batch index, so the same
+the item's position in the work list, on other terms, on a rank or on a batch index, so the same
 image gets the same key in every run, in every process, whatever else is in the sweep.
 
 Shared keys: two items can have the same key when different (template, term) pairs expand
 to the same prompt — e.g. templates "a {} house" and "a house {}" with the baseline "".
-They describe the same image, so :func:`plan` keeps *both* items (each keeps its own
+They describe the same image, so :func:`work_items` keeps *both* items (each keeps its own
 template, term and role in the statistics), and the generator should make the image once:
-:func:`unique_items` returns the first item for each key and :func:`shared_keys` lists the
-keys held by more than one item. Both are deterministic (plan order).
+:func:`unique_items` returns the first item for each key (deterministic: work-list order).
 
 Like ``spec``, this module imports nothing heavy (no torch, diffusers or open_clip).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ldmprobe.digest import canonical_json, digest, sha256_hex  # noqa: F401  (importable from here)
 from ldmprobe.specs.sweep import Spec, expand
 
 __all__ = [
@@ -34,9 +33,8 @@ __all__ = [
     "canonical_json",
     "item_key",
     "key_document",
-    "plan",
+    "work_items",
     "sha256_hex",
-    "shared_keys",
     "unique_items",
 ]
 
@@ -56,19 +54,6 @@ _DTYPE_ALIASES = {
     "double": "float64",
     "float64": "float64",
 }
-
-
-def canonical_json(obj: Any) -> str:
-    """The one JSON text for ``obj``: sorted keys, no spaces, UTF-8 kept, NaN/inf refused."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
-def sha256_hex(text: str | bytes) -> str:
-    """Hex sha256 of ``text`` (str is encoded as UTF-8)."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,12 +128,6 @@ class Recipe:
             "negative_prompt": self.negative_prompt,
         }
 
-    @property
-    def key(self) -> str:
-        """sha256 of the recipe alone (handy to group items or name a run; not an image key)."""
-        return sha256_hex(canonical_json({"key_version": KEY_VERSION, "recipe": self.to_dict()}))
-
-
 # --------------------------------------------------------------------------------------------
 # Work items
 
@@ -170,21 +149,6 @@ class WorkItem:
     recipe: Recipe
     key: str
 
-    def to_dict(self, *, include_recipe: bool = True) -> dict[str, Any]:
-        """JSON-safe dict (for ``items.jsonl``); ``include_recipe=False`` leaves it out."""
-        out: dict[str, Any] = {
-            "template": self.template,
-            "template_index": self.template_index,
-            "term": self.term,
-            "is_baseline": self.is_baseline,
-            "seed": self.seed,
-            "prompt": self.prompt,
-            "key": self.key,
-        }
-        if include_recipe:
-            out["recipe"] = self.recipe.to_dict()
-        return out
-
 
 def key_document(recipe: Recipe, prompt: str, seed: int) -> dict[str, Any]:
     """The mapping whose canonical JSON is hashed into the item key (also fit for a PNG
@@ -202,10 +166,10 @@ def key_document(recipe: Recipe, prompt: str, seed: int) -> dict[str, Any]:
 
 def item_key(recipe: Recipe, prompt: str, seed: int) -> str:
     """Hex sha256 of the canonical JSON of recipe + prompt + seed + ``key_version``."""
-    return sha256_hex(canonical_json(key_document(recipe, prompt, seed)))
+    return digest(key_document(recipe, prompt, seed))
 
 
-def plan(spec: Spec, recipe: Recipe) -> list[WorkItem]:
+def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
     """Every (template, term, seed) of the spec as a work item, in a fixed order.
 
     Order: templates in spec order; within a template the baseline first, then the terms in
@@ -246,14 +210,6 @@ def unique_items(items: Iterable[WorkItem]) -> list[WorkItem]:
             seen.add(item.key)
             out.append(item)
     return out
-
-
-def shared_keys(items: Iterable[WorkItem]) -> dict[str, list[WorkItem]]:
-    """Keys held by more than one item, each with its items in the given order."""
-    groups: dict[str, list[WorkItem]] = {}
-    for item in items:
-        groups.setdefault(item.key, []).append(item)
-    return {key: group for key, group in groups.items() if len(group) > 1}
 
 
 # --------------------------------------------------------------------------------------------

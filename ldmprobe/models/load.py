@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ldmprobe import storage as cache
+from ldmprobe.digest import CACHE_KINDS, cache_key
 from ldmprobe.errors import BadInputError, ModelUnavailableError
 from ldmprobe.models import tiny
 from ldmprobe.models.libraries import quiet_libraries, torch_dtype
@@ -85,7 +86,8 @@ class TokenCounter:
         self.ref, self.folder, self.offline = ref, folder, offline
         tok_dir = folder / "tokenizer"
         fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
-        self.path = cache.cache_root() / "token_counts" / f"{fingerprint[:24]}.json"
+        key = cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint})
+        self.path = cache.cache_root() / "token_counts" / f"{key[:24]}.json"
         try:
             self.counts: dict[str, int] = json.loads(self.path.read_text())
         except (OSError, ValueError):

@@ -56,6 +56,27 @@ class Terminal:
     def warn(self, message: str) -> None:
         self.err_console().print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
+    def progress(self, label: str, done: int, total: int) -> None:
+        """Reporter protocol: a transient bar per label on a terminal, else one line at the start."""
+        bars = self.__dict__.setdefault("_bars", {})
+        if label not in bars:
+            console = self.err_console()
+            self.info(f"{label}: {total} to do")
+            bars[label] = None
+            if console.is_terminal:
+                from rich.progress import Progress
+
+                bars[label] = Progress(console=console, transient=True)
+                bars[label].start()
+                bars[label].add_task(label, total=total)
+        bar = bars[label]
+        if bar is not None:
+            bar.update(bar.task_ids[0], completed=done)
+        if done >= total:
+            if bar is not None:
+                bar.stop()
+            del bars[label]
+
     def error(self, message: str) -> None:
         self.err_console().print(f"error: {message}", style="bold red", markup=False, highlight=False)
 

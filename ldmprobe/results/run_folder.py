@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ldmprobe.engine import cache
 from ldmprobe.engine.sweep_images import ItemRecord
-from ldmprobe.engine.sweep_setup import SweepPlan
+from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.errors import BadInputError
 from ldmprobe.records import to_json
 from ldmprobe.results.contact_sheet import contact_sheet
@@ -39,27 +39,27 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemRecord], sweep_plan: SweepPlan,
+def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemRecord], setup: SweepSetup,
                      store: cache.ImageStore) -> SweepResult:
     """results.json, items.jsonl, images/ and one contact sheet per template.
 
     Returns the result with its contact sheets listed; ``result`` itself is left as it was.
     """
     out.mkdir(parents=True, exist_ok=True)
-    _write_items(out, records, sweep_plan, store)
-    sheets = [_write_contact_sheet(out, t, records, sweep_plan, store) for t in range(len(sweep_plan.spec.templates))]
+    _write_items(out, records, setup, store)
+    sheets = [_write_contact_sheet(out, t, records, setup, store) for t in range(len(setup.spec.templates))]
     written = result.with_contact_sheets(sheets)
     cache.atomic_write_text(out / "results.json", to_json(written) + "\n")
     return written
 
 
-def _write_items(out: Path, records: dict[str, ItemRecord], sweep_plan: SweepPlan, store: cache.ImageStore) -> None:
+def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, store: cache.ImageStore) -> None:
     """items.jsonl (one line per planned image) and the images beside it."""
     lines = []
-    for item in sweep_plan.items:
+    for item in setup.items:
         record = records[item.key]
         image_rel = None
-        if record.failed is None and sweep_plan.options.write_images:
+        if record.failed is None and setup.options.write_images:
             image_rel = f"images/{item.key}.png"
             _link_or_copy(store.path(item.key), out / image_rel)
         lines.append(to_json({
@@ -67,15 +67,15 @@ def _write_items(out: Path, records: dict[str, ItemRecord], sweep_plan: SweepPla
             "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
             "image": image_rel, "cached": record.cached,
             "flags": {"failed": record.failed, "nsfw": record.nsfw,
-                      "dropped": sweep_plan.options.nsfw == "drop" and bool(record.nsfw)},
+                      "dropped": setup.options.nsfw == "drop" and bool(record.nsfw)},
         }, indent=None))
     cache.atomic_write_text(out / "items.jsonl", "\n".join(lines) + "\n")
 
 
-def _write_contact_sheet(out: Path, t: int, records: dict[str, ItemRecord], sweep_plan: SweepPlan,
+def _write_contact_sheet(out: Path, t: int, records: dict[str, ItemRecord], setup: SweepSetup,
                          store: cache.ImageStore) -> ContactSheet:
-    spec = sweep_plan.spec
-    by_cell = {(i.template_index, i.term, i.seed): i for i in sweep_plan.items}
+    spec = setup.spec
+    by_cell = {(i.template_index, i.term, i.seed): i for i in setup.items}
     rows = []
     for term in spec.all_terms:
         row = []

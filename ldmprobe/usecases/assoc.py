@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ldmprobe.engine.assoc_images import ImageRecord, embed_prompt_sets, embed_word_set
 from ldmprobe.errors import SpecError
+from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.results.assoc import AssocResult
 from ldmprobe.specs.assoc import load_assoc_spec
 from ldmprobe.specs.assoc_types import (
@@ -50,8 +50,7 @@ def run_assoc(
     guidance: float | None = None,
     batch_size: int = 8,
     allow_truncation: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    warn: Callable[[str], None] | None = None,
+    reporter: Reporter | None = None,
     started: str | None = None,
 ) -> AssocResult:
     """Embed the four sets with loaded models and run the WEAT statistics.
@@ -89,12 +88,12 @@ def run_assoc(
             prompts, lambda p: len(tokenizer(p).input_ids), max_tokens=min(limit, 77),
             allow_truncation=allow_truncation,
         )
-        if truncated and warn is not None:
-            warn(f"{len(truncated)} prompt(s) are truncated to 77 tokens: "
+        if truncated:
+            or_silent(reporter).warn(f"{len(truncated)} prompt(s) are truncated to 77 tokens: "
                  + "; ".join(repr(p) for p in truncated))
         image_embeddings, records, recipe = embed_prompt_sets(
             generator, measurer, prompt_sets, steps=steps, guidance=guidance,
-            negative_prompt=spec.negative_prompt, batch_size=batch_size, progress=progress,
+            negative_prompt=spec.negative_prompt, batch_size=batch_size, reporter=reporter,
         )
         embeddings.update(image_embeddings)
         generation = {**recipe.to_dict(), "batch_size": batch_size}
@@ -139,14 +138,14 @@ def assoc_from_names(
     device: str = "auto",
     dtype: str = "auto",
     offline: bool = False,
-    terminal=None,
+    reporter: Reporter | None = None,
     **options,
 ) -> AssocResult:
     """Resolve and load the models a spec needs, then :func:`run_assoc`.
 
     The generator is resolved and loaded only when the spec has prompt sets, so a text-only
-    test never imports diffusers. ``terminal`` (``warn``/``info`` methods, writing to stderr)
-    gets the tiny-model warning and progress; ``options`` go to :func:`run_assoc`.
+    test never imports diffusers. ``reporter`` gets the tiny-model warning, warnings and
+    progress; ``options`` go to :func:`run_assoc`.
     """
     from ldmprobe.models import sources as models
     from ldmprobe.models.loader import ModelLoader
@@ -157,13 +156,8 @@ def assoc_from_names(
         spec = load_assoc_spec(spec)
     loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                                     dtype=dtype, offline=offline, needs_generator=spec.needs_generator)
-    if terminal is not None and loader.tiny:
-        terminal.warn(models.TINY_WARNING)
+    if loader.tiny:
+        or_silent(reporter).warn(models.TINY_WARNING)
     generator = loader.get_generator() if spec.needs_generator else None
     loaded = loader.get_measurer()
-    if terminal is not None:
-        options.setdefault("warn", terminal.warn)
-        if generator is not None:
-            options.setdefault(
-                "progress", lambda done, total: terminal.info(f"images: {done}/{total}"))
-    return run_assoc(spec, measurer=loaded, generator=generator, started=started, **options)
+    return run_assoc(spec, measurer=loaded, generator=generator, started=started, reporter=reporter, **options)

@@ -8,6 +8,8 @@ from ldmprobe import SCHEMA_VERSION
 from ldmprobe.models import inventory
 from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
+from ldmprobe.models.loader import ModelLoader
+from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.results.provenance import now_iso, provenance
 
 
@@ -17,13 +19,13 @@ def list_models() -> dict:
 
 
 def check_models(*, pipeline: str, revision: str | None, measurer: str, device: str, dtype: str,
-                 offline: bool, terminal) -> dict:
+                 offline: bool, reporter: Reporter | None = None) -> dict:
     """Load both models, make one image, embed it and a prompt; time each step."""
     started = now_iso()
     gen_ref = models.resolve_generator(pipeline, revision)
     meas_ref = models.resolve_measurer(measurer)
     if gen_ref.is_tiny or meas_ref.is_tiny:
-        terminal.warn(models.TINY_WARNING)
+        or_silent(reporter).warn(models.TINY_WARNING)
     if offline:
         models.set_hub_offline()
     # fail fast, before the slow imports, when either model cannot be had
@@ -35,12 +37,13 @@ def check_models(*, pipeline: str, revision: str | None, measurer: str, device: 
     chosen_device, chosen_dtype = model_load.pick_device(device)
     chosen_dtype = chosen_dtype if dtype == "auto" else dtype
     timings = {"import_s": time.perf_counter() - t0}
+    loader = ModelLoader(gen_ref, meas_ref, device=chosen_device, dtype=chosen_dtype, offline=offline)
 
     t0 = time.perf_counter()
-    generator = model_load.load_generator(gen_ref, device=chosen_device, dtype=chosen_dtype, offline=offline)
+    generator = loader.get_generator()
     timings["load_generator_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    measurer_model = model_load.load_measurer(meas_ref, device=chosen_device, offline=offline)
+    measurer_model = loader.get_measurer()
     timings["load_measurer_s"] = time.perf_counter() - t0
 
     prompt = "a photo of a house"

@@ -15,8 +15,9 @@ from ldmprobe.engine import cache
 from ldmprobe.engine.sweep_images import embed_items, generate_missing, model_loader
 from ldmprobe.engine.sweep_setup import make_plan
 from ldmprobe.engine.workitems import unique_items
-from ldmprobe.engine.vocab_store import Progress, embed_term, embed_vocabulary
+from ldmprobe.engine.vocab_store import embed_term, embed_vocabulary
 from ldmprobe.errors import BadInputError
+from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.results.neighbours import NeighbourResult
 from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.specs.sweep import Spec
@@ -31,7 +32,7 @@ class TermImages:
     config: dict[str, Any]
 
 
-def term_images(term: str, contexts: Sequence[str], count: int, options, *, terminal,
+def term_images(term: str, contexts: Sequence[str], count: int, options, *, reporter: Reporter | None = None,
                 measurer=None) -> TermImages:
     """Generate (or read from the image cache) ``count`` seeds of the term in each context.
 
@@ -47,13 +48,13 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, term
     term, contexts = check_term(term), check_contexts(contexts)
     spec = Spec(name="neighbours", templates=contexts or (BARE_TEMPLATE,), baseline="", terms=(term,),
                 seeds=tuple(range(int(count))))
-    plan = make_plan(spec, options)
-    plan = dataclasses.replace(plan, items=[item for item in plan.items if not item.is_baseline])
+    term_setup = make_plan(spec, options)
+    term_setup = dataclasses.replace(term_setup, items=[item for item in term_setup.items if not item.is_baseline])
     store = cache.ImageStore()
-    loaded = model_loader(plan, measurer=measurer)
-    made, _ = generate_missing(plan, loaded, terminal, store)
-    records = embed_items(plan, loaded, store, made)
-    items = unique_items(plan.items)
+    loaded = model_loader(term_setup, measurer=measurer)
+    made, _ = generate_missing(term_setup, loaded, or_silent(reporter), store)
+    records = embed_items(term_setup, loaded, store, made)
+    items = unique_items(term_setup.items)
     usable = [records[item.key] for item in items if records[item.key].failed is None
               and not (options.nsfw == "drop" and records[item.key].nsfw)]
     failed = sum(records[item.key].failed is not None for item in items)
@@ -63,14 +64,14 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, term
             "black, the rest were flagged and dropped); try another pipeline, --dtype float32, or "
             "--nsfw keep."
         )
-    recipe = plan.recipe
+    recipe = term_setup.recipe
     config = {
         "count": int(count),
         "made": len(made),
         "cached": len(items) - len(made),
         "used": len(usable),
         "failed": failed,
-        "pipeline": {"spec": plan.generator_ref.spec, "identity": recipe.pipeline_dict},
+        "pipeline": {"spec": term_setup.generator_ref.spec, "identity": recipe.pipeline_dict},
         "scheduler": recipe.scheduler_dict,
         "steps": recipe.steps,
         "guidance": recipe.guidance,
@@ -86,7 +87,7 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, term
 
 def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Sequence[str] = (),
                     k: int = DEFAULT_K, keep_self: bool = False, images: TermImages | None = None,
-                    progress: Progress | None = None, started: str | None = None) -> NeighbourResult:
+                    reporter: Reporter | None = None, started: str | None = None) -> NeighbourResult:
     """Rank ``vocabulary`` by cosine to ``term`` (bare or in ``contexts``) with a loaded measurer.
 
     With ``images`` (see :func:`term_images`), also rank it by cosine to the images' centroid
@@ -100,7 +101,7 @@ def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Se
     t0 = time.perf_counter()
     query = embed_term(measurer, term, contexts)
     timings["embed_term_s"] = time.perf_counter() - t0
-    table = embed_vocabulary(measurer, vocabulary, contexts, progress=progress)
+    table = embed_vocabulary(measurer, vocabulary, contexts, reporter=reporter)
     timings["vocabulary_s"] = table.seconds
     t0 = time.perf_counter()
     ranked, excluded = rank_words(query, table.vectors, vocabulary.words, k, term=term, keep_self=keep_self)
@@ -133,10 +134,11 @@ def query_neighbours(term: str, *, k: int = DEFAULT_K, contexts: Sequence[str] =
                      keep_self: bool = False, images: int | None = None, pipeline: str = "sd15",
                      revision: str | None = None, measurer: str = "ViT-L-14-quickgelu:openai",
                      device: str = "auto", dtype: str = "auto", steps: int | None = None,
-                     guidance: float | None = None, offline: bool = False, reporter=None,
-                     progress: Progress | None = None) -> NeighbourResult:
+                     guidance: float | None = None, offline: bool = False,
+                     reporter: Reporter | None = None) -> NeighbourResult:
     """Resolve and load the measurer (and, with ``images``, the generator), then find the
-    neighbours. Warnings go to ``reporter.warn``; encoding progress to ``progress``."""
+    neighbours, reporting warnings and progress to ``reporter``."""
+    reporter = or_silent(reporter)
     from ldmprobe.engine.sweep_setup import SweepOptions
     from ldmprobe.models import sources as models
     from ldmprobe.models.loader import ModelLoader
@@ -147,7 +149,7 @@ def query_neighbours(term: str, *, k: int = DEFAULT_K, contexts: Sequence[str] =
     vocabulary = load_vocabulary(vocabs)
     loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                                     dtype=dtype, offline=offline, needs_generator=images is not None)
-    if loader.tiny and reporter is not None:
+    if loader.tiny:
         reporter.warn(models.TINY_WARNING)
     t0 = time.perf_counter()
     loaded = loader.measurer()
@@ -157,13 +159,12 @@ def query_neighbours(term: str, *, k: int = DEFAULT_K, contexts: Sequence[str] =
         options = SweepOptions(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                                dtype=dtype, steps=steps, guidance=guidance, offline=offline)
         t0 = time.perf_counter()
-        found_images = term_images(term, contexts, images, options, terminal=reporter, measurer=loaded)
+        found_images = term_images(term, contexts, images, options, reporter=reporter, measurer=loaded)
         timings["images_s"] = time.perf_counter() - t0
     result = find_neighbours(loaded, term, vocabulary, contexts=contexts, k=k, keep_self=keep_self,
-                             images=found_images, progress=progress, started=started)
+                             images=found_images, reporter=reporter, started=started)
     result.timings = {**timings, **result.timings}
-    if reporter is not None:
-        _warn_about(result, found_images, k, reporter)
+    _warn_about(result, found_images, k, reporter)
     return result
 
 

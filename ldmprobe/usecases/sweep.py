@@ -10,10 +10,11 @@ from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddin
 from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
-from ldmprobe.engine.progress import Progress
+from ldmprobe.engine.progress import GenerationProgress
 from ldmprobe.engine.sweep_images import Interrupted, ItemRecord, embed_items, generate_missing, model_loader
-from ldmprobe.engine.sweep_setup import SweepOptions, SweepPlan, config_block, dry_run_document, make_plan
-from ldmprobe.engine.workitems import canonical_json, sha256_hex, unique_items
+from ldmprobe.engine.sweep_setup import SweepOptions, SweepSetup, config_block, dry_run_document, make_plan
+from ldmprobe.digest import digest
+from ldmprobe.engine.workitems import unique_items
 from ldmprobe.errors import BadInputError, ExitCode, LdmprobeError
 from ldmprobe.models import sources as models
 from ldmprobe.models.loader import ModelLoader
@@ -45,7 +46,7 @@ def sweep(spec: Spec, options: SweepOptions, reporter, *, report: bool = True) -
     return result
 
 
-def plan_sweep(spec: Spec, options: SweepOptions, reporter=None, *, report: bool = False) -> dict | None:  # noqa: ARG001
+def preview_sweep(spec: Spec, options: SweepOptions, reporter=None, *, report: bool = False) -> dict | None:  # noqa: ARG001
     """What ``--dry-run`` prints: the plan, with no model loaded (None on ranks other than 0)."""
     if not distributed.is_main_process():  # under torchrun / accelerate launch, rank 0 prints the plan
         return None
@@ -57,44 +58,44 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter) -> SweepResult | None
 
     Under ``torchrun`` / ``accelerate launch`` every rank makes and embeds its share of the
     work into the shared cache; rank 0 then merges, writes the run folder and returns the
-    result, and the other ranks return None (they print nothing). Progress and warnings go
-    to ``reporter`` (a :class:`~ldmprobe.render.terminal.Terminal` or any object with
-    ``info`` / ``warn`` and ``stderr``).
+    result, and the other ranks return None (they print nothing). GenerationProgress and warnings go
+    to ``reporter`` (a :class:`~ldmprobe.reporting.Reporter`; on a
+    :class:`~ldmprobe.render.terminal.Terminal` generation draws a progress bar).
     """
     started = now_iso()
     out = options.out or default_out(spec, options.runs_dir)
     check_out_dir(out)
-    sweep_plan = make_plan(spec, options)
+    setup = make_plan(spec, options)
     ctx = distributed.setup()
     try:
-        sweep_plan = replace(sweep_plan, device=ctx.device(sweep_plan.device))
-        if sweep_plan.tiny and ctx.is_main:
+        setup = replace(setup, device=ctx.device(setup.device))
+        if setup.tiny and ctx.is_main:
             reporter.warn(models.TINY_WARNING)
-        if sweep_plan.truncated and ctx.is_main:
-            reporter.warn(f"{len(sweep_plan.truncated)} prompt(s) exceed the tokenizer limit and will be truncated.")
-        loaded = model_loader(sweep_plan)
-        work = _make_and_embed(ctx, sweep_plan, loaded, reporter)
+        if setup.truncated and ctx.is_main:
+            reporter.warn(f"{len(setup.truncated)} prompt(s) exceed the tokenizer limit and will be truncated.")
+        loaded = model_loader(setup)
+        work = _make_and_embed(ctx, setup, loaded, reporter)
     finally:
         ctx.close()
     if not ctx.is_main:
         return None
-    return _analyse_and_write(spec, sweep_plan, loaded, work, ctx, started, out)
+    return _analyse_and_write(spec, setup, loaded, work, ctx, started, out)
 
 
-def _work_list(ctx, sweep_plan: SweepPlan, store: cache.ImageStore) -> tuple[list, int]:
+def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore) -> tuple[list, int]:
     """The global work list, read from the shared cache by rank 0 alone so that every rank
     agrees on it: items whose image or image embedding is missing, sorted by key."""
-    unique = unique_items(sweep_plan.items)
-    plan_digest = sha256_hex(canonical_json([item.key for item in sweep_plan.items]))
+    unique = unique_items(setup.items)
+    plan_digest = digest([item.key for item in setup.items])
     view = None
     if ctx.is_main:
-        emb_store = cache.embedding_store(models.measurer_identity(sweep_plan.measurer_ref))
+        emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
         to_make = {item.key for item in unique if not store.valid(item.key)}
         to_embed = {item.key for item in unique if item.key not in to_make
                     and store.failure(item.key) is None and not emb_store.has(item.key)}
         view = (plan_digest, sorted(to_make | to_embed), len(to_make))
-    digest, work_keys, n_to_make = ctx.broadcast(view)
-    if digest != plan_digest:
+    rank0_digest, work_keys, n_to_make = ctx.broadcast(view)
+    if rank0_digest != plan_digest:
         ctx.report("failed", error="planned other images than rank 0")
         raise BadInputError(
             f"{ctx} planned other images than rank 0: every rank must run the same command "
@@ -103,23 +104,23 @@ def _work_list(ctx, sweep_plan: SweepPlan, store: cache.ImageStore) -> tuple[lis
     return [by_key[key] for key in work_keys], n_to_make
 
 
-def _make_and_embed(ctx, sweep_plan: SweepPlan, loaded: ModelLoader, reporter) -> _RankWork:
+def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter) -> _RankWork:
     """This rank's share: generate the missing images, embed them, meet the other ranks."""
     store = cache.ImageStore()
-    work_items, n_to_make = _work_list(ctx, sweep_plan, store)
+    work_items, n_to_make = _work_list(ctx, setup, store)
     mine = ctx.shard(work_items)
-    n_unique = len(unique_items(sweep_plan.items))
-    progress = Progress(reporter, n_unique, n_unique - n_to_make, "generating",
+    n_unique = len(unique_items(setup.items))
+    progress = GenerationProgress(reporter, n_unique, n_unique - n_to_make, "generating",
                         shared=ctx.counter("done"), show=ctx.is_main)
     work = _RankWork()
     try:
         t0 = time.perf_counter()
-        work.made, work.batch_size = generate_missing(sweep_plan, loaded, reporter, store, items=mine,
+        work.made, work.batch_size = generate_missing(setup, loaded, reporter, store, items=mine,
                                                       progress=progress)
         work.timings["generate_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
-            embed_items(sweep_plan, loaded, store, work.made, items=mine)
+            embed_items(setup, loaded, store, work.made, items=mine)
         except KeyboardInterrupt:
             raise Interrupted(_INTERRUPTED_EMBEDDING) from None
         work.timings["embed_s"] = time.perf_counter() - t0
@@ -135,7 +136,7 @@ def _make_and_embed(ctx, sweep_plan: SweepPlan, loaded: ModelLoader, reporter) -
     return work
 
 
-def _meet_ranks(ctx, work: _RankWork, progress: Progress) -> None:
+def _meet_ranks(ctx, work: _RankWork, progress: GenerationProgress) -> None:
     """Ranks meet once: wait for every share, then a barrier; merge what they made."""
     t0 = time.perf_counter()
     ctx.wait_for_ranks(poll=progress.refresh)
@@ -156,20 +157,20 @@ def _rank_failure(ctx, exc: Exception) -> distributed.RankFailure:
     return failure
 
 
-def _analyse_and_write(spec: Spec, sweep_plan: SweepPlan, loaded: ModelLoader, work: _RankWork, ctx,
+def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work: _RankWork, ctx,
                        started: str, out) -> SweepResult:
     """Rank 0: merge every image embedding, analyse, write the run folder."""
     store = cache.ImageStore()
     t0 = time.perf_counter()
     try:
-        records = embed_items(sweep_plan, loaded, store, work.made, merge=ctx.distributed)
-        analysis = analyse_sweep(sweep_embeddings(sweep_plan, loaded, records), statistics_settings(sweep_plan))
+        records = embed_items(setup, loaded, store, work.made, merge=ctx.distributed)
+        analysis = analyse_sweep(sweep_embeddings(setup, loaded, records), statistics_settings(setup))
     except KeyboardInterrupt:
         raise Interrupted(_INTERRUPTED_EMBEDDING) from None
     work.timings["embed_and_stats_s"] = time.perf_counter() - t0
-    unique = unique_items(sweep_plan.items)
+    unique = unique_items(setup.items)
     counts = {
-        "planned": len(sweep_plan.items),
+        "planned": len(setup.items),
         "unique": len(unique),
         "generated": len(work.made),
         "cached": len(unique) - len(work.made),
@@ -179,30 +180,30 @@ def _analyse_and_write(spec: Spec, sweep_plan: SweepPlan, loaded: ModelLoader, w
     extra = {"distributed": {"world_size": ctx.world_size, "backend": "gloo"}} if ctx.distributed else {}
     result = SweepResult(
         spec=spec.to_dict(),
-        config=config_block(sweep_plan, work.batch_size),
-        provenance=provenance(started=started, tiny=sweep_plan.tiny, device=sweep_plan.device,
-                              dtype=sweep_plan.dtype, timings={k: round(v, 3) for k, v in work.timings.items()},
+        config=config_block(setup, work.batch_size),
+        provenance=provenance(started=started, tiny=setup.tiny, device=setup.device,
+                              dtype=setup.dtype, timings={k: round(v, 3) for k, v in work.timings.items()},
                               **extra),
         counts=counts, baseline=spec.baseline, analysis=analysis, run=RunFolder(out=str(out.resolve())),
     )
-    return write_run_folder(out, result, records, sweep_plan, store)
+    return write_run_folder(out, result, records, setup, store)
 
 
-def statistics_settings(sweep_plan: SweepPlan) -> StatisticsSettings:
-    opts = sweep_plan.options
+def statistics_settings(setup: SweepSetup) -> StatisticsSettings:
+    opts = setup.options
     return StatisticsSettings(permutations=opts.permutations, bootstrap=opts.bootstrap, seed=opts.stats_seed)
 
 
-def sweep_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, records: dict[str, ItemRecord]) -> SweepEmbeddings:
+def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, ItemRecord]) -> SweepEmbeddings:
     """Gather what the analysis needs from the cache (embedding what is missing)."""
-    spec, opts = sweep_plan.spec, sweep_plan.options
+    spec, opts = setup.spec, setup.options
     probe_templates = tuple(opts.probe_templates if opts.probe_templates is not None else DEFAULT_PROBE_TEMPLATES)
     probes = tuple(spec.probes)
-    vocab_words, vocab_emb = direction_vocabulary(sweep_plan, loaded, probe_templates)
-    prompt_list = sorted({item.prompt for item in sweep_plan.items})
-    conditioning = conditioning_embeddings(sweep_plan, loaded, prompt_list)
+    vocab_words, vocab_emb = direction_vocabulary(setup, loaded, probe_templates)
+    prompt_list = sorted({item.prompt for item in setup.items})
+    conditioning = conditioning_embeddings(setup, loaded, prompt_list)
     images = {}
-    for item in sweep_plan.items:
+    for item in setup.items:
         record = records[item.key]
         images[(item.template_index, item.term, item.seed)] = ImageCell(
             embedding=record.embedding, failed=record.failed is not None, nsfw=bool(record.nsfw))
@@ -211,9 +212,9 @@ def sweep_embeddings(sweep_plan: SweepPlan, loaded: ModelLoader, records: dict[s
         images=images,
         prompts={(t, term): expand(template, term) for t, template in enumerate(spec.templates)
                  for term in spec.all_terms},
-        prompt_embeddings=dict(zip(prompt_list, text_embeddings(sweep_plan, loaded, prompt_list))),
+        prompt_embeddings=dict(zip(prompt_list, text_embeddings(setup, loaded, prompt_list))),
         probes=probes,
-        probe_embeddings=text_embeddings(sweep_plan, loaded, list(probes), probe_templates) if probes else None,
+        probe_embeddings=text_embeddings(setup, loaded, list(probes), probe_templates) if probes else None,
         vocabulary=tuple(vocab_words), vocabulary_embeddings=vocab_emb,
         conditioning=dict(zip(prompt_list, conditioning)) if conditioning is not None else None,
         drop_nsfw=opts.nsfw == "drop",
