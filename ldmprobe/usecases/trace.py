@@ -1,0 +1,308 @@
+"""``trace``: follow terms through the conditioning, cross-attention, denoising steps and VAE.
+
+:func:`run_trace` composes the engine (``engine.trace_*``: hybrid conditionings, attention
+recording, step switches, VAE round trips) and the pure analysis (``analysis.trace``) into
+one typed :class:`TraceResult`. It prints nothing; progress goes to ``on_progress(section,
+done, total)``. Every image of a run is generated from explicit conditioning under the same
+seeds, so the plain baseline and term images, the hybrids and the step switches of a
+(template, seed) share their starting noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ldmprobe.analysis.trace import (
+    AttentionTrace, EffectTable, VaeGroup, VaeTrace, attention_numbers, psnr, vae_effects, vae_groups,
+    variant_effects,
+)
+from ldmprobe.engine.trace_condition import PARTS, build_hybrids, fill, locate_modifier
+from ldmprobe.engine.trace_generate import CondJob, GenSettings, encode_prompts, generate_jobs
+from ldmprobe.records import Record
+
+SECTIONS = ("conditioning", "attention", "steps", "vae")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """What to trace. ``switch_ks`` None: the quarters of ``steps``; ``noun`` None: see ``noun_positions``."""
+
+    templates: tuple[str, ...]
+    terms: tuple[str, ...]
+    baseline: str = ""
+    seeds: tuple[int, ...] = (0, 1)
+    probes: tuple[str, ...] = ("a yellow background",)
+    noun: str | None = None
+    sections: tuple[str, ...] = SECTIONS
+    variants: tuple[str, ...] = PARTS
+    switch_ks: tuple[int, ...] | None = None
+    settings: GenSettings = field(default_factory=GenSettings)
+    batch_size: int = 4
+    n_boot: int = 2000
+    random_state: int = 0
+    attention_mass: float = 0.5
+    image_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class TraceCost(Record):
+    """Extra images and seconds of a section, relative to the plain sweep (baseline + term images)."""
+
+    section: str
+    images: int
+    seconds: float
+    images_vs_plain: float
+    seconds_vs_plain: float
+
+
+@dataclass(frozen=True)
+class TraceResult(Record):
+    """Everything ``trace`` found; ``pictures`` (arrays for figures) is left out of ``to_dict``."""
+
+    config: dict
+    conditioning: tuple[EffectTable, ...]
+    attention: tuple[AttentionTrace, ...]
+    steps: tuple[EffectTable, ...]
+    vae: tuple[VaeTrace, ...]
+    vae_folder: tuple[VaeGroup, ...]
+    costs: tuple[TraceCost, ...]
+    attention_overhead: float  # traced / untraced seconds − 1, same images
+    notes: tuple[str, ...]
+    kind: str = "trace"
+    pictures: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data.pop("pictures", None)
+        return data
+
+
+class _Run:
+    """State shared by the sections of one run (models, grid, plain images and embeddings)."""
+
+    def __init__(self, generator, measurer, options: TraceOptions, on_progress: Progress | None):
+        from ldmprobe.engine.encode import encode_in_templates
+
+        self.g, self.m, self.o = generator, measurer, options
+        self.progress = on_progress or (lambda section, done, total: None)
+        self.n_t, self.n_s = len(options.templates), len(options.seeds)
+        self.probes = encode_in_templates(measurer, list(options.probes))
+        self.costs: list[tuple[str, int, float]] = []
+        self.notes: list[str] = []
+        self.pictures: dict = {}
+
+    def generate(self, section: str, jobs: Sequence[CondJob], **hooks):
+        done = [0]
+
+        def tick(n):
+            done[0] += n
+            self.progress(section, done[0], len(jobs))
+
+        made = generate_jobs(self.g, jobs, self.o.settings, batch_size=self.o.batch_size, on_batch=tick, **hooks)
+        bad = sum(f is not None for f in made.failed)
+        if bad:
+            self.notes.append(f"{section}: {bad} image(s) failed (NaN or black) and are left out")
+        return made
+
+    def embed(self, pixels: np.ndarray, failed=()) -> np.ndarray:
+        from ldmprobe.engine.encode import encode_images
+        from ldmprobe.engine.trace_vae import to_pil
+
+        rows = encode_images(self.m, to_pil(pixels)) if len(pixels) else np.zeros((0, 1), np.float32)
+        for i, problem in enumerate(failed):
+            if problem is not None:
+                rows[i] = np.nan
+        return rows
+
+    def grid(self, rows: np.ndarray, n_groups: int = 1) -> np.ndarray:
+        """Rows in (group, template, seed) order to (group, T, S, ...)."""
+        return rows.reshape((n_groups, self.n_t, self.n_s) + rows.shape[1:])
+
+
+def _plain(run: _Run) -> dict:
+    """Baseline and term images and embeddings, generated from the prompts' own conditioning."""
+    o = run.o
+    words = (o.baseline,) + tuple(o.terms)
+    states = {(w, t): s for t in o.templates for w, s in
+              zip(words, encode_prompts(run.g, [fill(t, w) for w in words]))}
+    jobs = [CondJob(seed, states[(w, t)]) for w in words for t in o.templates for seed in o.seeds]
+    made = run.generate("plain", jobs)
+    run.costs.append(("plain", len(jobs), made.seconds))
+    emb = run.grid(run.embed(made.pixels, made.failed), len(words))
+    pixels = run.grid(made.pixels, len(words))
+    return {"states": states, "emb": emb, "pixels": pixels, "seconds": made.seconds,
+            "term_seconds": made.seconds * len(o.terms) / len(words)}
+
+
+def _complete(*arrays) -> list:
+    """Keep the seeds with finite rows in every array and template (failed images dropped)."""
+    ok = np.all([np.isfinite(a).reshape(a.shape[0], a.shape[1], -1).all((0, 2)) for a in arrays], axis=0)
+    if not ok.any():
+        raise ValueError("every seed has a failed image; nothing to analyse")
+    return [a[:, ok] for a in arrays]
+
+
+def _conditioning(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
+    o = run.o
+    names, jobs = list(o.variants), []
+    for template in o.templates:
+        base = plain["states"][(o.baseline, template)]
+        for hyb in build_hybrids(run.g, template, o.terms, o.baseline, names, base_states=base):
+            jobs += [CondJob(seed, hyb.states[name]) for name in names for seed in o.seeds]
+    made = run.generate("conditioning", jobs)
+    run.costs.append(("conditioning", len(jobs), made.seconds))
+    # jobs are (template, term, variant, seed): reorder to (term, variant, template, seed)
+    emb = run.embed(made.pixels, made.failed).reshape(run.n_t, len(o.terms), len(names), run.n_s, -1)
+    emb = emb.transpose(1, 2, 0, 3, 4)
+    return tuple(_effects(run, term, plain["emb"][0], plain["emb"][1 + i],
+                          {name: emb[i, v] for v, name in enumerate(names)}) for i, term in enumerate(o.terms))
+
+
+def _effects(run: _Run, term: str, base, term_emb, variants: dict) -> EffectTable:
+    arrays = _complete(base, term_emb, *variants.values())
+    return variant_effects(term, arrays[0], arrays[1], dict(zip(variants, arrays[2:])), run.probes,
+                           run.o.probes, n_boot=run.o.n_boot, random_state=run.o.random_state)
+
+
+def switch_grid(steps: int, ks: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Interior switch points: the given ones or the quarters of ``steps`` (0 and ``steps`` left out)."""
+    chosen = ks if ks is not None else [round(steps * q) for q in (0.25, 0.5, 0.75)]
+    return tuple(sorted({int(k) for k in chosen if 0 < int(k) < steps}))
+
+
+def _steps(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
+    o, n_steps = run.o, run.o.settings.steps
+    ks = switch_grid(n_steps, o.switch_ks)
+    jobs = []
+    for term in o.terms:
+        for k in ks:
+            for forward in (True, False):
+                for template in o.templates:
+                    b, t = plain["states"][(o.baseline, template)], plain["states"][(term, template)]
+                    jobs += [CondJob(seed, b if forward else t, t if forward else b, k) for seed in o.seeds]
+    made = run.generate("steps", jobs)
+    run.costs.append(("steps", len(jobs), made.seconds))
+    emb = run.grid(run.embed(made.pixels, made.failed), len(jobs) // (run.n_t * run.n_s))
+    out = []
+    for i, term in enumerate(o.terms):
+        base, term_emb = plain["emb"][0], plain["emb"][1 + i]
+        variants = {f"baseline>term@0": term_emb, f"term>baseline@0": base}
+        for j, k in enumerate(ks):
+            row = (i * len(ks) + j) * 2
+            variants[f"baseline>term@{k}"], variants[f"term>baseline@{k}"] = emb[row], emb[row + 1]
+        variants.update({f"baseline>term@{n_steps}": base, f"term>baseline@{n_steps}": term_emb})
+        out.append(_effects(run, term, base, term_emb, variants))
+    return tuple(out)
+
+
+def noun_positions(tokenizer, prompt: str, modifier: Sequence[int], noun: str | None) -> tuple[int, ...]:
+    """The noun's token positions in ``prompt``: the last occurrence of ``noun``'s tokens, or (None)
+    the last content token that is not the modifier's."""
+    ids = list(tokenizer(prompt).input_ids)
+    if noun:
+        word = list(tokenizer(noun).input_ids)[1:-1]
+        for start in range(len(ids) - len(word) - 1, 0, -1):
+            if ids[start : start + len(word)] == word:
+                return tuple(range(start, start + len(word)))
+        raise ValueError(f"noun {noun!r} is not in prompt {prompt!r}")
+    content = [p for p in range(1, len(ids) - 1) if p not in modifier]
+    if not content:
+        raise ValueError(f"prompt {prompt!r} has no content token besides the modifier")
+    return (content[-1],)
+
+
+def _token_groups(run: _Run, template: str, term: str) -> dict:
+    spans = locate_modifier(run.g.pipe.tokenizer, template, term, run.o.baseline)
+    noun = noun_positions(run.g.pipe.tokenizer, fill(template, term), spans.modifier, run.o.noun)
+    noun = tuple(p for p in noun if p not in spans.modifier)
+    if not noun:
+        raise ValueError(f"the noun overlaps the modifier in {fill(template, term)!r}")
+    used = {0, *spans.modifier, *noun}
+    end = set(range(spans.eot, spans.length))
+    other = [p for p in range(spans.length) if p not in used and p not in end]
+    return {"start": (0,), "modifier": spans.modifier, "noun": noun, "other": tuple(other),
+            "eot_pad": tuple(sorted(end))}
+
+
+def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], float]:
+    from ldmprobe.engine.trace_attention import AttentionRecorder, group_maps, tracing, upsample
+
+    o, pipe = run.o, run.g.pipe
+    height, width = o.settings.size(pipe)
+    recorder = AttentionRecorder((height // pipe.vae_scale_factor, width // pipe.vae_scale_factor))
+    jobs, groups = [], []
+    for term in o.terms:
+        for template in o.templates:
+            positions = _token_groups(run, template, term)
+            jobs += [CondJob(seed, plain["states"][(term, template)]) for seed in o.seeds]
+            groups += [positions] * run.n_s
+    with tracing(pipe.unet, recorder):
+        made = run.generate("attention", jobs, before_batch=recorder.begin, after_batch=recorder.end)
+    run.costs.append(("attention", len(jobs), made.seconds))
+    same = np.abs(made.pixels.astype(int) - plain["pixels"][1:].reshape(made.pixels.shape).astype(int)).max()
+    run.notes.append(f"attention: traced images differ from untraced ones by at most {int(same)}/255")
+    grouped, names = group_maps(recorder.maps(), groups)
+    shares = grouped.mean((2, 3))
+    maps = upsample(grouped, (height, width)).reshape(len(o.terms), run.n_t, run.n_s, len(names), height, width)
+    run.pictures = {"attention_maps": maps, "attention_groups": names}
+    out = tuple(attention_numbers(term, maps[i, :, :, names.index("modifier")], maps[i, :, :, names.index("noun")],
+                                  shares.reshape(len(o.terms), run.n_t, run.n_s, -1)[i], names,
+                                  mass=o.attention_mass) for i, term in enumerate(o.terms))
+    return out, made.seconds / plain["term_seconds"] - 1.0
+
+
+def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, ...]]:
+    import time
+
+    from ldmprobe.engine.trace_vae import load_folder, round_trip
+
+    o = run.o
+    pixels = plain["pixels"].reshape(-1, *plain["pixels"].shape[3:])
+    start = time.perf_counter()
+    rt = round_trip(run.g, pixels, batch_size=o.batch_size)
+    run.costs.append(("vae", len(pixels), time.perf_counter() - start))
+    rt_emb = run.grid(run.embed(rt), 1 + len(o.terms))
+    values = run.grid(psnr(pixels, rt), 1 + len(o.terms))
+    emb = plain["emb"]
+    out = []
+    for i, term in enumerate(o.terms):
+        tables = _complete(emb[1 + i], rt_emb[1 + i], emb[0], rt_emb[0], values[1 + i][..., None],
+                           values[0][..., None])
+        out.append(vae_effects(term, tables[4][..., 0], tables[5][..., 0], *tables[:4], run.probes, o.probes,
+                               random_state=o.random_state))
+    groups: tuple[VaeGroup, ...] = ()
+    if o.image_folder:
+        folder = load_folder(o.image_folder, o.settings.size(run.g.pipe))
+        folder_rt = round_trip(run.g, folder.pixels, batch_size=o.batch_size)
+        groups = vae_groups(folder.groups, psnr(folder.pixels, folder_rt), run.embed(folder.pixels),
+                            run.embed(folder_rt), n_boot=o.n_boot, random_state=o.random_state)
+    return tuple(out), groups
+
+
+def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progress | None = None,
+              tiny: bool = False) -> TraceResult:
+    """Trace each term through the chosen sections (``options.sections``) on loaded models."""
+    unknown = set(options.sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown trace section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    run = _Run(generator, measurer, options, on_progress)
+    plain = _plain(run)
+    sections = set(options.sections)
+    conditioning = _conditioning(run, plain) if "conditioning" in sections else ()
+    steps = _steps(run, plain) if "steps" in sections else ()
+    attention, overhead = _attention(run, plain) if "attention" in sections else ((), math.nan)
+    vae, folder = _vae(run, plain) if "vae" in sections else ((), ())
+    plain_images, plain_seconds = run.costs[0][1], run.costs[0][2]
+    costs = tuple(TraceCost(name, n, s, n / plain_images, s / plain_seconds) for name, n, s in run.costs)
+    notes = list(run.notes)
+    if tiny:
+        notes.insert(0, "tiny models: random weights, these numbers mean nothing")
+    config = {**dataclasses.asdict(options), "settings": dataclasses.asdict(options.settings)}
+    return TraceResult(config, conditioning, attention, steps, vae, folder, costs, overhead, tuple(notes),
+                       pictures={**run.pictures, "plain_pixels": plain["pixels"]})
