@@ -115,6 +115,16 @@ def embed_prompt_sets(
 
     generate_into_store(generator, recipe, missing_items(items, store), store, batch_size=batch_size,
                         on_batch=advance)
+    _refuse_bad_images(items, store)
+    rows = embed_stored_images(measurer, list(unique), store)
+    embeddings = {
+        aset.name: np.stack([rows[r.key] for r in records if r.set == aset.name]) for aset in sets
+    }
+    return embeddings, records, recipe
+
+
+def _refuse_bad_images(items, store) -> None:
+    """NaN or all-black images must not reach the statistics: name them and stop."""
     bad = [f"{item.prompt!r} seed {item.seed} ({store.failure(item.key)['failed']})"
            for item in items if store.failure(item.key) is not None]
     if bad:
@@ -125,8 +135,3 @@ def embed_prompt_sets(
             f"garbage in. NaN images usually mean float16 overflow (try --dtype float32); "
             f"black ones can come from a safety checker or a broken VAE."
         )
-    rows = embed_stored_images(measurer, list(unique), store)
-    embeddings = {
-        aset.name: np.stack([rows[r.key] for r in records if r.set == aset.name]) for aset in sets
-    }
-    return embeddings, records, recipe

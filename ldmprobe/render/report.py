@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 
 REPORT_NAME = "report.html"
 
@@ -100,9 +102,17 @@ def probe_plot(term: dict) -> str:
 
 def render_report(document: dict, items: list[dict]) -> str:
     """The whole HTML page for a sweep document (paths relative to the run folder)."""
-    from html import escape
+    parts = _header(document) + _configuration(document) + _drift(document) + _contact_sheets(document)
+    parts.append("<h2>Terms</h2>")
+    for t in document["terms"]:
+        parts += _term_section(t)
+    parts += _failed_images(items)
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
-    spec, config, prov = document["spec"], document["config"], document["provenance"]
+
+def _header(document: dict) -> list[str]:
+    spec, prov = document["spec"], document["provenance"]
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>ldmprobe report: {escape(spec['name'])}</title>",
@@ -114,6 +124,12 @@ def render_report(document: dict, items: list[dict]) -> str:
     if prov.get("tiny"):
         parts.append('<div class="banner" id="tiny-banner">Made with the built-in TINY models (random '
                      "weights): these numbers and images mean nothing. Use real models for any finding.</div>")
+    return parts
+
+
+def _configuration(document: dict) -> list[str]:
+    spec, config, prov = document["spec"], document["config"], document["provenance"]
+    parts: list[str] = []
     rows = [
         ("pipeline", f"{config['pipeline']['spec']} — {config['pipeline']['identity']}"),
         ("measurer", f"{config['measurer']['spec']} — {config['measurer']['identity']}"),
@@ -133,6 +149,11 @@ def render_report(document: dict, items: list[dict]) -> str:
     parts.append(f"<p>{counts['planned']} images planned, {counts['generated']} generated in this run, "
                  f"{counts['cached']} from cache, {counts['failed']} failed, {counts['flagged']} flagged.</p>")
 
+    return parts
+
+
+def _drift(document: dict) -> list[str]:
+    parts: list[str] = []
     terms = document["terms"]
     spread = document["summary"].get("baseline_spread")
     parts.append("<h2>Drift per term</h2>")
@@ -158,49 +179,61 @@ def render_report(document: dict, items: list[dict]) -> str:
         parts.append(f"<p>Rank correlation of text drift and image drift across {corr['n_terms']} terms: "
                      f"Spearman ρ = {corr['spearman_rho']:.3f} (p = {_p(corr['p_value'])}).</p>")
 
+
+    return parts
+
+
+def _contact_sheets(document: dict) -> list[str]:
+    parts: list[str] = []
     parts.append("<h2>Contact sheets</h2>")
     for sheet in document.get("run", {}).get("contact_sheets", []):
         parts.append(f"<figure><figcaption>{escape(sheet['template'])} (rows: baseline first, then terms; "
                      f'columns: seeds)</figcaption><img class="sheet" src="{escape(sheet["path"])}" '
                      f'alt="contact sheet for {escape(sheet["template"])}"></figure>')
+    return parts
 
-    parts.append("<h2>Terms</h2>")
-    for t in terms:
-        parts.append(f'<section class="term" id="term-{escape(t["term"])}"><h3>{escape(t["term"])}</h3>')
-        d = t["image_drift"]
-        parts.append(f"<p>centroid drift {_fmt(d['centroid'])} (baseline spread {_fmt(d['baseline_spread'])}), "
-                     f"p = {_p(d.get('p_value'))}, adjusted {_p(d.get('p_adjusted'))}; "
-                     f"{t['n_pairs']} pairs, {t['failed']} failed, {t['flagged']} flagged, "
-                     f"{t.get('dropped', 0)} dropped.</p>")
-        if t.get("probes"):
-            parts.append(f"<figure>{probe_plot(t)}</figure>")
-            parts.append("<table><tr><th>probe</th><th>shift</th><th>95% CI</th><th>p</th><th>p adj</th>"
-                         "<th>text shift</th></tr>")
-            for p in t["probes"]:
-                parts.append(f"<tr><td>{escape(p['probe'])}</td><td class=num>{p['shift']:+.4g}</td>"
-                             f"<td class=num>[{p['ci_low']:+.4g}, {p['ci_high']:+.4g}]</td>"
-                             f"<td class=num>{_p(p['p_value'])}</td><td class=num>{_p(p['p_adjusted'])}</td>"
-                             f"<td class=num>{p['text_shift']:+.4g}</td></tr>")
-            parts.append("</table>")
-        nb = t.get("direction_neighbours") or {}
-        if nb.get("toward") or nb.get("away"):
-            toward = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("toward", []))
-            away = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("away", []))
-            parts.append(f"<p><b>Drift points toward:</b> {toward}<br><b>and away from:</b> {away}</p>")
-        per_template = "".join(
-            f"<tr><td>{escape(x['template'])}</td><td class=num>{x['n_pairs']}</td>"
-            f"<td class=num>{_fmt(x['image_drift']['centroid'])}</td>"
-            f"<td class=num>{_fmt(x['text_drift']['measurer'])}</td></tr>" for x in t["templates"])
-        parts.append("<details><summary>per template</summary><table><tr><th>template</th><th>pairs</th>"
-                     f"<th>centroid drift</th><th>text drift</th></tr>{per_template}</table></details></section>")
+
+def _term_section(t: dict) -> list[str]:
+    parts: list[str] = []
+    parts.append(f'<section class="term" id="term-{escape(t["term"])}"><h3>{escape(t["term"])}</h3>')
+    d = t["image_drift"]
+    parts.append(f"<p>centroid drift {_fmt(d['centroid'])} (baseline spread {_fmt(d['baseline_spread'])}), "
+                 f"p = {_p(d.get('p_value'))}, adjusted {_p(d.get('p_adjusted'))}; "
+                 f"{t['n_pairs']} pairs, {t['failed']} failed, {t['flagged']} flagged, "
+                 f"{t.get('dropped', 0)} dropped.</p>")
+    if t.get("probes"):
+        parts.append(f"<figure>{probe_plot(t)}</figure>")
+        parts.append("<table><tr><th>probe</th><th>shift</th><th>95% CI</th><th>p</th><th>p adj</th>"
+                     "<th>text shift</th></tr>")
+        for p in t["probes"]:
+            parts.append(f"<tr><td>{escape(p['probe'])}</td><td class=num>{p['shift']:+.4g}</td>"
+                         f"<td class=num>[{p['ci_low']:+.4g}, {p['ci_high']:+.4g}]</td>"
+                         f"<td class=num>{_p(p['p_value'])}</td><td class=num>{_p(p['p_adjusted'])}</td>"
+                         f"<td class=num>{p['text_shift']:+.4g}</td></tr>")
+        parts.append("</table>")
+    nb = t.get("direction_neighbours") or {}
+    if nb.get("toward") or nb.get("away"):
+        toward = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("toward", []))
+        away = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("away", []))
+        parts.append(f"<p><b>Drift points toward:</b> {toward}<br><b>and away from:</b> {away}</p>")
+    per_template = "".join(
+        f"<tr><td>{escape(x['template'])}</td><td class=num>{x['n_pairs']}</td>"
+        f"<td class=num>{_fmt(x['image_drift']['centroid'])}</td>"
+        f"<td class=num>{_fmt(x['text_drift']['measurer'])}</td></tr>" for x in t["templates"])
+    parts.append("<details><summary>per template</summary><table><tr><th>template</th><th>pairs</th>"
+                 f"<th>centroid drift</th><th>text drift</th></tr>{per_template}</table></details></section>")
+    return parts
+
+
+def _failed_images(items: list[dict]) -> list[str]:
+    parts: list[str] = []
     failed = [i for i in items if i.get("flags", {}).get("failed")]
     if failed:
         parts.append("<h2>Failed images</h2><table><tr><th>prompt</th><th>seed</th><th>reason</th></tr>")
         parts += [f"<tr><td>{escape(i['prompt'])}</td><td>{i['seed']}</td><td>{escape(i['flags']['failed'])}</td></tr>"
                   for i in failed]
         parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def write_report(run_dir):

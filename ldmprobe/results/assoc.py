@@ -8,34 +8,26 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ldmprobe import SCHEMA_VERSION
+from ldmprobe.analysis.association import WeatResult
 from ldmprobe.engine.assoc_images import ImageRecord
 from ldmprobe.specs.assoc_types import AssocSpec
+
+_WEAT_FIELDS = frozenset(f.name for f in dataclasses.fields(WeatResult))
 
 
 @dataclass(frozen=True)
 class AssocResult:
     """An association test's outcome with everything needed to read and reproduce it.
 
-    The first fields are those of :class:`ldmprobe.analysis.association.WeatResult`; ``labels`` maps X, Y,
-    A, B to the sets' labels; ``permutations`` is the requested B (``n_resamples`` is what
-    the p-value was computed over: all partitions when ``exact``).
+    ``test`` is the :class:`~ldmprobe.analysis.association.WeatResult` (its fields read
+    directly too: ``result.effect_size``); ``labels`` maps X, Y, A, B to the sets' labels;
+    ``permutations`` is the requested B (``n_resamples`` is what the p-value was computed
+    over: all partitions when ``exact``).
     """
 
     kind: ClassVar[str] = "assoc"
 
-    effect_size: float
-    statistic: float
-    p_value: float
-    exact: bool
-    n_partitions: int
-    n_resamples: int
-    seed: int
-    ddof: int
-    min_p: float
-    n_x: int
-    n_y: int
-    n_a: int
-    n_b: int
+    test: WeatResult
     labels: dict[str, str]
     permutations: int
     spec: AssocSpec
@@ -43,20 +35,18 @@ class AssocResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     images: tuple[ImageRecord, ...] = ()
 
+    def __getattr__(self, name: str) -> Any:
+        if name in _WEAT_FIELDS:
+            return getattr(self.test, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @property
     def tiny(self) -> bool:
         return bool(self.provenance.get("tiny"))
 
     def result_dict(self) -> dict[str, Any]:
         """The ``result`` object of the JSON document."""
-        from ldmprobe.analysis.association import WeatResult
-        from ldmprobe.records import jsonable
-
-        names = [f.name for f in dataclasses.fields(WeatResult)]
-        out = {n: getattr(self, n) for n in names}
-        out["labels"] = dict(self.labels)
-        out["permutations"] = self.permutations
-        return jsonable(out)
+        return {**self.test.to_dict(), "labels": dict(self.labels), "permutations": int(self.permutations)}
 
     def record(self) -> dict[str, Any]:
         """One JSONL record: the result, named, with the tiny-model flag."""

@@ -74,7 +74,18 @@ class _Where:
 
 def _validate(raw: Mapping[str, Any], where: _Where) -> AssocSpec:
     _check_keys(raw, ASSOC_KEYS, None, where)
+    name, text_fields = _validate_text_fields(raw, where)
+    sets = _validate_sets(raw, where)
+    ddof, permutations, seed = _validate_test(raw, where)
+    steps, guidance, negative = _validate_generation(raw, where, any(s.kind == "prompts" for s in sets.values()))
+    return AssocSpec(
+        name=" ".join(name.split()), **sets, description=text_fields["description"],
+        source=text_fields["source"], ddof=ddof, permutations=permutations, seed=seed,
+        steps=steps, guidance=guidance, negative_prompt=negative, path=where.source,
+    )
 
+
+def _validate_text_fields(raw: Mapping[str, Any], where: _Where) -> tuple[str, dict[str, str]]:
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise SpecError(
@@ -90,7 +101,10 @@ def _validate(raw: Mapping[str, Any], where: _Where) -> AssocSpec:
                 f"(a multi-line string is written between triple quotes)."
             )
         text_fields[key] = " ".join(value.split())
+    return name, text_fields
 
+
+def _validate_sets(raw: Mapping[str, Any], where: _Where) -> dict[str, AssocSet]:
     sets = {}
     for set_name in SET_NAMES:
         if set_name not in raw:
@@ -102,7 +116,10 @@ def _validate(raw: Mapping[str, Any], where: _Where) -> AssocSpec:
         sets[set_name] = _validate_set(set_name, raw[set_name], where)
     _check_pair(sets["X"], sets["Y"], where)
     _check_pair(sets["A"], sets["B"], where)
+    return sets
 
+
+def _validate_test(raw: Mapping[str, Any], where: _Where) -> tuple[Any, Any, Any]:
     test = raw.get("test", {})
     if not isinstance(test, dict):
         raise SpecError(
@@ -129,8 +146,10 @@ def _validate(raw: Mapping[str, Any], where: _Where) -> AssocSpec:
             f"{where('test', 'seed')}: seed must be a whole number from 0 to {MAX_SEED}, not "
             f"{seed!r}; write e.g. seed = 0."
         )
+    return ddof, permutations, seed
 
-    has_prompts = any(s.kind == "prompts" for s in sets.values())
+
+def _validate_generation(raw: Mapping[str, Any], where: _Where, has_prompts: bool) -> tuple[Any, Any, Any]:
     steps, guidance, negative = raw.get("steps"), raw.get("guidance"), raw.get("negative_prompt")
     for key, value in (("steps", steps), ("guidance", guidance), ("negative_prompt", negative)):
         if value is not None and not has_prompts:
@@ -156,12 +175,7 @@ def _validate(raw: Mapping[str, Any], where: _Where) -> AssocSpec:
             f"{where(None, 'negative_prompt')}: negative_prompt must be a string, not "
             f"{_type(negative)}; write e.g. negative_prompt = \"blurry\" or leave it out."
         )
-
-    return AssocSpec(
-        name=" ".join(name.split()), **sets, description=text_fields["description"],
-        source=text_fields["source"], ddof=ddof, permutations=permutations, seed=seed,
-        steps=steps, guidance=guidance, negative_prompt=negative, path=where.source,
-    )
+    return steps, guidance, negative
 
 
 def _validate_set(set_name: str, value: Any, where: _Where) -> AssocSet:
@@ -199,27 +213,34 @@ def _validate_set(set_name: str, value: Any, where: _Where) -> AssocSet:
         )
     label = " ".join(label.split())
     if has_words:
-        for key in ("seeds",):
-            if key in value:
-                raise SpecError(
-                    f"{where(set_name, key)}: seeds only apply to prompt sets (each prompt is "
-                    f"generated once per seed); set {set_name} is words, so remove seeds."
-                )
-        words = _str_list(value["words"], set_name, "words", where, what="word")
-        templates: tuple[str, ...] = ()
-        if "templates" in value:
-            templates = _str_list(value["templates"], set_name, "templates", where,
-                                  what="template")
-            for i, template in enumerate(templates):
-                if template.count("{}") != 1 or "{" in template.replace("{}", "") \
-                        or "}" in template.replace("{}", ""):
-                    raise SpecError(
-                        f"{where(set_name, 'templates', i, value['templates'][i])}: template "
-                        f"{template!r} must contain exactly one {{}} (where the word goes) and "
-                        f"no other braces; write e.g. \"a photo of a {{}}.\""
-                    )
-        return AssocSet(set_name, label, words=words, templates=templates)
+        return _validate_word_set(set_name, label, value, where)
+    return _validate_prompt_set(set_name, label, value, where)
 
+
+def _validate_word_set(set_name: str, label: str, value: dict, where: _Where) -> AssocSet:
+    for key in ("seeds",):
+        if key in value:
+            raise SpecError(
+                f"{where(set_name, key)}: seeds only apply to prompt sets (each prompt is "
+                f"generated once per seed); set {set_name} is words, so remove seeds."
+            )
+    words = _str_list(value["words"], set_name, "words", where, what="word")
+    templates: tuple[str, ...] = ()
+    if "templates" in value:
+        templates = _str_list(value["templates"], set_name, "templates", where,
+                              what="template")
+        for i, template in enumerate(templates):
+            if template.count("{}") != 1 or "{" in template.replace("{}", "") \
+                    or "}" in template.replace("{}", ""):
+                raise SpecError(
+                    f"{where(set_name, 'templates', i, value['templates'][i])}: template "
+                    f"{template!r} must contain exactly one {{}} (where the word goes) and "
+                    f"no other braces; write e.g. \"a photo of a {{}}.\""
+                )
+    return AssocSet(set_name, label, words=words, templates=templates)
+
+
+def _validate_prompt_set(set_name: str, label: str, value: dict, where: _Where) -> AssocSet:
     if "templates" in value:
         raise SpecError(
             f"{where(set_name, 'templates')}: templates only apply to word sets; set "

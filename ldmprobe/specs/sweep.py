@@ -156,12 +156,16 @@ def load_spec(
     """
     path = _resolve(path_or_name)
     ctx = _Ctx(str(path))
-    if path.suffix.lower() == ".toml":
-        raw = _read_toml(path, ctx)
-    else:
-        raw = _read_plain(path, ctx)
+    raw = _read_toml(path, ctx) if path.suffix.lower() == ".toml" else _read_plain(path, ctx)
+    _apply_overrides(raw, ctx, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    _require_baseline_and_terms(raw, ctx, path)
+    raw.setdefault("name", path.stem if path.suffix else path.name)
+    clean = _validate(raw, ctx)
+    return Spec(**clean, source=str(path))
 
-    # Overrides replace the file's values; errors in them are reported as command-line ones.
+
+def _apply_overrides(raw: dict[str, Any], ctx: _Ctx, *, terms, baseline, probes, seeds) -> None:
+    """Overrides replace the file's values; errors in them are reported as command-line ones."""
     if terms:
         raw["terms"] = _as_str_list(terms, ctx, "--term")
         ctx.overridden.add("terms")
@@ -175,6 +179,8 @@ def load_spec(
         raw["seeds"] = _seeds_override(seeds, ctx)
         ctx.overridden.add("seeds")
 
+
+def _require_baseline_and_terms(raw: dict[str, Any], ctx: _Ctx, path: Path) -> None:
     if "baseline" not in raw:
         if ctx.plain:
             raise SpecError(
@@ -197,9 +203,6 @@ def load_spec(
             f"{path}: the spec has no 'terms' key. Add terms = [\"...\", ...] (the "
             f"modifiers compared with the baseline) or pass --term TERM."
         )
-    raw.setdefault("name", path.stem if path.suffix else path.name)
-    clean = _validate(raw, ctx)
-    return Spec(**clean, source=str(path))
 
 
 def spec_from_dict(data: Mapping[str, Any], *, source: str = "<inline>") -> Spec:

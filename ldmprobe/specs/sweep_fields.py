@@ -142,35 +142,7 @@ def _validate_templates(value: Any, ctx: _Ctx) -> tuple[str, ...]:
         text = _squash(template)
         if not text:
             raise SpecError(f"{where}: the template is empty; remove it or write one with {{}}.")
-        n = text.count(PLACEHOLDER)
-        toml_hint = ""
-        if ctx.plain and "=" in text:
-            toml_hint = (
-                " (If this file is a TOML spec, give it a .toml suffix: other files are read "
-                "as plain text, one template per line.)"
-            )
-        if n == 0:
-            extra = ""
-            if "{" in text or "}" in text:
-                extra = " Named or numbered placeholders such as {term} or {0} are not supported."
-            raise SpecError(
-                f"{where}: template {text!r} has no {{}} placeholder. Put {{}} where the term "
-                f"goes, e.g. 'a photo of a {{}} house'.{extra}{toml_hint}"
-            )
-        if n > 1:
-            raise SpecError(
-                f"{where}: template {text!r} has {n} {{}} placeholders; a template takes "
-                f"exactly one term. Keep one {{}} and write the rest of the prompt out, or "
-                f"split it into several templates."
-            )
-        rest = text.replace(PLACEHOLDER, "")
-        if "{" in rest or "}" in rest:
-            raise SpecError(
-                f"{where}: template {text!r} has braces besides its one {{}} placeholder. "
-                f"Only a bare {{}} is allowed: named or numbered placeholders ({{term}}, "
-                f"{{0}}) are not supported and literal braces are not allowed in templates "
-                f"(they would be mistaken for placeholders); remove them."
-            )
+        _check_placeholder(text, where, ctx)
         key = text.casefold()
         if key in seen:
             raise SpecError(
@@ -182,6 +154,39 @@ def _validate_templates(value: Any, ctx: _Ctx) -> tuple[str, ...]:
         seen[key] = i
         out.append(text)
     return tuple(out)
+
+
+def _check_placeholder(text: str, where: str, ctx: _Ctx) -> None:
+    """A template holds exactly one bare {} and no other braces."""
+    n = text.count(PLACEHOLDER)
+    toml_hint = ""
+    if ctx.plain and "=" in text:
+        toml_hint = (
+            " (If this file is a TOML spec, give it a .toml suffix: other files are read "
+            "as plain text, one template per line.)"
+        )
+    if n == 0:
+        extra = ""
+        if "{" in text or "}" in text:
+            extra = " Named or numbered placeholders such as {term} or {0} are not supported."
+        raise SpecError(
+            f"{where}: template {text!r} has no {{}} placeholder. Put {{}} where the term "
+            f"goes, e.g. 'a photo of a {{}} house'.{extra}{toml_hint}"
+        )
+    if n > 1:
+        raise SpecError(
+            f"{where}: template {text!r} has {n} {{}} placeholders; a template takes "
+            f"exactly one term. Keep one {{}} and write the rest of the prompt out, or "
+            f"split it into several templates."
+        )
+    rest = text.replace(PLACEHOLDER, "")
+    if "{" in rest or "}" in rest:
+        raise SpecError(
+            f"{where}: template {text!r} has braces besides its one {{}} placeholder. "
+            f"Only a bare {{}} is allowed: named or numbered placeholders ({{term}}, "
+            f"{{0}}) are not supported and literal braces are not allowed in templates "
+            f"(they would be mistaken for placeholders); remove them."
+        )
 
 
 def _validate_terms(baseline: Any, terms: Any, ctx: _Ctx) -> tuple[str, tuple[str, ...]]:
@@ -196,25 +201,7 @@ def _validate_terms(baseline: Any, terms: Any, ctx: _Ctx) -> tuple[str, tuple[st
             f"{baseline!r}; write baseline = \"\" for no modifier or quote the term."
         )
     base = _squash(baseline)
-    if terms is None:
-        raise SpecError(
-            f"{ctx.source}: the spec has no terms. Add terms = [\"...\"] or pass --term TERM."
-        )
-    if isinstance(terms, str):
-        raise SpecError(
-            f"{ctx.label('terms')}: terms must be a list of strings, not a single string; "
-            f"write terms = [{terms!r}]."
-        )
-    if not isinstance(terms, (list, tuple)):
-        raise SpecError(
-            f"{ctx.label('terms')}: terms must be a list of strings, not {_type(terms)}; "
-            f"write e.g. terms = [\"fancy\", \"poor\"]."
-        )
-    if not terms:
-        raise SpecError(
-            f"{ctx.label('terms')}: there are no terms to compare with the baseline. Add at "
-            f"least one, e.g. terms = [\"fancy\"] (or --term fancy)."
-        )
+    _check_term_list(terms, ctx)
     out: list[str] = []
     seen: dict[str, int] = {}
     for i, term in enumerate(terms):
@@ -247,6 +234,29 @@ def _validate_terms(baseline: Any, terms: Any, ctx: _Ctx) -> tuple[str, tuple[st
         seen[key] = i
         out.append(text)
     return base, tuple(out)
+
+
+def _check_term_list(terms: Any, ctx: _Ctx) -> None:
+    """terms is a non-empty list (a missing, single-string or empty one gets its own fix)."""
+    if terms is None:
+        raise SpecError(
+            f"{ctx.source}: the spec has no terms. Add terms = [\"...\"] or pass --term TERM."
+        )
+    if isinstance(terms, str):
+        raise SpecError(
+            f"{ctx.label('terms')}: terms must be a list of strings, not a single string; "
+            f"write terms = [{terms!r}]."
+        )
+    if not isinstance(terms, (list, tuple)):
+        raise SpecError(
+            f"{ctx.label('terms')}: terms must be a list of strings, not {_type(terms)}; "
+            f"write e.g. terms = [\"fancy\", \"poor\"]."
+        )
+    if not terms:
+        raise SpecError(
+            f"{ctx.label('terms')}: there are no terms to compare with the baseline. Add at "
+            f"least one, e.g. terms = [\"fancy\"] (or --term fancy)."
+        )
 
 
 def _validate_probes(value: Any, ctx: _Ctx) -> tuple[str, ...]:

@@ -105,6 +105,13 @@ def _validate(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
     out["probes"] = _validate_probes(raw.get("probes", ()), ctx)
     out["seeds"] = _validate_seeds(raw.get("seeds", DEFAULT_SEED_COUNT), ctx)
 
+    out.update(_validate_generation(raw, ctx))
+    return out
+
+
+def _validate_generation(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
+    """negative_prompt, steps, guidance, width and height (each optional)."""
+    out: dict[str, Any] = {}
     negative = raw.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise SpecError(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ldmprobe.engine.assoc_images import ImageRecord, embed_prompt_sets, embed_word_set
+from ldmprobe.engine.assoc_images import embed_prompt_sets, embed_word_set
 from ldmprobe.errors import SpecError
 from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.results.assoc import AssocResult
@@ -59,74 +58,67 @@ def run_assoc(
     otherwise). Arguments left as None fall back to the spec's [test] / generation values,
     then to the defaults (ddof 1, 100,000 permutations, seed 0, 50 steps, guidance 7.5).
     """
-    from ldmprobe.results.provenance import now_iso, provenance
-    from ldmprobe.specs.sweep import check_prompt_lengths
     from ldmprobe.analysis.association import weat
+    from ldmprobe.results.provenance import now_iso, provenance
 
     started = started or now_iso()
     settings = resolve_test_settings(spec, ddof=ddof, permutations=permutations, seed=seed)
-    embeddings: dict[str, Any] = {}
-    for aset in spec.sets.values():
-        if aset.kind == "words":
-            embeddings[aset.name] = embed_word_set(measurer, aset)
-
+    embeddings = {s.name: embed_word_set(measurer, s) for s in spec.sets.values() if s.kind == "words"}
     prompt_sets = [s for s in spec.sets.values() if s.kind == "prompts"]
-    records: list[ImageRecord] = []
-    generation = None
+    records, generation = [], None
     if prompt_sets:
-        if generator is None:
-            raise ValueError(f"spec {spec.name!r} has prompt sets: pass a loaded generator")
-        chosen = GenerationSettings.resolve(steps=steps, guidance=guidance, spec_steps=spec.steps,
-                                            spec_guidance=spec.guidance, tiny=generator.ref.is_tiny)
-        steps, guidance = chosen.steps, chosen.guidance
-        tokenizer = generator.tokenizer
-        limit = int(getattr(tokenizer, "model_max_length", 77) or 77)
-        prompts = [p for s in prompt_sets for p in s.prompts]
-        if spec.negative_prompt:
-            prompts.append(spec.negative_prompt)
-        truncated = check_prompt_lengths(
-            prompts, lambda p: len(tokenizer(p).input_ids), max_tokens=min(limit, 77),
-            allow_truncation=allow_truncation,
-        )
-        if truncated:
-            or_silent(reporter).warn(f"{len(truncated)} prompt(s) are truncated to 77 tokens: "
-                 + "; ".join(repr(p) for p in truncated))
-        image_embeddings, records, recipe = embed_prompt_sets(
-            generator, measurer, prompt_sets, steps=steps, guidance=guidance,
-            negative_prompt=spec.negative_prompt, batch_size=batch_size, reporter=reporter,
-        )
+        image_embeddings, records, recipe = _embed_images(
+            spec, prompt_sets, measurer, generator, steps=steps, guidance=guidance, batch_size=batch_size,
+            allow_truncation=allow_truncation, reporter=reporter)
         embeddings.update(image_embeddings)
         generation = {**recipe.to_dict(), "batch_size": batch_size}
-
     outcome = weat(embeddings["X"], embeddings["Y"], embeddings["A"], embeddings["B"],
-                   ddof=settings["ddof"], permutations=settings["permutations"],
-                   seed=settings["seed"])
-
+                   ddof=settings["ddof"], permutations=settings["permutations"], seed=settings["seed"])
+    config = _config(measurer, generator if prompt_sets else None, generation, settings, embeddings)
     tiny = bool(getattr(measurer.ref, "is_tiny", False)) or bool(
         prompt_sets and getattr(generator.ref, "is_tiny", False))
-    device = getattr(measurer, "device", None)
-    config = {
+    return AssocResult(
+        test=outcome, labels={k: s.label for k, s in spec.sets.items()}, permutations=settings["permutations"],
+        spec=spec, config=config,
+        provenance=provenance(started=started, tiny=tiny, device=config["device"], dtype=config["dtype"]),
+        images=tuple(records),
+    )
+
+
+def _embed_images(spec: AssocSpec, prompt_sets, measurer, generator, *, steps, guidance, batch_size: int,
+                  allow_truncation: bool, reporter: Reporter | None):
+    """Check the prompts' lengths, then make and embed the prompt sets' images."""
+    from ldmprobe.specs.sweep import check_prompt_lengths
+
+    if generator is None:
+        raise ValueError(f"spec {spec.name!r} has prompt sets: pass a loaded generator")
+    chosen = GenerationSettings.resolve(steps=steps, guidance=guidance, spec_steps=spec.steps,
+                                        spec_guidance=spec.guidance, tiny=generator.ref.is_tiny)
+    tokenizer = generator.tokenizer
+    limit = int(getattr(tokenizer, "model_max_length", 77) or 77)
+    prompts = [p for s in prompt_sets for p in s.prompts] + ([spec.negative_prompt] if spec.negative_prompt else [])
+    truncated = check_prompt_lengths(prompts, lambda p: len(tokenizer(p).input_ids), max_tokens=min(limit, 77),
+                                     allow_truncation=allow_truncation)
+    if truncated:
+        or_silent(reporter).warn(f"{len(truncated)} prompt(s) are truncated to 77 tokens: "
+                                 + "; ".join(repr(p) for p in truncated))
+    return embed_prompt_sets(generator, measurer, prompt_sets, steps=chosen.steps, guidance=chosen.guidance,
+                             negative_prompt=spec.negative_prompt, batch_size=batch_size, reporter=reporter)
+
+
+def _config(measurer, generator, generation: dict | None, settings: dict, embeddings: dict) -> dict[str, Any]:
+    """The resolved configuration of a test (``generator`` None: no image sets)."""
+    return {
         "measurer": {"spec": measurer.ref.spec, "identity": measurer.identity},
-        "pipeline": None if not prompt_sets else {
-            "spec": generator.ref.spec, "identity": generator.identity,
-            "folder": str(generator.folder),
+        "pipeline": None if generator is None else {
+            "spec": generator.ref.spec, "identity": generator.identity, "folder": str(generator.folder),
         },
         "generation": generation,
-        "device": device,
-        "dtype": generator.dtype if prompt_sets else None,
+        "device": getattr(measurer, "device", None),
+        "dtype": generator.dtype if generator is not None else None,
         "test": settings,
         "embed_dim": int(next(iter(embeddings.values())).shape[-1]),
     }
-    return AssocResult(
-        **{f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)},
-        labels={k: s.label for k, s in spec.sets.items()},
-        permutations=settings["permutations"],
-        spec=spec,
-        config=config,
-        provenance=provenance(started=started, tiny=tiny, device=device,
-                              dtype=config["dtype"]),
-        images=tuple(records),
-    )
 
 
 def assoc_from_names(
