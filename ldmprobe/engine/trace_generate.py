@@ -32,12 +32,15 @@ class CondJob:
 
     ``after`` None: ``first`` for every step. Otherwise ``first`` for loop iterations
     ``i < switch_at`` and ``after`` for ``i >= switch_at`` (``switch_at`` 0: ``after`` only).
+    ``label``, when given, names the conditioning exactly (prompts, hybrid parts, switch) for
+    cache keys; without one the cache hashes the arrays' bytes.
     """
 
     seed: int
     first: np.ndarray
     after: np.ndarray | None = None
     switch_at: int = 0
+    label: str = ""
 
     def start(self) -> np.ndarray:
         return self.first if self.after is None or self.switch_at > 0 else self.after

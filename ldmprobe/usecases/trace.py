@@ -22,7 +22,7 @@ from ldmprobe.analysis.trace import (
     variant_effects,
 )
 from ldmprobe.engine.trace_condition import PARTS, build_hybrids, fill, locate_modifier
-from ldmprobe.engine.trace_generate import CondJob, GenSettings, encode_prompts, generate_jobs
+from ldmprobe.engine.trace_generate import CondJob, GenSettings, encode_prompts
 from ldmprobe.records import Record
 
 SECTIONS = ("conditioning", "attention", "steps", "vae")
@@ -48,14 +48,21 @@ class TraceOptions:
     random_state: int = 0
     attention_mass: float = 0.5
     image_folder: str | None = None
+    cache: bool = True  # read and write trace images and maps in the cache
 
 
 @dataclass(frozen=True)
 class TraceCost(Record):
-    """Extra images and seconds of a section, relative to the plain sweep (baseline + term images)."""
+    """Images and seconds of a section, relative to the plain sweep (baseline + term images).
+
+    ``images`` counts what the section needs, ``generated`` what was made in this run (the
+    rest came from the cache); the ratios compare with the plain section's, so they are
+    costs only when both were generated now.
+    """
 
     section: str
     images: int
+    generated: int
     seconds: float
     images_vs_plain: float
     seconds_vs_plain: float
@@ -93,21 +100,26 @@ class _Run:
         self.progress = on_progress or (lambda section, done, total: None)
         self.n_t, self.n_s = len(options.templates), len(options.seeds)
         self.probes = encode_in_templates(measurer, list(options.probes))
-        self.costs: list[tuple[str, int, float]] = []
+        self.costs: list[tuple[str, int, int, float]] = []
         self.notes: list[str] = []
         self.pictures: dict = {}
 
-    def generate(self, section: str, jobs: Sequence[CondJob], **hooks):
+    def generate(self, section: str, jobs: Sequence[CondJob], recorder=None):
+        """Images (and attention maps with a recorder) of the jobs, cached ones read back."""
+        from ldmprobe.engine.trace_cache import cached_generate
+
         done = [0]
 
         def tick(n):
             done[0] += n
             self.progress(section, done[0], len(jobs))
 
-        made = generate_jobs(self.g, jobs, self.o.settings, batch_size=self.o.batch_size, on_batch=tick, **hooks)
-        bad = sum(f is not None for f in made.failed)
+        made = cached_generate(self.g, jobs, self.o.settings, cache=self.o.cache, batch_size=self.o.batch_size,
+                               recorder=recorder, on_batch=tick)
+        bad = sum(f is not None for f in made.images.failed)
         if bad:
             self.notes.append(f"{section}: {bad} image(s) failed (NaN or black) and are left out")
+        self.costs.append((section, len(jobs), made.made, made.images.seconds))
         return made
 
     def embed(self, pixels: np.ndarray, failed=()) -> np.ndarray:
@@ -131,13 +143,19 @@ def _plain(run: _Run) -> dict:
     words = (o.baseline,) + tuple(o.terms)
     states = {(w, t): s for t in o.templates for w, s in
               zip(words, encode_prompts(run.g, [fill(t, w) for w in words]))}
-    jobs = [CondJob(seed, states[(w, t)]) for w in words for t in o.templates for seed in o.seeds]
+    jobs = [CondJob(seed, states[(w, t)], label=_label(t, w)) for w in words for t in o.templates
+            for seed in o.seeds]
     made = run.generate("plain", jobs)
-    run.costs.append(("plain", len(jobs), made.seconds))
-    emb = run.grid(run.embed(made.pixels, made.failed), len(words))
-    pixels = run.grid(made.pixels, len(words))
-    return {"states": states, "emb": emb, "pixels": pixels, "seconds": made.seconds,
-            "term_seconds": made.seconds * len(o.terms) / len(words)}
+    images = made.images
+    emb = run.grid(run.embed(images.pixels, images.failed), len(words))
+    pixels = run.grid(images.pixels, len(words))
+    fresh = made.made == len(jobs)
+    return {"states": states, "emb": emb, "pixels": pixels,
+            "term_seconds": images.seconds * len(o.terms) / len(words) if fresh else math.nan}
+
+
+def _label(template: str, word: str) -> str:
+    return "prompt:" + fill(template, word)
 
 
 def _complete(*arrays) -> list:
@@ -154,14 +172,22 @@ def _conditioning(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
     for template in o.templates:
         base = plain["states"][(o.baseline, template)]
         for hyb in build_hybrids(run.g, template, o.terms, o.baseline, names, base_states=base):
-            jobs += [CondJob(seed, hyb.states[name]) for name in names for seed in o.seeds]
-    made = run.generate("conditioning", jobs)
-    run.costs.append(("conditioning", len(jobs), made.seconds))
+            jobs += [CondJob(seed, hyb.states[name], label=_hybrid_label(hyb, o.baseline, name))
+                     for name in names for seed in o.seeds]
+    made = run.generate("conditioning", jobs).images
     # jobs are (template, term, variant, seed): reorder to (term, variant, template, seed)
     emb = run.embed(made.pixels, made.failed).reshape(run.n_t, len(o.terms), len(names), run.n_s, -1)
     emb = emb.transpose(1, 2, 0, 3, 4)
     return tuple(_effects(run, term, plain["emb"][0], plain["emb"][1 + i],
                           {name: emb[i, v] for v, name in enumerate(names)}) for i, term in enumerate(o.terms))
+
+
+def _hybrid_label(hyb, baseline: str, variant: str) -> str:
+    from ldmprobe.digest import canonical_json
+    from ldmprobe.engine.trace_condition import variant_parts
+
+    parts = sorted(variant_parts([variant])[variant])
+    return "hybrid-v1:" + canonical_json([hyb.template, hyb.term, baseline, parts])
 
 
 def _effects(run: _Run, term: str, base, term_emb, variants: dict) -> EffectTable:
@@ -185,14 +211,15 @@ def _steps(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
             for forward in (True, False):
                 for template in o.templates:
                     b, t = plain["states"][(o.baseline, template)], plain["states"][(term, template)]
-                    jobs += [CondJob(seed, b if forward else t, t if forward else b, k) for seed in o.seeds]
-    made = run.generate("steps", jobs)
-    run.costs.append(("steps", len(jobs), made.seconds))
+                    labels = (_label(template, o.baseline), _label(template, term))[:: 1 if forward else -1]
+                    jobs += [CondJob(seed, b if forward else t, t if forward else b, k,
+                                     label=f"switch:{labels[0]}>{labels[1]}@{k}") for seed in o.seeds]
+    made = run.generate("steps", jobs).images
     emb = run.grid(run.embed(made.pixels, made.failed), len(jobs) // (run.n_t * run.n_s))
     out = []
     for i, term in enumerate(o.terms):
         base, term_emb = plain["emb"][0], plain["emb"][1 + i]
-        variants = {f"baseline>term@0": term_emb, f"term>baseline@0": base}
+        variants = {"baseline>term@0": term_emb, "term>baseline@0": base}
         for j, k in enumerate(ks):
             row = (i * len(ks) + j) * 2
             variants[f"baseline>term@{k}"], variants[f"term>baseline@{k}"] = emb[row], emb[row + 1]
@@ -240,21 +267,23 @@ def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], floa
     for term in o.terms:
         for template in o.templates:
             positions = _token_groups(run, template, term)
-            jobs += [CondJob(seed, plain["states"][(term, template)]) for seed in o.seeds]
+            jobs += [CondJob(seed, plain["states"][(term, template)], label="traced:" + _label(template, term))
+                     for seed in o.seeds]
             groups += [positions] * run.n_s
     with tracing(pipe.unet, recorder):
-        made = run.generate("attention", jobs, before_batch=recorder.begin, after_batch=recorder.end)
-    run.costs.append(("attention", len(jobs), made.seconds))
+        result = run.generate("attention", jobs, recorder=recorder)
+    made = result.images
     same = np.abs(made.pixels.astype(int) - plain["pixels"][1:].reshape(made.pixels.shape).astype(int)).max()
     run.notes.append(f"attention: traced images differ from untraced ones by at most {int(same)}/255")
-    grouped, names = group_maps(recorder.maps(), groups)
+    grouped, names = group_maps(result.maps, groups)
     shares = grouped.mean((2, 3))
     maps = upsample(grouped, (height, width)).reshape(len(o.terms), run.n_t, run.n_s, len(names), height, width)
     run.pictures = {"attention_maps": maps, "attention_groups": names}
     out = tuple(attention_numbers(term, maps[i, :, :, names.index("modifier")], maps[i, :, :, names.index("noun")],
                                   shares.reshape(len(o.terms), run.n_t, run.n_s, -1)[i], names,
                                   mass=o.attention_mass) for i, term in enumerate(o.terms))
-    return out, made.seconds / plain["term_seconds"] - 1.0
+    fresh = result.made == len(jobs)
+    return out, made.seconds / plain["term_seconds"] - 1.0 if fresh else math.nan
 
 
 def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, ...]]:
@@ -266,7 +295,7 @@ def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, 
     pixels = plain["pixels"].reshape(-1, *plain["pixels"].shape[3:])
     start = time.perf_counter()
     rt = round_trip(run.g, pixels, batch_size=o.batch_size)
-    run.costs.append(("vae", len(pixels), time.perf_counter() - start))
+    run.costs.append(("vae", len(pixels), len(pixels), time.perf_counter() - start))
     rt_emb = run.grid(run.embed(rt), 1 + len(o.terms))
     values = run.grid(psnr(pixels, rt), 1 + len(o.terms))
     emb = plain["emb"]
@@ -298,8 +327,9 @@ def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progre
     steps = _steps(run, plain) if "steps" in sections else ()
     attention, overhead = _attention(run, plain) if "attention" in sections else ((), math.nan)
     vae, folder = _vae(run, plain) if "vae" in sections else ((), ())
-    plain_images, plain_seconds = run.costs[0][1], run.costs[0][2]
-    costs = tuple(TraceCost(name, n, s, n / plain_images, s / plain_seconds) for name, n, s in run.costs)
+    plain_images, plain_seconds = run.costs[0][1], run.costs[0][3]
+    costs = tuple(TraceCost(name, n, made, s, n / plain_images, s / plain_seconds if plain_seconds > 0 else math.nan)
+                  for name, n, made, s in run.costs)
     notes = list(run.notes)
     if tiny:
         notes.insert(0, "tiny models: random weights, these numbers mean nothing")
