@@ -178,6 +178,8 @@ def _conditioning(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
     # jobs are (template, term, variant, seed): reorder to (term, variant, template, seed)
     emb = run.embed(made.pixels, made.failed).reshape(run.n_t, len(o.terms), len(names), run.n_s, -1)
     emb = emb.transpose(1, 2, 0, 3, 4)
+    run.pictures["conditioning_pixels"] = made.pixels.reshape(run.n_t, len(o.terms), len(names), run.n_s,
+                                                              *made.pixels.shape[1:]).transpose(1, 2, 0, 3, 4, 5, 6)
     return tuple(_effects(run, term, plain["emb"][0], plain["emb"][1 + i],
                           {name: emb[i, v] for v, name in enumerate(names)}) for i, term in enumerate(o.terms))
 
@@ -216,6 +218,7 @@ def _steps(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
                                      label=f"switch:{labels[0]}>{labels[1]}@{k}") for seed in o.seeds]
     made = run.generate("steps", jobs).images
     emb = run.grid(run.embed(made.pixels, made.failed), len(jobs) // (run.n_t * run.n_s))
+    run.pictures["steps_pixels"] = run.grid(made.pixels, len(jobs) // (run.n_t * run.n_s))  # (term, k, dir) major
     out = []
     for i, term in enumerate(o.terms):
         base, term_emb = plain["emb"][0], plain["emb"][1 + i]
@@ -278,7 +281,7 @@ def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], floa
     grouped, names = group_maps(result.maps, groups)
     shares = grouped.mean((2, 3))
     maps = upsample(grouped, (height, width)).reshape(len(o.terms), run.n_t, run.n_s, len(names), height, width)
-    run.pictures = {"attention_maps": maps, "attention_groups": names}
+    run.pictures.update(attention_maps=maps, attention_groups=names)
     out = tuple(attention_numbers(term, maps[i, :, :, names.index("modifier")], maps[i, :, :, names.index("noun")],
                                   shares.reshape(len(o.terms), run.n_t, run.n_s, -1)[i], names,
                                   mass=o.attention_mass) for i, term in enumerate(o.terms))
@@ -320,6 +323,9 @@ def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progre
     unknown = set(options.sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown trace section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    bad = [t for t in options.templates if t.count("{}") != 1]
+    if bad or not options.terms or not options.templates:
+        raise ValueError(f"trace needs templates with exactly one '{{}}' (not {bad}) and at least one term")
     run = _Run(generator, measurer, options, on_progress)
     plain = _plain(run)
     sections = set(options.sections)
@@ -327,9 +333,9 @@ def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progre
     steps = _steps(run, plain) if "steps" in sections else ()
     attention, overhead = _attention(run, plain) if "attention" in sections else ((), math.nan)
     vae, folder = _vae(run, plain) if "vae" in sections else ((), ())
-    plain_images, plain_seconds = run.costs[0][1], run.costs[0][3]
-    costs = tuple(TraceCost(name, n, made, s, n / plain_images, s / plain_seconds if plain_seconds > 0 else math.nan)
-                  for name, n, made, s in run.costs)
+    plain_images, plain_made, plain_seconds = run.costs[0][1:]
+    per = plain_seconds if plain_made == plain_images and plain_seconds > 0 else math.nan  # NaN: plain was cached
+    costs = tuple(TraceCost(name, n, made, s, n / plain_images, s / per) for name, n, made, s in run.costs)
     notes = list(run.notes)
     if tiny:
         notes.insert(0, "tiny models: random weights, these numbers mean nothing")
