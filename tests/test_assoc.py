@@ -443,6 +443,24 @@ def test_text_only_never_loads_the_generator(tiny_measurer, monkeypatch):
     assert result.config["pipeline"] is None and result.n_x == 8
 
 
+def test_cached_image_sets_load_no_pipeline(tiny_measurer, tmp_path, monkeypatch):
+    """With every image of the prompt sets cached, a rerun does not load the generator's weights."""
+    from ldmprobe.models import load as model_load
+
+    monkeypatch.setenv("LDMPROBE_CACHE", str(tmp_path / "cache"))
+    path = write(tmp_path, IMAGES)
+    first = assoc_from_names(path, measurer="tiny", pipeline="tiny", device="cpu", permutations=99)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("every image is cached: the pipeline must not be loaded")
+
+    monkeypatch.setattr(model_load, "load_generator", forbidden)
+    again = assoc_from_names(path, measurer="tiny", pipeline="tiny", device="cpu", permutations=99)
+    assert again.result_dict() == first.result_dict()
+    assert again.config["generation"] == first.config["generation"]
+    assert again.config["pipeline"] == first.config["pipeline"]
+
+
 def test_text_only_cli_does_not_import_diffusers(tiny_measurer, tmp_path):
     code = textwrap.dedent("""
         import sys

@@ -56,7 +56,7 @@ def generation_recipe(generator, *, steps: int, guidance: float, negative_prompt
     from ldmprobe.models import sources as models
     from ldmprobe.engine.workitems import Recipe
 
-    height, width = _image_size(generator.pipe)
+    height, width = generator.image_size if hasattr(generator, "image_size") else _image_size(generator.pipe)
     return Recipe(
         pipeline=generator.identity, scheduler=models.scheduler_identity(generator.folder),
         steps=int(steps), guidance=float(guidance), width=width, height=height,

@@ -5,7 +5,6 @@ Nothing here loads a model or imports torch: ``--dry-run`` stops here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,13 +65,8 @@ class SweepSetup:
 
 
 def native_size(folder: Path) -> int:
-    """The generator's native image side: UNet sample size times the VAE's downscale."""
-    unet = json.loads((folder / "unet" / "config.json").read_text()) if (folder / "unet" / "config.json").is_file() else {}
-    vae = json.loads((folder / "vae" / "config.json").read_text()) if (folder / "vae" / "config.json").is_file() else {}
-    sample = unet.get("sample_size", 64)
-    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
-    factor = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
-    return int(sample) * factor
+    """The generator's native image side (the height when it is not square)."""
+    return models.native_image_size(folder)[0]
 
 
 def make_plan(spec: Spec, options: SweepOptions) -> SweepSetup:

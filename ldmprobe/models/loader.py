@@ -53,3 +53,40 @@ class ModelLoader:
 
     generator = get_generator
     measurer = get_measurer
+
+
+class LazyGenerator:
+    """The loader's generator as a loaded one looks, loading its weights only when ``pipe`` is
+    used: its recipe (identity, scheduler, native size, dtype) and tokenizer come from the
+    folder, so a run whose images are all cached never loads the pipeline."""
+
+    def __init__(self, loader: ModelLoader):
+        self._loader = loader
+        self.ref = loader.generator_ref
+        self.device, self.dtype = loader.device, loader.dtype
+        self.folder = models.locate_generator(self.ref, offline=loader.offline, configs_only=True)
+        self._identity = self._tokenizer = None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = models.generator_identity(self.ref, self.folder)
+        return self._identity
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return models.native_image_size(self.folder)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = model_load.load_generator_tokenizer(self.ref, offline=self._loader.offline)
+        return self._tokenizer
+
+    @property
+    def pipe(self):
+        return self._loader.get_generator().pipe
+
+    @property
+    def safety_checker(self):
+        return self._loader.get_generator().safety_checker

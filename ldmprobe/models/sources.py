@@ -21,6 +21,7 @@ from typing import Any
 
 from ldmprobe import storage as cache
 from ldmprobe.models import tiny
+from ldmprobe.models.configs import native_image_size, scheduler_identity  # noqa: F401  (importable from here)
 from ldmprobe.models.libraries import quiet_libraries
 from ldmprobe.errors import ModelUnavailableError, UnknownModelError
 
@@ -261,16 +262,6 @@ def generator_identity(ref: GeneratorRef, folder: Path) -> dict[str, Any]:
     else:
         identity.update(source=ref.source, fingerprint=folder_fingerprint(folder))
     return identity
-
-
-def scheduler_identity(folder: Path) -> dict[str, Any]:
-    """Scheduler class and public config, read from the folder (no torch needed)."""
-    index = json.loads((folder / "model_index.json").read_text())
-    entry = index.get("scheduler") or [None, None]
-    config_path = folder / "scheduler" / "scheduler_config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    public = {k: v for k, v in sorted(config.items()) if not k.startswith("_")}
-    return {"class": entry[1] or config.get("_class_name", ""), "config": public}
 
 
 # --------------------------------------------------------------------------- measurers

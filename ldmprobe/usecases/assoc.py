@@ -140,7 +140,7 @@ def assoc_from_names(
     progress; ``options`` go to :func:`run_assoc`.
     """
     from ldmprobe.models import sources as models
-    from ldmprobe.models.loader import ModelLoader
+    from ldmprobe.models.loader import LazyGenerator, ModelLoader
     from ldmprobe.results.provenance import now_iso
 
     started = now_iso()
@@ -150,6 +150,6 @@ def assoc_from_names(
                                     dtype=dtype, offline=offline, needs_generator=spec.needs_generator)
     if loader.tiny:
         or_silent(reporter).warn(models.TINY_WARNING)
-    generator = loader.get_generator() if spec.needs_generator else None
+    generator = LazyGenerator(loader) if spec.needs_generator else None  # weights load only if images are missing
     loaded = loader.get_measurer()
     return run_assoc(spec, measurer=loaded, generator=generator, started=started, reporter=reporter, **options)
