@@ -38,6 +38,8 @@ _EXPORTS = {
     # neighbours and association tests
     "load_vocabulary": "specs.vocab", "find_neighbours": "usecases.neighbours",
     "load_assoc_spec": "specs.assoc", "run_assoc": "usecases.assoc",
+    # tracing a word through the model
+    "run_trace": "usecases.trace", "TraceOptions": "usecases.trace", "TraceResult": "results.trace",
     # outputs
     "write_report": "render.report", "Terminal": "render.terminal",
 }

@@ -20,6 +20,8 @@ CACHE_KINDS = {
     "conditioning": 1,
     "vocab-text-embeddings": 1,
     "token-counts": 1,
+    "trace-image": 1,  # engine.trace_cache.TRACE_CACHE_VERSION
+    "trace-attention": 1,
 }
 
 

@@ -89,8 +89,9 @@ def _register_commands() -> None:
     from ldmprobe.cli.neighbours import neighbours
     from ldmprobe.cli.report import report_command
     from ldmprobe.cli.sweep import sweep_command
+    from ldmprobe.cli.trace import trace_command
 
-    for command in (models_command, check_command, sweep_command, report_command, assoc, neighbours):
+    for command in (models_command, check_command, sweep_command, report_command, assoc, neighbours, trace_command):
         main.add_command(command)
 
 

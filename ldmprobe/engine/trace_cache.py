@@ -8,9 +8,8 @@ sha256 of the conditioning bytes (``first``; ``after`` and ``switch_at`` for a s
 image store (PNG with the key document in its text chunk; failures as ``.failed.json``);
 attention maps (tokens x h x w, float32) to the ``trace-attention`` array store.
 
-The keys use kind ``trace-image`` / ``trace-attention``, version :data:`TRACE_CACHE_VERSION`;
-when trace is wired in, these kinds belong in ``ldmprobe.digest.CACHE_KINDS`` and the keys in
-``cache_key`` (same digest, same keys).
+The keys are ``digest.cache_key`` with kind ``trace-image`` / ``trace-attention`` (both in
+``ldmprobe.digest.CACHE_KINDS``), version :data:`TRACE_CACHE_VERSION`.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ldmprobe.digest import digest, sha256_hex
+from ldmprobe.digest import cache_key, sha256_hex
 from ldmprobe.engine.trace_generate import CondJob, GenSettings, JobImages, generate_jobs
 
 TRACE_CACHE_VERSION = 1
@@ -52,8 +51,7 @@ def job_key(recipe: dict, job: CondJob, kind: str = "trace-image") -> str:
     conditioning = {"label": job.label} if job.label else {
         "first": _array_digest(job.first), "after": _array_digest(job.after),
         "switch_at": int(job.switch_at) if job.after is not None else 0}
-    return digest({"kind": kind, "version": TRACE_CACHE_VERSION, **recipe, "seed": int(job.seed),
-                   **conditioning})
+    return cache_key(kind, TRACE_CACHE_VERSION, {**recipe, "seed": int(job.seed), **conditioning})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ _VIEWS: dict[str, tuple[str | None, str]] = {
     "check": (None, "ldmprobe.render.models:render_check"),
     "neighbours": ("ldmprobe.render.neighbours:neighbour_records", "ldmprobe.render.neighbours:render_neighbours"),
     "assoc": ("ldmprobe.render.assoc:assoc_records", "ldmprobe.render.assoc:render_assoc_table"),
+    "trace": ("ldmprobe.render.trace:trace_records", "ldmprobe.render.trace:render_trace"),
 }
 
 

@@ -23,9 +23,8 @@ from ldmprobe.analysis.trace import (
 )
 from ldmprobe.engine.trace_condition import PARTS, build_hybrids, fill, locate_modifier
 from ldmprobe.engine.trace_generate import CondJob, GenSettings, encode_prompts
-from ldmprobe.records import Record
+from ldmprobe.results.trace import SECTIONS, TraceCost, TraceResult  # noqa: F401  (re-exported)
 
-SECTIONS = ("conditioning", "attention", "steps", "vae")
 Progress = Callable[[str, int, int], None]
 
 
@@ -49,45 +48,6 @@ class TraceOptions:
     attention_mass: float = 0.5
     image_folder: str | None = None
     cache: bool = True  # read and write trace images and maps in the cache
-
-
-@dataclass(frozen=True)
-class TraceCost(Record):
-    """Images and seconds of a section, relative to the plain sweep (baseline + term images).
-
-    ``images`` counts what the section needs, ``generated`` what was made in this run (the
-    rest came from the cache); the ratios compare with the plain section's, so they are
-    costs only when both were generated now.
-    """
-
-    section: str
-    images: int
-    generated: int
-    seconds: float
-    images_vs_plain: float
-    seconds_vs_plain: float
-
-
-@dataclass(frozen=True)
-class TraceResult(Record):
-    """Everything ``trace`` found; ``pictures`` (arrays for figures) is left out of ``to_dict``."""
-
-    config: dict
-    conditioning: tuple[EffectTable, ...]
-    attention: tuple[AttentionTrace, ...]
-    steps: tuple[EffectTable, ...]
-    vae: tuple[VaeTrace, ...]
-    vae_folder: tuple[VaeGroup, ...]
-    costs: tuple[TraceCost, ...]
-    attention_overhead: float  # traced / untraced seconds − 1, same images
-    notes: tuple[str, ...]
-    kind: str = "trace"
-    pictures: dict = field(default_factory=dict, compare=False, repr=False)
-
-    def to_dict(self) -> dict:
-        data = super().to_dict()
-        data.pop("pictures", None)
-        return data
 
 
 class _Run:
@@ -342,3 +302,44 @@ def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progre
     config = {**dataclasses.asdict(options), "settings": dataclasses.asdict(options.settings)}
     return TraceResult(config, conditioning, attention, steps, vae, folder, costs, overhead, tuple(notes),
                        pictures={**run.pictures, "plain_pixels": plain["pixels"]})
+
+
+def trace_from_names(spec, options: TraceOptions, *, pipeline: str, measurer: str, revision: str | None = None,
+                     device: str = "auto", dtype: str = "auto", offline: bool = False, reporter=None,
+                     out=None, report: bool = True) -> TraceResult:
+    """Resolve and load the models, :func:`run_trace`, and write the run folder (results.json,
+    and with ``report`` report.html with its figures). ``spec`` is a sweep ``Spec`` (for its name
+    and provenance); ``out`` None: ``runs/NAME-trace-YYYYmmdd-HHMMSS``."""
+    import time
+    from pathlib import Path
+
+    from ldmprobe.models import sources as models
+    from ldmprobe.models.loader import ModelLoader
+    from ldmprobe.results.provenance import now_iso, provenance
+    from ldmprobe.results.run_folder import check_out_dir
+    from ldmprobe.results.trace import TraceRun, write_results
+
+    started = now_iso()
+    out = Path(out) if out is not None else Path("runs") / f"{spec.name}-trace-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_out_dir(out)
+    loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
+                                    dtype=dtype, offline=offline)
+    if loader.tiny and reporter is not None:
+        reporter.warn(models.TINY_WARNING)
+    progress = (lambda section, done, total: reporter.progress(f"trace: {section}", done, total)) if reporter else None
+    generator = loader.get_generator()
+    result = run_trace(generator, loader.get_measurer(), options, on_progress=progress, tiny=loader.tiny)
+    block = provenance(started=started, tiny=loader.tiny, device=loader.device, dtype=loader.dtype,
+                       models={"generator": loader.generator_ref.spec, "measurer": loader.measurer_ref.spec,
+                               "generator_identity": getattr(generator, "identity", None),
+                               "measurer_identity": models.measurer_identity(loader.measurer_ref)})
+    result = result.with_run(TraceRun(out=str(out)), spec=spec.to_dict(), provenance=block)
+    if report:
+        from ldmprobe.render.trace_report import REPORT_NAME, write_trace_report
+
+        out.mkdir(parents=True, exist_ok=True)
+        _, figures = write_trace_report(out, result)
+        result = result.with_run(TraceRun(out=str(out), report=REPORT_NAME,
+                                          figures=tuple(p.relative_to(out).as_posix() for p in figures)))
+    write_results(out, result)
+    return result

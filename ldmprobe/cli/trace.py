@@ -1,0 +1,147 @@
+"""``ldmprobe trace SPEC``: follow each term through the conditioning, the cross-attention, the
+denoising steps and the autoencoder. Parsing and checks only; the work is
+:func:`ldmprobe.usecases.trace.trace_from_names`. Every check here runs before a model loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ldmprobe.cli.options import CliState, model_options, output_options
+
+PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
+HYBRID_PARTS = ("modifier", "content", "eot_pad")
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+def _parts(value: str) -> tuple[str, ...]:
+    parts = _csv(value)
+    bad = [p for p in parts if p not in PARTS_CHOICES]
+    if bad or not parts:
+        raise click.BadParameter(f"unknown part(s) {', '.join(bad) or '(none given)'}; choose from "
+                                 f"{','.join(PARTS_CHOICES)}", param_hint="--parts")
+    return tuple(p for p in PARTS_CHOICES if p in parts)
+
+
+def _variants(value: str) -> tuple[str, ...]:
+    names = _csv(value)
+    for name in names:
+        if name not in ("none", "all") and not all(p in HYBRID_PARTS for p in name.split("+")):
+            raise click.BadParameter(f"{name!r} is not a hybrid: use none, all, {', '.join(HYBRID_PARTS)} or parts "
+                                     "joined by '+' (modifier+content)", param_hint="--variants")
+    if not names:
+        raise click.BadParameter("give at least one hybrid", param_hint="--variants")
+    return names
+
+
+def _switch_steps(value: str | None, steps: int) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    try:
+        ks = tuple(int(v) for v in _csv(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers", param_hint="--switch-steps")
+    bad = [k for k in ks if not 0 < k < steps]
+    if bad or not ks:
+        raise click.BadParameter(f"switch steps must lie strictly between 0 and --steps ({steps}); got {bad or value}."
+                                 " k = 0 and k = steps are the plain images, always included.",
+                                 param_hint="--switch-steps")
+    return ks
+
+
+def _check_spec(spec, noun: str | None) -> None:
+    from ldmprobe.errors import BadInputError
+
+    if not spec.terms:
+        raise BadInputError(f"spec {spec.name!r} has no terms to trace; add terms or pass --term.")
+    if not spec.probes:
+        raise BadInputError(f"spec {spec.name!r} has no probes; trace measures probe shifts: pass --probe TEXT.")
+    if noun and any(noun not in t for t in spec.templates):
+        missing = [t for t in spec.templates if noun not in t]
+        raise BadInputError(f"--noun {noun!r} is not in template(s) {missing}; every template must contain it.")
+
+
+@click.command("trace")
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--parts", default=",".join(PARTS_CHOICES), show_default=True,
+              help="Which parts of the model to trace, comma-separated.")
+@click.option("--term", "terms", multiple=True, help="A term (repeatable; replaces the spec's terms).")
+@click.option("--baseline", default=None, help="The baseline term (may be empty: --baseline '').")
+@click.option("--probe", "probes", multiple=True, help="A probe text (repeatable; replaces the spec's probes).")
+@click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
+@model_options
+@click.option("--steps", type=click.IntRange(min=2), default=None,
+              help="Denoising steps (default: the spec's, else 20; tiny: 4).")
+@click.option("--guidance", type=click.FloatRange(min=0), default=None, help="Guidance scale (default: spec's, else 7.5).")
+@click.option("--width", type=click.IntRange(min=8), default=None, help="Image width (default: the model's).")
+@click.option("--height", type=click.IntRange(min=8), default=None, help="Image height (default: the model's).")
+@click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
+@click.option("--switch-steps", default=None,
+              help="Steps part: switch points k, comma-separated (default: the quarters of --steps).")
+@click.option("--variants", default=",".join(HYBRID_PARTS), show_default=True,
+              help="Conditioning part: hybrids to build (none, all, modifier, content, eot_pad, or a+b).")
+@click.option("--noun", default=None, help="Attention part: the noun word (default: the last content token).")
+@click.option("--attention-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="Attention part: share of the noun's attention its region holds.")
+@click.option("--vae-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="VAE part: also round-trip your images from FOLDER (subfolders = groups).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Images per batch.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Bootstrap resamples for the shares' intervals.")
+@click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default: runs/NAME-trace-YYYYmmdd-HHMMSS).")
+@click.option("--no-report", is_flag=True, help="Skip report.html and its figures.")
+@output_options
+@click.pass_obj
+def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probes, seeds, pipeline, revision, measurer,
+                  device, dtype, fmt, out, no_report, **flags):
+    """Follow each term of SPEC through the model: which part of the text encoder's output carries
+    it, where its cross-attention lands in the picture, at which denoising steps it acts, and
+    what the autoencoder's round trip does to it. Writes results.json and report.html.
+
+    SPEC is a sweep spec (TOML, a plain-text file of templates, or a shipped name such as
+    fancy-house). Trace images are cached: rerun the same command to resume.
+
+    \b
+    ldmprobe trace fancy-house --pipeline tiny --measurer tiny --seeds 2 --steps 4
+    ldmprobe trace my.toml --parts conditioning,steps --switch-steps 5,10,15 --steps 20
+    """
+    from ldmprobe.render.emit import emit
+    from ldmprobe.specs.sweep import load_spec
+    from ldmprobe.usecases.trace import trace_from_names
+
+    obj = obj if isinstance(obj, CliState) else CliState(verbose=False, offline=False)
+    chosen = _parts(parts)
+    variants = _variants(flags.pop("variants"))
+    spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    _check_spec(spec, flags["noun"])
+    tiny = "tiny" in (pipeline, measurer)
+    steps = flags.pop("steps") or spec.steps or (4 if tiny else 20)
+    options = _options(spec, chosen, variants, steps, _switch_steps(flags.pop("switch_steps"), steps), flags)
+    result = trace_from_names(spec, options, pipeline=pipeline, revision=revision, measurer=measurer, device=device,
+                              dtype=dtype, offline=obj.offline, reporter=obj.terminal, out=out, report=not no_report)
+    emit(result, fmt, obj.terminal)
+    obj.terminal.info(f"run folder: {result.run.out}")
+
+
+def _options(spec, parts, variants, steps, switch_ks, flags):
+    from ldmprobe.engine.trace_generate import GenSettings
+    from ldmprobe.usecases.trace import TraceOptions
+
+    settings = GenSettings(steps=steps, guidance=flags["guidance"] if flags["guidance"] is not None
+                           else (spec.guidance if spec.guidance is not None else 7.5),
+                           width=flags["width"] or spec.width, height=flags["height"] or spec.height,
+                           negative_prompt=flags["negative_prompt"] if flags["negative_prompt"] is not None
+                           else (spec.negative_prompt or ""))
+    return TraceOptions(templates=spec.templates, terms=spec.terms, baseline=spec.baseline, seeds=spec.seeds,
+                        probes=spec.probes, noun=flags["noun"], sections=parts,
+                        variants=variants, switch_ks=switch_ks, settings=settings, batch_size=flags["batch_size"],
+                        n_boot=flags["n_boot"], random_state=flags["stats_seed"],
+                        attention_mass=flags["attention_mass"],
+                        image_folder=str(flags["vae_images"]) if flags["vae_images"] else None)

@@ -1,0 +1,121 @@
+"""``ldmprobe trace``: the command end to end on the tiny models, its checks before any model
+loads, its help without torch, and its run folder (results.json, report.html, figures)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SPEC = """name = "tiny-trace"
+templates = ["a photo of the {} house", "a {} house in a street"]
+baseline = ""
+terms = ["fancy"]
+probes = ["a yellow background"]
+seeds = 2
+"""
+TINY = ["--pipeline", "tiny", "--measurer", "tiny", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC)
+    return path
+
+
+def _invoke(args):
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    return CliRunner().invoke(main, args)
+
+
+def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_generator, tiny_measurer):
+    from ldmprobe.render.trace import render_trace, trace_records
+    from ldmprobe.results.provenance import validate_document
+    from ldmprobe.results.trace import read_results
+
+    out = tmp_path / "run"
+    result = _invoke(["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "100", "--format", "json",
+                      "--out", str(out), "--variants", "none,modifier,eot_pad"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    validate_document(document, "trace")
+    assert document["provenance"]["tiny"] and "mean nothing" in document["provenance"]["tiny_note"]
+    assert [len(document[s]) for s in ("conditioning", "attention", "steps", "vae")] == [1, 1, 1, 1]
+    assert document["conditioning"][0]["variants"][0]["drift_share"] == pytest.approx(0.0, abs=0.05)
+    assert document["config"]["settings"]["steps"] == 3 and document["spec"]["name"] == "tiny-trace"
+    # the run folder: results.json (same document), report with a section per part, figures
+    saved = read_results(out)
+    assert saved.to_dict() == document and saved.tiny and saved.run.report == "report.html"
+    html = (out / "report.html").read_text()
+    for section in ("conditioning", "attention", "steps", "vae", "costs"):
+        assert f"id='{section}'" in html
+    assert "these numbers and pictures mean nothing" in html
+    assert saved.run.figures and all((out / f).is_file() for f in saved.run.figures)
+    assert any(f.startswith("figures/attention-") for f in saved.run.figures)
+    # the table and JSON Lines views of the same document
+    records = trace_records(document)
+    assert {r["section"] for r in records} == {"conditioning", "attention", "steps", "vae"}
+    assert all(r["tiny"] and r["kind"] == "trace" for r in records)
+    render_trace(document)
+
+
+def test_trace_parts_subset_and_cached_rerun(spec_file, tmp_path, tiny_generator, tiny_measurer):
+    out = tmp_path / "run"
+    args = ["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "50", "--parts", "vae,conditioning",
+            "--format", "json", "--out", str(out), "--no-report"]
+    first = _invoke(args)
+    assert first.exit_code == 0, first.stderr
+    document = json.loads(first.stdout)
+    assert document["attention"] == [] and document["steps"] == [] and document["conditioning"]
+    assert not (out / "report.html").exists() and (out / "results.json").is_file()
+    again = json.loads(_invoke(args).stdout)
+    assert [c["generated"] for c in again["costs"] if c["section"] != "vae"] == [0, 0]
+
+
+@pytest.mark.parametrize("extra,spec_text,message", [
+    ([], SPEC.replace("a {} house in a street", "a house in a street"), "placeholder"),
+    (["--parts", "conditioning,colour"], SPEC, "colour"),
+    (["--switch-steps", "0,2"], SPEC, "strictly between"),
+    (["--switch-steps", "5"], SPEC, "strictly between"),
+    (["--variants", "modifier+verb"], SPEC, "not a hybrid"),
+    (["--noun", "car"], SPEC, "noun"),
+    ([], SPEC.replace('probes = ["a yellow background"]\n', ""), "probe"),
+    (["--vae-images", "/nonexistent/folder"], SPEC, "does not exist"),
+])
+def test_bad_input_exits_2_before_loading_models(monkeypatch, tmp_path, extra, spec_text, message):
+    from ldmprobe.models.loader import ModelLoader
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was resolved before the input was checked")
+
+    monkeypatch.setattr(ModelLoader, "from_names", no_loading)
+    path = tmp_path / "spec.toml"
+    path.write_text(spec_text)
+    result = _invoke(["trace", str(path), *TINY, "--steps", "3", "--out", str(tmp_path / "run"), *extra])
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_imports_no_torch():
+    code = ("import sys\nfrom ldmprobe.cli.main import run\ntry:\n    run(['trace', '--help'])\nfinally:\n"
+            "    print('HEAVY', sorted(m for m in ('torch', 'diffusers', 'open_clip', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--switch-steps" in out.stdout and "--vae-images" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
