@@ -233,7 +233,7 @@ def test_shipped_specs_plan_with_distinct_keys():
     for name in ("fancy-house", "descriptors"):
         spec = load_spec(name)
         items = plan(spec, make_recipe())
-        assert len(items) == len(spec.templates) * len(spec.all_terms) * 8
+        assert len(items) == len(spec.templates) * len(spec.all_terms) * len(spec.seeds)
         assert len({i.key for i in items}) == len(items)  # no two items share a key
         assert unique_items(items) == items
 

@@ -178,8 +178,9 @@ def test_shipped_specs_load_by_bare_name_and_validate(name):
     spec = load_spec(name)
     assert Path(spec.source) == resources.find_shipped(name)
     assert spec.name == name
-    assert len(spec.templates) >= 2 and len(spec.terms) >= 5 and len(spec.probes) >= 5
-    assert spec.seeds == tuple(range(8))
+    assert len(spec.templates) >= 8 and len(spec.terms) >= 5 and len(spec.probes) >= 5
+    # enough templates for template-level inference, and 19 controls (rank p floor 1/20)
+    assert spec.seeds == tuple(range(4)) and len(spec.controls) >= 19
     for template in spec.templates:
         assert template.count("{}") == 1
     prompts = spec.prompts()
@@ -560,3 +561,26 @@ def test_spec_and_plan_do_not_import_heavy_libraries():
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# controls, pipeline and measurer (issue 11)
+
+
+def test_controls_pipeline_and_measurer_are_read_and_validated():
+    from ldmprobe.specs.sweep import spec_from_dict
+
+    base = {"templates": ["a {} house"], "baseline": "", "terms": ["fancy"]}
+    spec = spec_from_dict({**base, "controls": [" quiet ", "red"], "pipeline": "tiny", "measurer": "tiny"})
+    assert spec.controls == ("quiet", "red") and spec.all_terms == ("", "fancy", "quiet", "red")
+    assert (spec.pipeline, spec.measurer) == ("tiny", "tiny")
+    assert spec.to_dict()["controls"] == ["quiet", "red"] and spec.to_dict()["pipeline"] == "tiny"
+    assert spec_from_dict(base).controls == () and spec_from_dict(base).pipeline is None
+    for bad, match in (("quiet", "not a single string"), ([3], "must be a string"), ([""], "empty"),
+                       (["Fancy"], "also term 'fancy'"), (["red", "RED"], "also controls"),
+                       ({"a": 1}, "list of strings")):
+        with pytest.raises(SpecError, match=match):
+            spec_from_dict({**base, "controls": bad})
+    for key in ("pipeline", "measurer"):
+        with pytest.raises(SpecError, match=f"{key} must be a non-empty string"):
+            spec_from_dict({**base, key: 5})

@@ -21,30 +21,47 @@ def _unit(v):
     return v / np.linalg.norm(v)
 
 
-def planted(seeds: int = 8, *, failed=(), drop_nsfw=False, nsfw=()) -> SweepEmbeddings:
-    """'red' moves every image toward the probe 'fire'; 'blue' changes nothing."""
+def planted(seeds: int = 8, *, failed=(), drop_nsfw=False, nsfw=(), templates=TEMPLATES, controls=0,
+            wordy=False, bad=()) -> SweepEmbeddings:
+    """'red' moves every image toward the probe 'fire'; 'blue' changes nothing.
+
+    With ``wordy``, every modifier (terms and ``controls`` alike) also shifts each template's
+    images in its own random direction: what any change of wording does to a generator.
+    ``bad``: cells whose embedding is NaN (non-finite) or zero."""
     rng = np.random.default_rng(7)
     probe_emb = np.stack([_unit(rng.normal(size=DIM)) for _ in PROBES])
     fire = probe_emb[0]
-    centres = {t: rng.normal(size=DIM) for t in range(len(TEMPLATES))}
+    control_names = tuple(f"c{i}" for i in range(controls))
+    centres = {t: rng.normal(size=DIM) for t in range(len(templates))}
+    wording = {(t, term): (rng.normal(size=DIM) * 0.3 / np.sqrt(DIM) if wordy else np.zeros(DIM))
+               for t in range(len(templates)) for term in ("red", "blue", *control_names)}
     images = {}
-    for t in range(len(TEMPLATES)):
+    for t in range(len(templates)):
         for s in range(seeds):
             base = _unit(centres[t] + rng.normal(size=DIM) * 0.3)
-            for term, vector in (("", base), ("red", _unit(base + 0.5 * fire)),
-                                 ("blue", _unit(base + rng.normal(size=DIM) * 1e-4))):
+            moved = {"": base, "red": _unit(base + 0.5 * fire + wording[(t, "red")]),
+                     "blue": _unit(base + rng.normal(size=DIM) * 1e-4 + wording[(t, "blue")])}
+            moved.update({c: _unit(base + wording[(t, c)]) for c in control_names})
+            for term, vector in moved.items():
                 cell = (t, term, s)
-                images[cell] = ImageCell(None if cell in failed else vector.astype(np.float32),
+                vector = vector.astype(np.float32)
+                if cell in bad:
+                    vector = np.full(DIM, np.nan if bad[cell] == "nan" else 0.0, dtype=np.float32)
+                images[cell] = ImageCell(None if cell in failed else vector,
                                          failed=cell in failed, nsfw=cell in nsfw)
+    names = ("", "red", "blue", *control_names)
     prompts = {(t, term): template.replace("{}", term).replace("  ", " ").strip()
-               for t, template in enumerate(TEMPLATES) for term in ("", "red", "blue")}
+               for t, template in enumerate(templates) for term in names}
     prompt_emb = {p: _unit(rng.normal(size=DIM)) for p in prompts.values()}
     return SweepEmbeddings(
-        templates=TEMPLATES, baseline="", terms=("red", "blue"), seeds=tuple(range(seeds)), images=images,
+        templates=tuple(templates), baseline="", terms=("red", "blue"), seeds=tuple(range(seeds)), images=images,
         prompts=prompts, prompt_embeddings=prompt_emb, probes=PROBES, probe_embeddings=probe_emb,
         vocabulary=("flame", "water", "leaf", "stone"), vocabulary_embeddings=np.stack(
-            [_unit(rng.normal(size=DIM)) for _ in range(4)]), drop_nsfw=drop_nsfw,
+            [_unit(rng.normal(size=DIM)) for _ in range(4)]), drop_nsfw=drop_nsfw, controls=control_names,
     )
+
+
+EIGHT = tuple(f"picture {i} of a {{}} thing" for i in range(8))
 
 
 SETTINGS = StatisticsSettings(permutations=199, bootstrap=199, seed=0)
@@ -55,20 +72,97 @@ def test_planted_effect_is_found_without_models():
     assert isinstance(result, SweepAnalysis) and all(isinstance(t, TermResult) for t in result.terms)
     red, blue = result.term("red"), result.term("blue")
     assert result.terms[0].term == "red"  # ranked by drift
-    assert red.image_drift.p_value == red.image_drift.min_p == 1 / 200
-    assert red.image_drift.p_adjusted <= 0.01 and red.image_drift.centroid > 10 * blue.image_drift.centroid
-    assert blue.image_drift.p_value > 0.05
+    drift = red.image_drift
+    # no controls: the verdict is against the pairs (2 templates x 8 seeds: 2**14 exact patterns)
+    assert drift.versus == "pairs" and drift.p_controls is None and drift.exact is True
+    assert drift.p_value == drift.min_p == 2.0 ** -14
+    assert drift.p_adjusted <= 0.01 and drift.estimate > 10 * abs(blue.image_drift.estimate)
+    assert drift.ci_low > 0 and drift.ci_low <= drift.estimate <= drift.ci_high
+    assert drift.centroid > 10 * blue.image_drift.centroid
+    assert blue.image_drift.p_value > 0.05 and blue.image_drift.ci_low <= 0 <= blue.image_drift.ci_high
     top = red.probes[0]
-    assert top.probe == "fire" and top.ci_low > 0 and top.p_adjusted <= 0.05
-    assert all(p.p_adjusted > 0.05 for p in blue.probes)
+    # two templates: the fixed p finds it, but nothing generalises over templates from two
+    assert top.probe == "fire" and top.p_fixed == top.min_p and top.ci_low <= top.shift <= top.ci_high
+    assert any("only 2 templates" in m for m in result.summary.design["messages"])
+    assert top.generalises_to == "templates and seeds" and "only" in top.fixed_generalises_to
+    assert all(p.p_fixed > 0.05 or p.p_adjusted > 0.05 for p in blue.probes)
     assert red.n_pairs == 16 and [t.n_pairs for t in red.templates] == [8, 8]
+    assert any("wording changed the images" in note for note in result.summary.notes)
+
+
+def test_controls_separate_a_real_effect_from_any_change_of_wording():
+    """Every modifier shifts each template's images somewhere: against its pairs each drift is
+    'significant'; against 19 controls only the term that moves toward 'fire' stands out."""
+    result = analyse_sweep(planted(seeds=4, templates=EIGHT, controls=19, wordy=True), SETTINGS)
+    red, blue = result.term("red"), result.term("blue")
+    assert [c.term for c in result.controls] == [f"c{i}" for i in range(19)]
+    assert blue.image_drift.p_pairs <= 0.01  # the wording changed the images ...
+    assert blue.image_drift.versus == "controls" and blue.image_drift.p_value > 0.05  # ... nothing more
+    drift = red.image_drift
+    assert drift.versus == "controls" and drift.p_value == drift.p_controls == drift.min_p == 1 / 20
+    assert drift.n_resamples == 19 and drift.controls_ratio > 1
+    assert drift.generalises_to == "modifiers like these controls"
+    fire = red.probes[0]
+    assert fire.probe == "fire" and fire.p_value < 0.001 and fire.p_adjusted < 0.01 and fire.ci_low > 0
+    assert fire.method.startswith("crossed") and fire.df > 1 and fire.p_controls == 1 / 20
+    assert fire.image_z > 1 and fire.text_z is not None
+    assert result.summary.notes == () and result.summary.design["reachable"] is True
+    assert result.summary.controls == tuple(f"c{i}" for i in range(19))
+
+
+def test_headline_probe_p_is_crossed_and_p_fixed_is_the_sign_flip():
+    from ldmprobe.analysis.inference import crossed_test, sign_flip_test
+
+    data = planted(seeds=4, templates=EIGHT)
+    red = analyse_sweep(data, SETTINGS).term("red")
+    probes = np.stack([_unit(v) for v in data.probe_embeddings])
+    y = np.array([[(_unit(data.images[(t, "red", s)].embedding.astype(np.float64))
+                    - _unit(data.images[(t, "", s)].embedding.astype(np.float64))) @ probes[1]
+                   for s in range(4)] for t in range(8)])
+    row = next(r for r in red.probes if r.probe == "ocean")
+    want = crossed_test(y)
+    assert row.shift == pytest.approx(want.estimate) and row.p_value == pytest.approx(want.p_value)
+    assert (row.ci_low, row.ci_high) == pytest.approx((want.ci_low, want.ci_high))
+    fixed = sign_flip_test(y.ravel(), n_resamples=199, random_state=0)
+    assert row.n_resamples == 199 and row.exact is False and row.min_p == pytest.approx(1 / 200)
+    assert abs(row.p_fixed - fixed.p_value) < 0.15  # same test, another random stream
+
+
+def test_nonfinite_and_zero_embeddings_are_excluded_and_counted():
+    bad = {(0, "red", 0): "nan", (1, "red", 3): "zero", (0, "", 2): "nan"}
+    result = analyse_sweep(planted(seeds=4, bad=bad), SETTINGS)
+    red = result.term("red")
+    assert red.excluded == 2 and red.n_pairs == 8 - 3
+    assert result.summary.excluded == {"": 1, "red": 2, "blue": 0}
+    assert np.isfinite(red.image_drift.estimate) and np.isfinite(red.image_drift.p_value)
+    everything = {cell: "nan" for cell in planted(seeds=2).images}
+    with pytest.raises(ValueError, match="non-finite or zero-norm"):
+        analyse_sweep(planted(seeds=2, bad=everything), SETTINGS)
+
+
+def test_neighbours_are_listed_only_beyond_the_null_threshold():
+    red = analyse_sweep(planted(), SETTINGS).term("red")
+    near = red.direction_neighbours
+    assert near.threshold is not None and 0 < near.threshold < 1 and near.alpha == 0.05
+    assert all(score > near.threshold for _, score in near.toward)
+    assert all(score < -near.threshold for _, score in near.away)
+
+
+def test_rank_correlation_is_exact_for_few_terms():
+    result = analyse_sweep(planted(seeds=4, templates=EIGHT, controls=2), SETTINGS)
+    assert result.summary.text_image_rank_correlation is None  # 2 terms: no correlation
+    data = dataclasses.replace(planted(seeds=2, controls=2), terms=("red", "blue", "c0", "c1"), controls=())
+    corr = analyse_sweep(data, SETTINGS).summary.text_image_rank_correlation
+    assert corr.exact is True and corr.n_resamples == 24 and corr.min_p == pytest.approx(2 / 24)
 
 
 def test_probe_rows_carry_min_p_exact_and_resamples():
-    row = analyse_sweep(planted(), SETTINGS).term("red").probes[0]
+    """min_p / exact / n_resamples describe p_fixed; enumeration is chosen by the number of
+    distinct sign patterns (2**(pairs - 1)), so 2 x 8 pairs are enumerated exactly."""
+    row = analyse_sweep(planted(seeds=16), SETTINGS).term("red").probes[0]
     assert row.n_resamples == 199 and row.exact is False and row.min_p == pytest.approx(1 / 200)
     exact = analyse_sweep(planted(seeds=2), SETTINGS).term("red").probes[0]
-    assert exact.exact is True and exact.n_resamples == 2 ** 4 and 0 < exact.min_p <= exact.p_value
+    assert exact.exact is True and exact.n_resamples == 2 ** 3 and 0 < exact.min_p <= exact.p_fixed
 
 
 def test_adjustment_leaves_the_unadjusted_results_alone():
@@ -103,7 +197,8 @@ def test_no_pairs_gives_nulls_not_errors():
     data = planted(seeds=2, failed={(t, "red", s) for t in range(2) for s in range(2)})
     red = analyse_sweep(data, SETTINGS).term("red")
     assert red.n_pairs == 0 and red.image_drift.p_value is None and red.probes == ()
-    assert red.to_dict()["direction_neighbours"] == {"toward": [], "away": []}
+    assert red.to_dict()["direction_neighbours"]["toward"] == []
+    assert red.to_dict()["direction_neighbours"]["threshold"] is None
 
 
 def test_result_round_trips_through_json():

@@ -6,6 +6,7 @@ d = (mean_X s − mean_Y s) / sd_{X∪Y} s; one-sided p over re-partitions of X�
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class WeatResult(_Result):
     n_y: int
     n_a: int
     n_b: int
+    unit: str = "word"  # what was permuted: "word", "prompt" (a prompt's images together) or "image"
+    generalises_to: str = "words like these"
+    n_blocks_x: int | None = None
+    n_blocks_y: int | None = None
+    n_dropped: int = 0  # rows of X, Y, A, B left out as non-finite or zero-norm
 
 
 def _weat_s(W, A, B) -> np.ndarray:
@@ -90,3 +96,38 @@ def weat(
         effect, statistic, p_value, exact, n_partitions, total, int(seed), int(ddof), min_p,
         n_x, n_y, len(A), len(B),
     )
+
+
+_SCOPE = {"word": "words like these", "prompt": "prompts like these (and their seeds)",
+          "image": "these prompts' images (treats images of one prompt as independent)"}
+
+
+def association_test(
+    X, Y, A, B, *, x_blocks=None, y_blocks=None, unit: str = "word", ddof: int = 1,
+    permutations: int = 100_000, seed: int = 0,
+) -> WeatResult:
+    """WEAT with input hygiene and the right unit of permutation.
+
+    Non-finite and zero-norm rows are dropped first (counted in ``n_dropped``; an empty set
+    is an error). ``unit="word"`` or ``"image"``: every row is re-partitioned alone
+    (:func:`weat`). ``unit="prompt"``: X ∪ Y is re-partitioned by prompt (``x_blocks`` /
+    ``y_blocks`` label each row with its prompt), so a prompt's images stay together
+    (:func:`~ldmprobe.analysis.inference.block_weat`); exact when there are at most
+    ``permutations`` re-partitions. The effect size and S are those of :func:`weat`.
+    """
+    from ldmprobe.analysis.inference import block_weat, clean_rows
+
+    if unit not in _SCOPE:
+        raise ValueError(f"unit must be 'word', 'prompt' or 'image'; got {unit!r}")
+    cleaned = [clean_rows(v, name=f"WEAT set {n}") for v, n in zip((X, Y, A, B), "XYAB")]
+    n_dropped = sum(c.n_dropped for c in cleaned)
+    base = weat(*(c.rows for c in cleaned), ddof=ddof, permutations=permutations, seed=seed)
+    blocks = (len(cleaned[0].rows), len(cleaned[1].rows))
+    if unit == "prompt":
+        test = block_weat(X, Y, A, B, x_blocks=x_blocks, y_blocks=y_blocks, unit="prompt", ddof=ddof,
+                          n_resamples=permutations, random_state=seed, max_enumerate=permutations)
+        base = dataclasses.replace(base, p_value=test.p_value, exact=test.exact, n_partitions=test.n_partitions,
+                                   n_resamples=test.n_resamples, min_p=test.min_p)
+        blocks = (test.n_blocks_x, test.n_blocks_y)
+    return dataclasses.replace(base, unit=unit, generalises_to=_SCOPE[unit], n_blocks_x=blocks[0],
+                               n_blocks_y=blocks[1], n_dropped=n_dropped)

@@ -8,20 +8,22 @@ own (planted, or the user's own embeddings).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ldmprobe.analysis import stats
+from ldmprobe.analysis.inference import control_comparison, design_check, spearman_test
 from ldmprobe.analysis.sweep_results import (
-    ImageDrift, ProbeRow, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
+    ImageDrift, Neighbours, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
     TermResult, TextDrift,
 )
+from ldmprobe.analysis.sweep_terms import (
+    DIRECTION_K, Pairs, bad_embedding, image_drift, nan_to_none, neighbours, probe_rows,
+)
 from ldmprobe.digest import canonical_json, sha256_hex
-
-#: How many words toward and away from a term's drift direction are listed.
-DIRECTION_K = 10
 
 Cell = tuple[int, str, int]  # (template index, term, seed)
 
@@ -54,6 +56,7 @@ class SweepEmbeddings:
     vocabulary_embeddings: np.ndarray | None = None
     conditioning: Mapping[str, np.ndarray] | None = None
     drop_nsfw: bool = False
+    controls: tuple[str, ...] = ()  # modifiers held irrelevant: generated and analysed like terms
 
     def usable(self, cell: ImageCell) -> bool:
         return not cell.failed and cell.embedding is not None and not (self.drop_nsfw and cell.nsfw)
@@ -66,6 +69,7 @@ class StatisticsSettings:
     permutations: int = 9999
     bootstrap: int = 2000
     seed: int = 0
+    alpha: float = 0.05
 
 
 def term_seed(stats_seed: int, term: str) -> int:
@@ -74,15 +78,52 @@ def term_seed(stats_seed: int, term: str) -> int:
     return int(sha256_hex(canonical_json({"stats_seed": stats_seed, "term": term}))[:8], 16)
 
 
+NO_CONTROLS_NOTE = ("no controls: a significant drift only means the wording changed the images, not that the "
+                    "term did anything a neutral modifier would not; add controls to the spec")
+
+
 def analyse_sweep(data: SweepEmbeddings, settings: StatisticsSettings = StatisticsSettings()) -> SweepAnalysis:
-    """Per-term drift, significance, probe shifts, text drift and direction neighbours,
-    Benjamini–Hochberg adjusted across the run, ranked by centroid drift."""
+    """Per-term drift, probe shifts (templates and seeds as random factors), text drift and
+    direction neighbours; each term judged against the controls when there are any;
+    Benjamini–Hochberg adjusted across the run; ranked by the drift estimate."""
+    _require_usable(data)
     spread_all = _overall_spread(data)
-    terms = [_analyse_term(data, settings, term, spread_all) for term in data.terms]
+    controls = [_analyse_term(data, settings, term, spread_all) for term in data.controls]
+    terms = [_against_controls(_analyse_term(data, settings, term, spread_all), controls) for term in data.terms]
     terms = _adjust(terms)
-    summary = SweepSummary(baseline_spread=spread_all, text_image_rank_correlation=_rank_correlation(terms))
-    terms.sort(key=lambda t: -(t.image_drift.centroid if t.image_drift.centroid is not None else -1))
-    return SweepAnalysis(terms=tuple(terms), summary=summary)
+    terms.sort(key=lambda t: -(t.image_drift.estimate if t.image_drift.estimate is not None else -math.inf))
+    summary = SweepSummary(
+        baseline_spread=spread_all, text_image_rank_correlation=_rank_correlation(terms, settings),
+        controls=tuple(data.controls), excluded=_excluded(data), design=_design(data, settings),
+        notes=() if data.controls else (NO_CONTROLS_NOTE,),
+    )
+    return SweepAnalysis(terms=tuple(terms), summary=summary, controls=tuple(controls))
+
+
+def _usable(data: SweepEmbeddings, cell: ImageCell) -> bool:
+    return data.usable(cell) and not bad_embedding(cell.embedding)
+
+
+def _require_usable(data: SweepEmbeddings) -> None:
+    """An error when every generated embedding is non-finite or zero-norm (nothing is left)."""
+    cells = [c for c in data.images.values() if data.usable(c)]
+    if cells and not any(not bad_embedding(c.embedding) for c in cells):
+        raise ValueError(f"all {len(cells)} image embeddings are non-finite or zero-norm; nothing is left to "
+                         "analyse (fp16 overflow or black images?); rerun with --dtype float32")
+
+
+def _excluded(data: SweepEmbeddings) -> dict:
+    counts = {term: 0 for term in (data.baseline, *data.terms, *data.controls)}
+    for (_, term, _), cell in data.images.items():
+        if term in counts and data.usable(cell) and bad_embedding(cell.embedding):
+            counts[term] += 1
+    return counts
+
+
+def _design(data: SweepEmbeddings, settings: StatisticsSettings) -> dict:
+    check = design_check(settings.alpha, n_templates=len(data.templates), n_seeds=len(data.seeds),
+                         n_controls=len(data.controls), n_resamples=settings.permutations)
+    return check.to_dict()
 
 
 def _overall_spread(data: SweepEmbeddings) -> float:
@@ -90,7 +131,7 @@ def _overall_spread(data: SweepEmbeddings) -> float:
     for t in range(len(data.templates)):
         for s in data.seeds:
             cell = data.images[(t, data.baseline, s)]
-            if data.usable(cell):
+            if _usable(data, cell):
                 rows.append(cell.embedding)
                 groups.append(t)
     return stats.baseline_spread(np.stack(rows), groups) if rows else float("nan")
@@ -106,29 +147,19 @@ def _text_drift(data: SweepEmbeddings, m_prompts: list[str], b_prompts: list[str
     return TextDrift(measurer=measurer, conditioning=conditioning)
 
 
-@dataclass
-class _Pairs:
-    """A term's usable (term, baseline) image pairs with their template labels and counts."""
-
-    term: list[np.ndarray] = dataclasses.field(default_factory=list)
-    base: list[np.ndarray] = dataclasses.field(default_factory=list)
-    groups: list[int] = dataclasses.field(default_factory=list)
-    failed: int = 0
-    flagged: int = 0
-    dropped: int = 0
-
-
-def _template_result(data: SweepEmbeddings, t: int, term: str, pairs: _Pairs) -> TemplateResult:
+def _template_result(data: SweepEmbeddings, t: int, term: str, pairs: Pairs) -> TemplateResult:
     """Collect template ``t``'s pairs into ``pairs`` and describe the template."""
     tm, tb = [], []
-    for s in data.seeds:
+    for j, s in enumerate(data.seeds):
         rm, rb = data.images[(t, term, s)], data.images[(t, data.baseline, s)]
         pairs.failed += rm.failed
         pairs.flagged += bool(rm.nsfw)
         pairs.dropped += data.drop_nsfw and bool(rm.nsfw)
-        if data.usable(rm) and data.usable(rb):
+        pairs.excluded += data.usable(rm) and bad_embedding(rm.embedding)
+        if _usable(data, rm) and _usable(data, rb):
             tm.append(rm.embedding)
             tb.append(rb.embedding)
+            pairs.seeds.append(j)
     m_prompt, b_prompt = data.prompts[(t, term)], data.prompts[(t, data.baseline)]
     drift = TemplateImageDrift()
     if tm:
@@ -143,73 +174,71 @@ def _template_result(data: SweepEmbeddings, t: int, term: str, pairs: _Pairs) ->
 
 
 def _analyse_term(data: SweepEmbeddings, settings: StatisticsSettings, term: str, spread_all: float) -> TermResult:
-    pairs = _Pairs()
+    pairs = Pairs()
     per_template = tuple(_template_result(data, t, term, pairs) for t in range(len(data.templates)))
     m_prompts = [data.prompts[(t, term)] for t in range(len(data.templates))]
     b_prompts = [data.prompts[(t, data.baseline)] for t in range(len(data.templates))]
-    image_drift, probes = ImageDrift(baseline_spread=spread_all), ()
-    neighbours = stats.DirectionNeighbours((), ())
+    drift, probes, near = ImageDrift(baseline_spread=spread_all), (), Neighbours()
     if pairs.term:
-        m_arr, b_arr = np.stack(pairs.term), np.stack(pairs.base)
+        m_arr, b_arr = pairs.arrays()
         seed = term_seed(settings.seed, term)
-        test = stats.drift_permutation_test(m_arr, b_arr, pairs.groups, n_resamples=settings.permutations, seed=seed)
-        image_drift = ImageDrift(
-            centroid=stats.centroid_drift(m_arr, b_arr), paired=stats.paired_drift(m_arr, b_arr),
-            baseline_spread=spread_all, statistic=test.statistic, p_value=test.p_value, p_adjusted=None,
-            exact=test.exact, n_resamples=test.n_resamples, min_p=test.min_p, seed=test.seed,
-        )
-        probes = _probe_rows(data, settings, m_arr, b_arr, pairs.groups, seed, m_prompts, b_prompts)
-        if data.vocabulary_embeddings is not None and len(data.vocabulary) >= 2:
-            neighbours = stats.direction_neighbours(m_arr.mean(0), b_arr.mean(0), data.vocabulary_embeddings,
-                                                    data.vocabulary, k=min(DIRECTION_K, len(data.vocabulary)))
+        drift = image_drift(m_arr, b_arr, pairs.groups, settings, seed, spread_all)
+        text_m = np.stack([data.prompt_embeddings[p] for p in m_prompts])
+        text_b = np.stack([data.prompt_embeddings[p] for p in b_prompts])
+        probes = probe_rows(data, settings, m_arr, b_arr, pairs, seed, text_m, text_b)
+        near = neighbours(data, m_arr, b_arr, seed)
     return TermResult(
         term=term, n_pairs=len(pairs.term), failed=pairs.failed, flagged=pairs.flagged, dropped=pairs.dropped,
-        text_drift=_text_drift(data, m_prompts, b_prompts), templates=per_template, image_drift=image_drift,
-        probes=probes, direction_neighbours=neighbours,
+        excluded=pairs.excluded, text_drift=_text_drift(data, m_prompts, b_prompts), templates=per_template,
+        image_drift=drift, probes=probes, direction_neighbours=near,
     )
 
 
-def _probe_rows(data: SweepEmbeddings, settings: StatisticsSettings, m_arr: np.ndarray, b_arr: np.ndarray,
-                groups: list[int], seed: int, m_prompts: list[str], b_prompts: list[str]) -> tuple[ProbeRow, ...]:
-    """Probe shifts of the images (with CI and p) beside the same shift of the prompts' text."""
-    if data.probe_embeddings is None:
-        return ()
-    shifts = stats.probe_shift(m_arr, b_arr, data.probe_embeddings, groups, n_resamples=settings.permutations,
-                               n_boot=settings.bootstrap, seed=seed)
-    text = stats.text_shift(np.stack([data.prompt_embeddings[p] for p in m_prompts]),
-                            np.stack([data.prompt_embeddings[p] for p in b_prompts]), data.probe_embeddings)
-    rows = [
-        ProbeRow(probe=data.probes[shift.probe_index], shift=shift.shift, ci_low=shift.ci_low,
-                 ci_high=shift.ci_high, p_value=shift.p_value, p_adjusted=None, exact=shift.exact,
-                 text_shift=float(text_value), min_p=shift.min_p, n_resamples=shift.n_resamples)
-        for shift, text_value in zip(shifts, text)
-    ]
-    rows.sort(key=lambda row: row.shift, reverse=True)
-    return tuple(rows)
+def _against_controls(term: TermResult, controls: list[TermResult]) -> TermResult:
+    """The headline drift verdict against the controls' estimates (rank p, floor 1/(K+1));
+    each probe shift's |value| ranked among the controls' shifts toward that probe."""
+    drift = term.image_drift
+    estimates = [c.image_drift.estimate for c in controls if c.image_drift.estimate is not None]
+    if drift.estimate is not None and estimates:
+        cmp = control_comparison(drift.estimate, estimates, alternative="greater")
+        drift = dataclasses.replace(
+            drift, p_value=cmp.p_value, versus="controls", p_controls=cmp.p_value,
+            controls_ratio=nan_to_none(cmp.ratio), min_p=cmp.min_p, exact=True, n_resamples=cmp.n_controls,
+            generalises_to=cmp.generalises_to)
+    rows = []
+    for row in term.probes:
+        shifts = [r.shift for c in controls for r in c.probes if r.probe == row.probe]
+        if shifts and np.isfinite(row.shift) and np.isfinite(shifts).any():
+            cmp = control_comparison(row.shift, shifts, alternative="two-sided")
+            row = dataclasses.replace(row, p_controls=cmp.p_value, controls_ratio=nan_to_none(cmp.ratio))
+        rows.append(row)
+    return dataclasses.replace(term, image_drift=drift, probes=tuple(rows))
 
 
 def _adjust(terms: list[TermResult]) -> list[TermResult]:
-    """Benjamini–Hochberg across the run: drift tests together, (term, probe) tests together.
-
-    Returns new results; the inputs are left as they were.
-    """
+    """Benjamini–Hochberg across the run: headline drift verdicts together, headline (term,
+    probe) p-values together. Returns new results; the inputs are left as they were."""
     drift_p = [np.nan if t.image_drift.p_value is None else t.image_drift.p_value for t in terms]
     drift_adj = stats.benjamini_hochberg(drift_p)
-    probe_p = [row.p_value for t in terms for row in t.probes]
+    probe_p = [np.nan if row.p_value is None else row.p_value for t in terms for row in t.probes]
     probe_adj = iter(stats.benjamini_hochberg(probe_p) if probe_p else [])
     adjusted = []
     for term, adj in zip(terms, drift_adj):
-        drift = dataclasses.replace(term.image_drift, p_adjusted=None if np.isnan(adj) else float(adj))
-        probes = tuple(dataclasses.replace(row, p_adjusted=float(next(probe_adj))) for row in term.probes)
+        drift = dataclasses.replace(term.image_drift, p_adjusted=nan_to_none(adj))
+        probes = tuple(dataclasses.replace(row, p_adjusted=nan_to_none(next(probe_adj))) for row in term.probes)
         adjusted.append(dataclasses.replace(term, image_drift=drift, probes=probes))
     return adjusted
 
 
-def _rank_correlation(terms: list[TermResult]) -> RankCorrelation | None:
-    pairs = [(t.text_drift.measurer, t.image_drift.centroid) for t in terms if t.image_drift.centroid is not None]
+def _rank_correlation(terms: list[TermResult], settings: StatisticsSettings) -> RankCorrelation | None:
+    """Spearman's ρ of text drift and the image drift estimate, exact permutation p for small n."""
+    pairs = [(t.text_drift.measurer, t.image_drift.estimate) for t in terms if t.image_drift.estimate is not None]
     if len(pairs) < 3:
         return None
-    from scipy.stats import spearmanr
-
-    rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
-    return RankCorrelation(spearman_rho=float(rho.statistic), p_value=float(rho.pvalue), n_terms=len(pairs))
+    try:
+        test = spearman_test([a for a, _ in pairs], [b for _, b in pairs], n_resamples=settings.permutations,
+                             random_state=settings.seed)
+    except ValueError:  # constant ranks (e.g. equal text drifts): no correlation to test
+        return None
+    return RankCorrelation(spearman_rho=test.statistic, p_value=test.p_value, n_terms=test.n, exact=test.exact,
+                           min_p=test.min_p, n_resamples=test.n_resamples)

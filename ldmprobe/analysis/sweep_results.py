@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ldmprobe.analysis.stats import DirectionNeighbours
 from ldmprobe.records import Record
 
 
@@ -40,35 +39,83 @@ class TemplateResult(Record):
 
 @dataclass(frozen=True)
 class ImageDrift(Record):
-    """A term's image drift over all templates with its permutation test (None: no pairs)."""
+    """A term's image drift over all templates (fields None: no usable pairs).
 
+    ``estimate``: unbiased squared distance between the term's and the baseline's mean image
+    embeddings (expectation 0 under no effect whatever the number of pairs), with a
+    bootstrap CI over templates then pairs. ``p_value`` is the headline verdict: against
+    the controls' estimates (``versus`` "controls", rank p, floor 1/(K+1)) when the spec
+    has controls, else the sign-flip p within pairs (``versus`` "pairs"), which only says
+    the wording changed these images. ``min_p``/``exact``/``n_resamples`` describe
+    ``p_value``; ``p_pairs`` is the within-pairs p either way.
+    """
+
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    standardised: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    versus: str | None = None
+    p_controls: float | None = None
+    controls_ratio: float | None = None
+    p_pairs: float | None = None
+    min_p: float | None = None
+    exact: bool | None = None
+    n_resamples: int | None = None
+    generalises_to: str | None = None
     centroid: float | None = None
     paired: float | None = None
     baseline_spread: float | None = None
-    statistic: float | None = None
-    p_value: float | None = None
-    p_adjusted: float | None = None
-    exact: bool | None = None
-    n_resamples: int | None = None
-    min_p: float | None = None
     seed: int | None = None
 
 
 @dataclass(frozen=True)
 class ProbeRow(Record):
-    """Shift of the images toward one probe word, its CI and sign-flip p; the same shift of
-    the prompts' text embeddings beside it."""
+    """Shift of the images toward one probe word.
+
+    Headline (``shift``, ``ci_low``/``ci_high``, ``p_value``): templates and seeds as crossed
+    random factors (variance components, Satterthwaite ``df``); ``generalises_to`` says to
+    what. ``p_fixed``: exact or sampled sign-flip p over these pairs, "these templates and
+    seeds only"; ``min_p``, ``exact`` and ``n_resamples`` describe it. ``p_controls``: rank
+    p of |shift| among the controls' shifts toward the probe (None without controls).
+    ``text_shift`` is the same shift of the prompts' text embeddings; ``text_z`` and
+    ``image_z`` put both on one scale (z among the shifts toward the vocabulary's words).
+    """
 
     probe: str
     shift: float
-    ci_low: float
-    ci_high: float
-    p_value: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
     p_adjusted: float | None
-    exact: bool
-    text_shift: float
+    df: float | None
+    method: str
+    generalises_to: str
+    p_fixed: float
     min_p: float
+    exact: bool
     n_resamples: int
+    fixed_generalises_to: str
+    p_controls: float | None
+    controls_ratio: float | None
+    text_shift: float
+    text_z: float | None
+    image_z: float | None
+
+
+@dataclass(frozen=True)
+class Neighbours(Record):
+    """Vocabulary words toward / away from the drift direction, listed only beyond
+    ``threshold``: the (1 − alpha) quantile of the largest |cos| over the vocabulary under a
+    sign-flip null of the paired differences (None: no test was possible)."""
+
+    toward: tuple[tuple[str, float], ...] = ()
+    away: tuple[tuple[str, float], ...] = ()
+    threshold: float | None = None
+    alpha: float | None = None
+    n_resamples: int | None = None
+    null: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,39 +125,50 @@ class TermResult(Record):
     failed: int
     flagged: int
     dropped: int
+    excluded: int  # images of this term with a non-finite or zero-norm embedding
     text_drift: TextDrift
     templates: tuple[TemplateResult, ...]
     image_drift: ImageDrift
     probes: tuple[ProbeRow, ...]
-    direction_neighbours: DirectionNeighbours
+    direction_neighbours: Neighbours
 
 
 @dataclass(frozen=True)
 class RankCorrelation(Record):
-    """Spearman correlation of text drift and image drift across terms."""
+    """Spearman correlation of text drift and image drift across terms, with a permutation
+    p (exact over all n! pairings for small n)."""
 
     spearman_rho: float
     p_value: float
     n_terms: int
+    exact: bool
+    min_p: float
+    n_resamples: int
     text: str = "measurer"
-    image: str = "centroid"
+    image: str = "estimate"
 
 
 @dataclass(frozen=True)
 class SweepSummary(Record):
     baseline_spread: float | None
     text_image_rank_correlation: RankCorrelation | None
+    controls: tuple[str, ...] = ()
+    excluded: dict | None = None  # term -> images excluded (non-finite or zero-norm)
+    design: dict | None = None  # design_check: alpha, reachable, min_p, messages
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SweepAnalysis(Record):
-    """Per-term results, ranked by centroid drift (largest first), and the run's summary."""
+    """Per-term results, ranked by drift estimate (largest first), the controls' results
+    (each judged against its pairs only) and the run's summary."""
 
     terms: tuple[TermResult, ...]
     summary: SweepSummary
+    controls: tuple[TermResult, ...] = ()
 
     def term(self, name: str) -> TermResult:
-        for entry in self.terms:
+        for entry in (*self.terms, *self.controls):
             if entry.term == name:
                 return entry
         raise KeyError(name)

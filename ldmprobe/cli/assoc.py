@@ -32,10 +32,14 @@ from ldmprobe.cli.options import CliState, model_options, output_options
               help="Images generated per pipeline call.")
 @click.option("--allow-truncation", is_flag=True,
               help="Generate from prompts longer than 77 tokens (truncated) instead of failing.")
+@click.option("--unit", type=click.Choice(["prompt", "image"]), default=None,
+              help="What the test re-partitions when X and Y are prompts x seeds: prompt (default; a "
+                   "prompt's images stay together) or image (opt-in; anti-conservative when images of "
+                   "one prompt cluster). Word sets always permute words.")
 @output_options
 @click.pass_obj
 def assoc(obj: CliState | None, spec, pipeline, revision, measurer, device, dtype, permutations,
-          seed, ddof, steps, guidance, batch_size, allow_truncation, fmt):
+          seed, ddof, steps, guidance, batch_size, allow_truncation, unit, fmt):
     """Run an embedding association test (WEAT / iEAT / T2IAT) from SPEC.
 
     SPEC is a TOML file or the name of a shipped test (prompts/assoc/NAME.toml), with target
@@ -67,6 +71,6 @@ def assoc(obj: CliState | None, spec, pipeline, revision, measurer, device, dtyp
         dtype=dtype, offline=obj.offline, reporter=obj.terminal,
         ddof=None if ddof is None else int(ddof), permutations=permutations, seed=seed,
         steps=steps, guidance=guidance, batch_size=batch_size,
-        allow_truncation=allow_truncation,
+        allow_truncation=allow_truncation, unit=unit,
     )
     emit(result, fmt, obj.terminal)

@@ -55,6 +55,11 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
     from ldmprobe.usecases.sweep import preview_sweep, sweep
 
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    ctx = click.get_current_context()
+    for key in ("pipeline", "measurer"):  # the spec names default models; a flag given on the command line wins
+        given = ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)
+        if getattr(spec, key) is not None and not given:
+            flags[key] = getattr(spec, key)
     options = SweepOptions(**flags, offline=obj.offline)
     if vocabs:
         options.vocab = tuple(vocabs)

@@ -10,10 +10,14 @@ def assoc_records(result) -> list[dict]:
     return [result.record()]
 
 
-def _fmt_p(p: float | None) -> str:
+def _fmt_p(p: float | None, r: dict | None = None) -> str:
+    from ldmprobe.analysis.inference import format_p
+
     if p is None or not math.isfinite(p):
         return "n/a"
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+    if r is None:
+        return format_p(p, min_p=0.0, exact=True, n_resamples=0)
+    return format_p(p, min_p=r["min_p"], exact=bool(r["exact"]), n_resamples=r["n_resamples"])
 
 
 def render_assoc_table(result):
@@ -34,13 +38,20 @@ def render_assoc_table(result):
     table.add_row("effect size d", "n/a" if d is None else f"{d:+.3f}")
     s = r["statistic"]
     table.add_row("statistic S", "n/a" if s is None else f"{s:+.4f}")
+    unit = r.get("unit", "word")
     if r["exact"]:
-        how = f"exact over all {r['n_partitions']:,} partitions"
+        how = f"exact over all {r['n_partitions']:,} re-partitions of {unit}s"
     else:
-        how = (f"sampled: {r['n_resamples']:,} random partitions of {r['n_partitions']:,}, "
+        how = (f"sampled: {r['n_resamples']:,} random re-partitions of {unit}s of {r['n_partitions']:,}, "
                f"seed {r['seed']}")
-    table.add_row("p (one-sided)", f"{_fmt_p(r['p_value'])}  ({how}; smallest possible "
+    table.add_row("p (one-sided)", f"{_fmt_p(r['p_value'], r)}  ({how}; smallest possible "
                                    f"{_fmt_p(r['min_p'])})")
+    table.add_row("generalises to", r.get("generalises_to") or "")
+    if r.get("min_p") is not None and r["min_p"] > 0.05:
+        table.add_row("design", f"cannot reach p ≤ 0.05: the smallest possible p is {_fmt_p(r['min_p'])}; "
+                                "add prompts (or words)")
+    if r.get("n_dropped"):
+        table.add_row("excluded", f"{r['n_dropped']} non-finite or zero-norm embeddings")
     table.add_row("n", f"X {r['n_x']}, Y {r['n_y']}, A {r['n_a']}, B {r['n_b']}; "
                        f"sd with ddof={r['ddof']}")
     table.add_row("measurer", result.config.get("measurer", {}).get("spec", ""))

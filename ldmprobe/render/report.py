@@ -29,10 +29,20 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def _p(value) -> str:
+def _p(value, row: dict | None = None) -> str:
+    from ldmprobe.analysis.inference import format_p
+
     if value is None:
         return "—"
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+    if row is None or row.get("min_p") is None:
+        return format_p(value, min_p=0.0, exact=True, n_resamples=0)
+    return format_p(value, min_p=row["min_p"], exact=bool(row.get("exact")), n_resamples=row.get("n_resamples") or 0)
+
+
+def _ci(x: dict) -> str:
+    if x.get("ci_low") is None:
+        return "—"
+    return f"[{x['ci_low']:+.4g}, {x['ci_high']:+.4g}]"
 
 
 def _svg(fig) -> str:
@@ -82,8 +92,8 @@ def probe_plot(term: dict) -> str:
     probes = term["probes"]
     names = [p["probe"] for p in probes]
     shift = [p["shift"] for p in probes]
-    low = [p["shift"] - p["ci_low"] for p in probes]
-    high = [p["ci_high"] - p["shift"] for p in probes]
+    low = [p["shift"] - p["ci_low"] if p["ci_low"] is not None else 0.0 for p in probes]
+    high = [p["ci_high"] - p["shift"] if p["ci_high"] is not None else 0.0 for p in probes]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 0.38 * len(names) + 1.4), sharey=True)
     ys = range(len(names))
     left.errorbar(shift, ys, xerr=[low, high], fmt="o", color="#1f77b4", capsize=3)
@@ -157,19 +167,26 @@ def _drift(document: dict) -> list[str]:
     terms = document["terms"]
     spread = document["summary"].get("baseline_spread")
     parts.append("<h2>Drift per term</h2>")
-    parts.append('<p class="muted">Drift is 1 − cosine between image embeddings; the grey band is the '
-                 "baseline's own seed-to-seed spread. p: paired permutation test (labels swapped within "
-                 "each template/seed pair); p adj: Benjamini–Hochberg across terms.</p>")
+    controls = document["summary"].get("controls") or []
+    versus = (f"rank among the {len(controls)} controls' drifts (floor 1/{len(controls) + 1})" if controls else
+              "sign flips within pairs: with no controls it only means the wording changed the images")
+    parts.append('<p class="muted">Drift: unbiased estimate of the squared distance between the term\'s and the '
+                 "baseline's mean image embeddings, 95% CI by bootstrap over templates then pairs (centroid and "
+                 f"paired drift are 1 − cosine, kept for continuity). p: {escape(versus)}; p adj: "
+                 "Benjamini–Hochberg across terms.</p>")
+    for note in [*document["summary"].get("notes", ()), *((document["summary"].get("design") or {}).get("messages", ()))]:
+        parts.append(f'<p class="muted">Note: {escape(note)}</p>')
     parts.append(f"<figure>{drift_plot(terms, spread)}</figure>")
-    parts.append("<table><tr><th>term</th><th>pairs</th><th>centroid</th><th>paired</th><th>baseline spread</th>"
-                 "<th>p</th><th>p adj</th><th>text drift (measurer)</th><th>text drift (conditioning)</th>"
+    parts.append("<table><tr><th>term</th><th>pairs</th><th>drift</th><th>95% CI</th><th>centroid</th>"
+                 "<th>paired</th><th>baseline spread</th><th>p</th><th>p adj</th><th>text drift (measurer)</th><th>text drift (conditioning)</th>"
                  "<th>failed</th><th>flagged</th></tr>")
     for t in terms:
         d = t["image_drift"]
         parts.append(
-            f"<tr><td>{escape(t['term'])}</td><td class=num>{t['n_pairs']}</td><td class=num>{_fmt(d['centroid'])}</td>"
+            f"<tr><td>{escape(t['term'])}</td><td class=num>{t['n_pairs']}</td><td class=num>{_fmt(d.get('estimate'))}</td>"
+            f"<td class=num>{_ci(d)}</td><td class=num>{_fmt(d['centroid'])}</td>"
             f"<td class=num>{_fmt(d['paired'])}</td><td class=num>{_fmt(d['baseline_spread'])}</td>"
-            f"<td class=num>{_p(d.get('p_value'))}</td><td class=num>{_p(d.get('p_adjusted'))}</td>"
+            f"<td class=num>{_p(d.get('p_value'), d)}</td><td class=num>{_p(d.get('p_adjusted'))}</td>"
             f"<td class=num>{_fmt(t['text_drift']['measurer'])}</td>"
             f"<td class=num>{_fmt(t['text_drift']['conditioning'])}</td>"
             f"<td class=num>{t['failed']}</td><td class=num>{t['flagged']}</td></tr>")
@@ -177,7 +194,8 @@ def _drift(document: dict) -> list[str]:
     corr = document["summary"].get("text_image_rank_correlation")
     if corr:
         parts.append(f"<p>Rank correlation of text drift and image drift across {corr['n_terms']} terms: "
-                     f"Spearman ρ = {corr['spearman_rho']:.3f} (p = {_p(corr['p_value'])}).</p>")
+                     f"Spearman ρ = {corr['spearman_rho']:.3f} (p = {_p(corr['p_value'], corr)}, "
+                     f"{'exact' if corr.get('exact') else 'sampled'} permutation).</p>")
 
 
     return parts
@@ -197,25 +215,28 @@ def _term_section(t: dict) -> list[str]:
     parts: list[str] = []
     parts.append(f'<section class="term" id="term-{escape(t["term"])}"><h3>{escape(t["term"])}</h3>')
     d = t["image_drift"]
-    parts.append(f"<p>centroid drift {_fmt(d['centroid'])} (baseline spread {_fmt(d['baseline_spread'])}), "
-                 f"p = {_p(d.get('p_value'))}, adjusted {_p(d.get('p_adjusted'))}; "
+    parts.append(f"<p>drift {_fmt(d.get('estimate'))} {_ci(d)}, centroid drift {_fmt(d['centroid'])} "
+                 f"(baseline spread {_fmt(d['baseline_spread'])}), p = {_p(d.get('p_value'), d)} "
+                 f"(vs {d.get('versus') or '—'}), adjusted {_p(d.get('p_adjusted'))}; "
                  f"{t['n_pairs']} pairs, {t['failed']} failed, {t['flagged']} flagged, "
                  f"{t.get('dropped', 0)} dropped.</p>")
     if t.get("probes"):
         parts.append(f"<figure>{probe_plot(t)}</figure>")
         parts.append("<table><tr><th>probe</th><th>shift</th><th>95% CI</th><th>p</th><th>p adj</th>"
-                     "<th>text shift</th></tr>")
+                     "<th>p fixed</th><th>text shift</th><th>image z</th><th>text z</th></tr>")
         for p in t["probes"]:
             parts.append(f"<tr><td>{escape(p['probe'])}</td><td class=num>{p['shift']:+.4g}</td>"
-                         f"<td class=num>[{p['ci_low']:+.4g}, {p['ci_high']:+.4g}]</td>"
+                         f"<td class=num>{_ci(p)}</td>"
                          f"<td class=num>{_p(p['p_value'])}</td><td class=num>{_p(p['p_adjusted'])}</td>"
-                         f"<td class=num>{p['text_shift']:+.4g}</td></tr>")
+                         f"<td class=num>{_p(p.get('p_fixed'), p)}</td><td class=num>{p['text_shift']:+.4g}</td>"
+                         f"<td class=num>{_fmt(p.get('image_z'))}</td><td class=num>{_fmt(p.get('text_z'))}</td></tr>")
         parts.append("</table>")
     nb = t.get("direction_neighbours") or {}
     if nb.get("toward") or nb.get("away"):
         toward = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("toward", []))
         away = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("away", []))
-        parts.append(f"<p><b>Drift points toward:</b> {toward}<br><b>and away from:</b> {away}</p>")
+        parts.append(f"<p><b>Drift points toward:</b> {toward}<br><b>and away from:</b> {away} "
+                     f"(|cos| above the null threshold {_fmt(nb.get('threshold'))})</p>")
     per_template = "".join(
         f"<tr><td>{escape(x['template'])}</td><td class=num>{x['n_pairs']}</td>"
         f"<td class=num>{_fmt(x['image_drift']['centroid'])}</td>"

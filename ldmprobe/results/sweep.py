@@ -58,7 +58,8 @@ class SweepResult(Record):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepResult:
         analysis = SweepAnalysis(terms=tuple(TermResult.from_dict(t) for t in data["terms"]),
-                                 summary=SweepSummary.from_dict(data["summary"]))
+                                 summary=SweepSummary.from_dict(data["summary"]),
+                                 controls=tuple(TermResult.from_dict(t) for t in data.get("controls", ())))
         return cls(spec=data["spec"], config=data["config"], provenance=data["provenance"], counts=data["counts"],
                    baseline=data["baseline"], analysis=analysis, run=RunFolder.from_dict(data["run"]),
                    schema_version=data.get("schema_version", SCHEMA_VERSION), kind=data.get("kind", "sweep"))

@@ -8,6 +8,7 @@ A spec comes from one of three places:
       templates = ["a photo of a {} house"]  # each with exactly one ``{}``
       baseline = ""                        # required; "" means "no modifier"
       terms = ["fancy", "poor"]            # the modifiers compared with the baseline
+      controls = ["wooden", "small"]       # optional modifiers held irrelevant (judged against)
       probes = ["mansion", "hut"]          # optional words to measure shifts toward
       seeds = 8                            # a count (seeds 0..7) or a list [0, 5, 11]
       negative_prompt = "blurry"           # optional
@@ -15,6 +16,8 @@ A spec comes from one of three places:
       guidance = 7.5
       width = 512
       height = 512
+      pipeline = "sd15"                    # optional default models (--pipeline / --measurer win)
+      measurer = "ViT-L-14-quickgelu:openai"
 
 * a plain-text file (any other suffix): one template per line, blank lines and lines whose
   first non-blank character is ``#`` ignored (a ``#`` later in a line is prompt text);
@@ -73,6 +76,7 @@ class Spec:
     templates: tuple[str, ...]
     baseline: str
     terms: tuple[str, ...]
+    controls: tuple[str, ...] = ()
     probes: tuple[str, ...] = ()
     seeds: tuple[int, ...] = tuple(range(DEFAULT_SEED_COUNT))
     negative_prompt: str | None = None
@@ -80,6 +84,8 @@ class Spec:
     guidance: float | None = None
     width: int | None = None
     height: int | None = None
+    pipeline: str | None = None
+    measurer: str | None = None
     source: str = "<inline>"
 
     def __post_init__(self) -> None:
@@ -93,8 +99,8 @@ class Spec:
 
     @property
     def all_terms(self) -> tuple[str, ...]:
-        """The baseline followed by the terms, in spec order."""
-        return (self.baseline, *self.terms)
+        """The baseline, the terms, then the controls, in spec order (everything generated)."""
+        return (self.baseline, *self.terms, *self.controls)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (lists, not tuples) of every field, ``source`` included."""
@@ -103,6 +109,7 @@ class Spec:
             "templates": list(self.templates),
             "baseline": self.baseline,
             "terms": list(self.terms),
+            "controls": list(self.controls),
             "probes": list(self.probes),
             "seeds": list(self.seeds),
             "negative_prompt": self.negative_prompt,
@@ -110,6 +117,8 @@ class Spec:
             "guidance": self.guidance,
             "width": self.width,
             "height": self.height,
+            "pipeline": self.pipeline,
+            "measurer": self.measurer,
             "source": self.source,
         }
 

@@ -30,6 +30,7 @@ SPEC_KEYS = (
     "templates",
     "baseline",
     "terms",
+    "controls",
     "probes",
     "seeds",
     "negative_prompt",
@@ -37,6 +38,8 @@ SPEC_KEYS = (
     "guidance",
     "width",
     "height",
+    "pipeline",
+    "measurer",
 )
 
 
@@ -47,6 +50,10 @@ _KEY_ALIASES = {
     "term": "terms",
     "modifiers": "terms",
     "probe": "probes",
+    "control": "controls",
+    "control_terms": "controls",
+    "generator": "pipeline",
+    "model": "pipeline",
     "seed": "seeds",
     "negative": "negative_prompt",
     "negative_prompts": "negative_prompt",
@@ -341,3 +348,42 @@ def _validate_seeds(value: Any, ctx: _Ctx) -> tuple[int, ...]:
             )
         seen.add(seed)
     return tuple(int(s) for s in value)
+
+
+def _validate_controls(value: Any, baseline: str, terms: tuple[str, ...], ctx: _Ctx) -> tuple[str, ...]:
+    """Control terms: modifiers the study holds irrelevant, generated and checked like terms;
+    none may repeat the baseline, a term or another control."""
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        return ()
+    if isinstance(value, str):
+        raise SpecError(
+            f"{ctx.label('controls')}: controls must be a list of strings, not a single string; "
+            f"write controls = [{value!r}]."
+        )
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(
+            f"{ctx.label('controls')}: controls must be a list of strings, not {_type(value)}; "
+            f"write e.g. controls = [\"wooden\", \"small\"] (modifiers the study holds irrelevant)."
+        )
+    taken = {base.casefold(): "the baseline" for base in (baseline,)}
+    taken.update({t.casefold(): f"term {t!r}" for t in terms})
+    out: list[str] = []
+    for i, control in enumerate(value):
+        where = ctx.label("controls", i, control)
+        if not isinstance(control, str):
+            raise SpecError(
+                f"{where}: each control must be a string, not {_type(control)} {control!r}; quote it."
+            )
+        text = _squash(control)
+        if not text:
+            raise SpecError(f"{where}: the control is empty; remove it or write a modifier.")
+        key = text.casefold()
+        if key in taken:
+            raise SpecError(
+                f"{where}: control {text!r} is also {taken[key]}; a control must be a modifier "
+                f"that is neither the baseline nor a term. Remove or rename it."
+            )
+        taken[key] = f"controls[{i}]"
+        out.append(text)
+    return tuple(out)
+

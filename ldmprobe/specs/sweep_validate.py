@@ -12,7 +12,7 @@ from ldmprobe.errors import SpecError
 from ldmprobe.specs import files as specfile
 from ldmprobe.specs.sweep_fields import (
     _KEY_ALIASES, _TOML_LINE, DEFAULT_SEED_COUNT, SPEC_KEYS, _Ctx, _is_int,
-    _squash, _type, _validate_probes, _validate_seeds, _validate_templates, _validate_terms,
+    _squash, _type, _validate_controls, _validate_probes, _validate_seeds, _validate_templates, _validate_terms,
 )
 
 
@@ -102,10 +102,13 @@ def _validate(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
     out["templates"] = _validate_templates(raw.get("templates"), ctx)
     baseline, terms = _validate_terms(raw.get("baseline"), raw.get("terms"), ctx)
     out["baseline"], out["terms"] = baseline, terms
+    out["controls"] = _validate_controls(raw.get("controls"), baseline, terms, ctx)
     out["probes"] = _validate_probes(raw.get("probes", ()), ctx)
     out["seeds"] = _validate_seeds(raw.get("seeds", DEFAULT_SEED_COUNT), ctx)
 
     out.update(_validate_generation(raw, ctx))
+    for key in ("pipeline", "measurer"):
+        out[key] = _validate_model_name(raw.get(key), key, ctx)
     return out
 
 
@@ -194,3 +197,16 @@ def _as_str_list(values: Sequence[str], ctx: _Ctx, flag: str) -> list[str]:
         if not isinstance(v, str):
             raise SpecError(f"{ctx.source}: {flag} {v!r} must be a string.")
     return out
+
+
+def _validate_model_name(value: Any, key: str, ctx: _Ctx) -> str | None:
+    """pipeline / measurer: an optional non-empty string (the command line's flag overrides it)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        eg = 'pipeline = "sd15"' if key == "pipeline" else 'measurer = "ViT-L-14-quickgelu:openai"'
+        raise SpecError(
+            f"{ctx.label(key)}: {key} must be a non-empty string naming a model, not "
+            f"{_type(value)} {value!r}; write e.g. {eg} or leave it out (--{key} overrides it)."
+        )
+    return value.strip()

@@ -217,5 +217,5 @@ def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, 
         probe_embeddings=text_embeddings(setup, loaded, list(probes), probe_templates) if probes else None,
         vocabulary=tuple(vocab_words), vocabulary_embeddings=vocab_emb,
         conditioning=dict(zip(prompt_list, conditioning)) if conditioning is not None else None,
-        drop_nsfw=opts.nsfw == "drop",
+        drop_nsfw=opts.nsfw == "drop", controls=tuple(spec.controls),
     )

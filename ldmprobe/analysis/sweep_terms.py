@@ -1,0 +1,149 @@
+"""One term's image statistics in a sweep: drift, probe shifts, direction neighbours.
+
+Pure numpy / scipy on a term's usable (term, baseline) pairs, built on
+:mod:`ldmprobe.analysis.inference` (see DESIGN.md, Statistics). The comparison with control
+terms and the adjustment across the run are in :mod:`ldmprobe.analysis.sweep`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ldmprobe.analysis import stats
+from ldmprobe.analysis.inference import (
+    crossed_test, neighbour_null, sign_flip_test, unbiased_drift, vocabulary_z,
+)
+from ldmprobe.analysis.sweep_results import ImageDrift, Neighbours, ProbeRow
+
+#: How many words toward and away from a term's drift direction are listed (at most).
+DIRECTION_K = 10
+#: Resamples of the neighbour null (the threshold is its 95 % quantile).
+NEIGHBOUR_RESAMPLES = 999
+#: What a drift p against the pairs alone means.
+PAIRS_NOTE = "the wording changed the images (these templates and seeds)"
+
+
+def bad_embedding(vector) -> bool:
+    """True for a non-finite or zero-norm embedding (excluded before any statistic)."""
+    v = np.asarray(vector, dtype=np.float64)
+    return not np.isfinite(v).all() or not np.linalg.norm(v) > 0
+
+
+@dataclass
+class Pairs:
+    """A term's usable (term, baseline) image pairs with their template and seed positions."""
+
+    term: list[np.ndarray] = field(default_factory=list)
+    base: list[np.ndarray] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # position in the spec's seeds
+    failed: int = 0
+    flagged: int = 0
+    dropped: int = 0
+    excluded: int = 0
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return stats._unit(np.stack(self.term)), stats._unit(np.stack(self.base))
+
+
+@dataclass(frozen=True)
+class TermStatistics:
+    """What the controls comparison needs besides the rows themselves."""
+
+    drift: ImageDrift
+    probes: tuple[ProbeRow, ...]
+    neighbours: Neighbours
+
+
+def _rng(seed: int, *salt: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *salt])
+
+
+def image_drift(m: np.ndarray, b: np.ndarray, groups: list[int], settings, seed: int,
+                spread_all: float) -> ImageDrift:
+    """Unbiased drift with its bootstrap CI and the within-pairs p (the headline verdict until
+    controls replace it); centroid and paired drift kept for continuity."""
+    base = ImageDrift(centroid=stats.centroid_drift(m, b), paired=stats.paired_drift(m, b),
+                      baseline_spread=spread_all, seed=seed)
+    try:
+        u = unbiased_drift(m, b, groups, n_boot=settings.bootstrap, n_resamples=settings.permutations,
+                           random_state=_rng(seed, 1))
+    except ValueError:  # no template with two usable pairs: no unbiased estimate
+        return base
+    return ImageDrift(
+        estimate=u.estimate, ci_low=u.ci_low, ci_high=u.ci_high, standardised=u.standardised,
+        p_value=u.p_value, p_adjusted=None, versus="pairs", p_controls=None, controls_ratio=None,
+        p_pairs=u.p_value, min_p=u.min_p, exact=u.exact, n_resamples=u.n_resamples,
+        generalises_to=PAIRS_NOTE, centroid=base.centroid, paired=base.paired,
+        baseline_spread=spread_all, seed=seed,
+    )
+
+
+def probe_table(m: np.ndarray, b: np.ndarray, probe: np.ndarray, pairs: Pairs, shape: tuple[int, int]):
+    """The (templates × seeds) table of per-pair shifts cos(m, p) − cos(b, p); NaN: no pair."""
+    y = np.full(shape, np.nan)
+    y[pairs.groups, pairs.seeds] = (m - b) @ probe
+    return y
+
+
+def vocabulary_shift_z(m_mean_diff: np.ndarray, probes: np.ndarray, vocabulary: np.ndarray | None):
+    """z of each probe's shift among the shifts toward every vocabulary word (None: no scale)."""
+    if vocabulary is None or len(vocabulary) < 2:
+        return [None] * len(probes)
+    shifts = np.concatenate([probes @ m_mean_diff, stats._unit(vocabulary) @ m_mean_diff])
+    try:
+        z = vocabulary_z(shifts)
+    except ValueError:
+        return [None] * len(probes)
+    return [float(v) for v in z[: len(probes)]]
+
+
+def probe_rows(data, settings, m: np.ndarray, b: np.ndarray, pairs: Pairs, seed: int,
+               text_m: np.ndarray, text_b: np.ndarray) -> tuple[ProbeRow, ...]:
+    """Per probe: the crossed headline, the sign-flip p_fixed, and text vs image on one scale."""
+    if data.probe_embeddings is None or not len(data.probes):
+        return ()
+    probes = stats._unit(np.asarray(data.probe_embeddings, dtype=np.float64))
+    text = stats.text_shift(text_m, text_b, probes)
+    vocab = data.vocabulary_embeddings
+    image_z = vocabulary_shift_z(m.mean(0) - b.mean(0), probes, vocab)
+    text_z = vocabulary_shift_z(stats._unit(text_m).mean(0) - stats._unit(text_b).mean(0), probes, vocab)
+    shape = (len(data.templates), len(data.seeds))
+    rows = []
+    for i, name in enumerate(data.probes):
+        y = probe_table(m, b, probes[i], pairs, shape)
+        crossed = crossed_test(y)
+        fixed = sign_flip_test(y[np.isfinite(y)], n_resamples=settings.permutations,
+                               random_state=_rng(seed, 2, i))
+        rows.append(ProbeRow(
+            probe=name, shift=crossed.estimate, ci_low=crossed.ci_low, ci_high=crossed.ci_high,
+            p_value=crossed.p_value, p_adjusted=None, df=crossed.df, method=crossed.method,
+            generalises_to=crossed.generalises_to, p_fixed=fixed.p_value, min_p=fixed.min_p,
+            exact=fixed.exact, n_resamples=fixed.n_resamples,
+            fixed_generalises_to=fixed.generalises_to + " only", p_controls=None,
+            controls_ratio=None, text_shift=float(text[i]), text_z=text_z[i], image_z=image_z[i],
+        ))
+    rows.sort(key=lambda row: row.shift, reverse=True)
+    return tuple(rows)
+
+
+def neighbours(data, m: np.ndarray, b: np.ndarray, seed: int) -> Neighbours:
+    """Direction neighbours beyond the sign-flip null's threshold (nothing listed below it)."""
+    vocab = data.vocabulary_embeddings
+    if vocab is None or len(data.vocabulary) < 2 or len(m) < 2:
+        return Neighbours()
+    keep = [i for i in range(len(vocab)) if not bad_embedding(vocab[i])]
+    if len(keep) < 2:
+        return Neighbours()
+    result = neighbour_null(m, b, np.asarray(vocab)[keep], [data.vocabulary[i] for i in keep],
+                            k=min(DIRECTION_K, len(keep)), n_resamples=NEIGHBOUR_RESAMPLES,
+                            random_state=_rng(seed, 3))
+    return Neighbours(toward=result.toward, away=result.away, threshold=result.threshold,
+                      alpha=result.alpha, n_resamples=result.n_resamples, null=result.null)
+
+
+def nan_to_none(x) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
