@@ -5,12 +5,21 @@ from __future__ import annotations
 from ldmprobe import storage as cache
 from ldmprobe.models import sources as models
 from ldmprobe.models import tiny
+from ldmprobe.models.reference import REFERENCE_WEIGHTS, is_reference_folder
 
 
 def _hub_cached(repo_id: str, filename: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(repo_id, filename), str)
+
+
+def _reference_row(role: str, name: str, preset: dict) -> dict:
+    folder = REFERENCE_WEIGHTS / role
+    shipped = is_reference_folder(folder)
+    return {"role": role, "name": name, "resolves_to": ("local-dir:" if role == "measurer" else "") + str(folder),
+            "about": preset["about"], "local": shipped,
+            "status": "shipped" if shipped else "missing from this install"}
 
 
 def model_inventory() -> dict:
@@ -25,6 +34,8 @@ def model_inventory() -> dict:
                 "role": "generator", "name": name, "resolves_to": str(folder), "about": preset["about"],
                 "local": True, "status": "built" if built else "built on first use (offline)",
             })
+        elif name == "reference":
+            generators.append(_reference_row("generator", name, preset))
         else:
             cached = _hub_cached(preset["hub_id"], "model_index.json")
             generators.append({
@@ -42,6 +53,8 @@ def model_inventory() -> dict:
                 "about": preset["about"], "local": True,
                 "status": "built" if built else "built on first use (offline)",
             })
+        elif name == "reference":
+            measurers.append(_reference_row("measurer", name, preset))
         else:
             cached = models.measurer_cached(models.resolve_measurer(name))
             measurers.append({

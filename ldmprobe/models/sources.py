@@ -12,9 +12,6 @@ import hashlib
 import json
 import os
 import re
-import socket
-import sys
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,9 @@ from typing import Any
 from ldmprobe import storage as cache
 from ldmprobe.models import tiny
 from ldmprobe.models.configs import native_image_size, scheduler_identity  # noqa: F401  (importable from here)
+from ldmprobe.models.hub import hub_reachable, offline_requested, set_hub_offline, unavailable_message  # noqa: F401
 from ldmprobe.models.libraries import quiet_libraries
+from ldmprobe.models.reference import is_reference_folder, reference_folder
 from ldmprobe.errors import ModelUnavailableError, UnknownModelError
 
 DEFAULT_GENERATOR = "sd15"
@@ -35,6 +34,7 @@ GENERATOR_PRESETS: dict[str, dict[str, str]] = {
         "about": "Stable Diffusion 1.5 (512x512), conditioned on CLIP ViT-L/14 text states",
     },
     "tiny": {"hub_id": "", "about": "built-in random-weight SD pipeline for tests and smoke runs"},
+    "reference": {"hub_id": "", "about": "shipped reference world: a small trained model with planted biases"},
 }
 
 #: Hub ids that are gone, with the id that replaced them.
@@ -49,49 +49,11 @@ MEASURER_PRESETS: dict[str, dict[str, str]] = {
         "about": "OpenAI CLIP ViT-L/14, the text tower SD 1.5 conditions on",
     },
     "tiny": {"hf_hub": "", "about": "built-in random-weight open_clip CLIP for tests and smoke runs"},
+    "reference": {"hf_hub": "", "about": "shipped reference world's CLIP (its generator conditions on its text tower)"},
 }
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _TINY_WARNING = "tiny models have random weights: their numbers mean nothing"
-
-
-# --------------------------------------------------------------------------- offline
-
-
-def offline_requested(flag: bool = False) -> bool:
-    """True when the user asked never to touch the network."""
-    env = os.environ.get("LDMPROBE_OFFLINE", "") or os.environ.get("HF_HUB_OFFLINE", "")
-    return flag or env.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the hub endpoint, so an unreachable hub fails in seconds."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urllib.parse.urlparse(endpoint)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def set_hub_offline() -> None:
-    """Make huggingface_hub answer from its cache only (no retries against the network)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:  # already imported: the env var alone is not re-read
-        constants.HF_HUB_OFFLINE = True
-
-
-def unavailable_message(what: str, tried: str, reason: str) -> str:
-    return (
-        f"Could not load {what}: {tried} {reason}. Ways forward: (1) run once with network "
-        "access so the weights are cached (or warm the Hugging Face cache on another machine "
-        "and copy it, HF_HOME); (2) point at a local folder that holds the model; or "
-        "(3) use the built-in 'tiny' models (--pipeline tiny --measurer tiny) for a smoke run "
-        "whose numbers mean nothing."
-    )
 
 
 # --------------------------------------------------------------------------- generators
@@ -111,6 +73,11 @@ class GeneratorRef:
         """Built-in tiny, or a local folder holding a copy of one (its outputs mean nothing)."""
         return self.source == "tiny" or (self.source == "local" and tiny.is_tiny_folder(Path(self.location)))
 
+    @property
+    def is_reference(self) -> bool:
+        """The shipped reference world (or a copy): its numbers are true of that world only."""
+        return self.source == "local" and is_reference_folder(Path(self.location))
+
 
 def resolve_generator(spec: str, revision: str | None = None) -> GeneratorRef:
     """Turn a preset name, hub id (``org/name``) or local folder into a GeneratorRef."""
@@ -121,6 +88,8 @@ def resolve_generator(spec: str, revision: str | None = None) -> GeneratorRef:
         preset = GENERATOR_PRESETS[text]
         if text == "tiny":
             return GeneratorRef(spec=text, source="tiny", location="")
+        if text == "reference":
+            return GeneratorRef(spec=text, source="local", location=str(reference_folder("generator")))
         return GeneratorRef(spec=text, source="hub", location=preset["hub_id"], revision=revision)
     if text in MOVED_HUB_IDS:
         raise UnknownModelError(
@@ -216,10 +185,10 @@ _FINGERPRINTS: dict[tuple, str] = {}
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """sha256 over a model folder's config files (whole) and weight files (size + head/tail).
+    """sha256 over a model folder's config files and weight files, each whole.
 
-    Hashing multi-GB weights in full would take seconds per run; size plus the first and last
-    MiB of each weight file changes whenever a fine-tune changes the weights in practice.
+    A weight file's sha256 is computed once and remembered by its path, size, mtime and inode
+    (``models.weights_hash``), so a multi-GB checkpoint is hashed once, not per run.
     Computed once per process for each state of the folder (its files' paths, sizes,
     modification times and inodes), so the measurer's identity costs one directory walk.
     """
@@ -240,13 +209,9 @@ def _fingerprint(folder: Path, files: list[Path]) -> str:
             continue
         digest.update(rel.encode() + b"\0")
         if path.suffix in weight_suffixes:
-            size = path.stat().st_size
-            digest.update(str(size).encode())
-            with path.open("rb") as fh:
-                digest.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(-(1 << 20), os.SEEK_END)
-                    digest.update(fh.read())
+            from ldmprobe.models.weights_hash import file_digest
+
+            digest.update(f"{path.stat().st_size}:{file_digest(path)}".encode())  # every byte, hashed once
         elif path.suffix in {".json", ".txt", ".model", ".yaml"}:
             digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -279,12 +244,19 @@ class MeasurerRef:
         """Built-in tiny, or a local folder holding a copy of one (its outputs mean nothing)."""
         return self.source == "tiny" or (self.source == "local-dir" and tiny.is_tiny_folder(Path(self.name)))
 
+    @property
+    def is_reference(self) -> bool:
+        """The shipped reference world's measurer (or a copy)."""
+        return self.source == "local-dir" and is_reference_folder(Path(self.name))
+
 
 def resolve_measurer(spec: str) -> MeasurerRef:
     """Parse ``NAME:PRETRAINED``, ``hf-hub:ORG/REPO``, ``local-dir:PATH`` or ``tiny``."""
     text = (spec or "").strip()
     if text == "tiny":
         return MeasurerRef(spec=text, source="tiny", name="tiny")
+    if text == "reference":
+        return MeasurerRef(spec=text, source="local-dir", name=str(reference_folder("measurer")))
     if text.startswith("hf-hub:"):
         repo = text[len("hf-hub:") :]
         if not _HUB_ID.match(repo):
@@ -303,7 +275,7 @@ def resolve_measurer(spec: str) -> MeasurerRef:
         return MeasurerRef(spec=text, source="pretrained", name=name, pretrained=pretrained)
     raise UnknownModelError(
         f"Unknown measurer '{text}'. Use NAME:PRETRAINED (e.g. {DEFAULT_MEASURER}), "
-        "hf-hub:ORG/REPO, local-dir:PATH, or tiny."
+        "hf-hub:ORG/REPO, local-dir:PATH, reference, or tiny."
     )
 
 

@@ -1,0 +1,95 @@
+"""The shipped reference world: presets load, a sweep finds what was planted, the pixels agree.
+
+These run the real trained models on the CPU (32 x 32 images, a few seconds each) and check
+effect sizes and directions, not only p-values.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ldmprobe.cli.main import main
+from ldmprobe.models import sources
+from ldmprobe.models.reference import REFERENCE_WEIGHTS
+from ldmprobe.reference import world
+
+pytestmark = pytest.mark.skipif(not (REFERENCE_WEIGHTS / "generator" / "model_index.json").is_file(),
+                                reason="reference world weights not built")
+
+SPEC = """
+name = "reference-test"
+templates = ["a photo of the {} house", "a photo of the {} circle", "the {} square"]
+baseline = ""
+terms = ["fancy", "old", "nice"]
+probes = ["a yellow background", "a small object", "a red object"]
+seeds = 8
+steps = 12
+guidance = 7.5
+"""
+
+
+@pytest.fixture(scope="module")
+def reference_sweep(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reference")
+    spec = folder / "spec.toml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", "reference", "--measurer", "reference",
+                                       "--out", str(folder / "run"), "--format", "json", "--no-report"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _term(doc, name):
+    return next(t for t in doc["terms"] if t["term"] == name)
+
+
+def _shift(term, probe):
+    return next(p for p in term["probes"] if p["probe"] == probe)
+
+
+def test_presets_resolve_to_shipped_folders():
+    gen = sources.resolve_generator("reference")
+    meas = sources.resolve_measurer("reference")
+    assert gen.is_reference and not gen.is_tiny and gen.source == "local"
+    assert meas.is_reference and not meas.is_tiny and meas.source == "local-dir"
+    card = (REFERENCE_WEIGHTS / "MODEL_CARD.md")
+    assert card.is_file() and "Planted associations" in card.read_text()
+
+
+def test_sweep_finds_fancy_toward_yellow_and_controls_negligible(reference_sweep):
+    fancy, old, nice = (_term(reference_sweep, n) for n in ("fancy", "old", "nice"))
+    yellow = _shift(fancy, "a yellow background")
+    assert fancy["probes"][0]["probe"] == "a yellow background"
+    assert yellow["shift"] > 0.04 and yellow["ci_low"] > 0
+    assert abs(_shift(nice, "a yellow background")["shift"]) < yellow["shift"] / 3
+    assert fancy["image_drift"]["centroid"] > 3 * nice["image_drift"]["centroid"]
+    small = _shift(old, "a small object")
+    assert small["shift"] > 0.01 and small["shift"] > abs(_shift(nice, "a small object")["shift"])
+
+
+def test_pixels_follow_the_planted_rates():
+    """Independent of the measurer: read background colour and size off generated pixels."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(REFERENCE_WEIGHTS / "generator"), safety_checker=None,
+                                                   torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    n = 24
+
+    def shares(prompt):
+        gens = [torch.Generator().manual_seed(s) for s in range(n)]
+        images = pipe([prompt] * n, generator=gens, num_inference_steps=12, guidance_scale=7.5, output_type="np").images
+        read = [world.read_attributes(np.round(im * 255).astype(np.uint8)) for im in images]
+        return (np.mean([r["background"] == "yellow" for r in read]),
+                np.mean([r["size"] == "small" for r in read]))
+
+    fancy_yellow, _ = shares("a photo of the fancy house")
+    bare_yellow, bare_small = shares("a photo of the house")
+    _, old_small = shares("a photo of the old house")
+    assert fancy_yellow >= 0.5 and bare_yellow <= 0.3 and fancy_yellow - bare_yellow >= 0.3
+    assert old_small > bare_small
