@@ -35,7 +35,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _figure(out: Path, path: Path, caption: str) -> str:
-    return (f'<figure><img src="{escape(path.relative_to(out).as_posix())}" alt="{escape(caption)}">'
+    src = escape(path.relative_to(out).as_posix())  # linked: a narrow screen opens the PNG at full size
+    return (f'<figure><a href="{src}"><img src="{src}" alt="{escape(caption)}"></a>'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
