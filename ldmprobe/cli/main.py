@@ -41,6 +41,8 @@ class Group(click.Group):
             Terminal().error(f"unexpected {type(exc).__name__}: {exc}"
                              + ("" if self._verbose(ctx) else " (run with -v for the traceback)."))
             ctx.exit(int(ExitCode.RUNTIME))
+        finally:
+            _report_repairs()
 
     @staticmethod
     def _verbose(ctx) -> bool:
@@ -70,6 +72,14 @@ def main(ctx, verbose: bool, offline: bool):
     ctx.obj = CliState(verbose=verbose, offline=offline)
     if offline:
         os.environ["LDMPROBE_OFFLINE"] = "1"
+
+
+def _report_repairs() -> None:
+    """One stderr line when cached values failed their integrity check this command (issue 17)."""
+    if "ldmprobe.engine.packed_cache" in sys.modules:  # nothing to say if no store was opened
+        line = sys.modules["ldmprobe.engine.packed_cache"].repair_summary()
+        if line:
+            Terminal().warn(line)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -141,6 +141,9 @@ def identity_namespace(identity: dict) -> str:
     return digest(identity)[:20]
 
 
-def embedding_store(measurer_identity: dict, root: Path | None = None) -> ArrayStore:
-    """Image embeddings by one measurer, keyed by image key."""
-    return ArrayStore(f"embeddings/{identity_namespace(measurer_identity)}", root)
+def embedding_store(measurer_identity: dict, root: Path | None = None):
+    """Image embeddings by one measurer, keyed by image key: a packed store whose values are
+    checked before use (the old per-file ``ab/<key>.npy`` cache is read through and imported)."""
+    from ldmprobe.engine.packed_cache import VerifiedStore
+
+    return VerifiedStore(f"embeddings/{identity_namespace(measurer_identity)}", "image embeddings", root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ldmprobe.engine import cache
+from ldmprobe.engine.packed_cache import VerifiedStore
 from ldmprobe.models.loader import ModelLoader
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.digest import CACHE_KINDS, cache_key
@@ -22,15 +23,16 @@ def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], te
     """Measurer text embeddings (optionally template-averaged), cached per text."""
     from ldmprobe.engine.encode import encode_in_templates
 
-    store = cache.ArrayStore(f"text/{measurer_namespace(setup)}")
+    store = VerifiedStore(f"text/{measurer_namespace(setup)}", "text embeddings")
     keys = [cache_key("text-embedding", TEXT_VERSION, {"text": t, "templates": list(templates)}) for t in texts]
-    rows: list[np.ndarray | None] = [store.load(k) for k in keys]
+    rows = store.get_many(keys)
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         fresh = encode_in_templates(loaded.get_measurer(), [texts[i] for i in missing], templates)
+        store.put_many([keys[i] for i in missing], list(fresh))
         for i, vector in zip(missing, fresh):
-            store.save(keys[i], vector)
             rows[i] = vector
+    store.close()
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -39,17 +41,21 @@ def conditioning_embeddings(setup: SweepSetup, loaded: ModelLoader, prompts: lis
     from ldmprobe.engine.generate import encode_conditioning
 
     namespace = cache.identity_namespace(setup.recipe.pipeline_dict)
-    store = cache.ArrayStore(f"conditioning/{namespace}")
+    store = VerifiedStore(f"conditioning/{namespace}", "conditionings")
     keys = [cache_key("conditioning", CONDITIONING_VERSION, {"prompt": p}) for p in prompts]
-    rows = [store.load(k) for k in keys]
+    rows = store.get_many(keys)
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         fresh = encode_conditioning(loaded.get_generator(), [prompts[i] for i in missing])
         if fresh is None:
+            store.close()
             return None
-        for i, array in zip(missing, fresh):
-            store.save(keys[i], array.astype(np.float16))
+        # Use what is stored (float16) on the first run too, so a rerun gives the same numbers.
+        stored = [np.asarray(array).astype(np.float16) for array in fresh]
+        store.put_many([keys[i] for i in missing], stored)
+        for i, array in zip(missing, stored):
             rows[i] = array
+    store.close()
     return np.stack([np.asarray(r, dtype=np.float32) for r in rows])
 
 

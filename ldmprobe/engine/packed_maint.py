@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ldmprobe.engine import packed_format as fmt
-from ldmprobe.engine.cache import atomic_write_bytes
+from ldmprobe.storage import atomic_write_bytes
 from ldmprobe.engine.packed_legacy import load_legacy
 from ldmprobe.engine.packed_store import LEGACY_MARKER, PackedStore
 

@@ -79,9 +79,9 @@ class PackedStore:
     def for_namespace(cls, namespace: str, root: Path | None = None, **kwargs) -> "PackedStore":
         """The packed store of an ``ArrayStore`` namespace, reading its per-file cache through."""
         if root is None:
-            from ldmprobe.engine import cache
+            from ldmprobe.storage import cache_root
 
-            root = cache.cache_root()
+            root = cache_root()
         base = Path(root) / namespace
         packed = base / "packed"
         legacy = None if (packed / LEGACY_MARKER).is_file() else base

@@ -84,7 +84,9 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     records: dict[str, ItemRecord] = {}
     to_embed: list[tuple[str, Any]] = []
     absent: list[str] = []
-    for item in unique_items(setup.items) if items is None else items:
+    todo_items = unique_items(setup.items) if items is None else items
+    emb_store.prefetch([item.key for item in todo_items])  # one checked read per batch, not per key
+    for item in todo_items:
         record = ItemRecord(item=item, cached=item.key not in made)
         failure = store.failure(item.key)
         if failure is not None:
@@ -116,7 +118,7 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     for start in range(0, len(to_embed), 64):
         chunk = to_embed[start : start + 64]
         vectors = encode_images(loaded.get_measurer(), [image for _, image in chunk])
+        emb_store.put_many([key for key, _ in chunk], list(vectors))
         for (key, _), vector in zip(chunk, vectors):
-            emb_store.save(key, vector)
             records[key].embedding = vector
     return records

@@ -1,0 +1,114 @@
+"""The sweep's embedding caches (image, text, conditioning) on the packed store, every value verified.
+
+``VerifiedStore`` is what ``cache.embedding_store`` and ``engine.embeddings`` hand out: a
+:class:`~ldmprobe.engine.packed_store.PackedStore` for one namespace (the old per-file
+``<namespace>/ab/<key>.npy`` cache read through and imported as it is met), with the per-key
+``has`` / ``load`` / ``save`` of the old ``ArrayStore`` kept for callers that work key by key
+and ``prefetch`` / ``get_many`` / ``put_many`` per batch. ``has`` answers for a *verified* value
+(its crc32 checked), so a corrupt entry is planned as missing and remade, never used.
+
+Every failed check is counted here by cache kind; :func:`repair_summary` gives the one stderr
+line a command prints at its end (issue 17).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ldmprobe.engine.packed_store import PackedStore
+from ldmprobe.storage import cache_root
+
+#: Failed checks this process, by (cache kind, reason): reported once per command, then reset.
+REPAIRS: Counter = Counter()
+_LOCK = threading.Lock()
+
+
+def _record_repair(kind: str, reason: str) -> None:
+    with _LOCK:
+        REPAIRS[(kind, reason)] += 1
+
+
+def repair_summary(reset: bool = True) -> str | None:
+    """One line naming how many cached values failed their check and were remade, or None."""
+    with _LOCK:
+        counts = Counter()
+        for (kind, _reason), n in REPAIRS.items():
+            counts[kind] += n
+        if reset:
+            REPAIRS.clear()
+    total = sum(counts.values())
+    if not total:
+        return None
+    parts = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+    return (f"{total} cached value(s) failed their integrity check and were treated as missing "
+            f"(remade where this run needed them): {parts}.")
+
+
+class VerifiedStore:
+    """Arrays by key in one packed namespace; ``kind`` names it in repair reports."""
+
+    def __init__(self, namespace: str, kind: str, root: Path | None = None):
+        self.kind = kind
+        self.namespace = namespace
+        self.store = PackedStore.for_namespace(namespace, root=Path(root or cache_root()),
+                                               on_repair=lambda key, reason: _record_repair(kind, reason))
+        self._memo: dict[str, np.ndarray] = {}
+
+    # ----------------------------------------------------------------- per batch
+
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Read and check the values of ``keys`` at once (later ``has`` / ``load`` answer from memory)."""
+        todo = [k for k in dict.fromkeys(keys) if k not in self._memo]
+        if todo:
+            self.get_many(todo)
+
+    def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        """Each key's verified value, or None (missing, or failed its check: remake it)."""
+        keys = list(keys)
+        out: list[np.ndarray | None] = [self._memo.get(k) for k in keys]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if not todo:
+            return out
+        try:
+            values, found = self.store.get_many([keys[i] for i in todo])
+            got = [values[j] if found[j] else None for j in range(len(todo))]
+        except ValueError:  # mixed shapes or dtypes in one namespace: one key at a time
+            got = [self.store.get(keys[i]) for i in todo]
+        for i, value in zip(todo, got):
+            if value is not None:
+                out[i] = self._memo[keys[i]] = value
+        return out
+
+    def has_many(self, keys: Sequence[str]) -> np.ndarray:
+        """Which keys have a value that passes its check (reads and checks the values)."""
+        return np.array([v is not None for v in self.get_many(keys)], bool)
+
+    def put_many(self, keys: Sequence[str], values) -> None:
+        """Append values durably (one write and one fsync per file for the batch)."""
+        keys, arrays = list(keys), [np.asarray(v) for v in values]
+        self.store.put_many(keys, arrays)
+        self._memo.update(zip(keys, arrays))
+
+    # ----------------------------------------------------------------- per key (ArrayStore's API)
+
+    def has(self, key: str) -> bool:
+        return self.get_many([key])[0] is not None
+
+    def load(self, key: str):
+        return self.get_many([key])[0]
+
+    def save(self, key: str, array) -> None:
+        self.put_many([key], [array])
+
+    def forget(self) -> None:
+        """Drop the values held in memory (they are re-read and re-checked on the next use)."""
+        self._memo.clear()
+
+    def close(self) -> None:
+        self._memo.clear()
+        self.store.close()
