@@ -70,8 +70,19 @@ def main(ctx, verbose: bool, offline: bool):
                                          load models and run one image through them
     """
     ctx.obj = CliState(verbose=verbose, offline=offline)
+    _remove_stale_temp()
     if offline:
         os.environ["LDMPROBE_OFFLINE"] = "1"
+
+
+def _remove_stale_temp() -> None:
+    """Temp files and staging folders that killed processes left in the cache (issue 17)."""
+    from ldmprobe.storage import remove_stale_temp
+
+    try:
+        remove_stale_temp()
+    except OSError:  # a read-only or vanished cache: nothing to clean
+        pass
 
 
 def _report_repairs() -> None:
