@@ -95,11 +95,26 @@ def _report_repairs() -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Entry point for the console script and ``python -m ldmprobe``."""
+    from ldmprobe.engine import distributed
+
+    distributed.handle_sigterm()  # SIGTERM (schedulers, docker stop) unwinds like Ctrl-C
     try:
         main.main(args=argv, prog_name="ldmprobe", standalone_mode=True)
     except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        return _signal_exit(int(exc.code or 0) if not isinstance(exc.code, str) else 1)
     return 0
+
+
+def _signal_exit(code: int) -> int:
+    """130 (interrupted) becomes 128 + the signal when SIGTERM stopped the command."""
+    from ldmprobe.engine import distributed
+
+    signum = distributed.stopped_by_signal()
+    if signum is None or code != int(ExitCode.INTERRUPTED):
+        return code
+    Terminal().error(f"stopped by signal {signum} (SIGTERM); nothing is half-written. "
+                     "Rerun the same command to resume.")
+    return 128 + signum
 
 
 def _register_commands() -> None:

@@ -279,11 +279,31 @@ class RankContext:
         self.group = self.store = None
 
 
+#: Signals that stopped this process through :func:`_sigterm_as_interrupt` (exit 128 + signal).
+STOPPED_BY: list[int] = []
+
+
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
-    """The launcher stops ranks with SIGTERM (e.g. when another rank failed): unwind like Ctrl-C,
-    so temp files are removed and the rank exits with its own message."""
+    """The launcher stops ranks with SIGTERM (e.g. when another rank failed), as do schedulers
+    and ``docker stop``: unwind like Ctrl-C, so temp files are removed and the process exits
+    with its own message (the CLI then exits 143, see :func:`stopped_by_signal`)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    STOPPED_BY.append(int(signum))
     raise KeyboardInterrupt
+
+
+def handle_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C in this process (main thread only; keeps a handler already set)."""
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    except ValueError:  # not the main thread
+        pass
+
+
+def stopped_by_signal() -> int | None:
+    """The signal (SIGTERM) that stopped this process, if it was one."""
+    return STOPPED_BY[0] if STOPPED_BY else None
 
 
 def setup(environ: Mapping[str, str] | None = None) -> RankContext:
