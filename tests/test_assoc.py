@@ -497,13 +497,38 @@ def test_image_path_runs_and_gives_finite_numbers(image_result):
     assert (r.n_x, r.n_y, r.n_a, r.n_b) == (4, 4, 4, 4)
     for value in (r.effect_size, r.statistic, r.p_value, r.min_p):
         assert math.isfinite(value)
-    assert 0 < r.p_value <= 1 and r.exact and r.n_partitions == 70
+    # prompts are re-partitioned as blocks (a prompt's images together): comb(4 prompts, 2) = 6,
+    # not comb(8 images, 4) = 70 as when single images were shuffled (anti-conservative)
+    assert 0 < r.p_value <= 1 and r.exact and r.n_partitions == 6 and r.min_p == pytest.approx(1 / 6)
+    assert r.unit == "prompt" and (r.n_blocks_x, r.n_blocks_y) == (2, 2) and r.n_dropped == 0
+    assert r.result_dict()["unit"] == "prompt" and "prompts like these" in r.generalises_to
     assert len(r.images) == 16 and len({im.key for im in r.images}) == 16
     assert [(im.set, im.prompt, im.seed) for im in r.images[:2]] == [
         ("X", "a photo of a cat", 0), ("X", "a photo of a cat", 1)]
     gen = r.config["generation"]
     assert gen["steps"] == 2 and gen["guidance"] == 7.5 and gen["width"] == gen["height"] == 64
     assert r.config["pipeline"]["spec"] == "tiny" and r.tiny
+
+
+def test_unit_image_is_an_opt_in_with_a_warning(image_result, tiny_measurer, tiny_generator, tmp_path):
+    class Warnings:
+        def __init__(self):
+            self.seen = []
+
+        def warn(self, message):
+            self.seen.append(message)
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    reporter = Warnings()
+    path = write(tmp_path, IMAGES)
+    r = run_assoc(load_assoc_spec(path), measurer=tiny_measurer, generator=tiny_generator,
+                  permutations=1000, seed=0, unit="image", reporter=reporter)
+    assert r.unit == "image" and r.n_partitions == 70 and any("--unit image" in m for m in reporter.seen)
+    # same sets, same effect size and S; only what is re-partitioned differs
+    assert r.statistic == pytest.approx(image_result.statistic) and r.effect_size == pytest.approx(image_result.effect_size)
+    assert "independent" in r.generalises_to
 
 
 def test_image_embeddings_do_not_depend_on_the_batch(tiny_measurer, tiny_generator, tmp_path):
@@ -567,7 +592,9 @@ def test_json_documents_validate_against_the_schema(tiny_measurer, image_result)
         assert document["kind"] == "assoc" and document["schema_version"]
         assert set(document["result"]) == {
             "effect_size", "statistic", "p_value", "exact", "n_partitions", "n_resamples",
-            "seed", "ddof", "min_p", "n_x", "n_y", "n_a", "n_b", "labels", "permutations"}
+            "seed", "ddof", "min_p", "n_x", "n_y", "n_a", "n_b", "labels", "permutations",
+            "unit", "generalises_to", "n_blocks_x", "n_blocks_y", "n_dropped"}
+        assert document["result"]["unit"] == ("word" if result is text else "prompt")
         validator("#/$defs/record").validate(json.loads(json.dumps(result.record())))
     # the schema is not vacuous
     broken = json.loads(json.dumps(text.to_dict()))
