@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 
@@ -16,6 +17,8 @@ from ldmprobe.storage import (  # noqa: F401  (the stores' foundation, importabl
 # --------------------------------------------------------------------------- stores
 
 PNG_RECIPE_KEY = "ldmprobe"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, crc32
 
 
 def _sharded(base: Path, key: str, suffix: str) -> Path:
@@ -97,10 +100,29 @@ class ImageStore:
             return None
 
     def valid(self, key: str) -> bool:
-        """Whether a usable result (image or failure record) is cached; removes corrupt files."""
+        """Whether a usable result (image or failure record) is cached; removes corrupt files.
+
+        Reads no pixels (issue 16): the PNG signature, the IEND chunk at the very end (a
+        truncated or partly written file fails) and the recipe text chunk before the pixel
+        data. Damage inside the pixel data is caught where pixels are decoded (:meth:`load`
+        decodes every byte and removes a file that fails).
+        """
         if self.failure(key) is not None:
             return True
-        return self.load(key) is not None
+        path = self.path(key)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(_PNG_SIGNATURE))
+                fh.seek(-len(_PNG_END), os.SEEK_END)
+                tail = fh.read()
+        except FileNotFoundError:
+            return False
+        except OSError:  # shorter than the end chunk
+            head = tail = b""
+        if head != _PNG_SIGNATURE or tail != _PNG_END or not self.metadata(key):
+            path.unlink(missing_ok=True)
+            return False
+        return True
 
 
 class ArrayStore:
