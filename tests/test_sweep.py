@@ -394,14 +394,50 @@ def test_planted_effect_is_found_through_the_whole_sweep(fresh_cache, tmp_path, 
     doc = sweep_json(spec, "--out", tmp_path / "b", "--no-report")
     assert doc["counts"]["generated"] == 0 and first["counts"]["generated"] == 48
     red, blue = (next(t for t in doc["terms"] if t["term"] == name) for name in ("red", "blue"))
-    # every sampled re-labelling drifts less: p is the smallest attainable, 1/(B+1) with B=199
-    assert red["image_drift"]["p_value"] == red["image_drift"]["min_p"] == 1 / 200
-    assert red["image_drift"]["p_adjusted"] <= 0.01 and red["image_drift"]["centroid"] > 10 * blue["image_drift"]["centroid"]
+    # no controls: the verdict is against the pairs; every one of the 2**14 distinct within-pair
+    # swaps (2 templates x 8 seeds) drifts less, so p is the exact floor
+    drift = red["image_drift"]
+    assert drift["versus"] == "pairs" and drift["p_controls"] is None and drift["exact"] is True
+    assert drift["p_value"] == drift["min_p"] == 2.0 ** -14
+    assert drift["p_adjusted"] <= 0.01 and drift["estimate"] > 10 * abs(blue["image_drift"]["estimate"])
+    assert drift["centroid"] > 10 * blue["image_drift"]["centroid"] and drift["ci_low"] > 0
     assert blue["image_drift"]["p_value"] > 0.05
     top = red["probes"][0]
-    assert top["probe"] == "fire" and top["ci_low"] > 0 and top["p_adjusted"] <= 0.05
-    assert all(p["p_adjusted"] > 0.05 for p in blue["probes"])
+    # two templates: p_fixed (these templates and seeds) finds it; the headline CI is honest
+    assert top["probe"] == "fire" and top["p_fixed"] == top["min_p"] and top["ci_low"] <= top["shift"] <= top["ci_high"]
+    assert all(p["p_fixed"] > 0.05 or p["p_adjusted"] > 0.05 for p in blue["probes"])
+    assert any("wording changed the images" in n for n in doc["summary"]["notes"])
     assert doc["terms"][0]["term"] == "red"  # ranked by drift
+
+
+def test_spec_with_controls_runs_end_to_end(fresh_cache, tmp_path):
+    """Controls are generated like terms, each term's drift is judged against them, and the
+    spec's pipeline / measurer are used when no flag is given."""
+    spec = tmp_path / "controls.toml"
+    spec.write_text(SPEC + 'controls = ["green", "small", "old"]\npipeline = "tiny"\nmeasurer = "tiny"\n')
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--format", "json", "--permutations", "99",
+                                       "--bootstrap", "99", "--out", str(tmp_path / "run"), "--no-report"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    doc = json.loads(result.stdout)
+    validate_document(doc, "sweep")
+    assert doc["config"]["pipeline"]["spec"] == "tiny" and doc["config"]["measurer"]["spec"] == "tiny"
+    assert doc["counts"]["planned"] == 2 * (1 + 2 + 3) * 2
+    assert doc["spec"]["controls"] == ["green", "small", "old"]
+    assert [c["term"] for c in doc["controls"]] == ["green", "small", "old"]
+    assert doc["summary"]["controls"] == ["green", "small", "old"] and doc["summary"]["notes"] == []
+    for term in doc["terms"]:
+        drift = term["image_drift"]
+        assert drift["versus"] == "controls" and drift["p_value"] == drift["p_controls"]
+        assert drift["min_p"] == 1 / 4 and drift["p_value"] in (0.25, 0.5, 0.75, 1.0)
+        assert drift["ci_low"] <= drift["estimate"] <= drift["ci_high"] and 0 < drift["p_pairs"] <= 1
+        for row in term["probes"]:
+            assert row["p_controls"] is not None and 0 < row["p_fixed"] <= 1
+            assert row["generalises_to"] and "only" in row["fixed_generalises_to"]
+    assert all(c["image_drift"]["versus"] == "pairs" for c in doc["controls"])
+    assert any("controls" in m for m in doc["summary"]["design"]["messages"])  # 3 controls cannot reach 0.05
+    table = CliRunner().invoke(main, ["sweep", str(spec), "--format", "table", "--permutations", "99",
+                                      "--bootstrap", "99", "--out", str(tmp_path / "run2"), "--no-report"])
+    assert table.exit_code == 0 and "vs 3 controls" in table.output and "p fixed" in table.output
 
 
 def cache_module():

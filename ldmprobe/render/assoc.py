@@ -40,7 +40,7 @@ def render_assoc_table(result):
     table.add_row("statistic S", "n/a" if s is None else f"{s:+.4f}")
     unit = r.get("unit", "word")
     if r["exact"]:
-        how = f"exact over all {r['n_partitions']:,} re-partitions of {unit}s"
+        how = f"exact over all {r['n_partitions']:,} partitions (of {unit}s)"
     else:
         how = (f"sampled: {r['n_resamples']:,} random re-partitions of {unit}s of {r['n_partitions']:,}, "
                f"seed {r['seed']}")
