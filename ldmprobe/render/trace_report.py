@@ -21,6 +21,7 @@ h1{margin-bottom:.2rem;font-size:1.6rem} h2{border-bottom:1px solid #ddd;padding
 .scroll{overflow-x:auto} table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td:first-child{min-width:8.5rem}
 .banner{background:#b00020;color:#fff;padding:.8rem 1rem;font-weight:600;border-radius:4px;margin:1rem 0}
 .muted{color:#666;font-size:.9rem} figure{margin:1rem 0} figure img{max-width:100%;height:auto}
 figcaption{color:#555;font-size:.85rem}
@@ -46,7 +47,7 @@ def _effect_rows(tables: list[dict]) -> tuple[list[str], list[list[str]]]:
     header += [f"'{probe}' shift", f"'{probe}' share", "interval", "p"] if probe else []
     rows = []
     for t in tables:
-        row = [f"{t['term']} (the term itself)", "1", "1", f"drift {_num(t['term_drift'])} {_ci(t['term_drift_ci'])}"]
+        row = [f"{t['term']} (term)", "1", "1", f"drift {_num(t['term_drift'])} {_ci(t['term_drift_ci'])}"]
         if probe:
             row += [_num(t["term_probe_shift"][0], 3, True), "1", "", _p(t["term_probe_test"][0]["p_value"])]
         rows.append(row)
