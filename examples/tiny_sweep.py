@@ -30,7 +30,8 @@ def main() -> None:
         drift = term["image_drift"]
         top = term["probes"][0] if term["probes"] else None
         top_text = f"{top['probe']} ({top['shift']:+.4f})" if top else "-"
-        print(f"{term['term']:<10} {term['n_pairs']:>5} {drift['centroid']:>10.2e} {drift['p_value']:>8.4f}  {top_text}")
+        p = "-" if drift["p_value"] is None else f"{drift['p_value']:.4f}"  # no p when the design cannot give one
+        print(f"{term['term']:<10} {term['n_pairs']:>5} {drift['centroid']:>10.2e} {p:>8}  {top_text}")
     print(f"run folder: {result.run_dir}")
 
 

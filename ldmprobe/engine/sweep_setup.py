@@ -63,6 +63,11 @@ class SweepSetup:
     def tiny(self) -> bool:
         return self.generator_ref.is_tiny or self.measurer_ref.is_tiny
 
+    @property
+    def reference(self) -> bool:
+        """Made with the shipped reference world (true of that world only)."""
+        return self.generator_ref.is_reference or self.measurer_ref.is_reference
+
 
 def native_size(folder: Path) -> int:
     """The generator's native image side (the height when it is not square)."""

@@ -38,6 +38,11 @@ class ModelLoader:
         """Whether either model is a tiny one (random weights: its numbers mean nothing)."""
         return self.measurer_ref.is_tiny or (self.generator_ref is not None and self.generator_ref.is_tiny)
 
+    @property
+    def reference(self) -> bool:
+        """Whether either model is the shipped reference world's."""
+        return self.measurer_ref.is_reference or (self.generator_ref is not None and self.generator_ref.is_reference)
+
     def get_generator(self):
         if self._generator is None:
             if self.generator_ref is None:

@@ -134,6 +134,10 @@ def _header(document: dict) -> list[str]:
     if prov.get("tiny"):
         parts.append('<div class="banner" id="tiny-banner">Made with the built-in TINY models (random '
                      "weights): these numbers and images mean nothing. Use real models for any finding.</div>")
+    if prov.get("reference_world"):
+        parts.append('<div class="banner" id="reference-banner">Made with the shipped REFERENCE WORLD: a small '
+                     "model trained on synthetic 32×32 pictures with planted associations. These numbers are "
+                     "true of that world and of no real model.</div>")
     return parts
 
 

@@ -74,6 +74,9 @@ def render_sweep(document: dict):
         parts.append(Text(f"note: {message}", style="yellow"))
     if document["provenance"].get("tiny"):
         parts.append(Text("TINY MODELS: random weights, these numbers mean nothing.", style="bold red"))
+    if document["provenance"].get("reference_world"):
+        parts.append(Text("REFERENCE WORLD: a small model trained on synthetic pictures with planted "
+                          "associations; these numbers are true of that world, not of any real model.", style="bold"))
     return Group(*parts)
 
 

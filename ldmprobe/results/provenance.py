@@ -29,8 +29,8 @@ def library_versions() -> dict[str, str | None]:
 
 
 def provenance(*, started: str, tiny: bool, device: str | None = None, dtype: str | None = None,
-               finished: str | None = None, **extra) -> dict:
-    """Provenance block: versions, platform, device, timestamps, and the tiny-model flag."""
+               finished: str | None = None, reference: bool = False, **extra) -> dict:
+    """Provenance block: versions, platform, device, timestamps, the tiny and reference-world flags."""
     block = {
         "schema_version": SCHEMA_VERSION,
         "versions": library_versions(),
@@ -43,6 +43,11 @@ def provenance(*, started: str, tiny: bool, device: str | None = None, dtype: st
     }
     if tiny:
         block["tiny_note"] = "made with built-in tiny models that have random weights: the numbers mean nothing"
+    if reference:
+        from ldmprobe.models.reference import REFERENCE_NOTE
+
+        block["reference_world"] = True
+        block["reference_note"] = REFERENCE_NOTE
     block.update(extra)
     return block
 

@@ -75,5 +75,6 @@ def check_models(*, pipeline: str, revision: str | None, measurer: str, device: 
         "image_text_cosine": float((image_emb * text_emb).sum()),
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "provenance": provenance(started=started, tiny=gen_ref.is_tiny or meas_ref.is_tiny,
+                                 reference=gen_ref.is_reference or meas_ref.is_reference,
                                  device=chosen_device, dtype=chosen_dtype),
     }

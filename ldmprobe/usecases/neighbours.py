@@ -125,7 +125,7 @@ def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Se
         cache_info["problem"] = table.problem
     return NeighbourResult(
         term=term, config=config, neighbours=ranked, excluded=excluded,
-        provenance=provenance(started=started, tiny=ref.is_tiny, device=measurer.device, dtype="float32"),
+        provenance=provenance(started=started, tiny=ref.is_tiny, reference=ref.is_reference, device=measurer.device, dtype="float32"),
         cache=cache_info, timings=timings, image_neighbours=image_ranked, overlap=shared,
     )
 

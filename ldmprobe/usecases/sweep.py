@@ -181,7 +181,7 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
     result = SweepResult(
         spec=spec.to_dict(),
         config=config_block(setup, work.batch_size),
-        provenance=provenance(started=started, tiny=setup.tiny, device=setup.device,
+        provenance=provenance(started=started, tiny=setup.tiny, reference=setup.reference, device=setup.device,
                               dtype=setup.dtype, timings={k: round(v, 3) for k, v in work.timings.items()},
                               **extra),
         counts=counts, baseline=spec.baseline, analysis=analysis, run=RunFolder(out=str(out.resolve())),

@@ -329,7 +329,7 @@ def trace_from_names(spec, options: TraceOptions, *, pipeline: str, measurer: st
     progress = (lambda section, done, total: reporter.progress(f"trace: {section}", done, total)) if reporter else None
     generator = loader.get_generator()
     result = run_trace(generator, loader.get_measurer(), options, on_progress=progress, tiny=loader.tiny)
-    block = provenance(started=started, tiny=loader.tiny, device=loader.device, dtype=loader.dtype,
+    block = provenance(started=started, tiny=loader.tiny, reference=loader.reference, device=loader.device, dtype=loader.dtype,
                        models={"generator": loader.generator_ref.spec, "measurer": loader.measurer_ref.spec,
                                "generator_identity": getattr(generator, "identity", None),
                                "measurer_identity": models.measurer_identity(loader.measurer_ref)})
