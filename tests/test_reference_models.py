@@ -22,11 +22,13 @@ pytestmark = pytest.mark.skipif(not (REFERENCE_WEIGHTS / "generator" / "model_in
 
 SPEC = """
 name = "reference-test"
-templates = ["a photo of the {} house", "a photo of the {} circle", "the {} square"]
+templates = ["a photo of the {} house", "a photo of the {} car", "a photo of the {} square",
+             "a photo of the {} circle", "a photo of the {} triangle"]
 baseline = ""
-terms = ["fancy", "old", "nice"]
+terms = ["fancy", "old"]
+controls = ["nice", "plain"]
 probes = ["a yellow background", "a small object", "a red object"]
-seeds = 8
+seeds = 4
 steps = 12
 guidance = 7.5
 """
@@ -60,15 +62,24 @@ def test_presets_resolve_to_shipped_folders():
     assert card.is_file() and "Planted associations" in card.read_text()
 
 
+def test_outputs_say_reference_world_not_tiny(reference_sweep):
+    prov = reference_sweep["provenance"]
+    assert prov["tiny"] is False and prov["reference_world"] is True and "true of that world" in prov["reference_note"]
+
+
 def test_sweep_finds_fancy_toward_yellow_and_controls_negligible(reference_sweep):
-    fancy, old, nice = (_term(reference_sweep, n) for n in ("fancy", "old", "nice"))
+    fancy, old = (_term(reference_sweep, n) for n in ("fancy", "old"))
+    controls = reference_sweep["controls"]
     yellow = _shift(fancy, "a yellow background")
     assert fancy["probes"][0]["probe"] == "a yellow background"
-    assert yellow["shift"] > 0.04 and yellow["ci_low"] > 0
-    assert abs(_shift(nice, "a yellow background")["shift"]) < yellow["shift"] / 3
-    assert fancy["image_drift"]["centroid"] > 3 * nice["image_drift"]["centroid"]
+    # a large effect that generalises over templates and seeds (headline CI), not only these
+    assert yellow["shift"] > 0.15 and yellow["ci_low"] > 0 and yellow["p_fixed"] < 0.01
+    for control in controls:
+        assert abs(_shift(control, "a yellow background")["shift"]) < yellow["shift"] / 5
+        assert fancy["image_drift"]["estimate"] > 10 * abs(control["image_drift"]["estimate"])
     small = _shift(old, "a small object")
-    assert small["shift"] > 0.01 and small["shift"] > abs(_shift(nice, "a small object")["shift"])
+    assert small["shift"] > 0.02 and small["p_fixed"] < 0.05
+    assert all(small["shift"] > abs(_shift(c, "a small object")["shift"]) for c in controls)
 
 
 def test_pixels_follow_the_planted_rates():
@@ -91,5 +102,6 @@ def test_pixels_follow_the_planted_rates():
     fancy_yellow, _ = shares("a photo of the fancy house")
     bare_yellow, bare_small = shares("a photo of the house")
     _, old_small = shares("a photo of the old house")
-    assert fancy_yellow >= 0.5 and bare_yellow <= 0.3 and fancy_yellow - bare_yellow >= 0.3
+    # planted: fancy 80 % yellow against 10 %; old 75 % small against 50 % (see the model card)
+    assert fancy_yellow >= 0.6 and bare_yellow <= 0.25
     assert old_small > bare_small
