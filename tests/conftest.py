@@ -37,3 +37,22 @@ def tiny_measurer(cache_root):
     from ldmprobe.models import sources as models
 
     return model_load.load_measurer(models.resolve_measurer("tiny"), device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_signal_handling():
+    """Every test starts and ends with a fresh process's SIGINT / SIGTERM handling.
+
+    An in-process CLI run or a library may change it, and a child process inherits an ignored or
+    blocked signal: a sweep started by a later test would then not stop on Ctrl-C or SIGTERM.
+    """
+    import signal
+
+    def reset():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    reset()
+    yield
+    reset()
