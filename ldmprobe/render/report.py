@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from ldmprobe.render.sweep import _p  # the terminal table's p formatter: one rule for both
+
 
 REPORT_NAME = "report.html"
 
@@ -27,16 +29,6 @@ def _fmt(value, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
-
-
-def _p(value, row: dict | None = None) -> str:
-    from ldmprobe.analysis.inference import format_p
-
-    if value is None:
-        return "—"
-    if row is None or row.get("min_p") is None:
-        return format_p(value, min_p=0.0, exact=True, n_resamples=0)
-    return format_p(value, min_p=row["min_p"], exact=bool(row.get("exact")), n_resamples=row.get("n_resamples") or 0)
 
 
 def _ci(x: dict) -> str:
