@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -149,3 +151,103 @@ def remove_stale_temp(root: Path | None = None, *, max_age: float = STALE_AFTER_
         root.mkdir(parents=True, exist_ok=True)
         marker.touch()
     return removed
+
+
+# --------------------------------------------------------------------------- repairs and hints
+
+#: Cached values that failed a check this process and were removed or skipped, by (kind, reason);
+#: a command reports them in one stderr line at its end (:func:`repair_summary`), then resets.
+REPAIRS: collections.Counter = collections.Counter()
+_DETAILS: list[str] = []
+_REPAIRS_LOCK = threading.Lock()
+
+
+def record_repair(kind: str, reason: str = "unreadable", detail: str | None = None) -> None:
+    """Count one cached value of ``kind`` (e.g. "images") that failed its check and was removed;
+    ``detail`` (e.g. which model folder was rebuilt) is added to the summary line."""
+    with _REPAIRS_LOCK:
+        REPAIRS[(kind, reason)] += 1
+        if detail and detail not in _DETAILS:
+            _DETAILS.append(detail)
+
+
+def repair_summary(reset: bool = True) -> str | None:
+    """One line with the number of cached values per kind that failed their check, or None."""
+    counts: dict[str, int] = {}
+    with _REPAIRS_LOCK:
+        for (kind, _reason), n in sorted(REPAIRS.items()):
+            counts[kind] = counts.get(kind, 0) + n
+        details = list(_DETAILS)
+        if reset:
+            REPAIRS.clear()
+            _DETAILS.clear()
+    total = sum(counts.values())
+    if not total:
+        return None
+    parts = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+    return (f"{total} cached value(s) failed their integrity check and were treated as missing "
+            f"(remade where this run needed them): {parts}." + "".join(f" {d}." for d in details))
+
+
+def cache_hint(path=None) -> str:
+    """Where the cache is and how to move it: for errors about files in the cache."""
+    root = cache_root()
+    if path is not None:
+        try:
+            Path(path).resolve().relative_to(root.resolve())
+        except (ValueError, OSError):
+            return ""
+    source = "LDMPROBE_CACHE" if os.environ.get("LDMPROBE_CACHE", "").strip() else "the default; set LDMPROBE_CACHE"
+    return (f" This is ldmprobe's cache {root} ({source}): free space or fix permissions there, or set "
+            "LDMPROBE_CACHE=/another/folder to use another cache.")
+
+
+# --------------------------------------------------------------------------- copies that share nothing
+
+_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, XFS, bcachefs)
+
+
+def clone_file(source: Path, target: Path) -> str:
+    """Copy ``source`` to ``target`` (replacing it atomically) so that a later edit of either
+    cannot change the other: a reflink where the filesystem has them, else a kernel copy, else a
+    plain one. Returns how ("reflink", "copy_file_range" or "copy"); never a hard link."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-", suffix=TEMP_SUFFIX)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            how = _clone_into(src, dst)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return how
+
+
+def _clone_into(src, dst) -> str:
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+        return "reflink"
+    except (ImportError, OSError):
+        pass
+    size = os.fstat(src.fileno()).st_size
+    if hasattr(os, "copy_file_range"):
+        try:
+            done = 0
+            while done < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), size - done)
+                if n == 0:
+                    break
+                done += n
+            if done == size:
+                return "copy_file_range"
+        except OSError:
+            pass
+        src.seek(0)
+        dst.seek(0)
+        dst.truncate()
+    shutil.copyfileobj(src, dst, 1 << 20)
+    return "copy"

@@ -33,8 +33,11 @@ class Group(click.Group):
             ctx.exit(int(ExitCode.INTERRUPTED))
         except OSError as exc:  # disk full, permissions, a vanished file
             self._traceback(ctx)
+            from ldmprobe.storage import cache_hint
+
             Terminal().error(f"{exc.strerror or exc} ({exc.filename or 'no file name'}). Nothing cached "
-                             "before this point is lost." + ("" if self._verbose(ctx) else " Run with -v for the traceback."))
+                             "before this point is lost." + (cache_hint(exc.filename) if exc.filename else "")
+                             + ("" if self._verbose(ctx) else " Run with -v for the traceback."))
             ctx.exit(int(ExitCode.RUNTIME))
         except Exception as exc:  # a bug or a library failure: say so, briefly
             self._traceback(ctx)
@@ -87,10 +90,11 @@ def _remove_stale_temp() -> None:
 
 def _report_repairs() -> None:
     """One stderr line when cached values failed their integrity check this command (issue 17)."""
-    if "ldmprobe.engine.packed_cache" in sys.modules:  # nothing to say if no store was opened
-        line = sys.modules["ldmprobe.engine.packed_cache"].repair_summary()
-        if line:
-            Terminal().warn(line)
+    from ldmprobe.storage import repair_summary
+
+    line = repair_summary()
+    if line:
+        Terminal().warn(line)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -28,7 +28,8 @@ from ldmprobe.cli.options import CliState, model_options, output_options
 @click.option("--nsfw", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
               help="Whether images flagged by the safety checker count in the statistics.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder (default: runs/NAME-YYYYmmdd-HHMMSS).")
+              help="Run folder (default: a new runs/NAME-YYYYmmdd-HHMMSS); one that holds files is refused.")
+@click.option("--replace", is_flag=True, help="Replace the --out run folder whole if it holds an earlier run.")
 @click.option("--permutations", type=click.IntRange(min=1), default=9999, show_default=True,
               help="Permutations for p-values (exact enumeration when fewer patterns exist).")
 @click.option("--bootstrap", type=click.IntRange(min=1), default=2000, show_default=True,

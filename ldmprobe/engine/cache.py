@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 
 from ldmprobe.digest import digest
 from ldmprobe.storage import (  # noqa: F401  (the stores' foundation, importable from here)
-    atomic_write_bytes, atomic_write_text, cache_root, models_dir, publish_dir, staging_dir,
+    atomic_write_bytes, atomic_write_text, cache_root, models_dir, publish_dir, record_repair, staging_dir,
 )
 
 
 # --------------------------------------------------------------------------- stores
 
 PNG_RECIPE_KEY = "ldmprobe"
+#: A tEXt chunk (before the pixel data) with the blake2b-128 of every other byte of the file, so
+#: that an edited, re-saved or damaged cached image is detected, not trusted (issue 15).
+PNG_DIGEST_KEY = "ldmprobe-digest"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, crc32
 
@@ -25,12 +27,84 @@ def _sharded(base: Path, key: str, suffix: str) -> Path:
     return base / key[:2] / f"{key}{suffix}"
 
 
+def _png_digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    import zlib
+
+    return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+
+def png_with_digest(png: bytes) -> bytes:
+    """``png`` with a digest chunk of all its other bytes inserted before the first IDAT chunk."""
+    at = png.index(b"IDAT") - 4
+    chunk = _chunk(b"tEXt", PNG_DIGEST_KEY.encode() + b"\0" + _png_digest(png).encode())
+    return png[:at] + chunk + png[at:]
+
+
+def _text_chunk(kind: bytes, payload: bytes) -> tuple[str, str | None]:
+    """(keyword, text) of a tEXt / uncompressed iTXt chunk (text None when compressed)."""
+    keyword, _, rest = payload.partition(b"\0")
+    if kind == b"tEXt":
+        return keyword.decode("latin-1"), rest.decode("latin-1")
+    if rest[:1] != b"\0":  # compressed iTXt
+        return keyword.decode("latin-1"), None
+    text = rest[2:].split(b"\0", 2)[-1]  # after the language tag and translated keyword
+    return keyword.decode("latin-1"), text.decode("utf-8", "replace")
+
+
+def check_png(data: bytes, key: str | None = None) -> str | None:
+    """Why ``data`` is not a cached image as ldmprobe wrote it (None: it is), reading no pixels.
+
+    Whole chunk structure up to IEND at the very end (truncation), the recipe chunk, the
+    digest chunk over every other byte (an edit or re-save), the recipe's key (a file copied
+    over another). Images cached before the digest existed are checked without it.
+    """
+    if data[:8] != _PNG_SIGNATURE:
+        return "not a PNG file"
+    pos, texts, digest_span = 8, {}, None
+    while True:
+        if pos + 12 > len(data):
+            return "truncated"
+        length, kind = int.from_bytes(data[pos: pos + 4], "big"), data[pos + 4: pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return "truncated"
+        if kind in (b"tEXt", b"iTXt"):
+            name, text = _text_chunk(kind, data[pos + 8: end - 4])
+            texts[name] = text
+            if name == PNG_DIGEST_KEY:
+                digest_span = (pos, end)
+        if kind == b"IEND":
+            break
+        pos = end
+    if end != len(data) or data[pos:end] != _PNG_END:
+        return "bytes after the end chunk"
+    if PNG_RECIPE_KEY not in texts:
+        return "no recipe chunk (saved by another program)"
+    if digest_span is not None and _png_digest(data[: digest_span[0]] + data[digest_span[1]:]) != texts[PNG_DIGEST_KEY]:
+        return "changed since it was cached"
+    if key is not None and texts[PNG_RECIPE_KEY] is not None:
+        try:
+            recipe = json.loads(texts[PNG_RECIPE_KEY])
+        except ValueError:
+            return "unreadable recipe chunk"
+        if isinstance(recipe, dict) and recipe.get("key", key) != key:
+            return "holds another item's image"
+    return None
+
+
 class ImageStore:
     """Generated images by work-item key: ``images/ab/abcd....png`` (recipe in the PNG text chunk).
 
     Items that could not be made (NaN or black images) get a ``.failed.json`` record instead,
     so a rerun does not regenerate what is known to fail; flags such as the safety checker's
-    travel in the PNG's metadata.
+    travel in the PNG's metadata. Every image carries a digest of its bytes (:func:`check_png`):
+    a damaged or edited file is removed, reported (``storage.record_repair``) and remade.
     """
 
     def __init__(self, root: Path | None = None):
@@ -53,7 +127,7 @@ class ImageStore:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", pnginfo=info)
         path = self.path(key)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, png_with_digest(buffer.getvalue()))
         return path
 
     def save_failure(self, key: str, metadata: dict) -> None:
@@ -66,23 +140,43 @@ class ImageStore:
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
-            path.unlink(missing_ok=True)
+            self._remove(path, "image failure records", "unreadable")
             return None
+
+    @staticmethod
+    def _remove(path: Path, kind: str, reason: str) -> None:
+        path.unlink(missing_ok=True)
+        record_repair(kind, reason)
+
+    def checked_bytes(self, key: str) -> bytes | None:
+        """The file's bytes when they pass :func:`check_png`; a failing file is removed and reported."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            data = b""
+        reason = check_png(data, key)
+        if reason is not None:
+            self._remove(path, "images", reason)
+            return None
+        return data
 
     def load(self, key: str):
-        """The image and its metadata, or None when missing or unreadable (the file is removed)."""
+        """The image and its metadata, or None when missing or damaged (the file is removed)."""
         from PIL import Image
 
-        path = self.path(key)
-        if not path.is_file():
+        data = self.checked_bytes(key)
+        if data is None:
             return None
         try:
-            with Image.open(path) as im:
-                im.load()  # decodes every byte: a truncated file raises here
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()  # decodes every byte: damaged pixel data raises here
                 metadata = json.loads(im.text.get(PNG_RECIPE_KEY, "{}"))
                 return im.convert("RGB"), metadata
         except (OSError, ValueError, SyntaxError):
-            path.unlink(missing_ok=True)
+            self._remove(self.path(key), "images", "undecodable")
             return None
 
     def metadata(self, key: str) -> dict | None:
@@ -100,36 +194,26 @@ class ImageStore:
             return None
 
     def valid(self, key: str) -> bool:
-        """Whether a usable result (image or failure record) is cached; removes corrupt files.
+        """Whether a usable result (image or failure record) is cached; removes damaged files.
 
-        Reads no pixels (issue 16): the PNG signature, the IEND chunk at the very end (a
-        truncated or partly written file fails) and the recipe text chunk before the pixel
-        data. Damage inside the pixel data is caught where pixels are decoded (:meth:`load`
-        decodes every byte and removes a file that fails).
+        Decodes no pixels (issue 16): reads the file once and checks it with :func:`check_png`
+        (chunk structure to the end, recipe chunk, the digest of its bytes, its key), so a
+        truncated, edited or re-saved image is remade, never used (issue 15).
         """
         if self.failure(key) is not None:
             return True
-        path = self.path(key)
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(len(_PNG_SIGNATURE))
-                fh.seek(-len(_PNG_END), os.SEEK_END)
-                tail = fh.read()
-        except FileNotFoundError:
-            return False
-        except OSError:  # shorter than the end chunk
-            head = tail = b""
-        if head != _PNG_SIGNATURE or tail != _PNG_END or not self.metadata(key):
-            path.unlink(missing_ok=True)
-            return False
-        return True
+        return self.checked_bytes(key) is not None
+
+
+_ARRAY_KINDS = {"text/vocab": "vocabulary embeddings", "trace_attention": "trace attention maps"}
 
 
 class ArrayStore:
     """Float arrays by key under a namespace (e.g. one measurer), one ``.npy`` file each."""
 
-    def __init__(self, namespace: str, root: Path | None = None):
+    def __init__(self, namespace: str, root: Path | None = None, kind: str | None = None):
         self.base = (root or cache_root()) / namespace
+        self.kind = kind or _ARRAY_KINDS.get(namespace, namespace)
 
     def path(self, key: str) -> Path:
         return _sharded(self.base, key, ".npy")
@@ -155,6 +239,7 @@ class ArrayStore:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError):
             path.unlink(missing_ok=True)
+            record_repair(self.kind, "unreadable")
             return None
 
 

@@ -13,40 +13,27 @@ line a command prints at its end (issue 17).
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ldmprobe.engine.packed_store import PackedStore
+from ldmprobe import storage
 from ldmprobe.storage import cache_root
 
-#: Failed checks this process, by (cache kind, reason): reported once per command, then reset.
-REPAIRS: Counter = Counter()
-_LOCK = threading.Lock()
+#: Failed checks this process, by (cache kind, reason): kept in ``storage`` with every other
+#: cache's repairs, so that one line reports them all at a command's end.
+REPAIRS = storage.REPAIRS
 
 
 def _record_repair(kind: str, reason: str) -> None:
-    with _LOCK:
-        REPAIRS[(kind, reason)] += 1
+    storage.record_repair(kind, reason)
 
 
 def repair_summary(reset: bool = True) -> str | None:
     """One line naming how many cached values failed their check and were remade, or None."""
-    with _LOCK:
-        counts = Counter()
-        for (kind, _reason), n in REPAIRS.items():
-            counts[kind] += n
-        if reset:
-            REPAIRS.clear()
-    total = sum(counts.values())
-    if not total:
-        return None
-    parts = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
-    return (f"{total} cached value(s) failed their integrity check and were treated as missing "
-            f"(remade where this run needed them): {parts}.")
+    return storage.repair_summary(reset)
 
 
 class VerifiedStore:

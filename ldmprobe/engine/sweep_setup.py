@@ -37,6 +37,7 @@ class SweepOptions:
     nsfw: str = "keep"  # keep | drop
     offline: bool = False
     out: Path | None = None
+    replace: bool = False  # --replace: an --out run folder that holds files is replaced whole
     runs_dir: Path = Path("runs")
     stats_seed: int = 0
     permutations: int = 9999

@@ -90,8 +90,11 @@ class TokenCounter:
         self.path = cache.cache_root() / "token_counts" / f"{key[:24]}.json"
         try:
             self.counts: dict[str, int] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
             self.counts = {}
+        except (OSError, ValueError):  # damaged: counted again and rewritten, and reported
+            self.counts = {}
+            cache.record_repair("token counts", "unreadable")
         self._tokenizer = None
         self._dirty = False
 

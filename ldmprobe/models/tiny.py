@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 from ldmprobe.specs.clip_bpe import N_MERGES as _N_MERGES  # lines 1..N of the BPE file (line 0: header)
@@ -126,16 +127,86 @@ def build_tiny_measurer(folder: Path, seed: int = TINY_SEED) -> None:
     _write_marker(folder, "measurer", seed)
 
 
+MARKER = "ldmprobe_tiny.json"
+#: Every file's size, written last; hidden so that the folder's fingerprint (and so every cache
+#: key made with the model) is the same for a rebuilt folder as for the first build.
+SIZES = ".ldmprobe-sizes.json"
+
+
 def _write_marker(folder: Path, role: str, seed: int = TINY_SEED) -> None:
     marker = {"ldmprobe_tiny": TINY_VERSION, "role": role, "seed": seed,
               "note": "random weights: outputs made with this model mean nothing"}
-    (folder / "ldmprobe_tiny.json").write_text(json.dumps(marker, indent=2))
+    (folder / MARKER).write_text(json.dumps(marker, indent=2))
+    sizes = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / SIZES).write_text(json.dumps(sizes, indent=1))
+
+
+def _safetensors_damage(path: Path) -> str | None:
+    """Why a safetensors file is not whole (its header names where the last tensor ends)."""
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+            size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError):
+        return f"{path.name} has no readable header"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if size != 8 + n + max(ends, default=0):
+        return f"{path.name} has {size} bytes, not {8 + n + max(ends, default=0)} (truncated or damaged)"
+    return None
+
+
+def damage(folder: Path, probe_file: str) -> str | None:
+    """Why a built tiny model folder cannot be used, or None; reads no weights (no torch)."""
+    if not (folder / probe_file).is_file():
+        return f"{probe_file} is missing"
+    try:
+        json.loads((folder / MARKER).read_text())
+        listed = json.loads((folder / SIZES).read_text()) if (folder / SIZES).is_file() else {}
+    except (OSError, ValueError):
+        return f"{MARKER} or {SIZES} is unreadable"
+    for rel, size in dict(listed).items():
+        actual = (folder / rel).stat().st_size if (folder / rel).is_file() else None
+        if actual != size:
+            return f"{rel} is missing" if actual is None else f"{rel} has {actual} bytes, not {size}"
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".safetensors" and (reason := _safetensors_damage(path)):
+            return reason
+        if path.suffix == ".json" and not listed:  # folders built before sizes were listed
+            try:
+                json.loads(path.read_text())
+            except (OSError, ValueError):
+                return f"{path.relative_to(folder)} is not readable JSON"
+    return None
+
+
+def _set_aside(final: Path, reason: str) -> None:
+    """Move a damaged tiny model folder out of the way (then remove it) so it is built again."""
+    import shutil
+
+    from ldmprobe.errors import ModelUnavailableError
+    from ldmprobe.storage import cache_hint, record_repair
+
+    aside = final.parent / f".{final.name}.{os.getpid()}-damaged"
+    try:
+        os.replace(final, aside)
+    except FileNotFoundError:
+        return  # another process set it aside first
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"The cached tiny model at {final} is damaged ({reason}) and cannot be moved away to rebuild it: "
+            f"{exc.strerror or exc}. Delete that folder and rerun." + cache_hint()) from None
+    shutil.rmtree(aside, ignore_errors=True)
+    record_repair("tiny models", reason, detail=f"The tiny model at {final} was damaged ({reason}) and was rebuilt")
 
 
 def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
     final = models_dir / f"{name}-v{TINY_VERSION}"
-    if (final / probe_file).is_file():
-        return final
+    if final.exists():
+        reason = damage(final, probe_file)
+        if reason is None:
+            return final
+        _set_aside(final, reason)
     from ldmprobe.models.libraries import quiet_libraries
 
     quiet_libraries()

@@ -26,8 +26,10 @@ def _ci(drift: dict) -> str:
 
 
 def sweep_records(document: dict) -> list[dict]:
-    """jsonl: one record per term."""
-    return list(as_document(document)["terms"])
+    """jsonl: one record per term, with the tiny-model flag (like the other commands' records)."""
+    document = as_document(document)
+    tiny = bool(document["provenance"].get("tiny"))
+    return [{**term, "tiny": tiny} for term in document["terms"]]
 
 
 def plan_records(document: dict) -> list[dict]:

@@ -9,8 +9,11 @@ LABEL_WIDTH = 180
 HEADER = 36
 
 
-def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence]], column_labels: Sequence[str], cell: int = CELL):
-    """One labelled grid: a row per term (baseline first), a column per seed; failed cells crossed."""
+def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence]], column_labels: Sequence[str], cell: int = CELL,
+                  note: str | None = None):
+    """One labelled grid: a row per term (baseline first), a column per seed; failed cells crossed.
+
+    ``note``: a caption line under the title (e.g. that tiny random-weight models made the images)."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -20,6 +23,8 @@ def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence]], column_label
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((6, 6), title, fill="black", font=font)
+    if note:
+        draw.text((6, 20), note, fill="firebrick", font=font)
     for c, label in enumerate(column_labels):
         draw.text((LABEL_WIDTH + c * cell + 4, HEADER), f"seed {label}", fill="black", font=font)
     for r, (label, images) in enumerate(rows):

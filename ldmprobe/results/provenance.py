@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -28,9 +29,17 @@ def library_versions() -> dict[str, str | None]:
     return found
 
 
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the working folder was removed
+        return None
+
+
 def provenance(*, started: str, tiny: bool, device: str | None = None, dtype: str | None = None,
                finished: str | None = None, reference: bool = False, **extra) -> dict:
-    """Provenance block: versions, platform, device, timestamps, the tiny and reference-world flags."""
+    """Provenance block: versions, platform, device, timestamps, the command line and working
+    folder it ran with, the tiny and reference-world flags."""
     block = {
         "schema_version": SCHEMA_VERSION,
         "versions": library_versions(),
@@ -40,6 +49,8 @@ def provenance(*, started: str, tiny: bool, device: str | None = None, dtype: st
         "started": started,
         "finished": finished or now_iso(),
         "tiny": tiny,
+        "command": list(sys.argv),
+        "cwd": _cwd(),
     }
     if tiny:
         block["tiny_note"] = "made with built-in tiny models that have random weights: the numbers mean nothing"

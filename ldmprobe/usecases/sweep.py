@@ -19,7 +19,7 @@ from ldmprobe.errors import BadInputError, ExitCode, LdmprobeError
 from ldmprobe.models import sources as models
 from ldmprobe.models.loader import ModelLoader
 from ldmprobe.results.provenance import now_iso, provenance
-from ldmprobe.results.run_folder import check_out_dir, default_out, write_run_folder
+from ldmprobe.results.run_folder import prepare_out, release_out, write_run_folder
 from ldmprobe.results.sweep import RunFolder, SweepResult
 from ldmprobe.specs.sweep import Spec, expand
 
@@ -63,8 +63,18 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter) -> SweepResult | None
     :class:`~ldmprobe.render.terminal.Terminal` generation draws a progress bar).
     """
     started = now_iso()
-    out = options.out or default_out(spec, options.runs_dir)
-    check_out_dir(out)
+    out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
+    try:
+        result = _run_in(spec, options, reporter, started, out)
+    except BaseException:
+        release_out(out)  # a folder this sweep reserved and never wrote is removed again
+        raise
+    if result is None:  # another rank than 0: rank 0 writes the run folder
+        release_out(out)
+    return result
+
+
+def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out) -> SweepResult | None:
     setup = make_plan(spec, options)
     ctx = distributed.setup()
     try:
