@@ -125,6 +125,7 @@ def _register_commands() -> None:
     """Commands defined in their own modules, one module per command."""
     from ldmprobe.cli.assoc import assoc
     from ldmprobe.cli.check import check_command
+    from ldmprobe.cli.compare import compare_command
     from ldmprobe.cli.models import models_command
     from ldmprobe.cli.neighbours import neighbours
     from ldmprobe.cli.report import report_command
@@ -133,6 +134,7 @@ def _register_commands() -> None:
 
     for command in (models_command, check_command, sweep_command, report_command, assoc, neighbours, trace_command):
         main.add_command(command)
+    main.add_command(compare_command)
 
 
 _register_commands()

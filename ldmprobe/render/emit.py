@@ -19,6 +19,7 @@ _VIEWS: dict[str, tuple[str | None, str]] = {
     "neighbours": ("ldmprobe.render.neighbours:neighbour_records", "ldmprobe.render.neighbours:render_neighbours"),
     "assoc": ("ldmprobe.render.assoc:assoc_records", "ldmprobe.render.assoc:render_assoc_table"),
     "trace": ("ldmprobe.render.trace:trace_records", "ldmprobe.render.trace:render_trace"),
+    "compare": ("ldmprobe.render.compare:compare_records", "ldmprobe.render.compare:render_compare"),
 }
 
 

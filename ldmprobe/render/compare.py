@@ -1,0 +1,231 @@
+"""``ldmprobe compare``: JSON Lines records, the 80-column table and compare.html."""
+
+from __future__ import annotations
+
+import html
+
+from ldmprobe.analysis.inference import format_p
+from ldmprobe.render.emit import as_document
+
+#: How a verdict is shown in the table.
+#: The table's width: it fits an 80-column terminal.
+WIDTH = 80
+VERDICT = {"better": "better", "worse": "WORSE", "no clear change": "-", "untested": "n/a"}
+
+
+def _num(value, digits: int = 3, sign: str = "") -> str:
+    """``digits`` significant digits, fixed-point between 1e-3 and 1e5 (no exponent there)."""
+    import math
+
+    if value is None:
+        return "-"
+    if value == 0 or not 1e-3 <= abs(value) < 1e5:
+        return f"{value:{sign}.{digits}g}"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    return f"{value:{sign}.{decimals}f}"
+
+
+def _signed(value, digits: int = 3) -> str:
+    return _num(value, digits, "+")
+
+
+def _ci(row: dict, scale: float = 1.0) -> str:
+    """The interval rounded at 2 significant digits of its half-width (both ends alike)."""
+    import math
+
+    if row.get("ci_low") is None or row.get("ci_high") is None:
+        return "-"
+    low, high = row["ci_low"] * scale, row["ci_high"] * scale
+    half = (high - low) / 2
+    decimals = max(1 - math.floor(math.log10(half)), 0) if half > 0 else 3
+    return f"[{low:+.{decimals}f}, {high:+.{decimals}f}]"
+
+
+def _scale(values) -> tuple[float, str]:
+    """A power of 1000 that brings the largest |value| into [1, 1000), and its label."""
+    import math
+
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    if not finite:
+        return 1.0, ""
+    power = 3 * math.floor(math.log10(max(finite)) / 3)
+    return 10.0 ** -power, ("" if power == 0 else f" (× 1e{power})")
+
+
+def _scaled(value, scale: float, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return _signed(value * scale) if signed else _num(value * scale)
+
+
+def _p(value, row: dict | None = None) -> str:
+    """A p to the precision it has: a permutation p (``row`` given) at its Monte Carlo error."""
+    if value is None:
+        return "-"
+    if row is None:
+        return format_p(value, min_p=0.0, exact=True, n_resamples=0)
+    return format_p(value, min_p=row["min_p"] or 0.0, exact=bool(row["exact"]), n_resamples=row["n_resamples"])
+
+
+def compare_records(document) -> list[dict]:
+    """jsonl: one flat record per (term, measure): the image drift, then each probe."""
+    document = as_document(document)
+    records = []
+    for term in document["terms"]:
+        records.append({"kind": "compare-row", "term": term["term"], "measure": "image_drift", "probe": None,
+                        "n_pairs": term["n_pairs"], **term["drift"]})
+        for row in term["probes"]:
+            records.append({"kind": "compare-row", "term": term["term"], "measure": "probe_shift",
+                            "n_pairs": term["n_pairs"], **row})
+    return records
+
+
+def _table(title: str, columns: tuple[str, ...]):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  collapse_padding=True, pad_edge=False)
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("term", "probe", "verdict") else "right",
+                         overflow="fold", max_width=14 if column in ("term", "probe") else None)
+    return table
+
+
+def _drift_table(document: dict):
+    drifts = [t["drift"] for t in document["terms"]]
+    scale, label = _scale([v for d in drifts for v in (d["drift_a"], d["drift_b"], d["difference"])])
+    table = _table(f"image drift from the baseline{label}: run A, run B, B - A",
+                   ("term", "pairs", "A", "B", "B - A", "95% CI", "p adj", "verdict"))
+    for term, d in zip(document["terms"], drifts):
+        table.add_row(term["term"], str(term["n_pairs"]), _scaled(d["drift_a"], scale), _scaled(d["drift_b"], scale),
+                      _scaled(d["difference"], scale, True), _ci(d, scale), _p(d["p_adjusted"]),
+                      VERDICT[d["verdict"]])
+    return table
+
+
+def _probe_table(document: dict):
+    rows = [(t["term"], r) for t in document["terms"] for r in t["probes"] if r["verdict"] in ("better", "worse")]
+    scale, label = _scale([v for _, r in rows for v in (r["shift_a"], r["shift_b"], r["difference"])])
+    table = _table(f"probe shifts that changed{label}: run A, run B, B - A",
+                   ("term", "probe", "A", "B", "B - A", "95% CI", "p adj", "verdict"))
+    for term, r in rows:
+        table.add_row(term, r["probe"], _scaled(r["shift_a"], scale, True), _scaled(r["shift_b"], scale, True),
+                      _scaled(r["difference"], scale, True), _ci(r, scale), _p(r["p_adjusted"]),
+                      VERDICT[r["verdict"]])
+    return table
+
+
+def _run_line(label: str, run: dict) -> str:
+    return (f"{label}: {run['path']} (pipeline {run['pipeline']}, steps {run['steps']}, guidance {run['guidance']}, "
+            f"{run['n_usable']}/{run['n_items']} usable images)")
+
+
+def render_compare(document):
+    """Per-term drift change, the probe shifts that changed, and what the numbers mean."""
+    from rich.console import Group
+    from rich.constrain import Constrain
+    from rich.text import Text
+
+    document = as_document(document)
+    alpha = document["summary"]["alpha"]
+    parts = [Text(f"{document['spec']['name']}: run B compared with run A, image by image "
+                  f"(measurer {document['measurer'].get('spec')})"),
+             Text(_run_line("A", document["runs"]["a"])), Text(_run_line("B", document["runs"]["b"])),
+             _drift_table(document)]
+    changed = sum(r["verdict"] in ("better", "worse") for t in document["terms"] for r in t["probes"])
+    tested = sum(len(t["probes"]) for t in document["terms"])
+    if changed:
+        parts.append(_probe_table(document))
+    parts.append(Text(f"{changed} of {tested} (term, probe) shifts changed clearly (BH-adjusted p < {alpha}); "
+                      "--format json lists them all."))
+    parts.append(Text("better: moved less in B (drift smaller, or |shift| smaller); WORSE: moved more."))
+    for note in [*document["summary"]["notes"], *document["summary"]["design"].get("messages", ())]:
+        parts.append(Text(f"note: {note}", style="yellow"))
+    if document["provenance"].get("tiny"):
+        parts.append(Text("TINY MODELS: random weights, these numbers mean nothing.", style="bold red"))
+    return Constrain(Group(*parts), width=WIDTH)
+
+
+# ----------------------------------------------------------------------------- compare.html
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{padding:.2em .6em;white-space:nowrap;border-bottom:1px solid #ddd;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.better{color:#176b2c;font-weight:bold}
+.worse{color:#a31515;font-weight:bold}.note{color:#555;font-size:.9em}.tiny{color:#a31515;font-weight:bold}"""
+
+
+def _cells(values, left: int = 1) -> str:
+    return "".join(f"<td class='l'>{html.escape(str(v))}</td>" if i < left else f"<td>{html.escape(str(v))}</td>"
+                   for i, v in enumerate(values))
+
+
+def _verdict_cell(verdict: str) -> str:
+    cls = verdict if verdict in ("better", "worse") else ""
+    return f"<td class='l {cls}'>{html.escape(verdict)}</td>"
+
+
+def _html_table(headers: tuple[str, ...], rows: list[str], left: int) -> str:
+    head = "".join(f"<th class='l'>{html.escape(h)}</th>" if i < left or h == "verdict"
+                   else f"<th>{html.escape(h)}</th>" for i, h in enumerate(headers))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _html_rows(document: dict) -> tuple[list[str], list[str], str, str]:
+    """Table rows of the drift and probe changes, each table on one scale (and its label)."""
+    terms = document["terms"]
+    ds, dl = _scale([v for t in terms for v in (t["drift"]["drift_a"], t["drift"]["drift_b"])])
+    ps, pl = _scale([v for t in terms for r in t["probes"] for v in (r["shift_a"], r["shift_b"])])
+    drift, probes = [], []
+    for term in terms:
+        d = term["drift"]
+        drift.append("<tr>" + _cells([term["term"], term["n_pairs"], _scaled(d["drift_a"], ds),
+                                      _scaled(d["drift_b"], ds), _scaled(d["difference"], ds, True), _ci(d, ds),
+                                      _p(d["p_value"]), _p(d["p_adjusted"]), _p(d["p_fixed"], d)])
+                     + _verdict_cell(d["verdict"]) + "</tr>")
+        for r in term["probes"]:
+            probes.append("<tr>" + _cells([term["term"], r["probe"], _scaled(r["shift_a"], ps, True),
+                                           _scaled(r["shift_b"], ps, True), _scaled(r["difference"], ps, True),
+                                           _ci(r, ps), _p(r["p_value"]), _p(r["p_adjusted"]), _p(r["p_fixed"], r)],
+                                          left=2) + _verdict_cell(r["verdict"]) + "</tr>")
+    return drift, probes, dl, pl
+
+
+def _run_row(label: str, run: dict) -> str:
+    usable = f"{run['n_usable']}/{run['n_items']}"
+    return "<tr>" + _cells([label, run["path"], run["pipeline"], run["steps"], run["guidance"], run["dtype"],
+                            usable], left=2) + "</tr>"
+
+
+def compare_html(document) -> str:
+    """A standalone page: the two runs, the drift changes, every probe change, what p means."""
+    document = as_document(document)
+    esc = html.escape
+    runs = "".join(_run_row(label, run) for label, run in (("A", document["runs"]["a"]),
+                                                           ("B", document["runs"]["b"])))
+    drift, probes, drift_label, probe_label = _html_rows(document)
+    heads = ("p", "p adj", "p fixed", "verdict")
+    notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in
+                    [*document["summary"]["notes"], *document["summary"]["design"].get("messages", ())])
+    tiny = ("<p class='tiny'>Tiny models: random weights, these numbers mean nothing.</p>"
+            if document["provenance"].get("tiny") else "")
+    first = document["terms"][0] if document["terms"] else None
+    scope = esc(first["drift"]["generalises_to"]) if first else ""
+    fixed = esc(first["drift"]["fixed_generalises_to"]) if first else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(document['spec']['name'])}: compare B - A</title>
+<style>{_CSS}</style></head><body>
+<h1>{esc(document['spec']['name'])}: run B compared with run A</h1>{tiny}
+<p>Images are paired by template, term and seed; every number is B minus A, measured by
+{esc(str(document['measurer'].get('spec')))}. <b>better</b>: the term moved the images less in B.</p>
+{_html_table(('run', 'folder', 'pipeline', 'steps', 'guidance', 'dtype', 'usable images'), [runs], 2)}
+<h2>Image drift{esc(drift_label)}</h2>
+<p class="note">Unbiased squared distance of the term's mean image embedding from the baseline's. p and 95% CI
+generalise to {scope}; p fixed: {fixed}.</p>
+{_html_table(('term', 'pairs', 'A', 'B', 'B - A', '95% CI', *heads), drift, 1)}
+<h2>Probe shifts{esc(probe_label)}</h2>
+<p class="note">Mean change in cosine to each probe word, term minus baseline.</p>
+{_html_table(('term', 'probe', 'A', 'B', 'B - A', '95% CI', *heads), probes, 2)}
+{notes}
+</body></html>
+"""

@@ -1,0 +1,176 @@
+"""Two sweep run folders read back and compared: the document `ldmprobe compare` prints.
+
+``read_run`` reads a run folder's results.json and items.jsonl; ``check_comparable`` says,
+in one paragraph, how two runs differ when they are not runs of one spec by one measurer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ldmprobe import SCHEMA_VERSION
+from ldmprobe.analysis.compare import CompareAnalysis
+from ldmprobe.errors import BadInputError
+from ldmprobe.records import Record, jsonable
+
+#: The spec fields two runs must share to be paired image by image.
+SPEC_FIELDS = ("templates", "baseline", "terms", "seeds", "probes")
+
+
+@dataclass(frozen=True)
+class RunItem:
+    """One planned image of a run: its cell, cache key and whether it is usable."""
+
+    template_index: int
+    term: str
+    seed: int
+    key: str
+    usable: bool  # not failed and not dropped by --nsfw drop
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A sweep run folder as read back: its results.json document and its items."""
+
+    path: Path
+    document: dict
+    items: tuple[RunItem, ...]
+
+    @property
+    def spec(self) -> dict:
+        return self.document.get("spec") or {}
+
+    @property
+    def measurer(self) -> dict:
+        return (self.document.get("config") or {}).get("measurer") or {}
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist: {what} is not a sweep run folder (it needs results.json and "
+                            "items.jsonl, as `ldmprobe sweep SPEC --out DIR` writes them).") from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path} is not readable JSON ({exc}); rerun the sweep to rewrite it.") from None
+
+
+def _item(line: dict, path: Path, number: int) -> RunItem:
+    try:
+        flags = line.get("flags") or {}
+        return RunItem(int(line["template_index"]), str(line["term"]), int(line["seed"]), str(line["key"]),
+                       usable=flags.get("failed") is None and not flags.get("dropped"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(f"{path} line {number}: not an item record ({exc}); rerun the sweep to rewrite "
+                            "items.jsonl.") from None
+
+
+def read_run(folder: Path, label: str) -> RunData:
+    """Read RUN_A / RUN_B (``label``): results.json of kind "sweep" and every line of items.jsonl."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"{label} {folder} is not a folder; give the run folder of a sweep (its --out).")
+    document = _read_json(folder / "results.json", f"{label} {folder}")
+    if not isinstance(document, dict) or document.get("kind") != "sweep":
+        raise BadInputError(f"{folder / 'results.json'} is not a sweep result (kind "
+                            f"{document.get('kind') if isinstance(document, dict) else None!r}); compare "
+                            "takes two sweep run folders.")
+    path = folder / "items.jsonl"
+    if not path.is_file():
+        raise BadInputError(f"{path} does not exist; {label} is not a complete sweep run folder.")
+    items = []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if text.strip():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                raise BadInputError(f"{path} line {number} is not JSON; rerun the sweep to rewrite it.") from None
+            items.append(_item(line, path, number))
+    return RunData(folder, document, tuple(items))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _spec_differences(a: RunData, b: RunData) -> list[str]:
+    diffs = []
+    for name in SPEC_FIELDS:
+        va, vb = a.spec.get(name), b.spec.get(name)
+        if va != vb:
+            diffs.append(f"{name}: A has {_short(va)}, B has {_short(vb)}")
+    cells_a = {(i.template_index, i.term, i.seed) for i in a.items}
+    cells_b = {(i.template_index, i.term, i.seed) for i in b.items}
+    if not diffs and cells_a != cells_b:
+        only = sorted(cells_a ^ cells_b)[:3]
+        diffs.append(f"items.jsonl: {len(cells_a ^ cells_b)} (template, term, seed) cells are in one run only, "
+                     f"e.g. {only}")
+    return diffs
+
+
+def check_comparable(a: RunData, b: RunData) -> None:
+    """BadInputError naming the difference unless both runs are of one spec by one measurer."""
+    diffs = _spec_differences(a, b)
+    if diffs:
+        raise BadInputError(
+            f"{a.path} (A) and {b.path} (B) are not runs of the same spec, so their images cannot be paired by "
+            f"(template, term, seed): " + "; ".join(diffs) + ". Rerun one sweep with the other's spec and seeds "
+            "(only the generator or its settings should differ).")
+    ma, mb = a.measurer.get("identity"), b.measurer.get("identity")
+    if not ma or not mb:
+        raise BadInputError(f"{(a if not ma else b).path / 'results.json'} records no measurer identity "
+                            "(config.measurer.identity); rerun that sweep with this version of ldmprobe.")
+    if ma != mb:
+        raise BadInputError(
+            f"the runs were embedded by different measurers: A {a.measurer.get('spec')!r} {_short(ma)}, B "
+            f"{b.measurer.get('spec')!r} {_short(mb)}. Drift and probe shifts are only comparable in one CLIP space; "
+            f"rerun one sweep with --measurer {a.measurer.get('spec')} (its images are cached, so only the "
+            "embedding is redone).")
+
+
+def run_summary(run: RunData) -> dict:
+    """What the compare document says about each run: where it is and how it was made."""
+    config, prov = run.document.get("config") or {}, run.document.get("provenance") or {}
+    pipeline = config.get("pipeline") or {}
+    return {
+        "path": str(run.path.resolve()), "pipeline": pipeline.get("spec"), "pipeline_identity": pipeline.get("identity"),
+        "steps": config.get("steps"), "guidance": config.get("guidance"), "dtype": config.get("dtype"),
+        "negative_prompt": config.get("negative_prompt"), "nsfw": config.get("nsfw"),
+        "finished": prov.get("finished"), "tiny": bool(prov.get("tiny")),
+        "n_items": len(run.items), "n_usable": sum(i.usable for i in run.items),
+    }
+
+
+@dataclass(frozen=True)
+class CompareResult(Record):
+    """Spec, the two runs, the measurer, settings, provenance and the per-term changes B − A."""
+
+    spec: dict[str, Any]
+    runs: dict[str, Any]
+    measurer: dict[str, Any]
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    analysis: CompareAnalysis
+    report: str | None = None
+    schema_version: str = SCHEMA_VERSION
+    kind: str = "compare"
+
+    def to_dict(self) -> dict[str, Any]:
+        analysis = self.analysis.to_dict()
+        return {
+            "schema_version": self.schema_version, "kind": self.kind, "spec": jsonable(self.spec),
+            "runs": jsonable(self.runs), "measurer": jsonable(self.measurer), "config": jsonable(self.config),
+            "provenance": jsonable(self.provenance), "terms": analysis["terms"],
+            "summary": {"alpha": analysis["alpha"], "design": analysis["design"], "notes": analysis["notes"],
+                        "better": [t.term for t in self.analysis.terms if t.verdict == "better"],
+                        "worse": [t.term for t in self.analysis.terms if t.verdict == "worse"]},
+            "report": self.report,
+        }
+
+    @property
+    def terms(self):
+        return self.analysis.terms

@@ -1,0 +1,134 @@
+"""Compare two sweep runs of one spec (a model and its fine-tune, two generators), B − A.
+
+The image embeddings come from the cache by the keys in each run's items.jsonl, for the
+measurer recorded in its results.json; no generator is loaded, and the measurer only when
+the probe words' text embeddings are not cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ldmprobe.analysis.compare import CompareEmbeddings, CompareSettings, compare_embeddings
+from ldmprobe.digest import CACHE_KINDS, cache_key
+from ldmprobe.engine import cache
+from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
+from ldmprobe.engine.packed_cache import VerifiedStore
+from ldmprobe.errors import BadInputError
+from ldmprobe.records import to_json
+from ldmprobe.results.compare import CompareResult, RunData, check_comparable, read_run, run_summary
+from ldmprobe.results.provenance import now_iso, provenance
+from ldmprobe.storage import cache_root
+
+
+def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = CompareSettings(), out: Path | None = None,
+                 offline: bool = False, device: str = "auto", reporter=None) -> CompareResult:
+    """Read both run folders, check they pair up, gather their embeddings, compare; with ``out``
+    write compare.html and compare.json there."""
+    started = now_iso()
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise BadInputError(f"--out {out} is a file, not a folder. Choose another path for the report.")
+    a, b = read_run(Path(run_a), "RUN_A"), read_run(Path(run_b), "RUN_B")
+    check_comparable(a, b)
+    data = gather_embeddings(a, b, offline=offline, device=device, reporter=reporter)
+    analysis = compare_embeddings(data, settings)
+    spec = {k: a.spec.get(k) for k in ("name", "templates", "baseline", "terms", "seeds", "probes")}
+    tiny = any(bool((r.document.get("provenance") or {}).get("tiny")) for r in (a, b))
+    reference = any(bool((r.document.get("provenance") or {}).get("reference_world")) for r in (a, b))
+    result = CompareResult(
+        spec=spec, runs={"a": run_summary(a), "b": run_summary(b)}, measurer=a.measurer,
+        config={"statistics": {"seed": settings.seed, "permutations": settings.permutations,
+                               "bootstrap": settings.bootstrap, "alpha": settings.alpha},
+                "probe_templates": list(DEFAULT_PROBE_TEMPLATES)},
+        provenance=provenance(started=started, tiny=tiny, reference=reference),
+        analysis=analysis, report=str((Path(out) / "compare.html").resolve()) if out is not None else None,
+    )
+    if out is not None:
+        write_outputs(result, Path(out))
+    return result
+
+
+def write_outputs(result: CompareResult, out: Path) -> None:
+    """compare.json and compare.html in ``out`` (each written atomically)."""
+    from ldmprobe.render.compare import compare_html
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache.atomic_write_text(out / "compare.json", to_json(result) + "\n")
+    cache.atomic_write_text(out / "compare.html", compare_html(result.to_dict()))
+
+
+def _image_embeddings(run: RunData, label: str) -> dict:
+    """(template index, term, seed) -> the cached embedding (None for failed or dropped images)."""
+    store = cache.embedding_store(run.measurer["identity"])
+    usable = [item for item in run.items if item.usable]
+    try:
+        vectors = store.get_many([item.key for item in usable])
+    finally:
+        store.close()
+    missing = [item.key for item, v in zip(usable, vectors) if v is None]
+    if missing:
+        raise BadInputError(
+            f"{len(missing)} of {len(usable)} image embeddings of {label} {run.path} are not in the cache "
+            f"{cache_root()} (e.g. {missing[0]}): the sweep was run with another LDMPROBE_CACHE, or the cache was "
+            "cleaned. Set LDMPROBE_CACHE to the cache that sweep used, or rerun the same sweep command to "
+            "re-embed them (it remakes only what is missing).")
+    images = {(i.template_index, i.term, i.seed): None for i in run.items}
+    for item, vector in zip(usable, vectors):
+        images[(item.template_index, item.term, item.seed)] = np.asarray(vector, dtype=np.float64)
+    return images
+
+
+def probe_embeddings(run: RunData, probes: list[str], *, offline: bool, device: str, reporter=None) -> np.ndarray:
+    """The probes' template-averaged text embeddings by the run's measurer, from the sweep's text
+    cache; the measurer is loaded only for those not cached (and must still be the recorded one)."""
+    identity = run.measurer["identity"]
+    store = VerifiedStore(f"text/{cache.identity_namespace(identity)}", "text embeddings")
+    templates = list(DEFAULT_PROBE_TEMPLATES)
+    keys = [cache_key("text-embedding", CACHE_KINDS["text-embedding"], {"text": p, "templates": templates})
+            for p in probes]
+    try:
+        rows = store.get_many(keys)
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing:
+            if reporter is not None:
+                reporter.info(f"embedding {len(missing)} probe word(s) with the measurer (not cached)")
+            fresh = _embed_probes(run, [probes[i] for i in missing], offline=offline, device=device)
+            store.put_many([keys[i] for i in missing], list(fresh))
+            for i, vector in zip(missing, fresh):
+                rows[i] = vector
+    finally:
+        store.close()
+    return np.stack([np.asarray(r, dtype=np.float64) for r in rows])
+
+
+def _embed_probes(run: RunData, words: list[str], *, offline: bool, device: str) -> np.ndarray:
+    from ldmprobe.engine.encode import encode_in_templates
+    from ldmprobe.models import load as model_load
+    from ldmprobe.models import sources as models
+
+    spec = run.measurer.get("spec")
+    ref = models.resolve_measurer(spec)
+    if models.measurer_identity(ref) != run.measurer["identity"]:
+        raise BadInputError(
+            f"the probe words' text embeddings are not cached and the measurer {spec!r} recorded in "
+            f"{run.path / 'results.json'} is no longer the model that embedded the images (its identity changed). "
+            "Set LDMPROBE_CACHE to the cache that sweep used, or rerun both sweeps with the current measurer.")
+    models.ensure_measurer_available(ref, offline=offline)
+    chosen, _ = model_load.pick_device(device)
+    measurer = model_load.load_measurer(ref, device=chosen, offline=offline)
+    return encode_in_templates(measurer, words, DEFAULT_PROBE_TEMPLATES)
+
+
+def gather_embeddings(a: RunData, b: RunData, *, offline: bool = False, device: str = "auto",
+                      reporter=None) -> CompareEmbeddings:
+    """Both runs' image embeddings and the probe embeddings, as the pure comparison takes them."""
+    images_a, images_b = _image_embeddings(a, "RUN_A"), _image_embeddings(b, "RUN_B")
+    probes = list(a.spec.get("probes") or [])
+    probe_emb = probe_embeddings(a, probes, offline=offline, device=device, reporter=reporter) if probes else None
+    return CompareEmbeddings(
+        templates=tuple(a.spec["templates"]), baseline=a.spec.get("baseline", ""), terms=tuple(a.spec["terms"]),
+        seeds=tuple(a.spec["seeds"]), images_a=images_a, images_b=images_b, probes=tuple(probes),
+        probe_embeddings=probe_emb,
+    )
