@@ -40,6 +40,8 @@ _EXPORTS = {
     "load_assoc_spec": "specs.assoc", "run_assoc": "usecases.assoc",
     # tracing a word through the model
     "run_trace": "usecases.trace", "TraceOptions": "usecases.trace", "TraceResult": "results.trace",
+    # comparing two runs of one spec
+    "compare_runs": "usecases.compare", "CompareSettings": "analysis.compare", "CompareResult": "results.compare",
     # outputs
     "write_report": "render.report", "Terminal": "render.terminal",
 }
