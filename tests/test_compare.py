@@ -330,3 +330,34 @@ def test_measurer_mismatch_and_missing_embeddings_are_errors(runs, tmp_path):
     assert "not in the cache" in result.stderr and "LDMPROBE_CACHE" in result.stderr
     result = compare(runs["a"], tmp_path / "nowhere", expect=2)
     assert "nowhere" in result.stderr and "not a folder" in result.stderr
+
+
+@pytest.mark.slow
+def test_probe_texts_not_cached_are_embedded_with_the_recorded_measurer(runs, tmp_path):
+    """Without the text cache the measurer is loaded for the probe words alone; the numbers are
+    those of the fully cached comparison."""
+    cached = json.loads(compare(runs["a"], runs["b"], "--format", "json").stdout)
+    copy = tmp_path / "cache"
+    shutil.copytree(runs["cache"], copy, symlinks=True)
+    shutil.rmtree(copy / "text")
+    result = compare(runs["a"], runs["b"], "--format", "json", env={"LDMPROBE_CACHE": str(copy)})
+    assert "embedding 3 probe word(s)" in result.stderr
+    fresh = json.loads(result.stdout)
+    def numbers(doc):
+        return [r[k] for t in doc["terms"] for r in t["probes"] for k in ("shift_a", "shift_b", "difference")]
+
+    assert numbers(fresh) == pytest.approx(numbers(cached), rel=1e-5, abs=1e-8)
+    assert (copy / "text").is_dir()  # stored for the next comparison
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless chromium")
+def test_compare_html_renders_in_headless_chromium(runs, tmp_path):
+    out = tmp_path / "page"
+    compare(runs["a"], runs["b"], "--out", out, "--format", "json")
+    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                           (out / "compare.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert "run B compared with run A" in dom and dom.count("<table>") == 3
+    assert all(f"<td class=\"l\">{term}</td>" in dom for term in ("red", "blue"))

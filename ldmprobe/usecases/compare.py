@@ -32,6 +32,8 @@ def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = Compar
         raise BadInputError(f"--out {out} is a file, not a folder. Choose another path for the report.")
     a, b = read_run(Path(run_a), "RUN_A"), read_run(Path(run_b), "RUN_B")
     check_comparable(a, b)
+    if reporter is not None and {i.key for i in a.items} == {i.key for i in b.items}:
+        reporter.warn("RUN_A and RUN_B hold the same images (every item key is shared): nothing can differ.")
     data = gather_embeddings(a, b, offline=offline, device=device, reporter=reporter)
     analysis = compare_embeddings(data, settings)
     spec = {k: a.spec.get(k) for k in ("name", "templates", "baseline", "terms", "seeds", "probes")}
