@@ -202,6 +202,21 @@ def cache_hint(path=None) -> str:
             "LDMPROBE_CACHE=/another/folder to use another cache.")
 
 
+#: The identities behind the namespaces named this process (written beside a namespace's values
+#: as ``identity.json``, so ``ldmprobe cache info`` can say which model a folder belongs to).
+_IDENTITIES: dict[str, dict] = {}
+IDENTITY_FILE = "identity.json"
+
+
+def remember_namespace(namespace: str, identity: dict) -> None:
+    _IDENTITIES.setdefault(namespace, identity)
+
+
+def namespace_identity(namespace: str) -> dict | None:
+    """The identity a cache namespace was made from in this process (None if not named here)."""
+    return _IDENTITIES.get(namespace)
+
+
 # --------------------------------------------------------------------------- copies that share nothing
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, XFS, bcachefs)

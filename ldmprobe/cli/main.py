@@ -124,6 +124,7 @@ def _signal_exit(code: int) -> int:
 def _register_commands() -> None:
     """Commands defined in their own modules, one module per command."""
     from ldmprobe.cli.assoc import assoc
+    from ldmprobe.cli.cache import cache_group
     from ldmprobe.cli.check import check_command
     from ldmprobe.cli.compare import compare_command
     from ldmprobe.cli.models import models_command
@@ -135,6 +136,7 @@ def _register_commands() -> None:
     for command in (models_command, check_command, sweep_command, report_command, assoc, neighbours, trace_command):
         main.add_command(command)
     main.add_command(compare_command)
+    main.add_command(cache_group)
 
 
 _register_commands()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ldmprobe.digest import digest
 from ldmprobe.storage import (  # noqa: F401  (the stores' foundation, importable from here)
-    atomic_write_bytes, atomic_write_text, cache_root, models_dir, publish_dir, record_repair, staging_dir,
+    IDENTITY_FILE, atomic_write_bytes, atomic_write_text, cache_root, models_dir, namespace_identity, publish_dir,
+    record_repair, remember_namespace, staging_dir,
 )
 
 
@@ -244,8 +245,31 @@ class ArrayStore:
 
 
 def identity_namespace(identity: dict) -> str:
-    """A short stable folder name for a model identity (sha256 of its canonical JSON)."""
-    return digest(identity)[:20]
+    """A short stable folder name for a model identity (sha256 of its canonical JSON); the
+    identity is remembered (``storage.namespace_identity``) for the namespace's ``identity.json``."""
+    namespace = digest(identity)[:20]
+    remember_namespace(namespace, identity)
+    return namespace
+
+
+def png_recipe(path: Path) -> dict | None:
+    """The recipe chunk of a cached PNG, reading only the chunks before the pixel data."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != _PNG_SIGNATURE:
+                return None
+            while True:
+                head = fh.read(8)
+                if len(head) < 8 or head[4:] in (b"IDAT", b"IEND"):
+                    return None
+                payload = fh.read(int.from_bytes(head[:4], "big"))
+                fh.seek(4, 1)
+                if head[4:] in (b"tEXt", b"iTXt"):
+                    name, text = _text_chunk(head[4:], payload)
+                    if name == PNG_RECIPE_KEY and text is not None:
+                        return json.loads(text)
+    except (OSError, ValueError):
+        return None
 
 
 def embedding_store(measurer_identity: dict, root: Path | None = None):

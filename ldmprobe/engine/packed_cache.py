@@ -45,6 +45,7 @@ class VerifiedStore:
         self.store = PackedStore.for_namespace(namespace, root=Path(root or cache_root()),
                                                on_repair=lambda key, reason: _record_repair(kind, reason))
         self._memo: dict[str, np.ndarray] = {}
+        self._labelled = False
 
     # ----------------------------------------------------------------- per batch
 
@@ -80,6 +81,18 @@ class VerifiedStore:
         keys, arrays = list(keys), [np.asarray(v) for v in values]
         self.store.put_many(keys, arrays)
         self._memo.update(zip(keys, arrays))
+        if not self._labelled:
+            self._label()
+
+    def _label(self) -> None:
+        """Write which model this namespace belongs to (for ``ldmprobe cache``), once."""
+        self._labelled = True
+        path = self.store.directory.parent / storage.IDENTITY_FILE
+        identity = storage.namespace_identity(self.namespace.rsplit("/", 1)[-1])
+        if identity is not None and not path.is_file():
+            import json
+
+            storage.atomic_write_text(path, json.dumps({"kind": self.kind, "identity": identity}, sort_keys=True))
 
     # ----------------------------------------------------------------- per key (ArrayStore's API)
 

@@ -19,6 +19,9 @@ _VIEWS: dict[str, tuple[str | None, str]] = {
     "neighbours": ("ldmprobe.render.neighbours:neighbour_records", "ldmprobe.render.neighbours:render_neighbours"),
     "assoc": ("ldmprobe.render.assoc:assoc_records", "ldmprobe.render.assoc:render_assoc_table"),
     "trace": ("ldmprobe.render.trace:trace_records", "ldmprobe.render.trace:render_trace"),
+    "cache-info": ("ldmprobe.render.cache:info_records", "ldmprobe.render.cache:render_info"),
+    "cache-verify": ("ldmprobe.render.cache:verify_records", "ldmprobe.render.cache:render_verify"),
+    "cache-prune": ("ldmprobe.render.cache:prune_records", "ldmprobe.render.cache:render_prune"),
     "compare": ("ldmprobe.render.compare:compare_records", "ldmprobe.render.compare:render_compare"),
 }
 
