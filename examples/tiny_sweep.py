@@ -21,8 +21,8 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = ldmprobe.load_spec("fancy-house", seeds=args.seeds)
-    options = ldmprobe.SweepOptions(pipeline="tiny", measurer="tiny", out=args.out,
-                                    permutations=999, bootstrap=500)
+    options = ldmprobe.SweepOptions(pipeline="tiny", measurer="tiny", out=args.out, replace=True,
+                                    permutations=999, bootstrap=500)  # rerunning replaces the example's folder
     result = ldmprobe.run_sweep(spec, options)
 
     print(f"{'term':<10} {'pairs':>5} {'centroid':>10} {'p':>8}  top probe")

@@ -217,6 +217,23 @@ def namespace_identity(namespace: str) -> dict | None:
     return _IDENTITIES.get(namespace)
 
 
+def check_cache_root() -> Path:
+    """The cache folder, made if missing; a BadInputError naming LDMPROBE_CACHE when it cannot be
+    written (before any slow work, rather than a raw OS error half-way through a command)."""
+    root = cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".probe.{os.getpid()}-", suffix=TEMP_SUFFIX)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        from ldmprobe.errors import BadInputError
+
+        why = "it is a file, not a folder" if root.is_file() else (exc.strerror or str(exc))
+        raise BadInputError(f"The cache folder {root} cannot be written: {why}." + cache_hint()) from None
+    return root
+
+
 # --------------------------------------------------------------------------- copies that share nothing
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, XFS, bcachefs)

@@ -221,6 +221,18 @@ def test_out_on_a_read_only_filesystem_exits_2_before_any_model_loads(fresh_cach
     assert not (fresh_cache / "images").exists()
 
 
+def test_an_unusable_cache_is_named_with_ldmprobe_cache_before_any_work(tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "cache-file"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("LDMPROBE_CACHE", str(not_a_folder))
+    out = tmp_path / "run"
+    result = sweep(spec(tmp_path), "--out", out, expect=2)
+    message = " ".join(result.stderr.split())
+    assert "LDMPROBE_CACHE" in message and str(not_a_folder) in message and "not a folder" in message
+    assert not out.exists()  # the reserved run folder was given back
+    assert "LDMPROBE_CACHE" in " ".join(CliRunner().invoke(main, ["cache", "info"]).stderr.split())
+
+
 def test_provenance_jsonl_and_contact_sheet_say_how_and_that_models_are_tiny(fresh_cache, tmp_path, monkeypatch):
     from PIL import Image
 

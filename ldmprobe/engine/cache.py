@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 
 from ldmprobe.digest import digest
 from ldmprobe.storage import (  # noqa: F401  (the stores' foundation, importable from here)
-    IDENTITY_FILE, atomic_write_bytes, atomic_write_text, cache_root, models_dir, namespace_identity, publish_dir,
+    IDENTITY_FILE, atomic_write_bytes, atomic_write_text, cache_root, check_cache_root, models_dir,
+    namespace_identity, publish_dir,
     record_repair, remember_namespace, staging_dir,
 )
 
@@ -41,10 +43,22 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def png_with_digest(png: bytes) -> bytes:
-    """``png`` with a digest chunk of all its other bytes inserted before the first IDAT chunk."""
-    at = png.index(b"IDAT") - 4
-    chunk = _chunk(b"tEXt", PNG_DIGEST_KEY.encode() + b"\0" + _png_digest(png).encode())
+    """``png`` with a chunk before the first IDAT holding the digest of all its other bytes and
+    the whole file's size (so that :meth:`ImageStore.valid` sees a re-save without reading pixels)."""
+    at = 8
+    while png[at + 4: at + 8] != b"IDAT":
+        at += 12 + int.from_bytes(png[at: at + 4], "big")
+    head = PNG_DIGEST_KEY.encode() + b"\0" + _png_digest(png).encode() + b" "
+    size = len(png) + 12 + len(head)
+    while len(png) + 12 + len(head) + len(str(size)) != size:
+        size = len(png) + 12 + len(head) + len(str(size))
+    chunk = _chunk(b"tEXt", head + str(size).encode())
     return png[:at] + chunk + png[at:]
+
+
+def _digest_parts(text: str | None) -> tuple[str, int | None]:
+    digest_hex, _, size = (text or "").partition(" ")
+    return digest_hex, int(size) if size.isdigit() else None
 
 
 def _text_chunk(kind: bytes, payload: bytes) -> tuple[str, str | None]:
@@ -87,8 +101,10 @@ def check_png(data: bytes, key: str | None = None) -> str | None:
         return "bytes after the end chunk"
     if PNG_RECIPE_KEY not in texts:
         return "no recipe chunk (saved by another program)"
-    if digest_span is not None and _png_digest(data[: digest_span[0]] + data[digest_span[1]:]) != texts[PNG_DIGEST_KEY]:
-        return "changed since it was cached"
+    if digest_span is not None:
+        digest_hex, size = _digest_parts(texts[PNG_DIGEST_KEY])
+        if size not in (None, len(data)) or _png_digest(data[: digest_span[0]] + data[digest_span[1]:]) != digest_hex:
+            return "changed since it was cached"
     if key is not None and texts[PNG_RECIPE_KEY] is not None:
         try:
             recipe = json.loads(texts[PNG_RECIPE_KEY])
@@ -197,13 +213,20 @@ class ImageStore:
     def valid(self, key: str) -> bool:
         """Whether a usable result (image or failure record) is cached; removes damaged files.
 
-        Decodes no pixels (issue 16): reads the file once and checks it with :func:`check_png`
-        (chunk structure to the end, recipe chunk, the digest of its bytes, its key), so a
-        truncated, edited or re-saved image is remade, never used (issue 15).
+        Reads no pixels (issue 16): the chunks before the pixel data (recipe, its key, the
+        recorded file size), the end chunk, and the file's size, so a truncated, re-saved or
+        edited-and-resized image is remade (issue 15). Where the bytes are read anyway
+        (:meth:`load`, the run folder's copy) the digest of every byte is checked too.
         """
         if self.failure(key) is not None:
             return True
-        return self.checked_bytes(key) is not None
+        path = self.path(key)
+        reason = light_check(path, key)
+        if reason is None:
+            return True
+        if reason != "missing":
+            self._remove(path, "images", reason)
+        return False
 
 
 _ARRAY_KINDS = {"text/vocab": "vocabulary embeddings", "trace_attention": "trace attention maps"}
@@ -252,22 +275,58 @@ def identity_namespace(identity: dict) -> str:
     return namespace
 
 
+def _head_texts(fh) -> dict[str, str | None] | None:
+    """The text chunks before the pixel data of an open PNG (None: not a PNG or cut short)."""
+    if fh.read(8) != _PNG_SIGNATURE:
+        return None
+    texts: dict[str, str | None] = {}
+    while True:
+        head = fh.read(8)
+        if len(head) < 8 or head[4:] == b"IEND":
+            return None
+        if head[4:] == b"IDAT":
+            return texts
+        payload = fh.read(int.from_bytes(head[:4], "big"))
+        fh.seek(4, 1)
+        if head[4:] in (b"tEXt", b"iTXt"):
+            name, text = _text_chunk(head[4:], payload)
+            texts[name] = text
+
+
+def light_check(path: Path, key: str | None = None) -> str | None:
+    """:func:`check_png` without reading the pixel data: header texts, recorded size, end chunk."""
+    try:
+        with open(path, "rb") as fh:
+            texts = _head_texts(fh)
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - len(_PNG_END)))
+            tail = fh.read()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError):
+        return "unreadable"
+    if texts is None or tail != _PNG_END:
+        return "truncated"
+    if texts.get(PNG_RECIPE_KEY) is None:
+        return "no recipe chunk (saved by another program)"
+    recorded = _digest_parts(texts.get(PNG_DIGEST_KEY))[1]
+    if recorded is not None and recorded != size:
+        return "changed since it was cached"
+    try:
+        recipe = json.loads(texts[PNG_RECIPE_KEY])
+    except ValueError:
+        return "unreadable recipe chunk"
+    if key is not None and isinstance(recipe, dict) and recipe.get("key", key) != key:
+        return "holds another item's image"
+    return None
+
+
 def png_recipe(path: Path) -> dict | None:
     """The recipe chunk of a cached PNG, reading only the chunks before the pixel data."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(8) != _PNG_SIGNATURE:
-                return None
-            while True:
-                head = fh.read(8)
-                if len(head) < 8 or head[4:] in (b"IDAT", b"IEND"):
-                    return None
-                payload = fh.read(int.from_bytes(head[:4], "big"))
-                fh.seek(4, 1)
-                if head[4:] in (b"tEXt", b"iTXt"):
-                    name, text = _text_chunk(head[4:], payload)
-                    if name == PNG_RECIPE_KEY and text is not None:
-                        return json.loads(text)
+            texts = _head_texts(fh)
+        return json.loads(texts[PNG_RECIPE_KEY]) if texts and texts.get(PNG_RECIPE_KEY) else None
     except (OSError, ValueError):
         return None
 

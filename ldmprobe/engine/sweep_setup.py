@@ -77,6 +77,7 @@ def native_size(folder: Path) -> int:
 
 def make_plan(spec: Spec, options: SweepOptions) -> SweepSetup:
     """Resolve models (configs only), build the recipe and the keyed work items."""
+    cache.check_cache_root()  # an unwritable LDMPROBE_CACHE is named now, not after generating
     generator_ref = models.resolve_generator(options.pipeline, options.revision)
     measurer_ref = models.resolve_measurer(options.measurer)
     if options.nsfw not in ("keep", "drop"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from ldmprobe.engine import cache
 from ldmprobe.engine.sweep_images import ItemRecord
 from ldmprobe.engine.sweep_setup import SweepSetup
-from ldmprobe.errors import BadInputError
+from ldmprobe.errors import BadInputError, LdmprobeError
 from ldmprobe.records import to_json
 from ldmprobe.results.contact_sheet import contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
@@ -190,7 +190,7 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, s
         image_rel = None
         if record.failed is None and setup.options.write_images:
             image_rel = f"images/{item.key}.png"
-            clone_file(store.path(item.key), out / image_rel)
+            _copy_checked(store, item.key, out / image_rel)
         lines.append(to_json({
             "template": item.template, "template_index": item.template_index, "term": item.term,
             "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
@@ -199,6 +199,17 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, s
                       "dropped": setup.options.nsfw == "drop" and bool(record.nsfw)},
         }, indent=None))
     cache.atomic_write_text(out / "items.jsonl", "\n".join(lines) + "\n")
+
+
+def _copy_checked(store: cache.ImageStore, key: str, target: Path) -> None:
+    """Copy (or reflink) a cached image and check every byte of the copy against its digest."""
+    clone_file(store.path(key), target)
+    reason = cache.check_png(target.read_bytes(), key)
+    if reason is not None:
+        target.unlink(missing_ok=True)
+        store.checked_bytes(key)  # removes the damaged cached file and reports it
+        raise LdmprobeError(f"the cached image {store.path(key)} {reason} during this run, so it was removed; "
+                            "rerun the same command to remake it (everything else is cached).")
 
 
 def _write_contact_sheet(out: Path, t: int, records: dict[str, ItemRecord], setup: SweepSetup,

@@ -17,7 +17,7 @@ from typing import Iterator
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.engine import cache
 from ldmprobe.errors import BadInputError
-from ldmprobe.storage import CLEANUP_MARKER, cache_root
+from ldmprobe.storage import CLEANUP_MARKER, cache_hint, cache_root
 
 #: Namespace folders (one per model identity) and the kind of value they hold.
 _NAMESPACED = {"embeddings": "image embeddings", "text": "text embeddings", "conditioning": "conditionings",
@@ -80,6 +80,8 @@ def _namespace_model(folder: Path, pipelines: dict[str, str]) -> str:
 def entries(root: Path | None = None) -> Iterator[Entry]:
     """Everything in the cache, one entry per image, namespace folder, model or other file."""
     root = Path(root or cache_root())
+    if root.exists() and not root.is_dir():
+        raise BadInputError(f"The cache {root} is a file, not a folder." + cache_hint())
     pipelines: dict[str, str] = {}  # conditioning namespace -> the pipeline named in image recipes
     for path in sorted((root / "images").glob("??/*")):
         if path.name.startswith("."):
