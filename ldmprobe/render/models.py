@@ -9,13 +9,19 @@ def inventory_records(document: dict) -> list[dict]:
 
 
 def render_inventory(document: dict):
+    """Names whole (never cut); what a name resolves to on its own line under what it is, folded."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"ldmprobe models (cache: {document['cache']})", title_justify="left")
-    for column in ("role", "name", "resolves to", "status", "about"):
-        table.add_column(column)
+    table = Table(title=f"ldmprobe models (cache: {document['cache']})", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("name", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    table.add_column("status", ratio=1)
+    table.add_column("about → resolves to", ratio=2, overflow="fold")
     for row in document["generators"] + document["measurers"]:
-        table.add_row(row["role"], row["name"], row["resolves_to"], row["status"], row["about"])
+        table.add_row(row["name"], row["role"], row["status"], f"{row['about']}\n→ {row['resolves_to']}",
+                      end_section=True)
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ldmprobe.render.report_parts import _p_is, neighbours
 from ldmprobe.render.sweep import _p  # the terminal table's p formatter: one rule for both
 
 
@@ -13,13 +14,19 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
      color:#222;line-height:1.45;padding:0 1rem}
 h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ddd;padding:.25rem .55rem;text-align:left;vertical-align:top}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .banner{background:#b00020;color:#fff;padding:.8rem 1rem;font-weight:600;border-radius:4px;margin:1rem 0}
 .muted{color:#666;font-size:.9rem} figure{margin:1rem 0} img.sheet{max-width:100%;border:1px solid #ccc}
 .term{border:1px solid #e3e3e3;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 .cols{display:flex;gap:2rem;flex-wrap:wrap}
+td.num,.nowrap{white-space:nowrap} tr.sig td{background:#fff4c2;font-weight:600}
+.summary{background:#f4f8ff;border:1px solid #c9dafc;border-radius:6px;padding:.6rem 1rem}
+.scroll{overflow-x:auto;max-width:100%} svg{max-width:100%;height:auto}
+.pairs img{width:56px;height:56px;image-rendering:pixelated;display:block}
+.thumbs img{width:32px;height:32px;image-rendering:pixelated;vertical-align:middle;margin-left:2px}
+.pairs td,.pairs th{padding:2px 3px;border:none;font-size:.8rem} .pairs th{color:#555;font-weight:normal}
 """
 
 
@@ -37,6 +44,20 @@ def _ci(x: dict) -> str:
     return f"[{x['ci_low']:+.4g}, {x['ci_high']:+.4g}]"
 
 
+def _pyplot():
+    """pyplot on Agg with fonts for any script (DejaVu, then a CJK font where the system has one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ldmprobe.results.fonts import matplotlib_families
+
+    plt.rcParams["font.family"] = matplotlib_families()
+    plt.rcParams["svg.fonttype"] = "path"
+    return plt
+
+
 def _svg(fig) -> str:
     """A matplotlib figure as inline SVG markup (no external file, no network)."""
     import io
@@ -52,12 +73,10 @@ def _svg(fig) -> str:
 
 def drift_plot(terms: list[dict], baseline_spread: float | None) -> str:
     """Centroid and paired drift per term, with the baseline's seed-to-seed spread as a band."""
-    import matplotlib
+    from ldmprobe.results.fonts import plot_label
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [t["term"] for t in terms]
+    plt = _pyplot()
+    names = [plot_label(t["term"]) for t in terms]
     centroid = [t["image_drift"]["centroid"] or 0.0 for t in terms]
     paired = [t["image_drift"]["paired"] or 0.0 for t in terms]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4))
@@ -65,7 +84,8 @@ def drift_plot(terms: list[dict], baseline_spread: float | None) -> str:
     if baseline_spread is not None:
         ax.axvspan(0, baseline_spread, color="#cccccc", alpha=0.6, label="baseline seed-to-seed spread")
     ax.scatter(centroid, ys, label="centroid drift", color="#1f77b4", zorder=3)
-    ax.scatter(paired, ys, label="paired drift", color="#ff7f0e", marker="s", zorder=3)
+    ax.scatter(paired, [y + 0.18 for y in ys], label="paired drift", facecolors="none", edgecolors="#ff7f0e",
+               marker="s", zorder=3)
     ax.set_yticks(list(ys), names)
     ax.invert_yaxis()
     ax.set_xlabel("1 − cosine (measurer image space)")
@@ -76,13 +96,11 @@ def drift_plot(terms: list[dict], baseline_spread: float | None) -> str:
 
 def probe_plot(term: dict) -> str:
     """Image shift per probe with its bootstrap CI, beside the text shift of the prompts."""
-    import matplotlib
+    from ldmprobe.results.fonts import plot_label
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     probes = term["probes"]
-    names = [p["probe"] for p in probes]
+    names = [plot_label(p["probe"]) for p in probes]
     shift = [p["shift"] for p in probes]
     low = [p["shift"] - p["ci_low"] if p["ci_low"] is not None else 0.0 for p in probes]
     high = [p["ci_high"] - p["shift"] if p["ci_high"] is not None else 0.0 for p in probes]
@@ -104,11 +122,13 @@ def probe_plot(term: dict) -> str:
 
 def render_report(document: dict, items: list[dict]) -> str:
     """The whole HTML page for a sweep document (paths relative to the run folder)."""
-    parts = _header(document) + _configuration(document) + _drift(document) + _contact_sheets(document)
-    parts.append("<h2>Terms</h2>")
+    from ldmprobe.render.report_parts import configuration, how_to_read, paired_images, summary
+
+    parts = _header(document) + summary(document) + how_to_read() + _drift(document)
+    parts.append('<h2 id="terms">Terms</h2>')
     for t in document["terms"]:
-        parts += _term_section(t)
-    parts += _failed_images(items)
+        parts += _term_section(t, paired_images(document, items, t["term"]), _term_thumbnails(document, items))
+    parts += _contact_sheets(document) + configuration(document) + _failed_images(items)
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -133,36 +153,11 @@ def _header(document: dict) -> list[str]:
     return parts
 
 
-def _configuration(document: dict) -> list[str]:
-    spec, config, prov = document["spec"], document["config"], document["provenance"]
-    parts: list[str] = []
-    rows = [
-        ("pipeline", f"{config['pipeline']['spec']} — {config['pipeline']['identity']}"),
-        ("measurer", f"{config['measurer']['spec']} — {config['measurer']['identity']}"),
-        ("scheduler", str(config.get("scheduler", {}).get("class", ""))),
-        ("steps / guidance", f"{config['steps']} / {config['guidance']}"),
-        ("size / dtype / device", f"{config['width']}×{config['height']} / {config['dtype']} / {config['device']}"),
-        ("negative prompt", str(config.get("negative_prompt"))),
-        ("baseline term", repr(spec["baseline"])),
-        ("seeds", ", ".join(map(str, spec["seeds"]))),
-        ("statistics", str(config.get("statistics"))),
-        ("versions", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())),
-    ]
-    parts.append("<h2>Configuration</h2><table>")
-    parts += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows]
-    parts.append("</table>")
-    counts = document["counts"]
-    parts.append(f"<p>{counts['planned']} images planned, {counts['generated']} generated in this run, "
-                 f"{counts['cached']} from cache, {counts['failed']} failed, {counts['flagged']} flagged.</p>")
-
-    return parts
-
-
 def _drift(document: dict) -> list[str]:
     parts: list[str] = []
     terms = document["terms"]
     spread = document["summary"].get("baseline_spread")
-    parts.append("<h2>Drift per term</h2>")
+    parts.append('<h2 id="drift">Drift per term</h2>')
     controls = document["summary"].get("controls") or []
     versus = (f"rank among the {len(controls)} controls' drifts (floor 1/{len(controls) + 1})" if controls else
               "sign flips within pairs: with no controls it only means the wording changed the images")
@@ -170,18 +165,16 @@ def _drift(document: dict) -> list[str]:
                  "baseline's mean image embeddings, 95% CI by bootstrap over templates then pairs (centroid and "
                  f"paired drift are 1 − cosine, kept for continuity). p: {escape(versus)}; p adj: "
                  "Benjamini–Hochberg across terms.</p>")
-    for note in [*document["summary"].get("notes", ()), *((document["summary"].get("design") or {}).get("messages", ()))]:
-        parts.append(f'<p class="muted">Note: {escape(note)}</p>')
     parts.append(f"<figure>{drift_plot(terms, spread)}</figure>")
     parts.append("<table><tr><th>term</th><th>pairs</th><th>drift</th><th>95% CI</th><th>centroid</th>"
-                 "<th>paired</th><th>baseline spread</th><th>p</th><th>p adj</th><th>text drift (measurer)</th><th>text drift (conditioning)</th>"
+                 "<th>paired</th><th>p</th><th>p adj</th><th>text drift (measurer)</th><th>text drift (conditioning)</th>"
                  "<th>failed</th><th>flagged</th></tr>")
     for t in terms:
         d = t["image_drift"]
         parts.append(
             f"<tr><td>{escape(t['term'])}</td><td class=num>{t['n_pairs']}</td><td class=num>{_fmt(d.get('estimate'))}</td>"
             f"<td class=num>{_ci(d)}</td><td class=num>{_fmt(d['centroid'])}</td>"
-            f"<td class=num>{_fmt(d['paired'])}</td><td class=num>{_fmt(d['baseline_spread'])}</td>"
+            f"<td class=num>{_fmt(d['paired'])}</td>"
             f"<td class=num>{_p(d.get('p_value'), d)}</td><td class=num>{_p(d.get('p_adjusted'))}</td>"
             f"<td class=num>{_fmt(t['text_drift']['measurer'])}</td>"
             f"<td class=num>{_fmt(t['text_drift']['conditioning'])}</td>"
@@ -199,7 +192,7 @@ def _drift(document: dict) -> list[str]:
 
 def _contact_sheets(document: dict) -> list[str]:
     parts: list[str] = []
-    parts.append("<h2>Contact sheets</h2>")
+    parts.append('<h2 id="sheets">Contact sheets</h2>')
     for sheet in document.get("run", {}).get("contact_sheets", []):
         parts.append(f"<figure><figcaption>{escape(sheet['template'])} (rows: baseline first, then terms; "
                      f'columns: seeds)</figcaption><img class="sheet" src="{escape(sheet["path"])}" '
@@ -207,32 +200,31 @@ def _contact_sheets(document: dict) -> list[str]:
     return parts
 
 
-def _term_section(t: dict) -> list[str]:
+def _term_section(t: dict, pairs: list[str], images: dict) -> list[str]:
     parts: list[str] = []
     parts.append(f'<section class="term" id="term-{escape(t["term"])}"><h3>{escape(t["term"])}</h3>')
+    parts += ['<div class="cols">', *pairs, "<div>"]
     d = t["image_drift"]
     parts.append(f"<p>drift {_fmt(d.get('estimate'))} {_ci(d)}, centroid drift {_fmt(d['centroid'])} "
-                 f"(baseline spread {_fmt(d['baseline_spread'])}), p = {_p(d.get('p_value'), d)} "
+                 f"(baseline spread {_fmt(d['baseline_spread'])}), {_p_is(_p(d.get('p_value'), d))} "
                  f"(vs {d.get('versus') or '—'}), adjusted {_p(d.get('p_adjusted'))}; "
                  f"{t['n_pairs']} pairs, {t['failed']} failed, {t['flagged']} flagged, "
                  f"{t.get('dropped', 0)} dropped.</p>")
     if t.get("probes"):
         parts.append(f"<figure>{probe_plot(t)}</figure>")
+    parts.append("</div></div>")
+    if t.get("probes"):
         parts.append("<table><tr><th>probe</th><th>shift</th><th>95% CI</th><th>p</th><th>p adj</th>"
                      "<th>p fixed</th><th>text shift</th><th>image z</th><th>text z</th></tr>")
         for p in t["probes"]:
-            parts.append(f"<tr><td>{escape(p['probe'])}</td><td class=num>{p['shift']:+.4g}</td>"
+            hit = ' class="sig"' if (p["p_adjusted"] if p["p_adjusted"] is not None else 1) < 0.05 else ""
+            parts.append(f"<tr{hit}><td>{escape(p['probe'])}</td><td class=num>{p['shift']:+.4g}</td>"
                          f"<td class=num>{_ci(p)}</td>"
                          f"<td class=num>{_p(p['p_value'])}</td><td class=num>{_p(p['p_adjusted'])}</td>"
                          f"<td class=num>{_p(p.get('p_fixed'), p)}</td><td class=num>{p['text_shift']:+.4g}</td>"
                          f"<td class=num>{_fmt(p.get('image_z'))}</td><td class=num>{_fmt(p.get('text_z'))}</td></tr>")
         parts.append("</table>")
-    nb = t.get("direction_neighbours") or {}
-    if nb.get("toward") or nb.get("away"):
-        toward = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("toward", []))
-        away = ", ".join(f"{escape(w)} ({s:+.3f})" for w, s in nb.get("away", []))
-        parts.append(f"<p><b>Drift points toward:</b> {toward}<br><b>and away from:</b> {away} "
-                     f"(|cos| above the null threshold {_fmt(nb.get('threshold'))})</p>")
+    parts += neighbours(t, images)
     per_template = "".join(
         f"<tr><td>{escape(x['template'])}</td><td class=num>{x['n_pairs']}</td>"
         f"<td class=num>{_fmt(x['image_drift']['centroid'])}</td>"
@@ -240,6 +232,16 @@ def _term_section(t: dict) -> list[str]:
     parts.append("<details><summary>per template</summary><table><tr><th>template</th><th>pairs</th>"
                  f"<th>centroid drift</th><th>text drift</th></tr>{per_template}</table></details></section>")
     return parts
+
+
+def _term_thumbnails(document: dict, items: list[dict]) -> dict[str, list[str]]:
+    """The first template's images of each term and control of the run (for neighbour lists)."""
+    first = document["spec"]["templates"][0]
+    found: dict[str, list[str]] = {}
+    for item in items:
+        if item["template"] == first and item.get("image") and item["term"]:
+            found.setdefault(item["term"], []).append(item["image"])
+    return found
 
 
 def _failed_images(items: list[dict]) -> list[str]:

@@ -82,39 +82,68 @@ def render_sweep(document: dict):
     return Group(*parts)
 
 
-def _drift_table(document: dict):
+def _table(title: str):
+    """A compact table for 80 columns: a rule under the header, one space between columns."""
+    from rich import box
     from rich.table import Table
 
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                 collapse_padding=True,
+                 show_edge=False)
+
+
+def _columns(table, columns, words_min: int = 4) -> None:
+    """Numbers never wrap or shrink (``no_wrap``); words wrap at spaces, never cut (the words column
+    is at least as wide as its longest word, ``words_min``)."""
+    for name in columns:
+        words = name in ("term", "probe")
+        table.add_column(name, justify="left" if words else "right", no_wrap=not words, overflow="fold",
+                         min_width=max(words_min, len(name)) if words else None)
+
+
+def _longest_word(texts) -> int:
+    return max((len(word) for text in texts for word in str(text).split()), default=4)
+
+
+def _z(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _drift_table(document: dict):
     baseline = document.get("baseline", "")
     controls = document["summary"].get("controls") or []
     versus = f"vs {len(controls)} controls" if controls else "vs pairs: the wording changed the images"
-    title = (f"{document['spec']['name']}: image drift from baseline {baseline!r} "
+    title = (f"{document['spec']['name']}: image drift from baseline {baseline!r}\n"
              f"(seed-to-seed spread {_num(document['summary']['baseline_spread'])}; p {versus})")
-    table = Table(title=title, title_justify="left")
-    for column, justify in (("term", "left"), ("pairs", "right"), ("drift", "right"), ("95% CI", "right"),
-                            ("× controls", "right"), ("p", "right"), ("p adj", "right"), ("p pairs", "right"),
-                            ("text drift", "right"), ("toward (shift)", "left"), ("failed", "right")):
-        table.add_column(column, justify=justify)
+    table = _table(title)
+    failed = any(term["failed"] for term in document["terms"])
+    ratio = ("×ctrl",) if controls else ()
+    _columns(table, ("term", "pairs", "drift", "95% CI", *ratio, "p", "p adj", "p pairs", "text",
+                     *(("failed",) if failed else ())), _longest_word(t["term"] for t in document["terms"]))
     for term in document["terms"]:
         drift = term["image_drift"]
-        top = [f"{row['probe']} {row['shift']:+.3f}{'*' if (row['p_adjusted'] or 1) < 0.05 else ''}"
-               for row in term.get("probes", [])[:3]]
-        table.add_row(term["term"], str(term["n_pairs"]), _num(drift.get("estimate")), _ci(drift),
-                      _num(drift.get("controls_ratio"), 3), _p(drift.get("p_value"), drift),
-                      _p(drift.get("p_adjusted")), _p(drift.get("p_pairs")), _num(term["text_drift"]["measurer"]),
-                      ", ".join(top), str(term["failed"]))
+        table.add_row(term["term"], str(term["n_pairs"]), _num(drift.get("estimate"), 3), _ci(drift),
+                      *((_num(drift.get("controls_ratio"), 3),) if controls else ()), _p(drift.get("p_value"), drift),
+                      _p(drift.get("p_adjusted")), _p(drift.get("p_pairs")),
+                      _num(term["text_drift"]["measurer"], 3), *((str(term["failed"]),) if failed else ()))
+    table.caption = (("×ctrl: drift over the controls' median; " if controls else "") + "p pairs: sign flips within pairs; "
+                     "text: the prompts' own drift (measurer)")
+    table.caption_justify = "left"
     return table
 
 
 def _probe_table(document: dict):
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="probe shifts (z: among the shifts toward the vocabulary's words)", title_justify="left")
-    for column in ("term", "probe", "shift", "95% CI", "p", "p adj", "p fixed", "p controls", "image z", "text z"):
-        table.add_column(column, justify="left" if column in ("term", "probe") else "right")
+    table = _table("probe shifts (z: among the shifts toward the vocabulary's words; p controls in the JSON)")
+    words = [t["term"] for t in document["terms"]] + [p["probe"] for t in document["terms"] for p in t.get("probes", [])]
+    _columns(table, ("probe", "shift", "95% CI", "p", "p adj", "p fixed", "z img/txt"), _longest_word(words))
     for term in document["terms"]:
-        for row in term.get("probes", []):
-            table.add_row(term["term"], row["probe"], f"{row['shift']:+.4f}", _ci(row), _p(row["p_value"]),
-                          _p(row["p_adjusted"]), _p(row["p_fixed"], row), _p(row.get("p_controls")),
-                          _num(row.get("image_z"), 3), _num(row.get("text_z"), 3))
+        table.add_row(Text(term["term"], style="bold underline"), end_section=False)
+        probes = term.get("probes", [])
+        for i, row in enumerate(probes):
+            mark = "*" if (row["p_adjusted"] if row["p_adjusted"] is not None else 1) < 0.05 else ""
+            table.add_row(row["probe"], f"{row['shift']:+.3g}{mark}", _ci(row), _p(row["p_value"]),
+                          _p(row["p_adjusted"]), _p(row["p_fixed"], row),
+                          f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}", end_section=i == len(probes) - 1)
     return table

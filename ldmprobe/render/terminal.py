@@ -12,6 +12,12 @@ from ldmprobe.records import to_json  # noqa: F401  (the one JSON writer)
 FORMATS = ("table", "json", "jsonl")
 
 
+def _piped_width() -> int:
+    """Table width when stdout is not a terminal: ``COLUMNS`` when it is a positive number, else 120."""
+    value = os.environ.get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 120
+
+
 @dataclass
 class Terminal:
     """The streams a command writes to; tests swap them for buffers."""
@@ -34,7 +40,7 @@ class Terminal:
         return Console(
             file=self.stdout, force_terminal=tty, no_color=self._no_color() or not tty,
             color_system="auto" if tty and not self._no_color() else None, soft_wrap=False,
-            width=None if tty else 120,
+            width=None if tty else _piped_width(),
         )
 
     def err_console(self):

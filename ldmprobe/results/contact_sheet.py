@@ -1,41 +1,49 @@
-"""A contact sheet: one labelled grid of a template's images, terms x seeds."""
+"""A contact sheet: one labelled grid of a template's images, terms x seeds, with gaps between tiles."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from ldmprobe.results.fonts import draw_text, fit_text
+
 CELL = 128
+GAP = 8
 LABEL_WIDTH = 180
-HEADER = 36
+HEADER = 40
+TEXT = 13
 
 
 def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence]], column_labels: Sequence[str], cell: int = CELL,
                   note: str | None = None):
     """One labelled grid: a row per term (baseline first), a column per seed; failed cells crossed.
 
-    ``note``: a caption line under the title (e.g. that tiny random-weight models made the images)."""
-    from PIL import Image, ImageDraw, ImageFont
+    Tiles are separated by gaps; labels use fonts that cover the term's script (see
+    :mod:`ldmprobe.results.fonts`). ``note``: a caption line under the title (e.g. that tiny
+    random-weight models made the images)."""
+    from PIL import Image, ImageDraw
 
-    font = ImageFont.load_default()
     n_cols = max((len(images) for _, images in rows), default=0)
-    width = LABEL_WIDTH + n_cols * cell
-    height = HEADER + 16 + len(rows) * cell
+    top = HEADER + (TEXT + 6 if note else 0)
+    width = LABEL_WIDTH + n_cols * (cell + GAP) + GAP
+    height = top + TEXT + 8 + len(rows) * (cell + GAP) + GAP
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((6, 6), title, fill="black", font=font)
+    draw_text(sheet, (GAP, 8), fit_text(title, TEXT + 2, width - 2 * GAP), size=TEXT + 2)
     if note:
-        draw.text((6, 20), note, fill="firebrick", font=font)
+        draw_text(sheet, (GAP, 8 + TEXT + 8), fit_text(note, TEXT, width - 2 * GAP), size=TEXT, fill="firebrick")
     for c, label in enumerate(column_labels):
-        draw.text((LABEL_WIDTH + c * cell + 4, HEADER), f"seed {label}", fill="black", font=font)
+        draw_text(sheet, (LABEL_WIDTH + c * (cell + GAP) + 2, top), f"seed {label}", size=TEXT, fill="#444444")
     for r, (label, images) in enumerate(rows):
-        y = HEADER + 16 + r * cell
-        draw.text((6, y + cell // 2 - 6), label[:28], fill="black", font=font)
+        y = top + TEXT + 8 + r * (cell + GAP)
+        draw_text(sheet, (GAP, y + cell // 2 - TEXT // 2), fit_text(label, TEXT, LABEL_WIDTH - 2 * GAP), size=TEXT)
         for c, image in enumerate(images):
-            x = LABEL_WIDTH + c * cell
+            x = LABEL_WIDTH + c * (cell + GAP)
             if image is None:
                 draw.rectangle([x + 2, y + 2, x + cell - 3, y + cell - 3], outline="red", width=2)
                 draw.line([x + 2, y + 2, x + cell - 3, y + cell - 3], fill="red", width=2)
-                draw.text((x + 8, y + 8), "failed", fill="red", font=font)
+                draw_text(sheet, (x + 8, y + 8), "failed", size=TEXT, fill="red")
             else:
-                sheet.paste(image.convert("RGB").resize((cell, cell)), (x, y))
+                small = image.width < cell
+                sheet.paste(image.convert("RGB").resize((cell, cell), Image.NEAREST if small else Image.BICUBIC),
+                            (x, y))
     return sheet

@@ -1,0 +1,101 @@
+"""80 columns, any script, and a report that leads with the finding (issue: trust)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+
+from tests.test_report_examples import tiny_run  # noqa: F401  (module fixture: a tiny sweep run folder)
+
+
+def _render(renderable, width: int = 80) -> str:
+    from rich.console import Console
+
+    console = Console(width=width, record=True, no_color=True, file=open("/dev/null", "w"))
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_sweep_tables_cut_no_number_and_no_term_at_80_columns(tiny_run):  # noqa: F811
+    from ldmprobe.render.sweep import _ci, _num, _p, _z, render_sweep
+
+    document = tiny_run.to_dict()
+    text = _render(render_sweep(document))
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    lines = text.splitlines()
+    for term in document["terms"]:
+        drift = term["image_drift"]
+        drift_lines = lines[:next(i for i, line in enumerate(lines) if line.startswith("probe shifts"))]
+        row = next(line for line in drift_lines if line.startswith(term["term"] + " "))
+        for cell in (str(term["n_pairs"]), _num(drift["estimate"], 3), _p(drift["p_value"], drift),
+                     _num(term["text_drift"]["measurer"], 3)):
+            assert cell in row, (cell, row)
+        for probe in term["probes"]:
+            assert any(f"{probe['shift']:+.3g}" in line and _ci(probe) in line and f"{_z(probe['image_z'])}/{_z(probe['text_z'])}" in line
+                       and _p(probe["p_fixed"], probe) in line for line in lines), probe["probe"]
+            assert probe["probe"] in text
+
+
+def test_models_table_keeps_names_whole_at_80_columns():
+    from ldmprobe.render.models import render_inventory
+
+    rows = [{"role": "measurer", "name": "ViT-L-14-quickgelu:openai", "resolves_to": "hf-hub:timm/vit_large_patch14",
+             "status": "not cached (needs network once)", "about": "OpenAI CLIP ViT-L/14"},
+            {"role": "generator", "name": "sd15", "resolves_to": "hf-hub:x/y", "status": "shipped", "about": "SD"}]
+    text = _render(render_inventory({"cache": "/c", "generators": rows[1:], "measurers": rows[:1]}))
+    assert "…" not in text and "ViT-L-14-quickgelu:openai" in text and "sd15" in text
+
+
+def test_piped_tables_honour_columns(monkeypatch):
+    import io
+
+    from ldmprobe.render.terminal import Terminal
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert Terminal(stdout=io.StringIO()).out_console().width == 80
+    monkeypatch.delenv("COLUMNS")
+    assert Terminal(stdout=io.StringIO()).out_console().width == 120
+
+
+TERMS = ["café", "日本の", "fancy 🏰"]
+
+
+def test_contact_sheet_and_plots_emit_no_glyph_warnings(capfd):
+    from PIL import Image
+
+    from ldmprobe.render.report import drift_plot, probe_plot
+    from ldmprobe.results.contact_sheet import contact_sheet
+    from ldmprobe.results.fonts import MISSING, fonts, plot_label
+
+    image = Image.new("RGB", (32, 32), "orange")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "Glyph missing" warning fails the test
+        sheet = contact_sheet("a photo of a {} house", [(t, [image, None]) for t in TERMS], ["0", "1"])
+        terms = [{"term": t, "image_drift": {"centroid": 0.1, "paired": 0.2}} for t in TERMS]
+        svg = drift_plot(terms, 0.05)
+        probe = {"probe": "日本の", "shift": 0.1, "ci_low": 0.0, "ci_high": 0.2, "text_shift": 0.05}
+        probe_plot({"probes": [probe, {**probe, "probe": "fancy 🏰"}]})
+    assert "Glyph" not in capfd.readouterr().err
+    assert sheet.width > 0 and "<svg" in svg
+    has_cjk = any(ord("日") in f.chars for f in fonts())
+    assert (plot_label("日本の") == "日本の") == has_cjk  # drawn where a font has it, else visibly □
+    assert plot_label("café") == "café" and MISSING not in plot_label("café")
+
+
+def test_report_leads_with_summary_pairs_and_readable_config(tiny_run):  # noqa: F811
+    html = (tiny_run.run_dir / "report.html").read_text()
+    body = html[html.index("<body>"):]
+    assert body.index('id="summary"') < body.index('id="how"') < body.index('id="drift"') < body.index('id="config"')
+    summary = body[body.index('id="summary"'):body.index('id="how"')]
+    for term in ("red", "blue", "old"):
+        assert f"<b>{term}</b> moved the images" in summary and f'href="#term-{term}"' in summary
+    assert 'class="pairs"' in html and "baseline above, term below" in html
+    start = body.index('id="term-red"')
+    section = body[start:body.index("</section>", start)]
+    images = re.findall(r'<img src="(images/[^"]+)"', section)
+    assert images and all((tiny_run.run_dir / src).is_file() for src in images)
+    config = body[body.index('id="config"'):]
+    assert "None" not in config and "{'" not in config and "<th>steps</th>" in config
