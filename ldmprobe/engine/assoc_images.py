@@ -1,4 +1,5 @@
-"""The images and embeddings of an association test's sets, through the sweep's caches."""
+"""The images and embeddings of an association test's sets (generated ones and the user's own
+folders), through the sweep's caches."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ldmprobe.errors import LdmprobeError
+from ldmprobe.errors import BadInputError, LdmprobeError
 from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.specs.assoc_types import AssocSet
 from ldmprobe.specs.generation import DEFAULT_GUIDANCE, DEFAULT_STEPS
@@ -135,3 +136,46 @@ def _refuse_bad_images(items, store) -> None:
             f"garbage in. NaN images usually mean float16 overflow (try --dtype float32); "
             f"black ones can come from a safety checker or a broken VAE."
         )
+
+
+#: Kind and version in every user-image key (bump the version when what is stored changes).
+USER_IMAGE_KIND, USER_IMAGE_VERSION = "user-image", 1
+
+
+def user_image_key(sha256: str) -> str:
+    """The embedding-cache key of a user's image: its content digest (not its name or folder)."""
+    from ldmprobe.digest import digest
+
+    return digest({"kind": USER_IMAGE_KIND, "version": USER_IMAGE_VERSION, "sha256": sha256})
+
+
+def embed_image_folder(measurer, source, *, batch_size: int = 32, reporter: Reporter | None = None):
+    """Unit image embeddings (n, d) of a folder set (:class:`~ldmprobe.specs.embedding_files.SetSource`),
+    in its file order, through the measurer's image-embedding cache keyed by each file's content."""
+    import numpy as np
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ldmprobe.engine.cache import embedding_store
+    from ldmprobe.engine.encode import encode_images
+
+    store = embedding_store(measurer.identity)
+    keys = [user_image_key(digest) for _, digest in source.files]
+    vectors = dict(zip(keys, store.get_many(keys)))
+    todo = [(name, key) for (name, _), key in zip(source.files, keys) if vectors[key] is None]
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        images = []
+        for name, _ in chunk:
+            try:
+                with Image.open(Path(source.path) / name) as image:
+                    images.append(image.convert("RGB"))
+            except OSError as exc:
+                raise BadInputError(f"{Path(source.path) / name}: cannot be read as an image ({exc}); "
+                                    "replace or remove it.") from exc
+        rows = encode_images(measurer, images, batch_size=batch_size)
+        store.put_many([key for _, key in chunk], list(rows))
+        vectors.update(zip((key for _, key in chunk), rows))
+        or_silent(reporter).progress(f"images of {source.set}", start + len(chunk), len(todo))
+    return np.stack([vectors[key] for key in keys])

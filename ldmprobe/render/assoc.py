@@ -54,7 +54,12 @@ def render_assoc_table(result):
         table.add_row("excluded", f"{r['n_dropped']} non-finite or zero-norm embeddings")
     table.add_row("n", f"X {r['n_x']}, Y {r['n_y']}, A {r['n_a']}, B {r['n_b']}; "
                        f"sd with ddof={r['ddof']}")
-    table.add_row("measurer", result.config.get("measurer", {}).get("spec", ""))
+    measurer = result.config.get("measurer")
+    table.add_row("measurer", measurer["spec"] if measurer else "none (every set is a file of embeddings)")
+    for name, source in result.sources.items():
+        table.add_row(f"{name} from", _source_line(source))
+    for note in result.notes:
+        table.add_row("note", note)
     if result.config.get("pipeline"):
         gen = result.config.get("generation") or {}
         table.add_row("pipeline", f"{result.config['pipeline']['spec']} ({gen.get('steps')} "
@@ -65,3 +70,10 @@ def render_assoc_table(result):
     if result.tiny:
         table.caption = "tiny models have random weights: these numbers mean nothing"
     return table
+
+
+def _source_line(source) -> str:
+    """Where a set read from the user's files came from, in one line."""
+    shape = f"{source.n} x {source.dim}" if source.dim else f"{source.n} images"
+    grouped = f", {len(dict.fromkeys(source.groups))} prompts" if source.groups is not None else ""
+    return f"{source.path} ({source.format}, {shape}{grouped}; sha256 {source.sha256[:12]})"

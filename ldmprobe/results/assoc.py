@@ -11,6 +11,7 @@ from ldmprobe import SCHEMA_VERSION
 from ldmprobe.analysis.association import WeatResult
 from ldmprobe.engine.assoc_images import ImageRecord
 from ldmprobe.specs.assoc_types import AssocSpec
+from ldmprobe.specs.embedding_files import SetSource
 
 _WEAT_FIELDS = frozenset(f.name for f in dataclasses.fields(WeatResult))
 
@@ -22,7 +23,8 @@ class AssocResult:
     ``test`` is the :class:`~ldmprobe.analysis.association.WeatResult` (its fields read
     directly too: ``result.effect_size``); ``labels`` maps X, Y, A, B to the sets' labels;
     ``permutations`` is the requested B (``n_resamples`` is what the p-value was computed
-    over: all partitions when ``exact``).
+    over: all partitions when ``exact``); ``sources`` says where each set read from the user's
+    files came from (path, sha256, items); ``notes`` are caveats of the design (unequal sizes).
     """
 
     kind: ClassVar[str] = "assoc"
@@ -34,6 +36,8 @@ class AssocResult:
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     images: tuple[ImageRecord, ...] = ()
+    sources: dict[str, SetSource] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
         if name in _WEAT_FIELDS:
@@ -49,8 +53,9 @@ class AssocResult:
         return {**self.test.to_dict(), "labels": dict(self.labels), "permutations": int(self.permutations)}
 
     def record(self) -> dict[str, Any]:
-        """One JSONL record: the result, named, with the tiny-model flag."""
-        return {"kind": "assoc", "name": self.spec.name, "tiny": self.tiny, **self.result_dict()}
+        """One JSONL record: the result, named, with the tiny-model flag and the design's notes."""
+        return {"kind": "assoc", "name": self.spec.name, "tiny": self.tiny, **self.result_dict(),
+                "notes": list(self.notes)}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (``--format json``); validates against assoc.schema.json."""
@@ -61,7 +66,9 @@ class AssocResult:
             "config": self.config,
             "provenance": self.provenance,
             "result": self.result_dict(),
+            "notes": list(self.notes),
             "images": [r.to_dict() for r in self.images],
+            "sources": {name: source.to_dict() for name, source in self.sources.items()},
         }
 
 

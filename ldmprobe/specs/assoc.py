@@ -26,6 +26,12 @@ An association spec is a TOML file with two target sets ``X``, ``Y`` and two att
     guidance = 7.5                           # before the first [table]
     negative_prompt = "blurry"
 
+A set may instead come from your own files: ``embeddings = "flowers.csv"`` (a CSV in the iEAT
+layout or a ``.npy``, rows are items) or ``images = "flowers/"`` (a folder the measurer embeds),
+with an optional label (default: the file name); relative paths are read against the spec's
+folder (:mod:`ldmprobe.specs.assoc_sources`). A CSV column ``prompt`` groups rows into one unit
+of the permutation.
+
 X and Y must be of one kind (both words or both prompts), and so must A and B: a text set
 against an image set would measure CLIP's modality gap, not an association. A prompt set
 has ``len(prompts) * len(seeds)`` items, one image each.
@@ -40,6 +46,7 @@ their images are made.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +56,8 @@ from ldmprobe.specs.assoc_types import (  # noqa: F401  (the spec's data types, 
     ASSOC_KEYS, DEFAULT_DDOF, DEFAULT_GUIDANCE, DEFAULT_PERMUTATIONS, DEFAULT_STEPS, DEFAULT_TEST_SEED,
     DEFAULT_TINY_STEPS, SET_KEYS, SET_NAMES, TEST_KEYS, AssocSet, AssocSpec,
 )
+from ldmprobe.errors import BadInputError
+from ldmprobe.specs.assoc_sources import default_label, kind_of_path
 from ldmprobe.specs.assoc_validate import _validate, _Where
 
 
@@ -82,3 +91,52 @@ def _resolve(path_or_name: str | Path) -> Path:
 
 
 _read_text = specfile.read_text
+
+
+def with_set_paths(spec: AssocSpec | None, paths: Mapping[str, str],
+                   labels: Mapping[str, str] | None = None) -> AssocSpec:
+    """A spec whose sets in ``paths`` come from those files / folders (``--set``); with no spec,
+    all four sets must be given and the test is named after their labels."""
+    labels = dict(labels or {})
+    unknown = [k for k in [*paths, *labels] if k not in SET_NAMES]
+    if unknown:
+        raise BadInputError(f"--set / --label name {unknown[0]!r}: the sets are X, Y (targets) and A, B "
+                            f"(attributes); write e.g. --set X=flowers.csv.")
+    missing = [k for k in SET_NAMES if k not in paths and spec is None]
+    if missing:
+        raise BadInputError(
+            f"without a SPEC every set needs --set: {', '.join(missing)} missing; give --set X=PATH --set "
+            f"Y=PATH --set A=PATH --set B=PATH (a .csv or .npy of embeddings, or a folder of images).")
+    raw: dict[str, Any] = {} if spec is None else _raw_sets(spec)
+    for name, text in paths.items():
+        kind, path = kind_of_path(name, text)
+        raw[name] = {kind: str(path), "label": labels.pop(name, default_label(path))}
+    for name, label in labels.items():
+        raw[name] = {**raw[name], "label": label}
+    if spec is None:
+        named = [raw[k]["label"] for k in SET_NAMES]
+        return assoc_from_dict({"name": f"{named[0]} vs {named[1]}", **raw},
+                               path="<command line>")
+    head = {"name": spec.name, "description": spec.description, "source": spec.source}
+    extra = {k: v for k, v in (("steps", spec.steps), ("guidance", spec.guidance),
+                               ("negative_prompt", spec.negative_prompt)) if v is not None}
+    if not any(raw[k].get("prompts") for k in SET_NAMES):
+        extra = {}
+    test = {k: v for k, v in (("ddof", spec.ddof), ("permutations", spec.permutations), ("seed", spec.seed))
+            if v is not None}
+    return dataclasses.replace(assoc_from_dict({**head, **extra, **raw, "test": test}, path=spec.path),
+                               path=spec.path)
+
+
+def _raw_sets(spec: AssocSpec) -> dict[str, Any]:
+    """The spec's sets back in their TOML layout (paths absolute)."""
+    out = {}
+    for name, aset in spec.sets.items():
+        if aset.path:
+            out[name] = {aset.kind: aset.path, "label": aset.label}
+        elif aset.kind == "prompts":
+            out[name] = {"label": aset.label, "prompts": list(aset.prompts), "seeds": list(aset.seeds)}
+        else:
+            out[name] = {"label": aset.label, "words": list(aset.words),
+                         **({"templates": list(aset.templates)} if aset.templates else {})}
+    return out

@@ -15,7 +15,10 @@ ASSOC_KEYS = ("name", "description", "source", "steps", "guidance", "negative_pr
               *SET_NAMES, "test")
 
 
-SET_KEYS = ("label", "words", "templates", "prompts", "seeds")
+SET_KEYS = ("label", "words", "templates", "prompts", "seeds", "embeddings", "images")
+
+
+FILE_KINDS = ("embeddings", "images")  # sets read from the user's own files (specs.assoc_sources)
 
 
 TEST_KEYS = ("ddof", "permutations", "seed")
@@ -53,6 +56,11 @@ _KEY_ALIASES = {
     "template": "templates",
     "prompt": "prompts",
     "seed": "seeds",
+    "embedding": "embeddings",
+    "file": "embeddings",
+    "path": "embeddings",
+    "image": "images",
+    "folder": "images",
     # test-table keys
     "n_permutations": "permutations",
     "n_resamples": "permutations",
@@ -63,7 +71,8 @@ _KEY_ALIASES = {
 
 @dataclass(frozen=True)
 class AssocSet:
-    """One of X, Y, A, B: words (optionally inside templates) or prompts × seeds."""
+    """One of X, Y, A, B: words (optionally inside templates), prompts × seeds, or the user's own
+    file of embeddings / folder of images (an absolute path; ``n_items`` once it is read)."""
 
     name: str  # "X", "Y", "A" or "B"
     label: str
@@ -71,15 +80,28 @@ class AssocSet:
     templates: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
     seeds: tuple[int, ...] = ()
+    embedding_file: str = ""  # TOML key ``embeddings``
+    image_folder: str = ""  # TOML key ``images``
+    n_items: int = 0
 
     @property
     def kind(self) -> str:
-        """``"words"`` (text embeddings) or ``"prompts"`` (generated images)."""
-        return "prompts" if self.prompts else "words"
+        """``"words"`` (text embeddings), ``"prompts"`` (generated images), ``"embeddings"`` (a
+        file) or ``"images"`` (a folder the measurer embeds)."""
+        if self.prompts:
+            return "prompts"
+        return "embeddings" if self.embedding_file else "images" if self.image_folder else "words"
+
+    @property
+    def path(self) -> str:
+        """The file or folder of a set read from the user's files; "" otherwise."""
+        return self.embedding_file or self.image_folder
 
     @property
     def size(self) -> int:
-        """Number of embeddings the set contributes (one per word, one per image)."""
+        """Number of embeddings the set contributes (one per word, image or row)."""
+        if self.path:
+            return self.n_items
         return len(self.prompts) * len(self.seeds) if self.prompts else len(self.words)
 
     def images(self) -> list[tuple[str, int]]:
@@ -88,7 +110,9 @@ class AssocSet:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "kind": self.kind, "n": self.size}
-        if self.kind == "words":
+        if self.path:
+            out["path"] = self.path
+        elif self.kind == "words":
             out["words"] = list(self.words)
             out["templates"] = list(self.templates)
         else:
@@ -124,6 +148,11 @@ class AssocSpec:
     def needs_generator(self) -> bool:
         """True when any set is made of generated images."""
         return any(s.kind == "prompts" for s in self.sets.values())
+
+    @property
+    def needs_measurer(self) -> bool:
+        """False when every set is a file of embeddings (no model is loaded then)."""
+        return any(s.kind != "embeddings" for s in self.sets.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {

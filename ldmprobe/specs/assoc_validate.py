@@ -10,6 +10,7 @@ from typing import Any
 
 from ldmprobe.errors import SpecError
 from ldmprobe.specs import files as specfile
+from ldmprobe.specs.assoc_sources import check_file_pair, sweep_spec_hint, validate_file_set
 from ldmprobe.specs.assoc_types import (
     _KEY_ALIASES, _ROLE, ASSOC_KEYS, MAX_PERMUTATIONS, SET_KEYS, SET_NAMES, TEST_KEYS, AssocSet, AssocSpec,
 )
@@ -73,6 +74,7 @@ class _Where:
 
 
 def _validate(raw: Mapping[str, Any], where: _Where) -> AssocSpec:
+    sweep_spec_hint(raw, where)
     _check_keys(raw, ASSOC_KEYS, None, where)
     name, text_fields = _validate_text_fields(raw, where)
     sets = _validate_sets(raw, where)
@@ -187,6 +189,8 @@ def _validate_set(set_name: str, value: Any, where: _Where) -> AssocSet:
             f"prompts = [...] and seeds = 4)."
         )
     _check_keys(value, SET_KEYS, set_name, where)
+    if "embeddings" in value or "images" in value:
+        return validate_file_set(set_name, value, where)
     label = value.get("label")
     if label is None:
         raise SpecError(
@@ -343,6 +347,8 @@ def _check_pair(first: AssocSet, second: AssocSet, where: _Where) -> None:
             f"and image embeddings sit in different regions of CLIP space, so the test would "
             f"measure that gap, not an association; make both words or both prompts."
         )
+    if first.path:
+        return check_file_pair(first, second, where)
     items = (lambda s: s.words) if first.kind == "words" else (lambda s: s.prompts)
     mine = {t.casefold(): t for t in items(first)}
     shared = [t for t in items(second) if t.casefold() in mine]

@@ -1,15 +1,23 @@
-"""Run an association test: embed the four sets (generating images where a set is prompts), test."""
+"""Run an association test: embed the four sets (generating images where a set is prompts, reading
+the user's files where a set is embeddings or images), test."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ldmprobe.engine.assoc_images import embed_prompt_sets, embed_word_set
-from ldmprobe.errors import SpecError
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+from ldmprobe.engine.assoc_images import embed_image_folder, embed_prompt_sets, embed_word_set
+from ldmprobe.errors import BadInputError, SpecError
 from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.results.assoc import AssocResult
-from ldmprobe.specs.assoc import load_assoc_spec
+from ldmprobe.specs.assoc import load_assoc_spec, with_set_paths
+from ldmprobe.specs.assoc_sources import read_set_sources
+from ldmprobe.specs.embedding_files import GROUP_COLUMN, SetSource
 from ldmprobe.specs.assoc_types import (
     DEFAULT_DDOF, DEFAULT_PERMUTATIONS, DEFAULT_TEST_SEED, AssocSpec,
 )
@@ -40,7 +48,7 @@ def resolve_test_settings(spec: AssocSpec, *, ddof: int | None = None,
 def run_assoc(
     spec: AssocSpec,
     *,
-    measurer,
+    measurer=None,
     generator=None,
     ddof: int | None = None,
     permutations: int | None = None,
@@ -52,42 +60,104 @@ def run_assoc(
     reporter: Reporter | None = None,
     started: str | None = None,
     unit: str | None = None,
+    sources: dict[str, SetSource] | None = None,
 ) -> AssocResult:
-    """Embed the four sets with loaded models and run the WEAT statistics.
+    """Embed the four sets with loaded models (or read them from files) and run the WEAT statistics.
 
-    ``generator`` is needed only when a set is made of prompts (it is never touched
-    otherwise). Arguments left as None fall back to the spec's [test] / generation values,
-    then to the defaults (ddof 1, 100,000 permutations, seed 0, 50 steps, guidance 7.5).
-    ``unit``: None permutes prompts as blocks when a target set is made of prompts (words
-    otherwise); "image" permutes single images (anti-conservative; warned).
+    ``measurer`` is needed unless every set is a file of embeddings; ``generator`` only when a
+    set is made of prompts (it is never touched otherwise). Arguments left as None fall back
+    to the spec's [test] / generation values, then to the defaults (ddof 1, 100,000
+    permutations, seed 0, 50 steps, guidance 7.5). ``unit``: None permutes prompts as blocks
+    when a target set is made of prompts or has a ``prompt`` column (single rows otherwise);
+    "image" permutes single images (anti-conservative; warned). ``sources``: the sets already
+    read by :func:`~ldmprobe.specs.assoc_sources.read_set_sources` (read here when None).
     """
     from ldmprobe.analysis.association import association_test
     from ldmprobe.results.provenance import now_iso, provenance
 
     started = started or now_iso()
     settings = resolve_test_settings(spec, ddof=ddof, permutations=permutations, seed=seed)
-    embeddings = {s.name: embed_word_set(measurer, s) for s in spec.sets.values() if s.kind == "words"}
-    prompt_sets = [s for s in spec.sets.values() if s.kind == "prompts"]
-    records, generation = [], None
-    if prompt_sets:
-        image_embeddings, records, recipe = _embed_images(
-            spec, prompt_sets, measurer, generator, steps=steps, guidance=guidance, batch_size=batch_size,
-            allow_truncation=allow_truncation, reporter=reporter)
-        embeddings.update(image_embeddings)
-        generation = {**recipe.to_dict(), "batch_size": batch_size}
-    unit, blocks = _permutation_unit(spec, records, unit, reporter)
+    if sources is None:
+        spec, sources = read_set_sources(spec)
+    if measurer is None and spec.needs_measurer:
+        raise ValueError(f"spec {spec.name!r} has sets the measurer embeds: pass a loaded measurer")
+    embeddings, records, generation = _embed_sets(
+        spec, sources, measurer, generator, steps=steps, guidance=guidance, batch_size=batch_size,
+        allow_truncation=allow_truncation, reporter=reporter)
+    check_set_dimensions(spec, embeddings, sources)
+    unit, blocks = _permutation_unit(spec, records, unit, reporter, sources)
     outcome = association_test(embeddings["X"], embeddings["Y"], embeddings["A"], embeddings["B"],
-                               x_blocks=blocks.get("X"), y_blocks=blocks.get("Y"), unit=unit, ddof=settings["ddof"],
+                               x_blocks=blocks.get("X"), y_blocks=blocks.get("Y"),
+                               unit="image" if unit == "item" else unit, ddof=settings["ddof"],
                                permutations=settings["permutations"], seed=settings["seed"])
-    config = _config(measurer, generator if prompt_sets else None, generation, settings, embeddings)
-    tiny = bool(getattr(measurer.ref, "is_tiny", False)) or bool(
-        prompt_sets and getattr(generator.ref, "is_tiny", False))
+    if unit == "item":
+        outcome = dataclasses.replace(outcome, unit="item", generalises_to=ITEM_SCOPE)
+    notes = size_notes(outcome)
+    for note in notes:
+        or_silent(reporter).warn(note)
+    uses_generator = any(s.kind == "prompts" for s in spec.sets.values())
+    config = _config(measurer, generator if uses_generator else None, generation, settings, embeddings)
+    tiny = bool(getattr(getattr(measurer, "ref", None), "is_tiny", False)) or bool(
+        uses_generator and getattr(generator.ref, "is_tiny", False))
     return AssocResult(
         test=outcome, labels={k: s.label for k, s in spec.sets.items()}, permutations=settings["permutations"],
         spec=spec, config=config,
         provenance=provenance(started=started, tiny=tiny, device=config["device"], dtype=config["dtype"]),
-        images=tuple(records),
+        images=tuple(records), sources=dict(sources), notes=tuple(notes),
     )
+
+
+def _embed_sets(spec: AssocSpec, sources, measurer, generator, *, steps, guidance, batch_size: int,
+                allow_truncation: bool, reporter) -> tuple[dict, list, dict | None]:
+    """(embeddings by set, generated-image records, generation recipe or None) of the four sets."""
+    embeddings = {}
+    for name, aset in spec.sets.items():
+        if aset.kind == "words":
+            embeddings[name] = embed_word_set(measurer, aset)
+        elif aset.kind == "embeddings":
+            embeddings[name] = sources[name].rows
+        elif aset.kind == "images":
+            embeddings[name] = embed_image_folder(measurer, sources[name], reporter=reporter)
+    prompt_sets = [s for s in spec.sets.values() if s.kind == "prompts"]
+    if not prompt_sets:
+        return embeddings, [], None
+    image_embeddings, records, recipe = _embed_images(
+        spec, prompt_sets, measurer, generator, steps=steps, guidance=guidance, batch_size=batch_size,
+        allow_truncation=allow_truncation, reporter=reporter)
+    embeddings.update(image_embeddings)
+    return embeddings, records, {**recipe.to_dict(), "batch_size": batch_size}
+
+
+ITEM_SCOPE = ("items like these (each row or image re-partitioned alone; rows that share a source, such as "
+              "several images of one prompt, need a prompt column to be kept together)")
+
+
+def check_set_dimensions(spec: AssocSpec, embeddings: dict, sources: dict) -> None:
+    """Every set has the same number of dimensions; else say which file differs from what."""
+    dims = {name: int(np.shape(array)[-1]) for name, array in embeddings.items()}
+    if len(set(dims.values())) <= 1:
+        return
+    def where(name):
+        aset = spec.sets[name]
+        return f"{name} ({sources[name].path})" if aset.kind == "embeddings" else f"{name} ({aset.kind}, by the measurer)"
+    listed = "; ".join(f"{where(name)}: {dim}" for name, dim in dims.items())
+    raise BadInputError(
+        f"the sets have different dimensions ({listed}). A file's embeddings must come from the same model "
+        f"as the other sets: embed them with --measurer, or give every set as files from one model."
+    )
+
+
+def size_notes(test) -> list[str]:
+    """A note for each pair of sets of unequal size: what it does and does not change."""
+    notes = []
+    if test.n_x != test.n_y:
+        notes.append(f"X has {test.n_x} items and Y {test.n_y}: the statistic S = Σ_X s − Σ_Y s grows with the "
+                     "larger set, so compare tests by the effect size d (a difference of means); the p-value "
+                     "is unaffected (re-partitions keep the sizes).")
+    if test.n_a != test.n_b:
+        notes.append(f"A has {test.n_a} items and B {test.n_b}: s(w) averages each set, so each item of the "
+                     "smaller set weighs more and that set's noise counts more; d and p stay valid.")
+    return notes
 
 
 IMAGE_UNIT_WARNING = ("--unit image: single images are re-partitioned although images of one prompt cluster; "
@@ -95,9 +165,11 @@ IMAGE_UNIT_WARNING = ("--unit image: single images are re-partitioned although i
                       "and generalises only to these prompts' images.")
 
 
-def _permutation_unit(spec: AssocSpec, records, unit: str | None, reporter) -> tuple[str, dict]:
-    """The unit permuted and the prompt label of each target image (prompt sets only)."""
+def _permutation_unit(spec: AssocSpec, records, unit: str | None, reporter, sources=None) -> tuple[str, dict]:
+    """The unit permuted and the block label of each target row (prompt sets, prompt columns)."""
     targets = [spec.sets[name] for name in ("X", "Y")]
+    if targets[0].path:
+        return _file_unit(spec, unit, reporter, sources or {})
     if not any(s.kind == "prompts" for s in targets):
         if unit not in (None, "word"):
             raise SpecError(f"--unit {unit} needs a target set made of prompts; X and Y of {spec.name!r} are words.")
@@ -113,6 +185,23 @@ def _permutation_unit(spec: AssocSpec, records, unit: str | None, reporter) -> t
             blocks[name] = [r.prompt for r in records if r.set == aset.name]
         else:
             blocks[name] = [f"word:{w}" for w in aset.words]
+    return "prompt", blocks
+
+
+def _file_unit(spec: AssocSpec, unit: str | None, reporter, sources: dict) -> tuple[str, dict]:
+    """Targets from files: rows of one ``prompt`` (a CSV column) move together, else each row alone."""
+    groups = {name: sources[name].groups for name in ("X", "Y")}
+    if all(g is None for g in groups.values()):
+        if unit == "prompt":
+            raise SpecError(f"--unit prompt needs a '{GROUP_COLUMN}' column in X's or Y's CSV; neither "
+                            f"{sources['X'].path} nor {sources['Y'].path} has one, so each row is its own unit.")
+        return "item", {}
+    if unit == "image":
+        or_silent(reporter).warn("--unit image: rows of one prompt are re-partitioned alone although they "
+                                 "share a prompt; the p-value is anti-conservative when they cluster.")
+        return "item", {}
+    blocks = {name: list(g) if g is not None else [f"row:{i}" for i in range(sources[name].n)]
+              for name, g in groups.items()}
     return "prompt", blocks
 
 
@@ -138,9 +227,10 @@ def _embed_images(spec: AssocSpec, prompt_sets, measurer, generator, *, steps, g
 
 
 def _config(measurer, generator, generation: dict | None, settings: dict, embeddings: dict) -> dict[str, Any]:
-    """The resolved configuration of a test (``generator`` None: no image sets)."""
+    """The resolved configuration of a test (``generator`` None: no prompt sets; ``measurer``
+    None: every set is a file of embeddings)."""
     return {
-        "measurer": {"spec": measurer.ref.spec, "identity": measurer.identity},
+        "measurer": None if measurer is None else {"spec": measurer.ref.spec, "identity": measurer.identity},
         "pipeline": None if generator is None else {
             "spec": generator.ref.spec, "identity": generator.identity, "folder": str(generator.folder),
         },
@@ -148,12 +238,12 @@ def _config(measurer, generator, generation: dict | None, settings: dict, embedd
         "device": getattr(measurer, "device", None),
         "dtype": generator.dtype if generator is not None else None,
         "test": settings,
-        "embed_dim": int(next(iter(embeddings.values())).shape[-1]),
+        "embed_dim": int(np.shape(next(iter(embeddings.values())))[-1]),
     }
 
 
 def assoc_from_names(
-    spec: AssocSpec | str | Path,
+    spec: AssocSpec | str | Path | None,
     *,
     measurer: str,
     pipeline: str = "sd15",
@@ -162,25 +252,37 @@ def assoc_from_names(
     dtype: str = "auto",
     offline: bool = False,
     reporter: Reporter | None = None,
+    sets: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
     **options,
 ) -> AssocResult:
-    """Resolve and load the models a spec needs, then :func:`run_assoc`.
+    """Read the spec and the sets' files, resolve and load the models it needs, then :func:`run_assoc`.
 
-    The generator is resolved and loaded only when the spec has prompt sets, so a text-only
-    test never imports diffusers. ``reporter`` gets the tiny-model warning, warnings and
-    progress; ``options`` go to :func:`run_assoc`.
+    ``sets`` maps X, Y, A, B to a file of embeddings or a folder of images (``--set``), replacing
+    the spec's set (``spec`` may be None when all four are given); ``labels`` renames sets. Files
+    are read and checked before any model loads. No model is loaded (nor torch imported) when
+    every set is a file of embeddings; the generator only when the spec has prompt sets, so a
+    text-only test never imports diffusers. ``reporter`` gets the tiny-model warning, warnings
+    and progress; ``options`` go to :func:`run_assoc`.
     """
-    from ldmprobe.models import sources as models
-    from ldmprobe.models.loader import LazyGenerator, ModelLoader
     from ldmprobe.results.provenance import now_iso
 
     started = now_iso()
-    if not isinstance(spec, AssocSpec):
+    if spec is not None and not isinstance(spec, AssocSpec):
         spec = load_assoc_spec(spec)
+    if sets or labels or spec is None:
+        spec = with_set_paths(spec, sets or {}, labels)
+    spec, sources = read_set_sources(spec)
+    if not spec.needs_measurer:
+        return run_assoc(spec, measurer=None, started=started, reporter=reporter, sources=sources, **options)
+    from ldmprobe.models import sources as models
+    from ldmprobe.models.loader import LazyGenerator, ModelLoader
+
     loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                                     dtype=dtype, offline=offline, needs_generator=spec.needs_generator)
     if loader.tiny:
         or_silent(reporter).warn(models.TINY_WARNING)
     generator = LazyGenerator(loader) if spec.needs_generator else None  # weights load only if images are missing
     loaded = loader.get_measurer()
-    return run_assoc(spec, measurer=loaded, generator=generator, started=started, reporter=reporter, **options)
+    return run_assoc(spec, measurer=loaded, generator=generator, started=started, reporter=reporter,
+                     sources=sources, **options)
