@@ -29,16 +29,6 @@ seeds = 2
 REPAIRED = "failed their integrity check"
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, cache_root, tiny_generator, tiny_measurer, monkeypatch):
-    """An empty image/embedding cache that reuses the session's built tiny models."""
-    root = tmp_path / "cache"
-    root.mkdir()
-    (root / "models").symlink_to(cache_root / "models", target_is_directory=True)
-    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
-    return root
-
-
 def spec(tmp_path: Path, name: str = "mini", templates=("a photo of a {} car",)) -> Path:
     path = tmp_path / f"{abs(hash((name, templates)))}.toml"
     path.write_text(SPEC.format(name=name, templates=json.dumps(list(templates))))
@@ -246,8 +236,10 @@ def test_provenance_jsonl_and_contact_sheet_say_how_and_that_models_are_tiny(fre
     validate_document(doc, "sweep")
     assert isinstance(doc["provenance"]["command"], list) and doc["provenance"]["cwd"] == str(tmp_path)
 
-    def red_pixels(image) -> int:
-        band = np.asarray(image.convert("RGB"))[18:34].astype(int)
+    from ldmprobe.results.contact_sheet import TEXT
+
+    def red_pixels(image) -> int:  # the caption line's band: below the title (8 + TEXT + 8), TEXT high
+        band = np.asarray(image.convert("RGB"))[8 + TEXT + 8:8 + 2 * TEXT + 8 + 4].astype(int)
         return int(((band[..., 0] > 120) & (band[..., 1] < 80)).sum())
 
     assert red_pixels(Image.open(out / "contact-00.png")) > 50  # the caption under the title
