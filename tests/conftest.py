@@ -39,6 +39,16 @@ def tiny_measurer(cache_root):
     return model_load.load_measurer(models.resolve_measurer("tiny"), device="cpu")
 
 
+@pytest.fixture
+def fresh_cache(tmp_path, cache_root, tiny_generator, tiny_measurer, monkeypatch):
+    """An empty image/embedding cache that reuses the session's built tiny models."""
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "models").symlink_to(cache_root / "models", target_is_directory=True)
+    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _fresh_signal_handling():
     """Every test starts and ends with a fresh process's SIGINT / SIGTERM handling.

@@ -25,15 +25,6 @@ seeds = 8
 """
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, cache_root, tiny_generator, tiny_measurer, monkeypatch):
-    root = tmp_path / "cache"
-    root.mkdir()
-    (root / "models").symlink_to(cache_root / "models", target_is_directory=True)
-    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
-    return root
-
-
 def pngs(root):
     return list((root / "images").rglob("*.png"))
 

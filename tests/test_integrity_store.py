@@ -24,15 +24,6 @@ seeds = 2
 REPORTED = "failed their integrity check"
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, cache_root, tiny_generator, tiny_measurer, monkeypatch):
-    root = tmp_path / "cache"
-    root.mkdir()
-    (root / "models").symlink_to(cache_root / "models", target_is_directory=True)
-    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
-    return root
-
-
 def run_sweep(tmp_path: Path, name: str):
     spec = tmp_path / "mini.toml"
     spec.write_text(SPEC)

@@ -28,16 +28,6 @@ seeds = 2
 
 
 @pytest.fixture
-def fresh_cache(tmp_path, cache_root, tiny_generator, tiny_measurer, monkeypatch):
-    """An empty image/embedding cache that reuses the session's built tiny models."""
-    root = tmp_path / "cache"
-    root.mkdir()
-    (root / "models").symlink_to(cache_root / "models", target_is_directory=True)
-    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
-    return root
-
-
-@pytest.fixture
 def spec_file(tmp_path):
     path = tmp_path / "mini.toml"
     path.write_text(SPEC)

@@ -28,7 +28,7 @@ import numpy as np
 from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import crossed_test, design_check, sign_flip_test
 from ldmprobe.analysis.inference_drift import _boot_drift  # the sweep's templates-then-pairs bootstrap
-from ldmprobe.analysis.sweep import term_seed
+from ldmprobe.analysis.sweep import StatisticsSettings, term_seed
 from ldmprobe.records import Record
 
 Cell = tuple[int, str, int]  # (template index, term, seed)
@@ -50,14 +50,7 @@ class CompareEmbeddings:
     probe_embeddings: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class CompareSettings:
-    """``--permutations``, ``--bootstrap``, ``--stats-seed`` and ``--alpha``."""
-
-    permutations: int = 9999
-    bootstrap: int = 2000
-    seed: int = 0
-    alpha: float = 0.05
+CompareSettings = StatisticsSettings  # the sweep's resampling settings, under the name the compare API uses
 
 
 @dataclass(frozen=True)
