@@ -41,6 +41,15 @@ from ldmprobe.cli.options import CliState, model_options, output_options
                    "objects, professions, clip-bpe) or a file; repeatable (default: the four curated lists). "
                    "The spec's probes are always included.")
 @click.option("--no-report", is_flag=True, help="Skip writing report.html in the run folder.")
+@click.option("--embeddings", "embeddings", type=click.Path(path_type=Path), default=None,
+              help="Analyse your own embeddings instead of generating: an .npz with image, template, term, seed, "
+                   "probe, probe_embedding (optional prompt / prompt_embedding, vocab / vocab_embedding). No model "
+                   "is loaded.")
+@click.option("--images", "images", type=click.Path(path_type=Path), default=None,
+              help="Analyse your own images instead of generating: a CSV or JSONL manifest with columns template, "
+                   "term, seed, path (relative to the manifest's folder), embedded by --measurer.")
+@click.option("--export-embeddings", type=click.Path(path_type=Path), default=None,
+              help="Also write the analysed embeddings to this .npz (the file --embeddings reads).")
 @output_options
 @click.pass_obj
 def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, vocabs, dry_run, no_report, fmt,
@@ -57,6 +66,9 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
 
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
     ctx = click.get_current_context()
+    own = {"embeddings": flags.pop("embeddings"), "images": flags.pop("images")}
+    export = flags.pop("export_embeddings")
+    _check_own_flags(ctx, own, export, dry_run=dry_run, vocabs=vocabs)
     for key in ("pipeline", "measurer"):  # the spec names default models; a flag given on the command line wins
         given = ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)
         if getattr(spec, key) is not None and not given:
@@ -64,9 +76,49 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
     options = SweepOptions(**flags, offline=obj.offline)
     if vocabs:
         options.vocab = tuple(vocabs)
-    result = (preview_sweep if dry_run else sweep)(spec, options, obj.terminal, report=not no_report)
+    if own["embeddings"] is not None or own["images"] is not None:
+        from ldmprobe.usecases.sweep_own import sweep_own
+
+        result = sweep_own(spec, options, obj.terminal, report=not no_report, **own)
+        emit(result, fmt, obj.terminal)
+        obj.terminal.info(f"{result.source['kind']} from {result.source['path']} (sha256 {result.source['sha256'][:12]}…); "
+                          f"no generator, so no conditioning drift. run folder: {result.run.out}")
+        return
+    kwargs = {} if dry_run else {"export_embeddings": export}
+    result = (preview_sweep if dry_run else sweep)(spec, options, obj.terminal, report=not no_report, **kwargs)
     if result is None:  # a distributed run's other ranks: rank 0 writes the output
         return
     emit(result, fmt, obj.terminal)
     if not dry_run:
         obj.terminal.info(f"run folder: {result.run.out}")
+
+
+#: Flags that only mean something when images are generated (refused with --embeddings / --images).
+_GENERATION_FLAGS = ("pipeline", "revision", "steps", "guidance", "width", "height", "negative_prompt",
+                     "allow_truncation", "dtype")
+
+
+def _given(ctx, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _check_own_flags(ctx, own: dict, export, *, dry_run: bool, vocabs) -> None:
+    """--embeddings / --images: one of them, and none of the flags that only a generated sweep uses."""
+    given = [f"--{k}" for k, v in own.items() if v is not None]
+    if len(given) == 2:
+        raise click.UsageError("give --embeddings or --images, not both.")
+    if export is not None and dry_run:
+        raise click.UsageError("--export-embeddings writes a finished sweep's embeddings; leave out --dry-run.")
+    if not given:
+        return
+    refused = [f"--{k.replace('_', '-')}" for k in _GENERATION_FLAGS if _given(ctx, k)]
+    if own["embeddings"] is not None:
+        refused += [f"--{k}" for k in ("measurer", "device", "batch-size") if _given(ctx, k.replace("-", "_"))]
+        refused += ["--vocab"] if vocabs else []
+    refused += ["--dry-run"] if dry_run else []
+    refused += ["--export-embeddings"] if export is not None else []
+    if refused:
+        what = ("the embeddings, their vocabulary and the model that made them come from the file"
+                if own["embeddings"] is not None else "nothing is generated")
+        raise click.UsageError(f"{', '.join(refused)} cannot be used with {given[0]}: {what}. Leave "
+                               f"{'them' if len(refused) > 1 else 'it'} out.")

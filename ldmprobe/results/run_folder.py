@@ -141,6 +141,18 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
     never links: an edit in the run folder cannot reach the cache. Returns the result with
     its contact sheets listed; ``result`` itself is left as it was.
     """
+    with staged_folder(out, replace=setup.options.replace) as staging:
+        _write_items(staging, records, setup, store)
+        sheets = [_write_contact_sheet(staging, t, records, setup, store) for t in range(len(setup.spec.templates))]
+        written = result.with_contact_sheets(sheets)
+        cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
+    return written
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path, *, replace: bool):
+    """A new folder beside ``out`` to write a run folder in: moved to ``out`` when the block
+    ends (:func:`_publish`), removed if the block fails."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{os.getpid()}-"))
@@ -148,16 +160,12 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
     os.umask(mask)
     try:
         os.chmod(staging, 0o777 & ~mask)  # a plain mkdir's permissions, not mkdtemp's 0700
-        _write_items(staging, records, setup, store)
-        sheets = [_write_contact_sheet(staging, t, records, setup, store) for t in range(len(setup.spec.templates))]
-        written = result.with_contact_sheets(sheets)
-        cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
-        _publish(staging, out, replace=setup.options.replace)
+        yield staging
+        _publish(staging, out, replace=replace)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _RESERVED.discard(out)
-    return written
 
 
 def _publish(staging: Path, out: Path, *, replace: bool) -> None:

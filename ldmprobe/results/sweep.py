@@ -47,13 +47,17 @@ class SweepResult(Record):
     run: RunFolder
     schema_version: str = SCHEMA_VERSION
     kind: str = "sweep"
+    source: dict[str, Any] | None = None  # the user's own images or embeddings (None: generated)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "schema_version": self.schema_version, "kind": self.kind, "spec": jsonable(self.spec),
             "config": jsonable(self.config), "provenance": jsonable(self.provenance), "counts": jsonable(self.counts),
             "baseline": self.baseline, **self.analysis.to_dict(), "run": self.run.to_dict(),
         }
+        if self.source is not None:
+            document["source"] = jsonable(self.source)
+        return document
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepResult:
@@ -62,7 +66,8 @@ class SweepResult(Record):
                                  controls=tuple(TermResult.from_dict(t) for t in data.get("controls", ())))
         return cls(spec=data["spec"], config=data["config"], provenance=data["provenance"], counts=data["counts"],
                    baseline=data["baseline"], analysis=analysis, run=RunFolder.from_dict(data["run"]),
-                   schema_version=data.get("schema_version", SCHEMA_VERSION), kind=data.get("kind", "sweep"))
+                   schema_version=data.get("schema_version", SCHEMA_VERSION), kind=data.get("kind", "sweep"),
+                   source=data.get("source"))
 
     def with_contact_sheets(self, sheets: list[ContactSheet]) -> SweepResult:
         return dataclasses.replace(self, run=dataclasses.replace(self.run, contact_sheets=tuple(sheets)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 
 from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
@@ -20,6 +21,7 @@ from ldmprobe.models import sources as models
 from ldmprobe.models.loader import ModelLoader
 from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.results.run_folder import prepare_out, release_out, write_run_folder
+from ldmprobe.results.sweep_embeddings import check_export_path, write_embeddings_npz
 from ldmprobe.results.sweep import RunFolder, SweepResult
 from ldmprobe.specs.sweep import Spec, expand
 
@@ -35,10 +37,12 @@ class _RankWork:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def sweep(spec: Spec, options: SweepOptions, reporter, *, report: bool = True) -> SweepResult | None:
+def sweep(spec: Spec, options: SweepOptions, reporter, *, report: bool = True,
+          export_embeddings: Path | None = None) -> SweepResult | None:
     """Run the sweep and, with ``report``, write report.html into its run folder (rank 0);
-    None on a distributed run's other ranks."""
-    result = run_sweep(spec, options, reporter)
+    None on a distributed run's other ranks. ``export_embeddings``: also write the analysed
+    embeddings to that .npz (the file ``sweep --embeddings`` reads)."""
+    result = run_sweep(spec, options, reporter, export_embeddings=export_embeddings)
     if result is not None and report:
         from ldmprobe.render.report import write_report
 
@@ -53,7 +57,8 @@ def preview_sweep(spec: Spec, options: SweepOptions, reporter=None, *, report: b
     return dry_run_document(make_plan(spec, options))
 
 
-def run_sweep(spec: Spec, options: SweepOptions, reporter) -> SweepResult | None:
+def run_sweep(spec: Spec, options: SweepOptions, reporter, *,
+              export_embeddings: Path | None = None) -> SweepResult | None:
     """Plan, generate, embed, compute statistics, write the run folder; return the result.
 
     Under ``torchrun`` / ``accelerate launch`` every rank makes and embeds its share of the
@@ -63,9 +68,11 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter) -> SweepResult | None
     :class:`~ldmprobe.render.terminal.Terminal` generation draws a progress bar).
     """
     started = now_iso()
+    if export_embeddings is not None:
+        check_export_path(export_embeddings)
     out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
     try:
-        result = _run_in(spec, options, reporter, started, out)
+        result = _run_in(spec, options, reporter, started, out, export_embeddings)
     except BaseException:
         release_out(out)  # a folder this sweep reserved and never wrote is removed again
         raise
@@ -74,7 +81,8 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter) -> SweepResult | None
     return result
 
 
-def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out) -> SweepResult | None:
+def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
+            export: Path | None = None) -> SweepResult | None:
     setup = make_plan(spec, options)
     ctx = distributed.setup()
     try:
@@ -89,7 +97,7 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out) -> S
         ctx.close()
     if not ctx.is_main:
         return None
-    return _analyse_and_write(spec, setup, loaded, work, ctx, started, out)
+    return _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export)
 
 
 def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore) -> tuple[list, int]:
@@ -168,16 +176,19 @@ def _rank_failure(ctx, exc: Exception) -> distributed.RankFailure:
 
 
 def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work: _RankWork, ctx,
-                       started: str, out) -> SweepResult:
+                       started: str, out, export: Path | None = None) -> SweepResult:
     """Rank 0: merge every image embedding, analyse, write the run folder."""
     store = cache.ImageStore()
     t0 = time.perf_counter()
     try:
         records = embed_items(setup, loaded, store, work.made, merge=ctx.distributed)
-        analysis = analyse_sweep(sweep_embeddings(setup, loaded, records), statistics_settings(setup))
+        data = sweep_embeddings(setup, loaded, records)
+        analysis = analyse_sweep(data, statistics_settings(setup))
     except KeyboardInterrupt:
         raise Interrupted(_INTERRUPTED_EMBEDDING) from None
     work.timings["embed_and_stats_s"] = time.perf_counter() - t0
+    if export is not None:
+        write_embeddings_npz(data, export)
     unique = unique_items(setup.items)
     counts = {
         "planned": len(setup.items),
@@ -200,17 +211,39 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
 
 
 def statistics_settings(setup: SweepSetup) -> StatisticsSettings:
-    opts = setup.options
+    return options_statistics(setup.options)
+
+
+def options_statistics(opts: SweepOptions) -> StatisticsSettings:
+    """The statistics settings of ``--permutations``, ``--bootstrap`` and ``--stats-seed``."""
     return StatisticsSettings(permutations=opts.permutations, bootstrap=opts.bootstrap, seed=opts.stats_seed)
+
+
+def probe_templates_of(opts: SweepOptions) -> tuple[str, ...]:
+    return tuple(opts.probe_templates if opts.probe_templates is not None else DEFAULT_PROBE_TEMPLATES)
+
+
+def text_side(setup, loaded: ModelLoader, prompt_list: list[str]) -> dict:
+    """The measurer's text embeddings a sweep analyses, as SweepEmbeddings fields: the prompts',
+    the probes' and the direction vocabulary's (each cached). ``setup`` needs ``spec``,
+    ``options`` and ``measurer_ref`` only (a sweep on the user's own images has no generator)."""
+    spec = setup.spec
+    probe_templates = probe_templates_of(setup.options)
+    probes = tuple(spec.probes)
+    vocab_words, vocab_emb = direction_vocabulary(setup, loaded, probe_templates)
+    return dict(
+        prompt_embeddings=dict(zip(prompt_list, text_embeddings(setup, loaded, prompt_list))),
+        probes=probes,
+        probe_embeddings=text_embeddings(setup, loaded, list(probes), probe_templates) if probes else None,
+        vocabulary=tuple(vocab_words), vocabulary_embeddings=vocab_emb,
+    )
 
 
 def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, ItemRecord]) -> SweepEmbeddings:
     """Gather what the analysis needs from the cache (embedding what is missing)."""
     spec, opts = setup.spec, setup.options
-    probe_templates = tuple(opts.probe_templates if opts.probe_templates is not None else DEFAULT_PROBE_TEMPLATES)
-    probes = tuple(spec.probes)
-    vocab_words, vocab_emb = direction_vocabulary(setup, loaded, probe_templates)
     prompt_list = sorted({item.prompt for item in setup.items})
+    text = text_side(setup, loaded, prompt_list)
     conditioning = conditioning_embeddings(setup, loaded, prompt_list)
     images = {}
     for item in setup.items:
@@ -222,10 +255,7 @@ def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, 
         images=images,
         prompts={(t, term): expand(template, term) for t, template in enumerate(spec.templates)
                  for term in spec.all_terms},
-        prompt_embeddings=dict(zip(prompt_list, text_embeddings(setup, loaded, prompt_list))),
-        probes=probes,
-        probe_embeddings=text_embeddings(setup, loaded, list(probes), probe_templates) if probes else None,
-        vocabulary=tuple(vocab_words), vocabulary_embeddings=vocab_emb,
+        **text,
         conditioning=dict(zip(prompt_list, conditioning)) if conditioning is not None else None,
         drop_nsfw=opts.nsfw == "drop", controls=tuple(spec.controls),
     )

@@ -1,0 +1,344 @@
+"""A sweep on the user's own data: an embeddings file (``--embeddings FILE.npz``) or a
+manifest of images (``--images MANIFEST``), read and checked against the spec's plan.
+
+Read here, before any model loads and without torch. Every planned (template, term, seed)
+cell must be in the file (the missing ones are listed); rows the spec does not plan are
+ignored and counted; a wrong dimension or non-finite rows name the array, an unreadable
+image names the file. Every problem is a :class:`BadInputError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ldmprobe.errors import BadInputError
+from ldmprobe.specs.sweep import Spec, expand
+
+Cell = tuple[int, str, int]  # (template index, term, seed), as analysis.sweep labels images
+
+#: The arrays of an embeddings file: required, then optional pairs (names, vectors).
+REQUIRED_ARRAYS = ("image", "template", "term", "seed")
+OPTIONAL_PAIRS = (("probe", "probe_embedding"), ("prompt", "prompt_embedding"), ("vocab", "vocab_embedding"))
+FLAG_ARRAYS = ("failed", "nsfw")  # optional (n,) booleans: a failed row's values are not used
+MANIFEST_COLUMNS = ("template", "term", "seed", "path")
+
+
+@dataclass(frozen=True)
+class SweepSource:
+    """Where a sweep's images or embeddings came from (recorded in its JSON as ``source``)."""
+
+    kind: str  # "embeddings" or "images"
+    path: str
+    format: str  # "npz", "csv" or "jsonl"
+    sha256: str  # of the file's bytes
+    rows: int
+    extra_rows: int  # rows for cells the spec does not plan (ignored)
+    dim: int | None = None
+    arrays: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        made = ("embeddings read from this file: no model was run, so there is no conditioning drift"
+                if self.kind == "embeddings" else
+                "images listed in this manifest, embedded by the measurer: no generator, so no conditioning drift")
+        out = {"kind": self.kind, "path": self.path, "format": self.format, "sha256": self.sha256,
+               "rows": self.rows, "extra_rows": self.extra_rows, "note": made}
+        if self.kind == "embeddings":
+            out.update(dim=self.dim, arrays=list(self.arrays))
+        return out
+
+
+@dataclass(frozen=True)
+class EmbeddingsFile:
+    """The planned cells' rows of an embeddings file, and its text embeddings (by name)."""
+
+    source: SweepSource
+    images: dict[Cell, Any]  # cell -> (d,) row; None where the row is flagged failed
+    nsfw: dict[Cell, bool]
+    probe_embeddings: Any  # (P, d) in the spec's probe order, or None
+    prompt_embeddings: dict[str, Any] | None  # expanded prompt -> (d,), or None (no text drift)
+    vocabulary: tuple[str, ...] = ()
+    vocabulary_embeddings: Any = None
+    rows: dict[Cell, int] = field(default_factory=dict)  # cell -> its row in the file (from 0)
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    """The planned cells' image files of a manifest: (path as listed, resolved path, sha256)."""
+
+    source: SweepSource
+    folder: str
+    files: dict[Cell, tuple[str, str, str]] = field(default_factory=dict)
+
+
+def _fail(path: Path, what: str) -> BadInputError:
+    return BadInputError(f"{path}: {what}")
+
+
+def _squash(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def planned_cells(spec: Spec) -> list[Cell]:
+    """Every (template index, term, seed) the spec plans, in template, term, seed order."""
+    return [(t, term, seed) for t in range(len(spec.templates)) for term in spec.all_terms for seed in spec.seeds]
+
+
+def _describe(spec: Spec, cell: Cell) -> str:
+    t, term, seed = cell
+    return f"({spec.templates[t]!r}, {term!r}, seed {seed})"
+
+
+def match_cells(path: Path, spec: Spec, labels: list[tuple[str, str, int]], what: str) -> tuple[dict[Cell, int], int]:
+    """Row index of every planned cell among ``labels`` (template text, term, seed), and the
+    number of rows the spec does not plan. A missing or repeated planned cell is an error."""
+    index = {template: t for t, template in enumerate(spec.templates)}
+    planned = set(planned_cells(spec))
+    rows: dict[Cell, int] = {}
+    extra = 0
+    for i, (template, term, seed) in enumerate(labels):
+        t = index.get(_squash(template))
+        cell = (t, _squash(term), int(seed))
+        if t is None or cell not in planned:
+            extra += 1
+        elif cell in rows:
+            raise _fail(path, f"{what} {rows[cell] + 1} and {i + 1} are both {_describe(spec, cell)}; keep one "
+                              "row per (template, term, seed).")
+        else:
+            rows[cell] = i
+    missing = [cell for cell in planned_cells(spec) if cell not in rows]
+    if missing:
+        listed = "; ".join(_describe(spec, c) for c in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise _fail(path, f"{len(missing)} of {len(planned)} (template, term, seed) cells the spec plans are not "
+                          f"in the file: {listed}. Add them, or narrow the spec (--term, --seeds) to what the "
+                          "file holds; templates must be written as in the spec, with {}.")
+    return rows, extra
+
+
+def _load_npz(path: Path) -> tuple[dict[str, Any], str]:
+    import numpy as np
+
+    if not path.is_file():
+        raise _fail(path, "no such file (--embeddings); give a .npz written with numpy.savez.")
+    data = path.read_bytes()
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as exc:
+        raise _fail(path, f"holds an object array ({exc}); store texts as numpy str arrays, e.g. "
+                          "numpy.array(terms, dtype=str), so the file loads without pickle.") from exc
+    except (OSError, EOFError) as exc:
+        raise _fail(path, f"is not a readable .npz archive ({exc}); write it with numpy.savez(path, image=..., "
+                          "template=..., term=..., seed=..., probe=..., probe_embedding=...).") from exc
+    if not isinstance(arrays, dict) or not arrays:
+        raise _fail(path, "is empty or not an .npz archive of named arrays.")
+    return arrays, hashlib.sha256(data).hexdigest()
+
+
+def _vectors(path: Path, arrays: dict, name: str, rows: int | None, dim: int | None):
+    """A 2-d float array of ``rows`` rows (any count when None) and ``dim`` columns, all finite."""
+    import numpy as np
+
+    array = arrays[name]
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
+        raise _fail(path, f"array {name!r} is {array.dtype} of shape {array.shape}; it must be 2-d floats "
+                          "(one row per item, one column per dimension).")
+    if rows is not None and array.shape[0] != rows:
+        raise _fail(path, f"array {name!r} has {array.shape[0]} rows but its names array has {rows}; one row per name.")
+    if dim is not None and array.shape[1] != dim:
+        raise _fail(path, f"array {name!r} has {array.shape[1]} dimensions but 'image' has {dim}; every "
+                          "embedding must come from the same model.")
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if len(bad):
+        shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        raise _fail(path, f"array {name!r} has {len(bad)} row(s) with NaN or infinite values (rows {shown}, "
+                          "counting from 0); remove or recompute them.")
+    return array
+
+
+def _names(path: Path, arrays: dict, name: str, rows: int | None = None) -> list[str]:
+    array = arrays[name]
+    if array.ndim != 1 or array.dtype.kind not in "U":
+        raise _fail(path, f"array {name!r} is {array.dtype} of shape {array.shape}; it must be a 1-d str array "
+                          "(numpy.array(values, dtype=str)).")
+    if rows is not None and len(array) != rows:
+        raise _fail(path, f"array {name!r} has {len(array)} entries but 'image' has {rows} rows; one per image.")
+    return [str(v) for v in array]
+
+
+def _flags(path: Path, arrays: dict, name: str, rows: int):
+    import numpy as np
+
+    if name not in arrays:
+        return np.zeros(rows, dtype=bool)
+    array = arrays[name]
+    if array.shape != (rows,) or array.dtype.kind not in "bi":
+        raise _fail(path, f"array {name!r} has shape {array.shape} ({array.dtype}); it must be {rows} booleans, "
+                          "one per image.")
+    return array.astype(bool)
+
+
+def _seeds(path: Path, arrays: dict, rows: int) -> list[int]:
+    import numpy as np
+
+    array = arrays["seed"]
+    if array.shape != (rows,) or not np.issubdtype(array.dtype, np.integer):
+        raise _fail(path, f"array 'seed' is {array.dtype} of shape {array.shape}; it must be {rows} integers, "
+                          "one per image.")
+    return [int(v) for v in array]
+
+
+def _text_pairs(path: Path, arrays: dict, dim: int) -> dict[str, tuple[list[str], Any]]:
+    pairs = {}
+    for names, vectors in OPTIONAL_PAIRS:
+        if (names in arrays) != (vectors in arrays):
+            given, lacking = (names, vectors) if names in arrays else (vectors, names)
+            raise _fail(path, f"has {given!r} but no {lacking!r}; give both or neither.")
+        if names in arrays:
+            words = _names(path, arrays, names)
+            pairs[names] = (words, _vectors(path, arrays, vectors, len(words), dim))
+    return pairs
+
+
+def _probe_rows(path: Path, spec: Spec, pairs: dict):
+    import numpy as np
+
+    if not spec.probes:
+        return None
+    if "probe" not in pairs:
+        raise _fail(path, f"the spec has probes ({', '.join(spec.probes)}) but the file has no 'probe' and "
+                          "'probe_embedding' arrays; add them, or drop the probes from the spec.")
+    words, vectors = pairs["probe"]
+    where = {_squash(w): i for i, w in enumerate(words)}
+    lacking = [p for p in spec.probes if p not in where]
+    if lacking:
+        raise _fail(path, f"array 'probe' lacks the spec's probe(s) {', '.join(map(repr, lacking))}; add their "
+                          "embeddings.")
+    return np.stack([vectors[where[p]] for p in spec.probes])
+
+
+def _prompt_rows(path: Path, spec: Spec, pairs: dict) -> dict[str, Any] | None:
+    if "prompt" not in pairs:
+        return None
+    words, vectors = pairs["prompt"]
+    where = {_squash(w): i for i, w in enumerate(words)}
+    wanted = spec.prompts()
+    lacking = [p for p in wanted if p not in where]
+    if lacking:
+        raise _fail(path, f"array 'prompt' lacks {len(lacking)} of the {len(wanted)} expanded prompts: "
+                          f"{'; '.join(map(repr, lacking[:10]))}{' ...' if len(lacking) > 10 else ''}; add them, "
+                          "or leave out 'prompt' and 'prompt_embedding' (no text drift).")
+    return {p: vectors[where[p]] for p in wanted}
+
+
+def read_embeddings_file(path: str | Path, spec: Spec) -> tuple[EmbeddingsFile, int]:
+    """Read and check an embeddings .npz against ``spec``; returns it and its extra-row count."""
+    path = Path(path)
+    arrays, sha = _load_npz(path)
+    absent = [name for name in REQUIRED_ARRAYS if name not in arrays]
+    if absent:
+        raise _fail(path, f"lacks the array(s) {', '.join(map(repr, absent))}; an embeddings file has image "
+                          "(n x d floats), template, term (n str), seed (n ints), and probe / probe_embedding.")
+    image = arrays["image"]
+    rows = image.shape[0] if image.ndim == 2 else None
+    image = _vectors(path, arrays, "image", None, None)
+    if rows == 0 or image.shape[1] == 0:
+        raise _fail(path, f"array 'image' is empty (shape {image.shape}).")
+    labels = list(zip(_names(path, arrays, "template", rows), _names(path, arrays, "term", rows),
+                      _seeds(path, arrays, rows)))
+    index, extra = match_cells(path, spec, labels, "rows")
+    failed, nsfw = (_flags(path, arrays, name, rows) for name in FLAG_ARRAYS)
+    pairs = _text_pairs(path, arrays, image.shape[1])
+    vocab_words, vocab_vectors = pairs.get("vocab", ((), None))
+    source = SweepSource("embeddings", str(path.resolve()), "npz", sha, rows, extra, dim=int(image.shape[1]),
+                         arrays=tuple(sorted(arrays)))
+    return EmbeddingsFile(
+        source=source, images={c: None if failed[i] else image[i] for c, i in index.items()},
+        nsfw={c: bool(nsfw[i]) for c, i in index.items()}, probe_embeddings=_probe_rows(path, spec, pairs),
+        prompt_embeddings=_prompt_rows(path, spec, pairs), vocabulary=tuple(vocab_words),
+        vocabulary_embeddings=vocab_vectors, rows=index,
+    ), extra
+
+
+def _manifest_rows(path: Path, data: bytes) -> tuple[str, list[dict]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _fail(path, f"is not UTF-8 text (byte {exc.start}); save the manifest as UTF-8.") from exc
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise _fail(path, f"line {number} is not JSON ({exc}); one object per line.") from exc
+                if not isinstance(row, dict):
+                    raise _fail(path, f"line {number} is not a JSON object with {', '.join(MANIFEST_COLUMNS)}.")
+                rows.append(row)
+        return "jsonl", rows
+    if path.suffix.lower() != ".csv":
+        raise _fail(path, "a manifest is a .csv or a .jsonl file with columns template, term, seed, path.")
+    return "csv", list(csv.DictReader(io.StringIO(text)))
+
+
+def _manifest_labels(path: Path, rows: list[dict]) -> list[tuple[str, str, int]]:
+    labels = []
+    for number, row in enumerate(rows, start=1):
+        absent = [c for c in MANIFEST_COLUMNS if row.get(c) is None]
+        if absent:
+            raise _fail(path, f"row {number} has no {', '.join(absent)}; every row needs the columns "
+                              f"{', '.join(MANIFEST_COLUMNS)} (term empty for the baseline).")
+        try:
+            seed = int(str(row["seed"]).strip())
+        except ValueError:
+            raise _fail(path, f"row {number}: seed {row['seed']!r} is not an integer.") from None
+        labels.append((str(row["template"]), str(row["term"]), seed))
+    return labels
+
+
+def _check_image(path: Path, listed: str, number: int) -> str:
+    """sha256 of an image file that exists and opens (else an error naming the file)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise _fail(path, f"not found (manifest row {number}, path {listed!r}, read against the manifest's folder).")
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _fail(path, f"is not a readable image (manifest row {number}: {exc}); replace it or fix its path.") from exc
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_image_manifest(path: str | Path, spec: Spec) -> tuple[ImageManifest, int]:
+    """Read and check a manifest against ``spec`` (every planned cell's image must open);
+    returns it and its extra-row count."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such file (--images); give a .csv or .jsonl manifest with columns template, term, "
+                          "seed, path.")
+    data = path.read_bytes()
+    fmt, rows = _manifest_rows(path, data)
+    if not rows:
+        raise _fail(path, "has no rows; list one image per (template, term, seed).")
+    index, extra = match_cells(path, spec, _manifest_labels(path, rows), "rows")
+    folder = path.resolve().parent
+    files = {}
+    for cell, i in index.items():
+        listed = str(rows[i]["path"]).strip()
+        target = (folder / listed).resolve()
+        files[cell] = (listed, str(target), _check_image(target, listed, i + 1))
+    source = SweepSource("images", str(path.resolve()), fmt, hashlib.sha256(data).hexdigest(), len(rows), extra)
+    return ImageManifest(source=source, folder=str(folder), files=files), extra
+
+
+def expanded_prompts(spec: Spec) -> dict[tuple[int, str], str]:
+    """(template index, term) -> the expanded prompt, as the analysis labels text."""
+    return {(t, term): expand(template, term) for t, template in enumerate(spec.templates) for term in spec.all_terms}

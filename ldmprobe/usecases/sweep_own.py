@@ -1,0 +1,220 @@
+"""A sweep on the user's own embeddings (``--embeddings FILE.npz``) or images (``--images MANIFEST``).
+
+The file is read and checked against the spec's plan first (missing cells, dimensions,
+non-finite rows and unreadable images are errors before any model loads); then the data go
+through the same pure step as a generated sweep (:func:`~ldmprobe.analysis.sweep.analyse_sweep`
+on a :class:`~ldmprobe.analysis.sweep.SweepEmbeddings`) and into a run folder like one.
+There is no generator, so conditioning drift is null; the result's ``source`` says where the
+images or embeddings came from. An embeddings file loads no model and imports no torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ldmprobe.analysis.sweep import ImageCell, SweepEmbeddings, analyse_sweep
+from ldmprobe.engine import cache
+from ldmprobe.engine.sweep_setup import SweepOptions
+from ldmprobe.errors import BadInputError
+from ldmprobe.models import sources as models
+from ldmprobe.results.provenance import now_iso, provenance
+from ldmprobe.results.run_folder import prepare_out, release_out
+from ldmprobe.results.run_folder_own import write_own_run_folder
+from ldmprobe.results.sweep import RunFolder, SweepResult
+from ldmprobe.specs.sweep import Spec
+from ldmprobe.specs.sweep_sources import (
+    EmbeddingsFile, ImageManifest, expanded_prompts, planned_cells, read_embeddings_file, read_image_manifest,
+)
+from ldmprobe.usecases.sweep import options_statistics, text_side
+
+NO_PROMPTS_NOTE = ("the embeddings file has no 'prompt' / 'prompt_embedding' arrays: text drift and text shift "
+                   "are null, and text and image are not compared")
+TINY_SHEET_NOTE = "tiny measurer: random weights, numbers mean nothing"
+
+
+def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path | None = None,
+              images: Path | None = None, report: bool = True) -> SweepResult:
+    """Analyse ``embeddings`` (an .npz) or ``images`` (a manifest) as the sweep ``spec`` plans
+    them; write the run folder (and report.html with ``report``) and return the result."""
+    if (embeddings is None) == (images is None):
+        raise BadInputError("give one of --embeddings FILE.npz or --images MANIFEST, not both.")
+    if options.nsfw not in ("keep", "drop"):
+        raise BadInputError(f"--nsfw must be keep or drop, not {options.nsfw!r}")
+    started = now_iso()
+    if embeddings is not None:
+        source, extra = read_embeddings_file(embeddings, spec)
+    else:
+        cache.check_cache_root()  # the images' embeddings are cached
+        source, extra = read_image_manifest(images, spec)
+        models.ensure_measurer_available(models.resolve_measurer(options.measurer), offline=options.offline)
+    if extra:
+        reporter.warn(f"{extra} of {source.source.rows} rows of {source.source.path} are for cells the spec does "
+                      "not plan; ignored.")
+    out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
+    try:
+        run = _from_embeddings if embeddings is not None else _from_images
+        result = run(spec, options, reporter, source, started, out)
+    except BaseException:
+        release_out(out)
+        raise
+    if report and NO_PROMPTS_NOTE in result.summary.notes:
+        reporter.warn("report.html is not written for embeddings without prompt embeddings (its probe tables "
+                      "need text shifts); results.json and items.jsonl are in the run folder.")
+    elif report:
+        from ldmprobe.render.report import write_report
+
+        write_report(result.run.out)
+    return result
+
+
+def _no_text(spec: Spec, dim: int) -> dict[str, np.ndarray]:
+    """Prompt embeddings of NaN: every text statistic comes out null (JSON) instead of made up."""
+    return {prompt: np.full(dim, np.nan) for prompt in spec.prompts()}
+
+
+def _data(spec: Spec, options: SweepOptions, images: dict, text: dict) -> SweepEmbeddings:
+    return SweepEmbeddings(
+        templates=tuple(spec.templates), baseline=spec.baseline, terms=tuple(spec.terms), seeds=tuple(spec.seeds),
+        images=images, prompts=expanded_prompts(spec), **text, conditioning=None,
+        drop_nsfw=options.nsfw == "drop", controls=tuple(spec.controls),
+    )
+
+
+def _with_notes(analysis, *notes: str):
+    summary = replace(analysis.summary, notes=(*notes, *analysis.summary.notes))
+    if NO_PROMPTS_NOTE in notes:
+        summary = replace(summary, text_image_rank_correlation=None)
+    return replace(analysis, summary=summary)
+
+
+def _item(spec: Spec, cell, prompts: dict, **fields) -> dict:
+    t, term, seed = cell
+    return {"template": spec.templates[t], "template_index": t, "term": term, "is_baseline": term == spec.baseline,
+            "seed": seed, "prompt": prompts[(t, term)], **fields}
+
+
+def _flags(failed: bool, nsfw: bool, options: SweepOptions) -> dict:
+    return {"failed": "failed (in the embeddings file)" if failed else None, "nsfw": nsfw,
+            "dropped": options.nsfw == "drop" and nsfw}
+
+
+def _from_embeddings(spec: Spec, options: SweepOptions, reporter, file: EmbeddingsFile, started: str,
+                     out: Path) -> SweepResult:
+    t0 = time.perf_counter()
+    images = {cell: ImageCell(embedding=file.images[cell], failed=file.images[cell] is None, nsfw=file.nsfw[cell])
+              for cell in planned_cells(spec)}
+    prompts = file.prompt_embeddings if file.prompt_embeddings is not None else _no_text(spec, file.source.dim)
+    text = dict(prompt_embeddings=prompts, probes=tuple(spec.probes), probe_embeddings=file.probe_embeddings,
+                vocabulary=file.vocabulary, vocabulary_embeddings=file.vocabulary_embeddings)
+    analysis = analyse_sweep(_data(spec, options, images, text), options_statistics(options))
+    notes = [f"computed from your embeddings {file.source.path}: no model was run, so conditioning drift is null"]
+    if file.prompt_embeddings is None:
+        notes.append(NO_PROMPTS_NOTE)
+    labels = expanded_prompts(spec)
+    items = [_item(spec, cell, labels, key=None, image=None, row=file.rows[cell], cached=False,
+                   flags=_flags(images[cell].failed, images[cell].nsfw, options)) for cell in planned_cells(spec)]
+    measurer = {"spec": None, "source": "embeddings file", "identity": None}
+    return _finish(spec, options, _with_notes(analysis, *notes), items, {}, file.source, measurer=measurer,
+                   started=started, out=out, tiny=False, timings={"stats_s": time.perf_counter() - t0})
+
+
+@dataclass
+class _LazyMeasurer:
+    """The measurer's identity now, the model itself only when an image is not cached."""
+
+    loaded: object
+    identity: dict
+
+    def __getattr__(self, name):
+        return getattr(self.loaded.get_measurer(), name)
+
+
+@dataclass(frozen=True)
+class _TextSetup:
+    """What :func:`~ldmprobe.usecases.sweep.text_side` reads of a sweep's setup (no generator here)."""
+
+    spec: Spec
+    options: SweepOptions
+    measurer_ref: models.MeasurerRef
+
+
+def _embed_manifest(manifest: ImageManifest, loaded, options: SweepOptions, reporter) -> dict:
+    """cell -> unit image embedding, through the measurer's cache keyed by each file's content."""
+    from ldmprobe.engine.assoc_images import embed_image_folder
+    from ldmprobe.specs.embedding_files import SetSource
+
+    unique: dict[str, str] = {}
+    for listed, _, sha in manifest.files.values():
+        unique.setdefault(sha, listed)
+    files = tuple((listed, sha) for sha, listed in unique.items())
+    source = SetSource("manifest", "images", manifest.folder, "manifest", manifest.source.sha256,
+                       tuple(name for name, _ in files), files=files)
+    lazy = _LazyMeasurer(loaded, models.measurer_identity(loaded.measurer_ref))
+    vectors = embed_image_folder(lazy, source, batch_size=options.batch_size or 32, reporter=reporter)
+    by_sha = {sha: vectors[i] for i, (_, sha) in enumerate(files)}
+    return {cell: by_sha[sha] for cell, (_, _, sha) in manifest.files.items()}
+
+
+def _from_images(spec: Spec, options: SweepOptions, reporter, manifest: ImageManifest, started: str,
+                 out: Path) -> SweepResult:
+    from ldmprobe.engine.assoc_images import user_image_key
+    from ldmprobe.models.loader import ModelLoader
+
+    loaded = ModelLoader.from_names(pipeline=None, revision=None, measurer=options.measurer, device=options.device,
+                                    dtype=options.dtype, offline=options.offline, needs_generator=False)
+    if loaded.tiny:
+        reporter.warn(models.TINY_WARNING)
+    t0 = time.perf_counter()
+    vectors = _embed_manifest(manifest, loaded, options, reporter)
+    timings = {"embed_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    text = text_side(_TextSetup(spec, options, loaded.measurer_ref), loaded, sorted(set(spec.prompts())))
+    images = {cell: ImageCell(embedding=vectors[cell]) for cell in planned_cells(spec)}
+    analysis = analyse_sweep(_data(spec, options, images, text), options_statistics(options))
+    timings["text_and_stats_s"] = time.perf_counter() - t0
+    labels, items, copies = expanded_prompts(spec), [], {}
+    for cell in planned_cells(spec):
+        listed, target, sha = manifest.files[cell]
+        key = user_image_key(sha)
+        rel = f"images/{key}{Path(target).suffix.lower()}" if options.write_images else None
+        if rel:
+            copies[rel] = Path(target)
+        items.append(_item(spec, cell, labels, key=key, image=rel, source_path=listed, cached=False,
+                           flags=_flags(False, False, options)))
+    ref = loaded.measurer_ref
+    measurer = {"spec": ref.spec, "source": ref.source, "identity": models.measurer_identity(ref)}
+    note = f"computed from your images listed in {manifest.source.path}: no generator, so conditioning drift is null"
+    return _finish(spec, options, _with_notes(analysis, note), items, copies, manifest.source, measurer=measurer,
+                   started=started, out=out, tiny=loaded.tiny, timings=timings, device=loaded.device,
+                   reference=loaded.reference)
+
+
+def _finish(spec: Spec, options: SweepOptions, analysis, items: list[dict], copies: dict, source, *, measurer: dict,
+            started: str, out: Path, tiny: bool, timings: dict, device: str | None = None,
+            reference: bool = False) -> SweepResult:
+    failed = sum(bool(i["flags"]["failed"]) for i in items)
+    counts = {"planned": len(items), "unique": len(items), "generated": 0, "cached": 0, "supplied": len(items),
+              "failed": failed, "flagged": sum(bool(i["flags"]["nsfw"]) for i in items)}
+    result = SweepResult(
+        spec=spec.to_dict(), config=own_config(options, measurer, device), counts=counts, baseline=spec.baseline,
+        provenance=provenance(started=started, tiny=tiny, reference=reference, device=device, dtype=None,
+                              timings={k: round(v, 3) for k, v in timings.items()}, source=source.kind),
+        analysis=analysis, run=RunFolder(out=str(Path(out).resolve())), source=source.to_dict(),
+    )
+    return write_own_run_folder(out, result, items, copies, replace=options.replace,
+                                note=TINY_SHEET_NOTE if tiny else None)
+
+
+def own_config(options: SweepOptions, measurer: dict, device: str | None) -> dict:
+    """The config block of a sweep with no generator: generation settings null."""
+    return {
+        "pipeline": {"spec": None, "source": None, "identity": None},
+        "measurer": measurer, "scheduler": None, "steps": None, "guidance": None, "width": None, "height": None,
+        "dtype": None, "negative_prompt": None, "device": device, "batch_size": options.batch_size, "nsfw": options.nsfw,
+        "statistics": {"seed": options.stats_seed, "permutations": options.permutations,
+                       "bootstrap": options.bootstrap},
+    }

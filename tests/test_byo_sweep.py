@@ -1,0 +1,353 @@
+"""Sweeps on the user's own embeddings (--embeddings FILE.npz) and images (--images MANIFEST),
+and the replay test: a tiny sweep's statistics equal those of its exported embeddings."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ldmprobe.errors import ExitCode
+from ldmprobe.results.provenance import validate_document
+
+SPEC = """name = "own"
+templates = ["a photo of a {} house", "a {} house"]
+baseline = ""
+terms = ["red"]
+controls = ["nice"]
+probes = ["brick", "tree"]
+seeds = 2
+"""
+VOCAB = "brick\ntree\nhouse\ncar\nsky\nred\n"
+FAST = ("--permutations", "199", "--bootstrap", "199")
+BAD = int(ExitCode.BAD_INPUT)
+
+
+@pytest.fixture(scope="module")
+def cli():
+    from ldmprobe.cli.main import main
+
+    return main
+
+
+def invoke(cli, *args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def null_conditioning(document: dict) -> dict:
+    """The document as a run with no generator reports it: conditioning drift null everywhere."""
+    document = copy.deepcopy(document)
+    for term in document["terms"] + document["controls"]:
+        term["text_drift"]["conditioning"] = None
+        for template in term["templates"]:
+            template["text_drift"]["conditioning"] = None
+    return document
+
+
+def statistics(document: dict) -> dict:
+    """Every statistic of a sweep document (terms, controls, summary without its notes)."""
+    summary = {k: v for k, v in document["summary"].items() if k != "notes"}
+    return {"terms": document["terms"], "controls": document["controls"], "summary": summary}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, cli, tiny_generator, tiny_measurer):
+    """One tiny sweep (12 images) with its embeddings exported."""
+    folder = tmp_path_factory.mktemp("byo-sweep")
+    (folder / "own.toml").write_text(SPEC)
+    (folder / "vocab.txt").write_text(VOCAB)
+    result = invoke(cli, "sweep", folder / "own.toml", "--pipeline", "tiny", "--measurer", "tiny", "--steps", "2",
+                    "--vocab", folder / "vocab.txt", *FAST, "--out", folder / "run", "--no-report",
+                    "--export-embeddings", folder / "own.npz", "--format", "json")
+    assert result.exit_code == 0, result.output
+    return folder, json.loads(result.stdout)
+
+
+# -- the replay test
+
+
+def test_replay_through_embeddings_gives_every_statistic(generated, cli):
+    folder, document = generated
+    assert any(t["text_drift"]["conditioning"] is not None for t in document["terms"])  # the generator had some
+    replay = invoke(cli, "sweep", folder / "own.toml", "--embeddings", folder / "own.npz", *FAST,
+                    "--out", folder / "replay", "--format", "json")
+    assert replay.exit_code == 0, replay.output
+    again = json.loads(replay.stdout)
+    assert statistics(again) == statistics(null_conditioning(document))
+    assert again["terms"][0]["probes"] and again["terms"][0]["direction_neighbours"]["threshold"] is not None
+    for doc in (document, again):
+        validate_document(doc, "sweep")
+    assert "source" not in document
+    source = again["source"]
+    assert source["kind"] == "embeddings" and source["rows"] == 12 and source["extra_rows"] == 0
+    assert source["sha256"] == hashlib.sha256((folder / "own.npz").read_bytes()).hexdigest()
+    assert any("no model was run" in n for n in again["summary"]["notes"])
+    assert (folder / "replay" / "report.html").is_file()
+    assert json.loads((folder / "replay" / "results.json").read_text())["source"] == source
+    other_seed = invoke(cli, "sweep", folder / "own.toml", "--embeddings", folder / "own.npz",
+                        "--permutations", "199", "--bootstrap", "199", "--stats-seed", "5", "--no-report",
+                        "--out", folder / "replay-seed5", "--format", "json")
+    assert statistics(json.loads(other_seed.stdout)) != statistics(again)  # the comparison can fail
+
+
+def test_export_holds_the_cached_embeddings(generated):
+    from ldmprobe.engine import cache
+    from ldmprobe.models import sources as models
+
+    folder, _ = generated
+    arrays = np.load(folder / "own.npz")
+    items = [json.loads(line) for line in (folder / "run" / "items.jsonl").read_text().splitlines()]
+    store = cache.embedding_store(models.measurer_identity(models.resolve_measurer("tiny")))
+    by_cell = {(i["template"], i["term"], i["seed"]): store.load(i["key"]) for i in items}
+    assert len(arrays["image"]) == len(by_cell) == 12
+    for row, template, term, seed in zip(arrays["image"], arrays["template"], arrays["term"], arrays["seed"]):
+        np.testing.assert_array_equal(row, by_cell[(str(template), str(term), int(seed))])
+    assert list(arrays["probe"]) == ["brick", "tree"] and set(arrays["vocab"]) >= {"brick", "house"}
+
+
+# -- your own images
+
+
+def write_manifest(folder: Path, run: Path, kind: str, extra: bool = False) -> Path:
+    items = [json.loads(line) for line in (run / "items.jsonl").read_text().splitlines()]
+    rel = os.path.relpath(run, folder)
+    rows = [{"template": i["template"], "term": i["term"], "seed": i["seed"], "path": f"{rel}/{i['image']}"}
+            for i in items]
+    if extra:
+        rows.append({**rows[0], "term": "blue"})
+    path = folder / f"manifest.{kind}"
+    if kind == "csv":
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["template", "term", "seed", "path"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_images_manifest_is_embedded_and_analysed_like_generated(generated, cli, tmp_path, kind, tiny_measurer):
+    from PIL import Image
+
+    from ldmprobe.digest import CACHE_KINDS, cache_key
+    from ldmprobe.engine import cache
+    from ldmprobe.engine.assoc_images import user_image_key
+    from ldmprobe.engine.encode import encode_images
+
+    folder, document = generated
+    manifest = write_manifest(tmp_path, folder / "run", kind, extra=True)
+    result = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny",
+                    "--vocab", folder / "vocab.txt", *FAST, "--out", tmp_path / "run", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "1 of 13 rows" in result.stderr and "ignored" in result.stderr
+    mine = json.loads(result.stdout)
+    validate_document(mine, "sweep")
+    assert mine["source"]["kind"] == "images" and mine["source"]["format"] == kind and mine["source"]["extra_rows"] == 1
+    assert mine["config"]["measurer"]["spec"] == "tiny" and mine["config"]["steps"] is None
+    # every image's embedding is the measurer's, stored under its content key
+    items = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
+    store = cache.embedding_store(tiny_measurer.identity)
+    for item in items[:3]:
+        sha = hashlib.sha256((tmp_path / item["source_path"]).read_bytes()).hexdigest()
+        assert item["key"] == user_image_key(sha) == cache_key("user-image", CACHE_KINDS["user-image"], {"sha256": sha})
+        with Image.open(tmp_path / "run" / item["image"]) as image:
+            direct = encode_images(tiny_measurer, [image.convert("RGB")])[0]
+        np.testing.assert_allclose(store.load(item["key"]), direct, atol=1e-5)
+    # the same images as the generated sweep: the same statistics
+    ours, theirs = statistics(mine), statistics(null_conditioning(document))
+    for a, b in zip(ours["terms"] + ours["controls"], theirs["terms"] + theirs["controls"]):
+        assert a["image_drift"]["estimate"] == pytest.approx(b["image_drift"]["estimate"], rel=1e-4, abs=1e-9)
+        assert [p["shift"] for p in a["probes"]] == pytest.approx([p["shift"] for p in b["probes"]], abs=1e-7)
+        assert a["text_drift"] == b["text_drift"]
+    assert (tmp_path / "run" / "contact-00.png").is_file() and (tmp_path / "run" / "report.html").is_file()
+
+
+def test_images_are_cached_by_content(generated, cli, tmp_path, monkeypatch):
+    from ldmprobe.engine import encode
+    from ldmprobe.models import load as model_load
+
+    folder, _ = generated
+    manifest = write_manifest(tmp_path, folder / "run", "csv")
+    first = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny", "--vocab",
+                   folder / "vocab.txt", *FAST, "--out", tmp_path / "a", "--no-report", "--format", "json")
+    assert first.exit_code == 0, first.output
+    monkeypatch.setattr(encode, "encode_images", lambda *a, **k: pytest.fail("cached: nothing to embed"))
+    monkeypatch.setattr(model_load, "load_measurer", lambda *a, **k: pytest.fail("cached: no measurer needed"))
+    again = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny", "--vocab",
+                   folder / "vocab.txt", *FAST, "--out", tmp_path / "b", "--no-report", "--format", "json")
+    assert again.exit_code == 0, again.output
+    assert statistics(json.loads(again.stdout)) == statistics(json.loads(first.stdout))
+
+
+def test_unreadable_or_missing_image_is_named(generated, cli, tmp_path):
+    folder, _ = generated
+    manifest = write_manifest(tmp_path, folder / "run", "csv")
+    lines = manifest.read_text().splitlines()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    lines[1] = ",".join(lines[1].split(",")[:-1] + ["broken.png"])
+    manifest.write_text("\n".join(lines) + "\n")
+    result = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny")
+    assert result.exit_code == BAD and "broken.png" in result.stderr and "not a readable image" in result.stderr
+    lines[1] = ",".join(lines[1].split(",")[:-1] + ["gone.png"])
+    manifest.write_text("\n".join(lines) + "\n")
+    result = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny")
+    assert result.exit_code == BAD and "gone.png" in result.stderr and "not found" in result.stderr
+
+
+def test_manifest_missing_cells_and_columns(generated, cli, tmp_path):
+    folder, _ = generated
+    manifest = write_manifest(tmp_path, folder / "run", "jsonl")
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:-2]) + "\n")
+    result = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny")
+    assert result.exit_code == BAD and "2 of 12" in result.stderr and "'nice', seed 1" in result.stderr
+    manifest.write_text(json.dumps({"template": "a {} house", "term": "", "seed": 0}) + "\n")
+    result = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny")
+    assert result.exit_code == BAD and "no path" in result.stderr
+
+
+# -- your own embeddings (planted, no model)
+
+
+def own_spec(tmp_path: Path, probes=("p", "q")) -> Path:
+    path = tmp_path / "own.toml"
+    path.write_text(f'templates = ["a {{}} house", "the {{}} house"]\nbaseline = ""\nterms = ["big"]\n'
+                    f"probes = {json.dumps(list(probes))}\nseeds = 3\n")
+    return path
+
+
+def planted(seed: int = 0, d: int = 8) -> dict:
+    """Embeddings for own_spec: 'big' images move toward dimension 0 (= probe p)."""
+    rng = np.random.default_rng(seed)
+    templates, terms, seeds = ["a {} house", "the {} house"], ["", "big"], [0, 1, 2]
+    cells = [(t, m, s) for t in templates for m in terms for s in seeds]
+    image = rng.normal(size=(len(cells), d)) * 0.3 + np.eye(d)[1]
+    image[[i for i, c in enumerate(cells) if c[1] == "big"], 0] += 1.0
+    prompts = ["a house", "a big house", "the house", "the big house"]
+    return {
+        "image": image, "template": np.array([c[0] for c in cells]), "term": np.array([c[1] for c in cells]),
+        "seed": np.array([c[2] for c in cells]), "probe": np.array(["p", "q"]), "probe_embedding": np.eye(d)[:2],
+        "prompt": np.array(prompts), "prompt_embedding": rng.normal(size=(4, d)),
+    }
+
+
+def write_npz(path: Path, arrays: dict) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def unit(x):
+    x = np.asarray(x, dtype=float)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_embeddings_numbers_match_an_independent_computation(cli, tmp_path):
+    arrays = planted()
+    spec = own_spec(tmp_path)
+    result = invoke(cli, "sweep", spec, "--embeddings", write_npz(tmp_path / "e.npz", arrays), *FAST,
+                    "--out", tmp_path / "run", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    validate_document(document, "sweep")
+    term = document["terms"][0]
+    cells = list(zip(arrays["template"], arrays["term"], arrays["seed"]))
+    img = {c: unit(v) for c, v in zip(cells, arrays["image"])}
+    diffs = np.array([img[(t, "big", s)] - img[(t, "", s)] for t in ("a {} house", "the {} house") for s in (0, 1, 2)])
+    shifts = {row["probe"]: row["shift"] for row in term["probes"]}
+    assert shifts["p"] == pytest.approx(float(diffs.mean(0) @ unit(arrays["probe_embedding"][0])), abs=1e-9)
+    assert shifts["q"] == pytest.approx(float(diffs.mean(0) @ unit(arrays["probe_embedding"][1])), abs=1e-9)
+    assert term["probes"][0]["probe"] == "p" and shifts["p"] > 0.1
+    text = {p: unit(v) for p, v in zip(arrays["prompt"], arrays["prompt_embedding"])}
+    expected_text = np.mean([1 - text["a big house"] @ text["a house"], 1 - text["the big house"] @ text["the house"]])
+    assert term["text_drift"]["measurer"] == pytest.approx(expected_text, abs=1e-9)
+    assert term["text_drift"]["conditioning"] is None
+    assert document["config"]["measurer"]["identity"] is None and document["source"]["dim"] == 8
+
+
+def test_extra_rows_are_ignored_with_a_count(cli, tmp_path):
+    arrays = planted()
+    base = invoke(cli, "sweep", own_spec(tmp_path), "--embeddings", write_npz(tmp_path / "a.npz", arrays), *FAST,
+                  "--no-report", "--out", tmp_path / "a", "--format", "json")
+    more = dict(arrays)
+    for name, value in (("image", np.ones((2, 8))), ("template", ["a {} house", "elsewhere {}"]),
+                        ("term", ["small", ""]), ("seed", [0, 0])):
+        more[name] = np.concatenate([np.asarray(arrays[name]), np.asarray(value)])
+    result = invoke(cli, "sweep", own_spec(tmp_path), "--embeddings", write_npz(tmp_path / "b.npz", more), *FAST,
+                    "--no-report", "--out", tmp_path / "b", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "2 of 14 rows" in result.stderr and "ignored" in result.stderr
+    assert statistics(json.loads(result.stdout)) == statistics(json.loads(base.stdout))
+    assert json.loads(result.stdout)["source"]["extra_rows"] == 2
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a: {k: v[1:] if k in ("image", "template", "term", "seed") else v for k, v in a.items()},
+     ["1 of 12", "('a {} house', '', seed 0)"]),
+    (lambda a: {**a, "probe_embedding": np.eye(9)[:2]}, ["'probe_embedding'", "9 dimensions", "'image' has 8"]),
+    (lambda a: {**a, "prompt_embedding": np.ones((4, 5))}, ["'prompt_embedding'", "5 dimensions"]),
+    (lambda a: {**a, "image": np.where(np.arange(12)[:, None] == 3, np.nan, a["image"])},
+     ["'image'", "1 row(s) with NaN", "rows 3"]),
+    (lambda a: {**a, "probe_embedding": np.array([[np.inf] * 8, [0.0] * 8])}, ["'probe_embedding'", "NaN or infinite"]),
+    (lambda a: {k: v for k, v in a.items() if k != "seed"}, ["lacks the array(s) 'seed'"]),
+    (lambda a: {k: v for k, v in a.items() if k != "prompt_embedding"}, ["has 'prompt' but no 'prompt_embedding'"]),
+    (lambda a: {**a, "probe": np.array(["p", "r"])}, ["lacks the spec's probe(s) 'q'"]),
+    (lambda a: {**a, "term": a["term"].astype(object)}, ["object array", "dtype=str"]),
+    (lambda a: {**a, "seed": a["seed"].astype(float)}, ["'seed'", "integers"]),
+])
+def test_bad_embeddings_files_are_named(cli, tmp_path, change, words):
+    path = write_npz(tmp_path / "bad.npz", change(planted()))
+    result = invoke(cli, "sweep", own_spec(tmp_path), "--embeddings", path, "--out", tmp_path / "run")
+    assert result.exit_code == BAD, result.output
+    assert str(path) in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()  # nothing written: refused before any work
+
+
+def test_without_prompts_text_is_null_not_made_up(cli, tmp_path):
+    arrays = {k: v for k, v in planted().items() if not k.startswith("prompt")}
+    result = invoke(cli, "sweep", own_spec(tmp_path), "--embeddings", write_npz(tmp_path / "e.npz", arrays), *FAST,
+                    "--out", tmp_path / "run", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    validate_document(document, "sweep")
+    term = document["terms"][0]
+    assert term["text_drift"]["measurer"] is None and all(p["text_shift"] is None for p in term["probes"])
+    assert term["probes"][0]["shift"] > 0.1 and "text drift and text shift are null" in " ".join(
+        document["summary"]["notes"])
+
+
+def test_generation_flags_are_refused_with_your_own_data(cli, tmp_path):
+    path = write_npz(tmp_path / "e.npz", planted())
+    for flags in (["--steps", "3"], ["--measurer", "tiny"], ["--dry-run"], ["--images", path],
+                  ["--export-embeddings", tmp_path / "x.npz"]):
+        result = invoke(cli, "sweep", own_spec(tmp_path), "--embeddings", path, *flags)
+        assert result.exit_code == BAD and flags[0] in result.stderr, (flags, result.output)
+    result = invoke(cli, "sweep", own_spec(tmp_path), "--export-embeddings", tmp_path / "x.txt", "--pipeline", "tiny",
+                    "--measurer", "tiny")
+    assert result.exit_code == BAD and ".npz" in result.stderr
+
+
+def test_embeddings_sweep_never_imports_torch(tmp_path):
+    path = write_npz(tmp_path / "e.npz", planted())
+    args = ["sweep", str(own_spec(tmp_path)), "--embeddings", str(path), *FAST, "--out", str(tmp_path / "run"),
+            "--format", "json"]
+    code = ("import sys\nfrom ldmprobe.cli.main import main\n"
+            f"try:\n    main.main({args!r}, standalone_mode=False)\n"
+            "finally:\n    print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "NO-TORCH" in out.stderr
+    assert json.loads(out.stdout)["source"]["kind"] == "embeddings"
