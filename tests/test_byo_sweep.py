@@ -351,3 +351,42 @@ def test_embeddings_sweep_never_imports_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "NO-TORCH" in out.stderr
     assert json.loads(out.stdout)["source"]["kind"] == "embeddings"
+
+
+# -- the shipped example files (README "Your own images and embeddings")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_shipped_examples_come_from_their_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_byo_examples", EXAMPLES / "make_byo_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    byo = EXAMPLES / "byo"
+    assert (byo / "spec.toml").read_text() == module.SPEC
+    assert (byo / "vocab.txt").read_text().split("\n")[:-1] == module.VOCAB
+    rows = list(csv.DictReader((byo / "manifest.csv").open()))
+    assert len(rows) == 64 and all((byo / r["path"]).is_file() for r in rows)
+    assert len(np.load(byo / "embeddings.npz")["image"]) == 64
+
+
+def test_shipped_examples_find_the_planted_association(cli, tmp_path):
+    byo = EXAMPLES / "byo"
+    from_embeddings = invoke(cli, "sweep", byo / "spec.toml", "--embeddings", byo / "embeddings.npz", "--no-report",
+                             "--out", tmp_path / "e", "--format", "json")
+    assert from_embeddings.exit_code == 0, from_embeddings.output
+    fancy = json.loads(from_embeddings.stdout)["terms"][0]
+    assert fancy["term"] == "fancy" and fancy["probes"][0]["probe"] == "a yellow background"
+    assert fancy["probes"][0]["shift"] > 0.2 and fancy["probes"][0]["ci_low"] > 0
+    from_images = invoke(cli, "sweep", byo / "spec.toml", "--images", byo / "manifest.csv", "--measurer", "reference",
+                         "--vocab", byo / "vocab.txt", "--no-report", "--out", tmp_path / "i", "--format", "json")
+    assert from_images.exit_code == 0, from_images.output
+    again = json.loads(from_images.stdout)["terms"][0]
+    assert again["image_drift"]["estimate"] == pytest.approx(fancy["image_drift"]["estimate"], rel=1e-3)
+    assert [p["shift"] for p in again["probes"]] == pytest.approx([p["shift"] for p in fancy["probes"]], abs=1e-4)
+    assoc = invoke(cli, "assoc", *[a for k, name in zip("XYAB", ("fancy", "plain", "yellow", "other-backgrounds"))
+                                   for a in ("--set", f"{k}={byo / 'assoc' / name}.csv")], "--format", "json")
+    assert assoc.exit_code == 0, assoc.output
+    assert json.loads(assoc.stdout)["result"]["effect_size"] == pytest.approx(1.709, abs=0.01)
