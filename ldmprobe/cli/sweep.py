@@ -58,6 +58,8 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
 
     SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
     descriptors, professions). Everything is cached: rerun the same command to resume.
+    With --embeddings FILE.npz or --images MANIFEST nothing is generated: your own
+    embeddings or images are analysed as SPEC plans them.
     """
     from ldmprobe.engine.sweep_setup import SweepOptions
     from ldmprobe.render.emit import emit

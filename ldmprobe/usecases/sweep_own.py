@@ -115,7 +115,7 @@ def _from_embeddings(spec: Spec, options: SweepOptions, reporter, file: Embeddin
     if file.prompt_embeddings is None:
         notes.append(NO_PROMPTS_NOTE)
     labels = expanded_prompts(spec)
-    items = [_item(spec, cell, labels, key=None, image=None, row=file.rows[cell], cached=False,
+    items = [_item(spec, cell, labels, key=None, image=None, row=file.rows[cell], cached=None,
                    flags=_flags(images[cell].failed, images[cell].nsfw, options)) for cell in planned_cells(spec)]
     measurer = {"spec": None, "source": "embeddings file", "identity": None}
     return _finish(spec, options, _with_notes(analysis, *notes), items, {}, file.source, measurer=measurer,
@@ -183,7 +183,7 @@ def _from_images(spec: Spec, options: SweepOptions, reporter, manifest: ImageMan
         rel = f"images/{key}{Path(target).suffix.lower()}" if options.write_images else None
         if rel:
             copies[rel] = Path(target)
-        items.append(_item(spec, cell, labels, key=key, image=rel, source_path=listed, cached=False,
+        items.append(_item(spec, cell, labels, key=key, image=rel, source_path=listed, cached=None,
                            flags=_flags(False, False, options)))
     ref = loaded.measurer_ref
     measurer = {"spec": ref.spec, "source": ref.source, "identity": models.measurer_identity(ref)}
