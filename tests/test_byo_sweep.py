@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -390,3 +391,42 @@ def test_shipped_examples_find_the_planted_association(cli, tmp_path):
                                    for a in ("--set", f"{k}={byo / 'assoc' / name}.csv")], "--format", "json")
     assert assoc.exit_code == 0, assoc.output
     assert json.loads(assoc.stdout)["result"]["effect_size"] == pytest.approx(1.709, abs=0.01)
+
+
+def test_export_and_read_back_keep_failed_flagged_and_excluded_images():
+    """Pure round trip: SweepEmbeddings -> .npz -> read against the spec -> the same analysis."""
+    from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
+    from ldmprobe.results.sweep_embeddings import write_embeddings_npz
+    from ldmprobe.specs.sweep import Spec, expand
+    from ldmprobe.specs.sweep_sources import read_embeddings_file
+
+    spec = Spec(name="x", templates=("a {} house", "the {} house"), baseline="", terms=("big",), controls=("odd",),
+                probes=("p", "q"), seeds=(0, 1, 2))
+    rng = np.random.default_rng(3)
+    cells = [(t, m, s) for t in range(2) for m in spec.all_terms for s in spec.seeds]
+    images = {c: ImageCell(embedding=unit(rng.normal(size=8)).astype(np.float32)) for c in cells}
+    images[(0, "big", 1)] = ImageCell(embedding=None, failed=True)
+    images[(1, "odd", 2)] = ImageCell(embedding=images[(1, "odd", 2)].embedding, nsfw=True)
+    images[(1, "big", 0)] = ImageCell(embedding=np.full(8, np.nan, dtype=np.float32))
+    prompts = {(t, m): expand(spec.templates[t], m) for t in range(2) for m in spec.all_terms}
+    data = SweepEmbeddings(
+        templates=spec.templates, baseline="", terms=spec.terms, seeds=spec.seeds, images=images, prompts=prompts,
+        prompt_embeddings={p: rng.normal(size=8).astype(np.float32) for p in prompts.values()}, probes=spec.probes,
+        probe_embeddings=np.eye(8, dtype=np.float32)[:2], vocabulary=tuple("abcdef"),
+        vocabulary_embeddings=rng.normal(size=(6, 8)).astype(np.float32), controls=spec.controls, drop_nsfw=True)
+    settings = StatisticsSettings(permutations=99, bootstrap=99)
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_embeddings_npz(data, Path(folder) / "x.npz")
+        back, extra = read_embeddings_file(path, spec)
+    assert extra == 0 and back.images[(0, "big", 1)] is None and back.nsfw[(1, "odd", 2)]
+    replay = SweepEmbeddings(
+        templates=spec.templates, baseline="", terms=spec.terms, seeds=spec.seeds, prompts=prompts,
+        images={c: ImageCell(embedding=back.images[c], failed=back.images[c] is None, nsfw=back.nsfw[c]) for c in cells},
+        prompt_embeddings=back.prompt_embeddings, probes=spec.probes, probe_embeddings=back.probe_embeddings,
+        vocabulary=back.vocabulary, vocabulary_embeddings=back.vocabulary_embeddings, controls=spec.controls,
+        drop_nsfw=True)
+    first, again = analyse_sweep(data, settings).to_dict(), analyse_sweep(replay, settings).to_dict()
+    assert first == again
+    big = next(t for t in first["terms"] if t["term"] == "big")
+    assert big["failed"] == 1 and big["excluded"] == 1 and big["n_pairs"] == 4
+    assert first["controls"][0]["dropped"] == 1

@@ -3,7 +3,9 @@
 One row per planned (template, term, seed) image, in the analysis's order, with the prompts',
 probes' and vocabulary's text embeddings exactly as the analysis used them (dtypes kept), so
 replaying the file gives the same statistics. A failed image's row is zeros, flagged in
-``failed``; ``nsfw`` carries the safety checker's flags.
+``failed``; ``nsfw`` carries the safety checker's flags. A non-finite embedding (which the
+analysis excludes) is written as zeros, which it excludes the same way (zero norm), so the
+file stays finite.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def embedding_arrays(data: SweepEmbeddings) -> dict[str, np.ndarray]:
         raise BadInputError("no image has an embedding (every image failed): there is nothing to export.")
     zero = np.zeros_like(np.asarray(vectors[0]))
     arrays = {
-        "image": np.stack([zero if cell.embedding is None else np.asarray(cell.embedding)
-                           for cell in data.images.values()]),
+        "image": np.stack([zero if cell.embedding is None or not np.isfinite(cell.embedding).all()
+                           else np.asarray(cell.embedding) for cell in data.images.values()]),
         "template": np.array([data.templates[t] for t, _, _ in cells], dtype=str),
         "term": np.array([term for _, term, _ in cells], dtype=str),
         "seed": np.array([seed for _, _, seed in cells], dtype=np.int64),
