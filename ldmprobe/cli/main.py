@@ -5,6 +5,7 @@ the commands."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -31,6 +32,8 @@ class Group(click.Group):
         except KeyboardInterrupt:
             Terminal().error("interrupted; everything finished so far is cached, rerun the same command to resume.")
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except BrokenPipeError:  # `ldmprobe ... | head`: the reader has what it wanted
+            ctx.exit(_closed_pipe_exit())
         except OSError as exc:  # disk full, permissions, a vanished file
             self._traceback(ctx)
             from ldmprobe.storage import cache_hint
@@ -45,7 +48,7 @@ class Group(click.Group):
                              + ("" if self._verbose(ctx) else " (run with -v for the traceback)."))
             ctx.exit(int(ExitCode.RUNTIME))
         finally:
-            _report_repairs()
+            _report_repairs(quiet=isinstance(ctx.obj, CliState) and ctx.obj.quiet)
 
     @staticmethod
     def _verbose(ctx) -> bool:
@@ -58,24 +61,49 @@ class Group(click.Group):
             traceback.print_exc(file=sys.stderr)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+_VERBOSE_HELP = "Show tracebacks and library logs on errors."
+_OFFLINE_HELP = "Never touch the network; use only cached or local models (also LDMPROBE_OFFLINE=1)."
+_QUIET_HELP = "Only errors on stderr: no status lines, warnings or progress."
+
+_ENVIRONMENT = """\b
+Environment:
+  LDMPROBE_CACHE    cache folder (images, embeddings, tiny models); default: the user cache dir
+  LDMPROBE_OFFLINE  1: never touch the network (same as --offline)
+  NO_COLOR          set: no colour on the terminal
+  COLUMNS           table width when stdout is not a terminal (default 120)
+
+-v, -q and --offline work before or after the command (ldmprobe sweep SPEC --offline)."""
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_ENVIRONMENT)
 @click.version_option(__version__, "--version", prog_name="ldmprobe")
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and library logs on errors.")
-@click.option("--offline", is_flag=True, envvar="LDMPROBE_OFFLINE",
-              help="Never touch the network; use only cached or local models (also LDMPROBE_OFFLINE=1).")
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=_QUIET_HELP)
+@click.option("--offline", is_flag=True, envvar="LDMPROBE_OFFLINE", help=_OFFLINE_HELP)
 @click.pass_context
-def main(ctx, verbose: bool, offline: bool):
+def main(ctx, verbose: bool, offline: bool, quiet: bool = False):
     """Measure how words move text-to-image diffusion models, in CLIP space.
 
     \b
+    ldmprobe sweep reference-world       the main job: offline, on the shipped reference world
     ldmprobe models                      presets and whether they are cached
     ldmprobe check --pipeline tiny --measurer tiny
                                          load models and run one image through them
     """
-    ctx.obj = CliState(verbose=verbose, offline=offline)
+    ctx.obj = CliState(verbose=verbose, offline=offline, quiet=quiet)
     _remove_stale_temp()
     if offline:
         os.environ["LDMPROBE_OFFLINE"] = "1"
+
+
+def _closed_pipe_exit() -> int:
+    """The reader of stdout went away: end quietly, as Unix tools do (128 + SIGPIPE)."""
+    try:  # later writes and the interpreter's final flush go nowhere instead of raising again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test's buffer)
+        pass
+    return 141
 
 
 def _remove_stale_temp() -> None:
@@ -88,13 +116,13 @@ def _remove_stale_temp() -> None:
         pass
 
 
-def _report_repairs() -> None:
+def _report_repairs(quiet: bool = False) -> None:
     """One stderr line when cached values failed their integrity check this command (issue 17)."""
     from ldmprobe.storage import repair_summary
 
     line = repair_summary()
     if line:
-        Terminal().warn(line)
+        Terminal(quiet=quiet).warn(line)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -105,8 +133,22 @@ def run(argv: list[str] | None = None) -> int:
     try:
         main.main(args=argv, prog_name="ldmprobe", standalone_mode=True)
     except SystemExit as exc:
-        return _signal_exit(int(exc.code or 0) if not isinstance(exc.code, str) else 1)
-    return 0
+        code = _signal_exit(int(exc.code or 0) if not isinstance(exc.code, str) else 1)
+        return _flush_stdout(code)
+    except BrokenPipeError:  # while click itself wrote (--help into `head`)
+        return _closed_pipe_exit()
+    return _flush_stdout(0)
+
+
+def _flush_stdout(code: int) -> int:
+    """Flush stdout now, so a reader that left early ends the command quietly (not at exit)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe_exit()
+    except (OSError, ValueError):
+        pass
+    return code
 
 
 def _signal_exit(code: int) -> int:
@@ -121,6 +163,66 @@ def _signal_exit(code: int) -> int:
     return 128 + signum
 
 
+#: One example per command, shown under its --help.
+EXAMPLES = {
+    "models": ["ldmprobe models", "ldmprobe models --format json"],
+    "check": ["ldmprobe check --pipeline tiny --measurer tiny", "ldmprobe check --device cuda:0"],
+    "sweep": ["ldmprobe sweep reference-world", "ldmprobe sweep fancy-house --dry-run --offline",
+              "ldmprobe sweep fancy-house --pipeline tiny --measurer tiny --format json | jq .terms"],
+    "report": ["ldmprobe report runs/fancy-house-20250101-120000"],
+    "assoc": ["ldmprobe assoc weat1-flowers-insects", "ldmprobe assoc weat1-flowers-insects --measurer tiny"],
+    "neighbours": ["ldmprobe neighbours fancy -k 10", "ldmprobe neighbours fancy --context 'a photo of a {} house'"],
+    "trace": ["ldmprobe trace reference-world --pipeline reference --measurer reference"],
+    "compare": ["ldmprobe compare runs/base-run runs/finetune-run"],
+    "cache": ["ldmprobe cache info", "ldmprobe cache verify --repair", "ldmprobe cache prune --older-than 30d --dry-run"],
+    "cache info": ["ldmprobe cache info --format json"],
+    "cache verify": ["ldmprobe cache verify --repair"],
+    "cache prune": ["ldmprobe cache prune --model tiny --dry-run", "ldmprobe cache prune --older-than 30d"],
+}
+
+_GLOBAL_FLAGS = ("verbose", "quiet", "offline")
+
+
+def _global_params() -> list[click.Option]:
+    return [click.Option(["-v", "--verbose"], is_flag=True, help=_VERBOSE_HELP),
+            click.Option(["-q", "--quiet"], is_flag=True, help=_QUIET_HELP),
+            click.Option(["--offline"], is_flag=True, help=_OFFLINE_HELP)]
+
+
+def _with_global_flags(callback):
+    """The command's callback, taking -v / -q / --offline given after the command name too."""
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        flags = {name: bool(kwargs.pop(name, False)) for name in _GLOBAL_FLAGS}
+        ctx = click.get_current_context()
+        state = ctx.find_object(CliState)
+        if state is None:  # the command invoked on its own (no group before it)
+            state = ctx.ensure_object(lambda: CliState(verbose=False, offline=False))
+        state.update(**flags)
+        if state.offline:
+            os.environ["LDMPROBE_OFFLINE"] = "1"
+        return callback(*args, **kwargs)
+
+    return run
+
+
+def attach_global_flags(command: click.Command, path: str = "") -> None:
+    """-v / -q / --offline on the command (and a group's subcommands), and its examples in --help."""
+    name = f"{path} {command.name}".strip()
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            attach_global_flags(sub, name)
+    if any(p.name in _GLOBAL_FLAGS for p in command.params):
+        return  # already attached
+    command.params.extend(_global_params())
+    if command.callback is not None:
+        command.callback = _with_global_flags(command.callback)
+    examples = EXAMPLES.get(name)
+    if examples and not command.epilog:
+        command.epilog = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in examples)
+
+
 def _register_commands() -> None:
     """Commands defined in their own modules, one module per command."""
     from ldmprobe.cli.assoc import assoc
@@ -133,10 +235,10 @@ def _register_commands() -> None:
     from ldmprobe.cli.sweep import sweep_command
     from ldmprobe.cli.trace import trace_command
 
-    for command in (models_command, check_command, sweep_command, report_command, assoc, neighbours, trace_command):
+    for command in (models_command, check_command, sweep_command, report_command, assoc, neighbours, trace_command,
+                    compare_command, cache_group):
+        attach_global_flags(command)
         main.add_command(command)
-    main.add_command(compare_command)
-    main.add_command(cache_group)
 
 
 _register_commands()

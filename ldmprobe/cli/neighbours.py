@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ldmprobe.cli.options import CliState, model_options, output_options
+from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 @click.command("neighbours")
 @click.argument("term")
@@ -29,7 +29,7 @@ from ldmprobe.cli.options import CliState, model_options, output_options
 @model_options
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="With --images: denoising steps (default 50; tiny: 4).")
-@click.option("--guidance", type=click.FloatRange(min=0), default=None,
+@click.option("--guidance", type=FiniteFloat(min=0), default=None,
               help="With --images: classifier-free guidance scale (default 7.5).")
 @output_options
 @click.pass_obj

@@ -12,10 +12,44 @@ from ldmprobe.render.terminal import FORMATS, Terminal
 class CliState:
     """Per-invocation state shared by the commands."""
 
-    def __init__(self, verbose: bool, offline: bool):
+    def __init__(self, verbose: bool, offline: bool, quiet: bool = False):
         self.verbose = verbose
         self.offline = offline
-        self.terminal = Terminal(verbose=verbose)
+        self.quiet = quiet
+        self.terminal = Terminal(verbose=verbose, quiet=quiet)
+
+    def update(self, *, verbose: bool = False, offline: bool = False, quiet: bool = False) -> None:
+        """Global flags given after the subcommand (``ldmprobe sweep SPEC --offline``) add to those before it."""
+        self.verbose, self.offline, self.quiet = self.verbose or verbose, self.offline or offline, self.quiet or quiet
+        self.terminal.verbose, self.terminal.quiet = self.verbose, self.quiet
+
+
+def check_device(ctx, param, value):
+    """--device: a name torch takes (auto, cpu, cuda, cuda:N, mps), checked before torch is imported."""
+    if value is None:
+        return value
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models.load import check_device_name
+
+    try:
+        check_device_name(value)
+    except BadInputError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], ctx=ctx, param=param) from None
+    return value
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that refuses nan and inf (click's FloatRange lets them through)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def output_options(func):
@@ -40,7 +74,7 @@ def model_options(func):
     @click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of --pipeline.")
     @click.option("--measurer", default="ViT-L-14-quickgelu:openai", show_default=True,
                   help="open_clip model: NAME:PRETRAINED, hf-hub:ORG/REPO, local-dir:PATH, or tiny.")
-    @click.option("--device", default="auto", show_default=True,
+    @click.option("--device", default="auto", show_default=True, callback=check_device,
                   help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu.")
     @click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]), default="auto",
                   show_default=True, help="Generator precision (auto: float16 on CUDA, else float32).")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ldmprobe.cli.options import CliState, model_options, output_options
+from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
 HYBRID_PARTS = ("modifier", "content", "eot_pad")
@@ -77,7 +77,7 @@ def _check_spec(spec, noun: str | None) -> None:
 @model_options
 @click.option("--steps", type=click.IntRange(min=2), default=None,
               help="Denoising steps (default: the spec's, else 20; tiny: 4).")
-@click.option("--guidance", type=click.FloatRange(min=0), default=None, help="Guidance scale (default: spec's, else 7.5).")
+@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: spec's, else 7.5).")
 @click.option("--width", type=click.IntRange(min=8), default=None, help="Image width (default: the model's).")
 @click.option("--height", type=click.IntRange(min=8), default=None, help="Image height (default: the model's).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for every image.")

@@ -4,6 +4,29 @@ from __future__ import annotations
 
 import time
 
+#: Seconds between progress lines when stderr is not a terminal (a log file, CI, a pipe).
+LINE_INTERVAL_S = 5.0
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+class Throttle:
+    """At most one line every ``interval`` seconds (the first always passes; the final line is the
+    caller's to force), so a log of a long job stays short however many batches it has."""
+
+    def __init__(self, interval: float = LINE_INTERVAL_S, clock=None):
+        self.interval, self.clock = interval, clock or (lambda: _now())
+        self._last: float | None = None
+
+    def ready(self, *, force: bool = False) -> bool:
+        now = self.clock()
+        if force or self._last is None or now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
 
 class GenerationProgress:
     """Whole-job progress on stderr: done/total, cached vs generated, images/s, ETA.
@@ -12,14 +35,17 @@ class GenerationProgress:
     ranks) and only the rank with ``show`` (rank 0) draws, so one display covers the job.
     """
 
-    def __init__(self, reporter, total: int, cached: int, label: str, shared=None, show: bool = True):
+    def __init__(self, reporter, total: int, cached: int, label: str, shared=None, show: bool = True,
+                 clock=None):
         self.reporter, self.total, self.cached, self.label = reporter, total, cached, label
-        self.shared, self.show = shared, show
+        self.shared, self.show = shared, show and not getattr(reporter, "quiet", False)
+        self._lines = Throttle(clock=clock)
+        self._unsaid = False  # a throttled line not printed yet (close() prints the final state)
         self.generated = 0  # across all ranks when ``shared``
         self.started = time.perf_counter()
         self._bar = None
         stderr_tty = bool(getattr(getattr(reporter, "stderr", None), "isatty", lambda: False)())
-        if show and stderr_tty and total > cached:
+        if self.show and stderr_tty and total > cached:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
             from rich.progress import TextColumn, TimeRemainingColumn
 
@@ -55,11 +81,18 @@ class GenerationProgress:
         detail = f"cached {self.cached}, new {self.generated}, {rate:.2f} img/s"
         if self._bar is not None:
             self._bar.update(self._task, advance=n, detail=detail)
-        else:
+        elif self._lines.ready(force=remaining <= 0):
             eta = remaining / rate if rate > 0 else float("nan")
             self.reporter.info(f"{self.label}: {self.cached + self.generated}/{self.total} ({detail}, ETA {eta:.0f}s)")
+            self._unsaid = False
+        else:
+            self._unsaid = True
 
     def close(self) -> None:
+        if self._unsaid and self.show:  # stopped (Ctrl-C, a failure) between lines: say where it got to
+            self._unsaid = False
+            self.reporter.info(f"{self.label}: {self.cached + self.generated}/{self.total} "
+                               f"(cached {self.cached}, new {self.generated})")
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

@@ -11,11 +11,11 @@ from pathlib import Path
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.engine import cache
 from ldmprobe.engine.workitems import Recipe, WorkItem, unique_items, work_items
-from ldmprobe.errors import BadInputError
+from ldmprobe.errors import BadInputError, ModelUnavailableError
 from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
-from ldmprobe.specs.generation import GenerationSettings
-from ldmprobe.specs.sweep import Spec, check_prompt_lengths
+from ldmprobe.specs.generation import GenerationSettings, check_guidance, check_image_side
+from ldmprobe.specs.sweep import Spec, check_prompt_lengths, expand
 
 
 @dataclass
@@ -53,12 +53,13 @@ class SweepSetup:
     options: SweepOptions
     generator_ref: models.GeneratorRef
     measurer_ref: models.MeasurerRef
-    generator_folder: Path
+    generator_folder: Path | None  # None only in a --dry-run plan made without the generator's configs
     device: str
     dtype: str
-    recipe: Recipe
+    recipe: Recipe | None  # None only in such a plan
     items: list[WorkItem]
     truncated: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a --dry-run plan could not know, and why
 
     @property
     def tiny(self) -> bool:
@@ -75,18 +76,97 @@ def native_size(folder: Path) -> int:
     return models.native_image_size(folder)[0]
 
 
-def make_plan(spec: Spec, options: SweepOptions) -> SweepSetup:
-    """Resolve models (configs only), build the recipe and the keyed work items."""
+_DTYPES = ("auto", "float16", "bfloat16", "float32")
+
+
+def check_options(spec: Spec, options: SweepOptions) -> None:
+    """Every option that can be checked without a model, at once (well under a second): a bad
+    one exits 2 naming it, before any model is located, built or loaded."""
+    if options.nsfw not in ("keep", "drop"):
+        raise BadInputError(f"--nsfw must be keep or drop, not {options.nsfw!r}")
+    if options.dtype not in _DTYPES:
+        raise BadInputError(f"--dtype must be one of {', '.join(_DTYPES)}, not {options.dtype!r}")
+    check_guidance(options.guidance)
+    for side in ("width", "height"):
+        check_image_side(getattr(options, side), f"--{side}")
+    for name, value in (("--steps", options.steps), ("--batch-size", options.batch_size),
+                        ("--permutations", options.permutations), ("--bootstrap", options.bootstrap)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise BadInputError(f"{name} must be a whole number ≥ 1, not {value!r}")
+    model_load.check_device_name(options.device)
+    check_vocabularies(options.vocab)
+
+
+def check_vocabularies(names) -> None:
+    """--vocab names: each a shipped list or a readable file (read now, not after generating)."""
+    from ldmprobe.specs.vocab import DEFAULT_VOCAB, load_vocabulary
+
+    for name in names or ():
+        if str(name).strip() == DEFAULT_VOCAB:  # built in: always there
+            continue
+        try:
+            load_vocabulary([name])
+        except BadInputError as exc:
+            raise BadInputError(f"--vocab {name}: {exc}") from None
+
+
+def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, reporter=None) -> SweepSetup:
+    """Resolve models (configs only), build the recipe and the keyed work items.
+
+    With ``dry_run`` (what --dry-run prints) a generator or measurer that cannot be had offline
+    is not an error: the plan says what it could not know (keys, cache, size, prompt lengths)
+    in ``notes``, warned through ``reporter``."""
+    check_options(spec, options)
     cache.check_cache_root()  # an unwritable LDMPROBE_CACHE is named now, not after generating
     generator_ref = models.resolve_generator(options.pipeline, options.revision)
     measurer_ref = models.resolve_measurer(options.measurer)
-    if options.nsfw not in ("keep", "drop"):
-        raise BadInputError(f"--nsfw must be keep or drop, not {options.nsfw!r}")
-    folder = models.locate_generator(generator_ref, offline=options.offline, configs_only=True)
-    models.ensure_measurer_available(measurer_ref, offline=options.offline)
+    notes: list[str] = []
+    try:
+        folder = models.locate_generator(generator_ref, offline=options.offline, configs_only=True)
+    except ModelUnavailableError as exc:
+        if not dry_run:
+            raise
+        folder = None
+        notes.append(f"{_first_sentence(exc)}; the plan lists prompts and seeds, but its image keys, cache "
+                     "status, scheduler, native size and prompt lengths are unknown until the generator's "
+                     "configs are cached.")
+    try:
+        models.ensure_measurer_available(measurer_ref, offline=options.offline)
+    except ModelUnavailableError as exc:
+        if not dry_run:
+            raise
+        notes.append(_first_sentence(exc) + "; a sweep needs it.")
     device, dtype = model_load.pick_device(options.device)
     if options.dtype != "auto":
         dtype = options.dtype
+    for note in notes:
+        if reporter is not None:
+            reporter.warn(note)
+    if folder is None:
+        return SweepSetup(spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
+                          generator_folder=None, device=device, dtype=dtype, recipe=None, items=[], notes=notes)
+    recipe = _recipe(spec, options, generator_ref, folder, dtype)
+    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
+    prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
+    try:
+        truncated = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
+                                         allow_truncation=options.allow_truncation)
+    finally:
+        counter.save()
+    return SweepSetup(
+        spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
+        generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
+        items=work_items(spec, recipe), truncated=list(truncated), notes=notes,
+    )
+
+
+def _first_sentence(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(". Ways forward")[0].rstrip(".")
+
+
+def _recipe(spec: Spec, options: SweepOptions, generator_ref, folder: Path, dtype: str) -> Recipe:
+    """The generation recipe: options, else the spec, else the model's defaults (its native size)."""
     size = native_size(folder)
     negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
     generation = GenerationSettings.resolve(steps=options.steps, guidance=options.guidance, spec_steps=spec.steps,
@@ -101,25 +181,29 @@ def make_plan(spec: Spec, options: SweepOptions) -> SweepSetup:
         dtype=dtype,
         negative_prompt=negative,
     )
+    multiple = max(8, _vae_factor(folder))
     for side in ("width", "height"):
-        if getattr(recipe, side) % 8:
-            raise BadInputError(f"--{side} {getattr(recipe, side)} must be a multiple of 8.")
-    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
-    prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
+        label = (f"--{side}" if getattr(options, side) else f"{side} (the spec's)" if getattr(spec, side)
+                 else f"{side} (the model's native size)")
+        check_image_side(getattr(recipe, side), label, multiple)
+    return recipe
+
+
+def _vae_factor(folder: Path) -> int:
+    """How much the generator's autoencoder downsamples (8 for Stable Diffusion)."""
+    import json
+
+    config = folder / "vae" / "config.json"
     try:
-        truncated = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
-                                         allow_truncation=options.allow_truncation)
-    finally:
-        counter.save()
-    return SweepSetup(
-        spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
-        generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
-        items=work_items(spec, recipe), truncated=list(truncated),
-    )
+        return 2 ** (len(json.loads(config.read_text()).get("block_out_channels", [0] * 4)) - 1)
+    except (OSError, ValueError, TypeError):
+        return 8
 
 
 def dry_run_document(setup: SweepSetup) -> dict:
     """The plan, printed by --dry-run without loading any model."""
+    if setup.recipe is None:
+        return _partial_plan(setup)
     store = cache.ImageStore()
     unique = unique_items(setup.items)
     return {
@@ -137,6 +221,34 @@ def dry_run_document(setup: SweepSetup) -> dict:
              "cached": store.has(i.key)}
             for i in setup.items
         ],
+        "notes": list(setup.notes),
+    }
+
+
+def _partial_plan(setup: SweepSetup) -> dict:
+    """A plan made without the generator's configs (offline, not cached): prompts and seeds,
+    no keys; nothing can be found in the cache without them, so nothing counts as cached."""
+    spec, options = setup.spec, setup.options
+    items = [{"template": template, "term": term, "seed": seed, "prompt": expand(template, term), "key": None,
+              "cached": False}
+             for template in spec.templates for term in spec.all_terms for seed in spec.seeds]
+    generation = GenerationSettings.resolve(steps=options.steps, guidance=options.guidance, spec_steps=spec.steps,
+                                            spec_guidance=spec.guidance, tiny=setup.generator_ref.is_tiny)
+    negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
+    config = {
+        "pipeline": {"spec": setup.generator_ref.spec, "source": setup.generator_ref.source, "identity": None},
+        "measurer": {"spec": setup.measurer_ref.spec, "source": setup.measurer_ref.source,
+                     "identity": models.measurer_identity(setup.measurer_ref)},
+        "scheduler": None, "steps": generation.steps, "guidance": generation.guidance,
+        "width": options.width or spec.width, "height": options.height or spec.height, "dtype": setup.dtype,
+        "negative_prompt": negative, "device": setup.device, "batch_size": None, "nsfw": options.nsfw,
+        "statistics": {"seed": options.stats_seed, "permutations": options.permutations,
+                       "bootstrap": options.bootstrap},
+    }
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "sweep-plan", "spec": spec.to_dict(), "config": config,
+        "counts": {"planned": len(items), "unique": len({(i["prompt"], i["seed"]) for i in items}), "cached": 0},
+        "items": items, "notes": list(setup.notes),
     }
 
 

@@ -8,10 +8,23 @@ import sys
 import urllib.parse
 
 
+_TRUE = {"1", "true", "yes", "on"}
+
+#: Set when :func:`set_hub_offline` switched huggingface_hub off itself (the hub could not be
+#: reached, or a model was cached): HF_HUB_OFFLINE then says nothing about what the user asked.
+_SWITCHED_OFF_HERE = False
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
 def offline_requested(flag: bool = False) -> bool:
-    """True when the user asked never to touch the network."""
-    env = os.environ.get("LDMPROBE_OFFLINE", "") or os.environ.get("HF_HUB_OFFLINE", "")
-    return flag or env.strip().lower() in {"1", "true", "yes", "on"}
+    """True when the user asked never to touch the network (the flag, LDMPROBE_OFFLINE, or an
+    HF_HUB_OFFLINE the user set; not one that :func:`set_hub_offline` set)."""
+    if flag or _env_true("LDMPROBE_OFFLINE"):
+        return True
+    return _env_true("HF_HUB_OFFLINE") and not _SWITCHED_OFF_HERE
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -28,6 +41,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def set_hub_offline() -> None:
     """Make huggingface_hub answer from its cache only (no retries against the network)."""
+    global _SWITCHED_OFF_HERE
+    if not _env_true("HF_HUB_OFFLINE"):
+        _SWITCHED_OFF_HERE = True
     os.environ["HF_HUB_OFFLINE"] = "1"
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:  # already imported: the env var alone is not re-read

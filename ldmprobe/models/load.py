@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,8 +182,19 @@ def _surely_cpu_only() -> bool:
     return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
 
 
+_DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(requested: str, option: str = "--device") -> None:
+    """Refuse a device name torch would not take, before torch is imported."""
+    if not isinstance(requested, str) or not _DEVICE_NAME.match(requested):
+        raise BadInputError(f"{option} {requested!r}: not a device; use auto (CUDA, then MPS, then CPU), cpu, "
+                            "cuda, cuda:N or mps.")
+
+
 def pick_device(requested: str = "auto") -> tuple[str, str]:
     """(device, dtype) for ``--device``: auto = CUDA (float16), then MPS, then CPU (float32)."""
+    check_device_name(requested)
     if requested in ("auto", "cpu") and (requested == "cpu" or _surely_cpu_only()):
         return "cpu", "float32"
     import torch
@@ -195,6 +207,9 @@ def pick_device(requested: str = "auto") -> tuple[str, str]:
         return "cpu", "float32"
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise BadInputError(f"--device {requested}: CUDA is not available on this machine (try --device cpu).")
+    if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+        raise BadInputError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"numbered from 0 (try --device cuda:0).")
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise BadInputError("--device mps: MPS is not available on this machine (try --device cpu).")
     return requested, ("float16" if requested.startswith("cuda") else "float32")

@@ -257,13 +257,24 @@ def _failed_images(items: list[dict]) -> list[str]:
 
 def write_report(run_dir):
     """Write ``report.html`` into a sweep's run folder (from results.json and items.jsonl)."""
-    import json
     from pathlib import Path
 
     from ldmprobe.engine.cache import atomic_write_text
-    from ldmprobe.errors import BadInputError
 
     run_dir = Path(run_dir)
+    document, items = read_run(run_dir)
+    target = run_dir / REPORT_NAME
+    atomic_write_text(target, render_report(document, items))
+    return target
+
+
+def read_run(run_dir) -> tuple[dict, list[dict]]:
+    """results.json and items.jsonl of a sweep run folder, checked before any page is written:
+    the document against the sweep schema, and every image and contact sheet it links to."""
+    import json
+
+    from ldmprobe.errors import BadInputError
+
     results = run_dir / "results.json"
     if not results.is_file():
         raise BadInputError(f"{run_dir} is not a sweep run folder (no results.json). Pass the folder a sweep wrote.")
@@ -274,8 +285,40 @@ def write_report(run_dir):
             if items_path.is_file() else []
     except ValueError as exc:
         raise BadInputError(f"{results} (or items.jsonl beside it) is not valid JSON: {exc}") from exc
-    if document.get("kind") != "sweep":
-        raise BadInputError(f"{results} is not a sweep result (kind={document.get('kind')!r}).")
-    target = run_dir / REPORT_NAME
-    atomic_write_text(target, render_report(document, items))
-    return target
+    if not isinstance(document, dict) or document.get("kind", "sweep") != "sweep":
+        kind = document.get("kind") if isinstance(document, dict) else f"a JSON {type(document).__name__}"
+        raise BadInputError(f"{results} is not a sweep result (kind={kind!r}).")
+    _check_schema(document, results)
+    if not all(isinstance(i, dict) for i in items):
+        raise BadInputError(f"{run_dir / 'items.jsonl'}: every line must be a JSON object (one image each).")
+    _check_files(run_dir, document, items)
+    return document, items
+
+
+def _check_schema(document: dict, results) -> None:
+    import jsonschema
+
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.results.provenance import load_schema
+
+    validator = jsonschema.Draft202012Validator(load_schema("sweep"))
+    errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        said = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'top level'}: {e.message[:200]}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise BadInputError(f"{results} does not have the shape of a sweep result: {said}{more}. Rerun the sweep "
+                            "that made it, or restore the file a sweep wrote.")
+
+
+def _check_files(run_dir, document: dict, items: list[dict]) -> None:
+    """Every image and contact sheet the page would link to is in the folder (no broken <img>)."""
+    from ldmprobe.errors import BadInputError
+
+    wanted = [i["image"] for i in items if isinstance(i.get("image"), str) and i["image"]]
+    wanted += [s.get("path") for s in document.get("run", {}).get("contact_sheets", []) if s.get("path")]
+    missing = [path for path in dict.fromkeys(wanted) if not (run_dir / path).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise BadInputError(f"{run_dir}: {len(missing)} of the {len(set(wanted))} images and contact sheets the "
+                            f"report shows are missing: {shown}. Restore them, or rerun the sweep with --out "
+                            f"{run_dir} --replace (cached images are copied in again).")

@@ -25,6 +25,7 @@ class Terminal:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     verbose: bool = False
+    quiet: bool = False  # -q: only errors on stderr (no status lines, warnings or progress)
 
     @property
     def stdout_is_tty(self) -> bool:
@@ -57,27 +58,40 @@ class Terminal:
         return "table" if self.stdout_is_tty else "json"
 
     def info(self, message: str) -> None:
+        if self.quiet:
+            return
         self.err_console().print(message, markup=False, highlight=False)
 
     def warn(self, message: str) -> None:
+        if self.quiet:
+            return
         self.err_console().print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
     def progress(self, label: str, done: int, total: int) -> None:
-        """Reporter protocol: a transient bar per label on a terminal, else one line at the start."""
+        """Reporter protocol: a transient bar per label on a terminal; elsewhere a line at the
+        start, at most one every few seconds after it, and the final one."""
+        if self.quiet:
+            return
+        from ldmprobe.engine.progress import Throttle
+
         bars = self.__dict__.setdefault("_bars", {})
         if label not in bars:
             console = self.err_console()
             self.info(f"{label}: {total} to do")
-            bars[label] = None
+            bar, lines = None, Throttle()
+            lines.ready()  # the start line counts as the first
             if console.is_terminal:
                 from rich.progress import Progress
 
-                bars[label] = Progress(console=console, transient=True)
-                bars[label].start()
-                bars[label].add_task(label, total=total)
-        bar = bars[label]
+                bar = Progress(console=console, transient=True)
+                bar.start()
+                bar.add_task(label, total=total)
+            bars[label] = (bar, lines)
+        bar, lines = bars[label]
         if bar is not None:
             bar.update(bar.task_ids[0], completed=done)
+        elif lines.ready(force=done >= total):
+            self.info(f"{label}: {done}/{total}")
         if done >= total:
             if bar is not None:
                 bar.stop()

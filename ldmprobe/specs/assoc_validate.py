@@ -15,6 +15,7 @@ from ldmprobe.specs.assoc_types import (
     _KEY_ALIASES, _ROLE, ASSOC_KEYS, MAX_PERMUTATIONS, SET_KEYS, SET_NAMES, TEST_KEYS, AssocSet, AssocSpec,
 )
 from ldmprobe.specs.sweep import MAX_SEED, MAX_SEED_COUNT
+from ldmprobe.specs.sweep_validate import end_sentence
 
 _is_int = specfile.is_int
 _type = specfile.type_name
@@ -379,8 +380,9 @@ def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], table: str | No
         parts.append(f"{key!r}{at}" + (f" — did you mean {suggestion!r}?" if suggestion else ""))
     noun = "key" if len(unknown) == 1 else "keys"
     scope = f"in [{table}]" if table else "in the spec"
+    listing = "; ".join(parts)
     raise SpecError(
-        f"{where.source}: unknown {noun} {scope}: {'; '.join(parts)}. Allowed "
+        f"{where.source}: unknown {noun} {scope}: {listing}{end_sentence(listing)} Allowed "
         f"{'here' if table else 'at the top level'}: {', '.join(allowed)}; rename or remove "
         f"the unknown {noun}."
     )

@@ -65,6 +65,11 @@ def _read_plain(path: Path, ctx: _Ctx) -> dict[str, Any]:
 _read_text = specfile.read_text
 
 
+def end_sentence(text: str) -> str:
+    """The full stop a sentence needs, unless it already ends in one (a '?' from "did you mean")."""
+    return "" if text.rstrip().endswith((".", "?", "!")) else "."
+
+
 def _check_keys(data: Mapping[str, Any], ctx: _Ctx) -> None:
     unknown = [k for k in data if k not in SPEC_KEYS]
     if not unknown:
@@ -81,8 +86,9 @@ def _check_keys(data: Mapping[str, Any], ctx: _Ctx) -> None:
             f"{key!r}{at}" + (f" — did you mean {suggestion!r}?" if suggestion else "")
         )
     noun = "key" if len(unknown) == 1 else "keys"
+    listing = "; ".join(parts)
     raise SpecError(
-        f"{ctx.source}: unknown spec {noun} {'; '.join(parts)}. A spec may contain only "
+        f"{ctx.source}: unknown spec {noun} {listing}{end_sentence(listing)} A spec may contain only "
         f"{', '.join(SPEC_KEYS)}; rename or remove the unknown {noun}."
     )
 
