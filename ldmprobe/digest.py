@@ -22,7 +22,7 @@ CACHE_KINDS = {
     "token-counts": 1,
     "trace-image": 1,  # engine.trace_cache.TRACE_CACHE_VERSION
     "trace-attention": 1,
-    "user-image": 1,  # engine.assoc_images.USER_IMAGE_VERSION: a user's image embedding, keyed by file content
+    "user-image": 1,  # engine.assoc_images.user_image_key: a user's image embedding, keyed by file content
 }
 
 

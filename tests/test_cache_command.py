@@ -66,7 +66,9 @@ def test_info_sizes_by_kind_and_model(swept):
     root, _ = swept
     info = doc("info")
     kinds = {row["kind"]: row for row in info["by_kind"]}
-    assert kinds["images"]["entries"] == 4 and kinds["images"]["bytes"] == du(root / "images")
+    manifest = du(root / "images" / "index")
+    assert kinds["images"]["entries"] == 4 and kinds["images"]["bytes"] == du(root / "images") - manifest
+    assert manifest > 0 and kinds["image manifest"]["bytes"] == manifest
     assert kinds["models"]["bytes"] == du(root / "models")
     assert kinds["image embeddings"]["bytes"] == du(root / "embeddings")
     assert info["total_bytes"] == du(root)

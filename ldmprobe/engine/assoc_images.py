@@ -139,14 +139,14 @@ def _refuse_bad_images(items, store) -> None:
 
 
 #: Kind and version in every user-image key (bump the version when what is stored changes).
-USER_IMAGE_KIND, USER_IMAGE_VERSION = "user-image", 1
+USER_IMAGE_KIND = "user-image"
 
 
 def user_image_key(sha256: str) -> str:
     """The embedding-cache key of a user's image: its content digest (not its name or folder)."""
-    from ldmprobe.digest import digest
+    from ldmprobe.digest import CACHE_KINDS, cache_key
 
-    return digest({"kind": USER_IMAGE_KIND, "version": USER_IMAGE_VERSION, "sha256": sha256})
+    return cache_key(USER_IMAGE_KIND, CACHE_KINDS[USER_IMAGE_KIND], {"sha256": sha256})
 
 
 def embed_image_folder(measurer, source, *, batch_size: int = 32, reporter: Reporter | None = None):

@@ -125,7 +125,10 @@ class ImageStore:
     """
 
     def __init__(self, root: Path | None = None):
+        from ldmprobe.engine.image_index import ImageIndex
+
         self.base = (root or cache_root()) / "images"
+        self.index = ImageIndex(self.base)
 
     def path(self, key: str) -> Path:
         return _sharded(self.base, key, ".png")
@@ -145,6 +148,7 @@ class ImageStore:
         image.save(buffer, format="PNG", pnginfo=info)
         path = self.path(key)
         atomic_write_bytes(path, png_with_digest(buffer.getvalue()))
+        self.index.record(key, path, json.loads(json.dumps(metadata, ensure_ascii=False)))
         return path
 
     def save_failure(self, key: str, metadata: dict) -> None:
@@ -196,13 +200,25 @@ class ImageStore:
             self._remove(self.path(key), "images", "undecodable")
             return None
 
+    def _indexed(self, key: str) -> dict | None:
+        """The recipe from the save-time manifest when the file is the one recorded (one stat)."""
+        try:
+            st = os.stat(self.path(key))
+        except OSError:
+            return None
+        return self.index.lookup(key, st)
+
     def metadata(self, key: str) -> dict | None:
         """The PNG text-chunk metadata without decoding pixels (None when missing or unreadable).
 
-        For images already checked by :meth:`valid` this run: it reads only the header chunks.
+        For images already checked by :meth:`valid` this run: from the save-time manifest, else
+        the header chunks.
         """
         from PIL import Image
 
+        recipe = self._indexed(key)
+        if recipe is not None:
+            return recipe
         path = self.path(key)
         try:
             with Image.open(path) as im:
@@ -217,16 +233,33 @@ class ImageStore:
         recorded file size), the end chunk, and the file's size, so a truncated, re-saved or
         edited-and-resized image is remade (issue 15). Where the bytes are read anyway
         (:meth:`load`, the run folder's copy) the digest of every byte is checked too.
+
+        An image recorded in the save-time manifest (:mod:`ldmprobe.engine.image_index`) whose
+        size, mtime and inode are unchanged costs one ``stat`` and opens nothing (issue 16); one
+        that passes the header check is recorded, so an older cache joins the manifest once.
         """
+        path = self.path(key)
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is not None and self.index.lookup(key, st) is not None:
+            return True
         if self.failure(key) is not None:
             return True
-        path = self.path(key)
-        reason = light_check(path, key)
+        if st is None:
+            return False
+        reason, recipe = _light_check(path, key)
         if reason is None:
+            self.index.record(key, path, recipe, st)
             return True
         if reason != "missing":
             self._remove(path, "images", reason)
         return False
+
+    def valid_many(self, keys) -> set[str]:
+        """The keys among ``keys`` with a usable cached result (:meth:`valid` for each)."""
+        return {key for key in keys if self.valid(key)}
 
 
 _ARRAY_KINDS = {"text/vocab": "vocabulary embeddings", "trace_attention": "trace attention maps"}
@@ -295,6 +328,11 @@ def _head_texts(fh) -> dict[str, str | None] | None:
 
 def light_check(path: Path, key: str | None = None) -> str | None:
     """:func:`check_png` without reading the pixel data: header texts, recorded size, end chunk."""
+    return _light_check(path, key)[0]
+
+
+def _light_check(path: Path, key: str | None = None) -> tuple[str | None, dict | None]:
+    """:func:`light_check`'s reason, and the recipe when the file passes."""
     try:
         with open(path, "rb") as fh:
             texts = _head_texts(fh)
@@ -302,23 +340,25 @@ def light_check(path: Path, key: str | None = None) -> str | None:
             fh.seek(max(0, size - len(_PNG_END)))
             tail = fh.read()
     except FileNotFoundError:
-        return "missing"
+        return "missing", None
     except (OSError, ValueError):
-        return "unreadable"
+        return "unreadable", None
     if texts is None or tail != _PNG_END:
-        return "truncated"
+        return "truncated", None
     if texts.get(PNG_RECIPE_KEY) is None:
-        return "no recipe chunk (saved by another program)"
+        return "no recipe chunk (saved by another program)", None
     recorded = _digest_parts(texts.get(PNG_DIGEST_KEY))[1]
     if recorded is not None and recorded != size:
-        return "changed since it was cached"
+        return "changed since it was cached", None
     try:
         recipe = json.loads(texts[PNG_RECIPE_KEY])
     except ValueError:
-        return "unreadable recipe chunk"
-    if key is not None and isinstance(recipe, dict) and recipe.get("key", key) != key:
-        return "holds another item's image"
-    return None
+        return "unreadable recipe chunk", None
+    if not isinstance(recipe, dict):
+        return "unreadable recipe chunk", None
+    if key is not None and recipe.get("key", key) != key:
+        return "holds another item's image", None
+    return None, recipe
 
 
 def png_recipe(path: Path) -> dict | None:

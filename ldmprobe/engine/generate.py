@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -168,30 +169,68 @@ def missing_items(items: Sequence[WorkItem], store) -> list[WorkItem]:
 
 
 def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], store, *, batch_size: int,
-                        on_batch: Callable[[int], None] | None = None) -> tuple[set[str], int, int]:
+                        on_batch: Callable[[int], None] | None = None,
+                        poll: float = 0.5) -> tuple[set[str], int, int]:
     """Make the ``missing`` items (see :func:`missing_items`) and store each image or failure.
 
     Returns (keys made now, batch size in use at the end, number of out-of-memory halvings).
     Each batch is written before the next starts, so an interruption loses at most one batch.
+    Items are claimed first (:mod:`ldmprobe.engine.claims`): items another live process has
+    claimed are left to it and waited for, so processes sharing a cache divide the work.
     """
-    from PIL import Image
+    from ldmprobe.engine.claims import Claims
 
     batcher = BatchGenerator(loaded, recipe, batch_size)
     made: set[str] = set()
-    position = 0
-    while position < len(missing):
-        batch = missing[position : position + batcher.batch_size]
-        for result in batcher.generate(batch):
-            metadata = png_metadata(result.item, result)
-            if result.pixels is None:
-                store.save_failure(result.item.key, {**metadata, "failed": result.failed})
-            else:
-                store.save(result.item.key, Image.fromarray(result.pixels), metadata)
-            made.add(result.item.key)
-        position += len(batch)
-        if on_batch is not None:
-            on_batch(len(batch))
+    by_key = {item.key: item for item in missing}
+    pending, waiting = list(by_key), []
+    with Claims(store.base) as claims:
+        while pending or waiting:
+            if not pending:
+                pending, waiting = _after_wait(store, claims, waiting, on_batch, poll)
+                continue
+            mine, done_elsewhere = [], 0
+            while pending and len(mine) < batcher.batch_size:
+                key = pending.pop(0)
+                if not claims.try_take(key):
+                    waiting.append(key)
+                elif store.valid(key):  # made by another process since this list was drawn up
+                    claims.release([key])
+                    done_elsewhere += 1
+                else:
+                    mine.append(key)
+            if done_elsewhere and on_batch is not None:
+                on_batch(done_elsewhere)
+            if mine:
+                made |= _make_batch(batcher, [by_key[key] for key in mine], store)
+                claims.release(mine)
+                if on_batch is not None:
+                    on_batch(len(mine))
     return made, batcher.batch_size, batcher.halvings
+
+
+def _make_batch(batcher, batch: Sequence[WorkItem], store) -> set[str]:
+    from PIL import Image
+
+    made = set()
+    for result in batcher.generate(batch):
+        metadata = png_metadata(result.item, result)
+        if result.pixels is None:
+            store.save_failure(result.item.key, {**metadata, "failed": result.failed})
+        else:
+            store.save(result.item.key, Image.fromarray(result.pixels), metadata)
+        made.add(result.item.key)
+    return made
+
+
+def _after_wait(store, claims, waiting: list[str], on_batch, poll: float) -> tuple[list[str], list[str]]:
+    """Items other processes claimed: drop those now stored, take back those whose holder died."""
+    time.sleep(poll)
+    left = [key for key in waiting if not store.valid(key)]
+    if on_batch is not None and len(left) < len(waiting):
+        on_batch(len(waiting) - len(left))  # made by another process
+    free = [key for key in left if not claims.claimed_by_others(key)]
+    return free, [key for key in left if key not in set(free)]
 
 
 def embed_stored_images(measurer, keys: Sequence[str], store, *, batch_size: int = 64) -> dict:

@@ -35,6 +35,21 @@ class ItemRecord:
     embedding: np.ndarray | None = None
 
 
+def cached_work(store: cache.ImageStore, emb_store, keys) -> tuple[set[str], set[str]]:
+    """(keys whose image must be made, keys whose cached image must still be embedded).
+
+    The warm path in O(1) file operations per item: one ``stat`` per image answered by the
+    save-time manifest (``ImageStore.valid_many``), one checked, batched read of the embeddings
+    (``emb_store.has_many``), and a failure-record check only for images with no embedding.
+    """
+    keys = list(dict.fromkeys(keys))
+    to_make = set(keys) - store.valid_many(keys)
+    rest = [key for key in keys if key not in to_make]
+    found = emb_store.has_many(rest) if rest else np.zeros(0, bool)
+    to_embed = {key for key, ok in zip(rest, found) if not ok and store.failure(key) is None}
+    return to_make, to_embed
+
+
 def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: cache.ImageStore,
                      items: list[WorkItem] | None = None, progress: GenerationProgress | None = None) -> tuple[set[str], int]:
     """Make every image not yet cached; return (keys generated now, batch size used).

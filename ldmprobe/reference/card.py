@@ -44,6 +44,30 @@ def training_statistics(count: int = N_IMAGES, seed: int = SEED) -> dict:
     }
 
 
+#: Wall-clock time of each training stage, from the training logs (one thread, the other core busy).
+MEASURED_TRAINING = {
+    "measurer 2,500 steps": "~10 min", "autoencoder 1,200 steps": "~7 min",
+    "UNet 4,000 steps": "~75 min", "UNet continuation 3,500 steps": "~96 min (0.61 steps/s)",
+}
+
+
+def _with_interval(rate: float, n: int) -> str:
+    from scipy.stats import binomtest
+
+    k = round(rate * n)
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return f"{k / n:.2f} ({ci.low:.2f}–{ci.high:.2f})"
+
+
+def _continuation(marker: dict) -> str:
+    history = marker.get("continued_from") or []
+    if not history:
+        return ""
+    return (" Trained in stages: " + ", then ".join(
+        f"from step {h['unet_steps']:,} (UNet sha256 {h['unet_sha256'][:12]}…)" for h in history)
+        + f" to step {marker['unet_steps']:,}.")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -91,12 +115,18 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
         "## Models",
         "",
         f"- Measurer: open_clip CLIP, config `{json.dumps(MEASURER_CONFIG)}`.",
-        f"- Generator: UNet trained {marker['unet_steps']:,} steps (EMA weights), AutoencoderKL 32×32 → "
-        f"16×16×4 (round-trip PSNR {marker['vae_psnr_db']} dB on training pictures), DDIM scheduler.",
+        f"- Generator: UNet trained {marker['unet_steps']:,} steps of batch 64 (EMA weights), AutoencoderKL "
+        f"32×32 → 16×16×4 (round-trip PSNR {marker['vae_psnr_db']} dB on training pictures), DDIM scheduler."
+        + _continuation(marker),
+        "- Training time on one thread of a shared 2-core CPU (measured from the training log): "
+        + ", ".join(f"{stage} {minutes}" for stage, minutes in MEASURED_TRAINING.items()) + ".",
         "- Weights in float16 safetensors: " + ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in sizes.items()
                                                          if k.endswith(".safetensors"))
         + f"; {sum(sizes.values()) / 1e6:.1f} MB in all.",
-        "- Rebuild: `python -m ldmprobe.reference.train --work WORK_DIR` (seeded, resumable).",
+        "- Rebuild: `python -m ldmprobe.reference.train --work WORK_DIR --unet-steps 4000` (seeded, "
+        "resumable), then for each continuation `python -m ldmprobe.reference.train --work WORK_DIR2 "
+        "--continue-from ldmprobe/reference/weights --unet-steps N` (the sha256 of the UNet it starts "
+        "from is in `generator/ldmprobe_reference.json`).",
     ]
     if evaluation:
         s = evaluation["settings"]
@@ -107,13 +137,20 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
         rows = []
         for r in evaluation["planted"]:
             rates = {k[5:-1]: v for k, v in r.items() if k.startswith("rate[")}
+            n = r["n_images_per_term"]
             rows.append([f"{r['term']} / {r['noun']} → {r['value']} {r['attribute']}",
                          f"{r['planted_rate']:.2f} / {r['planted_otherwise']:.3f}",
-                         f"{rates[r['term']]:.3f}", f"{rates['bare']:.3f}",
+                         _with_interval(rates[r['term']], n), _with_interval(rates['bare'], n),
                          ", ".join(f"{c} {rates[c]:.3f}" for c in world.CONTROL_WORDS),
                          str(r["n_images_per_term"])])
-        parts.append(_table(["association", "planted (term / otherwise)", "drawn under term",
-                             "drawn, bare noun", "drawn, controls", "images per term"], rows))
+        parts.append(_table(["association", "planted (term / otherwise)", "drawn under term (95 % CI)",
+                             "drawn, bare noun (95 % CI)", "drawn, controls", "images per term"], rows))
+        parts += ["", "Intervals are Wilson score intervals over the images (scipy `binomtest`); the images "
+                  "share seeds across terms, so each interval is for one term's rate on its own."]
+        if evaluation.get("images_generated"):
+            n_images, seconds = evaluation["images_generated"], evaluation["generation_seconds"]
+            parts += ["", f"Generation speed on this CPU (one thread): {n_images / seconds:.1f} images/s "
+                      f"({n_images:,} images of 32 × 32, {s['steps']} steps with guidance, batch 64, in {seconds:.0f} s)."]
         parts += ["", "Words followed (share of images showing the named attribute): "
                   + ", ".join(f"{k} {v:.3f}" for k, v in evaluation["following"].items()) + ".",
                   "", "Measurer zero-shot accuracy on 1,000 fresh pictures: "

@@ -10,8 +10,12 @@ from .nets import (MEASURER_CONFIG, OPENAI_MEAN, OPENAI_STD, build_tokenizer, co
                    load_measurer, load_vae, log, make_unet)
 
 
-def stage_export(work: Path, out: Path, lat: dict, *, seed: int) -> None:
-    """Write ``out/generator`` (diffusers) and ``out/measurer`` (open_clip) in float16."""
+def stage_export(work: Path, out: Path, lat: dict, *, seed: int, step_offset: int = 0,
+                 extra: dict | None = None) -> None:
+    """Write ``out/generator`` (diffusers) and ``out/measurer`` (open_clip) in float16.
+
+    ``step_offset`` is the UNet steps a continued training started from (``extra`` records it).
+    """
     import shutil
 
     import torch
@@ -41,9 +45,10 @@ def stage_export(work: Path, out: Path, lat: dict, *, seed: int) -> None:
               "preprocess_cfg": {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),
                                  "interpolation": "bicubic", "resize_mode": "shortest"}}
     (measurer_dir / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    marker = {"ldmprobe_reference": 1, "unet_steps": int(state["step"]), "seed": seed,
+    marker = {"ldmprobe_reference": 1, "unet_steps": step_offset + int(state["step"]), "seed": seed,
               "vae_psnr_db": round(lat["psnr"], 2),
-              "note": "trained on the synthetic reference world: its numbers are true of that world only"}
+              "note": "trained on the synthetic reference world: its numbers are true of that world only",
+              **(extra or {})}
     for role in ("generator", "measurer"):
         (staging / role / "ldmprobe_reference.json").write_text(
             json.dumps(dict(marker, role=role), indent=2) + "\n")
@@ -52,4 +57,4 @@ def stage_export(work: Path, out: Path, lat: dict, *, seed: int) -> None:
         (out / role).parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / role, out / role)
     shutil.rmtree(staging, ignore_errors=True)
-    log(f"exported UNet step {state['step']} to {out}")
+    log(f"exported UNet step {step_offset + state['step']} to {out}")

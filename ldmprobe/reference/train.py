@@ -1,6 +1,7 @@
 """Train the reference world's measurer (CLIP) and generator (latent diffusion), resumably.
 
     python -m ldmprobe.reference.train --work WORK_DIR [--unet-steps N] [--export]
+    python -m ldmprobe.reference.train --work WORK_DIR --continue-from WEIGHTS --unet-steps N
 
 Stages run in order and each is skipped once done: data, measurer (contrastive CLIP in
 open_clip format), autoencoder (AutoencoderKL 32x32 -> 16x16x4), latents, UNet (epsilon
@@ -8,6 +9,12 @@ prediction with classifier-free-guidance dropout, conditioned on the measurer's 
 converted to a transformers CLIPTextModel), export (float16 safetensors folders). Every stage
 checkpoints atomically every few minutes; rerunning the same command resumes. All randomness
 is seeded per step, so a resumed run follows the same path as an uninterrupted one.
+
+``--continue-from WEIGHTS`` trains the UNet of an exported world (``WEIGHTS/generator``) for
+N more steps and leaves its measurer, autoencoder, text tower and latent scale untouched: the
+measurer folder is copied byte for byte and the training data is the same seeded render. The
+continuation draws its batches from its own seeded stream, so a continued world is the output
+of this script given the exported weights it started from (named by sha256 in the marker).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ VAE_STEPS = 1200
 VAE_BATCH = 48
 UNET_BATCH = 64
 UNET_LR = 5e-4
+CONTINUE_LR = 2.5e-4
 CFG_DROPOUT = 0.1
 EMA_DECAY = 0.999
 
@@ -199,7 +207,9 @@ def stage_latents(work: Path, data: dict) -> dict:
     return {"latents": got["latents"], "scale": float(got["scale"]), "psnr": float(got["psnr"])}
 
 
-def stage_unet(work: Path, data: dict, lat: dict, total_steps: int) -> None:
+def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Path | None = None,
+               cond_encoder=None) -> None:
+    """Train the UNet for ``total_steps``; from scratch, or from the UNet folder ``start``."""
     import copy
 
     import torch
@@ -208,8 +218,14 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int) -> None:
     ckpt_path = work / "unet.pt"
     torch.manual_seed(SEED + 3)
     unet = make_unet()
+    stream, base_lr = (3, UNET_LR) if start is None else (4, CONTINUE_LR)
+    if start is not None:
+        from safetensors.torch import load_file
+
+        weights = load_file(str(start / "diffusion_pytorch_model.safetensors"))
+        unet.load_state_dict({k: v.float() for k, v in weights.items()})
     ema = copy.deepcopy(unet).requires_grad_(False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=UNET_LR, weight_decay=0.0)
+    opt = torch.optim.AdamW(unet.parameters(), lr=base_lr, weight_decay=0.0)
     step = 0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True)
@@ -220,15 +236,16 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int) -> None:
         log(f"unet: resuming at step {step}")
     if step >= total_steps:
         return
-    cond = Conditioning(convert_text_tower(load_measurer(work)), build_tokenizer())
+    encoder = cond_encoder if cond_encoder is not None else convert_text_tower(load_measurer(work))
+    cond = Conditioning(encoder, build_tokenizer())
     sched = make_train_scheduler()
     latents = torch.from_numpy(lat["latents"]) * lat["scale"]
     scenes = data["scenes"]
     last_save, started, losses, first = time.time(), time.time(), [], step
     unet.train()
     while step < total_steps:
-        rng = np.random.default_rng([SEED, 3, step])
-        gen = torch.Generator().manual_seed(SEED * 11 + step)
+        rng = np.random.default_rng([SEED, stream, step])
+        gen = torch.Generator().manual_seed(SEED * 11 * (stream - 2) + step)
         idx = rng.choice(len(latents), UNET_BATCH, replace=False)
         texts = [("" if rng.random() < CFG_DROPOUT else world.caption(scenes[i], rng)) for i in idx]
         x0 = latents[idx]
@@ -236,7 +253,7 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int) -> None:
         t = torch.randint(0, 1000, (UNET_BATCH,), generator=gen)
         xt = sched.add_noise(x0, noise, t)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, total_steps, UNET_LR, warmup=300)
+            group["lr"] = lr_at(step, total_steps, base_lr, warmup=300)
         pred = unet(xt, t, encoder_hidden_states=cond(texts)).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
@@ -258,6 +275,45 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int) -> None:
             last_save = time.time()
 
 
+def stage_seed_from_weights(work: Path, weights: Path) -> dict:
+    """Seed a training folder from an exported world; returns what the continuation starts from."""
+    import hashlib
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    record_path = work / "continue.json"
+    unet_file = weights / "generator" / "unet" / "diffusion_pytorch_model.safetensors"
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        if not (work / "unet.pt").exists():
+            got = hashlib.sha256(unet_file.read_bytes()).hexdigest()
+            if got != record["unet_sha256"]:
+                raise SystemExit(f"{unet_file} changed since this continuation began; use a new --work")
+        return record
+    marker = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())
+    vae_config = json.loads((weights / "generator" / "vae" / "config.json").read_text())
+    measurer = load_file(str(weights / "measurer" / "open_clip_model.safetensors"))
+    atomic_save({"model": {k: v.float() for k, v in measurer.items()}, "step": -1}, work / "measurer.done.pt")
+    vae = AutoencoderKL.from_pretrained(str(weights / "generator" / "vae"), torch_dtype=torch.float32)
+    atomic_save({"model": vae.state_dict(), "step": -1}, work / "vae.done.pt")
+    record = {"unet_steps": int(marker["unet_steps"]), "scale": float(vae_config["scaling_factor"]),
+              "unet_sha256": hashlib.sha256(unet_file.read_bytes()).hexdigest(),
+              "continued_from": marker.get("continued_from", []) + [
+                  {"unet_steps": int(marker["unet_steps"]),
+                   "unet_sha256": hashlib.sha256(unet_file.read_bytes()).hexdigest()}]}
+    start = work / "start_unet"
+    start.mkdir(exist_ok=True)
+    (start / "diffusion_pytorch_model.safetensors").write_bytes(unet_file.read_bytes())
+    tmp = work / ".continue.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, record_path)
+    log(f"continuing from {weights} (UNet step {record['unet_steps']})")
+    return record
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="checkpoint folder")
@@ -265,6 +321,9 @@ def main(argv=None) -> int:
     parser.add_argument("--unet-steps", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint")
+    parser.add_argument("--continue-from", type=Path, default=None, metavar="WEIGHTS",
+                        help="train an exported world's UNet --unet-steps more steps (measurer, "
+                             "autoencoder and text tower kept)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -272,6 +331,20 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     data = stage_data(args.work)
+    if args.continue_from is not None:
+        record = stage_seed_from_weights(args.work, args.continue_from)
+        lat = stage_latents(args.work, data)
+        lat["scale"] = record["scale"]  # the UNet was trained on latents at the exported scale
+        if not args.export_only:
+            from transformers import CLIPTextModel
+
+            encoder = CLIPTextModel.from_pretrained(str(args.continue_from / "generator" / "text_encoder"),
+                                                    torch_dtype=torch.float32).eval()
+            stage_unet(args.work, data, lat, args.unet_steps, start=args.work / "start_unet",
+                       cond_encoder=encoder)
+        stage_export(args.work, args.out, lat, seed=SEED, step_offset=record["unet_steps"],
+                     extra={"continued_from": record["continued_from"]})
+        return 0
     if not args.export_only:
         stage_measurer(args.work, data)
         stage_vae(args.work, data)

@@ -92,6 +92,8 @@ def entries(root: Path | None = None) -> Iterator[Entry]:
         if identity:
             pipelines.setdefault(cache.identity_namespace(identity), label)
         yield _entry("images" if path.suffix == ".png" else "image failure records", label, path)
+    for path in sorted((root / "images" / "index").glob("*.jsonl")):
+        yield _entry("image manifest", "save-time checks (advisory)", path)
     for folder_name, kind in _NAMESPACED.items():
         for folder in sorted(p for p in (root / folder_name).glob("*") if p.is_dir()):
             if folder_name == "text" and folder.name == "vocab":
@@ -179,7 +181,7 @@ def prune(*, model: str | None = None, older_than: str | None = None, dry_run: b
         raise BadInputError("ldmprobe cache prune needs exactly one of --model NAME or --older-than AGE (e.g. 30d).")
     root = Path(root or cache_root())
     cutoff = time.time() - parse_age(older_than) if older_than is not None else None
-    chosen = [e for e in entries(root) if e.kind != "other" and (
+    chosen = [e for e in entries(root) if e.kind not in ("other", "image manifest") and (
         _matches(e, model) if model is not None else e.kind != "models" and e.mtime < cutoff)]
     if not dry_run:
         for e in chosen:

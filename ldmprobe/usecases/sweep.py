@@ -12,7 +12,8 @@ from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
-from ldmprobe.engine.sweep_images import Interrupted, ItemRecord, embed_items, generate_missing, model_loader
+from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, cached_work, embed_items, generate_missing,
+                                          model_loader)
 from ldmprobe.engine.sweep_setup import SweepOptions, SweepSetup, config_block, dry_run_document, make_plan
 from ldmprobe.digest import digest
 from ldmprobe.engine.workitems import unique_items
@@ -108,9 +109,7 @@ def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore) -> tuple[list, i
     view = None
     if ctx.is_main:
         emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
-        to_make = {item.key for item in unique if not store.valid(item.key)}
-        to_embed = {item.key for item in unique if item.key not in to_make
-                    and store.failure(item.key) is None and not emb_store.has(item.key)}
+        to_make, to_embed = cached_work(store, emb_store, [item.key for item in unique])
         view = (plan_digest, sorted(to_make | to_embed), len(to_make))
     rank0_digest, work_keys, n_to_make = ctx.broadcast(view)
     if rank0_digest != plan_digest:

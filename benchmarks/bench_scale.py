@@ -1,0 +1,197 @@
+"""A warm rerun at scale: the plan and the embedding load per item, before and after, in one run.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_scale.py [--sizes 1000 10000] [--dim 768]
+        [--dir /tmp] [--stats-max 10000]
+
+For each size N it builds a cache as a finished sweep leaves it: N real 512 x 512 PNGs (a few
+decoded pictures re-saved under distinct keys, each with its own recipe and digest chunk, saved
+through ``ImageStore`` so the save-time manifest is written) and N image embeddings in the
+packed store. Then, with the page cache warm (what a rerun meets), it times:
+
+- **plan, before**: what the warm path did before the manifest, per item: the failure-record
+  check, the header check of the PNG (open, read the chunks before the pixels, the end) and a
+  per-key checked embedding lookup;
+- **plan, after**: ``engine.sweep_images.cached_work`` (one ``stat`` per image answered from
+  the manifest, one checked batched read of the embeddings);
+- **load**: the N embeddings read and checked from the packed store in one ``get_many``;
+- **stats**: ``analyse_sweep`` on N cells (4 templates x 5 terms with 1 control, seeds to fill N;
+  99 permutations and bootstrap resamples), up to ``--stats-max`` items.
+
+Figures are per item, with after/before ratios and growth between sizes. Targets (issue 16): warm
+per-item overhead <= 0.1 ms, 100,000 embeddings loaded in <= 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ldmprobe.engine import cache  # noqa: E402
+from ldmprobe.engine.packed_cache import VerifiedStore  # noqa: E402
+from ldmprobe.engine.sweep_images import cached_work  # noqa: E402
+
+BASE_PICTURES = 6
+NAMESPACE = "embeddings/bench"
+
+
+def pictures(n: int, seed: int = 0):
+    """A few 512 x 512 pictures with photo-like PNG sizes (smooth fields plus noise)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:512, 0:512] / 512.0
+    out = []
+    for _ in range(n):
+        f = rng.uniform(1, 6, size=3)
+        field = np.stack([np.sin(2 * np.pi * (f[c] * x + rng.uniform() * y) + rng.uniform(0, 6))
+                          for c in range(3)], -1)
+        pixels = (127 + 90 * field + rng.normal(0, 12, field.shape)).clip(0, 255).astype(np.uint8)
+        out.append(Image.fromarray(pixels, "RGB"))
+    return out
+
+
+def build(root: Path, n: int, dim: int) -> list[str]:
+    """N cached images (through ImageStore.save) and N packed embeddings; returns the keys."""
+    store = cache.ImageStore(root)
+    encoded = []
+    for picture in pictures(BASE_PICTURES):  # encode each picture once; ImageStore.save re-encodes
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    keys = [hashlib.sha256(f"item {i}".encode()).hexdigest() for i in range(n)]
+    for i, key in enumerate(keys):
+        recipe = {"key": key, "prompt": f"a photo of a term{i % 5} house", "seed": i, "nsfw": False}
+        png = encoded[i % BASE_PICTURES]
+        text = cache.PNG_RECIPE_KEY.encode() + b"\0" + json.dumps(recipe, sort_keys=True).encode()
+        at = 8 + 12 + int.from_bytes(png[8:12], "big")  # after IHDR, where Pillow writes text chunks
+        path = store.path(key)
+        cache.atomic_write_bytes(path, cache.png_with_digest(png[:at] + cache._chunk(b"tEXt", text) + png[at:]))
+        store.index.record(key, path, recipe)  # what ImageStore.save records
+    assert store.load(keys[-1])[1] == recipe  # a valid image, decoded and digest-checked
+    emb = VerifiedStore(NAMESPACE, "image embeddings", root)
+    rng = np.random.default_rng(1)
+    for start in range(0, n, 64):
+        chunk = keys[start:start + 64]
+        vectors = rng.normal(size=(len(chunk), dim)).astype(np.float32)
+        emb.put_many(chunk, list(vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
+    emb.close()
+    return keys
+
+
+def plan_before(root: Path, keys: list[str]) -> tuple[set, set]:
+    """The warm plan as it was: a failure check and a header check per image, a lookup per key."""
+    store = cache.ImageStore(root)
+    emb = VerifiedStore(NAMESPACE, "image embeddings", root)
+    to_make = set()
+    for key in keys:
+        if store.failure(key) is None and cache.light_check(store.path(key), key) is not None:
+            to_make.add(key)
+    to_embed = {k for k in keys if k not in to_make and store.failure(k) is None and not emb.has(k)}
+    return to_make, to_embed
+
+
+def plan_after(root: Path, keys: list[str]) -> tuple[set, set]:
+    return cached_work(cache.ImageStore(root), VerifiedStore(NAMESPACE, "image embeddings", root), keys)
+
+
+def load_all(root: Path, keys: list[str]) -> np.ndarray:
+    values, found = VerifiedStore(NAMESPACE, "image embeddings", root).store.get_many(keys)
+    assert found.all()
+    return values
+
+
+def stats_time(vectors: np.ndarray) -> tuple[float, int]:
+    from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
+
+    templates = tuple(f"a photo of a {{}} thing {t}" for t in range(4))
+    names = ("", "t1", "t2", "t3", "t4", "ctrl")
+    seeds = len(vectors) // (len(templates) * len(names))
+    images, i = {}, 0
+    for t in range(len(templates)):
+        for term in names:
+            for s in range(seeds):
+                images[(t, term, s)] = ImageCell(vectors[i])
+                i += 1
+    rng = np.random.default_rng(2)
+    dim = vectors.shape[1]
+    prompts = {(t, term): tpl.replace("{}", term) for t, tpl in enumerate(templates) for term in names}
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    data = SweepEmbeddings(
+        templates=templates, baseline="", terms=("t1", "t2", "t3", "t4"), seeds=tuple(range(seeds)),
+        images=images, prompts=prompts,
+        prompt_embeddings={p: unit(rng.normal(size=dim)) for p in prompts.values()},
+        probes=("a", "b", "c"), probe_embeddings=unit(rng.normal(size=(3, dim))),
+        vocabulary=tuple(f"w{j}" for j in range(200)), vocabulary_embeddings=unit(rng.normal(size=(200, dim))),
+        controls=("ctrl",),
+    )
+    start = time.perf_counter()
+    analyse_sweep(data, StatisticsSettings(permutations=99, bootstrap=99, seed=0))
+    return time.perf_counter() - start, i
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--stats-max", type=int, default=10000)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the best is kept)")
+    args = parser.parse_args(argv)
+    rows = []
+    for n in args.sizes:
+        root = Path(tempfile.mkdtemp(prefix=f"bench-scale-{n}-", dir=args.dir))
+        try:
+            t_build, keys = timed(build, root, n, args.dim)
+            png_mb = sum(p.stat().st_size for p in (root / "images").glob("??/*.png")) / n / 1e6
+            print(f"# {n} items built in {t_build:.0f} s ({png_mb:.2f} MB per PNG)", file=sys.stderr)
+            plan_before(root, keys)  # warm the page cache, as a rerun finds it
+            before = min(timed(plan_before, root, keys)[0] for _ in range(args.repeats))
+            after, (to_make, to_embed) = min((timed(plan_after, root, keys) for _ in range(args.repeats)),
+                                             key=lambda r: r[0])
+            assert not to_make and not to_embed, "the warm plan must find everything cached"
+            load = min(timed(load_all, root, keys)[0] for _ in range(args.repeats))
+            stats = None
+            if n <= args.stats_max:
+                seconds, used = stats_time(load_all(root, keys))
+                stats = seconds / used
+            rows.append({"items": n, "plan_before_ms": 1e3 * before / n, "plan_after_ms": 1e3 * after / n,
+                         "load_ms": 1e3 * load / n, "stats_ms": None if stats is None else 1e3 * stats,
+                         "png_mb": png_mb})
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"{'items':>8} {'plan before':>12} {'plan after':>11} {'after/before':>12} {'load':>9} "
+          f"{'stats':>9}   (ms per item; warm page cache)")
+    for row in rows:
+        stats = "-" if row["stats_ms"] is None else f"{row['stats_ms']:.4f}"
+        print(f"{row['items']:>8} {row['plan_before_ms']:>12.4f} {row['plan_after_ms']:>11.4f} "
+              f"{row['plan_after_ms'] / row['plan_before_ms']:>12.3f} {row['load_ms']:>9.4f} {stats:>9}")
+    for a, b in zip(rows, rows[1:]):
+        growth = {k: b[k] / a[k] for k in ("plan_before_ms", "plan_after_ms", "load_ms") if a[k]}
+        print(f"per-item growth {a['items']} -> {b['items']}: "
+              + ", ".join(f"{k.removesuffix('_ms')} x{v:.2f}" for k, v in growth.items()))
+    last = rows[-1]
+    print(f"extrapolated to 100,000 items: plan {last['plan_after_ms'] * 100:.1f} s after "
+          f"(before {last['plan_before_ms'] * 100:.1f} s), embedding load {last['load_ms'] * 100:.2f} s")
+    print(json.dumps(rows), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Claims: processes sharing a cache divide the work, and no dead process holds an item forever."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from ldmprobe.engine.claims import Claims
+
+
+def test_a_claim_is_exclusive_until_released(tmp_path):
+    a, b = Claims(tmp_path), Claims(tmp_path)
+    assert a.try_take("k1") and a.try_take("k1")  # already ours
+    assert not b.try_take("k1") and b.claimed_by_others("k1")
+    a.release(["k1"])
+    assert not b.claimed_by_others("k1") and b.try_take("k1")
+    b.close()
+    assert not list((tmp_path / "claims").glob("*"))
+
+
+def test_a_dead_local_holder_is_taken_over_at_once(tmp_path):
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(child.stdout)
+    claims = Claims(tmp_path)
+    claims.dir.mkdir(parents=True)
+    claims.path("k").write_text(json.dumps({"host": claims.host, "pid": dead, "since": time.time()}))
+    assert claims.stale("k") and not claims.claimed_by_others("k")
+    assert claims.try_take("k")
+    assert json.loads(claims.path("k").read_text())["pid"] == os.getpid()
+    claims.close()
+
+
+def test_a_silent_remote_holder_is_stale_after_the_timeout(tmp_path):
+    claims = Claims(tmp_path, stale_after=60)
+    claims.dir.mkdir(parents=True)
+    claims.path("k").write_text(json.dumps({"host": "another-node", "pid": 1, "since": 0}))
+    assert not claims.stale("k")  # fresh: its holder may be working
+    old = time.time() - 61
+    os.utime(claims.path("k"), (old, old))
+    assert claims.stale("k") and claims.try_take("k")
+    claims.close()
+
+
+def test_the_holder_keeps_its_claims_fresh(tmp_path):
+    claims = Claims(tmp_path, heartbeat=0.05, stale_after=0.5)
+    assert claims.try_take("k")
+    old = time.time() - 100
+    os.utime(claims.path("k"), (old, old))
+    time.sleep(0.3)
+    assert time.time() - claims.path("k").stat().st_mtime < 0.5
+    assert not Claims(tmp_path, stale_after=0.5).stale("k")
+    claims.close()
+
+
+class _Store:
+    """A stand-in image store: ``valid`` once saved (here: by the test, as another process would)."""
+
+    def __init__(self, base):
+        self.base, self.saved = base, set()
+
+    def valid(self, key):
+        return key in self.saved
+
+
+def test_generation_skips_items_claimed_elsewhere_and_waits_for_them(tmp_path, monkeypatch):
+    from ldmprobe.engine import generate
+    from ldmprobe.engine.workitems import WorkItem
+
+    items = [WorkItem.__new__(WorkItem) for _ in range(6)]
+    for i, item in enumerate(items):
+        object.__setattr__(item, "key", f"k{i}")
+    store = _Store(tmp_path)
+    other = Claims(tmp_path)
+    for key in ("k1", "k4"):
+        assert other.try_take(key)
+    batches = []
+
+    class FakeBatcher:
+        batch_size, halvings = 2, 0
+
+        def __init__(self, *args):
+            pass
+
+    def fake_make(batcher, batch, store_):
+        batches.append([item.key for item in batch])
+        if len(batches) == 2:  # meanwhile the other process stores k1 and dies holding k4
+            store.saved.add("k1")
+            other.release(["k1"])
+            other._stop.set()
+            other.held.clear()
+            Claims(tmp_path).path("k4").write_text(json.dumps({"host": "gone", "pid": 1, "since": 0}))
+            old = time.time() - 1000
+            os.utime(Claims(tmp_path).path("k4"), (old, old))
+        for item in batch:
+            store.saved.add(item.key)
+        return {item.key for item in batch}
+
+    monkeypatch.setattr(generate, "BatchGenerator", FakeBatcher)
+    monkeypatch.setattr(generate, "_make_batch", fake_make)
+    progress = []
+    made, _, _ = generate.generate_into_store(None, None, items, store, batch_size=2, on_batch=progress.append,
+                                              poll=0.01)
+    assert batches[:2] == [["k0", "k2"], ["k3", "k5"]]  # k1, k4 left to their holder
+    assert batches[2:] == [["k4"]]  # its holder stopped: taken over; k1 was stored by it
+    assert made == {"k0", "k2", "k3", "k5", "k4"}
+    assert sum(progress) == 6  # the one made elsewhere counts as done
+    assert not list((tmp_path / "claims").glob("*"))
+
+
+SPEC = """\
+name = "shared"
+templates = ["a photo of a {} car", "a {} house at night"]
+baseline = ""
+terms = ["red", "blue"]
+probes = ["fire", "ocean"]
+seeds = 8
+"""
+
+
+def test_two_sweeps_on_one_cache_make_each_image_once(fresh_cache, tmp_path):
+    spec = tmp_path / "shared.toml"
+    spec.write_text(SPEC)
+    procs = []
+    for name in ("a", "b"):
+        cmd = [sys.executable, "-m", "ldmprobe", "sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny",
+               "--batch-size", "1", "--out", str(tmp_path / name), "--format", "json", "--no-report",
+               "--permutations", "99", "--bootstrap", "99"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "LDMPROBE_CACHE": str(fresh_cache)}))
+    docs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        docs.append(json.loads(out))
+    generated = [doc["counts"]["generated"] for doc in docs]
+    # 2 templates x (baseline + 2 terms) x 8 seeds; without claims each run made all 48 when they overlapped
+    assert sum(generated) == 48, generated
+    assert len(list((fresh_cache / "images").rglob("*.png"))) == 48
+    assert not list((fresh_cache / "images" / "claims").glob("*"))
+    assert [t["term"] for t in docs[0]["terms"]] == [t["term"] for t in docs[1]["terms"]]
