@@ -86,7 +86,8 @@ CLEANUP_MARKER = ".last-cleanup"
 _PID = re.compile(r"\.(\d+)-[^.]*(?:\.tmp)?$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -114,7 +115,7 @@ def _stale(entry: os.DirEntry, now: float, max_age: float) -> bool:
     if not name.startswith(".") or not (is_temp_file or is_staging):
         return False
     match = _PID.search(name)
-    if match and int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
+    if match and int(match.group(1)) != os.getpid() and pid_alive(int(match.group(1))):
         return False  # held by a live process on this machine (named in the temp name)
     try:
         return now - _newest_mtime(Path(entry.path)) > max_age

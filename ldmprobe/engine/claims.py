@@ -25,18 +25,10 @@ import threading
 import time
 from pathlib import Path
 
+from ldmprobe.storage import pid_alive
+
 HEARTBEAT_S = 20.0
 STALE_AFTER_S = 120.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists
-        return True
-    return True
 
 
 class Claims:
@@ -96,7 +88,7 @@ class Claims:
         if holder is None:
             return False
         if holder.get("host") == self.host and isinstance(holder.get("pid"), int):
-            if holder["pid"] != os.getpid() and not _pid_alive(holder["pid"]):
+            if holder["pid"] != os.getpid() and not pid_alive(holder["pid"]):
                 return True
         try:
             return time.time() - self.path(key).stat().st_mtime > self.stale_after

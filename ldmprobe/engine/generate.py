@@ -229,8 +229,8 @@ def _after_wait(store, claims, waiting: list[str], on_batch, poll: float) -> tup
     left = [key for key in waiting if not store.valid(key)]
     if on_batch is not None and len(left) < len(waiting):
         on_batch(len(waiting) - len(left))  # made by another process
-    free = [key for key in left if not claims.claimed_by_others(key)]
-    return free, [key for key in left if key not in set(free)]
+    held = {key for key in left if claims.claimed_by_others(key)}
+    return [key for key in left if key not in held], [key for key in left if key in held]
 
 
 def embed_stored_images(measurer, keys: Sequence[str], store, *, batch_size: int = 64) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ldmprobe.engine import packed_format as fmt
-from ldmprobe.storage import atomic_write_bytes
+from ldmprobe.storage import atomic_write_bytes, pid_alive
 from ldmprobe.engine.packed_legacy import load_legacy
 from ldmprobe.engine.packed_store import LEGACY_MARKER, PackedStore
 
@@ -56,16 +56,6 @@ class CompactReport:
     leftovers_removed: list[str] = field(default_factory=list)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def retired(store: PackedStore, stem: str, stale_after: float, now: float) -> bool:
     """Whether no writer can still append to ``stem`` (so its files may be merged and removed).
 
@@ -82,7 +72,7 @@ def retired(store: PackedStore, stem: str, stale_after: float, now: float) -> bo
         return False
     pid, host = parsed
     if host == fmt.host_name():
-        return pid != os.getpid() and not _pid_alive(pid) or pid == os.getpid()
+        return pid != os.getpid() and not pid_alive(pid) or pid == os.getpid()
     try:
         mtime = (store.directory / (stem + fmt.INDEX_SUFFIX)).stat().st_mtime
     except FileNotFoundError:
