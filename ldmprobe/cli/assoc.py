@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ldmprobe.cli.options import CliState, model_options, output_options
+from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 
 @click.command("assoc")
@@ -31,7 +31,7 @@ from ldmprobe.cli.options import CliState, model_options, output_options
                    "Caliskan et al. 2017 (default), 0 as WEFE.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Denoising steps for prompt sets (default: the spec's, else 50).")
-@click.option("--guidance", type=click.FloatRange(min=0), default=None,
+@click.option("--guidance", type=FiniteFloat(min=0), default=None,
               help="Classifier-free guidance scale for prompt sets (default: the spec's, "
                    "else 7.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,

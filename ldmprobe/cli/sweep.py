@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ldmprobe.cli.options import CliState, model_options, output_options
+from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 
 
@@ -18,7 +18,7 @@ from ldmprobe.cli.options import CliState, model_options, output_options
 @click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
 @model_options
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (default: spec, else 50; tiny: 4).")
-@click.option("--guidance", type=click.FloatRange(min=0), default=None, help="Classifier-free guidance scale (default 7.5).")
+@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Classifier-free guidance scale (default 7.5).")
 @click.option("--width", type=click.IntRange(min=8), default=None, help="Image width (default: the model's native size).")
 @click.option("--height", type=click.IntRange(min=8), default=None, help="Image height (default: the model's native size).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for every image.")

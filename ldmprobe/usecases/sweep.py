@@ -52,10 +52,13 @@ def sweep(spec: Spec, options: SweepOptions, reporter, *, report: bool = True,
 
 
 def preview_sweep(spec: Spec, options: SweepOptions, reporter=None, *, report: bool = False) -> dict | None:  # noqa: ARG001
-    """What ``--dry-run`` prints: the plan, with no model loaded (None on ranks other than 0)."""
+    """What ``--dry-run`` prints: the plan, with no model loaded (None on ranks other than 0).
+
+    A generator or measurer that cannot be had offline does not fail the plan: it lists the
+    prompts and seeds and says (through ``reporter`` and in ``notes``) what it cannot know."""
     if not distributed.is_main_process():  # under torchrun / accelerate launch, rank 0 prints the plan
         return None
-    return dry_run_document(make_plan(spec, options))
+    return dry_run_document(make_plan(spec, options, dry_run=True, reporter=reporter))
 
 
 def run_sweep(spec: Spec, options: SweepOptions, reporter, *,
