@@ -247,7 +247,7 @@ def test_vae_round_trip_is_deterministic_and_folder_groups(tiny_generator, tmp_p
 # ----------------------------------------------------------------------------- use case
 
 
-def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, settings):
+def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, settings, fresh_cache):
     from ldmprobe.records import to_json
     from ldmprobe.usecases.trace import TraceOptions, run_trace
 

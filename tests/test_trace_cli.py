@@ -4,6 +4,7 @@ loads, its help without torch, and its run folder (results.json, report.html, fi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -84,8 +85,36 @@ def test_trace_parts_subset_and_cached_rerun(spec_file, tmp_path, tiny_generator
     document = json.loads(first.stdout)
     assert document["attention"] == [] and document["steps"] == [] and document["conditioning"]
     assert not (out / "report.html").exists() and (out / "results.json").is_file()
-    again = json.loads(_invoke(args).stdout)
+    before = (out / "results.json").read_bytes()
+    refused = _invoke(args)  # a run folder is never reused silently
+    assert refused.exit_code == 2 and "--replace" in refused.stderr and refused.stdout == ""
+    assert (out / "results.json").read_bytes() == before
+    again = _invoke([*args, "--replace"])
+    assert again.exit_code == 0, again.stderr
+    again = json.loads(again.stdout)
     assert [c["generated"] for c in again["costs"] if c["section"] != "vae"] == [0, 0]
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left beside it
+
+
+def test_trace_default_run_folders_never_collide(spec_file, tmp_path, monkeypatch, fresh_cache):
+    monkeypatch.chdir(tmp_path)
+    args = ["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "20", "--parts", "conditioning",
+            "--variants", "none", "--format", "json", "--no-report"]
+    outs = [json.loads(_invoke(args).stdout)["run"]["out"] for _ in range(2)]
+    assert outs[0] != outs[1] and all(Path(o).name.startswith("tiny-trace-trace-") for o in outs)
+    assert all((tmp_path / o / "results.json").is_file() for o in outs)
+
+
+def test_trace_failing_after_reserving_leaves_no_folder(spec_file, tmp_path, monkeypatch):
+    from ldmprobe.models.loader import ModelLoader
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("model store unavailable")
+
+    monkeypatch.setattr(ModelLoader, "from_names", broken)
+    out = tmp_path / "run"
+    result = _invoke(["trace", str(spec_file), *TINY, "--steps", "3", "--out", str(out)])
+    assert result.exit_code != 0 and not out.exists()
 
 
 @pytest.mark.parametrize("extra,spec_text,message", [

@@ -95,18 +95,20 @@ def _check_spec(spec, noun: str | None) -> None:
               help="Bootstrap resamples for the shares' intervals.")
 @click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder (default: runs/NAME-trace-YYYYmmdd-HHMMSS).")
+              help="Run folder (default: a new runs/NAME-trace-YYYYmmdd-HHMMSS).")
+@click.option("--replace", is_flag=True, help="Replace the --out run folder whole if it holds an earlier run.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and its figures.")
 @output_options
 @click.pass_obj
 def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probes, seeds, pipeline, revision, measurer,
-                  device, dtype, fmt, out, no_report, **flags):
+                  device, dtype, fmt, out, replace, no_report, **flags):
     """Follow each term of SPEC through the model: which part of the text encoder's output carries
     it, where its cross-attention lands in the picture, at which denoising steps it acts, and
     what the autoencoder's round trip does to it. Writes results.json and report.html.
 
     SPEC is a sweep spec (TOML, a plain-text file of templates, or a shipped name such as
-    fancy-house). Trace images are cached: rerun the same command to resume.
+    fancy-house). Trace images are cached: rerun the same command (with --replace if it names
+    --out) to resume.
 
     \b
     ldmprobe trace fancy-house --pipeline tiny --measurer tiny --seeds 2 --steps 4
@@ -125,7 +127,8 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     steps = flags.pop("steps") or spec.steps or (4 if tiny else 20)
     options = _options(spec, chosen, variants, steps, _switch_steps(flags.pop("switch_steps"), steps), flags)
     result = trace_from_names(spec, options, pipeline=pipeline, revision=revision, measurer=measurer, device=device,
-                              dtype=dtype, offline=obj.offline, reporter=obj.terminal, out=out, report=not no_report)
+                              dtype=dtype, offline=obj.offline, reporter=obj.terminal, out=out, report=not no_report,
+                              replace=replace)
     emit(result, fmt, obj.terminal)
     obj.terminal.info(f"run folder: {result.run.out}")
 

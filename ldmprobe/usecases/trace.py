@@ -306,22 +306,38 @@ def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progre
 
 def trace_from_names(spec, options: TraceOptions, *, pipeline: str, measurer: str, revision: str | None = None,
                      device: str = "auto", dtype: str = "auto", offline: bool = False, reporter=None,
-                     out=None, report: bool = True) -> TraceResult:
+                     out=None, report: bool = True, replace: bool = False, runs_dir="runs") -> TraceResult:
     """Resolve and load the models, :func:`run_trace`, and write the run folder (results.json,
     and with ``report`` report.html with its figures). ``spec`` is a sweep ``Spec`` (for its name
-    and provenance); ``out`` None: ``runs/NAME-trace-YYYYmmdd-HHMMSS``."""
-    import time
+    and provenance); ``out`` None: a new ``runs/NAME-trace-YYYYmmdd-HHMMSS[-N]``.
+
+    The run folder is checked and reserved before any model loads (an ``out`` holding files is
+    refused unless ``replace``, and then only an ldmprobe run folder is replaced, whole), and
+    written beside itself and moved into place at the end, as a sweep's is."""
     from pathlib import Path
 
+    from ldmprobe.results.run_folder import prepare_out, release_out
+
+    out = prepare_out(Path(out) if out is not None else None, spec_name=f"{spec.name}-trace",
+                      runs_dir=Path(runs_dir), replace=replace)
+    try:
+        return _trace_into(spec, options, out, pipeline=pipeline, measurer=measurer, revision=revision,
+                           device=device, dtype=dtype, offline=offline, reporter=reporter, report=report,
+                           replace=replace)
+    except BaseException:
+        release_out(out)  # a folder this trace reserved and never wrote is removed again
+        raise
+
+
+def _trace_into(spec, options: TraceOptions, out, *, pipeline, measurer, revision, device, dtype, offline,
+                reporter, report, replace) -> TraceResult:
     from ldmprobe.models import sources as models
     from ldmprobe.models.loader import ModelLoader
     from ldmprobe.results.provenance import now_iso, provenance
-    from ldmprobe.results.run_folder import check_out_dir
+    from ldmprobe.results.run_folder import staged_folder
     from ldmprobe.results.trace import TraceRun, write_results
 
     started = now_iso()
-    out = Path(out) if out is not None else Path("runs") / f"{spec.name}-trace-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_out_dir(out)
     loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                                     dtype=dtype, offline=offline)
     if loader.tiny and reporter is not None:
@@ -334,12 +350,12 @@ def trace_from_names(spec, options: TraceOptions, *, pipeline: str, measurer: st
                                "generator_identity": getattr(generator, "identity", None),
                                "measurer_identity": models.measurer_identity(loader.measurer_ref)})
     result = result.with_run(TraceRun(out=str(out)), spec=spec.to_dict(), provenance=block)
-    if report:
-        from ldmprobe.render.trace_report import REPORT_NAME, write_trace_report
+    with staged_folder(out, replace=replace) as staging:
+        if report:
+            from ldmprobe.render.trace_report import REPORT_NAME, write_trace_report
 
-        out.mkdir(parents=True, exist_ok=True)
-        _, figures = write_trace_report(out, result)
-        result = result.with_run(TraceRun(out=str(out), report=REPORT_NAME,
-                                          figures=tuple(p.relative_to(out).as_posix() for p in figures)))
-    write_results(out, result)
+            _, figures = write_trace_report(staging, result)
+            result = result.with_run(TraceRun(out=str(out), report=REPORT_NAME,
+                                              figures=tuple(p.relative_to(staging).as_posix() for p in figures)))
+        write_results(staging, result)
     return result
