@@ -254,6 +254,29 @@ def test_two_tiny_runs_end_to_end(runs, tmp_path):
 
 
 @pytest.mark.slow
+def test_compare_out_is_never_overwritten_silently(runs, tmp_path):
+    """--out follows the run-folder rules: a folder with files is refused before any work unless
+    it is an earlier compare's and --replace is given; a run folder is never written into."""
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    refused = compare(runs["a"], runs["b"], "--out", out, expect=2)
+    assert "--replace" in refused.stderr and refused.stdout == "" and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    not_ours = compare(runs["a"], runs["b"], "--out", out, "--replace", expect=2)
+    assert "compare.json" in not_ours.stderr and (out / "notes.txt").read_text() == "mine"
+    into_run = compare(runs["a"], runs["b"], "--out", runs["b"], expect=2)
+    assert "RUN_B" in into_run.stderr and not (runs["b"] / "compare.json").exists()
+    fresh = tmp_path / "fresh"
+    compare(runs["a"], runs["b"], "--out", fresh, "--format", "json")
+    first = (fresh / "compare.json").read_text()
+    again = compare(runs["a"], runs["b"], "--out", fresh, expect=2)
+    assert "--replace" in again.stderr and (fresh / "compare.json").read_text() == first
+    compare(runs["a"], runs["b"], "--out", fresh, "--replace", "--format", "json")
+    assert sorted(p.name for p in fresh.iterdir()) == ["compare.html", "compare.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+@pytest.mark.slow
 def test_a_planted_change_in_run_b_is_found(runs, tmp_path, tiny_measurer):
     """Run B's cached embeddings replaced by run A's plus noise, and 'red' images pushed toward
     'fire': compare finds red/fire worse and leaves blue alone."""

@@ -151,7 +151,7 @@ def test_a_folder_with_files_is_refused_before_any_work(fresh_cache, tmp_path):
     assert "--out" in result.stderr and "--replace" in result.stderr and result.stdout == ""
     assert not (fresh_cache / "images").exists()
     result = sweep(spec(tmp_path), "--out", out, "--replace", expect=2)  # not a run folder: never deleted
-    assert "not an ldmprobe run folder" in " ".join(result.stderr.split())
+    assert "not a folder ldmprobe wrote" in " ".join(result.stderr.split())
     assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 

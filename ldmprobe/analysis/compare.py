@@ -27,7 +27,7 @@ import numpy as np
 
 from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import crossed_test, design_check, sign_flip_test
-from ldmprobe.analysis.inference_drift import _boot_drift  # the sweep's templates-then-pairs bootstrap
+from ldmprobe.analysis.inference_drift import boot_drift  # the sweep's templates-then-pairs bootstrap
 from ldmprobe.analysis.sweep import StatisticsSettings, term_seed
 from ldmprobe.records import Record
 
@@ -226,7 +226,7 @@ def drift_change(da: np.ndarray, db: np.ndarray, settings: CompareSettings = Com
     grams = _grams(da, db)
     low = high = None
     if grams:
-        boot = _boot_drift(grams, settings.bootstrap, np.random.default_rng([seed, 12]))
+        boot = boot_drift(grams, settings.bootstrap, np.random.default_rng([seed, 12]))
         low, high = (float(q) for q in np.quantile(boot, [0.025, 0.975]))
     return DriftChange(
         drift_a=_none(u_a[both].mean()) if both.any() else None,

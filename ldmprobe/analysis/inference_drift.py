@@ -68,7 +68,7 @@ def _spread(x: np.ndarray) -> float:
     return float(np.sum(np.var(x, axis=0, ddof=1)))  # tr Cov, unbiased
 
 
-def _boot_drift(grams, n_boot, rng) -> np.ndarray:
+def boot_drift(grams, n_boot, rng) -> np.ndarray:
     """Hierarchical bootstrap of the mean U: templates with replacement, then pairs.
 
     A bootstrap sample with pair counts w uses the weighted U-statistic
@@ -148,7 +148,7 @@ def unbiased_drift(
     spread = float(np.mean([(_spread(m[i]) + _spread(b[i])) / 2 for i, _ in parts]))
     perm_rng, boot_rng = (np.random.default_rng(s) for s in
                           np.random.SeedSequence(_entropy(random_state)).spawn(2))
-    boot = _boot_drift(grams, n_boot, boot_rng)
+    boot = boot_drift(grams, n_boot, boot_rng)
     low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     p, min_p, exact, total = _sign_flip_drift(grams, n_resamples, perm_rng, max_enumerate)
     return UnbiasedDrift(

@@ -13,7 +13,9 @@ from ldmprobe.cli.options import CliState, output_options
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder to write compare.html and compare.json into (made if missing).")
+              help="Folder to write compare.html and compare.json into: a new or empty folder "
+                   "(or one an earlier compare wrote, with --replace).")
+@click.option("--replace", is_flag=True, help="Replace an --out folder an earlier compare wrote, whole.")
 @click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.05,
               show_default=True, help="Level at which a BH-adjusted change counts as better or worse.")
 @click.option("--permutations", type=click.IntRange(min=1), default=9999, show_default=True,
@@ -25,7 +27,7 @@ from ldmprobe.cli.options import CliState, output_options
               help="Where to run the measurer if the probe words' embeddings are not cached.")
 @output_options
 @click.pass_obj
-def compare_command(obj: CliState, run_a, run_b, out, alpha, permutations, bootstrap, stats_seed, device, fmt):
+def compare_command(obj: CliState, run_a, run_b, out, alpha, permutations, bootstrap, stats_seed, device, replace, fmt):
     """Compare two sweep runs of the same spec, e.g. a base model and its fine-tune: B − A.
 
     Images are paired by (template, term, seed). Per term: the change in image drift and in
@@ -44,7 +46,7 @@ def compare_command(obj: CliState, run_a, run_b, out, alpha, permutations, boots
 
     settings = CompareSettings(permutations=permutations, bootstrap=bootstrap, seed=stats_seed, alpha=alpha)
     result = compare_runs(run_a, run_b, settings=settings, out=out, offline=obj.offline, device=device,
-                          reporter=obj.terminal)
+                          reporter=obj.terminal, replace=replace)
     if result.provenance.get("tiny"):
         obj.terminal.warn("tiny models have random weights: their numbers mean nothing")
     if out is not None:

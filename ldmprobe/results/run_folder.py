@@ -59,12 +59,14 @@ def _probe_writable(folder: Path, what: str, shown: Path) -> None:
         raise _cannot_write(what, shown, exc) from None
 
 
-def prepare_out(out: Path | None, *, spec_name: str, runs_dir: Path, replace: bool = False) -> Path:
+def prepare_out(out: Path | None, *, spec_name: str, runs_dir: Path, replace: bool = False,
+                markers: tuple[str, ...] = _MARKERS) -> Path:
     """Check and reserve a sweep's run folder before any work (bad ``--out``: exit 2, naming it).
 
     Without ``out`` a new ``runs/NAME-STAMP[-N]`` is created with an exclusive mkdir, so two
     sweeps started in the same second get different folders. An ``--out`` that holds files is
-    refused unless ``replace`` (and then only an ldmprobe run folder is replaced, whole, at the end).
+    refused unless ``replace`` (and then only a folder holding one of ``markers``, i.e. one
+    ldmprobe wrote, is replaced, whole, at the end).
     """
     if out is None:
         return _reserve_new(Path(runs_dir), safe_name(spec_name))
@@ -87,10 +89,10 @@ def prepare_out(out: Path | None, *, spec_name: str, runs_dir: Path, replace: bo
         raise BadInputError(
             f"--out {out} already holds files. A run folder is never reused silently: choose a new folder, "
             "leave out --out for a new one under runs/, or pass --replace to replace this one whole.")
-    if not any((out / name).is_file() for name in _MARKERS):
+    if not any((out / name).is_file() for name in markers):
         raise BadInputError(
-            f"--out {out} holds files but no results.json or items.jsonl, so it is not an ldmprobe run folder; "
-            "--replace only replaces run folders. Choose another folder.")
+            f"--out {out} holds files but no {' or '.join(markers)}, so it is not a folder ldmprobe wrote "
+            "for this command; --replace only replaces those. Choose another folder.")
     _probe_writable(out.parent, "--out", out)  # the new folder is written beside it, then swapped in
     return out
 

@@ -20,18 +20,42 @@ from ldmprobe.errors import BadInputError
 from ldmprobe.records import to_json
 from ldmprobe.results.compare import CompareResult, RunData, check_comparable, read_run, run_summary
 from ldmprobe.results.provenance import now_iso, provenance
+from ldmprobe.results.run_folder import prepare_out, release_out, staged_folder
 from ldmprobe.storage import cache_root
 
 
 def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = CompareSettings(), out: Path | None = None,
-                 offline: bool = False, device: str = "auto", reporter=None) -> CompareResult:
+                 offline: bool = False, device: str = "auto", reporter=None, replace: bool = False) -> CompareResult:
     """Read both run folders, check they pair up, gather their embeddings, compare; with ``out``
-    write compare.html and compare.json there."""
+    write compare.html and compare.json there.
+
+    ``out`` follows the run-folder rules: a missing or empty folder, or (``replace``) a folder
+    an earlier compare wrote, replaced whole; never one of the two runs. It is checked and
+    reserved before any work and written through a staging folder, so a failure leaves the old
+    one as it was.
+    """
     started = now_iso()
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise BadInputError(f"--out {out} is a file, not a folder. Choose another path for the report.")
     a, b = read_run(Path(run_a), "RUN_A"), read_run(Path(run_b), "RUN_B")
+    if out is not None:
+        out = Path(out)
+        for run, name in ((a, "RUN_A"), (b, "RUN_B")):
+            if out.resolve() == Path(run.path).resolve():
+                raise BadInputError(f"--out {out} is {name}: a run folder is its sweep's own. "
+                                    "Choose another folder for the comparison.")
     check_comparable(a, b)
+    if out is not None:
+        out = prepare_out(out, spec_name="compare", runs_dir=Path("runs"), replace=replace, markers=("compare.json",))
+    try:
+        return _compare(a, b, settings, out, offline=offline, device=device, reporter=reporter,
+                        replace=replace, started=started)
+    except BaseException:
+        if out is not None:
+            release_out(out)
+        raise
+
+
+def _compare(a: RunData, b: RunData, settings: CompareSettings, out: Path | None, *, offline, device, reporter,
+             replace, started) -> CompareResult:
     if reporter is not None and {i.key for i in a.items} == {i.key for i in b.items}:
         reporter.warn("RUN_A and RUN_B hold the same images (every item key is shared): nothing can differ.")
     data = gather_embeddings(a, b, offline=offline, device=device, reporter=reporter)
@@ -48,17 +72,17 @@ def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = Compar
         analysis=analysis, report=str((Path(out) / "compare.html").resolve()) if out is not None else None,
     )
     if out is not None:
-        write_outputs(result, Path(out))
+        write_outputs(result, out, replace=replace)
     return result
 
 
-def write_outputs(result: CompareResult, out: Path) -> None:
-    """compare.json and compare.html in ``out`` (each written atomically)."""
+def write_outputs(result: CompareResult, out: Path, *, replace: bool = False) -> None:
+    """compare.json and compare.html in ``out``, written in a staging folder moved into place."""
     from ldmprobe.render.compare import compare_html
 
-    out.mkdir(parents=True, exist_ok=True)
-    cache.atomic_write_text(out / "compare.json", to_json(result) + "\n")
-    cache.atomic_write_text(out / "compare.html", compare_html(result.to_dict()))
+    with staged_folder(out, replace=replace) as staging:
+        cache.atomic_write_text(staging / "compare.json", to_json(result) + "\n")
+        cache.atomic_write_text(staging / "compare.html", compare_html(result.to_dict()))
 
 
 def _image_embeddings(run: RunData, label: str) -> dict:
