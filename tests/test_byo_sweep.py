@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -327,6 +328,8 @@ def test_without_prompts_text_is_null_not_made_up(cli, tmp_path):
     assert term["text_drift"]["measurer"] is None and all(p["text_shift"] is None for p in term["probes"])
     assert term["probes"][0]["shift"] > 0.1 and "text drift and text shift are null" in " ".join(
         document["summary"]["notes"])
+    page = (tmp_path / "run" / "report.html").read_text()  # the report shows the nulls as dashes
+    assert "text shift" in page and not re.search(r"\bnan\b", page, re.I)
 
 
 def test_generation_flags_are_refused_with_your_own_data(cli, tmp_path):

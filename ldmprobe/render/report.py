@@ -38,6 +38,10 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _signed(value) -> str:
+    return "—" if value is None else f"{value:+.4g}"
+
+
 def _ci(x: dict) -> str:
     if x.get("ci_low") is None:
         return "—"
@@ -104,17 +108,25 @@ def probe_plot(term: dict) -> str:
     shift = [p["shift"] for p in probes]
     low = [p["shift"] - p["ci_low"] if p["ci_low"] is not None else 0.0 for p in probes]
     high = [p["ci_high"] - p["shift"] if p["ci_high"] is not None else 0.0 for p in probes]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 0.38 * len(names) + 1.4), sharey=True)
     ys = range(len(names))
+    text = [(p["text_shift"], y) for p, y in zip(probes, ys) if p.get("text_shift") is not None]
+    if text:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 0.38 * len(names) + 1.4), sharey=True)
+    else:  # no prompt embeddings: the image shifts alone
+        fig, left = plt.subplots(1, 1, figsize=(4.5, 0.38 * len(names) + 1.4))
+        right = None
     left.errorbar(shift, ys, xerr=[low, high], fmt="o", color="#1f77b4", capsize=3)
     left.axvline(0, color="#888", lw=1)
     left.set_yticks(list(ys), names)
     left.invert_yaxis()
     left.set_title("image shift (95% CI)", fontsize=9)
-    right.scatter([p["text_shift"] for p in probes], ys, color="#2ca02c", marker="D")
-    right.axvline(0, color="#888", lw=1)
-    right.set_title("text shift (prompts)", fontsize=9)
-    for ax in (left, right):
+    axes = [left]
+    if right is not None:
+        right.scatter([x for x, _ in text], [y for _, y in text], color="#2ca02c", marker="D")
+        right.axvline(0, color="#888", lw=1)
+        right.set_title("text shift (prompts)", fontsize=9)
+        axes.append(right)
+    for ax in axes:
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("Δ cosine to probe", fontsize=8)
     return _svg(fig)
@@ -193,7 +205,11 @@ def _drift(document: dict) -> list[str]:
 def _contact_sheets(document: dict) -> list[str]:
     parts: list[str] = []
     parts.append('<h2 id="sheets">Contact sheets</h2>')
-    for sheet in document.get("run", {}).get("contact_sheets", []):
+    sheets = document.get("run", {}).get("contact_sheets", [])
+    if not sheets:
+        parts.append('<p class="muted">None: this run has no images in its folder (it was computed from '
+                     "embeddings, or written without images).</p>")
+    for sheet in sheets:
         parts.append(f"<figure><figcaption>{escape(sheet['template'])} (rows: baseline first, then terms; "
                      f'columns: seeds)</figcaption><img class="sheet" src="{escape(sheet["path"])}" '
                      f'alt="contact sheet for {escape(sheet["template"])}"></figure>')
@@ -221,7 +237,7 @@ def _term_section(t: dict, pairs: list[str], images: dict) -> list[str]:
             parts.append(f"<tr{hit}><td>{escape(p['probe'])}</td><td class=num>{p['shift']:+.4g}</td>"
                          f"<td class=num>{_ci(p)}</td>"
                          f"<td class=num>{_p(p['p_value'])}</td><td class=num>{_p(p['p_adjusted'])}</td>"
-                         f"<td class=num>{_p(p.get('p_fixed'), p)}</td><td class=num>{p['text_shift']:+.4g}</td>"
+                         f"<td class=num>{_p(p.get('p_fixed'), p)}</td><td class=num>{_signed(p.get('text_shift'))}</td>"
                          f"<td class=num>{_fmt(p.get('image_z'))}</td><td class=num>{_fmt(p.get('text_z'))}</td></tr>")
         parts.append("</table>")
     parts += neighbours(t, images)

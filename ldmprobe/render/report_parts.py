@@ -148,6 +148,9 @@ def neighbours(t: dict, images: dict[str, list[str]]) -> list[str]:
     that is also a term or control of this run."""
     nb = t.get("direction_neighbours") or {}
     if not (nb.get("toward") or nb.get("away")):
+        if nb and nb.get("threshold") is None:
+            return ['<p class="muted">Drift direction neighbours: none, this run had no vocabulary to rank '
+                    "(embeddings without <code>vocab</code> arrays).</p>"]
         if nb:
             return [f'<p class="muted">Drift direction neighbours: no vocabulary word passed the null threshold '
                     f"(|cos| &gt; {_g(nb.get('threshold'))}).</p>"]

@@ -61,10 +61,7 @@ def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path |
     except BaseException:
         release_out(out)
         raise
-    if report and NO_PROMPTS_NOTE in result.summary.notes:
-        reporter.warn("report.html is not written for embeddings without prompt embeddings (its probe tables "
-                      "need text shifts); results.json and items.jsonl are in the run folder.")
-    elif report:
+    if report:
         from ldmprobe.render.report import write_report
 
         write_report(result.run.out)
