@@ -27,7 +27,7 @@ class RunItem:
     template_index: int
     term: str
     seed: int
-    key: str
+    key: str | None  # None for a run from an embeddings file (its vectors are in that file)
     usable: bool  # not failed and not dropped by --nsfw drop
 
 
@@ -42,6 +42,15 @@ class RunData:
     @property
     def spec(self) -> dict:
         return self.document.get("spec") or {}
+
+    @property
+    def source(self) -> dict:
+        """Where a run's images came from when it did not generate them (``--embeddings`` / ``--images``)."""
+        return self.document.get("source") or {}
+
+    @property
+    def from_embeddings(self) -> bool:
+        return self.source.get("kind") == "embeddings"
 
     @property
     def measurer(self) -> dict:
@@ -61,7 +70,9 @@ def _read_json(path: Path, what: str):
 def _item(line: dict, path: Path, number: int) -> RunItem:
     try:
         flags = line.get("flags") or {}
-        return RunItem(int(line["template_index"]), str(line["term"]), int(line["seed"]), str(line["key"]),
+        key = line["key"]
+        return RunItem(int(line["template_index"]), str(line["term"]), int(line["seed"]),
+                       None if key is None else str(key),
                        usable=flags.get("failed") is None and not flags.get("dropped"))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"{path} line {number}: not an item record ({exc}); rerun the sweep to rewrite "
@@ -120,6 +131,15 @@ def check_comparable(a: RunData, b: RunData) -> None:
             f"{a.path} (A) and {b.path} (B) are not runs of the same spec, so their images cannot be paired by "
             f"(template, term, seed): " + "; ".join(diffs) + ". Rerun one sweep with the other's spec and seeds "
             "(only the generator or its settings should differ).")
+    if a.from_embeddings or b.from_embeddings:
+        if not (a.from_embeddings and b.from_embeddings):
+            own, other = (a, b) if a.from_embeddings else (b, a)
+            raise BadInputError(
+                f"{own.path} was computed from an embeddings file ({own.source.get('path')}) and {other.path} by the "
+                f"measurer {other.measurer.get('spec')!r}: ldmprobe cannot tell whether they share one CLIP space. "
+                "Compare two runs from embeddings files made by one model, or export this run's embeddings "
+                "(sweep --export-embeddings) and sweep both from files.")
+        return  # one space is checked on the files themselves (dimension, probe embeddings)
     ma, mb = a.measurer.get("identity"), b.measurer.get("identity")
     if not ma or not mb:
         raise BadInputError(f"{(a if not ma else b).path / 'results.json'} records no measurer identity "
@@ -142,6 +162,7 @@ def run_summary(run: RunData) -> dict:
         "negative_prompt": config.get("negative_prompt"), "nsfw": config.get("nsfw"),
         "finished": prov.get("finished"), "tiny": bool(prov.get("tiny")),
         "n_items": len(run.items), "n_usable": sum(i.usable for i in run.items),
+        "source": run.document.get("source"),
     }
 
 

@@ -56,7 +56,9 @@ def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = Compar
 
 def _compare(a: RunData, b: RunData, settings: CompareSettings, out: Path | None, *, offline, device, reporter,
              replace, started) -> CompareResult:
-    if reporter is not None and {i.key for i in a.items} == {i.key for i in b.items}:
+    same = (a.source.get("sha256") == b.source.get("sha256") if a.from_embeddings
+            else {i.key for i in a.items} == {i.key for i in b.items})
+    if reporter is not None and same:
         reporter.warn("RUN_A and RUN_B hold the same images (every item key is shared): nothing can differ.")
     data = gather_embeddings(a, b, offline=offline, device=device, reporter=reporter)
     analysis = compare_embeddings(data, settings)
@@ -147,12 +149,63 @@ def _embed_probes(run: RunData, words: list[str], *, offline: bool, device: str)
     return encode_in_templates(measurer, words, DEFAULT_PROBE_TEMPLATES)
 
 
+def _file_embeddings(run: RunData, label: str):
+    """A run from ``--embeddings FILE``: its image vectors by cell and its probe embeddings, read
+    back from that file, which must still be the one the sweep read (same sha256)."""
+    from ldmprobe.specs.sweep import SPEC_KEYS, spec_from_dict
+    from ldmprobe.specs.sweep_sources import read_embeddings_file
+
+    recorded = run.source
+    path = Path(str(recorded.get("path")))
+    spec = spec_from_dict({k: v for k, v in run.spec.items() if k in SPEC_KEYS}, source=str(run.path / "results.json"))
+    try:
+        file, _ = read_embeddings_file(path, spec)
+    except BadInputError as exc:
+        raise BadInputError(f"{label} {run.path} was computed from {path}, which cannot be read back: {exc}") from None
+    if file.source.sha256 != recorded.get("sha256"):
+        raise BadInputError(
+            f"{path} changed since {label} {run.path} was computed from it (sha256 {file.source.sha256[:12]}..., "
+            f"recorded {str(recorded.get('sha256'))[:12]}...): rerun that sweep on the file as it is now.")
+    images = {(i.template_index, i.term, i.seed): None for i in run.items}
+    for item in run.items:
+        vector = file.images.get((item.template_index, item.term, item.seed))
+        if item.usable and vector is not None:
+            images[(item.template_index, item.term, item.seed)] = np.asarray(vector, dtype=np.float64)
+    probes = None if file.probe_embeddings is None else np.asarray(file.probe_embeddings, dtype=np.float64)
+    return images, probes, int(file.source.dim)
+
+
+def _same_space(a: RunData, b: RunData, dims: tuple[int, int], probes: tuple, reporter) -> None:
+    """Two embeddings files in one space: the same dimension and the same probe embeddings."""
+    if dims[0] != dims[1]:
+        raise BadInputError(f"the embeddings files of {a.path} ({dims[0]} dimensions) and {b.path} ({dims[1]}) are "
+                            "not in one space; both must come from one measurer.")
+    pa, pb = probes
+    if pa is not None and pb is not None and pa.size:
+        unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+        worst = float(np.max(1.0 - np.sum(unit(pa) * unit(pb), axis=1)))
+        if worst > 1e-3:
+            raise BadInputError(
+                f"the embeddings files of {a.path} and {b.path} embed the probe words differently (1 - cosine up to "
+                f"{worst:.3g}), so they were not made by one measurer; drift and probe shifts are only comparable "
+                "in one CLIP space.")
+    elif reporter is not None:
+        reporter.warn("the runs' embeddings files have no probe embeddings to check that one measurer made both; "
+                      "ldmprobe trusts that they share a space.")
+
+
 def gather_embeddings(a: RunData, b: RunData, *, offline: bool = False, device: str = "auto",
                       reporter=None) -> CompareEmbeddings:
     """Both runs' image embeddings and the probe embeddings, as the pure comparison takes them."""
-    images_a, images_b = _image_embeddings(a, "RUN_A"), _image_embeddings(b, "RUN_B")
     probes = list(a.spec.get("probes") or [])
-    probe_emb = probe_embeddings(a, probes, offline=offline, device=device, reporter=reporter) if probes else None
+    if a.from_embeddings and b.from_embeddings:
+        images_a, probes_a, dim_a = _file_embeddings(a, "RUN_A")
+        images_b, probes_b, dim_b = _file_embeddings(b, "RUN_B")
+        _same_space(a, b, (dim_a, dim_b), (probes_a, probes_b), reporter)
+        probe_emb = probes_a if probes else None
+    else:
+        images_a, images_b = _image_embeddings(a, "RUN_A"), _image_embeddings(b, "RUN_B")
+        probe_emb = probe_embeddings(a, probes, offline=offline, device=device, reporter=reporter) if probes else None
     return CompareEmbeddings(
         templates=tuple(a.spec["templates"]), baseline=a.spec.get("baseline", ""), terms=tuple(a.spec["terms"]),
         seeds=tuple(a.spec["seeds"]), images_a=images_a, images_b=images_b, probes=tuple(probes),
