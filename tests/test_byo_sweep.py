@@ -191,6 +191,39 @@ def test_images_are_cached_by_content(generated, cli, tmp_path, monkeypatch):
     assert statistics(json.loads(again.stdout)) == statistics(json.loads(first.stdout))
 
 
+def test_compare_works_on_image_manifest_runs(generated, cli, tmp_path):
+    """A manifest run (someone's own images) against the generated run of the same spec: the
+    images are paired by (template, term, seed); in B the term's images are replaced by the
+    baseline's, so its drift must fall to zero and the change equal minus A's drift."""
+    folder, document = generated
+    manifest = write_manifest(tmp_path, folder / "run", "csv")
+    rows = list(csv.DictReader(manifest.open()))
+    baseline = {(r["template"], r["seed"]): r["path"] for r in rows if r["term"] == ""}
+    for row in rows:
+        if row["term"] == "red":
+            row["path"] = baseline[(row["template"], row["seed"])]
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["template", "term", "seed", "path"])
+        writer.writeheader()
+        writer.writerows(rows)
+    result = invoke(cli, "sweep", folder / "own.toml", "--images", manifest, "--measurer", "tiny", *FAST,
+                    "--out", tmp_path / "b", "--no-report", "--format", "json")
+    assert result.exit_code == 0, result.output
+    mine = json.loads(result.stdout)
+    red_b = next(t for t in mine["terms"] if t["term"] == "red")
+    assert red_b["image_drift"]["estimate"] == pytest.approx(0.0, abs=1e-12)
+    compared = invoke(cli, "compare", folder / "run", tmp_path / "b", *FAST, "--format", "json")
+    assert compared.exit_code == 0, compared.output
+    doc = json.loads(compared.stdout)
+    validate_document(doc, "compare")
+    assert doc["runs"]["a"]["source"] is None and doc["runs"]["b"]["source"]["kind"] == "images"
+    red = next(t for t in doc["terms"] if t["term"] == "red")["drift"]
+    red_a = next(t for t in document["terms"] if t["term"] == "red")["image_drift"]["estimate"]
+    assert red["drift_a"] == pytest.approx(red_a, rel=1e-6)
+    assert red["drift_b"] == pytest.approx(0.0, abs=1e-9)
+    assert red["difference"] == pytest.approx(-red_a, rel=1e-6)
+
+
 def test_unreadable_or_missing_image_is_named(generated, cli, tmp_path):
     folder, _ = generated
     manifest = write_manifest(tmp_path, folder / "run", "csv")
@@ -433,3 +466,23 @@ def test_export_and_read_back_keep_failed_flagged_and_excluded_images():
     big = next(t for t in first["terms"] if t["term"] == "big")
     assert big["failed"] == 1 and big["excluded"] == 1 and big["n_pairs"] == 4
     assert first["controls"][0]["dropped"] == 1
+
+
+def test_python_api_runs_own_embeddings_and_compare_without_torch(tmp_path):
+    """ldmprobe.api: run_sweep(embeddings=...) twice and compare_runs on the two runs, no torch."""
+    a, b = planted(seed=0), planted(seed=0)
+    b["image"] = b["image"].copy()
+    path_a, path_b = write_npz(tmp_path / "a.npz", a), write_npz(tmp_path / "b.npz", b)
+    spec = own_spec(tmp_path)
+    code = ("import sys\nfrom ldmprobe import api\nfrom ldmprobe.engine.sweep_setup import SweepOptions\n"
+            "from ldmprobe.analysis.compare import CompareSettings\n"
+            "for name, path in (('a', sys.argv[1]), ('b', sys.argv[2])):\n"
+            "    api.run_sweep(sys.argv[3], SweepOptions(out=name, permutations=199, bootstrap=199),"
+            " embeddings=path, report=False)\n"
+            "result = api.compare_runs('a', 'b', settings=CompareSettings(permutations=199, bootstrap=199))\n"
+            "print(len(result.terms), 'TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path_a), str(path_b), str(spec)], capture_output=True,
+                         text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "NO-TORCH" and int(out.stdout.split()[0]) > 0
+    assert "same images" in out.stderr  # the same file twice: the compare says nothing can differ

@@ -58,7 +58,8 @@ def assoc(obj: CliState | None, spec, set_paths, set_labels, pipeline, revision,
     \b
     ldmprobe assoc weat1-flowers-insects --measurer tiny
     ldmprobe assoc t2iat-gender-science --pipeline sd15 --format json
-    ldmprobe assoc --set X=flowers.csv --set Y=insects.csv --set A=pleasant.csv --set B=unpleasant.csv
+    ldmprobe assoc --set X=flowers.csv --set Y=insects.csv \\
+        --set A=pleasant.csv --set B=unpleasant.csv
     """
     from ldmprobe.specs.assoc import load_assoc_spec, with_set_paths
 

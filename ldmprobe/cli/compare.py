@@ -38,7 +38,7 @@ def compare_command(obj: CliState, run_a, run_b, out, alpha, permutations, boots
 
     \b
     ldmprobe compare runs/base runs/finetune
-    ldmprobe compare runs/base runs/finetune --out runs/compare --format json | jq '.summary'
+    ldmprobe compare runs/base runs/finetune --format json | jq .summary
     """
     from ldmprobe.analysis.compare import CompareSettings
     from ldmprobe.render.emit import emit

@@ -41,7 +41,7 @@ def neighbours(obj: CliState, term, k, contexts, vocabs, keep_self, images, pipe
     ldmprobe neighbours fancy
     ldmprobe neighbours African --context "a photo of a {} house" -k 30
     ldmprobe neighbours African --context "a photo of a {} house" --images 16
-    ldmprobe neighbours fancy --vocab adjectives --format json | jq '.neighbours[0]'
+    ldmprobe neighbours fancy --vocab adjectives --format json | jq .neighbours
 
     --pipeline, --revision, --dtype, --steps and --guidance matter only with --images.
     """

@@ -112,7 +112,7 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
 
     \b
     ldmprobe trace fancy-house --pipeline tiny --measurer tiny --seeds 2 --steps 4
-    ldmprobe trace my.toml --parts conditioning,steps --switch-steps 5,10,15 --steps 20
+    ldmprobe trace my.toml --parts conditioning,steps --switch-steps 5,10,15
     """
     from ldmprobe.render.emit import emit
     from ldmprobe.specs.sweep import load_spec
