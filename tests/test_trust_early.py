@@ -324,8 +324,10 @@ def test_help_shows_an_example_per_command_and_the_environment():
     commands += [["cache", sub] for sub in group.commands["cache"].commands]
     assert len(commands) >= 11
     for path in commands:
-        page = CliRunner().invoke(group, [*path, "--help"])
+        page = CliRunner().invoke(group, [*path, "--help"], terminal_width=80)
         assert page.exit_code == 0, path
+        wide = [line for line in page.stdout.splitlines() if len(line) > 80]
+        assert not wide, (path, wide)
         examples = page.stdout.split("Examples:")[1]
         assert f"ldmprobe {' '.join(path)}" in examples, path
         assert "--offline" in page.stdout and "--quiet" in page.stdout, path

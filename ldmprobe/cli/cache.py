@@ -13,7 +13,7 @@ def cache_group():
 
     \b
     ldmprobe cache info                     size by kind and by model
-    ldmprobe cache verify [--repair]        check every entry (exit 1 if any is bad)
+    ldmprobe cache verify [--repair]        check every entry (exit 1: some bad)
     ldmprobe cache prune --model tiny --dry-run
     ldmprobe cache prune --older-than 30d
 
