@@ -57,9 +57,10 @@ def spec_file(tmp_path: Path, seeds: int = 2, text: str = SPEC) -> Path:
     return path
 
 
-def torchrun_cmd(nproc: int, *args, script: str | None = None) -> list[str]:
+def torchrun_cmd(nproc: int, *args, script: str | None = None, launcher: str = "torch.distributed.run") -> list[str]:
+    """A torchrun job; ``launcher="ldmprobe.cli.launch"`` is ``ldmprobe-torchrun``."""
     target = [script] if script else ["-m", "ldmprobe"]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+    return [sys.executable, "-m", launcher, "--standalone", "--nproc_per_node", str(nproc),
             *target, "sweep", *map(str, args), *FLAGS]
 
 
@@ -330,10 +331,15 @@ def test_a_dying_rank_fails_the_job_and_names_itself(tmp_path, make_cache):
     script = tmp_path / "dying_rank.py"
     script.write_text(DYING_RANK)
     env = dict(os.environ, LDMPROBE_CACHE=str(cache))
-    proc = subprocess.run(torchrun_cmd(2, spec, "--out", tmp_path / "w2", "--batch-size", "2", script=str(script)),
+    proc = subprocess.run(torchrun_cmd(2, spec, "--out", tmp_path / "w2", "--batch-size", "2", script=str(script),
+                                       launcher="ldmprobe.cli.launch"),
                           env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr[-3000:]
     assert "rank 1 of 2 failed: RuntimeError: simulated crash" in proc.stderr, proc.stderr[-3000:]
+    # the launcher's last line names the rank that failed, not the one it stopped afterwards
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ldmprobe-torchrun: rank 1 of 2 failed (exit 1)"), last
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "w2" / "results.json").exists()
     # rank 1's first batch (keys 1 and 3 of the key-sorted work list) stays cached
     dry = CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny", "--steps", "2",
@@ -342,3 +348,47 @@ def test_a_dying_rank_fails_the_job_and_names_itself(tmp_path, make_cache):
     keys = sorted(item["key"] for item in plan["items"])
     cached = {item["key"] for item in plan["items"] if item["cached"]}
     assert {keys[1], keys[3]} <= cached and 2 <= len(cached) < 12
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_launcher_stopped_by_a_signal_ends_every_rank_cleanly(tmp_path, make_cache, signum, code):
+    """``ldmprobe-torchrun`` stopped by SIGTERM (a scheduler) or SIGINT (Ctrl-C): 143 / 130, every
+    rank says it stopped and which rank it is, no traceback, and nothing half-written."""
+    spec = spec_file(tmp_path, 4)  # 24 images
+    cache = make_cache("c")
+    env = dict(os.environ, LDMPROBE_CACHE=str(cache))
+    proc = subprocess.Popen(torchrun_cmd(2, spec, "--out", tmp_path / "w", "--batch-size", "1",
+                                         launcher="ldmprobe.cli.launch"),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 180
+    while n_done(cache) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    os.kill(proc.pid, signum)  # the launcher only, as a scheduler does; it stops the ranks
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code and out == "", err[-3000:]
+    for rank in (0, 1):
+        assert f"rank {rank} of 2: Interrupted" in err or f"rank {rank} of 2: interrupted" in err, err[-3000:]
+    assert f"ldmprobe-torchrun: stopped by {signal.Signals(signum).name}" in err
+    assert "Traceback" not in err
+    assert not list(cache.rglob("*.tmp")), "temp files left"
+    from PIL import Image
+
+    for png in (cache / "images").rglob("*.png"):
+        Image.open(png).load()
+
+
+def test_launcher_names_the_failed_rank_and_exits_with_its_code():
+    from types import SimpleNamespace
+
+    from ldmprobe.cli.launch import failure_summary
+
+    stopped, crashed = SimpleNamespace(exitcode=-15, timestamp=1), SimpleNamespace(exitcode=2, timestamp=5)
+    line, code = failure_summary({0: stopped, 3: crashed}, 4)
+    assert code == 2 and line.startswith("rank 3 of 4 bad input (exit 2); rank 0 killed by SIGTERM (exit 143)")
+    line, code = failure_summary({1: SimpleNamespace(exitcode=130, timestamp=2),
+                                  0: SimpleNamespace(exitcode=130, timestamp=1)})
+    assert code == 130 and line.startswith("rank 0 interrupted (exit 130); rank 1 interrupted") and "resume" in line
+    line, code = failure_summary({2: SimpleNamespace(exitcode=-9, timestamp=1)}, 3)
+    assert code == 137 and "rank 2 of 3 killed by SIGKILL (exit 137)" in line

@@ -21,6 +21,9 @@ class Group(click.Group):
     """Turns errors into one paragraph on stderr and the right exit code (tracebacks with -v)."""
 
     def invoke(self, ctx):
+        from ldmprobe.engine.distributed import clear_stop
+
+        clear_stop()  # a stop signal an earlier command in this process acted on
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -30,7 +33,12 @@ class Group(click.Group):
             Terminal().error(str(exc))
             ctx.exit(int(exc.exit_code))
         except KeyboardInterrupt:
-            Terminal().error("interrupted; everything finished so far is cached, rerun the same command to resume.")
+            from ldmprobe.engine import distributed
+
+            env = distributed.launch_env()
+            who = f"rank {env[0]} of {env[1]}: " if env is not None and env[1] > 1 else ""
+            Terminal().error(f"{who}interrupted; everything finished so far is cached, rerun the same command to "
+                             "resume.")
             ctx.exit(int(ExitCode.INTERRUPTED))
         except BrokenPipeError:  # `ldmprobe ... | head`: the reader has what it wanted
             ctx.exit(_closed_pipe_exit())
@@ -158,7 +166,9 @@ def _signal_exit(code: int) -> int:
     signum = distributed.stopped_by_signal()
     if signum is None or code != int(ExitCode.INTERRUPTED):
         return code
-    Terminal().error(f"stopped by signal {signum} (SIGTERM); nothing is half-written. "
+    env = distributed.launch_env()
+    who = f"rank {env[0]} of {env[1]}: " if env is not None and env[1] > 1 else ""
+    Terminal().error(f"{who}stopped by signal {signum} (SIGTERM); nothing is half-written. "
                      "Rerun the same command to resume.")
     return 128 + signum
 

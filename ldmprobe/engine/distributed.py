@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TypeVar
@@ -222,6 +223,7 @@ class RankContext:
             return
         last_seen, last_change = None, time.monotonic()
         while True:
+            check_stop()
             try:
                 failed = int(self.store.add("failed", 0))
                 finished = int(self.store.add("finished", 0))
@@ -281,6 +283,8 @@ class RankContext:
 
 #: Signals that stopped this process through :func:`_sigterm_as_interrupt` (exit 128 + signal).
 STOPPED_BY: list[int] = []
+#: A stop signal arrived and has not yet been seen to unwind the work (see :func:`check_stop`).
+_PENDING: list[int] = []
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
@@ -289,14 +293,50 @@ def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
     with its own message (the CLI then exits 143, see :func:`stopped_by_signal`)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     STOPPED_BY.append(int(signum))
+    _PENDING.append(int(signum))
     raise KeyboardInterrupt
 
 
+def _sigint_as_interrupt(signum, frame):  # noqa: ARG001
+    """Ctrl-C as Python does it (KeyboardInterrupt), remembered for :func:`check_stop`."""
+    _PENDING.append(int(signum))
+    raise KeyboardInterrupt
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt if a stop signal arrived and was swallowed.
+
+    Python drops an exception raised inside a ``__del__`` or a weakref callback ("Exception
+    ignored in ..."), so a Ctrl-C or SIGTERM that lands there is lost and the work goes on.
+    Loops that make or wait for items call this between batches: such a signal stops the
+    work at the next batch instead of never."""
+    if _PENDING:
+        _PENDING.clear()
+        raise KeyboardInterrupt
+
+
+def clear_stop() -> None:
+    """Forget a stop signal already acted on (a new command starts)."""
+    _PENDING.clear()
+
+
+def _quiet_lost_interrupt(unraisable, _previous=sys.unraisablehook) -> None:
+    """A KeyboardInterrupt Python had to drop (see :func:`check_stop`) is acted on at the next
+    batch; printing "Exception ignored in ..." with a traceback for it would only alarm."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt) and _PENDING:
+        return
+    _previous(unraisable)
+
+
 def handle_sigterm() -> None:
-    """Treat SIGTERM like Ctrl-C in this process (main thread only; keeps a handler already set)."""
+    """Treat SIGTERM like Ctrl-C in this process, and remember SIGINT for :func:`check_stop`
+    (main thread only; keeps a handler another program already set)."""
+    sys.unraisablehook = _quiet_lost_interrupt
     try:
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _sigint_as_interrupt)
     except ValueError:  # not the main thread
         pass
 

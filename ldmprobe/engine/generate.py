@@ -179,6 +179,7 @@ def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], sto
     claimed are left to it and waited for, so processes sharing a cache divide the work.
     """
     from ldmprobe.engine.claims import Claims
+    from ldmprobe.engine.distributed import check_stop
 
     batcher = BatchGenerator(loaded, recipe, batch_size)
     made: set[str] = set()
@@ -186,6 +187,7 @@ def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], sto
     pending, waiting = list(by_key), []
     with Claims(store.base) as claims:
         while pending or waiting:
+            check_stop()
             if not pending:
                 pending, waiting = _after_wait(store, claims, waiting, on_batch, poll)
                 continue

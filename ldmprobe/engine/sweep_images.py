@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ldmprobe.engine import cache
+from ldmprobe.engine.distributed import check_stop
 from ldmprobe.engine.progress import GenerationProgress
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.engine.workitems import WorkItem, unique_items
@@ -131,6 +132,7 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
             "wrote them, or they were removed from the cache meanwhile. Rerun the same command to make them."
         )
     for start in range(0, len(to_embed), 64):
+        check_stop()
         chunk = to_embed[start : start + 64]
         vectors = encode_images(loaded.get_measurer(), [image for _, image in chunk])
         emb_store.put_many([key for key, _ in chunk], list(vectors))

@@ -27,6 +27,8 @@ from ldmprobe.results.sweep import RunFolder, SweepResult
 from ldmprobe.specs.sweep import Spec, expand
 
 _INTERRUPTED_EMBEDDING = "Interrupted while embedding; all images are cached. Rerun the same command to finish."
+_INTERRUPTED_STATISTICS = ("Interrupted while computing the statistics; every image and embedding is cached. "
+                           "Rerun the same command to finish (no image is made again).")
 
 
 @dataclass
@@ -185,9 +187,12 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
     try:
         records = embed_items(setup, loaded, store, work.made, merge=ctx.distributed)
         data = sweep_embeddings(setup, loaded, records)
-        analysis = analyse_sweep(data, statistics_settings(setup))
     except KeyboardInterrupt:
         raise Interrupted(_INTERRUPTED_EMBEDDING) from None
+    try:
+        analysis = analyse_sweep(data, statistics_settings(setup))
+    except KeyboardInterrupt:
+        raise Interrupted(_INTERRUPTED_STATISTICS) from None
     work.timings["embed_and_stats_s"] = time.perf_counter() - t0
     if export is not None:
         write_embeddings_npz(data, export)
