@@ -58,7 +58,10 @@ def _fresh_signal_handling():
     """
     import signal
 
+    from ldmprobe.engine.distributed import clear_stop
+
     def reset():
+        clear_stop()  # a stop signal an in-process run remembered
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

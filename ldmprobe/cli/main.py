@@ -5,6 +5,7 @@ the commands."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -46,7 +47,12 @@ class Group(click.Group):
             self._traceback(ctx)
             from ldmprobe.storage import cache_hint
 
-            Terminal().error(f"{exc.strerror or exc} ({exc.filename or 'no file name'}). Nothing cached "
+            full = ""
+            if exc.errno == errno.ENOSPC:
+                from ldmprobe.engine.diskspace import disk_full_message
+
+                full = f": {disk_full_message(exc.filename)}"
+            Terminal().error(f"{exc.strerror or exc} ({exc.filename or 'no file name'}){full}. Nothing cached "
                              "before this point is lost." + (cache_hint(exc.filename) if exc.filename else "")
                              + ("" if self._verbose(ctx) else " Run with -v for the traceback."))
             ctx.exit(int(ExitCode.RUNTIME))

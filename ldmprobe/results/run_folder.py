@@ -143,11 +143,23 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
     never links: an edit in the run folder cannot reach the cache. Returns the result with
     its contact sheets listed; ``result`` itself is left as it was.
     """
-    with staged_folder(out, replace=setup.options.replace) as staging:
-        _write_items(staging, records, setup, store)
-        sheets = [_write_contact_sheet(staging, t, records, setup, store) for t in range(len(setup.spec.templates))]
-        written = result.with_contact_sheets(sheets)
-        cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
+    try:
+        with staged_folder(out, replace=setup.options.replace) as staging:
+            _write_items(staging, records, setup, store)
+            sheets = [_write_contact_sheet(staging, t, records, setup, store)
+                      for t in range(len(setup.spec.templates))]
+            written = result.with_contact_sheets(sheets)
+            cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        from ldmprobe.engine.diskspace import disk_full_message
+
+        raise LdmprobeError(
+            f"the run folder {out} could not be written: {disk_full_message(None, out=out.parent)}. Nothing was "
+            f"written to {out} (the partial copy was removed) and every image and embedding is cached: free "
+            "space there, or choose another --out, and rerun the same command (nothing is made again)."
+        ) from exc
     return written
 
 

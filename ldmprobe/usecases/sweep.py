@@ -98,7 +98,7 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
         if setup.truncated and ctx.is_main:
             reporter.warn(f"{len(setup.truncated)} prompt(s) exceed the tokenizer limit and will be truncated.")
         loaded = model_loader(setup)
-        work = _make_and_embed(ctx, setup, loaded, reporter)
+        work = _make_and_embed(ctx, setup, loaded, reporter, out)
     finally:
         ctx.close()
     if not ctx.is_main:
@@ -106,17 +106,25 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
     return _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export)
 
 
-def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore) -> tuple[list, int]:
+def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore, out=None, reporter=None) -> tuple[list, int]:
     """The global work list, read from the shared cache by rank 0 alone so that every rank
-    agrees on it: items whose image or image embedding is missing, sorted by key."""
+    agrees on it: items whose image or image embedding is missing, sorted by key. Rank 0 also
+    checks that the images to make and the run folder fit on their disks (before any model
+    loads)."""
     unique = unique_items(setup.items)
     plan_digest = digest([item.key for item in setup.items])
     view = None
     if ctx.is_main:
         emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
         to_make, to_embed = cached_work(store, emb_store, [item.key for item in unique])
-        view = (plan_digest, sorted(to_make | to_embed), len(to_make))
-    rank0_digest, work_keys, n_to_make = ctx.broadcast(view)
+        view = (plan_digest, sorted(to_make | to_embed), len(to_make), None)
+        try:
+            _check_disk_space(setup, store, unique, to_make, out, reporter)
+        except BadInputError as exc:
+            view = (plan_digest, [], 0, str(exc))
+    rank0_digest, work_keys, n_to_make, refused = ctx.broadcast(view)
+    if refused is not None:
+        raise BadInputError(refused if ctx.is_main else f"{ctx}: rank 0 refused the sweep: {refused}")
     if rank0_digest != plan_digest:
         ctx.report("failed", error="planned other images than rank 0")
         raise BadInputError(
@@ -126,10 +134,22 @@ def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore) -> tuple[list, i
     return [by_key[key] for key in work_keys], n_to_make
 
 
-def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter) -> _RankWork:
+def _check_disk_space(setup: SweepSetup, store: cache.ImageStore, unique, to_make: set, out, reporter) -> None:
+    from ldmprobe.engine import diskspace
+    from ldmprobe.results.contact_sheet import CELL
+    from ldmprobe.storage import cache_root
+
+    cached = [store.path(item.key) for item in unique if item.key not in to_make][:diskspace.SAMPLE]
+    image = diskspace.image_size_range(setup.recipe.width, setup.recipe.height, cached)
+    n_run = len(unique) if setup.options.write_images and out is not None else 0
+    diskspace.check_space(diskspace.needs(n_new=len(to_make), n_run_images=n_run, image=image,
+                                          cache_root=cache_root(), out=out, sheet_cell=CELL), reporter)
+
+
+def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter, out=None) -> _RankWork:
     """This rank's share: generate the missing images, embed them, meet the other ranks."""
     store = cache.ImageStore()
-    work_items, n_to_make = _work_list(ctx, setup, store)
+    work_items, n_to_make = _work_list(ctx, setup, store, out, reporter if ctx.is_main else None)
     mine = ctx.shard(work_items)
     n_unique = len(unique_items(setup.items))
     progress = GenerationProgress(reporter, n_unique, n_unique - n_to_make, "generating",
