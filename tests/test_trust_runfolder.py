@@ -277,3 +277,31 @@ def test_a_damaged_tiny_model_is_rebuilt_and_named(tmp_path, cache_root, monkeyp
     assert sha(weights) == good and tiny.damage(folder, "open_clip_config.json") is None
     line = repair_summary()
     assert "tiny models 1" in line and str(folder) in line and "safetensors" in line
+
+
+def test_bytes_changed_inside_tiny_weights_are_found_and_rebuilt(tmp_path, cache_root, monkeypatch):
+    """4 KiB changed in the middle of the tiny UNet keep its size and header: only the recorded
+    sha256 finds it; the rebuilt model is byte-identical to the first build."""
+    from ldmprobe.models import tiny, weights_hash
+    from ldmprobe.storage import repair_summary
+
+    root = tmp_path / "cache"
+    shutil.copytree(cache_root / "models" / "tiny-generator-v1", root / "models" / "tiny-generator-v1")
+    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
+    folder = root / "models" / "tiny-generator-v1"
+    if not (folder / tiny.DIGESTS).is_file():
+        pytest.skip("the session's tiny generator was built before digests were recorded")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    good = sha(weights)
+    assert tiny.damage(folder, "model_index.json") is None
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(b ^ 0xFF for b in data[middle:middle + 4096])
+    weights.write_bytes(bytes(data))
+    assert "sha256" in tiny.damage(folder, "model_index.json")
+    repair_summary()
+    weights_hash.forget_memory()
+    rebuilt = tiny.ensure_tiny_generator(root / "models")
+    assert sha(weights) == good and tiny.damage(rebuilt, "model_index.json") is None
+    line = repair_summary()
+    assert "tiny models 1" in line and "does not match its sha256" in line

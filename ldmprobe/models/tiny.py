@@ -139,6 +139,39 @@ def _write_marker(folder: Path, role: str, seed: int = TINY_SEED) -> None:
     (folder / MARKER).write_text(json.dumps(marker, indent=2))
     sizes = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
     (folder / SIZES).write_text(json.dumps(sizes, indent=1))
+    digests = {rel: _sha256(folder / rel) for rel in sizes if rel.endswith(".safetensors")}
+    (folder / DIGESTS).write_text(json.dumps(digests, indent=1))
+
+
+#: Every weight file's sha256 (hidden, like SIZES): a byte changed inside the weights keeps the
+#: size and a readable header, and only this finds it. Checked through the remembered hashes of
+#: ``weights_hash`` (hashed again only when a file's size, mtime or inode changed).
+DIGESTS = ".ldmprobe-sha256.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _digest_damage(folder: Path) -> str | None:
+    from ldmprobe.models.weights_hash import file_digest
+
+    try:
+        digests = json.loads((folder / DIGESTS).read_text())
+    except FileNotFoundError:
+        return None  # built before digests were listed: sizes and headers are what can be checked
+    except (OSError, ValueError):
+        return f"{DIGESTS} is unreadable"
+    for rel, expected in dict(digests).items():
+        if file_digest(folder / rel) != expected:
+            return f"{rel} does not match its sha256 (changed or damaged)"
+    return None
 
 
 def _safetensors_damage(path: Path) -> str | None:
@@ -177,7 +210,7 @@ def damage(folder: Path, probe_file: str) -> str | None:
                 json.loads(path.read_text())
             except (OSError, ValueError):
                 return f"{path.relative_to(folder)} is not readable JSON"
-    return None
+    return _digest_damage(folder)
 
 
 def _set_aside(final: Path, reason: str) -> None:
