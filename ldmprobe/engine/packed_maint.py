@@ -208,3 +208,31 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+#: A namespace with this many shard files is compacted at the end of a sweep: each run and each
+#: rank leaves its own pair, and a warm read opens every shard once.
+COMPACT_AT_SHARDS = 64
+KINDS = ("embeddings", "text", "conditioning")
+
+
+def compact_crowded(root: Path, at_shards: int = COMPACT_AT_SHARDS) -> list[tuple[Path, CompactReport]]:
+    """Compact every packed namespace under ``root`` holding ``at_shards`` shard files or more.
+
+    Counting is one directory listing per namespace; only a crowded one is opened. Live writers'
+    files are left alone (see :func:`compact`), so this is safe while other sweeps run.
+    """
+    done = []
+    for kind in KINDS:
+        for packed in sorted(Path(root, kind).glob("*/packed")):
+            try:
+                shards = sum(1 for name in os.listdir(packed) if name.endswith(fmt.SHARD_SUFFIX))
+            except OSError:
+                continue
+            if shards < at_shards:
+                continue
+            with PackedStore(packed) as store:
+                report = compact(store)
+            if report.files_merged:
+                done.append((packed, report))
+    return done

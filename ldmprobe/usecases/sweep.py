@@ -103,7 +103,9 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
         ctx.close()
     if not ctx.is_main:
         return None
-    return _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export)
+    result = _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export)
+    tidy_cache(cache.ImageStore(), reporter)
+    return result
 
 
 def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore, out=None, reporter=None) -> tuple[list, int]:
@@ -235,6 +237,24 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
         counts=counts, baseline=spec.baseline, analysis=analysis, run=RunFolder(out=str(out.resolve())),
     )
     return write_run_folder(out, result, records, setup, store)
+
+
+def tidy_cache(store: cache.ImageStore, reporter) -> None:
+    """After the run folder is written: fold crowded embedding shards and image manifests, so
+    warm reruns keep opening few files. Optional upkeep: a failure is a warning, never an error."""
+    from ldmprobe.engine.packed_maint import compact_crowded
+    from ldmprobe.storage import cache_root
+
+    try:
+        folded = compact_crowded(cache_root())
+        store.index.compact()
+    except OSError as exc:
+        reporter.warn(f"the cache could not be compacted ({exc.strerror or exc}); nothing is lost, "
+                      "the cache just stays in more files. `ldmprobe cache verify --repair` compacts it later.")
+        return
+    for packed, report in folded:
+        reporter.info(f"compacted {report.files_merged} shard files of {packed.parent.name[:12]}… into one "
+                      f"({report.values_kept} values)")
 
 
 def statistics_settings(setup: SweepSetup) -> StatisticsSettings:
