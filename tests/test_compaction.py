@@ -65,3 +65,21 @@ def test_a_sweep_compacts_a_crowded_cache_at_its_end(tmp_path, fresh_cache, monk
     third = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "c")])
     assert json.loads(third.stdout)["counts"]["generated"] == 0
     assert json.loads(third.stdout)["terms"] == json.loads(second.stdout)["terms"]
+
+
+def test_each_image_records_the_batch_it_was_made_in(tmp_path, fresh_cache):
+    """Images made in batches of 2, then one left over: the recipe chunk says so per image."""
+    from ldmprobe.cli.main import main
+    from ldmprobe.engine import cache
+
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\ntemplates = ["a {} house"]\nbaseline = ""\nterms = ["red", "blue"]\n'
+                    'probes = ["tree"]\nseeds = 1\n')
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny", "--steps", "2",
+                                       "--batch-size", "2", "--permutations", "99", "--bootstrap", "99", "--no-report",
+                                       "--format", "json", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    items = [json.loads(line) for line in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
+    store = cache.ImageStore()
+    sizes = sorted(store.load(item["key"])[1]["batch_size"] for item in items)
+    assert sizes == [1, 2, 2]  # 3 images, batches of 2

@@ -23,6 +23,7 @@ class Generated:
     failed: str | None = None
     nsfw: bool | None = None
     dtype_used: str = ""
+    batch_size: int = 1  # how many images the pipeline call that made this one made (issue 17)
 
 
 def image_problem(pixels: np.ndarray) -> str | None:
@@ -115,11 +116,12 @@ class BatchGenerator:
         results = []
         for item, image in zip(items, pixels):
             problem = image_problem(image)
-            used = dtype
+            used, made_with = dtype, len(items)
             if problem and dtype == "float16" and self.loaded.device.startswith("cuda"):
                 image = self._retry_fp32(item)
-                problem, used = image_problem(image), "float32"
-            results.append(Generated(item=item, pixels=None if problem else image, failed=problem, dtype_used=used))
+                problem, used, made_with = image_problem(image), "float32", 1
+            results.append(Generated(item=item, pixels=None if problem else image, failed=problem, dtype_used=used,
+                                     batch_size=made_with))
         good = [r for r in results if r.pixels is not None]
         for result, flag in zip(good, self._nsfw_flags(np.stack([r.pixels for r in good])) if good else []):
             result.nsfw = flag
@@ -138,6 +140,7 @@ def png_metadata(item: WorkItem, result: Generated) -> dict:
         "term": item.term,
         "nsfw": result.nsfw,
         "dtype_used": result.dtype_used,
+        "batch_size": result.batch_size,
     }
 
 
