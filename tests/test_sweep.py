@@ -86,7 +86,7 @@ def test_png_carries_recipe(fresh_cache, spec_file, tmp_path):
     assert meta["key"] == line["key"] and meta["prompt"] == line["prompt"] and meta["seed"] == line["seed"]
     assert meta["steps"] == 4 and meta["pipeline"]["source"] == "tiny"
     from ldmprobe.engine.workitems import canonical_json, sha256_hex
-    recipe = {k: v for k, v in meta.items() if k not in ("key", "template", "term", "nsfw", "dtype_used")}
+    recipe = {k: v for k, v in meta.items() if k not in ("key", "template", "term", "nsfw", "dtype_used", "batch_size")}
     assert sha256_hex(canonical_json(recipe)) == line["key"]
 
 
@@ -130,6 +130,25 @@ def test_truncated_png_is_detected_and_regenerated(fresh_cache, spec_file, tmp_p
 
     Image.open(victim).load()
 
+
+
+def test_bytes_flipped_inside_a_cached_pngs_pixels_are_remade_in_the_same_run(fresh_cache, spec_file, tmp_path):
+    """Same size, intact chunks, only the pixel data changed: the changed stat sends it to the
+    digest check, so the rerun remakes it (and its embedding) instead of stopping."""
+    sweep(spec_file, "--out", tmp_path / "a")
+    victims = sorted((fresh_cache / "images").rglob("*.png"))[:2]
+    for victim in victims:
+        data = bytearray(victim.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+        with open(victim, "r+b") as fh:  # in place: same inode, same size
+            fh.write(bytes(data))
+    doc = sweep_json(spec_file, "--out", tmp_path / "b")
+    assert doc["counts"]["generated"] == 2
+    from ldmprobe.engine.cache import check_png
+
+    for victim in victims:
+        assert check_png(victim.read_bytes(), victim.stem) is None
 
 def test_failed_images_are_excluded_and_counted(fresh_cache, spec_file, tmp_path, monkeypatch):
     from ldmprobe.engine import generate

@@ -236,7 +236,9 @@ class ImageStore:
 
         An image recorded in the save-time manifest (:mod:`ldmprobe.engine.image_index`) whose
         size, mtime and inode are unchanged costs one ``stat`` and opens nothing (issue 16); one
-        that passes the header check is recorded, so an older cache joins the manifest once.
+        recorded whose stat changed (edited in place, or the cache was copied) has every byte
+        checked against its digest once; one never recorded that passes the header check is
+        recorded, so an older cache joins the manifest once.
         """
         path = self.path(key)
         try:
@@ -250,6 +252,10 @@ class ImageStore:
         if st is None:
             return False
         reason, recipe = _light_check(path, key)
+        if reason is None and self.index.known(key):
+            # saved by ldmprobe, but its size, mtime or inode changed since (an edit in place, or a
+            # copied cache): every byte is checked against its digest, once, before it is trusted
+            reason = check_png(path.read_bytes(), key)
         if reason is None:
             self.index.record(key, path, recipe, st)
             return True

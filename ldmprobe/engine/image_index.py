@@ -71,6 +71,10 @@ class ImageIndex:
                 return recipe
         return None
 
+    def known(self, key: str) -> bool:
+        """Whether ``key`` was ever recorded (its file may have changed since)."""
+        return key in self._load()
+
     # ---------------------------------------------------------------- writing
     def record(self, key: str, path: Path, recipe: dict, st: os.stat_result | None = None) -> None:
         """Remember that ``path`` (the image of ``key``) passed its check, with its recipe."""
