@@ -99,3 +99,14 @@ def test_report_leads_with_summary_pairs_and_readable_config(tiny_run):  # noqa:
     assert images and all((tiny_run.run_dir / src).is_file() for src in images)
     config = body[body.index('id="config"'):]
     assert "None" not in config and "{'" not in config and "<th>steps</th>" in config
+
+
+def test_a_topic_is_noted_once_with_its_fuller_sentence():
+    from ldmprobe.analysis.sweep import NO_CONTROLS_NOTE
+    from ldmprobe.render.notes import summary_notes
+
+    summary = {"notes": [NO_CONTROLS_NOTE],
+               "design": {"messages": ["no controls: drift significance only means the wording changed the images",
+                                       "only 2 seeds: their variance cannot be estimated", NO_CONTROLS_NOTE]}}
+    assert summary_notes(summary) == [NO_CONTROLS_NOTE, "only 2 seeds: their variance cannot be estimated"]
+    assert summary_notes({"notes": [], "design": None}) == []

@@ -6,6 +6,7 @@ import html
 
 from ldmprobe.analysis.inference import format_p
 from ldmprobe.render.emit import as_document
+from ldmprobe.render.notes import summary_notes
 
 #: How a verdict is shown in the table.
 #: The table's width: it fits an 80-column terminal.
@@ -140,7 +141,7 @@ def render_compare(document):
     parts.append(Text(f"{changed} of {tested} (term, probe) shifts changed clearly (BH-adjusted p < {alpha}); "
                       "--format json lists them all."))
     parts.append(Text("better: moved less in B (drift smaller, or |shift| smaller); WORSE: moved more."))
-    for note in [*document["summary"]["notes"], *document["summary"]["design"].get("messages", ())]:
+    for note in summary_notes(document["summary"]):
         parts.append(Text(f"note: {note}", style="yellow"))
     if document["provenance"].get("tiny"):
         parts.append(Text("TINY MODELS: random weights, these numbers mean nothing.", style="bold red"))
@@ -206,7 +207,7 @@ def compare_html(document) -> str:
     drift, probes, drift_label, probe_label = _html_rows(document)
     heads = ("p", "p adj", "p fixed", "verdict")
     notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in
-                    [*document["summary"]["notes"], *document["summary"]["design"].get("messages", ())])
+                    summary_notes(document["summary"]))
     tiny = ("<p class='tiny'>Tiny models: random weights, these numbers mean nothing.</p>"
             if document["provenance"].get("tiny") else "")
     first = document["terms"][0] if document["terms"] else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ldmprobe.render.notes import summary_notes
 from ldmprobe.render.sweep import _p
 
 ALPHA = 0.05
@@ -51,7 +52,7 @@ def summary(document: dict) -> list[str]:
     parts = ['<section class="summary" id="summary"><h2>Summary</h2><ul>']
     parts += [f"<li>{term_sentence(document, t)}</li>" for t in document["terms"]]
     parts.append("</ul>")
-    for note in [*document["summary"].get("notes", ()), *((document["summary"].get("design") or {}).get("messages", ()))]:
+    for note in summary_notes(document["summary"]):
         parts.append(f'<p class="muted">Note: {escape(note)}</p>')
     contents = [("how", "How to read this"), ("drift", "Drift per term"), ("terms", "Terms")]
     contents += [(f"term-{t['term']}", f"— {t['term']}") for t in document["terms"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ldmprobe.analysis.inference import format_p
 from ldmprobe.render.emit import as_document
+from ldmprobe.render.notes import summary_notes
 
 
 def _num(value, digits: int = 4) -> str:
@@ -72,7 +73,7 @@ def render_sweep(document: dict):
     if excluded:
         parts.append(Text("excluded (non-finite or zero-norm embeddings): "
                           + ", ".join(f"{k} {v}" for k, v in excluded.items()), style="yellow"))
-    for message in [*summary.get("notes", ()), *((summary.get("design") or {}).get("messages", ()))]:
+    for message in summary_notes(summary):
         parts.append(Text(f"note: {message}", style="yellow"))
     if document["provenance"].get("tiny"):
         parts.append(Text("TINY MODELS: random weights, these numbers mean nothing.", style="bold red"))
