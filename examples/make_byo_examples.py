@@ -3,13 +3,13 @@
 Everything comes from the shipped reference world (a small model trained on synthetic pictures
 with planted associations: "fancy" -> a yellow background), nothing is downloaded:
 
-- spec.toml, vocab.txt   a small sweep of that world (4 templates x 4 terms x 4 seeds);
+- spec.toml, vocab.txt   a small sweep of that world (4 templates x 4 terms x 6 seeds);
 - embeddings.npz         what the sweep analysed (``ldmprobe sweep ... --export-embeddings``);
-- images/, manifest.csv  its 64 images, listed by template, term and seed;
+- images/, manifest.csv  its 96 images, listed by template, term and seed;
 - assoc/                 iEAT-layout CSVs (fancy and plain images; yellow and other background
                          words) and two image folders, for ``ldmprobe assoc --set``.
 
-Run from the repository root (it generates 64 small images: a few minutes on a CPU):
+Run from the repository root (it generates 96 small images: under a minute on a CPU):
 
     python examples/make_byo_examples.py
 """
@@ -37,9 +37,9 @@ baseline = ""
 terms = ["fancy"]
 controls = ["nice", "plain"]
 probes = ["a yellow background", "a blue background", "a small object"]
-seeds = 4
+seeds = 6
 steps = 15
-guidance = 7.5
+guidance = 5
 width = 32
 height = 32
 """

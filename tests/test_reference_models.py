@@ -28,9 +28,9 @@ baseline = ""
 terms = ["fancy", "old"]
 controls = ["nice", "plain"]
 probes = ["a yellow background", "a small object", "a red object"]
-seeds = 4
+seeds = 6
 steps = 12
-guidance = 7.5
+guidance = 5
 """
 
 
@@ -94,7 +94,7 @@ def test_pixels_follow_the_planted_rates():
 
     def shares(prompt):
         gens = [torch.Generator().manual_seed(s) for s in range(n)]
-        images = pipe([prompt] * n, generator=gens, num_inference_steps=12, guidance_scale=7.5, output_type="np").images
+        images = pipe([prompt] * n, generator=gens, num_inference_steps=12, guidance_scale=5.0, output_type="np").images
         read = [world.read_attributes(np.round(im * 255).astype(np.uint8)) for im in images]
         return (np.mean([r["background"] == "yellow" for r in read]),
                 np.mean([r["size"] == "small" for r in read]))

@@ -1,6 +1,6 @@
 """Measure the reference world's models against the world's truth; print the quality table.
 
-    python -m ldmprobe.reference.evaluate [--weights DIR] [--seeds 32] [--guidance 7.5] [--format json]
+    python -m ldmprobe.reference.evaluate [--weights DIR] [--seeds 32] [--guidance 5] [--format json]
 
 Independent of ldmprobe's statistics: images come from a plain diffusers loop and are read
 back with the world's pixel reader (`world.read_attributes`), so what it reports is what the
@@ -26,7 +26,7 @@ import numpy as np
 from . import world
 
 TEMPLATE = "a photo of the {} {}"
-GUIDANCE = 7.5
+GUIDANCE = 5.0
 STEPS = 25
 #: The guidance this process evaluates at (``--guidance``; the shipped spec's value by default).
 SETTINGS = {"guidance": GUIDANCE}
