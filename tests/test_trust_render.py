@@ -18,11 +18,29 @@ def _render(renderable, width: int = 80) -> str:
     return console.export_text()
 
 
-def test_sweep_tables_cut_no_number_and_no_term_at_80_columns(tiny_run):  # noqa: F811
+def _widest_cells(document: dict) -> dict:
+    """The tiny run's document with the widest cells a real sweep prints (measured on the reference
+    world: three-word probes, negative CIs of three significant digits, z pairs like -4.97/-5.14)."""
+    import copy
+
+    document = copy.deepcopy(document)
+    for term in document["terms"]:
+        for i, probe in enumerate(term["probes"]):
+            probe.update(probe=["a yellow background", "a small object", "a blue background"][i % 3],
+                         shift=-9.76e-05 if i % 2 else 0.0863, ci_low=-0.00641, ci_high=-0.0775,
+                         image_z=-4.97, text_z=-5.14, p_value=3.8e-04, p_adjusted=0.0038)
+    return document
+
+
+@pytest.mark.parametrize("cells", ["as run", "widest"])
+def test_sweep_tables_cut_no_number_and_no_term_at_80_columns(tiny_run, cells):  # noqa: F811
     from ldmprobe.render.sweep import _ci, _num, _p, _z, render_sweep
 
     document = tiny_run.to_dict()
+    if cells == "widest":
+        document = _widest_cells(document)
     text = _render(render_sweep(document))
+    assert ("z img/txt" in text) == (cells == "as run")
     assert "…" not in text
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
     lines = text.splitlines()
@@ -34,9 +52,11 @@ def test_sweep_tables_cut_no_number_and_no_term_at_80_columns(tiny_run):  # noqa
                      _num(term["text_drift"]["measurer"], 3)):
             assert cell in row, (cell, row)
         for probe in term["probes"]:
-            assert any(f"{probe['shift']:+.3g}" in line and _ci(probe) in line and f"{_z(probe['image_z'])}/{_z(probe['text_z'])}" in line
+            # at 80 columns the widest cells drop the text z (header "z img"), never cut a number
+            z = f"{_z(probe['image_z'])}/{_z(probe['text_z'])}" if "z img/txt" in text else _z(probe["image_z"])
+            assert any(f"{probe['shift']:+.3g}" in line and _ci(probe) in line and line.rstrip().endswith(z)
                        and _p(probe["p_fixed"], probe) in line for line in lines), probe["probe"]
-            assert probe["probe"] in text
+            assert all(word in text.split() for word in probe["probe"].split()), probe["probe"]  # wrapped, not cut
 
 
 def test_models_table_keeps_names_whole_at_80_columns():

@@ -62,7 +62,8 @@ def render_sweep(document: dict):
     from rich.console import Group
     from rich.text import Text
 
-    parts = [_drift_table(document), _probe_table(document)]
+    parts = [_drift_table(document), _Fitted(lambda: _probe_table(document),
+                                              lambda: _probe_table(document, text_z=False))]
     counts = document["counts"]
     parts.append(Text(f"images: {counts['planned']} planned, {counts['generated']} generated, "
                       f"{counts['cached']} cached, {counts['failed']} failed, {counts['flagged']} flagged. "
@@ -93,17 +94,14 @@ def _table(title: str):
                  show_edge=False)
 
 
-def _columns(table, columns, words_min: int = 4) -> None:
-    """Numbers never wrap or shrink (``no_wrap``); words wrap at spaces, never cut (the words column
-    is at least as wide as its longest word, ``words_min``)."""
+def _columns(table, columns) -> None:
+    """Numbers never wrap or shrink (``no_wrap``); words wrap at spaces, never cut (rich measures a
+    words column's minimum as its longest word). No ``min_width`` on the words column: with one,
+    rich 15 sized the columns for 80 but drew the words column narrower and cut the last number
+    column (``5.99/5.55`` printed ``5.99/5.5``; tests/test_trust_render.py, the "widest" case)."""
     for name in columns:
         words = name in ("term", "probe")
-        table.add_column(name, justify="left" if words else "right", no_wrap=not words, overflow="fold",
-                         min_width=max(words_min, len(name)) if words else None)
-
-
-def _longest_word(texts) -> int:
-    return max((len(word) for text in texts for word in str(text).split()), default=4)
+        table.add_column(name, justify="left" if words else "right", no_wrap=not words, overflow="fold")
 
 
 def _z(value) -> str:
@@ -120,7 +118,7 @@ def _drift_table(document: dict):
     failed = any(term["failed"] for term in document["terms"])
     ratio = ("×ctrl",) if controls else ()
     _columns(table, ("term", "pairs", "drift", "95% CI", *ratio, "p", "p adj", "p pairs", "text",
-                     *(("failed",) if failed else ())), _longest_word(t["term"] for t in document["terms"]))
+                     *(("failed",) if failed else ())))
     for term in document["terms"]:
         drift = term["image_drift"]
         table.add_row(term["term"], str(term["n_pairs"]), _num(drift.get("estimate"), 3), _ci(drift),
@@ -133,18 +131,48 @@ def _drift_table(document: dict):
     return table
 
 
-def _probe_table(document: dict):
+def _needed_width(table) -> int:
+    """Columns this table needs to print every number whole and every word unbroken: number
+    columns at their widest cell, words columns at their longest word, one padding and one rule
+    space between columns (the layout of ``_table``)."""
+    from rich.cells import cell_len
+
+    widths = []
+    for column in table.columns:
+        cells = [str(column.header), *(str(c) for c in column._cells)]
+        if column.no_wrap:
+            widths.append(max(cell_len(c) for c in cells))
+        else:
+            widths.append(max((cell_len(w) for c in cells for w in c.split()), default=1))
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+class _Fitted:
+    """The first of several tables (widest first) that fits the console's width, else the last:
+    a narrow terminal drops a column rather than cutting a number or a word."""
+
+    def __init__(self, *builders):
+        self.builders = builders
+
+    def __rich_console__(self, console, options):
+        tables = [build() for build in self.builders]
+        yield next((t for t in tables if _needed_width(t) <= options.max_width), tables[-1])
+
+
+def _probe_table(document: dict, text_z: bool = True):
     from rich.text import Text
 
-    table = _table("probe shifts (z: among the shifts toward the vocabulary's words; p controls in the JSON)")
-    words = [t["term"] for t in document["terms"]] + [p["probe"] for t in document["terms"] for p in t.get("probes", [])]
-    _columns(table, ("probe", "shift", "95% CI", "p", "p adj", "p fixed", "z img/txt"), _longest_word(words))
+    title = ("probe shifts (z: among the shifts toward the vocabulary's words; p controls in the JSON)" if text_z
+             else "probe shifts (z: the image shift among the shifts toward the vocabulary's words; text z and "
+                  "p controls in the JSON)")
+    table = _table(title)
+    _columns(table, ("probe", "shift", "95% CI", "p", "p adj", "p fixed", "z img/txt" if text_z else "z img"))
     for term in document["terms"]:
         table.add_row(Text(term["term"], style="bold underline"), end_section=False)
         probes = term.get("probes", [])
         for i, row in enumerate(probes):
             mark = "*" if (row["p_adjusted"] if row["p_adjusted"] is not None else 1) < 0.05 else ""
+            z = f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}" if text_z else _z(row.get("image_z"))
             table.add_row(row["probe"], f"{row['shift']:+.3g}{mark}", _ci(row), _p(row["p_value"]),
-                          _p(row["p_adjusted"]), _p(row["p_fixed"], row),
-                          f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}", end_section=i == len(probes) - 1)
+                          _p(row["p_adjusted"]), _p(row["p_fixed"], row), z, end_section=i == len(probes) - 1)
     return table
