@@ -27,7 +27,7 @@ def _widest_cells(document: dict) -> dict:
     for term in document["terms"]:
         for i, probe in enumerate(term["probes"]):
             probe.update(probe=["a yellow background", "a small object", "a blue background"][i % 3],
-                         shift=-9.76e-05 if i % 2 else 0.0863, ci_low=-0.00641, ci_high=-0.0775,
+                         shift=-9.76e-05 if i % 2 else 0.0863, ci_low=-0.0775, ci_high=-0.00641,
                          image_z=-4.97, text_z=-5.14, p_value=3.8e-04, p_adjusted=0.0038)
     return document
 

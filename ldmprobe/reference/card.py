@@ -1,7 +1,8 @@
 """Write the reference world's model card from the world's constants, the training data and an evaluation.
 
-    python -m ldmprobe.reference.evaluate --format json > ldmprobe/reference/weights/evaluation.json
-    python -m ldmprobe.reference.card
+    python -m ldmprobe.reference.evaluate --seeds 24 --format json > ldmprobe/reference/weights/evaluation.json
+    python -m ldmprobe.reference.evaluate --seeds 24 --guidance 7.5 --format json > OTHER.json
+    python -m ldmprobe.reference.card --other-guidance OTHER.json
 
 The card states the world, every planted association with its planted rate, the training
 data's measured statistics, and the measured recovery (from ``evaluation.json``).
@@ -174,9 +175,22 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=Path(__file__).parent / "weights")
+    parser.add_argument("--other-guidance", type=Path, action="append", default=[], metavar="EVALUATION_JSON",
+                        help="an `evaluate --format json` at another guidance, recorded in evaluation.json "
+                             "under at_other_guidance and summarised in the card")
     args = parser.parse_args(argv)
     evaluation_file = args.weights / "evaluation.json"
     evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
+    if evaluation is not None and args.other_guidance:
+        others = {o["guidance"]: o for o in evaluation.get("at_other_guidance", [])}
+        for path in args.other_guidance:
+            other = json.loads(path.read_text())
+            guidance = other["settings"]["guidance"]
+            others[guidance] = {"guidance": guidance, "planted": other["planted"], "following": other["following"],
+                                "measurer_zero_shot": other["measurer_zero_shot"],
+                                "missed": [k for k, ok in other["targets"].items() if not ok]}
+        evaluation["at_other_guidance"] = list(others.values())
+        evaluation_file.write_text(json.dumps(evaluation, indent=2) + "\n")
     card = render_card(training_statistics(), evaluation, args.weights)
     (args.weights / "MODEL_CARD.md").write_text(card)
     return 0

@@ -139,7 +139,7 @@ def _needed_width(table) -> int:
 
     widths = []
     for column in table.columns:
-        cells = [str(column.header), *(str(c) for c in column._cells)]
+        cells = [str(column.header), *(str(c) for c in column.cells)]
         if column.no_wrap:
             widths.append(max(cell_len(c) for c in cells))
         else:
@@ -155,8 +155,11 @@ class _Fitted:
         self.builders = builders
 
     def __rich_console__(self, console, options):
-        tables = [build() for build in self.builders]
-        yield next((t for t in tables if _needed_width(t) <= options.max_width), tables[-1])
+        for build in self.builders:  # built one at a time: the narrower ones only when needed
+            table = build()
+            if _needed_width(table) <= options.max_width:
+                break
+        yield table
 
 
 def _probe_table(document: dict, text_z: bool = True):
