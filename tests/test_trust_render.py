@@ -74,10 +74,10 @@ def test_piped_tables_honour_columns(monkeypatch):
 
     from ldmprobe.render.terminal import Terminal
 
-    monkeypatch.setenv("COLUMNS", "80")
-    assert Terminal(stdout=io.StringIO()).out_console().width == 80
+    monkeypatch.setenv("COLUMNS", "100")
+    assert Terminal(stdout=io.StringIO()).out_console().width == 100
     monkeypatch.delenv("COLUMNS")
-    assert Terminal(stdout=io.StringIO()).out_console().width == 120
+    assert Terminal(stdout=io.StringIO()).out_console().width == 80  # as --help and the README say
 
 
 TERMS = ["café", "日本の", "fancy 🏰"]

@@ -78,15 +78,18 @@ class Group(click.Group):
 _VERBOSE_HELP = "Show tracebacks and library logs on errors."
 _OFFLINE_HELP = "Never touch the network; use only cached or local models (also LDMPROBE_OFFLINE=1)."
 _QUIET_HELP = "Only errors on stderr: no status lines, warnings or progress."
+_THREADS_HELP = ("CPU threads for torch (also LDMPROBE_THREADS; default: the usable cores not kept busy by "
+                 "other processes, 1 to 8).")
 
 _ENVIRONMENT = """\b
 Environment:
   LDMPROBE_CACHE    cache folder (images, embeddings, tiny models); default: the user cache dir
   LDMPROBE_OFFLINE  1: never touch the network (same as --offline)
   NO_COLOR          set: no colour on the terminal
-  COLUMNS           table width when stdout is not a terminal (default 120)
+  LDMPROBE_THREADS  CPU threads for torch (same as --threads)
+  COLUMNS           table width when stdout is not a terminal (default 80)
 
--v, -q and --offline work before or after the command (ldmprobe sweep SPEC --offline)."""
+-v, -q, --offline and --threads work before or after the command (ldmprobe sweep SPEC --offline)."""
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_ENVIRONMENT)
@@ -94,8 +97,9 @@ Environment:
 @click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
 @click.option("-q", "--quiet", is_flag=True, help=_QUIET_HELP)
 @click.option("--offline", is_flag=True, envvar="LDMPROBE_OFFLINE", help=_OFFLINE_HELP)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help=_THREADS_HELP)
 @click.pass_context
-def main(ctx, verbose: bool, offline: bool, quiet: bool = False):
+def main(ctx, verbose: bool, offline: bool, quiet: bool = False, threads: int | None = None):
     """Measure how words move text-to-image diffusion models, in CLIP space.
 
     \b
@@ -105,6 +109,7 @@ def main(ctx, verbose: bool, offline: bool, quiet: bool = False):
                                          load models and run one image through them
     """
     ctx.obj = CliState(verbose=verbose, offline=offline, quiet=quiet)
+    ctx.obj.threads = threads
     _remove_stale_temp()
     if offline:
         os.environ["LDMPROBE_OFFLINE"] = "1"
@@ -207,7 +212,8 @@ _GLOBAL_FLAGS = ("verbose", "quiet", "offline")
 def _global_params() -> list[click.Option]:
     return [click.Option(["-v", "--verbose"], is_flag=True, help=_VERBOSE_HELP),
             click.Option(["-q", "--quiet"], is_flag=True, help=_QUIET_HELP),
-            click.Option(["--offline"], is_flag=True, help=_OFFLINE_HELP)]
+            click.Option(["--offline"], is_flag=True, help=_OFFLINE_HELP),
+            click.Option(["--threads"], type=click.IntRange(min=1), default=None, help=_THREADS_HELP)]
 
 
 def _with_global_flags(callback):
@@ -216,6 +222,7 @@ def _with_global_flags(callback):
     @functools.wraps(callback)
     def run(*args, **kwargs):
         flags = {name: bool(kwargs.pop(name, False)) for name in _GLOBAL_FLAGS}
+        threads = kwargs.pop("threads", None)
         ctx = click.get_current_context()
         state = ctx.find_object(CliState)
         if state is None:  # the command invoked on its own (no group before it)
@@ -223,9 +230,25 @@ def _with_global_flags(callback):
         state.update(**flags)
         if state.offline:
             os.environ["LDMPROBE_OFFLINE"] = "1"
+        _set_threads(state, threads)
         return callback(*args, **kwargs)
 
     return run
+
+
+def _set_threads(state: CliState, threads: int | None) -> None:
+    """--threads (after the command, else before it), LDMPROBE_THREADS, or the free cores, for torch."""
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.threads import apply_threads, choose_threads
+
+    try:
+        count, source = choose_threads(threads if threads is not None else getattr(state, "threads", None))
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
+    state.threads = count
+    apply_threads(count)
+    if state.verbose:
+        state.terminal.info(f"torch threads: {count} ({source})")
 
 
 def attach_global_flags(command: click.Command, path: str = "") -> None:

@@ -13,9 +13,10 @@ FORMATS = ("table", "json", "jsonl")
 
 
 def _piped_width() -> int:
-    """Table width when stdout is not a terminal: ``COLUMNS`` when it is a positive number, else 120."""
+    """Table width when stdout is not a terminal: ``COLUMNS`` when it is a positive number, else 80
+    (the width every table is laid out for, as the README and ``--help`` say)."""
     value = os.environ.get("COLUMNS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else 120
+    return int(value) if value.isdigit() and int(value) > 0 else 80
 
 
 @dataclass
