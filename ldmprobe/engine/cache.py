@@ -24,6 +24,8 @@ PNG_RECIPE_KEY = "ldmprobe"
 PNG_DIGEST_KEY = "ldmprobe-digest"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, crc32
+#: Why an image without the digest chunk is remade (re-saved by an editor, or cached before digests).
+NO_DIGEST = "no digest chunk (re-saved by another program, or cached before digests)"
 
 
 def _sharded(base: Path, key: str, suffix: str) -> Path:
@@ -75,10 +77,14 @@ def _text_chunk(kind: bytes, payload: bytes) -> tuple[str, str | None]:
 def check_png(data: bytes, key: str | None = None) -> str | None:
     """Why ``data`` is not a cached image as ldmprobe wrote it (None: it is), reading no pixels.
 
-    Whole chunk structure up to IEND at the very end (truncation), the recipe chunk, the
-    digest chunk over every other byte (an edit or re-save), the recipe's key (a file copied
-    over another). Images cached before the digest existed are checked without it.
+    Whole chunk structure up to IEND at the very end (truncation), every chunk's CRC (a flipped
+    bit in a chunk's name or keyword), the recipe chunk, the digest chunk over every other byte
+    (an edit or re-save), the recipe's key (a file copied over another). An image without its
+    digest chunk is not trusted (issue 28: an editor that keeps the recipe but drops the digest,
+    or an image cached before digests existed): it is remade.
     """
+    import zlib
+
     if data[:8] != _PNG_SIGNATURE:
         return "not a PNG file"
     pos, texts, digest_span = 8, {}, None
@@ -89,6 +95,8 @@ def check_png(data: bytes, key: str | None = None) -> str | None:
         end = pos + 12 + length
         if end > len(data):
             return "truncated"
+        if zlib.crc32(data[pos + 4: end - 4]) != int.from_bytes(data[end - 4: end], "big"):
+            return "damaged chunk (CRC mismatch)"
         if kind in (b"tEXt", b"iTXt"):
             name, text = _text_chunk(kind, data[pos + 8: end - 4])
             texts[name] = text
@@ -101,10 +109,11 @@ def check_png(data: bytes, key: str | None = None) -> str | None:
         return "bytes after the end chunk"
     if PNG_RECIPE_KEY not in texts:
         return "no recipe chunk (saved by another program)"
-    if digest_span is not None:
-        digest_hex, size = _digest_parts(texts[PNG_DIGEST_KEY])
-        if size not in (None, len(data)) or _png_digest(data[: digest_span[0]] + data[digest_span[1]:]) != digest_hex:
-            return "changed since it was cached"
+    if digest_span is None:
+        return NO_DIGEST
+    digest_hex, size = _digest_parts(texts[PNG_DIGEST_KEY])
+    if size not in (None, len(data)) or _png_digest(data[: digest_span[0]] + data[digest_span[1]:]) != digest_hex:
+        return "changed since it was cached"
     if key is not None and texts[PNG_RECIPE_KEY] is not None:
         try:
             recipe = json.loads(texts[PNG_RECIPE_KEY])
@@ -314,8 +323,15 @@ def identity_namespace(identity: dict) -> str:
     return namespace
 
 
+class _DamagedChunk(ValueError):
+    """A text chunk whose CRC does not match (a flipped bit in its keyword or text)."""
+
+
 def _head_texts(fh) -> dict[str, str | None] | None:
-    """The text chunks before the pixel data of an open PNG (None: not a PNG or cut short)."""
+    """The text chunks before the pixel data of an open PNG (None: not a PNG or cut short;
+    :class:`_DamagedChunk` when a text chunk's CRC does not match)."""
+    import zlib
+
     if fh.read(8) != _PNG_SIGNATURE:
         return None
     texts: dict[str, str | None] = {}
@@ -326,8 +342,10 @@ def _head_texts(fh) -> dict[str, str | None] | None:
         if head[4:] == b"IDAT":
             return texts
         payload = fh.read(int.from_bytes(head[:4], "big"))
-        fh.seek(4, 1)
+        crc = fh.read(4)
         if head[4:] in (b"tEXt", b"iTXt"):
+            if len(crc) < 4 or zlib.crc32(head[4:] + payload) != int.from_bytes(crc, "big"):
+                raise _DamagedChunk
             name, text = _text_chunk(head[4:], payload)
             texts[name] = text
 
@@ -347,12 +365,16 @@ def _light_check(path: Path, key: str | None = None) -> tuple[str | None, dict |
             tail = fh.read()
     except FileNotFoundError:
         return "missing", None
+    except _DamagedChunk:
+        return "damaged chunk (CRC mismatch)", None
     except (OSError, ValueError):
         return "unreadable", None
     if texts is None or tail != _PNG_END:
         return "truncated", None
     if texts.get(PNG_RECIPE_KEY) is None:
         return "no recipe chunk (saved by another program)", None
+    if PNG_DIGEST_KEY not in texts:
+        return NO_DIGEST, None
     recorded = _digest_parts(texts.get(PNG_DIGEST_KEY))[1]
     if recorded is not None and recorded != size:
         return "changed since it was cached", None
