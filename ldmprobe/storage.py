@@ -36,6 +36,14 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+def named(exc: BaseException, path) -> BaseException:
+    """``exc`` with ``path`` as its file name when it is an OSError without one (a failed
+    ``write`` or ``fsync`` names no file), so a full disk is reported where it happened (issue 28)."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = str(path)
+    return exc
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers only ever see the old or the complete new content."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,9 +56,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        named(exc, path)
         raise
 
 
@@ -251,9 +260,10 @@ def clone_file(source: Path, target: Path) -> str:
             how = _clone_into(src, dst)
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        named(exc, target)
         raise
     return how
 

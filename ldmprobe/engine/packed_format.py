@@ -216,7 +216,10 @@ class ShardWriter:
             _write_all(self._index, recs)
             if self.durable:
                 os.fsync(self._index)
-        except BaseException:
+        except BaseException as exc:
+            from ldmprobe.storage import named
+
+            named(exc, self.directory / (self.stem + SHARD_SUFFIX))  # a full disk is named where it is
             self.close(seal=False)  # a torn write: the next append starts a fresh pair
             raise
 
