@@ -65,3 +65,25 @@ def test_the_cli_names_the_full_disk_not_the_working_folder(tmp_path, monkeypatc
     assert result.exit_code == 1, result.output
     assert f"the disk holding {report.parent}" in " ".join(result.stderr.split())
     assert "the disk holding . " not in result.stderr
+
+
+def test_a_cache_too_small_for_the_tiny_models_is_refused_before_building(tmp_path, monkeypatch):
+    from ldmprobe.errors import BadInputError, LdmprobeError
+    from ldmprobe.models import tiny
+
+    built = []
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: Usage(10 ** 9, 10 ** 9, 5 * diskspace.MB))
+    monkeypatch.setattr(tiny, "build_tiny_generator", lambda folder: built.append(folder))
+    with pytest.raises(BadInputError, match=r"not enough disk space: .* 5\.0 MB free; building the tiny-generator"):
+        tiny.ensure_tiny_generator(tmp_path / "models")
+    assert built == [] and not list((tmp_path / "models").glob("*"))
+
+    def fills_up(folder):  # the disk fills while building: safetensors raises its own error
+        monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: Usage(10 ** 9, 10 ** 9, 1000))
+        raise RuntimeError("SafetensorError: Error while serializing: IoError")
+
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: Usage(10 ** 9, 10 ** 9, 10 ** 9))
+    monkeypatch.setattr(tiny, "build_tiny_generator", fills_up)
+    with pytest.raises(LdmprobeError, match="building the tiny-generator model failed: the disk holding .* is full"):
+        tiny.ensure_tiny_generator(tmp_path / "models")
+    assert not list((tmp_path / "models").glob("*"))  # no staging folder left

@@ -114,3 +114,36 @@ def disk_full_message(path, *, out: Path | None = None) -> str:
         return f"the disk holding {_existing(folder)} is full ({human(have)} free)"
     except OSError:
         return f"the disk holding {folder} is full"
+
+
+#: Bytes a built tiny model takes (generator 16.7 MB, measurer 13.6 MB measured), with a margin.
+TINY_MODEL_BYTES = {"tiny-generator": 20 * MB, "tiny-measurer": 16 * MB}
+
+
+def check_model_build(models_dir: Path, name: str, *, free=None) -> None:
+    """Refuse (exit 2, figures named) to build a tiny model on a disk that cannot hold it (issue
+    28: a fresh cache on a small disk died half-way with 'unexpected SafetensorError')."""
+    need = TINY_MODEL_BYTES.get(name, 20 * MB)
+    free = free or (lambda folder: shutil.disk_usage(_existing(folder)).free)
+    try:
+        have = free(models_dir)
+    except OSError:
+        return
+    if have < need:
+        raise BadInputError(
+            f"not enough disk space: the disk holding {_existing(Path(models_dir))} has {human(have)} free; building "
+            f"the {name} model needs about {human(need)} there. Nothing was started. Free space, or set "
+            "LDMPROBE_CACHE to a cache on a larger disk.")
+
+
+def build_failure_message(models_dir: Path, name: str) -> str | None:
+    """After a failed build: a disk-full explanation when the models' disk is (nearly) full, else None."""
+    try:
+        have = shutil.disk_usage(_existing(Path(models_dir))).free
+    except OSError:
+        return None
+    if have >= TINY_MODEL_BYTES.get(name, 20 * MB):
+        return None
+    return (f"building the {name} model failed: the disk holding {_existing(Path(models_dir))} is full ({human(have)} "
+            "free). Nothing half-built was kept: free space, or set LDMPROBE_CACHE to a cache on a larger disk, and "
+            "rerun.")

@@ -240,16 +240,23 @@ def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
         if reason is None:
             return final
         _set_aside(final, reason)
+    from ldmprobe.engine.diskspace import build_failure_message, check_model_build
     from ldmprobe.models.libraries import quiet_libraries
 
+    check_model_build(models_dir, name)  # a disk too small: exit 2 with the figures, before building
     quiet_libraries()
     tmp = staging_dir(final)
     try:
         builder(tmp)
-    except BaseException:
+    except BaseException as exc:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+        full = build_failure_message(models_dir, name) if isinstance(exc, Exception) else None
+        if full is not None:  # the disk filled while building (safetensors says SafetensorError)
+            from ldmprobe.errors import LdmprobeError
+
+            raise LdmprobeError(full) from exc
         raise
     return publish_dir(tmp, final)
 
