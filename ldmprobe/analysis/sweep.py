@@ -16,6 +16,7 @@ import numpy as np
 
 from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import control_comparison, design_check, spearman_test
+from ldmprobe.analysis.rates import attach_attributes
 from ldmprobe.analysis.sweep_results import (
     ImageDrift, Neighbours, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
     TermResult, TextDrift,
@@ -57,6 +58,7 @@ class SweepEmbeddings:
     conditioning: Mapping[str, np.ndarray] | None = None
     drop_nsfw: bool = False
     controls: tuple[str, ...] = ()  # modifiers held irrelevant: generated and analysed like terms
+    attributes: object | None = None  # analysis.rates.AttributeInput: attribute groups (rates, diversity)
 
     def usable(self, cell: ImageCell) -> bool:
         return not cell.failed and cell.embedding is not None and not (self.drop_nsfw and cell.nsfw)
@@ -97,7 +99,9 @@ def analyse_sweep(data: SweepEmbeddings, settings: StatisticsSettings = Statisti
         controls=tuple(data.controls), excluded=_excluded(data), design=_design(data, settings),
         notes=() if data.controls else (NO_CONTROLS_NOTE,),
     )
-    return SweepAnalysis(terms=tuple(terms), summary=summary, controls=tuple(controls))
+    terms, controls, base_attributes = attach_attributes(data, settings, terms, controls)
+    return SweepAnalysis(terms=tuple(terms), summary=summary, controls=tuple(controls),
+                         baseline_result=base_attributes)
 
 
 def _usable(data: SweepEmbeddings, cell: ImageCell) -> bool:

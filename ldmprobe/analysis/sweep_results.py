@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ldmprobe.records import Record
+from ldmprobe.analysis.rates_results import BaselineAttributes, Diversity, RateRow
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class TermResult(Record):
     image_drift: ImageDrift
     probes: tuple[ProbeRow, ...]
     direction_neighbours: Neighbours
+    rates: tuple[RateRow, ...] | None = None  # attribute rates (spec [attributes]; analysis.rates)
+    diversity: Diversity | None = None  # Vendi score and effective numbers (analysis.diversity)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class SweepAnalysis(Record):
     terms: tuple[TermResult, ...]
     summary: SweepSummary
     controls: tuple[TermResult, ...] = ()
+    baseline_result: BaselineAttributes | None = None  # the baseline's rates and diversity
 
     def term(self, name: str) -> TermResult:
         for entry in (*self.terms, *self.controls):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ldmprobe import SCHEMA_VERSION
+from ldmprobe.analysis.rates_results import BaselineAttributes
 from ldmprobe.analysis.sweep_results import SweepAnalysis, SweepSummary, TermResult
 from ldmprobe.records import Record, jsonable
 
@@ -63,7 +64,9 @@ class SweepResult(Record):
     def from_dict(cls, data: dict[str, Any]) -> SweepResult:
         analysis = SweepAnalysis(terms=tuple(TermResult.from_dict(t) for t in data["terms"]),
                                  summary=SweepSummary.from_dict(data["summary"]),
-                                 controls=tuple(TermResult.from_dict(t) for t in data.get("controls", ())))
+                                 controls=tuple(TermResult.from_dict(t) for t in data.get("controls", ())),
+                                 baseline_result=BaselineAttributes.from_dict(data["baseline_result"])
+                                 if data.get("baseline_result") else None)
         return cls(spec=data["spec"], config=data["config"], provenance=data["provenance"], counts=data["counts"],
                    baseline=data["baseline"], analysis=analysis, run=RunFolder.from_dict(data["run"]),
                    schema_version=data.get("schema_version", SCHEMA_VERSION), kind=data.get("kind", "sweep"),

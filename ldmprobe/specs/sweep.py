@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ldmprobe.errors import BadInputError, SpecError
+from ldmprobe.specs.attributes import attribute_dict
 from ldmprobe.specs.sweep_fields import (  # noqa: F401  (the spec's constants, importable from here)
     DEFAULT_SEED_COUNT, MAX_SEED, MAX_SEED_COUNT, PLACEHOLDER, SPEC_KEYS, _Ctx, _squash,
 )
@@ -86,6 +87,10 @@ class Spec:
     height: int | None = None
     pipeline: str | None = None
     measurer: str | None = None
+    attributes: tuple = ()  # AttributeGroup per [attributes.GROUP] (ldmprobe.specs.attributes)
+    reference_rates: tuple = ()  # ReferenceRates per [reference_rates.TERM.GROUP]
+    reference_source: str | None = None
+    calibration: str | None = None
     source: str = "<inline>"
 
     def __post_init__(self) -> None:
@@ -119,6 +124,7 @@ class Spec:
             "height": self.height,
             "pipeline": self.pipeline,
             "measurer": self.measurer,
+            **attribute_dict(self.attributes, self.reference_rates, self.reference_source, self.calibration),
             "source": self.source,
         }
 

@@ -40,6 +40,10 @@ SPEC_KEYS = (
     "height",
     "pipeline",
     "measurer",
+    "attributes",
+    "reference_rates",
+    "reference_source",
+    "calibration",
 )
 
 

@@ -115,6 +115,9 @@ def _validate(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
     out.update(_validate_generation(raw, ctx))
     for key in ("pipeline", "measurer"):
         out[key] = _validate_model_name(raw.get(key), key, ctx)
+    from ldmprobe.specs.attributes import validate_attribute_fields
+
+    out.update(validate_attribute_fields(raw, (baseline, *terms, *out["controls"]), ctx.source))
     return out
 
 

@@ -1,0 +1,161 @@
+"""Narrowing: how many distinct kinds of picture a term's images hold.
+
+* The **Vendi score** (Friedman & Dieng 2023) of unit image embeddings X (n × d): with
+  K = X Xᵀ / n (cosine similarities over n, trace 1) and its eigenvalues λ, exp(−Σ λ log λ):
+  1 when every image is alike, n when all are orthogonal. The nonzero eigenvalues of X Xᵀ / n
+  are those of Xᵀ X / n, so the smaller of the two matrices is used; images with weights w
+  (a resample's multiplicities) give Xᵀ diag(w) X.
+* Per attribute group, the **effective number of options** exp(entropy) of the term's
+  (corrected) rates: 1 when every image has one option, k when all k are equally common.
+
+Intervals resample templates and seeds (both with replacement, the same draws for the term
+and the baseline, so the difference is paired); "narrows" / "widens" is said only where the
+interval of the difference (or, against a reference, the interval itself) excludes no change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ldmprobe.analysis.rates_results import Diversity, GroupDiversity
+
+
+def entropy_exp(p) -> float:
+    """exp of the Shannon entropy (natural log) of shares p (negatives clipped, renormalised)."""
+    p = np.clip(np.asarray(p, np.float64), 0, None)
+    total = p.sum()
+    if total <= 0:
+        return float("nan")
+    p = p[p > 0] / total
+    return float(math.exp(-(p * np.log(p)).sum()))
+
+
+def vendi(x, weights=None) -> float:
+    """Vendi score of unit rows ``x`` (optionally weighted: weights sum to anything > 0)."""
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    if n == 0:
+        return float("nan")
+    w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+    if n <= x.shape[1]:
+        root = np.sqrt(w)
+        k = (x * root[:, None]) @ (x * root[:, None]).T
+    else:
+        k = (x * w[:, None]).T @ x
+    lam = np.linalg.eigvalsh(k)
+    lam = lam[lam > 1e-12]
+    lam = lam / lam.sum()
+    return float(math.exp(-(lam * np.log(lam)).sum()))
+
+
+def _cells(table: np.ndarray, t_idx, s_idx) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and multiplicities of the usable images in a template × seed resample."""
+    t_count = np.bincount(t_idx, minlength=table.shape[0])
+    s_count = np.bincount(s_idx, minlength=table.shape[1])
+    mult = np.outer(t_count, s_count)
+    ok = np.isfinite(table).all(axis=-1) & (mult > 0)
+    return table[ok], mult[ok].astype(np.float64)
+
+
+def _group_rates(labels, weights: np.ndarray, t_count, s_count) -> np.ndarray:
+    mult = np.outer(t_count, s_count).astype(np.float64)
+    ok = (labels >= 0) & (mult > 0)
+    if not ok.any():
+        return np.full(weights.shape[1], np.nan)
+    return (weights[labels[ok]] * mult[ok][:, None]).sum(0) / mult[ok].sum()
+
+
+def _interval(values, level: float) -> tuple[float | None, float | None]:
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 10:
+        return None, None
+    a = (1 - level) / 2
+    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+
+
+def _verdict(low, high, against: float = 0.0) -> str | None:
+    if low is None or high is None:
+        return None
+    if high < against:
+        return "narrows"
+    if low > against:
+        return "widens"
+    return None
+
+
+def _boot_p(diffs) -> float | None:
+    """Two-sided bootstrap p of a difference: twice the smaller tail share at 0 (+1 rule)."""
+    d = np.asarray(diffs, np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 10:
+        return None
+    below, above = np.sum(d <= 0), np.sum(d >= 0)
+    return float(min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1)))
+
+
+def term_diversity(emb, labels, base_emb, base_labels, attrs, *, term: str, baseline: str, is_baseline: bool,
+                   n_resamples: int, seed: int, level: float = 0.95) -> Diversity:
+    """Vendi score and per-group effective numbers of one term, against the baseline's."""
+    n_t, n_s = emb.shape[:2]
+    full_t, full_s = np.arange(n_t), np.arange(n_s)
+    weights = [attrs.corrections[g].weights if g in attrs.corrections else np.eye(len(opts))
+               for g, opts in attrs.groups]
+
+    def stats_of(t_idx, s_idx):
+        tc, sc = np.bincount(t_idx, minlength=n_t), np.bincount(s_idx, minlength=n_s)
+        rows, mult = _cells(emb, t_idx, s_idx)
+        out = [vendi(rows, mult) if len(rows) else np.nan]
+        out += [entropy_exp(_group_rates(lab, w, tc, sc)) for lab, w in zip(labels, weights)]
+        if not is_baseline:
+            b_rows, b_mult = _cells(base_emb, t_idx, s_idx)
+            out += [vendi(b_rows, b_mult) if len(b_rows) else np.nan]
+            out += [entropy_exp(_group_rates(lab, w, tc, sc)) for lab, w in zip(base_labels, weights)]
+        return np.array(out)
+
+    point = stats_of(full_t, full_s)
+    rng = np.random.default_rng(seed)
+    boots = np.array([stats_of(rng.integers(0, n_t, n_t), rng.integers(0, n_s, n_s))
+                      for _ in range(n_resamples)]) if n_resamples and n_t * n_s > 1 else np.zeros((0, len(point)))
+    n_g = len(attrs.groups)
+
+    def col(i):
+        return boots[:, i] if len(boots) else np.array([])
+
+    low, high = _interval(col(0), level)
+    base_vendi, p, d_low, d_high = None, None, None, None
+    if not is_baseline:
+        base_vendi = _num(point[1 + n_g])
+        diffs = col(0) - col(1 + n_g)
+        d_low, d_high = _interval(diffs, level)
+        p = _boot_p(diffs)
+    groups = []
+    for g, (group, _) in enumerate(attrs.groups):
+        g_low, g_high = _interval(col(1 + g), level)
+        ref = attrs.reference.get((term, group))
+        ref_eff = _reference_effective(ref, attrs.groups[g][1])
+        entry = dict(group=group, effective_number=_num(point[1 + g]), ci_low=g_low, ci_high=g_high,
+                     baseline_effective_number=None, reference_effective_number=ref_eff,
+                     versus_reference=_verdict(g_low, g_high, ref_eff) if ref_eff is not None else None)
+        if not is_baseline:
+            gd_low, gd_high = _interval(col(1 + g) - col(2 + n_g + g), level)
+            entry.update(baseline_effective_number=_num(point[2 + n_g + g]), difference_ci_low=gd_low,
+                         difference_ci_high=gd_high, versus_baseline=_verdict(gd_low, gd_high))
+        groups.append(GroupDiversity(**entry))
+    return Diversity(vendi=_num(point[0]), ci_low=low, ci_high=high, baseline_vendi=base_vendi, p_value=p,
+                     groups=tuple(groups), difference_ci_low=d_low, difference_ci_high=d_high,
+                     verdict=_verdict(d_low, d_high), n_resamples=len(boots))
+
+
+def _reference_effective(ref, options) -> float | None:
+    """exp(entropy) of a reference's rates when they cover the group (sum to 1 within 0.01)."""
+    if not ref:
+        return None
+    p = np.array([ref.get(o, 0.0) for o in options])
+    return entropy_exp(p) if abs(p.sum() - 1) <= 0.01 else None
+
+
+def _num(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None

@@ -1,0 +1,173 @@
+"""Attribute rates: zero-shot labels, crossed intervals, correction, and the spec's attribute keys."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import special, stats as sps
+
+from ldmprobe.analysis import rates
+from ldmprobe.analysis.inference_crossed import crossed_test
+from ldmprobe.errors import ExitCode, SpecError
+from ldmprobe.specs.sweep import spec_from_dict
+
+
+def planted_labels(rng, rate: float, n_t=8, n_s=8, sd_t=0.4, sd_s=0.3) -> np.ndarray:
+    """Binary labels (1 = the option) with template and seed effects on the logit scale,
+    whose population share is ``rate`` (the effects are centred so the mean share is exact)."""
+    a, b = rng.normal(0, sd_t, n_t), rng.normal(0, sd_s, n_s)
+    logit = special.logit(rate) + a[:, None] + b[None, :]
+    return (rng.random((n_t, n_s)) < special.expit(logit)).astype(int)
+
+
+def test_zero_shot_is_the_softmax_at_the_logit_scale():
+    rng = np.random.default_rng(0)
+    img, txt = rng.normal(size=(5, 8)), rng.normal(size=(3, 8))
+    got = rates.zero_shot(img, txt, 37.5)
+    assert np.allclose(got, special.softmax(37.5 * img @ txt.T, axis=1))
+    assert np.allclose(got.sum(1), 1)
+
+
+def test_group_rates_against_brute_force():
+    rng = np.random.default_rng(1)
+    term, base = rng.integers(0, 3, (4, 5)), rng.integers(0, 3, (4, 5))
+    term[0, 0] = -1  # a missing image drops its seed here (greedy complete sub-table)
+    rows = rates.group_rates(term, base, "bg", ("a", "b", "c"), reference={"b": 0.25})
+    keep = term[:, 1:]
+    for j, row in enumerate(rows):
+        assert row.rate == pytest.approx(np.mean(keep == j))
+        test = crossed_test(np.where(term >= 0, term == j, np.nan).astype(float))
+        assert (row.ci_low, row.ci_high) == pytest.approx((max(0, test.ci_low), min(1, test.ci_high)))
+        diff = crossed_test(np.where(term >= 0, (term == j).astype(float) - (base == j), np.nan))
+        assert row.difference == pytest.approx(diff.estimate)
+        assert row.p_value == pytest.approx(diff.p_value)
+        assert row.baseline_rate == pytest.approx(np.mean(base == j))
+        assert row.corrected is False and row.raw_rate == pytest.approx(row.rate)
+    assert rows[1].reference_rate == 0.25 and rows[1].amplification == pytest.approx(rows[1].rate / 0.25)
+    assert rows[1].amplification_ci_high == pytest.approx(rows[1].ci_high / 0.25)
+    assert rows[0].amplification is None
+    adjusted = rates.adjust_rows(rows)
+    p = [r.p_value for r in rows]
+    assert [r.p_adjusted for r in adjusted] == pytest.approx(sps.false_discovery_control(p))
+
+
+def test_constant_table_gets_a_wilson_interval_not_zero_width():
+    labels = np.zeros((5, 4), dtype=int)
+    row = rates.group_rates(labels, None, "g", ("yes", "no"))[1]
+    assert row.rate == 0 and row.ci_low == 0
+    assert 0.1 < row.ci_high < 0.25  # Wilson upper bound of 0/20 at 95 %: 0.161
+    assert row.ci_high == pytest.approx(sps.binomtest(0, 20).proportion_ci(method="wilson").high, abs=1e-9)
+
+
+def test_planted_rate_is_covered_and_no_effect_rejects_at_about_alpha():
+    rng = np.random.default_rng(2)
+    covered, rejected, n = 0, 0, 200
+    for _ in range(n):
+        term, base = planted_labels(rng, 0.3), planted_labels(rng, 0.3)
+        row = rates.group_rates(1 - term, 1 - base, "g", ("yes", "no"))[0]  # label 0 = "yes"
+        covered += row.ci_low <= _population_share(0.3) <= row.ci_high
+        rejected += row.p_value is not None and row.p_value < 0.05
+    assert covered / n >= 0.9
+    assert 0.01 <= rejected / n <= 0.09
+
+
+def _population_share(rate, sd_t=0.4, sd_s=0.3):
+    """The share the planted model draws on average over new templates and seeds."""
+    z = np.random.default_rng(99).normal(0, math.hypot(sd_t, sd_s), 400_000)
+    return float(special.expit(special.logit(rate) + z).mean())
+
+
+def test_a_planted_difference_is_found():
+    rng = np.random.default_rng(3)
+    term, base = planted_labels(rng, 0.8), planted_labels(rng, 0.1)
+    row = rates.group_rates(1 - term, 1 - base, "g", ("yes", "no"))[0]
+    assert row.difference > 0.5 and row.p_value < 1e-3 and row.difference_ci_low > 0.3
+
+
+def test_correction_recovers_the_true_share_and_carries_calibration_uncertainty():
+    rng = np.random.default_rng(4)
+    conf = np.array([[0.8, 0.15, 0.05], [0.1, 0.85, 0.05], [0.1, 0.1, 0.8]])
+    true_cal = np.repeat(np.arange(3), 400)
+    pred_cal = np.array([rng.choice(3, p=conf[i]) for i in true_cal])
+    corr = rates.correction_from_labels(true_cal, pred_cal, 3, n_boot=200)
+    assert np.allclose(corr.weights @ corr.confusion, np.eye(3))
+    truth = np.array([0.6, 0.3, 0.1])
+    true_img = rng.choice(3, size=(40, 50), p=truth)
+    labels = np.vectorize(lambda i: rng.choice(3, p=conf[i]))(true_img)
+    raw = rates.group_rates(labels, None, "g", ("a", "b", "c"))
+    fixed = rates.group_rates(labels, None, "g", ("a", "b", "c"), correction=corr)
+    assert abs(raw[0].rate - 0.6) > 0.05  # the measurer's errors pull the raw share toward the others
+    assert all(r.corrected for r in fixed)
+    for row, share in zip(fixed, truth):
+        drawn = np.mean(true_img == list(truth).index(share))  # the share these images truly have
+        assert abs(row.rate - drawn) < 0.05 and row.ci_low <= share <= row.ci_high
+    # Rogan–Gladen for the two-option case is the same formula
+    sens, spec = 0.9, 0.8
+    c2 = np.array([[sens, 1 - sens], [1 - spec, spec]])
+    q = 0.5
+    assert (np.array([q, 1 - q]) @ np.linalg.inv(c2))[0] == pytest.approx((q + spec - 1) / (sens + spec - 1))
+    wider = rates.table_mean(np.where(labels == 0, 1.0, 0.0), extra_var=0.01)
+    narrow = rates.table_mean(np.where(labels == 0, 1.0, 0.0))
+    assert wider.high - wider.low > narrow.high - narrow.low
+
+
+def test_near_singular_calibration_is_refused():
+    true = np.repeat([0, 1], 100)
+    pred = np.where(np.random.default_rng(5).random(200) < 0.5, 0, 1)  # a coin: cannot tell them apart
+    with pytest.raises(ValueError, match="too near singular"):
+        rates.correction_from_labels(true, pred, 2)
+    with pytest.raises(ValueError, match="no image of option"):
+        rates.correction_from_labels(np.zeros(10, int), np.zeros(10, int), 2)
+
+
+# ----------------------------------------------------------------------------- the spec keys
+
+BASE = {"templates": ["a {} house"], "baseline": "", "terms": ["fancy"]}
+
+
+def test_attribute_tables_are_read_and_round_trip():
+    spec = spec_from_dict({**BASE, "attributes": {"bg": {"yellow": "a yellow background", "grey": "a grey one"}},
+                           "reference_rates": {"": {"bg": {"yellow": 0.1, "grey": 0.9}}},
+                           "reference_source": "a census"})
+    assert spec.attributes[0].options == ("yellow", "grey")
+    assert spec.reference_rates[0].term == "" and spec.reference_rates[0].rate("yellow") == 0.1
+    again = spec_from_dict({k: v for k, v in spec.to_dict().items() if k != "source"})
+    assert again.attributes == spec.attributes and again.reference_rates == spec.reference_rates
+    assert "attributes" not in spec_from_dict(BASE).to_dict()  # specs without them are unchanged
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"attributes": {"bg": {"yellow": "a yellow background"}}}, "needs two or more"),
+    ({"attributes": {"bg": {"a": "a yellow background", "b": "A  yellow background"}}}, "same text"),
+    ({"attributes": {"b g": {"a": "x", "b": "y"}}}, "group name"),
+    ({"attributes": {"bg": {"1a": "x", "b": "y"}}}, "option name"),
+    ({"attributes": {"bg": {"a": "x", "b": ""}}}, "non-empty probe text"),
+    ({"attributes": {"bg": {"a": "x", "b": "y"}}, "reference_rates": {"old": {"bg": {"a": 0.5}}},
+      "reference_source": "s"}, "names no term"),
+    ({"attributes": {"bg": {"a": "x", "b": "y"}}, "reference_rates": {"fancy": {"bg": {"c": 0.5}}},
+      "reference_source": "s"}, "not an option"),
+    ({"attributes": {"bg": {"a": "x", "b": "y"}}, "reference_rates": {"fancy": {"bg": {"a": 0.7, "b": 0.6}}},
+      "reference_source": "s"}, "more than 1"),
+    ({"attributes": {"bg": {"a": "x", "b": "y"}}, "reference_rates": {"fancy": {"bg": {"a": 0.5}}}},
+     "without reference_source"),
+    ({"attributes": {"bg": {"a": "x", "b": "y"}}, "calibration": "/no/such/folder"}, "does not exist"),
+])
+def test_bad_attribute_specs_exit_2(extra, message):
+    with pytest.raises(SpecError, match=message) as caught:
+        spec_from_dict({**BASE, **extra})
+    assert caught.value.exit_code == ExitCode.BAD_INPUT == 2
+
+
+def test_a_bad_attribute_spec_exits_2_on_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.toml"
+    path.write_text('templates = ["a {} house"]\nbaseline = ""\nterms = ["fancy"]\n'
+                    '[attributes.bg]\nyellow = "a yellow background"\n')
+    proc = subprocess.run([sys.executable, "-m", "ldmprobe", "sweep", str(path), "--dry-run"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs two or more" in proc.stderr
+    assert "Traceback" not in proc.stderr
