@@ -1,4 +1,5 @@
-"""What a diffusers model folder's config files say: native image size and scheduler (no torch)."""
+"""What a diffusers model folder's config files say: architecture, native image size,
+guidance semantics and scheduler (no torch)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,89 @@ from pathlib import Path
 from typing import Any
 
 
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+#: Pipeline class -> architecture family (anything else is "generic").
+_FAMILIES = {
+    "StableDiffusionPipeline": "sd1", "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux",
+}
+
+
+def pipeline_class(folder: Path) -> str:
+    return str(_json(Path(folder) / "model_index.json").get("_class_name", ""))
+
+
+def architecture(folder: Path) -> str:
+    """"sd1", "sdxl", "sd3", "flux", or "generic" (any other text-to-image DiffusionPipeline)."""
+    return _FAMILIES.get(pipeline_class(folder), "generic")
+
+
+def _vae_factor(folder: Path) -> int:
+    vae = _json(Path(folder) / "vae" / "config.json")
+    return 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+
+
 def native_image_size(folder: Path) -> tuple[int, int]:
-    """The generator's native (height, width): UNet sample size times the VAE's downscale."""
-    unet = json.loads((folder / "unet" / "config.json").read_text()) if (folder / "unet" / "config.json").is_file() else {}
-    vae = json.loads((folder / "vae" / "config.json").read_text()) if (folder / "vae" / "config.json").is_file() else {}
-    sample = unet.get("sample_size", 64)
+    """The generator's native (height, width).
+
+    A tiny build says it in ``ldmprobe_tiny.json``; otherwise the denoiser's ``sample_size``
+    (``unet/`` or ``transformer/``, in latent pixels) times the VAE's downscale; a transformer
+    without one (Flux) uses diffusers' default of 128 latent pixels.
+    """
+    folder = Path(folder)
+    marked = _json(folder / "ldmprobe_tiny.json").get("native_size")
+    if isinstance(marked, list) and len(marked) == 2:
+        return int(marked[0]), int(marked[1])
+    denoiser = _json(folder / "unet" / "config.json") or _json(folder / "transformer" / "config.json")
+    sample = denoiser.get("sample_size") or (128 if (folder / "transformer").is_dir() else 64)
     height, width = (sample[0], sample[1]) if isinstance(sample, (list, tuple)) else (sample, sample)
-    factor = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+    factor = _vae_factor(folder)
     return int(height) * factor, int(width) * factor
+
+
+def guidance_semantics(folder: Path) -> dict[str, Any]:
+    """What the pipeline's ``guidance_scale`` does, read from the folder's configs.
+
+    ``cfg``: classifier-free guidance (two passes, the negative prompt is used). ``distilled``:
+    a guidance-distilled model (Flux.1 dev) takes the scale as an input of one pass; the
+    negative prompt is not used. ``none``: the model ignores it (Flux.1 schnell, no guidance
+    embedding).
+    """
+    folder = Path(folder)
+    family = architecture(folder)
+    if family == "flux":
+        embeds = bool(_json(folder / "transformer" / "config.json").get("guidance_embeds", False))
+        return {"kind": "distilled" if embeds else "none", "negative_prompt": False}
+    return {"kind": "cfg", "negative_prompt": True}
+
+
+def text_encoders(folder: Path) -> list[dict[str, Any]]:
+    """The text encoders the pipeline reads, in the pipeline's order: component name, class,
+    and which outputs the denoiser reads (``tokens`` and/or ``pooled``)."""
+    folder = Path(folder)
+    index = _json(folder / "model_index.json")
+    family = architecture(folder)
+    parts = {
+        "sd1": {"text_encoder": ["tokens"]},
+        "sdxl": {"text_encoder": ["tokens"], "text_encoder_2": ["tokens", "pooled"]},
+        "sd3": {"text_encoder": ["tokens", "pooled"], "text_encoder_2": ["tokens", "pooled"],
+                "text_encoder_3": ["tokens"]},
+        "flux": {"text_encoder": ["pooled"], "text_encoder_2": ["tokens"]},
+    }.get(family, {})
+    found = []
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        entry = index.get(name)
+        if not isinstance(entry, list) or entry[1] is None:
+            continue
+        found.append({"component": name, "class": entry[1], "parts": parts.get(name, ["tokens"])})
+    return found
 
 
 def scheduler_identity(folder: Path) -> dict[str, Any]:

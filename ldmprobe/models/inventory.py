@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ldmprobe import storage as cache
 from ldmprobe.models import sources as models
-from ldmprobe.models import tiny
+from ldmprobe.models import tiny, tiny_arch
 from ldmprobe.models.reference import REFERENCE_WEIGHTS, is_reference_folder
 
 
@@ -27,8 +27,9 @@ def model_inventory() -> dict:
     models_dir = cache.models_dir()
     generators = []
     for name, preset in models.GENERATOR_PRESETS.items():
-        if name == "tiny":
-            folder = models_dir / f"tiny-generator-v{tiny.TINY_VERSION}"
+        if name == "tiny" or name in tiny_arch.GENERATORS:
+            folder = models_dir / (tiny_arch.folder_name(name) if name in tiny_arch.GENERATORS
+                                   else f"tiny-generator-v{tiny.TINY_VERSION}")
             built = (folder / "model_index.json").is_file()
             generators.append({
                 "role": "generator", "name": name, "resolves_to": str(folder), "about": preset["about"],
@@ -40,13 +41,18 @@ def model_inventory() -> dict:
             cached = _hub_cached(preset["hub_id"], "model_index.json")
             generators.append({
                 "role": "generator", "name": name, "resolves_to": f"hf-hub:{preset['hub_id']}",
-                "about": preset["about"], "local": cached,
-                "status": "cached" if cached else "not cached (needs network once)",
+                "about": preset["about"] + "".join(f"; {preset[k]}" for k in ("licence", "needs") if k in preset),
+                "local": cached,
+                "status": "cached" if cached else ("not cached (gated: accept the licence on the hub, then needs "
+                                                   "network once)" if preset.get("gated") else
+                                                   "not cached (needs network once)"),
+                **{k: preset[k] for k in ("architecture", "licence", "gated", "dtype", "needs") if k in preset},
             })
     measurers = []
     for name, preset in models.MEASURER_PRESETS.items():
-        if name == "tiny":
-            folder = models_dir / f"tiny-measurer-v{tiny.TINY_VERSION}"
+        if name == "tiny" or name in tiny_arch.MEASURERS:
+            folder = models_dir / (tiny_arch.folder_name(name) if name in tiny_arch.MEASURERS
+                                   else f"tiny-measurer-v{tiny.TINY_VERSION}")
             built = (folder / "open_clip_config.json").is_file()
             measurers.append({
                 "role": "measurer", "name": name, "resolves_to": f"local-dir:{folder}",

@@ -20,7 +20,7 @@ from ldmprobe.models import tiny
 from ldmprobe.models.libraries import quiet_libraries, torch_dtype
 from ldmprobe.models.sources import (
     GeneratorRef, MeasurerRef, ensure_measurer_available, folder_fingerprint, generator_identity, locate_generator,
-    measurer_identity, unavailable_message,
+    measurer_identity, tiny_measurer_folder, unavailable_message,
 )
 
 
@@ -142,13 +142,46 @@ class LoadedMeasurer:
 
     @property
     def embed_dim(self) -> int:
-        return int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") else -1
+        """The joint embedding's width: CLIP's text projection matrix, a custom text tower's
+        projection (SigLIP: a Linear with bias), else the image tower's output width."""
+        projection = getattr(self.model, "text_projection", None)
+        if projection is None:
+            projection = getattr(getattr(self.model, "text", None), "text_projection", None)
+        if projection is not None and hasattr(projection, "out_features"):
+            return int(projection.out_features)
+        if projection is not None and hasattr(projection, "shape"):
+            return int(projection.shape[-1])
+        return int(getattr(getattr(self.model, "visual", None), "output_dim", -1))
+
+    @property
+    def loss(self) -> str:
+        """"sigmoid" for SigLIP-family models (a learned logit bias), else "softmax" (CLIP)."""
+        return "sigmoid" if getattr(self.model, "logit_bias", None) is not None else "softmax"
+
+    def zero_shot(self, image_embeddings, text_embeddings):
+        """Per-image label scores from unit image and text embeddings, as the model was trained.
+
+        CLIP (softmax loss): softmax over the labels of ``exp(logit_scale) * cos``, rows sum to 1.
+        SigLIP (sigmoid loss): ``sigmoid(exp(logit_scale) * cos + logit_bias)`` per label, each an
+        independent probability that the pair matches (rows need not sum to 1). Returns numpy.
+        """
+        import numpy as np
+
+        cos = np.asarray(image_embeddings, dtype=np.float64) @ np.asarray(text_embeddings, dtype=np.float64).T
+        scale = float(self.model.logit_scale.detach().float().exp().cpu())
+        logits = scale * cos
+        if self.loss == "sigmoid":
+            logits = logits + float(self.model.logit_bias.detach().float().cpu().reshape(-1)[0])
+            return 1.0 / (1.0 + np.exp(-logits))
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
 
 
 def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = False) -> LoadedMeasurer:
     """Load an open_clip model, its preprocess transform and tokenizer."""
     if ref.source == "tiny":
-        model_name = "local-dir:" + str(tiny.ensure_tiny_measurer(cache.models_dir()))
+        model_name = "local-dir:" + str(tiny_measurer_folder(ref))
         pretrained = None
     elif ref.source == "local-dir":
         model_name, pretrained = "local-dir:" + ref.name, None

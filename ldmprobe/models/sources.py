@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ldmprobe import storage as cache
-from ldmprobe.models import tiny
-from ldmprobe.models.configs import native_image_size, scheduler_identity  # noqa: F401  (importable from here)
+from ldmprobe.models import presets as _presets
+from ldmprobe.models import tiny, tiny_arch
+from ldmprobe.models.configs import architecture, guidance_semantics, native_image_size, scheduler_identity  # noqa: F401
 from ldmprobe.models.hub import hub_reachable, offline_requested, set_hub_offline, unavailable_message  # noqa: F401
 from ldmprobe.models.libraries import quiet_libraries
 from ldmprobe.models.reference import is_reference_folder, reference_folder
@@ -37,6 +38,8 @@ GENERATOR_PRESETS: dict[str, dict[str, str]] = {
     "reference": {"hub_id": "", "about": "shipped reference world: a small trained model with planted biases"},
 }
 
+GENERATOR_PRESETS.update({**_presets.TINY_GENERATORS, **_presets.REAL_GENERATORS})
+
 #: Hub ids that are gone, with the id that replaced them.
 MOVED_HUB_IDS = {
     "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -51,6 +54,7 @@ MEASURER_PRESETS: dict[str, dict[str, str]] = {
     "tiny": {"hf_hub": "", "about": "built-in random-weight open_clip CLIP for tests and smoke runs"},
     "reference": {"hf_hub": "", "about": "shipped reference world's CLIP (its generator conditions on its text tower)"},
 }
+MEASURER_PRESETS.update({**_presets.TINY_MEASURERS, **_presets.REAL_MEASURERS})
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _TINY_WARNING = "tiny models have random weights: their numbers mean nothing"
@@ -86,7 +90,7 @@ def resolve_generator(spec: str, revision: str | None = None) -> GeneratorRef:
         raise UnknownModelError("The pipeline name is empty. Use a preset (sd15, tiny), a hub id, or a folder.")
     if text in GENERATOR_PRESETS:
         preset = GENERATOR_PRESETS[text]
-        if text == "tiny":
+        if text == "tiny" or text in tiny_arch.GENERATORS:
             return GeneratorRef(spec=text, source="tiny", location="")
         if text == "reference":
             return GeneratorRef(spec=text, source="local", location=str(reference_folder("generator")))
@@ -162,6 +166,8 @@ _CONFIG_PATTERNS = ["*.json", "*.txt", "tokenizer/*", "scheduler/*"]
 def locate_generator(ref: GeneratorRef, *, offline: bool = False, configs_only: bool = False) -> Path:
     """The local folder holding the generator (built or fetched as needed)."""
     if ref.source == "tiny":
+        if ref.spec in tiny_arch.GENERATORS:
+            return tiny_arch.ensure_generator(cache.models_dir(), ref.spec)
         return tiny.ensure_tiny_generator(cache.models_dir())
     if ref.source == "local":
         return Path(ref.location)
@@ -226,6 +232,8 @@ def generator_identity(ref: GeneratorRef, folder: Path) -> dict[str, Any]:
         identity.update(source="hub", id=ref.location, revision=folder.name)
     else:
         identity.update(source=ref.source, fingerprint=folder_fingerprint(folder))
+    if architecture(folder) != "sd1":  # SD 1.x identities (and so their cache keys) stay as they were
+        identity.update(architecture=architecture(folder), guidance=guidance_semantics(folder)["kind"])
     return identity
 
 
@@ -253,8 +261,8 @@ class MeasurerRef:
 def resolve_measurer(spec: str) -> MeasurerRef:
     """Parse ``NAME:PRETRAINED``, ``hf-hub:ORG/REPO``, ``local-dir:PATH`` or ``tiny``."""
     text = (spec or "").strip()
-    if text == "tiny":
-        return MeasurerRef(spec=text, source="tiny", name="tiny")
+    if text == "tiny" or text in tiny_arch.MEASURERS:
+        return MeasurerRef(spec=text, source="tiny", name=text)
     if text == "reference":
         return MeasurerRef(spec=text, source="local-dir", name=str(reference_folder("measurer")))
     if text.startswith("hf-hub:"):
@@ -320,13 +328,19 @@ def measurer_cached(ref: MeasurerRef, pretrained_cfg: dict | None = None) -> boo
 def measurer_identity(ref: MeasurerRef) -> dict[str, Any]:
     """What identifies a measurer in an embedding cache key."""
     if ref.source == "tiny":
-        folder = tiny.ensure_tiny_measurer(cache.models_dir())
-        return {"source": "tiny", "fingerprint": folder_fingerprint(folder)}
+        return {"source": "tiny", "fingerprint": folder_fingerprint(tiny_measurer_folder(ref))}
     if ref.source == "local-dir":
         return {"source": "local-dir", "fingerprint": folder_fingerprint(Path(ref.name))}
     if ref.source == "hf-hub":
         return {"source": "hf-hub", "id": ref.name}
     return {"source": "open_clip", "model": ref.name, "pretrained": ref.pretrained}
+
+
+def tiny_measurer_folder(ref: MeasurerRef) -> Path:
+    """The built folder of a tiny measurer (``tiny`` CLIP or ``tiny-siglip``), built on first use."""
+    if ref.name in tiny_arch.MEASURERS:
+        return tiny_arch.ensure_measurer(cache.models_dir(), ref.name)
+    return tiny.ensure_tiny_measurer(cache.models_dir())
 
 
 def ensure_measurer_available(ref: MeasurerRef, *, offline: bool = False) -> None:

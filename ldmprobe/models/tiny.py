@@ -133,13 +133,13 @@ MARKER = "ldmprobe_tiny.json"
 SIZES = ".ldmprobe-sizes.json"
 
 
-def _write_marker(folder: Path, role: str, seed: int = TINY_SEED) -> None:
+def _write_marker(folder: Path, role: str, seed: int = TINY_SEED, **extra) -> None:
     marker = {"ldmprobe_tiny": TINY_VERSION, "role": role, "seed": seed,
-              "note": "random weights: outputs made with this model mean nothing"}
+              "note": "random weights: outputs made with this model mean nothing", **extra}
     (folder / MARKER).write_text(json.dumps(marker, indent=2))
     sizes = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
     (folder / SIZES).write_text(json.dumps(sizes, indent=1))
-    digests = {rel: _sha256(folder / rel) for rel in sizes if rel.endswith(".safetensors")}
+    digests = {rel: _sha256(folder / rel) for rel in sizes}  # configs and tokenizer too (issue 28)
     (folder / DIGESTS).write_text(json.dumps(digests, indent=1))
 
 
@@ -168,10 +168,33 @@ def _digest_damage(folder: Path) -> str | None:
         return None  # built before digests were listed: sizes and headers are what can be checked
     except (OSError, ValueError):
         return f"{DIGESTS} is unreadable"
-    for rel, expected in dict(digests).items():
+    if not isinstance(digests, dict):
+        return f"{DIGESTS} is unreadable"
+    for rel, expected in digests.items():
+        if not (folder / rel).is_file():
+            return f"{rel} is missing"
         if file_digest(folder / rel) != expected:
             return f"{rel} does not match its sha256 (changed or damaged)"
+    _list_unhashed(folder, digests)
     return None
+
+
+def _list_unhashed(folder: Path, digests: dict) -> None:
+    """A folder built when only weights were hashed: its config, scheduler and tokenizer files are
+    hashed now and listed, so an edit from here on is found (issue 28)."""
+    try:
+        listed = json.loads((folder / SIZES).read_text())
+    except (OSError, ValueError):
+        return
+    missing = [rel for rel in listed if rel not in digests and (folder / rel).is_file()]
+    if missing:
+        from ldmprobe.storage import atomic_write_text
+
+        digests = {**digests, **{rel: _sha256(folder / rel) for rel in missing}}
+        try:
+            atomic_write_text(folder / DIGESTS, json.dumps(digests, indent=1))
+        except OSError:
+            pass  # a read-only cache: checked as far as it was listed
 
 
 def _safetensors_damage(path: Path) -> str | None:

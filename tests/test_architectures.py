@@ -1,0 +1,138 @@
+"""Current architectures offline: tiny SDXL, SD 3 and Flux generators and a tiny SigLIP measurer,
+built from configs, loaded back like real models, and run through the commands end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ldmprobe.models import configs, tiny, tiny_arch
+from ldmprobe.models import load as model_load
+from ldmprobe.models import sources as models
+
+ARCHS = {"tiny-sdxl": ("StableDiffusionXLPipeline", "sdxl"), "tiny-sd3": ("StableDiffusion3Pipeline", "sd3"),
+         "tiny-flux": ("FluxPipeline", "flux")}
+
+
+@pytest.fixture(scope="session")
+def arch_generators(cache_root):
+    return {name: model_load.load_generator(models.resolve_generator(name), device="cpu", dtype="float32")
+            for name in ARCHS}
+
+
+@pytest.fixture(scope="session")
+def siglip(cache_root):
+    return model_load.load_measurer(models.resolve_measurer("tiny-siglip"), device="cpu")
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_tiny_builds_load_as_ordinary_folders(arch_generators, cache_root, name):
+    loaded = arch_generators[name]
+    cls, family = ARCHS[name]
+    assert type(loaded.pipe).__name__ == cls
+    assert loaded.folder.parent == cache_root / "models"
+    assert loaded.ref.is_tiny and tiny.is_tiny_folder(loaded.folder)
+    marker = json.loads((loaded.folder / tiny.MARKER).read_text())
+    assert marker["architecture"] == family and marker["role"] == "generator"
+    weights = list(loaded.folder.rglob("*.safetensors"))
+    assert weights and not list(loaded.folder.rglob("*.bin"))
+    assert tiny.damage(loaded.folder, "model_index.json") is None
+    assert configs.architecture(loaded.folder) == family
+    assert configs.native_image_size(loaded.folder) == (64, 64)
+    assert loaded.identity["architecture"] == family
+    assert loaded.identity["class"] == cls
+
+
+def test_guidance_semantics_read_from_the_folder(arch_generators):
+    semantics = {name: configs.guidance_semantics(arch_generators[name].folder)["kind"] for name in ARCHS}
+    assert semantics == {"tiny-sdxl": "cfg", "tiny-sd3": "cfg", "tiny-flux": "distilled"}
+    assert arch_generators["tiny-flux"].identity["guidance"] == "distilled"
+
+
+def test_guidance_semantics_of_a_folder_without_guidance_embedding(tmp_path):
+    (tmp_path / "transformer").mkdir()
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    (tmp_path / "transformer" / "config.json").write_text(json.dumps({"guidance_embeds": False}))
+    assert configs.guidance_semantics(tmp_path)["kind"] == "none"  # schnell: the scale does nothing
+    assert configs.native_image_size(tmp_path) == (1024, 1024)  # diffusers' default, VAE factor 8
+
+
+def test_sd1_identity_unchanged_by_architecture_fields(tiny_generator):
+    """SD 1.x identities (and so every cache key made with them) keep their old fields."""
+    assert set(tiny_generator.identity) == {"class", "source", "fingerprint"}
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_tiny_build_is_deterministic(tmp_path, arch_generators, name):
+    rebuilt = tiny_arch.ensure_generator(tmp_path, name)
+    assert models.folder_fingerprint(rebuilt) == arch_generators[name].identity["fingerprint"]
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_tiny_builds_generate_finite_seeded_images(arch_generators, name):
+    pipe = arch_generators[name].pipe
+
+    def make(seed):
+        return pipe(prompt=["a photo of a red car"], num_inference_steps=2, guidance_scale=3.0, width=64, height=64,
+                    generator=[torch.Generator("cpu").manual_seed(seed)], output_type="np").images
+
+    first, again, other = make(1), make(1), make(2)
+    assert first.shape == (1, 64, 64, 3) and np.isfinite(first).all()
+    np.testing.assert_allclose(first, again, atol=1e-6)
+    assert np.abs(first - other).max() > 1e-4
+
+
+def test_t5_tokenizer_is_sentencepiece_like():
+    tokenizer = tiny_arch.build_t5_tokenizer()
+    ids = tokenizer("a photo of a fancy house").input_ids
+    assert ids[-1] == tokenizer.eos_token_id and tokenizer.pad_token == "<pad>"
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    assert "▁photo" in pieces and "▁house" in pieces
+    assert tokenizer.unk_token_id not in ids
+
+
+def test_tiny_siglip_loads_through_local_dir(siglip):
+    assert siglip.ref.is_tiny and siglip.loss == "sigmoid"
+    assert siglip.embed_dim == 64
+    marker = json.loads((models.tiny_measurer_folder(siglip.ref) / tiny.MARKER).read_text())
+    assert marker["architecture"] == "siglip"
+    assert float(siglip.model.logit_bias.detach()) == pytest.approx(-10.0)
+    from ldmprobe.engine.encode import encode_texts
+
+    texts = encode_texts(siglip, ["a house", "a dog"])
+    assert texts.shape == (2, 64)
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
+
+
+def test_zero_shot_follows_each_loss(siglip, tiny_measurer):
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(3, 64))
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    texts = rng.normal(size=(4, 64))
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    cos = images @ texts.T
+    scale = float(np.exp(siglip.model.logit_scale.item()))
+    expected = 1 / (1 + np.exp(-(scale * cos + siglip.model.logit_bias.item())))  # sigmoid loss, bias b
+    np.testing.assert_allclose(siglip.zero_shot(images, texts), expected, rtol=1e-6)
+    assert not np.allclose(siglip.zero_shot(images, texts).sum(1), 1)  # independent per label
+    clip = tiny_measurer.zero_shot(images, texts)
+    assert tiny_measurer.loss == "softmax"
+    logits = np.exp(tiny_measurer.model.logit_scale.item()) * cos
+    np.testing.assert_allclose(clip, np.exp(logits) / np.exp(logits).sum(1, keepdims=True), rtol=1e-6)
+
+
+def test_models_lists_real_presets_with_licences(cache_root):
+    from ldmprobe.models.inventory import model_inventory
+
+    doc = model_inventory()
+    rows = {r["name"]: r for r in doc["generators"] + doc["measurers"]}
+    for name in ("tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-siglip"):
+        assert rows[name]["local"] is True
+    for name in ("sdxl", "sd35-medium", "sd35-large", "flux-schnell", "flux-dev"):
+        assert rows[name]["licence"] and rows[name]["needs"]
+    assert rows["flux-dev"]["gated"] and "GATED" in rows["flux-dev"]["licence"]
+    assert not rows["flux-schnell"]["gated"] and not rows["sdxl"]["gated"]
+    assert models.resolve_generator("sd35-large").location == "stabilityai/stable-diffusion-3.5-large"
