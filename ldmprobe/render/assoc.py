@@ -21,55 +21,72 @@ def _fmt_p(p: float | None, r: dict | None = None) -> str:
 
 
 def render_assoc_table(result):
-    """A rich table: effect size, S, p (exact or sampled), set sizes, models."""
-    from rich.table import Table
+    """Effect size, S, p (exact or sampled), set sizes, models; then the tiny / reference-world
+    caveat. Values wrap at spaces; a terminal too narrow for a path gets one line per row."""
+    from rich.console import Group
 
+    from ldmprobe.render.layout import Fitted, Stacked, add_columns, compact_table, printable
+    from ldmprobe.render.sweep import caveat_lines
+
+    rows = [(what, printable(str(value))) for what, value in _rows(result)]
+    title = f"ldmprobe assoc: {printable(result.spec.name)}"
+
+    def table():
+        t = compact_table(title)
+        t.show_header = False
+        add_columns(t, ("what", "value"), words=("value",))
+        for what, value in rows:
+            t.add_row(what, value)
+        return t
+
+    return Group(Fitted(table, lambda: Stacked(title, ("what", ""), rows)), *caveat_lines(result.provenance))
+
+
+def _rows(result) -> list[tuple[str, str]]:
     r = result.result_dict()
     spec = result.spec
-    title = f"ldmprobe assoc: {spec.name}"
-    table = Table(title=title, title_justify="left", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    rows: list[tuple[str, str]] = []
+
+    def add(what: str, value: str) -> None:
+        rows.append((what, value))
+
     labels = r["labels"]
-    table.add_row("targets", f"X = {labels['X']} ({r['n_x']})  vs  Y = {labels['Y']} ({r['n_y']})")
-    table.add_row("attributes",
-                  f"A = {labels['A']} ({r['n_a']})  vs  B = {labels['B']} ({r['n_b']})")
+    add("targets", f"X = {labels['X']} ({r['n_x']})  vs  Y = {labels['Y']} ({r['n_y']})")
+    add("attributes", f"A = {labels['A']} ({r['n_a']})  vs  B = {labels['B']} ({r['n_b']})")
     d = r["effect_size"]
-    table.add_row("effect size d", "n/a" if d is None else f"{d:+.3f}")
+    add("effect size d", "n/a" if d is None else f"{d:+.3f}")
     s = r["statistic"]
-    table.add_row("statistic S", "n/a" if s is None else f"{s:+.4f}")
+    add("statistic S", "n/a" if s is None else f"{s:+.4f}")
     unit = r.get("unit", "word")
     if r["exact"]:
         how = f"exact over all {r['n_partitions']:,} partitions (of {unit}s)"
     else:
         how = (f"sampled: {r['n_resamples']:,} random re-partitions of {unit}s of {r['n_partitions']:,}, "
                f"seed {r['seed']}")
-    table.add_row("p (one-sided)", f"{_fmt_p(r['p_value'], r)}  ({how}; smallest possible "
-                                   f"{_fmt_p(r['min_p'])})")
-    table.add_row("generalises to", r.get("generalises_to") or "")
+    add("p (one-sided)", f"{_fmt_p(r['p_value'], r)}  ({how}; smallest possible "
+                           f"{_fmt_p(r['min_p'])})")
+    add("generalises to", r.get("generalises_to") or "")
     if r.get("min_p") is not None and r["min_p"] > 0.05:
-        table.add_row("design", f"cannot reach p ≤ 0.05: the smallest possible p is {_fmt_p(r['min_p'])}; "
-                                "add prompts (or words)")
+        add("design", f"cannot reach p ≤ 0.05: the smallest possible p is {_fmt_p(r['min_p'])}; "
+                   "add prompts (or words)")
     if r.get("n_dropped"):
-        table.add_row("excluded", f"{r['n_dropped']} non-finite or zero-norm embeddings")
-    table.add_row("n", f"X {r['n_x']}, Y {r['n_y']}, A {r['n_a']}, B {r['n_b']}; "
-                       f"sd with ddof={r['ddof']}")
+        add("excluded", f"{r['n_dropped']} non-finite or zero-norm embeddings")
+    add("n", f"X {r['n_x']}, Y {r['n_y']}, A {r['n_a']}, B {r['n_b']}; "
+               f"sd with ddof={r['ddof']}")
     measurer = result.config.get("measurer")
-    table.add_row("measurer", measurer["spec"] if measurer else "none (every set is a file of embeddings)")
+    add("measurer", measurer["spec"] if measurer else "none (every set is a file of embeddings)")
     for name, source in result.sources.items():
-        table.add_row(f"{name} from", _source_line(source))
+        add(f"{name} from", _source_line(source))
     for note in result.notes:
-        table.add_row("note", note)
+        add("note", note)
     if result.config.get("pipeline"):
         gen = result.config.get("generation") or {}
-        table.add_row("pipeline", f"{result.config['pipeline']['spec']} ({gen.get('steps')} "
-                                  f"steps, guidance {gen.get('guidance')}, "
-                                  f"{gen.get('width')}x{gen.get('height')})")
+        add("pipeline", f"{result.config['pipeline']['spec']} ({gen.get('steps')} "
+                        f"steps, guidance {gen.get('guidance')}, "
+                        f"{gen.get('width')}x{gen.get('height')})")
     if spec.source:
-        table.add_row("source", spec.source)
-    if result.tiny:
-        table.caption = "tiny models have random weights: these numbers mean nothing"
-    return table
+        add("source", spec.source)
+    return rows
 
 
 def _source_line(source) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ldmprobe.render.layout import table_or_stacked
+
 
 def human_bytes(n: int) -> str:
     """1536 -> '1.5 KiB' (binary units, as du -h)."""
@@ -20,20 +22,14 @@ def info_records(document: dict) -> list[dict]:
 
 def render_info(document: dict):
     from rich.console import Group
-    from rich.table import Table
 
-    kinds = Table(title=f"cache {document['cache']}: {human_bytes(document['total_bytes'])}", title_justify="left")
-    for column, justify in (("kind", "left"), ("entries", "right"), ("size", "right")):
-        kinds.add_column(column, justify=justify)
-    for row in document["by_kind"]:
-        kinds.add_row(row["kind"], str(row["entries"]), human_bytes(row["bytes"]))
-    models = Table(title="by model", title_justify="left")
-    for column, justify in (("kind", "left"), ("model", "left"), ("entries", "right"), ("size", "right"),
-                            ("last written", "left")):
-        models.add_column(column, justify=justify, overflow="fold")
-    for row in document["by_model"]:
-        models.add_row(row["kind"], row["model"], str(row["entries"]), human_bytes(row["bytes"]),
-                       (row["newest"] or "—")[:10])
+    kinds = table_or_stacked(f"cache {document['cache']}: {human_bytes(document['total_bytes'])}",
+                             ("kind", "entries", "size"),
+                             [(r["kind"], r["entries"], human_bytes(r["bytes"])) for r in document["by_kind"]],
+                             words=("kind",))
+    models = table_or_stacked("by model", ("model", "kind", "entries", "size", "last written"),
+                              [(r["model"], r["kind"], r["entries"], human_bytes(r["bytes"]), (r["newest"] or "—")[:10])
+                               for r in document["by_model"]], words=("kind",))
     return Group(kinds, models)
 
 
@@ -45,7 +41,6 @@ def verify_records(document: dict) -> list[dict]:
 
 
 def render_verify(document: dict):
-    from rich.table import Table
     from rich.text import Text
 
     bad = document["bad"]
@@ -53,14 +48,12 @@ def render_verify(document: dict):
              + (f"{len(bad)} bad" + (" (removed)" if bad and bad[0]["repaired"] else "") if bad else "all good"))
     if not bad:
         return Text(title)
-    table = Table(title=title, title_justify="left")
-    for column in ("kind", "model", "path", "why"):
-        table.add_column(column, overflow="fold")
-    for row in bad:
-        table.add_row(row["kind"], row["model"], row["path"], row["reason"])
+    caption = None
     if bad and not bad[0]["repaired"]:
-        table.caption = "ldmprobe cache verify --repair removes them (they are remade when next needed)"
-    return table
+        caption = "ldmprobe cache verify --repair removes them (they are remade when next needed)"
+    return table_or_stacked(title, ("path", "kind", "model", "why"),
+                            [(r["path"], r["kind"], r["model"], r["reason"]) for r in bad], words=("kind", "why"),
+                            caption=caption)
 
 
 def prune_records(document: dict) -> list[dict]:
@@ -69,19 +62,13 @@ def prune_records(document: dict) -> list[dict]:
 
 
 def render_prune(document: dict):
-    from rich.table import Table
-
     removed = document["removed"]
     verb = "would remove" if document["dry_run"] else "removed"
-    table = Table(title=f"{verb} {len(removed)} entries, {human_bytes(document['removed_bytes'])}",
-                  title_justify="left")
     totals: dict[tuple[str, str], list[int]] = {}
     for row in removed:
         total = totals.setdefault((row["kind"], row["model"]), [0, 0])
         total[0] += 1
         total[1] += row["bytes"]
-    for column, justify in (("kind", "left"), ("model", "left"), ("entries", "right"), ("size", "right")):
-        table.add_column(column, justify=justify, overflow="fold")
-    for (kind, model), (n, size) in sorted(totals.items()):
-        table.add_row(kind, model, str(n), human_bytes(size))
-    return table
+    rows = [(model, kind, n, human_bytes(size)) for (kind, model), (n, size) in sorted(totals.items())]
+    return table_or_stacked(f"{verb} {len(removed)} entries, {human_bytes(document['removed_bytes'])}",
+                            ("model", "kind", "entries", "size"), rows, words=("kind",))

@@ -82,14 +82,11 @@ def compare_records(document) -> list[dict]:
 
 
 def _table(title: str, columns: tuple[str, ...]):
-    from rich import box
-    from rich.table import Table
+    """The compact 80-column layout: numbers never cut, terms and probes wrapped at spaces only."""
+    from ldmprobe.render.layout import add_columns, compact_table
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
-                  collapse_padding=True, pad_edge=False)
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("term", "probe", "verdict") else "right",
-                         overflow="fold", max_width=14 if column in ("term", "probe") else None)
+    table = compact_table(title)
+    add_columns(table, columns, words=("term", "probe", "verdict"))
     return table
 
 
@@ -143,8 +140,9 @@ def render_compare(document):
     parts.append(Text("better: moved less in B (drift smaller, or |shift| smaller); WORSE: moved more."))
     for note in summary_notes(document["summary"]):
         parts.append(Text(f"note: {note}", style="yellow"))
-    if document["provenance"].get("tiny"):
-        parts.append(Text("TINY MODELS: random weights, these numbers mean nothing.", style="bold red"))
+    from ldmprobe.render.sweep import caveat_lines
+
+    parts += caveat_lines(document["provenance"])
     return Constrain(Group(*parts), width=WIDTH)
 
 

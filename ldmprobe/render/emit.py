@@ -50,4 +50,8 @@ def emit(result: Any, fmt: str | None, terminal) -> None:
     if fmt == "jsonl":
         terminal.write_jsonl(_function(records_path)(result) if records_path else [result])
     else:
+        if kind_of(result) != "assoc":  # assoc's table makes its own text printable (it reads a typed result)
+            from ldmprobe.render.layout import printable_tree
+
+            result = printable_tree(as_document(result))  # no terminal escape sequence from a term or a name
         terminal.write_table(_function(table_path)(result))

@@ -9,20 +9,13 @@ def inventory_records(document: dict) -> list[dict]:
 
 
 def render_inventory(document: dict):
-    """Names whole (never cut); what a name resolves to on its own line under what it is, folded."""
-    from rich import box
-    from rich.table import Table
+    """One row per preset when the columns fit, else one block per preset: names and ids whole."""
+    from ldmprobe.render.layout import table_or_stacked
 
-    table = Table(title=f"ldmprobe models (cache: {document['cache']})", title_justify="left",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    table.add_column("name", no_wrap=True)
-    table.add_column("role", no_wrap=True)
-    table.add_column("status", ratio=1)
-    table.add_column("about → resolves to", ratio=2, overflow="fold")
-    for row in document["generators"] + document["measurers"]:
-        table.add_row(row["name"], row["role"], row["status"], f"{row['about']}\n→ {row['resolves_to']}",
-                      end_section=True)
-    return table
+    rows = [(r["name"], r["role"], r["status"], r["about"], r["resolves_to"])
+            for r in document["generators"] + document["measurers"]]
+    return table_or_stacked(f"ldmprobe models (cache: {document['cache']})",
+                            ("name", "role", "status", "about", "resolves to"), rows, words=("status", "about"))
 
 
 def render_check(document: dict):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ldmprobe.analysis.inference import format_p
 from ldmprobe.render.emit import as_document
+from ldmprobe.render.layout import number_format, shrinking_table, table_or_stacked
 from ldmprobe.render.notes import summary_notes
+
+ALPHA = 0.05
 
 
 def _num(value, digits: int = 4) -> str:
@@ -38,32 +41,45 @@ def plan_records(document: dict) -> list[dict]:
     return list(document["items"])
 
 
-def render_plan(document: dict):
-    from rich.table import Table
+def seed_ranges(seeds) -> str:
+    """Seeds as runs: [0, 1, 2, 3, 7] -> "0-3, 7" (a million seeds stay one short cell)."""
+    numbers = sorted({int(s) for s in seeds})
+    runs: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        runs.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    return ", ".join(runs)
 
+
+def render_plan(document: dict):
     counts = document["counts"]
-    table = Table(title=f"plan: {counts['planned']} items ({counts['unique']} unique), "
-                        f"{counts['cached']} cached", title_justify="left")
-    for column in ("template", "term", "seeds", "prompt", "cached"):
-        table.add_column(column)
     rows: dict[tuple, dict] = {}
     for item in document["items"]:
         row = rows.setdefault((item["template"], item["term"]), {"seeds": [], "prompt": item["prompt"], "cached": 0})
-        row["seeds"].append(str(item["seed"]))
+        row["seeds"].append(item["seed"])
         row["cached"] += item["cached"]
-    for (template, term), row in rows.items():
-        table.add_row(template, term or "(baseline)", ",".join(row["seeds"]), row["prompt"],
-                      f"{row['cached']}/{len(row['seeds'])}")
-    return table
+    table_rows = [(template, term or "(baseline)", seed_ranges(row["seeds"]), row["prompt"],
+                   f"{row['cached']}/{len(row['seeds'])}") for (template, term), row in rows.items()]
+    return table_or_stacked(f"plan: {counts['planned']} items ({counts['unique']} unique), {counts['cached']} cached",
+                            ("template", "term", "seeds", "prompt", "cached"), table_rows,
+                            words=("template", "term", "seeds", "prompt"))
 
 
 def render_sweep(document: dict):
+    """The finding first (significant probe shifts, and which terms moved the images more than the
+    controls), then the drift per term, the controls' own drift, every probe shift, and notes."""
     document = as_document(document)
     from rich.console import Group
     from rich.text import Text
 
-    parts = [_drift_table(document), _Fitted(lambda: _probe_table(document),
-                                              lambda: _probe_table(document, text_z=False))]
+    parts = [*_finding(document), _drift_table(document)]
+    if document.get("controls"):
+        parts.append(_controls_table(document))
+    parts.append(_probe_table(document))
     counts = document["counts"]
     parts.append(Text(f"images: {counts['planned']} planned, {counts['generated']} generated, "
                       f"{counts['cached']} cached, {counts['failed']} failed, {counts['flagged']} flagged. "
@@ -76,106 +92,158 @@ def render_sweep(document: dict):
                           + ", ".join(f"{k} {v}" for k, v in excluded.items()), style="yellow"))
     for message in summary_notes(summary):
         parts.append(Text(f"note: {message}", style="yellow"))
-    if document["provenance"].get("tiny"):
-        parts.append(Text("TINY MODELS: random weights, these numbers mean nothing.", style="bold red"))
-    if document["provenance"].get("reference_world"):
-        parts.append(Text("REFERENCE WORLD: a small model trained on synthetic pictures with planted "
-                          "associations; these numbers are true of that world, not of any real model.", style="bold"))
+    parts += caveat_lines(document["provenance"])
     return Group(*parts)
 
 
-def _table(title: str):
-    """A compact table for 80 columns: a rule under the header, one space between columns."""
-    from rich import box
-    from rich.table import Table
+def caveat_lines(provenance: dict) -> list:
+    """The tiny-model and reference-world warnings every view of such a result carries."""
+    from rich.text import Text
 
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
-                 collapse_padding=True,
-                 show_edge=False)
-
-
-def _columns(table, columns) -> None:
-    """Numbers never wrap or shrink (``no_wrap``); words wrap at spaces, never cut (rich measures a
-    words column's minimum as its longest word). No ``min_width`` on the words column: with one,
-    rich 15 sized the columns for 80 but drew the words column narrower and cut the last number
-    column (``5.99/5.55`` printed ``5.99/5.5``; tests/test_trust_render.py, the "widest" case)."""
-    for name in columns:
-        words = name in ("term", "probe")
-        table.add_column(name, justify="left" if words else "right", no_wrap=not words, overflow="fold")
+    lines = []
+    if provenance.get("tiny"):
+        lines.append(Text(TINY_LINE, style="bold red"))
+    if provenance.get("reference_world"):
+        lines.append(Text(REFERENCE_LINE, style="bold"))
+    return lines
 
 
-def _z(value) -> str:
-    return "—" if value is None else f"{value:.2f}"
+TINY_LINE = "TINY MODELS: random weights, these numbers mean nothing."
+REFERENCE_LINE = ("REFERENCE WORLD: a small model trained on synthetic pictures with planted associations; "
+                  "these numbers are true of that world, not of any real model.")
+
+
+def _significant(value) -> bool:
+    return value is not None and value < ALPHA
+
+
+def _finding(document: dict) -> list:
+    """The first lines: the probe shifts significant after Benjamini-Hochberg (a table), and the
+    terms whose drift beat the controls (or the pairs), in words; the smallest p's when none did."""
+    from rich.text import Text
+
+    hits = [(t, row) for t in document["terms"] for row in t.get("probes", []) if _significant(row["p_adjusted"])]
+    drifted = [t for t in document["terms"] if _significant(t["image_drift"].get("p_adjusted"))]
+    name = document["spec"]["name"]
+    parts = []
+    if hits:
+        hits.sort(key=lambda pair: (pair[1]["p_adjusted"], -abs(pair[1]["shift"])))
+        parts.append(_hits_table(name, hits))
+    else:
+        rows = [(t, row) for t in document["terms"] for row in t.get("probes", []) if row["p_adjusted"] is not None]
+        line = f"{name}: no probe shift is significant after Benjamini-Hochberg (q < {ALPHA})"
+        if rows:
+            t, row = min(rows, key=lambda pair: pair[1]["p_adjusted"])
+            line += f"; the smallest p adj is {_p(row['p_adjusted'])} ({t['term']} toward {row['probe']!r})"
+        parts.append(Text(line + ".", style="bold"))
+    controls = document["summary"].get("controls") or []
+    against = f"the {len(controls)} controls" if controls else "sign flips within pairs"
+    if drifted:
+        names = ", ".join(t["term"] for t in drifted)
+        parts.append(Text(f"image drift beyond {against} (p adj < {ALPHA}): {names}."))
+    else:
+        floor = (document["summary"].get("design") or {}).get("min_p", {}).get("controls") if controls else None
+        line = f"no term's image drift is significant against {against}"
+        if floor is not None and floor >= ALPHA:
+            line += f" (with {len(controls)} controls p cannot go below {floor:.2g}; add controls)"
+        parts.append(Text(line + "."))
+    return parts
+
+
+def _hits_table(name: str, hits: list):
+    shift = number_format([row["shift"] for _, row in hits], signed=True)
+    ci = number_format([v for _, row in hits for v in (row.get("ci_low"), row.get("ci_high"))],
+                       basis=[row["shift"] for _, row in hits])
+    rows = [(t["term"], row["probe"], shift(row["shift"]), _interval(row, ci), _p(row["p_adjusted"]),
+             f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}") for t, row in hits]
+    return shrinking_table(f"{name}: probe shifts significant after Benjamini-Hochberg (q < {ALPHA})",
+                           ("term", "probe", "shift", "95% CI", "p adj", "z img/txt"), rows,
+                           drops=((), ("z img/txt",)), words=("term", "probe"))
+
+
+def _interval(row: dict, fmt) -> str:
+    if row.get("ci_low") is None:
+        return "—"
+    return f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+
+
+def _drift_formats(rows: list[dict]):
+    values = [v for r in rows for v in (r["image_drift"].get("estimate"), r["image_drift"].get("ci_low"),
+                                        r["image_drift"].get("ci_high"))]
+    estimates = [r["image_drift"].get("estimate") for r in rows]
+    return number_format(values, basis=estimates), number_format([r["text_drift"]["measurer"] for r in rows])
 
 
 def _drift_table(document: dict):
     baseline = document.get("baseline", "")
     controls = document["summary"].get("controls") or []
     versus = f"vs {len(controls)} controls" if controls else "vs pairs: the wording changed the images"
-    title = (f"{document['spec']['name']}: image drift from baseline {baseline!r}\n"
-             f"(seed-to-seed spread {_num(document['summary']['baseline_spread'])}; p {versus})")
-    table = _table(title)
+    title = (f"image drift from baseline {baseline!r} (seed-to-seed spread "
+             f"{_num(document['summary']['baseline_spread'], 3)}; p {versus})")
     failed = any(term["failed"] for term in document["terms"])
     ratio = ("×ctrl",) if controls else ()
-    _columns(table, ("term", "pairs", "drift", "95% CI", *ratio, "p", "p adj", "p pairs", "text",
-                     *(("failed",) if failed else ())))
+    columns = ("term", "pairs", "drift", "95% CI", *ratio, "p", "p adj", "p pairs", "text",
+               *(("failed",) if failed else ()))
+    drift, text = _drift_formats([*document["terms"], *(document.get("controls") or [])])
+    ratio_fmt = number_format([t["image_drift"].get("controls_ratio") for t in document["terms"]], min_decimals=1)
+    rows = []
     for term in document["terms"]:
-        drift = term["image_drift"]
-        table.add_row(term["term"], str(term["n_pairs"]), _num(drift.get("estimate"), 3), _ci(drift),
-                      *((_num(drift.get("controls_ratio"), 3),) if controls else ()), _p(drift.get("p_value"), drift),
-                      _p(drift.get("p_adjusted")), _p(drift.get("p_pairs")),
-                      _num(term["text_drift"]["measurer"], 3), *((str(term["failed"]),) if failed else ()))
-    table.caption = (("×ctrl: drift over the controls' median; " if controls else "") + "p pairs: sign flips within pairs; "
-                     "text: the prompts' own drift (measurer)")
-    table.caption_justify = "left"
-    return table
+        d = term["image_drift"]
+        rows.append((term["term"], str(term["n_pairs"]), drift(d.get("estimate")), _interval(d, drift),
+                     *((ratio_fmt(d.get("controls_ratio")),) if controls else ()), _p(d.get("p_value"), d),
+                     _p(d.get("p_adjusted")), _p(d.get("p_pairs")), text(term["text_drift"]["measurer"]),
+                     *((str(term["failed"]),) if failed else ())))
+
+    def caption(dropped):
+        head = "×ctrl: drift over the controls' median; " if controls else ""
+        if dropped:
+            return head + f"{', '.join(dropped)} (p pairs: sign flips within pairs; text: the prompts' own drift) " \
+                          "in the JSON"
+        return head + "p pairs: sign flips within pairs; text: the prompts' own drift (measurer)"
+
+    return shrinking_table(title, columns, rows, drops=((), ("text",), ("text", "p pairs"), ("text", "p pairs", "pairs")),
+                           words=("term",), caption=caption)
 
 
-def _needed_width(table) -> int:
-    """Columns this table needs to print every number whole and every word unbroken: number
-    columns at their widest cell, words columns at their longest word, one padding and one rule
-    space between columns (the layout of ``_table``)."""
-    from rich.cells import cell_len
-
-    widths = []
-    for column in table.columns:
-        cells = [str(column.header), *(str(c) for c in column.cells)]
-        if column.no_wrap:
-            widths.append(max(cell_len(c) for c in cells))
-        else:
-            widths.append(max((cell_len(w) for c in cells for w in c.split()), default=1))
-    return sum(widths) + 2 * (len(widths) - 1)
+def _controls_table(document: dict):
+    """The controls' own drift: the yardstick ×ctrl and the controls p are measured against."""
+    controls = document["controls"]
+    drift, text = _drift_formats([*document["terms"], *controls])
+    rows = [(c["term"], str(c["n_pairs"]), drift(c["image_drift"].get("estimate")), _interval(c["image_drift"], drift),
+             _p(c["image_drift"].get("p_pairs")), text(c["text_drift"]["measurer"])) for c in controls]
+    return shrinking_table(f"the {len(controls)} controls' own drift (what each term is compared with)",
+                           ("control", "pairs", "drift", "95% CI", "p pairs", "text"), rows,
+                           drops=((), ("text",), ("text", "pairs")), words=("control",))
 
 
-class _Fitted:
-    """The first of several tables (widest first) that fits the console's width, else the last:
-    a narrow terminal drops a column rather than cutting a number or a word."""
-
-    def __init__(self, *builders):
-        self.builders = builders
-
-    def __rich_console__(self, console, options):
-        for build in self.builders:  # built one at a time: the narrower ones only when needed
-            table = build()
-            if _needed_width(table) <= options.max_width:
-                break
-        yield table
-
-
-def _probe_table(document: dict, text_z: bool = True):
-    from rich.text import Text
-
-    title = ("probe shifts (z: among the shifts toward the vocabulary's words; p controls in the JSON)" if text_z
-             else "probe shifts (z: the image shift among the shifts toward the vocabulary's words; text z and "
-                  "p controls in the JSON)")
-    table = _table(title)
-    _columns(table, ("probe", "shift", "95% CI", "p", "p adj", "p fixed", "z img/txt" if text_z else "z img"))
+def _probe_table(document: dict):
+    all_rows = [row for term in document["terms"] for row in term.get("probes", [])]
+    shift = number_format([row["shift"] for row in all_rows], signed=True)
+    ci = number_format([v for row in all_rows for v in (row.get("ci_low"), row.get("ci_high"))],
+                       basis=[row["shift"] for row in all_rows])
+    rows: list = []
     for term in document["terms"]:
-        table.add_row(Text(term["term"], style="bold underline"), end_section=False)
-        probes = term.get("probes", [])
-        for i, row in enumerate(probes):
-            mark = "*" if (row["p_adjusted"] if row["p_adjusted"] is not None else 1) < 0.05 else ""
-            z = f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}" if text_z else _z(row.get("image_z"))
-            table.add_row(row["probe"], f"{row['shift']:+.3g}{mark}", _ci(row), _p(row["p_value"]),
-                          _p(row["p_adjusted"]), _p(row["p_fixed"], row), z, end_section=i == len(probes) - 1)
-    return table
+        rows.append(term["term"])
+        for row in term.get("probes", []):
+            mark = "*" if _significant(row["p_adjusted"]) else ""
+            rows.append((row["probe"], f"{shift(row['shift'])}{mark}", _interval(row, ci), _p(row["p_value"]),
+                         _p(row["p_adjusted"]), _p(row["p_fixed"], row),
+                         f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}", _z(row.get("image_z"))))
+
+    def caption(dropped):
+        moved = [name for name in ("p fixed", "p") if name in dropped]
+        text_z = "text z, " if "z img/txt" in dropped else ""
+        return (f"z: the image shift among the shifts toward the vocabulary's words; {text_z}"
+                f"{''.join(m + ', ' for m in moved)}p controls in the JSON")
+
+    return shrinking_table("probe shifts", ("probe", "shift", "95% CI", "p", "p adj", "p fixed", "z img/txt", "z img"),
+                           rows, drops=(("z img",), ("z img/txt",), ("z img/txt", "p fixed"),
+                                        ("z img/txt", "p fixed", "p")),
+                           words=("probe",), caption=caption)
+
+
+def _z(value) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text

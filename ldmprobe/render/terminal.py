@@ -12,6 +12,13 @@ from ldmprobe.records import to_json  # noqa: F401  (the one JSON writer)
 FORMATS = ("table", "json", "jsonl")
 
 
+def _printable(message: str) -> str:
+    """A message with control characters shown as escapes (a term or path may carry ESC)."""
+    from ldmprobe.render.layout import printable
+
+    return printable(str(message))
+
+
 def _piped_width() -> int:
     """Table width when stdout is not a terminal: ``COLUMNS`` when it is a positive number, else 80
     (the width every table is laid out for, as the README and ``--help`` say)."""
@@ -61,12 +68,12 @@ class Terminal:
     def info(self, message: str) -> None:
         if self.quiet:
             return
-        self.err_console().print(message, markup=False, highlight=False)
+        self.err_console().print(_printable(message), markup=False, highlight=False)
 
     def warn(self, message: str) -> None:
         if self.quiet:
             return
-        self.err_console().print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+        self.err_console().print(f"warning: {_printable(message)}", style="yellow", markup=False, highlight=False)
 
     def progress(self, label: str, done: int, total: int) -> None:
         """Reporter protocol: a transient bar per label on a terminal; elsewhere a line at the
@@ -99,7 +106,7 @@ class Terminal:
             del bars[label]
 
     def error(self, message: str) -> None:
-        self.err_console().print(f"error: {message}", style="bold red", markup=False, highlight=False)
+        self.err_console().print(f"error: {_printable(message)}", style="bold red", markup=False, highlight=False)
 
     def write_json(self, document: Any) -> None:
         self.stdout.write(to_json(document) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ldmprobe.render.emit import as_document
+from ldmprobe.render.layout import number_format, shrinking_table
 
 TINY_LINE = "TINY MODELS: random weights, these numbers mean nothing."
 
@@ -12,9 +13,7 @@ TINY_LINE = "TINY MODELS: random weights, these numbers mean nothing."
 def _num(value, digits: int = 3, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    if signed:
-        return f"{value:+.{digits}f}" if abs(value) >= 0.01 or value == 0 else f"{value:+.{digits}g}"
-    return f"{value:.{digits}g}"
+    return number_format([value], digits=digits, signed=signed)(value)
 
 
 def _p(value) -> str:
@@ -23,10 +22,12 @@ def _p(value) -> str:
     return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
 
 
-def _ci(pair) -> str:
+def _ci(pair, fmt=None) -> str:
+    """"[low, high]" in ``fmt`` (the column's format; default: two decimals, signed)."""
     if not pair or pair[0] is None or pair[1] is None:
-        return "[—]"
-    return f"[{_num(pair[0], 2, True)}, {_num(pair[1], 2, True)}]"
+        return "[—]" if fmt is None else "—"
+    fmt = fmt or number_format([1.0], digits=3, signed=True)
+    return f"[{fmt(pair[0])}, {fmt(pair[1])}]"
 
 
 def is_tiny(document: dict) -> bool:
@@ -47,65 +48,83 @@ def trace_records(result) -> list[dict]:
 
 
 def _effect_table(title: str, tables: list[dict]):
-    from rich.table import Table
+    """Per term: its own drift (and shift toward the first probe) on a line, then each variant's
+    shares of it. Shares print with two decimals and a sign in every row; CIs beside them."""
+    from rich.console import Group
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
     probe = tables[0]["probes"][0] if tables and tables[0]["probes"] else None
-    columns = ["term", "variant", "drift share", "projection share [CI]"]
-    columns += [f"'{probe}' share [CI]", "p (shift)"] if probe else []
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("term", "variant") else "right")
+    title += ("; the variant's share of the term's drift, of its projection on the drift direction"
+              + (f" and of its shift toward {probe!r} (p: that shift's test)" if probe else ""))
+    columns = ("variant", "drift", "proj", "95% CI", *(("probe", "95% CI ", "p") if probe else ()))
+    share = number_format([1.0], digits=3, signed=True)  # shares are fractions of 1: +0.12 everywhere
+    parts: list = [Text(title)]
     for t in tables:
         p0 = t["term_probe_test"][0]["p_value"] if t["term_probe_test"] else None
-        table.add_row(t["term"], "(term itself)", "1", f"drift {_num(t['term_drift'])}",
-                      *([f"shift {_num(t['term_probe_shift'][0], signed=True)}", _p(p0)] if probe else []),
-                      style="bold")
+        own = f"{t['term']}: drift {_num(t['term_drift'])}"
+        if probe:
+            own += f", shift toward {probe!r} {_num(t['term_probe_shift'][0], signed=True)}, p {_p(p0)}"
+        rows = []
         for v in t["variants"]:
-            cells = [t["term"], v["variant"], _num(v["drift_share"], 2),
-                     f"{_num(v['projection_share'], 2, True)} {_ci(v['projection_share_ci'])}"]
+            cells = [v["variant"], share(v["drift_share"]), share(v["projection_share"]),
+                     _ci(v["projection_share_ci"], share)]
             if probe:
-                cells += [f"{_num(v['probe_share'][0], 2, True)} {_ci(v['probe_share_ci'][0])}",
+                cells += [share(v["probe_share"][0]), _ci(v["probe_share_ci"][0], share),
                           _p(v["probe_test"][0]["p_value"])]
-            table.add_row(*cells)
-    return table
+            rows.append(cells)
+        parts += [Text(own, style="bold"), shrinking_table(None, columns, rows, drops=((), ("95% CI",)), words=("variant",))]
+    return Group(*parts)
 
 
 def _attention_table(entries: list[dict]):
-    from rich.table import Table
-
-    table = Table(title="cross-attention: where the modifier lands (noun region holds 50 % of the noun's map)",
-                  title_justify="left")
-    for column in ("term", "inside", "area", "excess", "p", "entropy", "gini", "modifier share", "eot/pad share"):
-        table.add_column(column, justify="left" if column == "term" else "right")
-    for a in entries:
-        test = a["excess_test"]
-        table.add_row(a["term"], _num(a["inside_share"]), _num(a["region_area"]), _num(test["estimate"], 3, True),
-                      _p(test["p_value"]), _num(a["entropy"]), _num(a["gini"]),
-                      _num(a["token_shares"].get("modifier")), _num(a["token_shares"].get("eot_pad")))
-    return table
+    fmt = {key: number_format([get(a) for a in entries], signed=key == "excess") for key, get in (
+        ("inside", lambda a: a["inside_share"]), ("area", lambda a: a["region_area"]),
+        ("excess", lambda a: a["excess_test"]["estimate"]), ("entropy", lambda a: a["entropy"]),
+        ("gini", lambda a: a["gini"]), ("modifier", lambda a: a["token_shares"].get("modifier")),
+        ("eot_pad", lambda a: a["token_shares"].get("eot_pad")))}
+    rows = [(a["term"], fmt["inside"](a["inside_share"]), fmt["area"](a["region_area"]),
+             fmt["excess"](a["excess_test"]["estimate"]), _p(a["excess_test"]["p_value"]), fmt["entropy"](a["entropy"]),
+             fmt["gini"](a["gini"]), fmt["modifier"](a["token_shares"].get("modifier")),
+             fmt["eot_pad"](a["token_shares"].get("eot_pad"))) for a in entries]
+    return shrinking_table("cross-attention: where the modifier lands (noun region holds 50 % of the noun's map)",
+                           ("term", "inside", "area", "excess", "p", "entropy", "gini", "modifier", "eot/pad"), rows,
+                           words=("term",), caption="modifier, eot/pad: share of the attention on the modifier's "
+                                                    "tokens and on end/padding tokens")
 
 
 def _vae_table(entries: list[dict], groups: list[dict]):
-    from rich.table import Table
+    from rich.console import Group
 
-    table = Table(title="autoencoder round trip: term images vs baseline images", title_justify="left")
-    for column in ("term", "PSNR term", "PSNR base", "p", "1−cos term", "1−cos base", "p", "probe change", "p"):
-        table.add_column(column, justify="left" if column == "term" else "right")
+    psnr = number_format([v for e in entries for v in (e["psnr"], e["psnr_baseline"])] + [g["psnr"] for g in groups])
+    cos = number_format([v for e in entries for v in (e["embedding_change"], e["embedding_change_baseline"])]
+                        + [g["embedding_change"] for g in groups])
+    change = number_format([e["probe_change"][0] for e in entries if e["probe_change"]], signed=True)
+    rows = []
     for v in entries:
-        probe = [_num(v["probe_change"][0], 3, True), _p(v["probe_test"][0]["p_value"])] if v["probe_change"] else ["—", "—"]
-        table.add_row(v["term"], _num(v["psnr"], 4), _num(v["psnr_baseline"], 4), _p(v["psnr_test"]["p_value"]),
-                      _num(v["embedding_change"]), _num(v["embedding_change_baseline"]),
-                      _p(v["embedding_change_test"]["p_value"]), *probe)
-    for g in groups:
-        table.add_row(f"folder: {g['group']} ({g['n_images']})", _num(g["psnr"], 4), "", "",
-                      _num(g["embedding_change"]), "", "", "", "")
-    return table
+        probe = [change(v["probe_change"][0]), _p(v["probe_test"][0]["p_value"])] if v["probe_change"] else ["—", "—"]
+        rows.append((v["term"], psnr(v["psnr"]), psnr(v["psnr_baseline"]), _p(v["psnr_test"]["p_value"]),
+                     cos(v["embedding_change"]), cos(v["embedding_change_baseline"]),
+                     _p(v["embedding_change_test"]["p_value"]), *probe))
+    parts = []
+    if rows:
+        parts.append(shrinking_table(
+            "autoencoder round trip: term images vs baseline images",
+            ("term", "PSNR term", "base", "p", "1−cos term", "base ", "p ", "probe", "p  "), rows, words=("term",),
+            caption="1−cos: the measurer's embedding change; probe: change of the projection on the first probe"))
+    if groups:
+        parts.append(shrinking_table("autoencoder round trip: your images, by folder",
+                                     ("folder", "images", "PSNR", "1−cos"),
+                                     [(g["group"], str(g["n_images"]), psnr(g["psnr"]), cos(g["embedding_change"]))
+                                      for g in groups], words=("folder",)))
+    return Group(*parts)
 
 
 def render_trace(result):
     """The rich tables of a trace result (or its document)."""
     from rich.console import Group
     from rich.text import Text
+
+    from ldmprobe.render.sweep import REFERENCE_LINE
 
     d = as_document(result)
     parts = []
@@ -124,4 +143,6 @@ def render_trace(result):
     parts += [Text(note, style="dim") for note in d["notes"] if "tiny models" not in note]
     if is_tiny(d):
         parts.append(Text(TINY_LINE, style="bold red"))
+    if d.get("provenance", {}).get("reference_world"):
+        parts.append(Text(REFERENCE_LINE, style="bold"))
     return Group(*parts)

@@ -150,6 +150,9 @@ def _header(doc: dict) -> list[str]:
     if is_tiny(doc):
         html.append("<div class='banner'>Made with the built-in tiny models (random weights): "
                     "these numbers and pictures mean nothing.</div>")
+    if doc.get("provenance", {}).get("reference_world"):  # issue 33: the caveat on every view
+        html.append("<div class='banner'>Reference world: a small model trained on synthetic pictures with planted "
+                    "associations; these numbers are true of that world, not of any real model.</div>")
     models = doc.get("provenance", {}).get("models", {})
     html.append(f"<p class='muted'>templates {escape(', '.join(repr(t) for t in config['templates']))}; "
                 f"baseline {config['baseline']!r}; terms {escape(', '.join(config['terms']))}; "

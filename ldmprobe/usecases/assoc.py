@@ -99,10 +99,13 @@ def run_assoc(
     config = _config(measurer, generator if uses_generator else None, generation, settings, embeddings)
     tiny = bool(getattr(getattr(measurer, "ref", None), "is_tiny", False)) or bool(
         uses_generator and getattr(generator.ref, "is_tiny", False))
+    reference = bool(getattr(getattr(measurer, "ref", None), "is_reference", False)) or bool(
+        uses_generator and getattr(generator.ref, "is_reference", False))
     return AssocResult(
         test=outcome, labels={k: s.label for k, s in spec.sets.items()}, permutations=settings["permutations"],
         spec=spec, config=config,
-        provenance=provenance(started=started, tiny=tiny, device=config["device"], dtype=config["dtype"]),
+        provenance=provenance(started=started, tiny=tiny, reference=reference, device=config["device"],
+                              dtype=config["dtype"]),
         images=tuple(records), sources=dict(sources), notes=tuple(notes),
     )
 
