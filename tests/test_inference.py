@@ -45,37 +45,70 @@ def anova_by_least_squares(y):
     return ss_t / (n_t - 1), ss_s / (n_s - 1), full / ((n_t - 1) * (n_s - 1))
 
 
-def test_crossed_test_matches_least_squares_anova_and_satterthwaite():
+def fiducial_p_by_monte_carlo(y, draws=400_000, seed=9):
+    """Independent generalised p of a complete table: plain Monte Carlo of
+    R = ȳ − Z·sqrt((MS_T ν_T/χ²_T + MS_S ν_S/χ²_S − MS_E ν_E/χ²_E) / TS)."""
+    n_t, n_s = y.shape
+    ms = anova_by_least_squares(y)
+    dfs = (n_t - 1, n_s - 1, (n_t - 1) * (n_s - 1))
+    rng = np.random.default_rng(seed)
+    w = sum(sign * m * d / rng.chisquare(d, draws) for sign, m, d in zip((1, 1, -1), ms, dfs))
+    r = y.mean() - rng.normal(size=draws) * np.sqrt(np.maximum(w, 0) / y.size)
+    below = np.mean(r <= 0)
+    return 2 * min(below, 1 - below), np.quantile(r, [0.05, 0.95])
+
+
+def test_crossed_test_components_are_anova_and_p_is_the_generalised_p():
     rng = np.random.default_rng(3)
-    y = 0.3 + rng.normal(size=(6, 1)) + rng.normal(size=(1, 5)) + 0.5 * rng.normal(size=(6, 5))
+    y = 1.5 + 0.5 * rng.normal(size=(6, 1)) + rng.normal(size=(1, 5)) + 0.5 * rng.normal(size=(6, 5))
     r = I.crossed_test(y, confidence_level=0.9)
     ms_t, ms_s, ms_e = anova_by_least_squares(y)
     v = ms_t + ms_s - ms_e
-    assert v > max(ms_t, ms_s, ms_e)  # the unfloored branch
-    df = v**2 / (ms_t**2 / 5 + ms_s**2 / 4 + ms_e**2 / 20)
-    se = math.sqrt(v / 30)
+    assert (r.var_template, r.var_seed, r.var_residual) == pytest.approx(
+        ((ms_t - ms_e) / 5, (ms_s - ms_e) / 6, ms_e), rel=1e-10)
+    assert r.df == pytest.approx(v**2 / (ms_t**2 / 5 + ms_s**2 / 4 + ms_e**2 / 20), rel=1e-10)
+    assert r.se == pytest.approx(math.sqrt(v / 30), rel=1e-10)
     assert r.method == "crossed" and r.generalises_to == "templates and seeds"
-    assert r.estimate == pytest.approx(y.mean(), abs=1e-12)
-    assert r.se == pytest.approx(se, rel=1e-10) and r.df == pytest.approx(df, rel=1e-10)
-    assert r.p_value == pytest.approx(2 * sps.t.sf(abs(y.mean()) / se, df), rel=1e-9)
-    half = sps.t.ppf(0.95, df) * se
-    assert (r.ci_low, r.ci_high) == pytest.approx((y.mean() - half, y.mean() + half), rel=1e-9)
-    assert r.var_residual == pytest.approx(ms_e, rel=1e-10)
+    assert r.estimate == pytest.approx(y.mean(), abs=1e-12) and r.n_cells == 30
+    p, (low, high) = fiducial_p_by_monte_carlo(y)
+    assert 0.005 < p < 0.5  # a p where relative agreement means something
+    assert r.p_value == pytest.approx(p, rel=0.05)
+    assert (r.ci_low, r.ci_high) == pytest.approx((low, high), rel=0.02)
     assert (r.exact, r.n_resamples, r.min_p) == (False, 0, 0.0)
     json.dumps(r.to_dict())
+    again = I.crossed_test(y, confidence_level=0.9, interval=False)
+    assert again.p_value == r.p_value and math.isnan(again.ci_low)  # deterministic
 
 
-def test_crossed_floor_is_the_one_way_test_on_template_means():
-    rng = np.random.default_rng(5)
-    for _ in range(50):  # find a table whose seed component estimate is negative
-        y = 2 * rng.normal(size=(5, 1)) + rng.normal(size=(5, 4))
-        ms_t, ms_s, ms_e = anova_by_least_squares(y)
-        if ms_s < ms_e < ms_t:
-            break
+def pair_moments_by_double_loop(y):
+    """σ_a², σ_b², σ_e² from every ordered pair of present cells, one pair at a time."""
+    cells = [(t, s, y[t, s]) for t in range(y.shape[0]) for s in range(y.shape[1])
+             if np.isfinite(y[t, s])]
+    sums = {"t": [], "s": [], "b": []}
+    for (t1, s1, v1), (t2, s2, v2) in itertools.permutations(cells, 2):
+        kind = "t" if t1 == t2 else "s" if s1 == s2 else "b"
+        sums[kind].append((v1 - v2) ** 2 / 2)
+    e_t, e_s, e_b = (np.mean(sums[k]) for k in "tsb")
+    return e_b - e_t, e_b - e_s, e_t + e_s - e_b
+
+
+def test_crossed_uses_every_cell_with_unbiased_moments():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(6, 1)) + 0.5 * rng.normal(size=(1, 5)) + rng.normal(size=(6, 5))
+    y[rng.random(y.shape) < 0.2] = np.nan
+    y[0, 0] = np.nan
     r = I.crossed_test(y)
-    assert "one-way over templates" in r.method
-    ref = sps.ttest_1samp(y.mean(1), 0.0)  # t-test on the template means, df T − 1
-    assert r.p_value == pytest.approx(ref.pvalue, rel=1e-9) and r.df == 4
+    assert r.n_cells == int(np.isfinite(y).sum()) and r.estimate == pytest.approx(np.nanmean(y))
+    assert (r.var_template, r.var_seed, r.var_residual) == pytest.approx(
+        pair_moments_by_double_loop(y), rel=1e-9)
+    # unbiased under a missing-cell pattern that ignores the values: mean over tables
+    sums = np.zeros(3)
+    reps = 2000
+    for _ in range(reps):
+        y = 1.0 * rng.normal(size=(8, 1)) + 0.5 * rng.normal(size=(1, 6)) + rng.normal(size=(8, 6))
+        y[rng.random(y.shape) < 0.15] = np.nan
+        sums += I.variance_components(y)
+    assert sums / reps == pytest.approx((1.0, 0.25, 1.0), abs=0.1)
 
 
 def test_crossed_degenerate_and_missing_cells():
@@ -88,17 +121,18 @@ def test_crossed_degenerate_and_missing_cells():
     assert I.crossed_test(row).method == "one-way over seeds"
     one = I.crossed_test([[0.3]])
     assert one.method == "none" and math.isnan(one.p_value)
+    diagonal = np.full((3, 3), np.nan)
+    np.fill_diagonal(diagonal, [0.1, 0.4, 0.2])  # no two cells share a template or a seed
+    assert I.crossed_test(diagonal).method == "none"
 
     y = rng.normal(size=(6, 5))
     y[2, :] = np.nan  # a failed template
     y[:, 4] = np.nan  # a seed lost everywhere
-    y[0, 1] = np.inf
-    rows, cols = I.complete_subtable(np.where(np.isfinite(y), y, np.nan))
+    y[0, 1] = np.inf  # one lost cell: the rest of template 0 and seed 1 still count
     r = I.crossed_test(y)
-    assert r.dropped_templates == (0, 2) or r.dropped_seeds == (1, 4)
-    assert r.n_templates * r.n_seeds == len(rows) * len(cols)
-    ref = I.crossed_test(np.where(np.isfinite(y), y, np.nan)[np.ix_(rows, cols)])
-    assert r.p_value == pytest.approx(ref.p_value) and np.isfinite(r.p_value)
+    assert r.dropped_templates == (2,) and r.dropped_seeds == (4,)
+    assert (r.n_templates, r.n_seeds, r.n_cells) == (5, 4, 19)
+    assert r.estimate == pytest.approx(np.mean(y[np.isfinite(y)])) and np.isfinite(r.p_value)
     with pytest.raises(ValueError):
         I.crossed_test(np.full((3, 3), np.nan))
 
@@ -132,6 +166,25 @@ def test_crossed_test_calibrated_where_fixed_sign_flip_is_not(name, sds):
     assert crossed <= UPPER, name
     if sds[0] or sds[1]:
         assert fixed > 0.15, name  # the old fixed-effect test: language as fixed effect
+
+
+@pytest.mark.parametrize("n_t, n_s, sd_t, sd_s, missing", [
+    (8, 4, 0.0, 1.0, 0.0),  # seeds carry the variance: floored Satterthwaite rejected 5× at 0.001
+    (3, 32, 1.0, 0.0, 0.0),  # 3 templates carry it: 15× at 0.001
+    (8, 4, 0.0, 1.0, 0.1),  # and with 10 % of the cells missing
+])
+def test_crossed_test_tail_holds_when_a_factor_with_few_levels_dominates(n_t, n_s, sd_t, sd_s,
+                                                                          missing):
+    rng = np.random.default_rng(21)
+    p = []
+    for _ in range(800):
+        y = sd_t * rng.normal(size=(n_t, 1)) + sd_s * rng.normal(size=(1, n_s)) + rng.normal(
+            size=(n_t, n_s))
+        y[rng.random(y.shape) < missing] = np.nan
+        p.append(I.crossed_test(y, interval=False).p_value)
+    p = np.array(p)
+    assert np.mean(p <= 0.05) <= 0.075 and np.mean(p <= 0.01) <= 0.022  # ~3 binomial SE
+    assert np.mean(p <= 0.05) >= 0.02  # not bought by never rejecting
 
 
 def test_crossed_test_finds_a_planted_shift_and_its_ci_agrees_with_p():
@@ -469,6 +522,9 @@ def test_design_check_and_choose_exact():
 def test_constant_table_gives_no_p():
     r = I.crossed_test(np.full((4, 3), 0.2))
     assert math.isnan(r.p_value) and r.estimate == pytest.approx(0.2)
+    rounding = np.random.default_rng(1).normal(size=(4, 3)) * 1e-17  # differences at rounding level
+    assert math.isnan(I.crossed_test(rounding, atol=1e-12).p_value)
+    assert np.isfinite(I.crossed_test(rounding).p_value)  # atol=0: the caller says what is data
 
 
 def test_design_check_warns_about_two_seeds():

@@ -6,8 +6,9 @@ results out (each with ``to_dict()``). Every p-value result carries ``p_value``,
 
 - inference_core:    input hygiene (``clean_rows``, ``clean_pairs``), ``format_p``,
                      ``choose_exact``, ``design_check``
-- inference_crossed: ``crossed_test`` (templates and seeds as random factors),
-                     ``sign_flip_test`` (these templates and seeds only), ``complete_subtable``
+- inference_crossed: ``crossed_test`` (templates and seeds as random factors, every cell,
+                     generalised p), ``variance_components``, ``sign_flip_test`` (these
+                     templates and seeds only), ``complete_subtable``
 - inference_drift:   ``unbiased_drift``, ``control_comparison``, ``neighbour_null``,
                      ``vocabulary_z``, ``comparable_shifts``
 - inference_perm:    ``block_weat`` (prompts permuted as blocks), ``spearman_test``
@@ -21,6 +22,7 @@ from .inference_core import (
 )
 from .inference_crossed import (
     CrossedTest, SignFlipTest, complete_subtable, crossed_test, sign_flip_test,
+    variance_components,
 )
 from .inference_drift import (
     ComparableShifts, ControlComparison, NeighbourNull, UnbiasedDrift, comparable_shifts,
@@ -34,5 +36,5 @@ __all__ = [
     "block_weat", "choose_exact", "clean_pairs", "clean_rows", "comparable_shifts",
     "complete_subtable", "control_comparison", "crossed_test", "design_check", "format_p",
     "mc_error", "neighbour_null", "require_finite", "sign_flip_test", "spearman_test",
-    "unbiased_drift", "vocabulary_z",
+    "unbiased_drift", "variance_components", "vocabulary_z",
 ]

@@ -1,50 +1,66 @@
 """Signed per-pair effects on a template × seed table: templates and seeds as random factors.
 
-Model (balanced, crossed, no replication): y[t, s] = μ + a_t + b_s + e_ts with
-a_t ~ (0, σ_a²), b_s ~ (0, σ_b²), e_ts ~ (0, σ_e²). The grand mean ȳ estimates μ with
-Var(ȳ) = σ_a²/T + σ_b²/S + σ_e²/(T·S) = E[MS_T + MS_S − MS_E] / (T·S), so the headline
-test is a t-test of ȳ against that variance with Satterthwaite df (Clark 1973; Judd,
-Westfall & Kenny 2012). It generalises to new templates and new seeds. The secondary
-paired sign-flip test treats the T·S pairs as the whole population ("these templates and
-seeds").
+Model (crossed, no replication, cells may be missing): y[t, s] = μ + a_t + b_s + e_ts with
+a_t ~ N(0, σ_a²), b_s ~ N(0, σ_b²), e_ts ~ N(0, σ_e²). The estimate is the mean ȳ of every
+present cell; with n_t cells in template t, n_s in seed s and n in all,
+    n·Var(ȳ) = k_T σ_a² + k_S σ_b² + σ_e²,   k_T = Σ_t n_t² / n,  k_S = Σ_s n_s² / n.
+Variance components by the method of moments on pairs of cells (every cell used; Gao & Owen
+2017): pairs in one template differ by 2(σ_b² + σ_e²) in expected square, pairs in one seed
+by 2(σ_a² + σ_e²), pairs differing in both by 2(σ_a² + σ_b² + σ_e²). On a complete table
+these are the two-way ANOVA estimates, and λ_T = σ_e² + k_T σ_a², λ_S = σ_e² + k_S σ_b²,
+λ_E = σ_e² are its mean squares (df T − 1, S − 1, (T − 1)(S − 1)), with n·Var(ȳ) =
+λ_T + λ_S − λ_E.
+
+p and CI: a generalised (fiducial) test (Tsui & Weerahandi 1989; Hannig 2009), not a t with
+Satterthwaite df. Each λ is replaced by its fiducial draw λ·ν/χ²_ν, W = λ_T* + λ_S* − λ_E*,
+and F(m) = E[Φ((m − ȳ)·√n / √W)] is the fiducial distribution function of μ; p =
+2·min(F(0), 1 − F(0)), the CI inverts F. The expectation is over a fixed Latin hypercube of 2**12 draws
+(so the result is deterministic) and Φ is evaluated exactly, so p carries no resampling floor.
+Satterthwaite with negative components floored kept too many df when a factor with few levels
+carried the variance (P(p ≤ 0.001) was 5–15× nominal); the fiducial p holds the whole range
+(docs/CALIBRATION.md). With missing cells the mean squares follow their complete-table
+distributions approximately (checked at 10 % missing cells, docs/CALIBRATION.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .inference_core import (
-    CHUNK, TIE_RTOL, Result, check_level, check_resamples, choose_exact, perm_p,
-)
+from .inference_core import CHUNK, TIE_RTOL, Result, check_level, check_resamples, choose_exact, perm_p
+
+FIDUCIAL_DRAWS = 2**12
+FIDUCIAL_SEED = 20240611
 
 
 @dataclass(frozen=True)
 class CrossedTest(Result):
-    """Variance-components t-test of the grand mean of a template × seed table."""
+    """Templates and seeds as crossed random factors: estimate, generalised p and CI."""
 
-    estimate: float  # grand mean of the complete sub-table
-    se: float
-    df: float
-    statistic: float  # t = estimate / se
-    p_value: float  # two-sided
+    estimate: float  # mean of every usable cell
+    se: float  # √(V/n), V = max(λ_T + λ_S − λ_E, λ_T, λ_S, λ_E): for reading, p does not use it
+    df: float  # Satterthwaite df of λ_T + λ_S − λ_E (descriptive; p is not a t-test)
+    statistic: float  # estimate / se
+    p_value: float  # two-sided generalised p
     ci_low: float
     ci_high: float
     confidence_level: float
     min_p: float
-    exact: bool  # False: an approximation (Satterthwaite t), no Monte Carlo error
-    n_resamples: int  # 0: analytic
-    method: str  # "crossed", "crossed (floored: ...)", "one-way over ...", "none"
+    exact: bool  # False: an approximation, no resampling floor
+    n_resamples: int  # 0: no resampling
+    method: str  # "crossed", "one-way over templates", "one-way over seeds", "none"
     generalises_to: str
-    n_templates: int  # used (after dropping incomplete ones)
+    n_templates: int  # templates with at least one usable cell
     n_seeds: int
-    dropped_templates: tuple[int, ...]
+    dropped_templates: tuple[int, ...]  # templates / seeds with no usable cell
     dropped_seeds: tuple[int, ...]
     var_template: float  # method-of-moments σ_a², σ_b², σ_e² (may be negative; NaN if n/a)
     var_seed: float
     var_residual: float
+    n_cells: int = 0  # usable cells: estimate, p and CI all use exactly these
 
 
 @dataclass(frozen=True)
@@ -63,14 +79,11 @@ class SignFlipTest(Result):
 
 
 def complete_subtable(y) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a large complete (NaN-free) sub-table of ``y``.
+    """Row and column indices of a large complete (NaN-free) sub-table of ``y`` (greedy).
 
-    Greedy: while any cell is missing, drop the template (row) or seed (column) with the
-    largest share of missing cells among those left; ties drop the one that removes fewer
-    present cells, then a template before a seed. Finding the largest complete sub-table
-    exactly is a maximum-biclique problem (NP-hard); the greedy answer is exact when the
-    missing cells sit in whole rows or columns, the common case (a failed template, a seed
-    lost for every template, or a term that lost a few images).
+    No longer used by ``crossed_test`` (which uses every cell); kept for callers that need
+    a complete table. Drops the template or seed with the largest share of missing cells
+    until none is missing; ties drop the one that loses fewer present cells, then a template.
     """
     present = np.isfinite(np.asarray(y, dtype=np.float64))
     rows, cols = np.arange(present.shape[0]), np.arange(present.shape[1])
@@ -78,119 +91,186 @@ def complete_subtable(y) -> tuple[np.ndarray, np.ndarray]:
         sub = present[np.ix_(rows, cols)]
         if sub.all():
             break
-        row_miss = 1 - sub.mean(1)
-        col_miss = 1 - sub.mean(0)
+        row_miss, col_miss = 1 - sub.mean(1), 1 - sub.mean(0)
         r, c = int(np.argmax(row_miss)), int(np.argmax(col_miss))
-        row_cost, col_cost = sub[r].sum(), sub[:, c].sum()  # present cells each drop loses
-        if (row_miss[r], -row_cost) >= (col_miss[c], -col_cost):
+        if (row_miss[r], -sub[r].sum()) >= (col_miss[c], -sub[:, c].sum()):
             rows = np.delete(rows, r)
         else:
             cols = np.delete(cols, c)
     return rows, cols
 
 
+# ----------------------------------------------------------------------------- moments
+
+
+def _pair_sums(values: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(Σ over ordered pairs i≠j sharing a label of (v_i − v_j)², number of such pairs)."""
+    n = np.bincount(labels).astype(np.float64)
+    s1 = np.bincount(labels, weights=values)
+    s2 = np.bincount(labels, weights=values**2)
+    return float(np.sum(2 * (n * s2 - s1**2))), float(np.sum(n * (n - 1)))
+
+
+def variance_components(y) -> tuple[float, float, float]:
+    """Method-of-moments (σ_a², σ_b², σ_e²) of a template × seed table, NaN cells missing.
+
+    Unbiased for any missing-cell pattern that does not depend on the values; equal to the
+    two-way ANOVA estimates on a complete table. NaN when a pair type is absent.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    t_idx, s_idx = np.nonzero(np.isfinite(y))
+    v = y[t_idx, s_idx]
+    v = v - v.mean() if len(v) else v  # centring leaves differences unchanged, helps rounding
+    q_t, c_t = _pair_sums(v, t_idx)  # same template, different seeds: 2(σ_b² + σ_e²)
+    q_s, c_s = _pair_sums(v, s_idx)  # same seed, different templates: 2(σ_a² + σ_e²)
+    n = len(v)
+    q_b = 2 * (n * np.sum(v**2) - np.sum(v) ** 2) - q_t - q_s  # both differ: 2(σ_a²+σ_b²+σ_e²)
+    c_b = n * (n - 1) - c_t - c_s
+    if min(c_t, c_s, c_b) <= 0:
+        return math.nan, math.nan, math.nan
+    e_t, e_s, e_b = q_t / c_t / 2, q_s / c_s / 2, q_b / c_b / 2
+    return float(e_b - e_t), float(e_b - e_s), float(e_t + e_s - e_b)
+
+
+@functools.lru_cache(maxsize=256)
+def _fiducial_factors(df_t: int, df_s: int, df_e: int) -> np.ndarray:
+    """(3, FIDUCIAL_DRAWS) draws of ν/χ²_ν for the three mean squares: a fixed Latin
+    hypercube (each margin stratified into FIDUCIAL_DRAWS equal-probability strata)."""
+    from scipy.stats import chi2
+
+    rng = np.random.default_rng([FIDUCIAL_SEED, df_t, df_s, df_e])
+    out = []
+    for df in (df_t, df_s, df_e):
+        u = (rng.permutation(FIDUCIAL_DRAWS) + rng.random(FIDUCIAL_DRAWS)) / FIDUCIAL_DRAWS
+        out.append(df / chi2.ppf(u, df))
+    out = np.stack(out)
+    out.flags.writeable = False
+    return out
+
+
+def _fiducial(est: float, lam: tuple[float, float, float], dfs: tuple[int, int, int], n: int,
+              level: float, interval: bool = True) -> tuple[float, float, float]:
+    """(p, ci_low, ci_high) of the generalised test of μ = 0 from the λ's and their df."""
+    from scipy.special import ndtr
+
+    u = _fiducial_factors(*dfs)
+    w = lam[0] * u[0] + lam[1] * u[1] - lam[2] * u[2]
+    scale = np.sqrt(np.maximum(w, 0.0) / n)  # W ≤ 0: no spread in that draw (a point mass)
+    inv = 1.0 / scale[scale > 0]
+    n_point = FIDUCIAL_DRAWS - len(inv)
+
+    def cdf(m: float) -> float:  # F(m) = P*(μ ≤ m); a draw with no spread is a step at est
+        step = n_point * (1.0 if m > est else 0.5 if m == est else 0.0)
+        return float((ndtr((m - est) * inv).sum() + step) / FIDUCIAL_DRAWS)
+
+    f0 = cdf(0.0) if est != 0 else 0.5
+    p = max(min(1.0, 2 * min(f0, 1 - f0)), 1e-300)
+    if not interval:
+        return p, math.nan, math.nan
+    typical = float(np.median(scale)) or float(scale.max()) or 1e-300
+    z = np.random.default_rng(FIDUCIAL_SEED).standard_normal(FIDUCIAL_DRAWS)
+    guesses = np.quantile(est + z * scale, [(1 - level) / 2, (1 + level) / 2])
+    low, high = (_solve(cdf, q, g, typical) for q, g in zip(((1 - level) / 2, (1 + level) / 2),
+                                                             guesses))
+    return p, float(low), float(high)
+
+
+def _solve(cdf, q: float, guess: float, typical: float) -> float:
+    """m with cdf(m) = q, searched from a sampled guess outward (cdf is non-decreasing)."""
+    from scipy.optimize import brentq
+
+    step = 0.05 * typical
+    lo, hi = guess - step, guess + step
+    while cdf(lo) > q:
+        lo -= (step := 4 * step)
+    while cdf(hi) < q:
+        hi += (step := 4 * step)
+    return float(brentq(lambda m: cdf(m) - q, lo, hi, xtol=1e-7 * typical))
+
+
+def _one_way(flat: np.ndarray, level: float, atol: float):
+    """One-sample t over the cells (exact t): (se, df, t, p, low, high)."""
+    from scipy import stats as sps
+
+    df = len(flat) - 1
+    se = float(np.std(flat, ddof=1) / math.sqrt(len(flat))) if flat.max() - flat.min() > atol else 0.0
+    if se == 0:
+        return 0.0, float(df), math.nan, math.nan, math.nan, math.nan
+    est = float(flat.mean())
+    t = est / se
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
+    return se, float(df), t, float(2 * sps.t.sf(abs(t), df)), est - half, est + half
+
+
 # ----------------------------------------------------------------------------- crossed test
 
 
-def _mean_squares(y: np.ndarray) -> tuple[float, float, float]:
-    """Two-way ANOVA mean squares (templates, seeds, residual) of a complete T × S table."""
-    n_t, n_s = y.shape
-    grand = y.mean()
-    row, col = y.mean(1), y.mean(0)
-    ms_t = n_s * np.sum((row - grand) ** 2) / (n_t - 1)
-    ms_s = n_t * np.sum((col - grand) ** 2) / (n_s - 1)
-    resid = y - row[:, None] - col[None, :] + grand
-    ms_e = np.sum(resid**2) / ((n_t - 1) * (n_s - 1))
-    return float(ms_t), float(ms_s), float(ms_e)
-
-
-def _crossed_variance(y: np.ndarray) -> tuple[float, float, str, tuple[float, float, float]]:
-    """(T·S·Var(ȳ) estimate, df, method, (σ_a², σ_b², σ_e²)); complete table, T, S >= 2.
-
-    V = MS_T + MS_S − MS_E is unbiased for T·S·Var(ȳ) but can be small or negative when a
-    variance component's estimate is negative. Truncating negative components at zero (the
-    usual rule) gives exactly V* = max(MS_T, MS_S, MS_E, V):
-      σ_b² < 0 → V* = MS_T: the one-way t-test on the T template means (df T − 1);
-      σ_a² < 0 → V* = MS_S: the one-way t-test on the S seed means (df S − 1);
-      both < 0 → V* = MS_E (df (T−1)(S−1)).
-    So the floor is the larger of the two one-way variances and the residual one; it never
-    claims less uncertainty than a one-way analysis over either factor, at the price of some
-    conservatism when a component is truly 0 (see docs/CALIBRATION.md).
-    """
-    n_t, n_s = y.shape
-    ms_t, ms_s, ms_e = _mean_squares(y)
-    df_t, df_s, df_e = n_t - 1, n_s - 1, (n_t - 1) * (n_s - 1)
-    comps = ((ms_t - ms_e) / n_s, (ms_s - ms_e) / n_t, ms_e)
-    v = ms_t + ms_s - ms_e
-    best = max((v, "crossed"), (ms_t, "crossed (floored: one-way over templates)"),
-               (ms_s, "crossed (floored: one-way over seeds)"),
-               (ms_e, "crossed (floored: residual)"), key=lambda c: c[0])
-    value, method = best
-    if method == "crossed":
-        denom = ms_t**2 / df_t + ms_s**2 / df_s + ms_e**2 / df_e
-        df = v**2 / denom if denom > 0 else float(df_e)  # Satterthwaite (1946)
-    else:
-        df = {"crossed (floored: one-way over templates)": df_t,
-              "crossed (floored: one-way over seeds)": df_s}.get(method, df_e)
-    return float(value), float(df), method, comps
-
-
-def _t_result(est, var_mean, df, level):
-    from scipy import stats as sps
-
-    se = math.sqrt(var_mean) if var_mean > 0 else 0.0
-    if se > 0:
-        t = est / se
-        p = float(2 * sps.t.sf(abs(t), df))
-        half = float(sps.t.ppf(0.5 + level / 2, df)) * se
-    else:  # a constant table: no variance to test against, so no p (never a p of 0)
-        t, p, half = math.nan, math.nan, math.nan
-    return se, t, p, est - half, est + half
-
-
-def crossed_test(y, *, confidence_level: float = 0.95) -> CrossedTest:
+def crossed_test(y, *, confidence_level: float = 0.95, atol: float = 0.0,
+                 interval: bool = True) -> CrossedTest:
     """Headline test of a signed per-pair effect y[t, s] (template t, seed s).
 
-    NaN cells are handled by keeping the greedy largest complete sub-table
-    (``complete_subtable``); the dropped template and seed indices are reported. With two or
-    more templates and seeds left: the crossed variance-components t-test (generalises to
-    "templates and seeds"). With one seed: a one-sample t-test over templates ("templates,
-    this seed only"); with one template: over seeds ("seeds, this template only"). With one
-    cell: no test (p NaN, method "none").
+    Every finite cell is used (NaN/inf: missing); templates or seeds with no usable cell are
+    reported as dropped. With two or more templates and seeds: the crossed generalised test
+    (generalises to "templates and seeds"). With one seed: a one-sample t-test over
+    templates ("templates, this seed only"); with one template: over seeds. With one cell,
+    or cells that share no template and no seed: no test (p NaN, method "none").
+    ``atol``: cells whose range is at most ``atol`` are a constant (rounding-level
+    differences are not data): no p, like a constant table. ``interval=False`` skips the
+    crossed CI (NaN; the p is unchanged), for simulations that need only p.
     """
     level = check_level(confidence_level)
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 2 or y.size == 0:
         raise ValueError(f"y must be a non-empty (templates, seeds) table; got shape {y.shape}")
-    y = np.where(np.isfinite(y), y, np.nan)
-    rows, cols = complete_subtable(y)
-    if len(rows) == 0 or len(cols) == 0:
+    present = np.isfinite(y)
+    if not present.any():
         raise ValueError("y has no finite cell; nothing to test")
+    rows, cols = np.flatnonzero(present.any(1)), np.flatnonzero(present.any(0))
     dropped = (tuple(int(i) for i in np.setdiff1d(np.arange(y.shape[0]), rows)),
                tuple(int(i) for i in np.setdiff1d(np.arange(y.shape[1]), cols)))
-    sub = y[np.ix_(rows, cols)]
+    sub = np.where(present, y, np.nan)[np.ix_(rows, cols)]
     n_t, n_s = sub.shape
-    est = float(sub.mean())
+    flat = sub[np.isfinite(sub)]
+    n, est = len(flat), float(flat.mean())
     nan3 = (math.nan, math.nan, math.nan)
+
+    def result(se, df, t, p, low, high, method, scope, comps=nan3):
+        return CrossedTest(est, se, df, t, p, low, high, level, 0.0 if np.isfinite(p) else math.nan,
+                           False, 0, method, scope, n_t, n_s, *dropped,
+                           *(float(c) for c in comps), n)
+
     if n_t >= 2 and n_s >= 2:
-        v, df, method, comps = _crossed_variance(sub)
-        scope = "templates and seeds"
-    elif n_t >= 2 or n_s >= 2:  # one factor has one level: one-sample t over the other
-        flat = sub.ravel()
-        v, df, comps = float(np.var(flat, ddof=1)), float(len(flat) - 1), nan3
-        if n_s == 1:
-            method, scope = "one-way over templates", "templates (this seed only)"
-        else:
-            method, scope = "one-way over seeds", "seeds (this template only)"
-    else:
-        return CrossedTest(est, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan,
-                           level, math.nan, False, 0, "none", "nothing (one cell)", 1, 1,
-                           *dropped, *nan3)
-    if np.ptp(sub) == 0:
-        v = 0.0  # constant table (rounding would otherwise leave a spurious tiny variance)
-    se, t, p, low, high = _t_result(est, v / (n_t * n_s), df, level)
-    return CrossedTest(est, se, df, t, p, low, high, level, 0.0, False, 0, method, scope,
-                       n_t, n_s, *dropped, *(float(c) for c in comps))
+        comps = variance_components(sub)
+        if math.isfinite(comps[0]):
+            return result(*_crossed(sub, flat, est, comps, level, atol, interval), "crossed",
+                          "templates and seeds", comps)
+    if n_s == 1 or n_t == 1:
+        method, scope = (("one-way over templates", "templates (this seed only)") if n_s == 1
+                         else ("one-way over seeds", "seeds (this template only)"))
+        if n >= 2:
+            return result(*_one_way(flat, level, atol), method, scope)
+    return result(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, "none",
+                  "nothing (one cell, or no two cells share a template or a seed)")
+
+
+def _crossed(sub: np.ndarray, flat: np.ndarray, est: float, comps, level: float, atol: float,
+             interval: bool):
+    n_t, n_s = sub.shape
+    ok = np.isfinite(sub)
+    n = int(ok.sum())
+    k_t = float(np.sum(ok.sum(1) ** 2) / n)  # Σ n_t² / n (S on a complete table)
+    k_s = float(np.sum(ok.sum(0) ** 2) / n)
+    var_a, var_b, var_e = comps
+    lam = (max(var_e + k_t * var_a, 0.0), max(var_e + k_s * var_b, 0.0), max(var_e, 0.0))
+    dfs = (n_t - 1, n_s - 1, max(n - n_t - n_s + 1, 1))
+    if flat.max() - flat.min() <= atol:  # a constant table: no variance to test against (never p = 0)
+        return 0.0, math.nan, math.nan, math.nan, math.nan, math.nan
+    v = lam[0] + lam[1] - lam[2]
+    denom = sum(x**2 / d for x, d in zip(lam, dfs))
+    df = v**2 / denom if v > 0 and denom > 0 else math.nan  # Satterthwaite (descriptive)
+    se = math.sqrt(max(v, *lam) / n)
+    p, low, high = _fiducial(est, lam, dfs, n, level, interval)
+    return se, df, est / se if se > 0 else math.nan, p, low, high
 
 
 # ----------------------------------------------------------------------------- sign flip
