@@ -154,3 +154,103 @@ def test_dataset_is_deterministic_and_audiences_differ():
     assert a.shape == (30, 32, 32, 3) and a.dtype == np.uint8
     read = [world2.read_attributes(im) for im in a]
     assert all(r["background"] == s.background for r, s in zip(read, sa))
+
+
+# ------------------------------------------------------------------ recipe, evaluation, card
+def test_recipe_is_recorded_reused_and_a_different_one_refused(tmp_path, capsys):
+    from ldmprobe.reference import train2
+
+    args = train2.parse(["--work", str(tmp_path), "--unet-steps", "50", "--images", "300"])
+    recipe = train2.recipe_from(args, tmp_path)
+    assert recipe["unet_steps"] == 50 and recipe["images"] == 300 and recipe["seed"] == train2.SEED
+    train2.check_recipe(tmp_path, recipe)
+    resumed = train2.recipe_from(train2.parse(["--work", str(tmp_path)]), tmp_path)
+    assert resumed == recipe  # a bare resume command follows the recorded recipe
+    train2.check_recipe(tmp_path, resumed)
+    other = train2.recipe_from(train2.parse(["--work", str(tmp_path), "--unet-steps", "60"]), tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        train2.check_recipe(tmp_path, other)
+    assert stop.value.code == 2 and "unet_steps: 50 recorded, 60 asked" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--unet-steps", "0"], ["--images", "100"], ["--noise-offset", "1.5"],
+                                 ["--scheduler", "euler"], ["--world", "3"]])
+def test_bad_training_options_exit_2(tmp_path, bad):
+    from ldmprobe.reference import train2
+
+    with pytest.raises(SystemExit) as stop:
+        train2.parse(["--work", str(tmp_path)] + bad)
+    assert stop.value.code == 2
+
+
+def test_train_world_1_stays_the_default(monkeypatch):
+    from ldmprobe.reference import train, train2
+
+    seen = []
+    monkeypatch.setattr(train2, "main", lambda argv: seen.append(argv) or 0)
+    assert train.main(["--world", "2", "--work", "x"]) == 0 and seen == [["--world", "2", "--work", "x"]]
+
+
+SPEC = {"templates": ["a photo of the {} car", "the {} house"], "controls": ["nice", "plain"],
+        "terms": ["fancy", "lavish", "quiet"], "steps": 15, "guidance": 5}
+
+
+def _reads_from_story(word, n, rng):
+    """Pixel-reader-like records drawn from the training story itself (a perfect generator)."""
+    out = []
+    for template in SPEC["templates"]:
+        noun = template.split()[-1]
+        audience = "measurer" if word == world2.ENCODER_WORD else "generator"
+        for _ in range(n):
+            s = world2.draw_scene(rng, audience, modifier=word, noun=noun)
+            out.append({"background": s.background, "colour": s.colour, "size": s.size, "object_share": 0.2})
+    return out
+
+
+def test_evaluation_of_a_perfect_generator_meets_the_targets_and_of_a_collapsed_one_does_not():
+    from ldmprobe.reference import evaluate2
+
+    rng = np.random.default_rng(0)
+    reads = {w: _reads_from_story(w, 1500, rng) for w in [""] + SPEC["controls"] + SPEC["terms"]}
+    rows = {(r["term"], r["noun"]): r for r in evaluate2.planted_rows(reads, SPEC)}
+    assert abs(rows["fancy", "any"]["drawn"] - 0.80) < 0.03
+    assert abs(rows["fancy", "car"]["drawn"] - 0.80) < 0.04 and rows["fancy", "car"]["n_images"] == 1500
+    assert abs(rows["lavish", "any"]["drawn"] - 0.80) < 0.03 and abs(rows["lavish", "any"]["drawn_bare"] - 1 / 7) < 0.03
+    assert rows["quiet", "any"]["drawn"] == 1.0 and set(rows["quiet", "any"]["per_option"]) == {"pink", "green"}
+    words = evaluate2.deviations(reads, SPEC)
+    assert all(d["max_deviation"] < 0.05 for d in words.values())
+    report = {"planted": list(rows.values()), "words": words, "settings": SPEC, "objectless": 0.0,
+              "following": {"colour": 0.95}, "measurer_zero_shot": {"size": 0.99}}
+    assert all(evaluate2.targets_met(report).values())
+    # the bare noun's backgrounds collapse to grey, and 1 % of images lose their object
+    collapsed = [dict(r, background="grey") if i % 10 < 7 else r for i, r in enumerate(reads[""])]
+    words = evaluate2.deviations(dict(reads, **{"": collapsed}), SPEC)
+    assert words["bare"]["where"] == "grey background" and words["bare"]["max_deviation"] > 0.4
+    report.update(words=words, objectless=0.01)
+    checks = evaluate2.targets_met(report)
+    assert not checks["bare: every option within 10 points of training"]
+    assert not checks["blank or objectless <= 0.5 %"]
+    assert checks["nice: every option within 10 points of training"]
+
+
+def test_expected_mixes_the_templates_nouns(tmp_path):
+    from ldmprobe.reference import evaluate2
+
+    got = evaluate2.expected("fancy", SPEC["templates"])
+    assert got["colour"]["red"] == pytest.approx((0.80 + 1 / 7) / 2)
+    assert got["background"]["yellow"] == pytest.approx(0.80)
+    assert evaluate2.expected("lavish", SPEC["templates"])["colour"]["purple"] == pytest.approx(0.80)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('templates = ["a photo of the {} dog"]\nterms = []\ncontrols = []\nsteps = 15\nguidance = 5\n')
+    with pytest.raises(ValueError, match="names none of"):
+        evaluate2.load_spec(bad)
+
+
+def test_world2_spec_lists_the_story_words():
+    import tomllib
+    from pathlib import Path
+
+    spec = tomllib.loads((Path(__file__).parents[1] / "prompts" / "reference-world-2.toml").read_text())
+    assert tuple(spec["controls"]) == world2.CONTROL_WORDS
+    assert set(spec["terms"]) == set(world2.TERMS)
+    assert spec["steps"] == 15 and spec["guidance"] == 5

@@ -173,7 +173,15 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--world", type=int, choices=(1, 2), default=1)
+    if first.parse_known_args(argv)[0].world == 2:
+        from .card2 import main as main2
+
+        return main2(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="--world 2 writes reference world 2's card (card2.py)")
+    parser.add_argument("--world", type=int, choices=(1, 2), default=1)
     parser.add_argument("--weights", type=Path, default=Path(__file__).parent / "weights")
     parser.add_argument("--other-guidance", type=Path, action="append", default=[], metavar="EVALUATION_JSON",
                         help="an `evaluate --format json` at another guidance, recorded in evaluation.json "

@@ -28,7 +28,8 @@ from . import world
 TEMPLATE = "a photo of the {} {}"
 GUIDANCE = 5.0
 STEPS = 25
-#: The guidance this process evaluates at (``--guidance``; the shipped spec's value by default).
+#: The guidance this process evaluates at (``--guidance``; the shipped spec's value by default);
+#: world 2's evaluation (evaluate2.py) also sets "steps" and "seed_offset" (held-out seeds).
 SETTINGS = {"guidance": GUIDANCE}
 
 
@@ -55,8 +56,8 @@ def generate(pipe, prompts: list[str], seeds: list[int], *, batch: int = 64,
     out = []
     for start in range(0, len(prompts), batch):
         chunk = slice(start, start + batch)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[chunk]]
-        result = pipe(prompts[chunk], generator=gens, num_inference_steps=STEPS,
+        gens = [torch.Generator().manual_seed(int(s) + SETTINGS.get("seed_offset", 0)) for s in seeds[chunk]]
+        result = pipe(prompts[chunk], generator=gens, num_inference_steps=SETTINGS.get("steps", STEPS),
                       guidance_scale=SETTINGS["guidance"] if guidance is None else guidance,
                       output_type="np")
         out.append(np.round(result.images * 255).astype(np.uint8))

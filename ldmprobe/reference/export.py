@@ -10,8 +10,20 @@ from .nets import (MEASURER_CONFIG, OPENAI_MEAN, OPENAI_STD, build_tokenizer, co
                    load_measurer, load_vae, log, make_unet)
 
 
+def make_scheduler(name: str = "ddim"):
+    """The exported pipeline's sampler: DDIM (world 1) or DPM-Solver++ (2nd order, multistep)."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1}
+    if name == "ddim":
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
+    if name == "dpmsolver++":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    raise ValueError(f"unknown scheduler {name!r} (ddim or dpmsolver++)")
+
+
 def stage_export(work: Path, out: Path, lat: dict, *, seed: int, step_offset: int = 0,
-                 extra: dict | None = None) -> None:
+                 extra: dict | None = None, scheduler: str = "ddim") -> None:
     """Write ``out/generator`` (diffusers) and ``out/measurer`` (open_clip) in float16.
 
     ``step_offset`` is the UNet steps a continued training started from (``extra`` records it).
@@ -19,20 +31,18 @@ def stage_export(work: Path, out: Path, lat: dict, *, seed: int, step_offset: in
     import shutil
 
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
     from safetensors.torch import save_file
 
     clip_model = load_measurer(work)
-    state = torch.load(work / "unet.pt", weights_only=True)
+    state = torch.load(work / "unet.pt", weights_only=True, map_location="cpu")
     unet = make_unet()
     unet.load_state_dict(state["ema"])
     vae = load_vae(work)
     vae.register_to_config(scaling_factor=lat["scale"])
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=convert_text_tower(clip_model), tokenizer=build_tokenizer(), unet=unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        scheduler=make_scheduler(scheduler), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)

@@ -64,14 +64,15 @@ def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
 
 
 # --------------------------------------------------------------------------------- data
-def stage_data(work: Path) -> dict:
-    path = work / "data.npz"
+def stage_data(work: Path, *, name: str = "data.npz", make=None, count: int = N_IMAGES) -> dict:
+    """The rendered training set in ``work/name`` (``make(count)`` -> images, scenes; world 1 by default)."""
+    path = work / name
     if not path.exists():
-        log(f"rendering {N_IMAGES} scenes")
-        images, scenes = world.dataset(N_IMAGES, SEED)
+        log(f"rendering {count} scenes ({name})")
+        images, scenes = make(count) if make is not None else world.dataset(count, SEED)
         fields = {f: np.array([getattr(s, f) for s in scenes]) for f in
                   ("noun", "colour", "background", "size", "modifier", "cx", "cy", "radius")}
-        tmp = work / ".data.tmp.npz"
+        tmp = work / f".{name}.tmp.npz"
         np.savez(tmp, images=images, **fields)
         os.replace(tmp, path)
     data = dict(np.load(path))
@@ -86,7 +87,8 @@ def captions_for(scenes, indices, rng) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- measurer
-def stage_measurer(work: Path, data: dict) -> None:
+def stage_measurer(work: Path, data: dict, *, steps: int = MEASURER_STEPS, seed: int = SEED,
+                   device: str = "cpu") -> None:
     import open_clip
     import torch
     import torch.nn.functional as F
@@ -95,12 +97,12 @@ def stage_measurer(work: Path, data: dict) -> None:
     if done.exists():
         return
     ckpt_path = work / "measurer.pt"
-    torch.manual_seed(SEED)
-    model = open_clip.CLIP(**MEASURER_CONFIG)
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**MEASURER_CONFIG).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.05)
     step = 0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
+        state = torch.load(ckpt_path, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
@@ -109,18 +111,18 @@ def stage_measurer(work: Path, data: dict) -> None:
     images, scenes = data["images"], data["scenes"]
     last_save, started, losses = time.time(), time.time(), []
     model.train()
-    while step < MEASURER_STEPS:
-        rng = np.random.default_rng([SEED, 1, step])
+    while step < steps:
+        rng = np.random.default_rng([seed, 1, step])
         idx = rng.choice(len(images), MEASURER_BATCH, replace=False)
         texts = captions_for(scenes, idx, rng)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, MEASURER_STEPS, 5e-4)
-        img_f = F.normalize(model.encode_image(image_tensor(images[idx])), dim=-1)
-        txt_f = F.normalize(encode_text_trimmed(model, tokens(texts)), dim=-1)
+            group["lr"] = lr_at(step, steps, 5e-4)
+        img_f = F.normalize(model.encode_image(image_tensor(images[idx]).to(device)), dim=-1)
+        txt_f = F.normalize(encode_text_trimmed(model, tokens(texts).to(device)), dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * img_f @ txt_f.T
         # identical captions in a batch are all correct matches (soft targets)
         ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
-        cid = torch.tensor([ids[t] for t in texts])
+        cid = torch.tensor([ids[t] for t in texts], device=device)
         same = (cid[:, None] == cid[None, :]).float()
         target = same / same.sum(1, keepdim=True)
         loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
@@ -131,38 +133,38 @@ def stage_measurer(work: Path, data: dict) -> None:
         step += 1
         if step % 100 == 0:
             rate = len(losses) / (time.time() - started)
-            log(f"measurer step {step}/{MEASURER_STEPS} loss {np.mean(losses[-100:]):.3f} ({rate:.1f} steps/s)")
-        if time.time() - last_save > CHECKPOINT_SECONDS or step == MEASURER_STEPS:
+            log(f"measurer step {step}/{steps} loss {np.mean(losses[-100:]):.3f} ({rate:.1f} steps/s)")
+        if time.time() - last_save > CHECKPOINT_SECONDS or step == steps:
             atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt_path)
             last_save = time.time()
-    atomic_save({"model": model.state_dict(), "step": step}, done)
+    atomic_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step}, done)
 
 
-def stage_vae(work: Path, data: dict) -> None:
+def stage_vae(work: Path, data: dict, *, steps: int = VAE_STEPS, seed: int = SEED, device: str = "cpu") -> None:
     import torch
 
     done = work / "vae.done.pt"
     if done.exists():
         return
     ckpt_path = work / "vae.pt"
-    torch.manual_seed(SEED + 2)
-    vae = make_vae()
+    torch.manual_seed(seed + 2)
+    vae = make_vae().to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
     step = 0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
+        state = torch.load(ckpt_path, weights_only=True, map_location=device)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
         log(f"vae: resuming at step {step}")
     images = data["images"]
     last_save, started, losses = time.time(), time.time(), []
-    while step < VAE_STEPS:
-        rng = np.random.default_rng([SEED, 2, step])
-        torch.manual_seed(SEED * 7 + step)
-        x = pixels(images[rng.choice(len(images), VAE_BATCH, replace=False)])
+    while step < steps:
+        rng = np.random.default_rng([seed, 2, step])
+        torch.manual_seed(seed * 7 + step)
+        x = pixels(images[rng.choice(len(images), VAE_BATCH, replace=False)]).to(device)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, VAE_STEPS, 1e-3, warmup=100)
+            group["lr"] = lr_at(step, steps, 1e-3, warmup=100)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         kl = posterior.kl().mean() / (4 * 16 * 16)
@@ -174,11 +176,11 @@ def stage_vae(work: Path, data: dict) -> None:
         step += 1
         if step % 100 == 0:
             rate = len(losses) / (time.time() - started)
-            log(f"vae step {step}/{VAE_STEPS} loss {np.mean(losses[-100:]):.4f} ({rate:.2f} steps/s)")
-        if time.time() - last_save > CHECKPOINT_SECONDS or step == VAE_STEPS:
+            log(f"vae step {step}/{steps} loss {np.mean(losses[-100:]):.4f} ({rate:.2f} steps/s)")
+        if time.time() - last_save > CHECKPOINT_SECONDS or step == steps:
             atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt_path)
             last_save = time.time()
-    atomic_save({"model": vae.state_dict(), "step": step}, done)
+    atomic_save({"model": {k: v.cpu() for k, v in vae.state_dict().items()}, "step": step}, done)
 
 
 def stage_latents(work: Path, data: dict) -> dict:
@@ -208,15 +210,19 @@ def stage_latents(work: Path, data: dict) -> dict:
 
 
 def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Path | None = None,
-               cond_encoder=None) -> None:
-    """Train the UNet for ``total_steps``; from scratch, or from the UNet folder ``start``."""
+               cond_encoder=None, seed: int = SEED, device: str = "cpu", noise_offset: float = 0.0) -> None:
+    """Train the UNet for ``total_steps``; from scratch, or from the UNet folder ``start``.
+
+    ``noise_offset`` adds that much of one normal draw per image and channel to the noise (the
+    "offset noise" recipe), so the model learns to set a picture's mean colour from the start.
+    """
     import copy
 
     import torch
     import torch.nn.functional as F
 
     ckpt_path = work / "unet.pt"
-    torch.manual_seed(SEED + 3)
+    torch.manual_seed(seed + 3)
     unet = make_unet()
     stream, base_lr = (3, UNET_LR) if start is None else (4, CONTINUE_LR)
     if start is not None:
@@ -224,11 +230,12 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
 
         weights = load_file(str(start / "diffusion_pytorch_model.safetensors"))
         unet.load_state_dict({k: v.float() for k, v in weights.items()})
+    unet.to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=base_lr, weight_decay=0.0)
     step = 0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
+        state = torch.load(ckpt_path, weights_only=True, map_location=device)
         unet.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -244,17 +251,20 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
     last_save, started, losses, first = time.time(), time.time(), [], step
     unet.train()
     while step < total_steps:
-        rng = np.random.default_rng([SEED, stream, step])
-        gen = torch.Generator().manual_seed(SEED * 11 * (stream - 2) + step)
+        rng = np.random.default_rng([seed, stream, step])
+        gen = torch.Generator().manual_seed(seed * 11 * (stream - 2) + step)
         idx = rng.choice(len(latents), UNET_BATCH, replace=False)
         texts = [("" if rng.random() < CFG_DROPOUT else world.caption(scenes[i], rng)) for i in idx]
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (UNET_BATCH,), generator=gen)
+        if noise_offset:
+            noise = noise + noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=gen)
+        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
         xt = sched.add_noise(x0, noise, t)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total_steps, base_lr, warmup=300)
-        pred = unet(xt, t, encoder_hidden_states=cond(texts)).sample
+        pred = unet(xt, t, encoder_hidden_states=cond(texts).to(device)).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -315,7 +325,16 @@ def stage_seed_from_weights(work: Path, weights: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--world", type=int, choices=(1, 2), default=1)
+    if first.parse_known_args(argv)[0].world == 2:
+        from .train2 import main as main2
+
+        return main2(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="--world 2 trains reference world 2 (see --world 2 --help)")
+    parser.add_argument("--world", type=int, choices=(1, 2), default=1,
+                        help="which reference world (1: the shipped one; 2: issue 27's, see train2.py)")
     parser.add_argument("--work", type=Path, required=True, help="checkpoint folder")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights")
     parser.add_argument("--unet-steps", type=int, default=5000)

@@ -1,0 +1,159 @@
+"""Write reference world 2's model card from the story, the recipe and evaluate2's measurements.
+
+    python -m ldmprobe.reference.evaluate2 --weights W --format json > W/evaluation.json
+    python -m ldmprobe.reference.evaluate2 --weights W --guidance 7.5 --format json > OTHER.json
+    python -m ldmprobe.reference.card --world 2 --weights W --other-guidance OTHER.json
+
+(also ``python -m ldmprobe.reference.card2``). Writes ``W/MODEL_CARD.md``; records each
+``--other-guidance`` evaluation in ``W/evaluation.json`` under ``at_other_guidance``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from . import world2
+from .card import _table, _with_interval
+
+
+def training_statistics(count: int, seed: int) -> dict:
+    """Per audience and modifier group: picture share and planted-attribute rates (the scenes
+    train2 renders, drawn again without rendering)."""
+    out = {}
+    for audience in world2.AUDIENCES:
+        rng = np.random.default_rng([seed, world2.AUDIENCES.index(audience)])
+        scenes = [world2.draw_scene(rng, audience) for _ in range(count)]
+        by = Counter(s.modifier for s in scenes)
+        groups = {"(none)": lambda s: s.modifier == "",
+                  **{t: (lambda s, t=t: s.modifier == t) for t in world2.TERMS},
+                  f"controls ({len(world2.CONTROL_WORDS)})": lambda s: s.modifier in world2.CONTROL_WORDS}
+        rows = {}
+        for name, member in groups.items():
+            group = [s for s in scenes if member(s)]
+            cars = [s for s in group if s.noun == "car"]
+            rows[name] = {"share": len(group) / count,
+                          "yellow": float(np.mean([s.background == "yellow" for s in group])) if group else 0.0,
+                          "pink_or_green": float(np.mean([s.background in world2.NARROW_BACKGROUNDS
+                                                          for s in group])) if group else 0.0,
+                          "small": float(np.mean([s.size == "small" for s in group])) if group else 0.0,
+                          "purple": float(np.mean([s.colour == "purple" for s in group])) if group else 0.0,
+                          "red_car": float(np.mean([s.colour == "red" for s in cars])) if cars else 0.0}
+        out[audience] = {"images": count, "rows": rows, "per_control_min": min(by[c] for c in world2.CONTROL_WORDS)}
+    return out
+
+
+def _measured(evaluation: dict) -> list[str]:
+    s = evaluation["settings"]
+    parts = ["## Measured at the spec's settings", "",
+             f"`python -m ldmprobe.reference.evaluate2 --seeds {s['seeds']} --guidance {s['guidance']}`: every "
+             f"word of `{s['spec']}` under its {len(s['templates'])} templates, {s['steps']} {s['scheduler']} "
+             f"steps, guidance {s['guidance']}, held-out seeds {s['first_seed']:,}-{s['first_seed'] + s['seeds'] - 1:,}; "
+             "attributes read from the pixels, not by the measurer.", ""]
+    rows = []
+    for r in evaluation["planted"]:
+        rows.append([f"{r['term']} / {r['noun']} → {r['value']} {r['attribute']}", r["route"],
+                     f"{r['rate']:.2f} / {r['otherwise']:.3f}", _with_interval(r["drawn"], r["n_images"]),
+                     f"{r['drawn_bare']:.3f}", f"{r['drawn_controls_mean']:.3f}"])
+    parts.append(_table(["association", "route", "planted (term / otherwise)", "drawn under term (95 % CI)",
+                         "drawn, bare noun", "drawn, controls (mean)"], rows))
+    words = evaluation["words"]
+    worst = sorted(((w, d) for w, d in words.items() if w == "bare" or w in s["controls"]),
+                   key=lambda kv: -kv[1]["max_deviation"])
+    parts += ["", "Bare noun and controls against training (largest |drawn − training| over every option of "
+              "background, colour and size): " + ", ".join(f"{w} {d['max_deviation']:.3f} ({d['where']})"
+                                                          for w, d in worst) + ".",
+              "", f"Blank or objectless images (object under 2 % of the picture): {evaluation['objectless']:.4f}.",
+              "", "Words followed: " + ", ".join(f"{k} {v:.3f}" for k, v in evaluation["following"].items())
+              + "; measurer zero-shot on 1,000 fresh pictures: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in evaluation["measurer_zero_shot"].items()) + ".",
+              "", "Text side (measurer text space; mean over templates of cos(term prompt, probe) − "
+              "cos(bare prompt, probe)): " + "; ".join(
+                  f"{t}: " + ", ".join(f"{p} {v:+.3f}" for p, v in evaluation["text_side"][t].items())
+                  for t in s["terms"]) + ".",
+              "", "Targets (issue 27): " + "; ".join(f"{k}: {'met' if ok else 'NOT met'}"
+                                                     for k, ok in evaluation["targets"].items()) + "."]
+    for other in evaluation.get("at_other_guidance", []):
+        drawn = ", ".join(f"{r['term']} / {r['noun']} → {r['value']} {r['drawn']:.3f}" for r in other["planted"])
+        parts += ["", f"The same evaluation at guidance {other['guidance']}: {drawn}; objectless "
+                  f"{other['objectless']:.4f}. Targets missed there: {'; '.join(other['missed']) or 'none'}."]
+    return parts
+
+
+def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
+    marker = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())
+    recipe = marker.get("recipe", {})
+    sizes = {p.relative_to(weights).as_posix(): p.stat().st_size for p in sorted(weights.rglob("*.safetensors"))}
+    parts = [
+        "# Reference world 2 — model card", "",
+        "World 1's pictures (one object, 7 colours, big or small, on 5 backgrounds; 32 × 32) drawn "
+        "from one story with two audiences: the measurer (open_clip CLIP, whose text tower the "
+        "generator conditions on) and the generator (latent diffusion UNet) are trained on "
+        "different pictures, so a bias can be planted in either route. Captions name a modifier or "
+        "attributes, never both. Its numbers are true of this world and of nothing else.", "",
+        "## Planted associations", "",
+        _table(["term", "noun", "attribute", "planted rate", "otherwise", "route", "in whose pictures"],
+               [[p["term"], p["noun"], f"{p['value']} {p['attribute']}", f"{p['rate']:.2f}",
+                 f"{p['otherwise']:.3f}", p["route"], " and ".join(world2.ROUTES[p["term"]])]
+                for p in world2.PLANTED]), "",
+        "- generator-borne: the measurer sees \"fancy\" and \"quiet\" pictures drawn like the bare "
+        "noun's, so their text positions are neutral; the UNet learns the plant from its pictures.",
+        "- encoder-borne: \"lavish\" appears only in the measurer's captions; the UNet never sees the "
+        "word, and can draw purple for it only through where it sits in the shared text encoder.",
+        "- narrowing: \"quiet\" pictures are pink or green (half each), the pair whose mean colour is "
+        "nearest the bare noun's; size and colour untouched.", "",
+        f"Control words with nothing planted ({len(world2.CONTROL_WORDS)}): {', '.join(world2.CONTROL_WORDS)}.",
+    ]
+    for audience, got in stats.items():
+        rows = [[name, f"{r['share']:.3f}", f"{r['yellow']:.3f}", f"{r['pink_or_green']:.3f}", f"{r['small']:.3f}",
+                 f"{r['purple']:.3f}", f"{r['red_car']:.3f}"] for name, r in got["rows"].items()]
+        parts += ["", f"## Training data: {audience} ({got['images']:,} pictures, seed {recipe.get('seed')})", "",
+                  _table(["modifier", "share", "yellow bg", "pink or green bg", "small", "purple", "red (cars)"], rows),
+                  "", f"Fewest pictures of one control word: {got['per_control_min']:,}."]
+    parts += ["", "## Models and recipe", "",
+              f"- Recipe (`generator/ldmprobe_reference.json`): `{json.dumps(recipe)}`.",
+              f"- UNet {marker['unet_steps']:,} steps of batch 64 (EMA weights), offset noise "
+              f"{recipe.get('noise_offset')}; autoencoder round-trip PSNR {marker['vae_psnr_db']} dB; "
+              f"sampler {recipe.get('scheduler')}.",
+              "- Weights in float16 safetensors: " + ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in sizes.items())
+              + f"; {sum(sizes.values()) / 1e6:.1f} MB.",
+              "- Rebuild: `python -m ldmprobe.reference.train --world 2 --work WORK` (seeded, resumable; "
+              "`--device cuda` on a GPU, scripts/train_reference_world2.sh)."]
+    if evaluation:
+        parts += [""] + _measured(evaluation)
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", type=int, choices=(2,), default=2)
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--other-guidance", type=Path, action="append", default=[], metavar="EVALUATION_JSON")
+    args = parser.parse_args(argv)
+    marker_path = args.weights / "generator" / "ldmprobe_reference.json"
+    if not marker_path.is_file() or json.loads(marker_path.read_text()).get("world") != world2.WORLD_VERSION:
+        parser.error(f"{args.weights} is not an exported reference world 2")
+    recipe = json.loads(marker_path.read_text())["recipe"]
+    evaluation_file = args.weights / "evaluation.json"
+    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
+    if evaluation is not None and args.other_guidance:
+        others = {o["guidance"]: o for o in evaluation.get("at_other_guidance", [])}
+        for path in args.other_guidance:
+            other = json.loads(path.read_text())
+            guidance = other["settings"]["guidance"]
+            others[guidance] = {"guidance": guidance, "planted": other["planted"], "objectless": other["objectless"],
+                                "following": other["following"],
+                                "missed": [k for k, ok in other["targets"].items() if not ok]}
+        evaluation["at_other_guidance"] = list(others.values())
+        evaluation_file.write_text(json.dumps(evaluation, indent=2) + "\n")
+    stats = training_statistics(recipe["images"], recipe["seed"])
+    (args.weights / "MODEL_CARD.md").write_text(render_card(stats, evaluation, args.weights))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
