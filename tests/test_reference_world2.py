@@ -254,3 +254,41 @@ def test_world2_spec_lists_the_story_words():
     assert tuple(spec["controls"]) == world2.CONTROL_WORDS
     assert set(spec["terms"]) == set(world2.TERMS)
     assert spec["steps"] == 15 and spec["guidance"] == 5
+
+
+def test_card_states_routes_recipe_and_every_target(tmp_path):
+    import json
+
+    from ldmprobe.reference import card2, evaluate2, train2
+
+    weights = tmp_path / "w"
+    (weights / "generator" / "unet").mkdir(parents=True)
+    (weights / "generator" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"x" * 1000)
+    recipe = dict(train2.RECIPE, images=400)
+    (weights / "generator" / "ldmprobe_reference.json").write_text(json.dumps(
+        {"ldmprobe_reference": 1, "unet_steps": 300, "vae_psnr_db": 30.1, "world": 2, "recipe": recipe}))
+    rng = np.random.default_rng(1)
+    reads = {w: _reads_from_story(w, 50, rng) for w in [""] + SPEC["controls"] + SPEC["terms"]}
+    settings = dict(SPEC, spec="s.toml", seeds=50, first_seed=evaluate2.HELD_OUT_SEED, scheduler="DPMSolverMultistepScheduler")
+    report = {"planted": evaluate2.planted_rows(reads, SPEC), "words": evaluate2.deviations(reads, SPEC),
+              "settings": settings, "objectless": 0.0, "following": {"colour": 0.95},
+              "measurer_zero_shot": {"size": 0.99}, "text_side": {t: {"purple colour": 0.1} for t in SPEC["terms"]}}
+    report["targets"] = evaluate2.targets_met(report)
+    (weights / "evaluation.json").write_text(json.dumps(report))
+    other = dict(report, settings=dict(settings, guidance=7.5), targets={"x": False})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert card2.main(["--weights", str(weights), "--other-guidance", str(tmp_path / "other.json")]) == 0
+    text = (weights / "MODEL_CARD.md").read_text()
+    for needle in ("encoder-borne", "generator-borne", "narrowing", "| lavish | any | purple colour | 0.80 |",
+                   "Control words with nothing planted (20)", "held-out seeds 1,000,000-1,000,049",
+                   "at guidance 7.5", "Targets missed there: x", "Training data: measurer (400 pictures"):
+        assert needle in text, needle
+    for name in report["targets"]:
+        assert name in text
+    assert json.loads((weights / "evaluation.json").read_text())["at_other_guidance"][0]["guidance"] == 7.5
+    bad = tmp_path / "world1"
+    (bad / "generator").mkdir(parents=True)
+    (bad / "generator" / "ldmprobe_reference.json").write_text('{"unet_steps": 1}')
+    with pytest.raises(SystemExit) as stop:
+        card2.main(["--weights", str(bad)])
+    assert stop.value.code == 2
