@@ -210,3 +210,62 @@ def test_result_round_trips_through_json():
 
 def test_same_inputs_same_result():
     assert to_json(analyse_sweep(planted(), SETTINGS)) == to_json(analyse_sweep(planted(), SETTINGS))
+
+
+def _scaled(data: SweepEmbeddings, scale: float) -> SweepEmbeddings:
+    images = {cell: dataclasses.replace(c, embedding=None if c.embedding is None
+                                        else c.embedding.astype(np.float64) * scale)
+              for cell, c in data.images.items()}
+    return dataclasses.replace(data, images=images)
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e-170])
+def test_extreme_but_finite_scales_give_the_unit_rows_result(scale):
+    """Rows scaled by 1e155 (squares overflow) or 1e-170 (squares underflow) are the same
+    directions: every statistic equals the one on unit rows, nothing is excluded."""
+    data = planted(seeds=4)
+    want = analyse_sweep(data, SETTINGS).term("red")
+    got = analyse_sweep(_scaled(data, scale), SETTINGS).term("red")
+    assert got.excluded == 0 and got.n_pairs == want.n_pairs
+    assert got.image_drift.estimate == pytest.approx(want.image_drift.estimate, rel=1e-9)
+    for a, b in zip(got.probes, want.probes):
+        assert (a.probe, a.n_cells) == (b.probe, b.n_cells)
+        assert (a.shift, a.p_value, a.p_fixed) == pytest.approx((b.shift, b.p_value, b.p_fixed), rel=1e-6)
+
+
+def test_zero_probe_embedding_is_refused_with_exit_code_2():
+    from ldmprobe.errors import BadInputError, ExitCode
+
+    data = planted(seeds=2)
+    probes = np.array(data.probe_embeddings, dtype=np.float64)
+    probes[1] = 0.0
+    with pytest.raises(BadInputError, match="'ocean'") as err:
+        analyse_sweep(dataclasses.replace(data, probe_embeddings=probes), SETTINGS)
+    assert err.value.exit_code == ExitCode.BAD_INPUT
+
+
+def test_rounding_level_differences_are_not_tested_as_data():
+    """'same' differs from the baseline by ~1e-17 per coordinate: no crossed p, p_fixed 1."""
+    data = planted(seeds=4, templates=EIGHT)
+    rng = np.random.default_rng(5)
+    images = dict(data.images)
+    for (t, term, s), cell in data.images.items():
+        if term == "":
+            e = cell.embedding.astype(np.float64)
+            images[(t, "same", s)] = ImageCell(e + rng.normal(size=e.shape) * 1e-17)
+    prompts = dict(data.prompts)
+    prompts.update({(t, "same"): f"same {t}" for t in range(len(EIGHT))})
+    embeddings = dict(data.prompt_embeddings)
+    embeddings.update({f"same {t}": _unit(rng.normal(size=DIM)) for t in range(len(EIGHT))})
+    data = dataclasses.replace(data, terms=("same",), images=images, prompts=prompts,
+                               prompt_embeddings=embeddings)
+    same = analyse_sweep(data, SETTINGS).term("same")
+    assert all(row.p_value is None or not np.isfinite(row.p_value) for row in same.probes)
+    assert all(row.p_fixed == 1.0 and row.n_cells == 32 for row in same.probes)
+
+
+def test_every_usable_cell_is_used_and_counted():
+    failed = {(0, "red", 1), (3, "red", 2), (5, "", 0)}
+    result = analyse_sweep(planted(seeds=4, templates=EIGHT, failed=failed), SETTINGS)
+    assert all(row.n_cells == 32 - 3 for row in result.term("red").probes)
+    assert all(row.n_cells == 32 - 1 for row in result.term("blue").probes)

@@ -1,6 +1,6 @@
 """Shared pieces of ldmprobe.analysis.inference: results, input hygiene, honest precision.
 
-Pure numpy; nothing here imports other ldmprobe modules. Conventions (as in stats.py):
+Pure numpy; imports only ldmprobe.errors. Conventions (as in stats.py):
 
 - Randomised tests take keyword-only ``n_resamples`` and ``random_state`` (anything
   ``numpy.random.default_rng`` accepts: None, an int, a SeedSequence or a Generator).
@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from ldmprobe.errors import BadInputError
 
 TIE_RTOL = 1e-12  # values within 1e-12 * scale of the observed statistic count as ties
 CHUNK = 4096  # rows of sign / permutation matrices processed at once
@@ -66,12 +68,32 @@ class CleanRows(Result):
         return self.n_nonfinite + self.n_zero
 
 
+class BadEmbeddingError(BadInputError, ValueError):
+    """Embeddings that make no sense for the analysis (e.g. an all-zero probe); exit 2."""
+
+
+def unit_rows(x) -> tuple[np.ndarray, np.ndarray]:
+    """(rows scaled to unit L2 norm, mask of rows that could be) for a (..., d) array.
+
+    Each row is divided by its largest |value| before its norm is taken, so rows scaled by
+    1e155 (whose squares overflow) or 1e-170 (whose squares underflow) give the same unit
+    row as the unscaled one. Rows with a non-finite value come back as NaN, all-zero rows as
+    zero; both are False in the mask.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x).all(axis=-1)
+    peak = np.max(np.abs(np.where(np.isfinite(x), x, 0.0)), axis=-1, initial=0.0)
+    ok = finite & (peak > 0)
+    scaled = np.where(ok[..., None], x, 0.0) / np.where(ok, peak, 1.0)[..., None]
+    norm = np.linalg.norm(scaled, axis=-1, keepdims=True)
+    rows = scaled / np.where(norm > 0, norm, 1.0)
+    return np.where(finite[..., None], rows, np.nan), ok
+
+
 def _bad_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nonfinite = ~np.isfinite(x).all(axis=1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        norm = np.linalg.norm(np.where(np.isfinite(x), x, 0.0), axis=1)
-    zero = ~nonfinite & ~(norm > 0)
-    return nonfinite, zero
+    _, ok = unit_rows(x)
+    return nonfinite, ~nonfinite & ~ok
 
 
 def clean_rows(x, *, name: str = "embeddings", min_rows: int = 1) -> CleanRows:
@@ -90,8 +112,7 @@ def clean_rows(x, *, name: str = "embeddings", min_rows: int = 1) -> CleanRows:
             f"{name}: {int(kept.sum())} usable rows of {len(x)} ({int(nonfinite.sum())} "
             f"non-finite, {int(zero.sum())} zero-norm); at least {min_rows} needed"
         )
-    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-    return CleanRows(rows, kept, int(nonfinite.sum()), int(zero.sum()))
+    return CleanRows(unit_rows(rows)[0], kept, int(nonfinite.sum()), int(zero.sum()))
 
 
 def clean_pairs(term, base, *, name: str = "pairs", min_rows: int = 1):
@@ -110,10 +131,7 @@ def clean_pairs(term, base, *, name: str = "pairs", min_rows: int = 1):
     if kept.sum() < min_rows:
         raise ValueError(f"{name}: {int(kept.sum())} usable pairs of {len(m)}; "
                          f"at least {min_rows} needed")
-    m, b = m[kept], b[kept]
-    m = m / np.linalg.norm(m, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return m, b, kept, int((~kept).sum())
+    return unit_rows(m[kept])[0], unit_rows(b[kept])[0], kept, int((~kept).sum())
 
 
 def require_finite(value: float, what: str) -> float:

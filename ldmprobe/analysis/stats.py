@@ -88,10 +88,11 @@ class DirectionNeighbours(_Result):
 
 
 def _unit(x) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float64)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
+    """Rows scaled to unit L2 norm robustly (÷ max |x| first: 1e155 or 1e-170 rows give the
+    unit row); zero rows stay zero, rows with a non-finite value are NaN."""
+    from ldmprobe.analysis.inference_core import unit_rows
+
+    return unit_rows(x)[0]
 
 
 def _pairs(term_emb, base_emb) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,9 @@ from ldmprobe.analysis.sweep_results import (
     ImageDrift, Neighbours, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
     TermResult, TextDrift,
 )
+from ldmprobe.analysis.inference_core import BadEmbeddingError
 from ldmprobe.analysis.sweep_terms import (
-    DIRECTION_K, Pairs, bad_embedding, image_drift, nan_to_none, neighbours, probe_rows,
+    DIRECTION_K, Pairs, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows,
 )
 from ldmprobe.digest import canonical_json, sha256_hex
 
@@ -109,10 +110,12 @@ def _usable(data: SweepEmbeddings, cell: ImageCell) -> bool:
 
 
 def _require_usable(data: SweepEmbeddings) -> None:
-    """An error when every generated embedding is non-finite or zero-norm (nothing is left)."""
+    """An error (exit 2) when a probe embedding cannot be normalised or every generated
+    embedding is non-finite or zero-norm (nothing is left)."""
+    check_probes(data.probe_embeddings if data.probes else None, data.probes)
     cells = [c for c in data.images.values() if data.usable(c)]
     if cells and not any(not bad_embedding(c.embedding) for c in cells):
-        raise ValueError(f"all {len(cells)} image embeddings are non-finite or zero-norm; nothing is left to "
+        raise BadEmbeddingError(f"all {len(cells)} image embeddings are non-finite or zero-norm; nothing is left to "
                          "analyse (fp16 overflow or black images?); rerun with --dtype float32")
 
 

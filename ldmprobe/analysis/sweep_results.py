@@ -103,6 +103,7 @@ class ProbeRow(Record):
     text_shift: float
     text_z: float | None
     image_z: float | None
+    n_cells: int | None = None  # template × seed cells used: shift, p_value and p_fixed all use these
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,24 @@ from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import (
     crossed_test, neighbour_null, sign_flip_test, unbiased_drift, vocabulary_z,
 )
+from ldmprobe.analysis.inference_core import BadEmbeddingError, unit_rows
 from ldmprobe.analysis.sweep_results import ImageDrift, Neighbours, ProbeRow
 
 #: How many words toward and away from a term's drift direction are listed (at most).
 DIRECTION_K = 10
 #: Resamples of the neighbour null (the threshold is its 95 % quantile).
 NEIGHBOUR_RESAMPLES = 999
+#: Per-pair cosine differences within this of each other are rounding, not data: cosines of
+#: unit vectors in float64 carry errors of about d · 2⁻⁵³ (≈ 1e-13 at d = 1024).
+ROUNDING = 1e-12
 #: What a drift p against the pairs alone means.
 PAIRS_NOTE = "the wording changed the images (these templates and seeds)"
 
 
 def bad_embedding(vector) -> bool:
-    """True for a non-finite or zero-norm embedding (excluded before any statistic)."""
-    v = np.asarray(vector, dtype=np.float64)
-    return not np.isfinite(v).all() or not np.linalg.norm(v) > 0
+    """True for an embedding that cannot be normalised: a non-finite value or all zeros
+    (excluded and counted before any statistic; any finite non-zero scale is fine)."""
+    return not bool(unit_rows(np.asarray(vector, dtype=np.float64).ravel())[1])
 
 
 @dataclass
@@ -101,6 +105,19 @@ def vocabulary_shift_z(m_mean_diff: np.ndarray, probes: np.ndarray, vocabulary: 
     return [float(v) for v in z[: len(probes)]]
 
 
+def check_probes(probes, names) -> None:
+    """Refuse probe embeddings that cannot be normalised (all zeros or non-finite): a shift
+    toward such a probe means nothing. BadEmbeddingError: exit 2."""
+    if probes is None:
+        return
+    _, ok = unit_rows(np.atleast_2d(np.asarray(probes, dtype=np.float64)))
+    bad = [str(names[i]) if i < len(names) else str(i) for i in np.flatnonzero(~ok)]
+    if bad:
+        raise BadEmbeddingError(
+            f"probe embedding(s) {', '.join(repr(b) for b in bad)} are all zeros or not finite; "
+            "a shift toward them means nothing (check the probe words or the embeddings file)")
+
+
 def probe_rows(data, settings, m: np.ndarray, b: np.ndarray, pairs: Pairs, seed: int,
                text_m: np.ndarray, text_b: np.ndarray) -> tuple[ProbeRow, ...]:
     """Per probe: the crossed headline, the sign-flip p_fixed, and text vs image on one scale."""
@@ -115,8 +132,9 @@ def probe_rows(data, settings, m: np.ndarray, b: np.ndarray, pairs: Pairs, seed:
     rows = []
     for i, name in enumerate(data.probes):
         y = probe_table(m, b, probes[i], pairs, shape)
-        crossed = crossed_test(y)
-        fixed = sign_flip_test(y[np.isfinite(y)], n_resamples=settings.permutations,
+        crossed = crossed_test(y, atol=ROUNDING)  # every usable cell: shift, p and p_fixed alike
+        d = y[np.isfinite(y)]
+        fixed = sign_flip_test(np.where(np.abs(d) <= ROUNDING, 0.0, d), n_resamples=settings.permutations,
                                random_state=_rng(seed, 2, i))
         rows.append(ProbeRow(
             probe=name, shift=crossed.estimate, ci_low=crossed.ci_low, ci_high=crossed.ci_high,
@@ -125,6 +143,7 @@ def probe_rows(data, settings, m: np.ndarray, b: np.ndarray, pairs: Pairs, seed:
             exact=fixed.exact, n_resamples=fixed.n_resamples,
             fixed_generalises_to=fixed.generalises_to + " only", p_controls=None,
             controls_ratio=None, text_shift=float(text[i]), text_z=text_z[i], image_z=image_z[i],
+            n_cells=crossed.n_cells,
         ))
     rows.sort(key=lambda row: row.shift, reverse=True)
     return tuple(rows)
