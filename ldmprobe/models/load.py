@@ -89,13 +89,9 @@ class TokenCounter:
         fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
         key = cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint})
         self.path = cache.cache_root() / "token_counts" / f"{key[:24]}.json"
-        try:
-            self.counts: dict[str, int] = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            self.counts = {}
-        except (OSError, ValueError):  # damaged: counted again and rewritten, and reported
-            self.counts = {}
-            cache.record_repair("token counts", "unreadable")
+        from ldmprobe.engine.token_counts import read_counts
+
+        self.counts: dict[str, int] = read_counts(self.path)  # digest checked; damage counted again, reported
         self._tokenizer = None
         self._dirty = False
 
@@ -118,7 +114,9 @@ class TokenCounter:
 
     def save(self) -> None:
         if self._dirty:
-            cache.atomic_write_text(self.path, json.dumps(self.counts, ensure_ascii=False))
+            from ldmprobe.engine.token_counts import write_counts
+
+            write_counts(self.path, self.counts)
             self._dirty = False
 
 

@@ -83,6 +83,7 @@ def entries(root: Path | None = None) -> Iterator[Entry]:
     if root.exists() and not root.is_dir():
         raise BadInputError(f"The cache {root} is a file, not a folder." + cache_hint())
     pipelines: dict[str, str] = {}  # conditioning namespace -> the pipeline named in image recipes
+    image_models: dict[str, str] = {}  # image key -> its pipeline (trace maps share their image's key)
     for path in sorted((root / "images").glob("??/*")):
         if path.name.startswith("."):
             continue
@@ -91,10 +92,15 @@ def entries(root: Path | None = None) -> Iterator[Entry]:
         label = model_label(identity)
         if identity:
             pipelines.setdefault(cache.identity_namespace(identity), label)
+        image_models[path.stem] = label
         yield _entry("images" if path.suffix == ".png" else "image failure records", label, path)
     for path in sorted((root / "images" / "index").glob("*.jsonl")):
         yield _entry("image manifest", "save-time checks (advisory)", path)
     for folder_name, kind in _NAMESPACED.items():
+        if folder_name == "trace_attention":  # one flat store sharded by image key: named by the image's model
+            for path in sorted((root / folder_name).glob("??/*.npy")):
+                yield _entry(kind, image_models.get(path.stem, "(its trace image is no longer cached)"), path)
+            continue
         for folder in sorted(p for p in (root / folder_name).glob("*") if p.is_dir()):
             if folder_name == "text" and folder.name == "vocab":
                 yield _entry("vocabulary embeddings", "by measurer (not recorded)", folder)
@@ -181,8 +187,14 @@ def prune(*, model: str | None = None, older_than: str | None = None, dry_run: b
         raise BadInputError("ldmprobe cache prune needs exactly one of --model NAME or --older-than AGE (e.g. 30d).")
     root = Path(root or cache_root())
     cutoff = time.time() - parse_age(older_than) if older_than is not None else None
-    chosen = [e for e in entries(root) if e.kind not in ("other", "image manifest") and (
+    found = list(entries(root))
+    chosen = [e for e in found if e.kind not in ("other", "image manifest") and (
         _matches(e, model) if model is not None else e.kind != "models" and e.mtime < cutoff)]
+    if model is not None and not chosen and not any(_matches(e, model) for e in found):
+        known = sorted({e.model for e in found if e.kind not in ("other", "image manifest")})
+        raise BadInputError(f"--model {model!r}: no cached entry was made with or by such a model; the cache holds "
+                            + (", ".join(repr(k) for k in known[:20]) + (" ..." if len(known) > 20 else "")
+                               if known else "nothing yet") + ". See `ldmprobe cache info`.")
     if not dry_run:
         for e in chosen:
             _remove(e.path)
@@ -207,23 +219,50 @@ def _check_entry(e: Entry) -> list[tuple[Path, str]]:
     if e.kind == "images":
         reason = cache.check_png(e.path.read_bytes(), e.path.name[: -len(".png")])
         return [(e.path, reason)] if reason else []
-    if e.kind in ("image failure records", "token counts") or e.path.suffix == ".json":
+    if e.kind == "token counts":
+        from ldmprobe.engine.token_counts import check_file
+
+        reason = check_file(e.path)
+        return [(e.path, reason)] if reason else []
+    if e.kind == "image failure records" or e.path.suffix == ".json":
         return [] if isinstance(_json_or_none(e.path), (dict, list)) else [(e.path, "unreadable JSON")]
     if e.kind == "models":
-        from ldmprobe.models import tiny
+        from ldmprobe.models import tiny, weights_hash
 
         probe = next((f for prefix, f in _TINY_PROBES.items() if e.path.name.startswith(prefix)), None)
-        reason = tiny.damage(e.path, probe) if probe and (e.path / tiny.MARKER).is_file() else None
+        with weights_hash.fresh_hashes():  # every byte hashed again, whatever is remembered (issue 28)
+            reason = tiny.damage(e.path, probe) if probe and (e.path / tiny.MARKER).is_file() else None
         return [(e.path, reason)] if reason else []
     if e.path.is_dir():
         return _check_arrays(e.path)
+    if e.path.parent.parent.name == "trace_attention":
+        return _check_digested_arrays([e.path])
     return []
 
 
+def _check_digested_arrays(paths) -> list[tuple[Path, str]]:
+    """ArrayStore files (vocabulary embeddings, trace maps): each one's digest (issue 28); a file
+    written before digests is not damage (it is made again when next used)."""
+    bad = []
+    for path in paths:
+        try:
+            reason = cache.check_npy(path.read_bytes())[1]
+        except OSError:
+            reason = "unreadable"
+        if reason is not None and reason != cache.NPY_NO_DIGEST:
+            bad.append((path, reason))
+    return bad
+
+
 def _check_arrays(folder: Path) -> list[tuple[Path, str]]:
-    """A namespace: every packed value's crc32 and blake2b, every per-file ``.npy`` readable."""
+    """A namespace: every packed value's crc32 and blake2b, every per-file ``.npy`` readable (and
+    its digest checked where the store writes one)."""
     import numpy as np
 
+    if folder.parent.name == "trace_attention":  # the store's own shard folders (ab/<key>.npy)
+        return _check_digested_arrays(sorted(folder.glob("*.npy")))
+    if folder.name == "vocab" and folder.parent.name == "text":
+        return _check_digested_arrays(sorted(folder.glob("??/*.npy")))
     bad = []
     if (folder / "packed").is_dir():
         from ldmprobe.engine import packed_maint
