@@ -18,7 +18,7 @@ from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import control_comparison, design_check, spearman_test
 from ldmprobe.analysis.rates import attach_attributes
 from ldmprobe.analysis.sweep_results import (
-    ImageDrift, Neighbours, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
+    EncoderDrift, ImageDrift, Neighbours, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
     TermResult, TextDrift,
 )
 from ldmprobe.analysis.inference_core import BadEmbeddingError
@@ -57,6 +57,8 @@ class SweepEmbeddings:
     vocabulary: tuple[str, ...] = ()
     vocabulary_embeddings: np.ndarray | None = None
     conditioning: Mapping[str, np.ndarray] | None = None
+    #: (encoder, part, model) -> prompt -> that output of that text encoder (issue 30)
+    conditioning_by_encoder: Mapping[tuple[str, str, str], Mapping[str, np.ndarray]] | None = None
     drop_nsfw: bool = False
     controls: tuple[str, ...] = ()  # modifiers held irrelevant: generated and analysed like terms
     attributes: object | None = None  # analysis.rates.AttributeInput: attribute groups (rates, diversity)
@@ -151,7 +153,12 @@ def _text_drift(data: SweepEmbeddings, m_prompts: list[str], b_prompts: list[str
     if data.conditioning is not None:
         conditioning = stats.sequence_drift(np.stack([data.conditioning[p] for p in m_prompts]),
                                             np.stack([data.conditioning[p] for p in b_prompts]))
-    return TextDrift(measurer=measurer, conditioning=conditioning)
+    by_encoder = []
+    for (encoder, part, model), arrays in (data.conditioning_by_encoder or {}).items():
+        m, b = np.stack([arrays[p] for p in m_prompts]), np.stack([arrays[p] for p in b_prompts])
+        estimate = stats.sequence_drift(m, b) if part == "tokens" else stats.text_drift(m, b)
+        by_encoder.append(EncoderDrift(encoder=encoder, part=part, estimate=estimate, model=model))
+    return TextDrift(measurer=measurer, conditioning=conditioning, conditioning_by_encoder=tuple(by_encoder))
 
 
 def _template_result(data: SweepEmbeddings, t: int, term: str, pairs: Pairs) -> TemplateResult:

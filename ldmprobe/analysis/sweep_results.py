@@ -12,12 +12,25 @@ from ldmprobe.analysis.rates_results import BaselineAttributes, Diversity, RateR
 
 
 @dataclass(frozen=True)
+class EncoderDrift(Record):
+    """Conditioning drift in one output of one of the generator's text encoders: ``tokens``
+    (mean over positions of 1 − cos, then over templates) or ``pooled`` (1 − cos)."""
+
+    encoder: str  # the pipeline component, e.g. "text_encoder_2"
+    part: str  # "tokens" | "pooled"
+    estimate: float | None
+    model: str = ""  # what the encoder is, e.g. "CLIP-L", "OpenCLIP-bigG", "T5"
+
+
+@dataclass(frozen=True)
 class TextDrift(Record):
     """Text drift between term and baseline prompts: in the measurer's space and in the
-    generator's own conditioning (None when the generator has no CLIP text encoder)."""
+    generator's own conditioning (None when the generator has no CLIP text encoder), and per
+    encoder output the generator reads (``conditioning_by_encoder``; empty without a generator)."""
 
     measurer: float | None
     conditioning: float | None
+    conditioning_by_encoder: tuple[EncoderDrift, ...] = ()
 
 
 @dataclass(frozen=True)
