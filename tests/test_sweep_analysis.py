@@ -269,3 +269,24 @@ def test_every_usable_cell_is_used_and_counted():
     result = analyse_sweep(planted(seeds=4, templates=EIGHT, failed=failed), SETTINGS)
     assert all(row.n_cells == 32 - 3 for row in result.term("red").probes)
     assert all(row.n_cells == 32 - 1 for row in result.term("blue").probes)
+
+
+def test_rank_correlation_says_when_it_cannot_reject():
+    """Four terms: the exact two-sided p is at least 2/4! = 1/12 > 0.05, and the result says so."""
+    data = dataclasses.replace(planted(seeds=4, controls=2, wordy=True), terms=("red", "blue", "c0", "c1"),
+                               controls=())
+    corr = analyse_sweep(data, SETTINGS).summary.text_image_rank_correlation
+    assert corr.n_terms == 4 and corr.min_p == pytest.approx(1 / 12)
+    assert "cannot be significant" in corr.note
+    assert json.loads(to_json(corr))["note"] == corr.note
+
+
+def test_design_check_states_the_bh_requirement_for_drift():
+    from ldmprobe.analysis.inference import design_check
+
+    check = design_check(0.05, n_templates=8, n_seeds=4, n_controls=19, n_terms=5)
+    assert check.min_p["controls_bh"] == pytest.approx(5 / 20)
+    assert any(">= 99 controls" in m and "p_controls" in m for m in check.messages)
+    assert "controls_bh" not in design_check(0.05, n_templates=8, n_seeds=4, n_controls=19).min_p
+    assert not any("BH" in m for m in design_check(0.05, n_templates=8, n_seeds=4, n_controls=99,
+                                                   n_terms=5).messages)

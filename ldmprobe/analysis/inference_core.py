@@ -238,7 +238,7 @@ class DesignCheck(Result):
 
 def design_check(
     alpha: float = 0.05, *, n_templates: int, n_seeds: int, n_controls: int = 0,
-    n_resamples: int = 9999,
+    n_resamples: int = 9999, n_terms: int = 1,
 ) -> DesignCheck:
     """Can a (templates × seeds [+ controls]) design reach ``alpha``?
 
@@ -247,7 +247,11 @@ def design_check(
       |t| is reported when that df is below 3 (critical |t| > 3.2 at α = 0.05).
     - Sign-flip p over the T·S pairs ("these templates and seeds only"): floor 2 / 2**(T·S)
       when enumerated, 1/(B+1) sampled.
-    - Control rank p: floor 1/(K+1); needs K >= 1/α − 1 controls (19 at α = 0.05).
+    - Control rank p: floor 1/(K+1); needs K >= 1/α − 1 controls (19 at α = 0.05) for one
+      term. With m terms adjusted by Benjamini–Hochberg, one term beyond every control has
+      adjusted p = m/(K+1), so it reaches α only with K >= m/α − 1 (20·m − 1 at 0.05); with
+      fewer, a term beyond every control is reported by its own rank p (p_controls), as a
+      ranking against these controls, not as a discovery across the run.
     """
     from scipy import stats as sps
 
@@ -278,6 +282,15 @@ def design_check(
         need = math.ceil(1 / alpha - 1)
         messages.append(f"{n_controls} controls: rank p floor {floors['controls']:.3g} > α; "
                         f"needs >= {need} controls")
+    if n_controls > 0 and n_terms > 1:
+        floors["controls_bh"] = min(1.0, n_terms / (n_controls + 1))
+        need_bh = math.ceil(n_terms / alpha - 1 - 1e-9)
+        if floors["controls_bh"] > alpha:
+            messages.append(
+                f"{n_terms} terms, {n_controls} controls: a single term beyond every control has "
+                f"BH-adjusted drift p {floors['controls_bh']:.3g} > α; reaching α after adjustment "
+                f"needs >= {need_bh} controls (m/α − 1). With fewer, read each term's p_controls "
+                "(its rank among these controls) as a ranking, not as a discovery across the run")
     for name in ("crossed", "sign_flip"):
         if floors[name] > alpha:
             messages.append(f"{name}: floor {floors[name]:.3g} > α = {alpha}")

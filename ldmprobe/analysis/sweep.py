@@ -131,7 +131,8 @@ def _excluded(data: SweepEmbeddings) -> dict:
 
 def _design(data: SweepEmbeddings, settings: StatisticsSettings) -> dict:
     check = design_check(settings.alpha, n_templates=len(data.templates), n_seeds=len(data.seeds),
-                         n_controls=len(data.controls), n_resamples=settings.permutations)
+                         n_controls=len(data.controls), n_resamples=settings.permutations,
+                         n_terms=len(data.terms))
     return check.to_dict()
 
 
@@ -254,5 +255,9 @@ def _rank_correlation(terms: list[TermResult], settings: StatisticsSettings) -> 
                              random_state=settings.seed)
     except ValueError:  # constant ranks (e.g. equal text drifts): no correlation to test
         return None
+    note = None
+    if test.min_p > settings.alpha:  # e.g. 4 terms: exact two-sided p >= 2/4! = 1/12
+        note = (f"with {test.n} terms the smallest attainable p is {test.min_p:.3g} > α = {settings.alpha}: "
+                "this correlation cannot be significant whatever the data")
     return RankCorrelation(spearman_rho=test.statistic, p_value=test.p_value, n_terms=test.n, exact=test.exact,
-                           min_p=test.min_p, n_resamples=test.n_resamples)
+                           min_p=test.min_p, n_resamples=test.n_resamples, note=note)

@@ -163,6 +163,7 @@ class RankCorrelation(Record):
     n_resamples: int
     text: str = "measurer"
     image: str = "estimate"
+    note: str | None = None  # set when no p below alpha is attainable (too few terms)
 
 
 @dataclass(frozen=True)

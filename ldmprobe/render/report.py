@@ -196,7 +196,8 @@ def _drift(document: dict) -> list[str]:
     if corr:
         parts.append(f"<p>Rank correlation of text drift and image drift across {corr['n_terms']} terms: "
                      f"Spearman ρ = {corr['spearman_rho']:.3f} (p = {_p(corr['p_value'], corr)}, "
-                     f"{'exact' if corr.get('exact') else 'sampled'} permutation).</p>")
+                     f"{'exact' if corr.get('exact') else 'sampled'} permutation)."
+                     f"{' ' + escape(corr['note']) if corr.get('note') else ''}</p>")
 
 
     return parts
