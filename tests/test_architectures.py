@@ -136,3 +136,79 @@ def test_models_lists_real_presets_with_licences(cache_root):
     assert rows["flux-dev"]["gated"] and "GATED" in rows["flux-dev"]["licence"]
     assert not rows["flux-schnell"]["gated"] and not rows["sdxl"]["gated"]
     assert models.resolve_generator("sd35-large").location == "stabilityai/stable-diffusion-3.5-large"
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_per_encoder_outputs_are_what_the_pipeline_feeds_its_denoiser(arch_generators, name):
+    """Each encoder output and the assembled conditioning equal the pipeline's own encode_prompt."""
+    from ldmprobe.engine.conditioning_arch import T5_TOKENS_KEPT, denoiser_conditioning, encode_by_encoder
+
+    loaded = arch_generators[name]
+    prompts = ["a photo of a red car", "a blue house at night", "a cat"]
+    parts = encode_by_encoder(loaded, prompts)
+    family = ARCHS[name][1]
+    pipe = loaded.pipe
+    with torch.inference_mode():
+        if family == "sdxl":
+            embeds, _, pooled, _ = pipe.encode_prompt(prompts, device="cpu", do_classifier_free_guidance=False)
+            expect_parts = {("text_encoder", "tokens"), ("text_encoder_2", "tokens"), ("text_encoder_2", "pooled")}
+            np.testing.assert_allclose(parts[("text_encoder_2", "pooled")], pooled.numpy(), atol=1e-5)
+        elif family == "sd3":
+            embeds, _, pooled, _ = pipe.encode_prompt(prompts, prompts, prompts, device="cpu",
+                                                      do_classifier_free_guidance=False)
+            embeds = embeds[:, : 77 + T5_TOKENS_KEPT]
+            expect_parts = {("text_encoder", "tokens"), ("text_encoder", "pooled"), ("text_encoder_2", "tokens"),
+                            ("text_encoder_2", "pooled"), ("text_encoder_3", "tokens")}
+            np.testing.assert_allclose(np.concatenate([parts[("text_encoder", "pooled")],
+                                                       parts[("text_encoder_2", "pooled")]], -1), pooled.numpy(),
+                                       atol=1e-5)
+        else:
+            embeds, pooled, _ = pipe.encode_prompt(prompts, prompts, device="cpu")
+            embeds = embeds[:, :T5_TOKENS_KEPT]
+            expect_parts = {("text_encoder", "pooled"), ("text_encoder_2", "tokens")}
+            np.testing.assert_allclose(parts[("text_encoder", "pooled")], pooled.numpy(), atol=1e-5)
+    assert set(parts) == expect_parts
+    np.testing.assert_allclose(denoiser_conditioning(parts, family), embeds.numpy(), atol=1e-5)
+    one = encode_by_encoder(loaded, prompts[:1])  # a prompt's value does not depend on the others
+    for key in parts:
+        np.testing.assert_array_equal(one[key][0], parts[key][0])
+
+
+def _sweep(tmp_path, pipeline, *extra):
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    spec = tmp_path / "arch.toml"
+    spec.write_text('name = "arch"\ntemplates = ["a photo of a {} car", "a {} house"]\nbaseline = ""\n'
+                    'terms = ["red"]\ncontrols = ["big"]\nprobes = ["fire", "ocean"]\nseeds = 2\nsteps = 1\n')
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", pipeline, "--measurer", "tiny-siglip",
+                                       "--format", "json", "--permutations", "99", "--bootstrap", "99",
+                                       "--out", str(tmp_path / "run"), *extra])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.stdout)
+
+
+PARTS = {"tiny": {("text_encoder", "tokens")},
+         "tiny-sdxl": {("text_encoder", "tokens"), ("text_encoder_2", "tokens"), ("text_encoder_2", "pooled")},
+         "tiny-sd3": {("text_encoder", "tokens"), ("text_encoder", "pooled"), ("text_encoder_2", "tokens"),
+                      ("text_encoder_2", "pooled"), ("text_encoder_3", "tokens")},
+         "tiny-flux": {("text_encoder", "pooled"), ("text_encoder_2", "tokens")}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PARTS))
+def test_sweep_reports_conditioning_by_encoder(fresh_cache, tmp_path, arch_generators, name):
+    from ldmprobe.results.provenance import validate_document
+
+    doc = _sweep(tmp_path, name)
+    validate_document(doc, "sweep")
+    for row in doc["terms"] + doc["controls"]:
+        drift = row["text_drift"]
+        rows = drift["conditioning_by_encoder"]
+        assert {(r["encoder"], r["part"]) for r in rows} == PARTS[name]
+        assert all(r["estimate"] is not None and r["estimate"] > 0 for r in rows)
+        assert drift["conditioning"] is not None and drift["measurer"] is not None
+    assert doc["config"]["width"] == 64 and doc["config"]["steps"] == 1
+    again = _sweep(tmp_path / "again", name) if (tmp_path / "again").mkdir() is None else None
+    assert again["terms"][0]["text_drift"] == doc["terms"][0]["text_drift"]  # from the cache, same numbers

@@ -38,7 +38,7 @@ def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], te
 
 def conditioning_embeddings(setup: SweepSetup, loaded: ModelLoader, prompts: list[str]) -> np.ndarray | None:
     """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt (None if it has none)."""
-    from ldmprobe.engine.generate import encode_conditioning
+    from ldmprobe.engine.conditioning_arch import encode_conditioning  # every architecture (SD 1.x unchanged)
 
     namespace = cache.identity_namespace(setup.recipe.pipeline_dict)
     store = VerifiedStore(f"conditioning/{namespace}", "conditionings")

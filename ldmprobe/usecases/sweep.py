@@ -10,6 +10,7 @@ from pathlib import Path
 from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
 from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
+from ldmprobe.engine.conditioning_arch import conditioning_by_encoder
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
 from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, cached_work, embed_items, generate_missing,
@@ -304,5 +305,6 @@ def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, 
                  for term in spec.all_terms},
         **text,
         conditioning=dict(zip(prompt_list, conditioning)) if conditioning is not None else None,
+        conditioning_by_encoder=conditioning_by_encoder(setup, loaded, prompt_list),
         drop_nsfw=opts.nsfw == "drop", controls=tuple(spec.controls),
     )
