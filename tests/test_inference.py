@@ -309,6 +309,15 @@ def test_unbiased_drift_finds_a_planted_shift_with_ci():
 # ------------------------------------------------------------------------ controls
 
 
+def test_control_comparison_like_with_like_term_values():
+    r = I.control_comparison(3.0, [1.0, 4.0, 2.0], term_values=[0.5, 5.0, 3.0])
+    assert r.rank == 1 and r.p_value == pytest.approx(2 / 4)  # only 1 >= 0.5; 4 < 5 and 2 < 3
+    same = I.control_comparison(3.0, [1.0, 4.0, 2.0], term_values=[3.0, 3.0, 3.0])
+    assert same.p_value == I.control_comparison(3.0, [1.0, 4.0, 2.0]).p_value
+    with pytest.raises(ValueError, match="one value per control"):
+        I.control_comparison(3.0, [1.0, 4.0], term_values=[1.0])
+
+
 def test_control_comparison_rank_ratio_and_ties():
     r = I.control_comparison(3.0, [1.0, 3.0, 2.0, 5.0, np.nan])
     assert r.rank == 2 and r.p_value == pytest.approx(3 / 5) and r.min_p == pytest.approx(1 / 5)

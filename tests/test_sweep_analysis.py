@@ -290,3 +290,41 @@ def test_design_check_states_the_bh_requirement_for_drift():
     assert "controls_bh" not in design_check(0.05, n_templates=8, n_seeds=4, n_controls=19).min_p
     assert not any("BH" in m for m in design_check(0.05, n_templates=8, n_seeds=4, n_controls=99,
                                                    n_terms=5).messages)
+
+
+def _u_by_double_loop(m, b, groups):
+    """Unbiased drift: mean over templates of Σ_{i≠j} D_i·D_j / (n(n−1)), pair by pair."""
+    per = []
+    for g in sorted(set(groups)):
+        d = [m[i] - b[i] for i in range(len(m)) if groups[i] == g]
+        if len(d) >= 2:
+            per.append(np.mean([d[i] @ d[j] for i in range(len(d)) for j in range(len(d)) if i != j]))
+    return float(np.mean(per))
+
+
+def test_controls_are_compared_on_the_cells_the_term_has():
+    """'blue' lost seeds 2 and 3 everywhere; its 19 controls kept them. Its drift and probe
+    shifts are ranked among the controls' values on seeds 0 and 1 only."""
+    failed = {(t, "blue", s) for t in range(len(EIGHT)) for s in (2, 3)}
+    data = planted(seeds=4, templates=EIGHT, controls=19, wordy=True, failed=failed)
+    blue = analyse_sweep(data, SETTINGS).term("blue")
+    assert blue.n_pairs == 16 and all(row.n_cells == 16 for row in blue.probes)
+
+    def pairs(term, seeds):
+        keys = [(t, s) for t in range(len(EIGHT)) for s in seeds]
+        m = np.stack([_unit(data.images[(t, term, s)].embedding.astype(np.float64)) for t, s in keys])
+        b = np.stack([_unit(data.images[(t, "", s)].embedding.astype(np.float64)) for t, s in keys])
+        return m, b, [t for t, _ in keys]
+
+    x = _u_by_double_loop(*pairs("blue", (0, 1)))
+    controls = [_u_by_double_loop(*pairs(f"c{i}", (0, 1))) for i in range(19)]
+    assert blue.image_drift.estimate == pytest.approx(x, rel=1e-9)
+    want = (1 + sum(c >= x for c in controls)) / 20
+    assert blue.image_drift.p_controls == pytest.approx(want)
+    probes = np.stack([_unit(v) for v in data.probe_embeddings])
+    for row in blue.probes:
+        p = probes[list(PROBES).index(row.probe)]
+        shift = lambda term: float(np.mean((pairs(term, (0, 1))[0] - pairs(term, (0, 1))[1]) @ p))
+        cs = [abs(shift(f"c{i}")) for i in range(19)]
+        assert row.shift == pytest.approx(shift("blue"), rel=1e-9)
+        assert row.p_controls == pytest.approx((1 + sum(c >= abs(row.shift) for c in cs)) / 20)

@@ -159,6 +159,17 @@ def unbiased_drift(
     )
 
 
+def drift_estimate(term_emb, base_emb, groups=None) -> float:
+    """The ``unbiased_drift`` estimate alone (no bootstrap, no p); NaN when no template has
+    two usable pairs. For recomputing a term or a control on a subset of its cells."""
+    try:
+        m, b, kept, _ = clean_pairs(term_emb, base_emb, name="drift pairs", min_rows=2)
+        parts = _template_parts(m, b, None if groups is None else np.asarray(groups)[kept])
+    except ValueError:
+        return math.nan
+    return float(np.mean([_u_stat(g) for _, g in parts]))
+
+
 def _entropy(random_state):
     """An int or SeedSequence for spawning streams from any random_state scipy accepts."""
     if isinstance(random_state, np.random.Generator):
@@ -189,26 +200,34 @@ class ControlComparison(Result):
 
 
 def control_comparison(
-    statistic: float, controls, *, alternative: str = "greater"
+    statistic: float, controls, *, alternative: str = "greater", term_values=None,
 ) -> ControlComparison:
     """Rank p of a term's statistic among control terms' (exchangeable under "no more
     than an irrelevant modifier"). ``alternative="greater"``: large is extreme (drift);
     ``"two-sided"``: |value| is compared (a signed probe shift). p = (1 + #{c >= x}) /
     (K + 1); its floor 1/(K+1) is reported (K >= 19 to reach 0.05).
+
+    ``term_values`` (like with like): the term's statistic recomputed on the cells it shares
+    with each control (one value per control); control k is then compared with
+    ``term_values[k]``, so a term that lost seeds its controls kept is not compared with
+    statistics on more (or other) data. ``statistic`` stays the reported value.
     """
     x = require_finite(statistic, "term statistic")
     c = np.asarray(controls, dtype=np.float64).ravel()
-    finite = np.isfinite(c)
-    c = c[finite]
+    xk = np.full(c.shape, x) if term_values is None else np.asarray(term_values, dtype=np.float64).ravel()
+    if xk.shape != c.shape:
+        raise ValueError(f"term_values must have one value per control ({len(c)}); got {len(xk)}")
+    finite = np.isfinite(c) & np.isfinite(xk)
+    c, xk = c[finite], xk[finite]
     if len(c) == 0:
         raise ValueError("control_comparison needs at least one finite control statistic")
     if alternative == "two-sided":
-        xs, cs = abs(x), np.abs(c)
+        xs, cs = np.abs(xk), np.abs(c)
     elif alternative == "greater":
-        xs, cs = x, c
+        xs, cs = xk, c
     else:
         raise ValueError(f"alternative must be 'greater' or 'two-sided'; got {alternative!r}")
-    tol = TIE_RTOL * max(abs(xs), float(np.abs(cs).max()), 1e-300)
+    tol = TIE_RTOL * max(float(np.abs(xs).max()), float(np.abs(cs).max()), 1e-300)
     rank = int(np.count_nonzero(cs >= xs - tol))
     k = len(c)
     med = float(np.median(c))

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldmprobe.analysis import stats
-from ldmprobe.analysis.inference import control_comparison, design_check, spearman_test
+from ldmprobe.analysis.inference import design_check, spearman_test
 from ldmprobe.analysis.rates import attach_attributes
 from ldmprobe.analysis.sweep_results import (
     EncoderDrift, ImageDrift, Neighbours, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
     TermResult, TextDrift,
 )
 from ldmprobe.analysis.inference_core import BadEmbeddingError
+from ldmprobe.analysis.sweep_controls import against_controls, usable_cells
 from ldmprobe.analysis.sweep_terms import (
     DIRECTION_K, Pairs, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows,
 )
@@ -94,7 +95,7 @@ def analyse_sweep(data: SweepEmbeddings, settings: StatisticsSettings = Statisti
     _require_usable(data)
     spread_all = _overall_spread(data)
     controls = [_analyse_term(data, settings, term, spread_all) for term in data.controls]
-    terms = [_against_controls(_analyse_term(data, settings, term, spread_all), controls) for term in data.terms]
+    terms = [_against_controls(data, _analyse_term(data, settings, term, spread_all), controls) for term in data.terms]
     terms = _adjust(terms)
     terms.sort(key=lambda t: -(t.image_drift.estimate if t.image_drift.estimate is not None else -math.inf))
     summary = SweepSummary(
@@ -209,25 +210,13 @@ def _analyse_term(data: SweepEmbeddings, settings: StatisticsSettings, term: str
     )
 
 
-def _against_controls(term: TermResult, controls: list[TermResult]) -> TermResult:
-    """The headline drift verdict against the controls' estimates (rank p, floor 1/(K+1));
-    each probe shift's |value| ranked among the controls' shifts toward that probe."""
-    drift = term.image_drift
-    estimates = [c.image_drift.estimate for c in controls if c.image_drift.estimate is not None]
-    if drift.estimate is not None and estimates:
-        cmp = control_comparison(drift.estimate, estimates, alternative="greater")
-        drift = dataclasses.replace(
-            drift, p_value=cmp.p_value, versus="controls", p_controls=cmp.p_value,
-            controls_ratio=nan_to_none(cmp.ratio), min_p=cmp.min_p, exact=True, n_resamples=cmp.n_controls,
-            generalises_to=cmp.generalises_to)
-    rows = []
-    for row in term.probes:
-        shifts = [r.shift for c in controls for r in c.probes if r.probe == row.probe]
-        if shifts and np.isfinite(row.shift) and np.isfinite(shifts).any():
-            cmp = control_comparison(row.shift, shifts, alternative="two-sided")
-            row = dataclasses.replace(row, p_controls=cmp.p_value, controls_ratio=nan_to_none(cmp.ratio))
-        rows.append(row)
-    return dataclasses.replace(term, image_drift=drift, probes=tuple(rows))
+def _against_controls(data: SweepEmbeddings, term: TermResult, controls: list[TermResult]) -> TermResult:
+    """The term against its controls, each comparison on the cells both have
+    (:func:`ldmprobe.analysis.sweep_controls.against_controls`)."""
+    if not controls:
+        return term
+    cells = {name: usable_cells(data, name, _usable) for name in (term.term, *(c.term for c in controls))}
+    return against_controls(data, term, controls, cells)
 
 
 def _adjust(terms: list[TermResult]) -> list[TermResult]:
