@@ -212,3 +212,33 @@ def test_sweep_reports_conditioning_by_encoder(fresh_cache, tmp_path, arch_gener
     assert doc["config"]["width"] == 64 and doc["config"]["steps"] == 1
     again = _sweep(tmp_path / "again", name) if (tmp_path / "again").mkdir() is None else None
     assert again["terms"][0]["text_drift"] == doc["terms"][0]["text_drift"]  # from the cache, same numbers
+
+
+def _trace(tmp_path, spec_extra: str, *args):
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    spec = tmp_path / "trace.toml"
+    spec.write_text('name = "t"\ntemplates = ["a photo of the {} house"]\nbaseline = ""\nterms = ["fancy"]\n'
+                    'probes = ["a yellow background"]\nseeds = 1\n' + spec_extra)
+    return CliRunner().invoke(main, ["trace", str(spec), "--device", "cpu", "--steps", "2", "--bootstrap", "20",
+                                     "--parts", "vae", "--format", "json", "--no-report",
+                                     "--out", str(tmp_path / "run"), *args])
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_trace_refuses_new_architectures_with_exit_2(tmp_path, arch_generators, name):
+    result = _trace(tmp_path, "", "--pipeline", name, "--measurer", "tiny")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "SD 1.x" in result.stderr and "sweep" in result.stderr and result.stdout == ""
+    assert not (tmp_path / "run").exists()
+
+
+def test_trace_honours_the_specs_model_keys(tmp_path, arch_generators):
+    refused = _trace(tmp_path, 'pipeline = "tiny-flux"\nmeasurer = "tiny"\n')  # no flags: the spec's models
+    assert refused.exit_code == 2 and "Flux" in refused.stderr
+    flagged = _trace(tmp_path, 'pipeline = "tiny-flux"\nmeasurer = "tiny"\n', "--pipeline", "tiny")  # a flag wins
+    assert flagged.exit_code == 0, (flagged.output, flagged.exception)
+    doc = json.loads(flagged.stdout)
+    assert doc["provenance"]["models"]["generator"] == "tiny" and doc["vae"]

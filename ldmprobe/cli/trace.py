@@ -123,7 +123,8 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     variants = _variants(flags.pop("variants"))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
     _check_spec(spec, flags["noun"])
-    tiny = "tiny" in (pipeline, measurer)
+    pipeline, measurer = _spec_models(spec, pipeline, measurer)
+    tiny = any(str(name).startswith("tiny") for name in (pipeline, measurer))
     steps = flags.pop("steps") or spec.steps or (4 if tiny else 20)
     options = _options(spec, chosen, variants, steps, _switch_steps(flags.pop("switch_steps"), steps), flags)
     result = trace_from_names(spec, options, pipeline=pipeline, revision=revision, measurer=measurer, device=device,
@@ -131,6 +132,17 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
                               replace=replace)
     emit(result, fmt, obj.terminal)
     obj.terminal.info(f"run folder: {result.run.out}")
+
+
+def _spec_models(spec, pipeline: str, measurer: str) -> tuple[str, str]:
+    """The spec's ``pipeline`` / ``measurer`` keys name the models, as in sweep; a flag given wins."""
+    ctx = click.get_current_context(silent=True)
+    chosen = {"pipeline": pipeline, "measurer": measurer}
+    for key in chosen:
+        given = ctx is not None and ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)
+        if getattr(spec, key, None) is not None and not given:
+            chosen[key] = getattr(spec, key)
+    return chosen["pipeline"], chosen["measurer"]
 
 
 def _options(spec, parts, variants, steps, switch_ks, flags):

@@ -71,8 +71,31 @@ class JobImages:
     seconds: float
 
 
+def refuse_architecture(folder) -> None:
+    """Exit 2 before any model loads when trace cannot drive the generator's architecture yet.
+
+    Trace splices hybrid conditionings into one CLIP's token states, switches them inside the
+    UNet's step callback and reads ``attn2`` cross-attention: an SD 1.x (or 2.x) pipeline.
+    SDXL (two encoders, pooled micro-conditioning), SD 3 and Flux (joint attention, T5) need
+    their own token ablation and attention processors, which are not built yet.
+    """
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models import configs
+
+    family = configs.architecture(folder)
+    if family != "sd1":
+        name = {"sdxl": "SDXL", "sd3": "SD 3", "flux": "Flux"}.get(family, configs.pipeline_class(folder) or "this")
+        raise BadInputError(
+            f"trace drives Stable Diffusion 1.x/2.x pipelines only; the generator is a {name} pipeline "
+            f"({configs.pipeline_class(folder)}), whose text encoders and joint or pooled conditioning trace "
+            "does not split yet. sweep (with per-encoder conditioning drift), neighbours --images, assoc, check "
+            "and --dry-run work on it; use an SD 1.x pipeline (sd15, tiny, reference) for trace.")
+
+
 def check_pipeline(loaded) -> None:
     """Raise a clear error for pipelines trace cannot drive (no CLIP tokenizer + text encoder)."""
+    if getattr(loaded, "folder", None) is not None:
+        refuse_architecture(loaded.folder)
     pipe = loaded.pipe
     missing = [n for n in ("tokenizer", "text_encoder", "unet", "vae") if getattr(pipe, n, None) is None]
     if missing or not hasattr(pipe, "encode_prompt"):

@@ -340,6 +340,9 @@ def _trace_into(spec, options: TraceOptions, out, *, pipeline, measurer, revisio
     started = now_iso()
     loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                                     dtype=dtype, offline=offline)
+    from ldmprobe.engine.trace_generate import refuse_architecture
+
+    refuse_architecture(models.locate_generator(loader.generator_ref, offline=offline, configs_only=True))
     if loader.tiny and reporter is not None:
         reporter.warn(models.TINY_WARNING)
     progress = (lambda section, done, total: reporter.progress(f"trace: {section}", done, total)) if reporter else None
