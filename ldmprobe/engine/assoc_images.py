@@ -149,13 +149,34 @@ def user_image_key(sha256: str) -> str:
     return cache_key(USER_IMAGE_KIND, CACHE_KINDS[USER_IMAGE_KIND], {"sha256": sha256})
 
 
+def _read_as_recorded(path, sha256: str):
+    """The image at ``path`` decoded from the very bytes whose digest is its cache key (issue 28):
+    read once, hashed and decoded; a file changed since the folder was listed is refused, so a
+    new content's embedding is never stored under the old content's key."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot be read ({exc.strerror or exc}); replace or remove it.") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise BadInputError(f"{path} changed while this run was reading the folder (its content is not what was "
+                            "listed a moment ago); leave the folder unchanged and rerun.")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise BadInputError(f"{path}: cannot be read as an image ({exc}); replace or remove it.") from exc
+
+
 def embed_image_folder(measurer, source, *, batch_size: int = 32, reporter: Reporter | None = None):
     """Unit image embeddings (n, d) of a folder set (:class:`~ldmprobe.specs.embedding_files.SetSource`),
     in its file order, through the measurer's image-embedding cache keyed by each file's content."""
     import numpy as np
     from pathlib import Path
-
-    from PIL import Image
 
     from ldmprobe.engine.cache import embedding_store
     from ldmprobe.engine.encode import encode_images
@@ -164,16 +185,12 @@ def embed_image_folder(measurer, source, *, batch_size: int = 32, reporter: Repo
     keys = [user_image_key(digest) for _, digest in source.files]
     vectors = dict(zip(keys, store.get_many(keys)))
     todo = [(name, key) for (name, _), key in zip(source.files, keys) if vectors[key] is None]
+    recorded = dict(source.files)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         images = []
         for name, _ in chunk:
-            try:
-                with Image.open(Path(source.path) / name) as image:
-                    images.append(image.convert("RGB"))
-            except OSError as exc:
-                raise BadInputError(f"{Path(source.path) / name}: cannot be read as an image ({exc}); "
-                                    "replace or remove it.") from exc
+            images.append(_read_as_recorded(Path(source.path) / name, recorded[name]))
         rows = encode_images(measurer, images, batch_size=batch_size)
         store.put_many([key for _, key in chunk], list(rows))
         vectors.update(zip((key for _, key in chunk), rows))
