@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ldmprobe.cli.options import CliState, output_options
+from ldmprobe.cli.checks import check_out
+from ldmprobe.cli.options import CliState, check_device, output_options
 
 
 @click.command("compare")
@@ -23,7 +24,7 @@ from ldmprobe.cli.options import CliState, output_options
 @click.option("--bootstrap", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap draws (templates, then pairs) for the drift difference's second interval.")
 @click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
-@click.option("--device", default="auto", show_default=True,
+@click.option("--device", default="auto", show_default=True, callback=check_device,
               help="Where to run the measurer if the probe words' embeddings are not cached.")
 @output_options
 @click.pass_obj
@@ -44,6 +45,7 @@ def compare_command(obj: CliState, run_a, run_b, out, alpha, permutations, boots
     from ldmprobe.render.emit import emit
     from ldmprobe.usecases.compare import compare_runs
 
+    check_out(out)
     settings = CompareSettings(permutations=permutations, bootstrap=bootstrap, seed=stats_seed, alpha=alpha)
     result = compare_runs(run_a, run_b, settings=settings, out=out, offline=obj.offline, device=device,
                           reporter=obj.terminal, replace=replace)

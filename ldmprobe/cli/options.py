@@ -33,9 +33,28 @@ def check_device(ctx, param, value):
 
     try:
         check_device_name(value)
+        check_device_present(value)
     except BadInputError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[-1], ctx=ctx, param=param) from None
     return value
+
+
+def check_device_present(value: str) -> None:
+    """cuda / cuda:N / mps refused at parse time on a machine without them (not after the models
+    load): without device nodes or off macOS at once, else by asking torch (imported only here)."""
+    import sys
+
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models.load import _surely_cpu_only, pick_device
+
+    if value in ("auto", "cpu"):
+        return
+    if value.startswith("cuda") and _surely_cpu_only():
+        raise BadInputError(f"--device {value}: CUDA is not available on this machine (no NVIDIA or ROCm device); "
+                            "try --device cpu.")
+    if value == "mps" and sys.platform != "darwin":
+        raise BadInputError("--device mps: MPS (Apple's Metal) exists only on macOS; try --device cpu.")
+    pick_device(value)  # imports torch: the same refusal where device nodes exist but torch cannot use them
 
 
 class FiniteFloat(click.FloatRange):

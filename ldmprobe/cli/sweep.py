@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ldmprobe.cli.checks import MAX_ITEMS, MAX_SIDE, SIDE, check_items, check_out
 from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 
@@ -19,8 +20,10 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @model_options
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (default: spec, else 50; tiny: 4).")
 @click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Classifier-free guidance scale (default 7.5).")
-@click.option("--width", type=click.IntRange(min=8), default=None, help="Image width (default: the model's native size).")
-@click.option("--height", type=click.IntRange(min=8), default=None, help="Image height (default: the model's native size).")
+@click.option("--width", type=SIDE, default=None,
+              help=f"Image width, a multiple of 8 up to {MAX_SIDE} (default: the model's native size).")
+@click.option("--height", type=SIDE, default=None,
+              help=f"Image height, a multiple of 8 up to {MAX_SIDE} (default: the model's native size).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images per generation batch (default 8 on CUDA, halved on out-of-memory; 4 elsewhere).")
@@ -35,6 +38,8 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @click.option("--bootstrap", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap resamples for probe-shift confidence intervals.")
 @click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics' random numbers.")
+@click.option("--max-items", type=click.IntRange(min=1), default=MAX_ITEMS, show_default=True,
+              help="Refuse a plan of more images than this (templates x terms x seeds).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (prompts, seeds, counts, cached) and load no model.")
 @click.option("--vocab", "vocabs", multiple=True,
               help="Vocabulary for drift-direction neighbours: a shipped list (adjectives, nationalities, "
@@ -53,7 +58,7 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @output_options
 @click.pass_obj
 def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, vocabs, dry_run, no_report, fmt,
-                  **flags):
+                  max_items, **flags):
     """Generate every (template, term, seed) image of SPEC, embed it, and report drift per term.
 
     SPEC is a TOML spec, a plain-text file of templates, or a shipped name (fancy-house,
@@ -66,7 +71,9 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
     from ldmprobe.specs.sweep import load_spec
     from ldmprobe.usecases.sweep import preview_sweep, sweep
 
+    check_out(flags.get("out"))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    check_items(spec, max_items)
     ctx = click.get_current_context()
     own = {"embeddings": flags.pop("embeddings"), "images": flags.pop("images")}
     export = flags.pop("export_embeddings")

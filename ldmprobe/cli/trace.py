@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ldmprobe.cli.checks import MAX_SIDE, SIDE, check_out
+
 from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
@@ -78,8 +80,10 @@ def _check_spec(spec, noun: str | None) -> None:
 @click.option("--steps", type=click.IntRange(min=2), default=None,
               help="Denoising steps (default: the spec's, else 20; tiny: 4).")
 @click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: spec's, else 7.5).")
-@click.option("--width", type=click.IntRange(min=8), default=None, help="Image width (default: the model's).")
-@click.option("--height", type=click.IntRange(min=8), default=None, help="Image height (default: the model's).")
+@click.option("--width", type=SIDE, default=None,
+              help=f"Image width, a multiple of 8 up to {MAX_SIDE} (default: the model's).")
+@click.option("--height", type=SIDE, default=None,
+              help=f"Image height, a multiple of 8 up to {MAX_SIDE} (default: the model's).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
 @click.option("--switch-steps", default=None,
               help="Steps part: switch points k, comma-separated (default: the quarters of --steps).")
@@ -119,6 +123,7 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     from ldmprobe.usecases.trace import trace_from_names
 
     obj = obj if isinstance(obj, CliState) else CliState(verbose=False, offline=False)
+    check_out(out)
     chosen = _parts(parts)
     variants = _variants(flags.pop("variants"))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)

@@ -199,7 +199,9 @@ def _check_rows(path: Path, rows, items) -> None:
 
 def read_image_folder(set_name: str, path: Path) -> SetSource:
     """The images of a folder (not its sub-folders), each checked to open, with their digests."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from ldmprobe.specs.files import check_image
 
     if not path.is_dir():
         what = "no such folder" if not path.exists() else "not a folder"
@@ -213,8 +215,7 @@ def read_image_folder(set_name: str, path: Path) -> SetSource:
     for name in names:
         data = _read_bytes(path / name, set_name)
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.verify()
+            check_image(data)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise _fail(path / name, f"is not a readable image ({exc}); replace or remove it.") from exc
         files.append((name, hashlib.sha256(data).hexdigest()))

@@ -54,17 +54,22 @@ def resolve(path_or_name: str | Path, *, subdir: str = "", what: str = "spec", f
 def read_text(path: Path) -> str:
     """The file as UTF-8 text, or a SpecError saying why it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}). Save the spec as UTF-8.") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise SpecError(f"{path} line {line}: holds a NUL character (byte 0); a spec is text. Remove it (is this "
+                        "a binary file, or one saved as UTF-16?).")
+    return text
 
 
 def load_toml(path: Path, text: str, *, syntax_hint: str) -> dict[str, Any]:
     """Parse TOML; a syntax error names the line and column and quotes the line."""
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
         msg = getattr(exc, "msg", None) or str(exc)
@@ -82,3 +87,58 @@ def load_toml(path: Path, text: str, *, syntax_hint: str) -> dict[str, Any]:
             f"{path} line {lineno if lineno is not None else '?'}: TOML syntax error at {where}: "
             f"{msg}{snippet}. {syntax_hint}"
         ) from None
+    where = _nul_in(data)
+    if where is not None:
+        raise SpecError(f"{path}: {where} holds a NUL character (\\u0000); terms, templates and names are printed "
+                        "and written to files, where NUL cuts them short. Remove it.")
+    return data
+
+
+def _nul_in(value: Any, where: str = "") -> str | None:
+    """The key path of the first string (key or value) holding NUL, else None."""
+    if isinstance(value, str):
+        return (where or "a value") if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        label = f"{where}.{key}" if isinstance(key, str) and where else f"{where}[{key}]" if where else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return label
+        found = _nul_in(item, label)
+        if found is not None:
+            return found
+    return None
+
+
+#: The most pixels an image the user gives may have (8192 x 8192): far beyond what any measurer
+#: needs (it resizes to 224 or so), and small enough that decoding it cannot exhaust memory.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+def check_image(data: bytes) -> None:
+    """Open ``data`` as an image and verify it without decoding more than its header: an image
+    over :data:`MAX_IMAGE_PIXELS` (a decompression bomb included) raises ``ValueError`` saying
+    so; an unreadable one raises what PIL raises (``UnidentifiedImageError``, ``OSError``,
+    ``SyntaxError``)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ValueError(_too_large(width, height))
+                image.verify()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            size = re.search(r"\((\d+) pixels\)", str(exc))
+            raise ValueError(f"a decompression bomb or an image too large to decode safely "
+                             f"({size.group(1) if size else 'too many'} pixels; at most {MAX_IMAGE_PIXELS:,} "
+                             "are read); scale it down") from None
+
+
+def _too_large(width: int, height: int) -> str:
+    return (f"{width} x {height} pixels is more than the {MAX_IMAGE_PIXELS:,} (8192 x 8192) an image may have "
+            "here; scale it down (the measurer reads it at about 224 x 224)")

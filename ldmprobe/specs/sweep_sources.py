@@ -13,6 +13,8 @@ import csv
 import hashlib
 import io
 import json
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,24 +122,70 @@ def match_cells(path: Path, spec: Spec, labels: list[tuple[str, str, int]], what
     return rows, extra
 
 
-def _load_npz(path: Path) -> tuple[dict[str, Any], str]:
+#: The largest member an .npz may ask us to load (uncompressed): refused above, before reading it.
+MAX_MEMBER_BYTES = 8 * 1024 ** 3
+
+
+class _Members(Mapping):
+    """The arrays of an .npz, each read from the archive only when first asked for (an unused
+    member, however large, is never read), object arrays refused (no pickle)."""
+
+    def __init__(self, path: Path, archive, sizes: dict[str, int]):
+        self.path, self.archive, self.sizes, self.loaded = path, archive, sizes, {}
+
+    def __getitem__(self, name: str):
+        if name not in self.loaded:
+            if name not in self.sizes:
+                raise KeyError(name)
+            if self.sizes[name] > MAX_MEMBER_BYTES:
+                raise _fail(self.path, f"array {name!r} is {self.sizes[name] / 1024 ** 3:.1f} GiB uncompressed, more "
+                                       f"than the {MAX_MEMBER_BYTES // 1024 ** 3} GiB an embeddings file needs.")
+            try:
+                self.loaded[name] = self.archive[name]
+            except ValueError as exc:
+                raise _fail(self.path, f"array {name!r} holds an object array ({exc}); store texts as numpy str "
+                                       "arrays, e.g. numpy.array(terms, dtype=str), so the file loads without "
+                                       "pickle.") from exc
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise _fail(self.path, f"array {name!r} cannot be read ({exc}); write the file again with "
+                                       "numpy.savez.") from exc
+        return self.loaded[name]
+
+    def __iter__(self):
+        return iter(self.sizes)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+
+def _load_npz(path: Path) -> tuple[Mapping[str, Any], str]:
+    """The file's arrays (read lazily) and its sha256 (streamed): a .npy, a text file or any other
+    non-zip file is named for what it is, before anything is loaded."""
     import numpy as np
 
     if not path.is_file():
         raise _fail(path, "no such file (--embeddings); give a .npz written with numpy.savez.")
-    data = path.read_bytes()
+    with path.open("rb") as handle:
+        head = handle.read(6)
+    example = ("numpy.savez(path, image=..., template=..., term=..., seed=..., probe=..., probe_embedding=...)")
+    if head == b"\x93NUMPY":
+        raise _fail(path, f"is a single .npy array; --embeddings reads an .npz archive of named arrays: {example}.")
+    if not zipfile.is_zipfile(path):
+        raise _fail(path, f"is not an npz/zip file; --embeddings reads an .npz archive of named arrays: {example}.")
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        raise _fail(path, f"holds an object array ({exc}); store texts as numpy str arrays, e.g. "
-                          "numpy.array(terms, dtype=str), so the file loads without pickle.") from exc
-    except (OSError, EOFError) as exc:
-        raise _fail(path, f"is not a readable .npz archive ({exc}); write it with numpy.savez(path, image=..., "
-                          "template=..., term=..., seed=..., probe=..., probe_embedding=...).") from exc
-    if not isinstance(arrays, dict) or not arrays:
-        raise _fail(path, "is empty or not an .npz archive of named arrays.")
-    return arrays, hashlib.sha256(data).hexdigest()
+        with zipfile.ZipFile(path) as archive:
+            sizes = {info.filename[:-4] if info.filename.endswith(".npy") else info.filename: info.file_size
+                     for info in archive.infolist()}
+        members = _Members(path, np.load(path, allow_pickle=False), sizes)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise _fail(path, f"is not a readable .npz archive ({exc}); write it with {example}.") from exc
+    if not sizes:
+        raise _fail(path, "is an empty .npz archive; it needs named arrays.")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return members, digest.hexdigest()
 
 
 def _vectors(path: Path, arrays: dict, name: str, rows: int | None, dim: int | None):
@@ -304,14 +352,15 @@ def _manifest_labels(path: Path, rows: list[dict]) -> list[tuple[str, str, int]]
 
 def _check_image(path: Path, listed: str, number: int) -> str:
     """sha256 of an image file that exists and opens (else an error naming the file)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if not path.is_file():
         raise _fail(path, f"not found (manifest row {number}, path {listed!r}, read against the manifest's folder).")
+    from ldmprobe.specs.files import check_image
+
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
+        check_image(data)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _fail(path, f"is not a readable image (manifest row {number}: {exc}); replace it or fix its path.") from exc
     return hashlib.sha256(data).hexdigest()
