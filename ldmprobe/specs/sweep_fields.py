@@ -333,21 +333,26 @@ def _validate_seeds(value: Any, ctx: _Ctx) -> tuple[int, ...]:
             f"{where}: the seed list is empty; give at least one seed, e.g. {list_eg} or "
             f"{count_eg}."
         )
+    if (all(type(seed) is int for seed in value) and 0 <= min(value) and max(value) <= MAX_SEED
+            and len(set(value)) == len(value)):
+        return tuple(value)  # the common case in linear time; the loop below finds the first bad seed
     seen: set[int] = set()
     for i, seed in enumerate(value):
-        at = ctx.label("seeds", i, seed)
+        def at(i=i, seed=seed) -> str:  # the line is searched only for a message (per seed it was quadratic)
+            return ctx.label("seeds", i, seed)
+
         if not _is_int(seed):
             raise SpecError(
-                f"{at}: seed {seed!r} is not a whole number; seeds must be non-negative "
+                f"{at()}: seed {seed!r} is not a whole number; seeds must be non-negative "
                 f"integers."
             )
         if seed < 0 or seed > MAX_SEED:
             raise SpecError(
-                f"{at}: seed {seed} is out of range; seeds must be between 0 and {MAX_SEED}."
+                f"{at()}: seed {seed} is out of range; seeds must be between 0 and {MAX_SEED}."
             )
         if seed in seen:
             raise SpecError(
-                f"{at}: seed {seed} is listed twice; seeds must be distinct (a repeated seed "
+                f"{at()}: seed {seed} is listed twice; seeds must be distinct (a repeated seed "
                 f"repeats the same image). Remove the duplicate."
             )
         seen.add(seed)
