@@ -89,10 +89,12 @@ def model_options(func):
     """--pipeline / --measurer / --device / --dtype, shared by commands that load models."""
 
     @click.option("--pipeline", default="sd15", show_default=True,
-                  help="Generator: preset (sd15, tiny), hub id ORG/NAME, or a local diffusers folder.")
+                  help="Generator: a preset (sd15, sdxl, tiny, reference: the shipped reference world; "
+                       "`ldmprobe models` lists them all), a hub id ORG/NAME, or a local diffusers folder.")
     @click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of --pipeline.")
     @click.option("--measurer", default="ViT-L-14-quickgelu:openai", show_default=True,
-                  help="open_clip model: NAME:PRETRAINED, hf-hub:ORG/REPO, local-dir:PATH, or tiny.")
+                  help="open_clip model: NAME:PRETRAINED, hf-hub:ORG/REPO, local-dir:PATH, or a preset (tiny, "
+                       "reference: the reference world's own CLIP).")
     @click.option("--device", default="auto", show_default=True, callback=check_device,
                   help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu.")
     @click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]), default="auto",

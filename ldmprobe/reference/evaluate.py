@@ -170,16 +170,41 @@ def targets_met(report: dict) -> dict[str, bool]:
     return checks
 
 
+def _quiet_libraries() -> None:
+    """No diffusers/transformers progress bars or deprecation FutureWarnings on the terminal: the
+    table is the output, and those warnings concern the libraries, not the evaluation."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    try:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+        diffusers_logging.set_verbosity_error()
+    except ImportError:  # diffusers is a dependency; without it the evaluation fails later, with its own message
+        pass
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=Path(__file__).parent / "weights")
-    parser.add_argument("--seeds", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = argparse.ArgumentParser(prog="python -m ldmprobe.reference.evaluate",
+                                     description=__doc__.split("\n\n")[0].splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=Path(__file__).parent / "weights",
+                        help="folder of the reference world's exported weights (generator/ and measurer/)")
+    parser.add_argument("--seeds", type=int, default=32,
+                        help="seeds per prompt: each planted rate is a share of this many images per term and noun")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (1 is fastest on a busy machine; more on an idle one)")
     parser.add_argument("--guidance", type=float, default=GUIDANCE,
                         help="classifier-free guidance scale (1 samples the model's own conditional distribution)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table: one line per planted association and the targets met; json: the whole report")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_libraries()
     import torch
 
     torch.set_num_threads(args.threads)
