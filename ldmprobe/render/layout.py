@@ -86,9 +86,9 @@ def number_format(values, digits: int = 3, signed: bool = False, sci_below: floa
                   basis=None):
     """One format for a whole column: fixed decimals giving the column's largest |value| ``digits``
     significant digits (0.163 and 0.3 print 0.163 and 0.300), or scientific notation for every
-    value (2.83e-05 and 8.52e-08) when that largest value is below ``sci_below`` or a nonzero
-    value of ``basis`` (default: ``values``; e.g. the estimates, not their CI ends) would print
-    as zero. A zero prints without a minus sign; None and non-finite values print "—"."""
+    value (2.83e-05 and 8.52e-08) when that largest value is below ``sci_below`` or most nonzero
+    values of ``basis`` (default: ``values``; e.g. the estimates, not their CI ends) would print
+    as zero (one that does reads "+0.000": no measurable value at this column's precision). A zero prints without a minus sign; None and non-finite values print "—"."""
     def finite(vs):
         return [abs(v) for v in vs if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
 
@@ -96,8 +96,9 @@ def number_format(values, digits: int = 3, signed: bool = False, sci_below: floa
     sign = "+" if signed else ""
     decimals = digits - 1 if not top else max(0, digits - 1 - math.floor(math.log10(top)))
     decimals = min(max(decimals, min_decimals), 6)
-    smallest = min((v for v in finite(values if basis is None else basis) if v), default=None)
-    if top and (top < sci_below or (smallest is not None and smallest < 0.5 * 10 ** -decimals)):
+    nonzero = [v for v in finite(values if basis is None else basis) if v]
+    vanishing = sum(v < 0.5 * 10 ** -decimals for v in nonzero)  # would print as zero in fixed notation
+    if top and (top < sci_below or 2 * vanishing > len(nonzero)):
         spec = f"{sign}.{digits - 1}e"
     else:
         spec = f"{sign}.{decimals}f"

@@ -80,6 +80,9 @@ def render_sweep(document: dict):
     if document.get("controls"):
         parts.append(_controls_table(document))
     parts.append(_probe_table(document))
+    from ldmprobe.render.rates import rates_parts
+
+    parts += rates_parts(document)  # spec [attributes]: shares of images per option (nothing without them)
     counts = document["counts"]
     parts.append(Text(f"images: {counts['planned']} planned, {counts['generated']} generated, "
                       f"{counts['cached']} cached, {counts['failed']} failed, {counts['flagged']} flagged. "
@@ -194,12 +197,15 @@ def _drift_table(document: dict):
                      _p(d.get("p_adjusted")), _p(d.get("p_pairs")), text(term["text_drift"]["measurer"]),
                      *((str(term["failed"]),) if failed else ())))
 
+    meaning = {"p pairs": "sign flips within pairs", "text": "the prompts' own drift, by the measurer",
+               "pairs": "image pairs per term"}
+
     def caption(dropped):
-        head = "×ctrl: drift over the controls' median; " if controls else ""
+        parts = ["×ctrl: drift over the controls' median"] if controls else []
+        parts += [f"{name}: {meaning[name]}" for name in ("p pairs", "text") if name not in dropped]
         if dropped:
-            return head + f"{', '.join(dropped)} (p pairs: sign flips within pairs; text: the prompts' own drift) " \
-                          "in the JSON"
-        return head + "p pairs: sign flips within pairs; text: the prompts' own drift (measurer)"
+            parts.append(", ".join(f"{name} ({meaning[name]})" for name in dropped) + " in the JSON")
+        return "; ".join(parts)
 
     return shrinking_table(title, columns, rows, drops=((), ("text",), ("text", "p pairs"), ("text", "p pairs", "pairs")),
                            words=("term",), caption=caption)
