@@ -11,6 +11,7 @@ random directions (the wording perturbs the images). K = 19 control terms are ge
 by the same mechanism as the term, so under every null the term is exchangeable with them.
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/calibration.py --reps 1000
+(the crossed test on simulated tables, benchmarks/calibration_tables.py, runs at 2 × reps)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ldmprobe.analysis import inference as I  # noqa: E402
+from benchmarks.calibration_tables import fmt, print_tables  # noqa: E402
 
 D, T, S, K = 512, 8, 4, 19
 SG, SZ, SE = 0.5, 0.6, 0.3  # norms of seed, composition and own noise
@@ -131,8 +133,8 @@ def old_drift_p(base, term, rng, b=199):
 def u_drifts(terms, base):
     """Unbiased drift of each of several terms (n, T, S, D) vs base (vectorised)."""
     d = terms - base[None]
-    total = d.sum(2)
-    u = (np.einsum("ntd,ntd->nt", total, total) - np.einsum("ntsd,ntsd->nt", d, d)) / (S * (S - 1))
+    total, s = d.sum(2), d.shape[2]
+    u = (np.einsum("ntd,ntd->nt", total, total) - np.einsum("ntsd,ntsd->nt", d, d)) / (s * (s - 1))
     return u.mean(1)
 
 
@@ -144,19 +146,21 @@ def probe_y(base, term):
 
 
 def run_null(name, params, reps, rng, check):
-    rej = dict.fromkeys(["probe crossed p", "probe sign-flip p (old)", "probe boot CI (old)",
+    rej = dict.fromkeys(["probe crossed p", "probe crossed p <= 0.001", "probe sign-flip p (old)", "probe boot CI (old)",
                          "drift vs controls p", "drift vs pairs p (old)",
                          "drift sign-flip p (new, vs pairs)"], 0)
     groups = np.repeat(np.arange(T), S)
     for r in range(reps):
         base, term, ctrl = world(rng, params)
         y = probe_y(base, term)
-        rej["probe crossed p"] += I.crossed_test(y).p_value <= ALPHA
+        p_crossed = I.crossed_test(y, interval=False).p_value
+        rej["probe crossed p"] += p_crossed <= ALPHA
+        rej["probe crossed p <= 0.001"] += p_crossed <= 0.001
         rej["probe sign-flip p (old)"] += old_sign_flip_p(y, rng) <= ALPHA
         lo, hi = old_boot_ci(y, rng)
         rej["probe boot CI (old)"] += lo > 0 or hi < 0
         drift = I.unbiased_drift(term.reshape(-1, D), base.reshape(-1, D), groups,
-                                 n_boot=1, n_resamples=999, random_state=rng)
+                                 n_boot=1, n_resamples=999, seed=rng)
         controls = u_drifts(ctrl, base)
         if check and r == 0:
             assert abs(u_drifts(term[None], base)[0] - drift.estimate) < 1e-12
@@ -177,8 +181,8 @@ def run_assoc(reps, rng, n_prompts, n_seeds, dim=D):
         X, Y = make(), make()
         A, B = unit(rng.normal(size=(8, dim))), unit(rng.normal(size=(8, dim)))
         block += I.block_weat(X, Y, A, B, x_blocks=lab, y_blocks=lab,
-                              random_state=rng).p_value <= ALPHA
-        image += I.block_weat(X, Y, A, B, n_resamples=999, random_state=rng).p_value <= ALPHA
+                              seed=rng).p_value <= ALPHA
+        image += I.block_weat(X, Y, A, B, n_resamples=999, seed=rng).p_value <= ALPHA
     return block / reps, image / reps
 
 
@@ -198,7 +202,7 @@ def run_neighbours(reps, rng, n_words=1000):
     for _ in range(reps):
         base, term, _ = world(rng, SCENARIOS["pure null"], controls=False)
         r = I.neighbour_null(term.reshape(-1, D), base.reshape(-1, D), W, words,
-                             n_resamples=199, random_state=rng)
+                             n_resamples=199, seed=rng)
         listed += bool(r.toward or r.away)
     return listed / reps
 
@@ -238,7 +242,7 @@ def run_coverage(reps, rng, delta=0.01, drift=0.25):
         cov["probe boot CI (old)"] += lo <= truth_p <= hi
         base, term, _ = world(rng, SCENARIOS["pure null"], drift=drift, controls=False)
         dr = I.unbiased_drift(term.reshape(-1, D), base.reshape(-1, D), groups, n_boot=1000,
-                              n_resamples=1, max_enumerate=0, random_state=rng)
+                              n_resamples=1, max_enumerate=0, seed=rng)
         cov["drift bootstrap CI"] += dr.ci_low <= truth_d <= dr.ci_high
     return {k: v / reps for k, v in cov.items()}, truth_p, truth_d
 
@@ -252,7 +256,7 @@ def run_power(reps, rng, deltas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06),
         for _ in range(reps):
             base, term, ctrl = world(rng, params, delta=delta, drift=drift)
             y = probe_y(base, term)
-            crossed += I.crossed_test(y).p_value <= ALPHA
+            crossed += I.crossed_test(y, interval=False).p_value <= ALPHA
             fixed += old_sign_flip_p(y, rng) <= ALPHA
             est = u_drifts(term[None], base)[0]
             dctl += I.control_comparison(est, u_drifts(ctrl, base)).p_value <= ALPHA
@@ -260,18 +264,17 @@ def run_power(reps, rng, deltas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06),
     return rows
 
 
-def run_small_designs(reps, rng):
-    """Crossed test on y tables directly where one factor has few levels and dominates."""
-    rows = []
-    for n_t, n_s in ((8, 2), (3, 4), (2, 8)):
-        for sd_t, sd_s in ((1.0, 0.0), (0.0, 1.0)):
-            rej = 0
-            for _ in range(reps):
-                y = (sd_t * rng.normal(size=(n_t, 1)) + sd_s * rng.normal(size=(1, n_s))
-                     + rng.normal(size=(n_t, n_s)))
-                rej += I.crossed_test(y).p_value <= ALPHA
-            rows.append((n_t, n_s, sd_t, sd_s, rej / reps))
-    return rows
+def run_lost_seeds(reps, rng, lost):
+    """A term that lost ``lost`` of its S seeds (every template) while its controls kept them:
+    drift rank p against controls on all their cells (old) and on the term's cells (new)."""
+    old = new = 0
+    keep = S - lost
+    for _ in range(reps):
+        base, term, ctrl = world(rng, SCENARIOS["pure null"])
+        est = u_drifts(term[None, :, :keep], base[:, :keep])[0]
+        old += I.control_comparison(est, u_drifts(ctrl, base)).p_value <= ALPHA
+        new += I.control_comparison(est, u_drifts(ctrl[:, :, :keep], base[:, :keep])).p_value <= ALPHA
+    return old, new
 
 
 def main(argv=None):
@@ -315,10 +318,13 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for row in run_power(args.power_reps or max(reps // 2, 1), rng):
         print("| {:.3f} | {:.2f} | {:.3f} | {:.3f} | {:.3f} |".format(*row))
-    print("\n## Crossed test in small designs (y tables; residual SD 1)\n")
-    print("| templates x seeds | template SD | seed SD | crossed p |\n|---|---|---|---|")
-    for row in run_small_designs(reps, rng):
-        print("| {} x {} | {} | {} | {:.3f} |".format(*row))
+    print("\n## Drift against controls when the term lost seeds its controls kept (no effect)\n")
+    print("| seeds lost (of 4) | controls on all their cells (old) | controls on the term's cells "
+          "(new) |\n|---|---|---|")
+    for lost in (1, 2):
+        old, new = run_lost_seeds(reps, rng, lost)
+        print(f"| {lost} | {fmt(old, reps)} | {fmt(new, reps)} |")
+    print_tables(2 * reps, reps, rng)
     print(f"\n# {time.time() - t0:.0f} s")
 
 

@@ -152,7 +152,7 @@ def _crossed_rejections(reps, n_t, n_s, sd_t, sd_s, sd_e, seed, shift=0.0):
         y = (shift + sd_t * rng.normal(size=(n_t, 1)) + sd_s * rng.normal(size=(1, n_s))
              + sd_e * rng.normal(size=(n_t, n_s)))
         crossed += I.crossed_test(y).p_value < ALPHA
-        fixed += I.sign_flip_test(y, n_resamples=199, random_state=rng).p_value < ALPHA
+        fixed += I.sign_flip_test(y, n_resamples=199, seed=rng).p_value < ALPHA
     return crossed / reps, fixed / reps
 
 
@@ -211,7 +211,7 @@ def test_sign_flip_exact_matches_brute_force_and_enumerates_4x4():
     assert r.min_p == pytest.approx(1 / 64)
     big = I.sign_flip_test(rng.normal(size=(4, 4)))  # 2**15 distinct patterns: enumerated
     assert big.exact and big.n_resamples == 2**15
-    sampled = I.sign_flip_test(d, n_resamples=4000, max_enumerate=0, random_state=1)
+    sampled = I.sign_flip_test(d, n_resamples=4000, max_enumerate=0, seed=1)
     assert not sampled.exact and abs(sampled.p_value - r.p_value) < 0.03
     assert sampled.generalises_to == "these templates and seeds"
 
@@ -234,7 +234,7 @@ def test_unbiased_drift_equals_double_loop_and_skips_bad_pairs():
     rng = np.random.default_rng(8)
     m, b = rng.normal(size=(10, 6)), rng.normal(size=(10, 6))
     groups = np.array([0] * 4 + [1] * 3 + [2] * 3)
-    r = I.unbiased_drift(m, b, groups, n_boot=50, n_resamples=99, random_state=0)
+    r = I.unbiased_drift(m, b, groups, n_boot=50, n_resamples=99, seed=0)
     per = [brute_u(m[groups == g], b[groups == g]) for g in range(3)]
     assert r.per_template == pytest.approx(per, abs=1e-12)
     assert r.estimate == pytest.approx(np.mean(per), abs=1e-12)
@@ -244,7 +244,7 @@ def test_unbiased_drift_equals_double_loop_and_skips_bad_pairs():
     m2, b2 = m.copy(), b.copy()
     m2[1] = np.nan
     b2[5] = 0.0
-    r2 = I.unbiased_drift(m2, b2, groups, n_boot=50, n_resamples=99, random_state=0)
+    r2 = I.unbiased_drift(m2, b2, groups, n_boot=50, n_resamples=99, seed=0)
     keep = np.ones(10, bool)
     keep[[1, 5]] = False
     assert r2.n_dropped == 2 and r2.n_pairs == 8
@@ -258,7 +258,7 @@ def test_drift_sign_flip_p_matches_brute_force_enumeration():
     rng = np.random.default_rng(9)
     m, b = rng.normal(size=(6, 5)) + 0.3, rng.normal(size=(6, 5))
     groups = np.array([0, 0, 0, 1, 1, 1])
-    r = I.unbiased_drift(m, b, groups, n_boot=20, random_state=0)
+    r = I.unbiased_drift(m, b, groups, n_boot=20, seed=0)
     obs = r.estimate
     count, total = 0, 0
     for s in itertools.product([1, -1], repeat=6):  # all 64 swap patterns
@@ -283,7 +283,7 @@ def test_unbiased_drift_is_zero_under_null_whatever_the_number_of_pairs():
             m = unit(shared + 0.5 * rng.normal(size=(n, dim)))
             b = unit(shared + 0.5 * rng.normal(size=(n, dim)))
             u.append(I.unbiased_drift(m, b, n_boot=1, n_resamples=1, max_enumerate=0,
-                                      random_state=0).estimate)
+                                      seed=0).estimate)
             biased.append(float(np.sum((m.mean(0) - b.mean(0)) ** 2)))
         u = np.array(u)
         assert abs(u.mean()) < 4 * u.std(ddof=1) / math.sqrt(reps), n
@@ -301,7 +301,7 @@ def test_unbiased_drift_finds_a_planted_shift_with_ci():
     delta[0] = 0.8
     m = unit(centres + noise + delta + 0.3 * rng.normal(size=noise.shape))
     b = unit(centres + noise + 0.3 * rng.normal(size=noise.shape))
-    r = I.unbiased_drift(m, b, np.repeat(np.arange(n_t), n_s), n_boot=400, random_state=1)
+    r = I.unbiased_drift(m, b, np.repeat(np.arange(n_t), n_s), n_boot=400, seed=1)
     assert r.ci_low > 0 and r.p_value < 0.01 and r.standardised > 0
     assert r.ci_low <= r.estimate <= r.ci_high
 
@@ -366,7 +366,7 @@ def test_block_weat_matches_brute_force_partitions():
     assert img.unit == "image" and img.p_value == pytest.approx(p_img)
     assert I.block_weat(X, Y, A, B, unit="word").generalises_to == "words like these"
     samp = I.block_weat(X, Y, A, B, x_blocks=bx, y_blocks=by, max_enumerate=0,
-                        n_resamples=3000, random_state=0)
+                        n_resamples=3000, seed=0)
     assert not samp.exact and abs(samp.p_value - p) < 0.04
 
 
@@ -399,7 +399,7 @@ def test_block_weat_calibrated_under_prompt_clustering_image_shuffle_is_not():
     for _ in range(reps):
         X, Y, A, B, lab = _clustered_sets(rng, 4, 4)
         block += I.block_weat(X, Y, A, B, x_blocks=lab, y_blocks=lab).p_value < ALPHA
-        image += I.block_weat(X, Y, A, B, n_resamples=199, random_state=rng).p_value < ALPHA
+        image += I.block_weat(X, Y, A, B, n_resamples=199, seed=rng).p_value < ALPHA
     assert block / reps <= UPPER
     assert image / reps > 0.12
 
@@ -446,7 +446,7 @@ def test_spearman_sampled_for_larger_n_and_drops_nan():
     x = rng.normal(size=12)
     y = x + rng.normal(size=12)
     y[3] = np.nan
-    r = I.spearman_test(x, y, n_resamples=2000, random_state=0)
+    r = I.spearman_test(x, y, n_resamples=2000, seed=0)
     assert not r.exact and r.n == 11 and r.n_dropped == 1
     assert r.min_p == pytest.approx(1 / 2001)
     with pytest.raises(ValueError):
@@ -467,12 +467,12 @@ def test_neighbour_null_threshold_calibrated_and_finds_planted_word():
         shared = rng.normal(size=(8, dim))
         m = unit(shared + 0.4 * rng.normal(size=(8, dim)))
         b = unit(shared + 0.4 * rng.normal(size=(8, dim)))
-        r = I.neighbour_null(m, b, W, words, n_resamples=199, random_state=rng)
+        r = I.neighbour_null(m, b, W, words, n_resamples=199, seed=rng)
         listed += bool(r.toward or r.away)
     assert listed / reps <= 0.11  # 0.05 + 3.2 SE at 150 reps
     centred = W - W.mean(0)
     m = unit(shared + 0.4 * rng.normal(size=(8, dim)) + 1.0 * unit(centred[7]))
-    r = I.neighbour_null(m, b, W, words, n_resamples=199, random_state=0)
+    r = I.neighbour_null(m, b, W, words, n_resamples=199, seed=0)
     assert r.toward and r.toward[0][0] == "w7" and r.toward[0][1] > r.threshold
 
 

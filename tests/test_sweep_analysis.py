@@ -123,7 +123,7 @@ def test_headline_probe_p_is_crossed_and_p_fixed_is_the_sign_flip():
     want = crossed_test(y)
     assert row.shift == pytest.approx(want.estimate) and row.p_value == pytest.approx(want.p_value)
     assert (row.ci_low, row.ci_high) == pytest.approx((want.ci_low, want.ci_high))
-    fixed = sign_flip_test(y.ravel(), n_resamples=199, random_state=0)
+    fixed = sign_flip_test(y.ravel(), n_resamples=199, seed=0)
     assert row.n_resamples == 199 and row.exact is False and row.min_p == pytest.approx(1 / 200)
     assert abs(row.p_fixed - fixed.p_value) < 0.15  # same test, another random stream
 

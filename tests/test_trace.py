@@ -195,7 +195,7 @@ def test_variant_shares_on_planted_shifts():
     base, term, part_a, part_b = _planted()
     probes = np.eye(8)[:2]
     table = at.variant_effects("t", base, term, {"none": base.copy(), "a": part_a, "b": part_b, "all": term},
-                               probes, ["p0", "p1"], n_boot=300, random_state=1)
+                               probes, ["p0", "p1"], n_boot=300, seed=1)
     assert table.variant("none").drift_share == pytest.approx(0.0, abs=1e-12)
     assert table.variant("all").drift_share == pytest.approx(1.0)
     a, b = table.variant("a"), table.variant("b")

@@ -125,7 +125,7 @@ def association_test(
     blocks = (len(cleaned[0].rows), len(cleaned[1].rows))
     if unit == "prompt":
         test = block_weat(X, Y, A, B, x_blocks=x_blocks, y_blocks=y_blocks, unit="prompt", ddof=ddof,
-                          n_resamples=permutations, random_state=seed, max_enumerate=permutations)
+                          n_resamples=permutations, seed=seed, max_enumerate=permutations)
         base = dataclasses.replace(base, p_value=test.p_value, exact=test.exact, n_partitions=test.n_partitions,
                                    n_resamples=test.n_resamples, min_p=test.min_p)
         blocks = (test.n_blocks_x, test.n_blocks_y)

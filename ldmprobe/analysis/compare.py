@@ -197,7 +197,7 @@ def _tests(y: np.ndarray, settings: CompareSettings, rng: np.random.Generator):
     if np.count_nonzero(np.isfinite(y)) < 2:
         return None, None
     return crossed_test(y), sign_flip_test(y[np.isfinite(y)], n_resamples=settings.permutations,
-                                           random_state=rng)
+                                           seed=rng)
 
 
 def _crossed_fields(crossed) -> dict:

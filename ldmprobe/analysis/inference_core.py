@@ -1,8 +1,9 @@
 """Shared pieces of ldmprobe.analysis.inference: results, input hygiene, honest precision.
 
-Pure numpy; imports only ldmprobe.errors. Conventions (as in stats.py):
+Pure numpy; imports only ldmprobe.errors and ldmprobe.records (the one result base and
+``jsonable``). Conventions (as in stats.py):
 
-- Randomised tests take keyword-only ``n_resamples`` and ``random_state`` (anything
+- Randomised tests take keyword-only ``n_resamples`` and ``seed`` (anything
   ``numpy.random.default_rng`` accepts: None, an int, a SeedSequence or a Generator).
 - Permutation p-values count ties as exceedances with a relative float tolerance of
   ``1e-12 * scale``. Exact p-values are ``k / N`` over all N distinct patterns, identity
@@ -16,39 +17,20 @@ Pure numpy; imports only ldmprobe.errors. Conventions (as in stats.py):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ldmprobe.errors import BadInputError
+from ldmprobe.records import Record, jsonable  # noqa: F401  (jsonable: the one JSON converter)
 
 TIE_RTOL = 1e-12  # values within 1e-12 * scale of the observed statistic count as ties
 CHUNK = 4096  # rows of sign / permutation matrices processed at once
 MAX_ENUMERATE = 2**17  # enumerate all distinct patterns when there are at most this many
 
 
-def jsonable(value):
-    """Plain Python values for JSON: numpy scalars and arrays converted, NaN/inf as None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in value]
-    return value
-
-
-class Result:
-    """Mixin for the frozen result dataclasses: a JSON-safe ``to_dict``."""
-
-    def to_dict(self) -> dict:
-        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+Result = Record  # the one result base: typed, frozen, JSON-safe ``to_dict`` (ldmprobe.records)
 
 
 # ----------------------------------------------------------------------------- hygiene
@@ -170,6 +152,28 @@ def choose_exact(n_distinct: int, *, max_enumerate: int | None = None) -> bool:
     """
     limit = MAX_ENUMERATE if max_enumerate is None else int(max_enumerate)
     return 0 < n_distinct <= limit
+
+
+def sign_chunks(n: int, *, exact: bool, n_resamples: int = 0, rng=None, first_fixed: bool = False,
+                dtype=np.int64):
+    """The package's one sign-flip engine: ±1 float matrices of n columns, CHUNK rows at a time.
+
+    exact: every pattern in binary order (row 0 the identity): 2**n, or 2**(n−1) with
+    ``first_fixed`` (first sign +1: s and −s give the same |mean| or quadratic form).
+    Sampled: ``n_resamples`` rows of independent fair signs from ``rng`` (``dtype`` is the
+    integer type drawn, kept per caller so seeded streams stay as they were).
+    """
+    free = n - 1 if first_fixed else n
+    if exact:
+        total = 2**free
+        for start in range(0, total, CHUNK):
+            codes = np.arange(start, min(start + CHUNK, total))
+            signs = 1.0 - 2.0 * ((codes[:, None] >> np.arange(free)) & 1)
+            yield np.hstack([np.ones((len(codes), 1)), signs]) if first_fixed else signs
+        return
+    for start in range(0, n_resamples, CHUNK):
+        rows = min(CHUNK, n_resamples - start)
+        yield 1.0 - 2.0 * rng.integers(0, 2, size=(rows, n), dtype=dtype)
 
 
 def perm_p(k: int, total: int, exact: bool) -> tuple[float, float]:

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inference_core import CHUNK, TIE_RTOL, Result, check_level, check_resamples, choose_exact, perm_p
+from .inference_core import (
+    TIE_RTOL, Result, check_level, check_resamples, choose_exact, perm_p, sign_chunks,
+)
 
 FIDUCIAL_DRAWS = 2**12
 FIDUCIAL_SEED = 20240611
@@ -277,14 +279,15 @@ def _crossed(sub: np.ndarray, flat: np.ndarray, est: float, comps, level: float,
 
 
 def sign_flip_test(
-    d, *, n_resamples: int = 9999, random_state=None, max_enumerate: int | None = None
+    d, *, n_resamples: int = 9999, seed=None, max_enumerate: int | None = None
 ) -> SignFlipTest:
     """Two-sided paired sign-flip test of mean(d) = 0 over the given pairs (NaNs dropped).
 
     |mean(s·d)| >= |mean(d)| counted over sign patterns s. s and −s give the same value, so
     there are 2**(n−1) distinct patterns; they are enumerated (first sign fixed at +1) when
     ``choose_exact`` allows, e.g. a 4 × 4 table (32,768 patterns). Generalises only to
-    these templates and seeds: it conditions on them.
+    these templates and seeds: it conditions on them. ``seed``: anything
+    ``numpy.random.default_rng`` accepts (None, an int, a SeedSequence or a Generator).
     """
     d = np.asarray(d, dtype=np.float64).ravel()
     d = d[np.isfinite(d)]
@@ -295,19 +298,9 @@ def sign_flip_test(
     observed = float(d.mean())
     threshold = abs(observed) - TIE_RTOL * max(float(np.abs(d).mean()), 1e-300)
     exact = choose_exact(2 ** (n - 1), max_enumerate=max_enumerate)
-    k = 0
-    if exact:
-        for start in range(0, 2 ** (n - 1), CHUNK):
-            codes = np.arange(start, min(start + CHUNK, 2 ** (n - 1)))
-            signs = 1 - 2 * ((codes[:, None] >> np.arange(n - 1)) & 1).astype(np.float64)
-            k += int(np.count_nonzero(np.abs(signs @ d[1:] + d[0]) / n >= threshold))
-        total = 2 ** (n - 1)
-    else:
-        rng = np.random.default_rng(random_state)
-        for start in range(0, n_resamples, CHUNK):
-            rows = min(CHUNK, n_resamples - start)
-            signs = 1.0 - 2.0 * rng.integers(0, 2, size=(rows, n))
-            k += int(np.count_nonzero(np.abs(signs @ d) / n >= threshold))
-        total = n_resamples
+    rng = None if exact else np.random.default_rng(seed)
+    k = sum(int(np.count_nonzero(np.abs(signs @ d) / n >= threshold))
+            for signs in sign_chunks(n, exact=exact, n_resamples=n_resamples, rng=rng, first_fixed=True))
+    total = 2 ** (n - 1) if exact else n_resamples
     p, min_p = perm_p(k, total, exact)
     return SignFlipTest(observed, p, min_p, exact, total, "these templates and seeds")

@@ -18,7 +18,7 @@ import numpy as np
 
 from .inference_core import (
     CHUNK, TIE_RTOL, Result, check_level, check_resamples, choose_exact, clean_pairs,
-    clean_rows, perm_p, require_finite,
+    clean_rows, perm_p, require_finite, sign_chunks,
 )
 
 
@@ -104,16 +104,10 @@ def _sign_flip_drift(grams, n_resamples, rng, max_enumerate):
     threshold = observed - TIE_RTOL * max(scale, 1e-300)
     total = 2**n_free if exact else n_resamples
     k = 0
-    for start in range(0, total, CHUNK):
-        rows = min(CHUNK, total - start)
-        if exact:
-            codes = np.arange(start, start + rows)
-            bits = (codes[:, None] >> np.arange(n_free)) & 1
-        else:
-            bits = rng.integers(0, 2, size=(rows, n_free))
-        stat, col = np.zeros(rows), 0
+    for flips in sign_chunks(n_free, exact=exact, n_resamples=n_resamples, rng=rng):
+        stat, col = np.zeros(len(flips)), 0
         for g, n in zip(grams, sizes):
-            s = np.hstack([np.ones((rows, 1)), 1.0 - 2.0 * bits[:, col:col + n - 1]])
+            s = np.hstack([np.ones((len(flips), 1)), flips[:, col:col + n - 1]])
             col += n - 1
             quad = np.einsum("ki,ij,kj->k", s, g, s)
             stat += (quad - np.trace(g)) / (n * (n - 1)) / len(grams)
@@ -124,7 +118,7 @@ def _sign_flip_drift(grams, n_resamples, rng, max_enumerate):
 
 def unbiased_drift(
     term_emb, base_emb, groups=None, *, n_boot: int = 2000, n_resamples: int = 9999,
-    confidence_level: float = 0.95, random_state=None, max_enumerate: int | None = None,
+    confidence_level: float = 0.95, seed=None, max_enumerate: int | None = None,
 ) -> UnbiasedDrift:
     """Unbiased squared distance between term and baseline mean embeddings.
 
@@ -147,7 +141,7 @@ def unbiased_drift(
     estimate = require_finite(np.mean(per), "drift estimate")
     spread = float(np.mean([(_spread(m[i]) + _spread(b[i])) / 2 for i, _ in parts]))
     perm_rng, boot_rng = (np.random.default_rng(s) for s in
-                          np.random.SeedSequence(_entropy(random_state)).spawn(2))
+                          np.random.SeedSequence(_entropy(seed)).spawn(2))
     boot = boot_drift(grams, n_boot, boot_rng)
     low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     p, min_p, exact, total = _sign_flip_drift(grams, n_resamples, perm_rng, max_enumerate)
@@ -170,13 +164,13 @@ def drift_estimate(term_emb, base_emb, groups=None) -> float:
     return float(np.mean([_u_stat(g) for _, g in parts]))
 
 
-def _entropy(random_state):
-    """An int or SeedSequence for spawning streams from any random_state scipy accepts."""
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**63))
-    if isinstance(random_state, np.random.SeedSequence):
-        return random_state.entropy
-    return random_state
+def _entropy(seed):
+    """An int or SeedSequence for spawning streams from any seed default_rng accepts."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**63))
+    if isinstance(seed, np.random.SeedSequence):
+        return seed.entropy
+    return seed
 
 
 # ----------------------------------------------------------------------------- controls
@@ -253,7 +247,7 @@ class NeighbourNull(Result):
 
 def neighbour_null(
     term_emb, base_emb, word_emb, words, *, alpha: float = 0.05, k: int = 10,
-    n_resamples: int = 999, random_state=None,
+    n_resamples: int = 999, seed=None,
 ) -> NeighbourNull:
     """Words toward/away from the drift direction v = mean_i (m_i − b_i), with a null.
 
@@ -273,7 +267,7 @@ def neighbour_null(
     centred = w - w.mean(0)
     centred = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-300)
     d = m - b
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(seed)
     maxima = []
     for start in range(0, n_resamples, CHUNK // 4):
         rows = min(CHUNK // 4, n_resamples - start)

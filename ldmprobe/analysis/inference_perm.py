@@ -52,7 +52,7 @@ def _partition_stats(block_sum, block_n, chosen) -> np.ndarray:
     return sx / nx - (block_sum.sum() - sx) / (block_n.sum() - nx)
 
 
-def _count_block_partitions(s, bx, by, statistic, n_resamples, random_state, max_enumerate):
+def _count_block_partitions(s, bx, by, statistic, n_resamples, seed, max_enumerate):
     """(k, total, exact, n_blocks_x, n_blocks): re-partitions with a statistic >= observed."""
     keys = list(dict.fromkeys(bx + by))  # blocks in order of first appearance: X's first
     index = {k: i for i, k in enumerate(keys)}
@@ -72,7 +72,7 @@ def _count_block_partitions(s, bx, by, statistic, n_resamples, random_state, max
             chosen = np.fromiter(flat, dtype=np.intp, count=rows * n_bx).reshape(rows, n_bx)
             k += int(np.count_nonzero(_partition_stats(block_sum, block_n, chosen) >= threshold))
         return k, n_partitions, True, n_bx, n_blocks
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(seed)
     base = np.arange(n_blocks)
     for start in range(0, n_resamples, CHUNK):
         rows = min(CHUNK, n_resamples - start)
@@ -84,7 +84,7 @@ def _count_block_partitions(s, bx, by, statistic, n_resamples, random_state, max
 
 def block_weat(
     X, Y, A, B, *, x_blocks=None, y_blocks=None, unit: str | None = None, ddof: int = 1,
-    n_resamples: int = 9999, random_state=None, max_enumerate: int | None = None,
+    n_resamples: int = 9999, seed=None, max_enumerate: int | None = None,
 ) -> BlockWeat:
     """Association test where X and Y are made of prompts × seeds.
 
@@ -114,7 +114,7 @@ def block_weat(
     effect = statistic / sd if sd > 0 else math.nan
 
     k, total, exact, n_bx, n_blocks = _count_block_partitions(
-        s, bx, by, statistic, n_resamples, random_state, max_enumerate)
+        s, bx, by, statistic, n_resamples, seed, max_enumerate)
     p, min_p = perm_p(k, total, exact)
     scope = {"prompt": "prompts like these (and their seeds)",
              "image": "these prompts' images (treats images of one prompt as independent)",
@@ -159,7 +159,7 @@ def _exceed(values: np.ndarray, observed: float, alternative: str, tol: float) -
 
 
 def spearman_test(
-    x, y, *, alternative: str = "two-sided", n_resamples: int = 9999, random_state=None,
+    x, y, *, alternative: str = "two-sided", n_resamples: int = 9999, seed=None,
     max_enumerate: int | None = None,
 ) -> SpearmanTest:
     """Spearman's ρ (average ranks for ties, as scipy.stats.spearmanr) with a permutation p.
@@ -196,7 +196,7 @@ def spearman_test(
             idx = np.fromiter(flat, dtype=np.intp, count=rows * n).reshape(rows, n)
             k += _exceed(_pearson_rows(rx, ry[idx]), rho, alternative, tol)
     else:
-        rng = np.random.default_rng(random_state)
+        rng = np.random.default_rng(seed)
         total = n_resamples
         for start in range(0, total, CHUNK):
             rows = min(CHUNK, total - start)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldmprobe.records import Record, jsonable  # noqa: F401  (jsonable: re-exported)
+from ldmprobe.analysis.inference_core import CHUNK, TIE_RTOL, sign_chunks
+from ldmprobe.analysis.inference_core import check_resamples as _check_resamples
 
 __all__ = [
     "DirectionNeighbours",
@@ -37,8 +39,8 @@ __all__ = [
     "text_shift",
 ]
 
-_TIE_RTOL = 1e-12  # float ties: values within 1e-12 * scale of the observed count as ties
-_CHUNK = 4096  # rows of sign / partition matrices processed at once
+_TIE_RTOL = TIE_RTOL  # float ties: values within 1e-12 * scale of the observed count as ties
+_CHUNK = CHUNK  # rows of sign / partition matrices processed at once
 
 
 # ----------------------------------------------------------------------------- results
@@ -121,27 +123,10 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else math.nan
 
 
-def _all_signs(n: int) -> np.ndarray:
-    """All 2**n patterns of ±1 (row 0 is the identity, all +1)."""
-    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
-    return (1 - 2 * bits).astype(np.float64)
-
-
 def _sign_chunks(n: int, n_resamples: int, rng, exact: bool):
-    """Yield ±1 sign matrices: all 2**n patterns if exact, else n_resamples random rows."""
-    if exact:
-        yield _all_signs(n)
-        return
-    for start in range(0, n_resamples, _CHUNK):
-        rows = min(_CHUNK, n_resamples - start)
-        yield 1.0 - 2.0 * rng.integers(0, 2, size=(rows, n), dtype=np.int8)
-
-
-def _check_resamples(n_resamples: int, name: str = "n_resamples") -> int:
-    n_resamples = int(n_resamples)
-    if n_resamples < 1:
-        raise ValueError(f"{name} must be at least 1; got {n_resamples}")
-    return n_resamples
+    """±1 sign matrices: all 2**n patterns if exact, else n_resamples random rows
+    (inference_core.sign_chunks, the one sign-flip engine)."""
+    return sign_chunks(n, exact=exact, n_resamples=n_resamples, rng=rng, dtype=np.int8)
 
 
 # ----------------------------------------------------------------------------- drift

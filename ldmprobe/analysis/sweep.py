@@ -241,7 +241,7 @@ def _rank_correlation(terms: list[TermResult], settings: StatisticsSettings) -> 
         return None
     try:
         test = spearman_test([a for a, _ in pairs], [b for _, b in pairs], n_resamples=settings.permutations,
-                             random_state=settings.seed)
+                             seed=settings.seed)
     except ValueError:  # constant ranks (e.g. equal text drifts): no correlation to test
         return None
     note = None

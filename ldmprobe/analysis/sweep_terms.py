@@ -74,7 +74,7 @@ def image_drift(m: np.ndarray, b: np.ndarray, groups: list[int], settings, seed:
                       baseline_spread=spread_all, seed=seed)
     try:
         u = unbiased_drift(m, b, groups, n_boot=settings.bootstrap, n_resamples=settings.permutations,
-                           random_state=_rng(seed, 1))
+                           seed=_rng(seed, 1))
     except ValueError:  # no template with two usable pairs: no unbiased estimate
         return base
     return ImageDrift(
@@ -135,7 +135,7 @@ def probe_rows(data, settings, m: np.ndarray, b: np.ndarray, pairs: Pairs, seed:
         crossed = crossed_test(y, atol=ROUNDING)  # every usable cell: shift, p and p_fixed alike
         d = y[np.isfinite(y)]
         fixed = sign_flip_test(np.where(np.abs(d) <= ROUNDING, 0.0, d), n_resamples=settings.permutations,
-                               random_state=_rng(seed, 2, i))
+                               seed=_rng(seed, 2, i))
         rows.append(ProbeRow(
             probe=name, shift=crossed.estimate, ci_low=crossed.ci_low, ci_high=crossed.ci_high,
             p_value=crossed.p_value, p_adjusted=None, df=crossed.df, method=crossed.method,
@@ -159,7 +159,7 @@ def neighbours(data, m: np.ndarray, b: np.ndarray, seed: int) -> Neighbours:
         return Neighbours()
     result = neighbour_null(m, b, np.asarray(vocab)[keep], [data.vocabulary[i] for i in keep],
                             k=min(DIRECTION_K, len(keep)), n_resamples=NEIGHBOUR_RESAMPLES,
-                            random_state=_rng(seed, 3))
+                            seed=_rng(seed, 3))
     return Neighbours(toward=result.toward, away=result.away, threshold=result.threshold,
                       alpha=result.alpha, n_resamples=result.n_resamples, null=result.null)
 

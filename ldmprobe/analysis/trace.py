@@ -35,8 +35,8 @@ GENERALISES = "templates and seeds (bootstrap over templates, then seeds within 
 PSNR_CAP = 99.0
 
 
-def _rng(random_state) -> np.random.Generator:
-    return np.random.default_rng(random_state)
+def _rng(seed) -> np.random.Generator:
+    return np.random.default_rng(seed)
 
 
 def _boot_draws(n_t: int, n_s: int, n_boot: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -136,13 +136,13 @@ def _check(name: str, x: np.ndarray, shape) -> np.ndarray:
 
 
 def variant_effects(term: str, base, term_emb, variants: dict, probes, probe_names, *, n_boot: int = 2000,
-                    confidence_level: float = 0.95, random_state: int | None = 0) -> EffectTable:
+                    confidence_level: float = 0.95, seed: int | None = 0) -> EffectTable:
     """Effects and shares of each named variant (T, S, d) against ``base``, relative to ``term_emb``."""
     base = np.asarray(base, np.float64)
     shape = base.shape
     term_emb = _check("term embeddings", term_emb, shape)
     probes = np.asarray(probes, np.float64).reshape(-1, shape[-1])
-    picks, weights = _boot_draws(shape[0], shape[1], n_boot, _rng(random_state))
+    picks, weights = _boot_draws(shape[0], shape[1], n_boot, _rng(seed))
     d_t = term_emb - base
     g_tt = _grams(d_t, d_t)
     u_tt, boot_tt = float(np.mean([_u(g) for g in g_tt])), _boot_u(g_tt, picks, weights)
@@ -167,7 +167,7 @@ def variant_effects(term: str, base, term_emb, variants: dict, probes, probe_nam
     return EffectTable(
         term, tuple(probe_names), u_tt, _ci(boot_tt, confidence_level), tuple(float(x) for x in shift_t),
         tuple(crossed_test(y_t[..., p], confidence_level=confidence_level) for p in range(len(probes))),
-        tuple(effects), shape[0], shape[1], int(n_boot), confidence_level, random_state,
+        tuple(effects), shape[0], shape[1], int(n_boot), confidence_level, seed,
     )
 
 
@@ -276,7 +276,7 @@ def _rt_numbers(orig, rt, probes):
 
 
 def vae_effects(term: str, psnr_term, psnr_base, term_orig, term_rt, base_orig, base_rt, probes, probe_names, *,
-                n_resamples: int = 9999, random_state: int | None = 0,
+                n_resamples: int = 9999, seed: int | None = 0,
                 confidence_level: float = 0.95) -> VaeTrace:
     """Round-trip numbers of one term; arrays (T, S) for PSNR and (T, S, d) for unit embeddings."""
     probes = np.asarray(probes, np.float64)
@@ -291,7 +291,7 @@ def vae_effects(term: str, psnr_term, psnr_base, term_orig, term_rt, base_orig, 
         float(change_b.mean()), crossed_test(change_t - change_b, confidence_level=confidence_level),
         tuple(float(x) for x in probe_t.mean((0, 1))), tuple(float(x) for x in probe_b.mean((0, 1))),
         tuple(crossed_test(diff[..., p], confidence_level=confidence_level) for p in range(len(probes))),
-        tuple(sign_flip_test(diff[..., p], n_resamples=n_resamples, random_state=random_state)
+        tuple(sign_flip_test(diff[..., p], n_resamples=n_resamples, seed=seed)
               for p in range(len(probes))),
         p_t.shape[0], p_t.shape[1],
     )
@@ -311,12 +311,12 @@ class VaeGroup(Record):
 
 
 def vae_groups(groups, psnr_values, orig, rt, *, n_boot: int = 2000, confidence_level: float = 0.95,
-               random_state: int | None = 0) -> tuple[VaeGroup, ...]:
+               seed: int | None = 0) -> tuple[VaeGroup, ...]:
     """Per-group PSNR and measurer-space change of user images, with bootstrap intervals."""
     groups = np.asarray(groups)
     change = 1.0 - (np.asarray(orig, np.float64) * np.asarray(rt, np.float64)).sum(-1)
     psnr_values = np.asarray(psnr_values, np.float64)
-    rng = _rng(random_state)
+    rng = _rng(seed)
     out = []
     for name in sorted(set(groups.tolist())):
         idx = np.flatnonzero(groups == name)

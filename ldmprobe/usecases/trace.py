@@ -155,7 +155,7 @@ def _hybrid_label(hyb, baseline: str, variant: str) -> str:
 def _effects(run: _Run, term: str, base, term_emb, variants: dict) -> EffectTable:
     arrays = _complete(base, term_emb, *variants.values())
     return variant_effects(term, arrays[0], arrays[1], dict(zip(variants, arrays[2:])), run.probes,
-                           run.o.probes, n_boot=run.o.n_boot, random_state=run.o.random_state)
+                           run.o.probes, n_boot=run.o.n_boot, seed=run.o.random_state)
 
 
 def switch_grid(steps: int, ks: Sequence[int] | None = None) -> tuple[int, ...]:
@@ -267,13 +267,13 @@ def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, 
         tables = _complete(emb[1 + i], rt_emb[1 + i], emb[0], rt_emb[0], values[1 + i][..., None],
                            values[0][..., None])
         out.append(vae_effects(term, tables[4][..., 0], tables[5][..., 0], *tables[:4], run.probes, o.probes,
-                               random_state=o.random_state))
+                               seed=o.random_state))
     groups: tuple[VaeGroup, ...] = ()
     if o.image_folder:
         folder = load_folder(o.image_folder, o.settings.size(run.g.pipe))
         folder_rt = round_trip(run.g, folder.pixels, batch_size=o.batch_size)
         groups = vae_groups(folder.groups, psnr(folder.pixels, folder_rt), run.embed(folder.pixels),
-                            run.embed(folder_rt), n_boot=o.n_boot, random_state=o.random_state)
+                            run.embed(folder_rt), n_boot=o.n_boot, seed=o.random_state)
     return tuple(out), groups
 
 
