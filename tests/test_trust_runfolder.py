@@ -130,9 +130,10 @@ def test_reserving_is_exclusive_and_a_failed_sweep_leaves_no_empty_folder(tmp_pa
 
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "STAMP")
     folders = [prepare_out(None, spec_name="x", runs_dir=tmp_path / "runs") for _ in range(3)]
-    assert [f.name for f in folders] == ["x-STAMP", "x-STAMP-2", "x-STAMP-3"] and all(f.is_dir() for f in folders)
+    assert [f.name for f in folders] == ["x-STAMP", "x-STAMP-2", "x-STAMP-3"]
+    assert not any(f.exists() for f in folders)  # reserved by a hidden file, made only when published
     release_out(folders[0])
-    assert not folders[0].exists()
+    assert prepare_out(None, spec_name="x", runs_dir=tmp_path / "runs").name == "x-STAMP"
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

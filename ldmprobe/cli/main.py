@@ -273,6 +273,7 @@ def _register_commands() -> None:
     from ldmprobe.cli.cache import cache_group
     from ldmprobe.cli.check import check_command
     from ldmprobe.cli.compare import compare_command
+    from ldmprobe.cli.export import export_command
     from ldmprobe.cli.models import models_command
     from ldmprobe.cli.neighbours import neighbours
     from ldmprobe.cli.report import report_command
@@ -280,7 +281,7 @@ def _register_commands() -> None:
     from ldmprobe.cli.trace import trace_command
 
     for command in (models_command, check_command, sweep_command, report_command, assoc, neighbours, trace_command,
-                    compare_command, cache_group):
+                    compare_command, cache_group, export_command):
         attach_global_flags(command)
         main.add_command(command)
 

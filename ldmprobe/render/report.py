@@ -134,12 +134,13 @@ def probe_plot(term: dict) -> str:
 
 def render_report(document: dict, items: list[dict]) -> str:
     """The whole HTML page for a sweep document (paths relative to the run folder)."""
-    from ldmprobe.render.report_parts import configuration, how_to_read, paired_images, summary
+    from ldmprobe.render.report_parts import configuration, how_to_read, image_cells, paired_images, summary
 
     parts = _header(document) + summary(document) + how_to_read() + _drift(document)
     parts.append('<h2 id="terms">Terms</h2>')
+    cells, thumbnails = image_cells(items), _term_thumbnails(document, items)  # once: linear in the images
     for t in document["terms"]:
-        parts += _term_section(t, paired_images(document, items, t["term"]), _term_thumbnails(document, items))
+        parts += _term_section(t, paired_images(document, items, t["term"], cells), thumbnails)
     parts += _contact_sheets(document) + configuration(document) + _failed_images(items)
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -278,10 +279,13 @@ def write_report(run_dir):
 
     from ldmprobe.engine.cache import atomic_write_text
 
+    from ldmprobe.results.run_folder_place import add_to_marker
+
     run_dir = Path(run_dir)
     document, items = read_run(run_dir)
     target = run_dir / REPORT_NAME
     atomic_write_text(target, render_report(document, items))
+    add_to_marker(run_dir, [REPORT_NAME])  # a file ldmprobe wrote: --replace may replace it
     return target
 
 

@@ -74,11 +74,20 @@ def how_to_read() -> list[str]:
             "samples, p fixed holds for these templates and seeds only.</p></section>"]
 
 
-def paired_images(document: dict, items: list[dict], term: str) -> list[str]:
-    """Baseline and term images for the same seeds, a pair of rows per template."""
+def image_cells(items: list[dict]) -> dict[tuple, str]:
+    """(template, term, seed) -> the image's path in the run folder, for the images it holds."""
+    return {(i["template"], i["term"], i["seed"]): i["image"] for i in items if i.get("image")}
+
+
+def paired_images(document: dict, items: list[dict], term: str, cells: dict | None = None) -> list[str]:
+    """Baseline and term images for the same seeds, a pair of rows per template: the first
+    seeds' (a run folder holds a bounded sample; ``ldmprobe export`` copies in the rest)."""
+    from ldmprobe.results.run_folder import sample_seeds
+
     baseline = document["spec"]["baseline"]
-    cells = {(i["template"], i["term"], i["seed"]): i.get("image") for i in items}
-    seeds = document["spec"]["seeds"]
+    cells = image_cells(items) if cells is None else cells
+    all_seeds = document["spec"]["seeds"]
+    seeds = sample_seeds(all_seeds)
     templates = document["spec"]["templates"]
     if not any(cells.get((templates[0], term, s)) for s in seeds):
         return []
@@ -93,7 +102,8 @@ def paired_images(document: dict, items: list[dict], term: str) -> list[str]:
         return (f'<table class="pairs"><caption class="muted">{escape(template)}</caption><tr><th></th>{head}</tr>'
                 + "".join(rows) + "</table>")
 
-    parts = ['<div class="paired"><p class="muted">Same seeds, baseline above, term below:</p>']
+    shown = f" (the first {len(seeds)} of {len(all_seeds)} seeds)" if len(all_seeds) > len(seeds) else ""
+    parts = [f'<div class="paired"><p class="muted">Same seeds, baseline above, term below{shown}:</p>']
     parts += [block(t) for t in templates[:PAIR_TEMPLATES]]
     if len(templates) > PAIR_TEMPLATES:
         parts.append(f"<details><summary>all {len(templates)} templates</summary>"

@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from ldmprobe.engine import cache
 from ldmprobe.engine.sweep_images import ItemRecord
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.errors import BadInputError, LdmprobeError
 from ldmprobe.records import to_json
-from ldmprobe.results.contact_sheet import contact_sheet
+from ldmprobe.results import run_folder_place as place
+from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
 from ldmprobe.specs.sweep import Spec
-from ldmprobe.storage import clone_file
 
 #: Under each contact sheet's title when tiny models made it.
 TINY_SHEET_NOTE = "tiny models: random weights, numbers mean nothing"
 
 
-#: Run folders this process created (and may remove again when its sweep fails before writing).
-_RESERVED: set[Path] = set()
+#: Run folders this process reserved: the reservation file of a default folder (created when
+#: published), or None for an ``--out`` it created empty (removed again if the sweep fails).
+_RESERVED: dict[Path, Path | None] = {}
 _MARKERS = ("results.json", "items.jsonl")
+#: Seeds whose images a run folder holds and shows (contact sheets, report): the spec's first
+#: ones. Every other image is referenced by its cache key (``ldmprobe export RUN_DIR`` copies them).
+SAMPLE_SEEDS = 8
 
 
 def safe_name(name: str) -> str:
@@ -63,20 +69,25 @@ def prepare_out(out: Path | None, *, spec_name: str, runs_dir: Path, replace: bo
                 markers: tuple[str, ...] = _MARKERS) -> Path:
     """Check and reserve a sweep's run folder before any work (bad ``--out``: exit 2, naming it).
 
-    Without ``out`` a new ``runs/NAME-STAMP[-N]`` is created with an exclusive mkdir, so two
-    sweeps started in the same second get different folders. An ``--out`` that holds files is
-    refused unless ``replace`` (and then only a folder holding one of ``markers``, i.e. one
-    ldmprobe wrote, is replaced, whole, at the end).
+    Without ``out`` a new ``runs/NAME-STAMP[-N]`` is reserved (a hidden reservation file, so
+    two sweeps started in the same second get different names, and a killed sweep leaves no
+    empty folder); it is created when the run is published. An ``--out`` that holds files is
+    refused unless ``replace``, and then only a folder ldmprobe made (its marker file lists
+    what it wrote) that holds nothing else is replaced, whole, at the end. What dead ldmprobe
+    processes left beside it (staging copies, reservations) is removed first, and an old
+    folder a killed two-step ``--replace`` had moved aside is put back.
     """
     if out is None:
+        place.tidy_leftovers(Path(runs_dir))
         return _reserve_new(Path(runs_dir), safe_name(spec_name))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a folder. Choose another path for the run folder.")
+    place.tidy_leftovers(out.parent)
     if not out.exists():
         try:
             out.mkdir(parents=True)
-            _RESERVED.add(out)
+            _RESERVED[out] = None
             return out
         except FileExistsError:
             pass  # made meanwhile: checked as an existing folder
@@ -89,12 +100,29 @@ def prepare_out(out: Path | None, *, spec_name: str, runs_dir: Path, replace: bo
         raise BadInputError(
             f"--out {out} already holds files. A run folder is never reused silently: choose a new folder, "
             "leave out --out for a new one under runs/, or pass --replace to replace this one whole.")
-    if not any((out / name).is_file() for name in markers):
-        raise BadInputError(
-            f"--out {out} holds files but no {' or '.join(markers)}, so it is not a folder ldmprobe wrote "
-            "for this command; --replace only replaces those. Choose another folder.")
+    check_replaceable(out, markers)
     _probe_writable(out.parent, "--out", out)  # the new folder is written beside it, then swapped in
     return out
+
+
+def check_replaceable(out: Path, markers: tuple[str, ...] = _MARKERS) -> None:
+    """``--replace`` replaces only a folder ldmprobe made that holds nothing else (exit 2 otherwise)."""
+    foreign = place.foreign_files(out)
+    if foreign is None:
+        raise BadInputError(
+            f"--out {out} holds files but not the {place.MARKER} file ldmprobe writes into its run folders, so it "
+            f"is not a folder ldmprobe wrote for this command; --replace only replaces those. Choose another "
+            f"folder (nothing in {out} was touched).")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise BadInputError(
+            f"--out {out} is a run folder ldmprobe wrote, but it also holds files ldmprobe did not write there "
+            f"({shown}); --replace would delete them, so it refuses. Move them out, or choose another --out "
+            "(nothing was touched).")
+    if markers and not any((out / name).is_file() for name in markers):
+        raise BadInputError(
+            f"--out {out} holds no {' or '.join(markers)}, so it is not a folder ldmprobe wrote for this command; "
+            "--replace only replaces those. Choose another folder.")
 
 
 def _reserve_new(runs_dir: Path, name: str) -> Path:
@@ -103,25 +131,29 @@ def _reserve_new(runs_dir: Path, name: str) -> Path:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _cannot_write("the runs folder", runs_dir, exc) from None
+    _probe_writable(runs_dir, "the runs folder", runs_dir)
     for n in range(1, 10_000):
         candidate = runs_dir / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
         try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
+            mark = place.reserve(candidate)
         except OSError as exc:
             raise _cannot_write("the runs folder", runs_dir, exc) from None
-        _RESERVED.add(candidate)
-        return candidate
+        if mark is not None:
+            _RESERVED[candidate] = mark
+            return candidate
     raise BadInputError(f"{runs_dir} has no free run folder name for {name}-{stamp}; pass --out.")
 
 
 def release_out(out: Path) -> None:
-    """Remove a run folder this process reserved if it is still empty (the sweep failed early)."""
+    """Give up a run folder this process reserved and never wrote: its reservation, or the
+    still-empty ``--out`` it created."""
     if out in _RESERVED:
-        _RESERVED.discard(out)
+        mark = _RESERVED.pop(out)
         with contextlib.suppress(OSError):
-            out.rmdir()
+            if mark is not None:
+                os.unlink(mark)
+            else:
+                out.rmdir()
 
 
 def check_out_dir(out: Path) -> None:
@@ -134,22 +166,29 @@ def check_out_dir(out: Path) -> None:
 
 
 def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemRecord], setup: SweepSetup,
-                     store: cache.ImageStore) -> SweepResult:
-    """results.json, items.jsonl, images/ and one contact sheet per template.
+                     store: cache.ImageStore, finish: Callable[[Path], None] | None = None) -> SweepResult:
+    """results.json, items.jsonl, the sampled images and one contact sheet per template.
 
-    Written into a new folder beside ``out`` and moved into place at the end, so a failure
-    leaves neither a half-written run folder nor a damaged old one (``--replace``: the old
-    folder is swapped out whole). Images are copies (reflinks where the filesystem has them),
-    never links: an edit in the run folder cannot reach the cache. Returns the result with
-    its contact sheets listed; ``result`` itself is left as it was.
+    Written into a new folder beside ``out`` and published at the end, complete, ``finish``
+    (e.g. writing report.html) included, so a stop or failure leaves neither a half-written run
+    folder nor a damaged old one (``--replace``: the old folder is exchanged whole). The folder
+    holds copies of the images it shows (the first :data:`SAMPLE_SEEDS` seeds of every template
+    and term: contact sheets and report), checked byte for byte against their digests; every
+    other image is referenced by its cache key in items.jsonl and ``ldmprobe export RUN_DIR``
+    copies them in. Nothing in the folder links to the cache, so an edit there cannot reach
+    it and a cache prune cannot break results.json or report.html. Returns the result with its
+    contact sheets listed; ``result`` itself is left as it was.
     """
     try:
         with staged_folder(out, replace=setup.options.replace) as staging:
-            _write_items(staging, records, setup, store)
-            sheets = [_write_contact_sheet(staging, t, records, setup, store)
+            copied: dict[str, str] = {}
+            sheets = [_write_contact_sheet(staging, t, records, setup, store, copied)
                       for t in range(len(setup.spec.templates))]
+            _write_items(staging, records, setup, copied)
             written = result.with_contact_sheets(sheets)
             cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
+            if finish is not None:
+                finish(staging)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -163,30 +202,45 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
     return written
 
 
+def sample_seeds(seeds) -> list:
+    """The seeds whose images a run folder holds and shows: the spec's first :data:`SAMPLE_SEEDS`."""
+    return list(seeds)[:SAMPLE_SEEDS]
+
+
 @contextlib.contextmanager
 def staged_folder(out: Path, *, replace: bool):
-    """A new folder beside ``out`` to write a run folder in: moved to ``out`` when the block
-    ends (:func:`_publish`), removed if the block fails."""
+    """A new hidden folder beside ``out`` to write a run folder in: published at ``out`` when the
+    block ends (:func:`_publish`: only then, so a stop at any moment before leaves no published
+    folder), removed if the block fails. A stop that kills the process outright leaves it to
+    :func:`~ldmprobe.results.run_folder_place.tidy_leftovers` at the next start."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{os.getpid()}-"))
+    staging = place.new_staging(out)
     mask = os.umask(0)
     os.umask(mask)
     try:
         os.chmod(staging, 0o777 & ~mask)  # a plain mkdir's permissions, not mkdtemp's 0700
         yield staging
+        place.write_marker(staging)
         _publish(staging, out, replace=replace)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _RESERVED.discard(out)
+        raise  # the caller's release_out gives up the reservation
+    mark = _RESERVED.pop(out, None)
+    if mark is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(mark)
 
 
 def _publish(staging: Path, out: Path, *, replace: bool) -> None:
-    """Move the written folder to ``out``: in one rename onto a missing or empty folder, else
-    (``replace``) old out, new in, old removed; the old folder is put back if the swap fails."""
+    """Move the written folder to ``out``: one rename onto a missing or empty folder, else
+    (``replace``, a folder ldmprobe made that holds nothing else) one atomic exchange of the
+    two, and the old folder removed after."""
     try:
-        os.replace(staging, out)
+        if out.exists():
+            os.replace(staging, out)  # onto the empty folder reserved at the start
+        else:
+            place.publish_new(staging, out)
         return
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
@@ -194,61 +248,65 @@ def _publish(staging: Path, out: Path, *, replace: bool) -> None:
     if not replace:
         raise BadInputError(f"--out {out} filled with files while this sweep ran (another run?). "
                             "Nothing was overwritten; rerun with another --out, or with --replace.")
-    old = out.parent / f".{out.name}.{os.getpid()}-{time.time_ns()}.old"
-    os.replace(out, old)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    check_replaceable(out, ())
+    place.exchange(staging, out)
+    shutil.rmtree(staging, ignore_errors=True)  # now the old folder
 
 
-def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, store: cache.ImageStore) -> None:
-    """items.jsonl (one line per planned image) and the images beside it."""
-    lines = []
-    for item in setup.items:
-        record = records[item.key]
-        image_rel = None
-        if record.failed is None and setup.options.write_images:
-            image_rel = f"images/{item.key}.png"
-            _copy_checked(store, item.key, out / image_rel)
-        lines.append(to_json({
-            "template": item.template, "template_index": item.template_index, "term": item.term,
-            "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
-            "image": image_rel, "cached": record.cached,
-            "flags": {"failed": record.failed, "nsfw": record.nsfw,
-                      "dropped": setup.options.nsfw == "drop" and bool(record.nsfw)},
-        }, indent=None))
-    cache.atomic_write_text(out / "items.jsonl", "\n".join(lines) + "\n")
+def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, copied: dict[str, str]) -> None:
+    """items.jsonl: one line per planned image, its cache key, and its copy in the folder if any."""
+    drop = setup.options.nsfw == "drop"
+    with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
+        for item in setup.items:
+            record = records[item.key]
+            fh.write(to_json({
+                "template": item.template, "template_index": item.template_index, "term": item.term,
+                "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
+                "image": copied.get(item.key), "cached": record.cached,
+                "flags": {"failed": record.failed, "nsfw": record.nsfw, "dropped": drop and bool(record.nsfw)},
+            }, indent=None) + "\n")
 
 
-def _copy_checked(store: cache.ImageStore, key: str, target: Path) -> None:
-    """Copy (or reflink) a cached image and check every byte of the copy against its digest."""
-    clone_file(store.path(key), target)
-    reason = cache.check_png(target.read_bytes(), key)
-    if reason is not None:
-        target.unlink(missing_ok=True)
-        store.checked_bytes(key)  # removes the damaged cached file and reports it
-        raise LdmprobeError(f"the cached image {store.path(key)} {reason} during this run, so it was removed; "
-                            "rerun the same command to remake it (everything else is cached).")
+def _sample_image(out: Path, key: str, store: cache.ImageStore, copied: dict[str, str], copy: bool):
+    """A cached image of the sample: its bytes checked against its digest, copied into the folder
+    (with ``copy``) and decoded to a contact-sheet tile."""
+    from PIL import Image
+
+    data = store.checked_bytes(key)
+    if data is None:
+        raise LdmprobeError(f"the cached image {store.path(key)} was missing or damaged during this run, so it was "
+                            "removed; rerun the same command to remake it (everything else is cached).")
+    if copy and key not in copied:
+        rel = f"images/{key}.png"
+        (out / "images").mkdir(exist_ok=True)
+        with open(out / rel, "wb") as fh:
+            fh.write(data)
+        copied[key] = rel
+    with Image.open(io.BytesIO(data)) as image:
+        tile = image.convert("RGB")
+    # the contact sheet's own downscale, done now so a sheet holds only small tiles in memory
+    return tile.resize((CELL, CELL), Image.BICUBIC) if tile.width > CELL else tile
 
 
 def _write_contact_sheet(out: Path, t: int, records: dict[str, ItemRecord], setup: SweepSetup,
-                         store: cache.ImageStore) -> ContactSheet:
+                         store: cache.ImageStore, copied: dict[str, str]) -> ContactSheet:
+    """The template's sheet of the sampled seeds; each sampled image is copied on the way."""
     spec = setup.spec
-    by_cell = {(i.template_index, i.term, i.seed): i for i in setup.items}
+    seeds = sample_seeds(spec.seeds)
+    by_cell = {(i.term, i.seed): i for i in setup.items if i.template_index == t and i.seed in set(seeds)}
+    copy = setup.options.write_images
     rows = []
     for term in spec.all_terms:
         row = []
-        for seed in spec.seeds:
-            item = by_cell[(t, term, seed)]
-            loaded = store.load(item.key) if records[item.key].failed is None else None
-            row.append(loaded[0] if loaded else None)
+        for seed in seeds:
+            item = by_cell[(term, seed)]
+            usable = records[item.key].failed is None
+            row.append(_sample_image(out, item.key, store, copied, copy) if usable else None)
         rows.append((term or "(baseline)", row))
     name = f"contact-{t:02d}.png"
-    note = TINY_SHEET_NOTE if setup.tiny else None
-    contact_sheet(spec.templates[t], rows, [str(s) for s in spec.seeds], note=note).save(out / f".{name}.tmp",
-                                                                                         format="PNG")
-    os.replace(out / f".{name}.tmp", out / name)
+    notes = [TINY_SHEET_NOTE] if setup.tiny else []
+    if len(spec.seeds) > len(seeds):
+        notes.append(f"the first {len(seeds)} of {len(spec.seeds)} seeds; every image: ldmprobe export RUN_DIR")
+    contact_sheet(spec.templates[t], rows, [str(s) for s in seeds], note="; ".join(notes) or None).save(
+        out / name, format="PNG")
     return ContactSheet(template=spec.templates[t], path=name)

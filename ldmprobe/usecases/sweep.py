@@ -46,12 +46,7 @@ def sweep(spec: Spec, options: SweepOptions, reporter, *, report: bool = True,
     """Run the sweep and, with ``report``, write report.html into its run folder (rank 0);
     None on a distributed run's other ranks. ``export_embeddings``: also write the analysed
     embeddings to that .npz (the file ``sweep --embeddings`` reads)."""
-    result = run_sweep(spec, options, reporter, export_embeddings=export_embeddings)
-    if result is not None and report:
-        from ldmprobe.render.report import write_report
-
-        write_report(result.run.out)
-    return result
+    return run_sweep(spec, options, reporter, export_embeddings=export_embeddings, report=report)
 
 
 def preview_sweep(spec: Spec, options: SweepOptions, reporter=None, *, report: bool = False) -> dict | None:  # noqa: ARG001
@@ -65,7 +60,7 @@ def preview_sweep(spec: Spec, options: SweepOptions, reporter=None, *, report: b
 
 
 def run_sweep(spec: Spec, options: SweepOptions, reporter, *,
-              export_embeddings: Path | None = None) -> SweepResult | None:
+              export_embeddings: Path | None = None, report: bool = False) -> SweepResult | None:
     """Plan, generate, embed, compute statistics, write the run folder; return the result.
 
     Under ``torchrun`` / ``accelerate launch`` every rank makes and embeds its share of the
@@ -79,7 +74,7 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter, *,
         check_export_path(export_embeddings)
     out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
     try:
-        result = _run_in(spec, options, reporter, started, out, export_embeddings)
+        result = _run_in(spec, options, reporter, started, out, export_embeddings, report)
     except BaseException:
         release_out(out)  # a folder this sweep reserved and never wrote is removed again
         raise
@@ -89,7 +84,7 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter, *,
 
 
 def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
-            export: Path | None = None) -> SweepResult | None:
+            export: Path | None = None, report: bool = False) -> SweepResult | None:
     setup = make_plan(spec, options)
     ctx = distributed.setup()
     try:
@@ -104,7 +99,7 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
         ctx.close()
     if not ctx.is_main:
         return None
-    result = _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export)
+    result = _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export, report)
     tidy_cache(cache.ImageStore(), reporter)
     return result
 
@@ -203,7 +198,7 @@ def _rank_failure(ctx, exc: Exception) -> distributed.RankFailure:
 
 
 def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work: _RankWork, ctx,
-                       started: str, out, export: Path | None = None) -> SweepResult:
+                       started: str, out, export: Path | None = None, report: bool = False) -> SweepResult:
     """Rank 0: merge every image embedding, analyse, write the run folder."""
     store = cache.ImageStore()
     t0 = time.perf_counter()
@@ -237,7 +232,10 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
                               **extra),
         counts=counts, baseline=spec.baseline, analysis=analysis, run=RunFolder(out=str(out.resolve())),
     )
-    return write_run_folder(out, result, records, setup, store)
+    finish = None
+    if report:  # report.html is written into the folder before it is published
+        from ldmprobe.render.report import write_report as finish
+    return write_run_folder(out, result, records, setup, store, finish=finish)
 
 
 def tidy_cache(store: cache.ImageStore, reporter) -> None:
