@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ldmprobe.render.layout import table_or_stacked
+from ldmprobe.render.layout import shrinking_table, table_or_stacked
 
 
 def human_bytes(n: int) -> str:
@@ -27,9 +27,11 @@ def render_info(document: dict):
                              ("kind", "entries", "size"),
                              [(r["kind"], r["entries"], human_bytes(r["bytes"])) for r in document["by_kind"]],
                              words=("kind",))
-    models = table_or_stacked("by model", ("model", "kind", "entries", "size", "last written"),
-                              [(r["model"], r["kind"], r["entries"], human_bytes(r["bytes"]), (r["newest"] or "—")[:10])
-                               for r in document["by_model"]], words=("kind",))
+    models = shrinking_table("by model", ("model", "kind", "entries", "size", "last written"),
+                             [(r["model"], r["kind"], r["entries"], human_bytes(r["bytes"]), (r["newest"] or "—")[:10])
+                              for r in document["by_model"]], words=("model", "kind"),
+                             drops=((), ("last written",)),
+                             caption=lambda dropped: "last written: in the JSON (newest)" if dropped else None)
     return Group(kinds, models)
 
 
