@@ -152,7 +152,7 @@ def test_models_and_cache_tables_keep_ids_and_paths_whole():
             "by_kind": [{"kind": "trace attention maps", "entries": 16, "bytes": 10 ** 6}],
             "by_model": [{"kind": "images", "model": LONG_ID, "entries": 1280, "bytes": 10 ** 8,
                           "newest": "2026-12-06T10:00:00"}]}
-    assert_whole(_render(render_info(info)), [LONG_ID, "trace attention maps", "1280", "2026-12-06"])
+    assert_whole(_render(render_info(info)), [LONG_ID, "trace attention maps", "1280"])  # the date: in the JSON
     bad = [{"kind": "image", "model": LONG_ID, "path": LONG_PATH, "reason": "digest mismatch", "repaired": False}]
     assert_whole(_render(render_verify({"cache": "/c", "checked": 3, "bad": bad, "ok": 2})), [LONG_ID, LONG_PATH])
     removed = [{"kind": "images", "model": LONG_ID, "bytes": 2048}]
@@ -201,3 +201,13 @@ def test_emit_escapes_terms_in_every_table(fmt):
     out = io.StringIO()
     emit(document, fmt, Terminal(stdout=out, stderr=io.StringIO()))
     assert "\x1b" not in out.getvalue() and "\\x1b[31m" in out.getvalue()
+
+
+def test_a_drift_whose_interval_holds_zero_is_no_measurable_drift_in_the_report():
+    from ldmprobe.render.report_parts import term_sentence
+
+    term = _term("poor", -1.96e-05, -6.1e-06 * 4, 5.8e-06, [])
+    sentence = term_sentence(sweep_document(), term)
+    assert "made no measurable drift" in sentence and "moved the images by drift -1.96e-05" not in sentence
+    moved = term_sentence(sweep_document(), _term("fancy", 0.229, 0.163, 0.3, []))
+    assert "moved the images by drift <span class=nowrap>0.229</span>" in moved

@@ -149,7 +149,7 @@ def render_compare(document):
 # ----------------------------------------------------------------------------- compare.html
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{padding:.2em .6em;white-space:nowrap;border-bottom:1px solid #ddd;text-align:right}
+table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto;max-width:100%}th,td{padding:.2em .6em;white-space:nowrap;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.better{color:#176b2c;font-weight:bold}
 .worse{color:#a31515;font-weight:bold}.note{color:#555;font-size:.9em}.tiny{color:#a31515;font-weight:bold}"""
 

@@ -28,8 +28,11 @@ def term_sentence(document: dict, t: dict) -> str:
     """One sentence (HTML) for a term: how far the images moved, toward what, how sure."""
     d = t["image_drift"]
     versus = "the controls" if d.get("versus") == "controls" else "sign flips within pairs"
-    moved = (f"<b>{escape(t['term'])}</b> moved the images by drift <span class=nowrap>{_g(d.get('estimate'))}</span> "
-             f"(95% CI <span class=nowrap>[{_g(d.get('ci_low'))}, {_g(d.get('ci_high'))}]</span>")
+    low, high = d.get("ci_low"), d.get("ci_high")
+    still = low is not None and high is not None and low <= 0 <= high  # issue 33: not "moved by drift -1.96e-05"
+    moved = (f"<b>{escape(t['term'])}</b> " + ("made no measurable drift in the images" if still else
+                                                f"moved the images by drift <span class=nowrap>{_g(d.get('estimate'))}</span>")
+             + f" (95% CI <span class=nowrap>[{_g(low)}, {_g(high)}]</span>")
     if d.get("controls_ratio") is not None:
         moved += f", <span class=nowrap>{_g(d['controls_ratio'])}×</span> the controls' median"
     moved += f"; {_p_is(_p(d.get('p_value'), d))} against {versus}, adjusted {_p(d.get('p_adjusted'))})"
