@@ -48,10 +48,29 @@ def _encode_text_trimmed(model, tokens):
     return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
-def encode_texts(measurer, texts: Sequence[str], *, batch_size: int = 256) -> np.ndarray:
-    """Unit text embeddings, one row per text, encoded in batches without gradients.
+#: Texts and images per model call. Every call has exactly this many rows (a short call is
+#: padded by repeating its last row, whose output is dropped), so an embedding depends only on
+#: its own input, never on what else was embedded with it (issue 28: a value remade on a resume
+#: equals the clean run's). Fixed, not the callers' batch sizes: a larger call sums in another order.
+TEXT_ROWS = 64
+IMAGE_ROWS = 16
 
-    Texts are batched by token length, so short texts are not padded to 77 positions.
+
+def _padded(batch, rows: int):
+    """``batch`` (a tensor, first axis the rows) padded to ``rows`` by repeating its last row."""
+    import torch
+
+    if len(batch) >= rows:
+        return batch
+    return torch.cat([batch, batch[-1:].expand(rows - len(batch), *batch.shape[1:])])
+
+
+def encode_texts(measurer, texts: Sequence[str], *, batch_size: int = TEXT_ROWS) -> np.ndarray:
+    """Unit text embeddings, one row per text, encoded in calls of :data:`TEXT_ROWS` rows.
+
+    Texts are grouped by token length and each call holds texts of one length only, so short
+    texts are not padded to 77 positions and a text's embedding never depends on its neighbours
+    (``batch_size`` is accepted for compatibility; the call shape is fixed).
     """
     import torch
 
@@ -60,28 +79,33 @@ def encode_texts(measurer, texts: Sequence[str], *, batch_size: int = 256) -> np
     model = measurer.model
     tokens = measurer.tokenizer(list(texts))
     trim = _trimmable(model)
-    order = torch.argsort(tokens.argmax(dim=-1), stable=True) if trim else torch.arange(len(texts))
+    lengths = tokens.argmax(dim=-1) if trim else torch.zeros(len(texts), dtype=torch.long)
     rows = np.zeros((len(texts), measurer.embed_dim), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            index = order[start : start + batch_size]
-            batch = tokens[index].to(measurer.device)
-            out = _encode_text_trimmed(model, batch) if trim else model.encode_text(batch)
-            rows[index.numpy()] = out.float().cpu().numpy()
+        for length in torch.unique(lengths).tolist():
+            group = torch.nonzero(lengths == length).flatten()
+            for start in range(0, len(group), TEXT_ROWS):
+                index = group[start : start + TEXT_ROWS]
+                batch = _padded(tokens[index], TEXT_ROWS).to(measurer.device)
+                out = _encode_text_trimmed(model, batch) if trim else model.encode_text(batch)
+                rows[index.numpy()] = out[: len(index)].float().cpu().numpy()
     return _unit(rows)
 
 
-def encode_images(measurer, images: Sequence, *, batch_size: int = 64) -> np.ndarray:
-    """Unit image embeddings (PIL images in), using the measurer's own preprocess transform."""
+def encode_images(measurer, images: Sequence, *, batch_size: int = IMAGE_ROWS) -> np.ndarray:
+    """Unit image embeddings (PIL images in), using the measurer's own preprocess transform,
+    in calls of :data:`IMAGE_ROWS` images (``batch_size`` accepted for compatibility)."""
     import torch
 
     if len(images) == 0:
         return np.zeros((0, measurer.embed_dim), dtype=np.float32)
     rows = []
     with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            pixels = torch.stack([measurer.preprocess(im) for im in images[start : start + batch_size]])
-            rows.append(measurer.model.encode_image(pixels.to(measurer.device)).float().cpu().numpy())
+        for start in range(0, len(images), IMAGE_ROWS):
+            chunk = images[start : start + IMAGE_ROWS]
+            pixels = _padded(torch.stack([measurer.preprocess(im) for im in chunk]), IMAGE_ROWS)
+            out = measurer.model.encode_image(pixels.to(measurer.device))
+            rows.append(out[: len(chunk)].float().cpu().numpy())
     return _unit(np.concatenate(rows))
 
 
@@ -94,7 +118,7 @@ def fill_templates(words: Sequence[str], templates: Sequence[str]) -> list[str]:
 
 
 def encode_in_templates(measurer, words: Sequence[str], templates: Sequence[str] = DEFAULT_PROBE_TEMPLATES,
-                        *, batch_size: int = 256) -> np.ndarray:
+                        *, batch_size: int = TEXT_ROWS) -> np.ndarray:
     """Each word embedded in every template, averaged over templates, renormalised."""
     if not templates:
         return encode_texts(measurer, words, batch_size=batch_size)

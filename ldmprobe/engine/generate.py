@@ -55,9 +55,19 @@ class BatchGenerator:
         self.halvings = 0
 
     def _run(self, items: Sequence[WorkItem]) -> np.ndarray:
+        """One pipeline call of exactly ``self.batch_size`` images (issue 28).
+
+        A call with fewer items is padded by repeating its last item, and the padding's images
+        are dropped: every call has the same shape, so an image's pixels depend only on its own
+        prompt, seed and recipe, never on which other images were made with it (what was cached,
+        how many ranks, where a resume started). Calls of another shape sum floats in another
+        order (measured: 1 vs 2 images per call differ by ~2e-6, some uint8 pixels by 1).
+        """
         import torch
 
         recipe = self.recipe
+        real = len(items)
+        items = list(items) + [items[-1]] * max(0, self.batch_size - real)
         kwargs = {}
         if recipe.negative_prompt is not None:
             kwargs["negative_prompt"] = [recipe.negative_prompt] * len(items)
@@ -72,7 +82,7 @@ class BatchGenerator:
                 output_type="np",
                 **kwargs,
             )
-        return np.asarray(output.images, dtype=np.float32)
+        return np.asarray(output.images, dtype=np.float32)[:real]
 
     def _retry_fp32(self, item: WorkItem) -> np.ndarray:
         """Regenerate one item with the pipeline temporarily in float32 (fp16 overflow)."""
@@ -92,34 +102,36 @@ class BatchGenerator:
             return [None] * len(pixels)
         import torch
 
+        real = len(pixels)  # padded to the call's shape too: a flag never depends on the other images
+        pixels = np.concatenate([pixels, np.repeat(pixels[-1:], max(0, self.batch_size - real), axis=0)])
         images = [(np.clip(p, 0, 1) * 255).round().astype(np.uint8) for p in pixels]
         clip_input = extractor(images, return_tensors="pt").pixel_values.to(self.loaded.device)
         with torch.inference_mode():
             _, flags = checker(images=pixels.copy(), clip_input=clip_input.to(checker.dtype))
-        return [bool(f) for f in flags]
+        return [bool(f) for f in flags][:real]
 
     def generate(self, items: Sequence[WorkItem]) -> list[Generated]:
         """Generate a batch (split further if CUDA runs out of memory)."""
         try:
             pixels = self._run(items)
         except RuntimeError as exc:
-            if not _is_oom(exc) or len(items) == 1:
+            if not _is_oom(exc) or self.batch_size == 1:
                 raise
             import torch
 
             torch.cuda.empty_cache()
-            self.batch_size = max(1, len(items) // 2)
+            self.batch_size = max(1, self.batch_size // 2)
             self.halvings += 1
-            half = len(items) // 2
-            return self.generate(items[:half]) + self.generate(items[half:])
+            size = self.batch_size
+            return [r for start in range(0, len(items), size) for r in self.generate(items[start: start + size])]
         dtype = self.loaded.dtype
         results = []
         for item, image in zip(items, pixels):
             problem = image_problem(image)
-            used, made_with = dtype, len(items)
+            used, made_with = dtype, self.batch_size
             if problem and dtype == "float16" and self.loaded.device.startswith("cuda"):
                 image = self._retry_fp32(item)
-                problem, used, made_with = image_problem(image), "float32", 1
+                problem, used = image_problem(image), "float32"
             results.append(Generated(item=item, pixels=None if problem else image, failed=problem, dtype_used=used,
                                      batch_size=made_with))
         good = [r for r in results if r.pixels is not None]
@@ -155,13 +167,23 @@ def encode_conditioning(loaded, prompts: Sequence[str]) -> np.ndarray | None:
     tokenizer, encoder = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
     if tokenizer is None or encoder is None:
         return None
-    tokens = tokenizer(
+    from ldmprobe.engine.encode import _padded
+
+    ids = tokenizer(
         list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
         truncation=True, return_tensors="pt",
-    )
-    with torch.inference_mode():
-        hidden = encoder(tokens.input_ids.to(encoder.device))[0]
-    return hidden.float().cpu().numpy()
+    ).input_ids
+    rows = []
+    with torch.inference_mode():  # calls of a fixed shape: a prompt's value never depends on the others
+        for start in range(0, len(ids), CONDITIONING_ROWS):
+            chunk = ids[start: start + CONDITIONING_ROWS]
+            hidden = encoder(_padded(chunk, CONDITIONING_ROWS).to(encoder.device))[0]
+            rows.append(hidden[: len(chunk)].float().cpu().numpy())
+    return np.concatenate(rows)
+
+
+#: Prompts per text-encoder call in :func:`encode_conditioning` (padded to it, see ``encode``).
+CONDITIONING_ROWS = 8
 
 
 
