@@ -211,3 +211,27 @@ def test_a_drift_whose_interval_holds_zero_is_no_measurable_drift_in_the_report(
     assert "made no measurable drift" in sentence and "moved the images by drift -1.96e-05" not in sentence
     moved = term_sentence(sweep_document(), _term("fancy", 0.229, 0.163, 0.3, []))
     assert "moved the images by drift <span class=nowrap>0.229</span>" in moved
+
+
+def test_a_what_value_table_wraps_its_values_at_spaces_and_never_cuts_a_word():
+    from ldmprobe.render.layout import Fitted, Stacked, add_columns, compact_table
+
+    source = ("source", "Caliskan, Bryson & Narayanan 2017, Science 356:183-186, supplement WEAT 1 (lists from "
+                        "Greenwald, McGhee & Schwartz 1998)")
+
+    def render(rows):
+        def table():
+            t = compact_table("what / value")
+            t.show_header, t.wraps_words = False, True
+            add_columns(t, ("what", "value"), words=("value",))
+            for row in rows:
+                t.add_row(*row)
+            return t
+
+        text = _render(Fitted(table, lambda: Stacked("what / value", ("what", ""), rows)))
+        assert_whole(text, [cell for row in rows for cell in row])
+        return text.splitlines()
+
+    assert any(line.startswith("source  Caliskan,") for line in render([source]))  # a table, its value wrapped
+    lines = render([source, ("X from", LONG_PATH + " (npy, 25 x 512)")])  # a 74-character path: one block per row
+    assert "X from" in lines and any(line.strip().startswith(LONG_PATH) for line in lines)

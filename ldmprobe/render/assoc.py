@@ -33,8 +33,9 @@ def render_assoc_table(result):
 
     def table():
         t = compact_table(title)
-        t.show_header = False
+        t.show_header, t.wraps_words = False, True
         add_columns(t, ("what", "value"), words=("value",))
+        t.columns[0].justify = "left"
         for what, value in rows:
             t.add_row(what, value)
         return t

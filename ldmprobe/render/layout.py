@@ -56,11 +56,19 @@ def needed_width(table) -> int:
     (header included), plus the padding and rules between columns (two cells each in the compact
     layout, three and the edges in rich's default box). Only a table that fits this way is safe:
     when the natural widths do not fit, rich narrows the widest wrapping columns below their
-    longest word and breaks it ("photorealisti / c"), whatever that word's length."""
+    longest word and breaks it ("photorealisti / c"), whatever that word's length. A table marked
+    ``wraps_words`` with a single wrapping column (a what / value table) needs that column only as
+    wide as its longest word: it is the only one rich narrows, and it wraps at spaces."""
     from rich.cells import cell_len
+
+    def longest_word(column) -> int:
+        return max((cell_len(w) for c in (column.header, *column.cells) for w in str(c).split()), default=1)
 
     widths = [max(cell_len(line) for c in (column.header, *column.cells) for line in (str(c).splitlines() or [""]))
               for column in table.columns]
+    wrapping = [i for i, column in enumerate(table.columns) if not column.no_wrap]
+    if getattr(table, "wraps_words", False) and len(wrapping) == 1:  # rich narrows only that column: by words
+        widths[wrapping[0]] = longest_word(table.columns[wrapping[0]])
     gap = 2 if not table.show_edge else 3
     edges = 0 if not table.show_edge else 4
     return sum(widths) + gap * (len(widths) - 1) + edges
