@@ -19,16 +19,21 @@ def render_inventory(document: dict):
 
 
 def render_check(document: dict):
-    from rich.table import Table
+    """What was loaded and how long each step took; paths wrap at spaces, never cut."""
+    from ldmprobe.render.layout import Fitted, Stacked, add_columns, compact_table
 
-    table = Table(title="ldmprobe check", title_justify="left")
-    table.add_column("what")
-    table.add_column("value")
-    table.add_row("pipeline", document["config"]["pipeline"]["spec"])
-    table.add_row("measurer", document["config"]["measurer"]["spec"])
-    table.add_row("device / dtype", f"{document['config']['device']} / {document['config']['dtype']}")
-    table.add_row("image size", "x".join(map(str, document["image_size"])))
-    table.add_row("embedding dim", str(document["embed_dim"]))
-    for key, value in document["timings"].items():
-        table.add_row(key, f"{value:.3f}")
-    return table
+    rows = [("pipeline", document["config"]["pipeline"]["spec"]), ("measurer", document["config"]["measurer"]["spec"]),
+            ("device / dtype", f"{document['config']['device']} / {document['config']['dtype']}"),
+            ("image size", "x".join(map(str, document["image_size"]))), ("embedding dim", str(document["embed_dim"]))]
+    rows += [(key, f"{value:.3f}") for key, value in document["timings"].items()]
+
+    def table():
+        t = compact_table("ldmprobe check")
+        t.wraps_words = True
+        add_columns(t, ("what", "value"), words=("value",))
+        t.columns[0].justify = "left"
+        for row in rows:
+            t.add_row(*row)
+        return t
+
+    return Fitted(table, lambda: Stacked("ldmprobe check", ("what", "value"), rows))
