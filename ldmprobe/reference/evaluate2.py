@@ -179,7 +179,7 @@ def run(weights: Path, spec_path: Path, n_seeds: int, guidance: float | None, de
         "planted": planted_rows(reads, spec),
         "words": words,
         "objectless": float(np.mean([r["object_share"] < OBJECTLESS_SHARE for r in everything])),
-        "following": evaluate.word_following(pipe, max(4, n_seeds // 2)),
+        "following": evaluate.word_following(pipe, max(1, n_seeds // 2)),
         "measurer_zero_shot": evaluate.measurer_accuracy(weights / "measurer", seed=HELD_OUT_SEED),
         "text_side": text_side(weights / "measurer", spec),
         "images_generated": evaluate.GENERATED[0],

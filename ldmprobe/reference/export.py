@@ -10,11 +10,14 @@ from .nets import (MEASURER_CONFIG, OPENAI_MEAN, OPENAI_STD, build_tokenizer, co
                    load_measurer, load_vae, log, make_unet)
 
 
-def make_scheduler(name: str = "ddim"):
-    """The exported pipeline's sampler: DDIM (world 1) or DPM-Solver++ (2nd order, multistep)."""
+def make_scheduler(name: str = "ddim", zero_snr: bool = False):
+    """The exported pipeline's sampler: DDIM (world 1) or DPM-Solver++ (2nd order, multistep);
+    ``zero_snr``: for a UNet trained by ``make_train_scheduler(zero_snr=True)`` (trailing steps)."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1}
+    if zero_snr:
+        common.update(rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing")
     if name == "ddim":
         return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
     if name == "dpmsolver++":
@@ -23,7 +26,7 @@ def make_scheduler(name: str = "ddim"):
 
 
 def stage_export(work: Path, out: Path, lat: dict, *, seed: int, step_offset: int = 0,
-                 extra: dict | None = None, scheduler: str = "ddim") -> None:
+                 extra: dict | None = None, scheduler: str = "ddim", zero_snr: bool = False) -> None:
     """Write ``out/generator`` (diffusers) and ``out/measurer`` (open_clip) in float16.
 
     ``step_offset`` is the UNet steps a continued training started from (``extra`` records it).
@@ -42,7 +45,7 @@ def stage_export(work: Path, out: Path, lat: dict, *, seed: int, step_offset: in
     vae.register_to_config(scaling_factor=lat["scale"])
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=convert_text_tower(clip_model), tokenizer=build_tokenizer(), unet=unet,
-        scheduler=make_scheduler(scheduler), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        scheduler=make_scheduler(scheduler, zero_snr), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)

@@ -186,8 +186,11 @@ def make_unet():
     )
 
 
-def make_train_scheduler():
+def make_train_scheduler(zero_snr: bool = False):
+    """The training noise schedule; ``zero_snr``: rescaled to zero terminal SNR, v-prediction
+    (Lin et al. 2023: pure noise at the last step, so sampling cannot lean on leaked signal)."""
     from diffusers import DDPMScheduler
 
+    extra = {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction"} if zero_snr else {}
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear")
+                         beta_schedule="scaled_linear", **extra)

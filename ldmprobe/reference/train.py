@@ -210,11 +210,13 @@ def stage_latents(work: Path, data: dict) -> dict:
 
 
 def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Path | None = None,
-               cond_encoder=None, seed: int = SEED, device: str = "cpu", noise_offset: float = 0.0) -> None:
+               cond_encoder=None, seed: int = SEED, device: str = "cpu", noise_offset: float = 0.0,
+               zero_snr: bool = False) -> None:
     """Train the UNet for ``total_steps``; from scratch, or from the UNet folder ``start``.
 
     ``noise_offset`` adds that much of one normal draw per image and channel to the noise (the
-    "offset noise" recipe), so the model learns to set a picture's mean colour from the start.
+    "offset noise" recipe), so the model learns to set a picture's mean colour from the start;
+    ``zero_snr`` trains v-prediction on a zero-terminal-SNR schedule (:func:`make_train_scheduler`).
     """
     import copy
 
@@ -245,7 +247,7 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
         return
     encoder = cond_encoder if cond_encoder is not None else convert_text_tower(load_measurer(work))
     cond = Conditioning(encoder, build_tokenizer())
-    sched = make_train_scheduler()
+    sched = make_train_scheduler(zero_snr)
     latents = torch.from_numpy(lat["latents"]) * lat["scale"]
     scenes = data["scenes"]
     last_save, started, losses, first = time.time(), time.time(), [], step
@@ -265,7 +267,7 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total_steps, base_lr, warmup=300)
         pred = unet(xt, t, encoder_hidden_states=cond(texts).to(device)).sample
-        loss = F.mse_loss(pred, noise)
+        loss = F.mse_loss(pred, sched.get_velocity(x0, noise, t) if zero_snr else noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

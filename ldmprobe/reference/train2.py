@@ -39,6 +39,7 @@ RECIPE = {
     "unet_steps": 12_000,
     "noise_offset": 0.1,
     "scheduler": "dpmsolver++",
+    "zero_snr": False,
 }
 
 
@@ -46,7 +47,7 @@ def recipe_from(args, work: Path) -> dict:
     """The recipe asked for: a resumed folder's recorded one (else the default), with the options given."""
     path = work / "recipe.json"
     recipe = json.loads(path.read_text()) if path.exists() else dict(RECIPE)
-    for key in ("images", "measurer_steps", "vae_steps", "unet_steps", "noise_offset", "scheduler"):
+    for key in ("images", "measurer_steps", "vae_steps", "unet_steps", "noise_offset", "scheduler", "zero_snr"):
         value = getattr(args, key)
         if value is not None:
             recipe[key] = value
@@ -86,6 +87,9 @@ def parse(argv=None):
     parser.add_argument("--noise-offset", type=float, default=None, help=f"({RECIPE['noise_offset']})")
     parser.add_argument("--scheduler", choices=("ddim", "dpmsolver++"), default=None,
                         help=f"exported sampler ({RECIPE['scheduler']})")
+    parser.add_argument("--zero-snr", action="store_const", const=True, default=None,
+                        help="v-prediction on a zero-terminal-SNR schedule, trailing sampler steps "
+                             "(off by default; a variant to try against the grey-background collapse)")
     args = parser.parse_args(argv)
     for key in ("images", "measurer_steps", "vae_steps", "unet_steps", "threads"):
         value = getattr(args, key)
@@ -128,8 +132,8 @@ def main(argv=None) -> int:
     lat = stage_latents(args.work, gen)
     if not args.export_only:
         stage_unet(args.work, gen, lat, recipe["unet_steps"], seed=seed, device=args.device,
-                   noise_offset=recipe["noise_offset"])
-    stage_export(args.work, out, lat, seed=seed, scheduler=recipe["scheduler"],
+                   noise_offset=recipe["noise_offset"], zero_snr=recipe.get("zero_snr", False))
+    stage_export(args.work, out, lat, seed=seed, scheduler=recipe["scheduler"], zero_snr=recipe.get("zero_snr", False),
                  extra={"world": world2.WORLD_VERSION, "recipe": recipe})
     return 0
 
