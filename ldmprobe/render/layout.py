@@ -43,12 +43,14 @@ def compact_table(title: str | None = None, caption: str | None = None):
                  padding=(0, 1, 0, 0), pad_edge=False, collapse_padding=True, show_edge=False)
 
 
-def add_columns(table, columns, words=()) -> None:
+def add_columns(table, columns, words=(), left=()) -> None:
     """Numbers right-aligned, never wrapped or shrunk; ``words`` columns left-aligned and wrapped
-    at spaces (their minimum is their longest word, so a word is never cut)."""
+    at spaces (their minimum is their longest word, so a word is never cut); ``left`` columns
+    left-aligned and never wrapped (names, ids)."""
     for name in columns:
         is_words = name in words
-        table.add_column(name, justify="left" if is_words else "right", no_wrap=not is_words, overflow="fold")
+        table.add_column(name, justify="left" if is_words or name in left else "right", no_wrap=not is_words,
+                         overflow="fold")
 
 
 def needed_width(table) -> int:
@@ -154,7 +156,8 @@ def table_or_stacked(title: str | None, headers, rows, words=(), caption: str | 
     return shrinking_table(title, headers, rows, words=words, caption=caption)
 
 
-def shrinking_table(title: str | None, columns, rows, *, drops=((),), words=(), caption=None, styles=None):
+def shrinking_table(title: str | None, columns, rows, *, drops=((),), words=(), caption=None, wraps_words=False,
+                    left=()):
     """The widest of several tables that fits, else :class:`Stacked`: ``drops`` lists, widest
     first, the columns each narrower table leaves out (``caption(dropped)`` says where they are).
     A row is a tuple of cells, or a string: a section heading (bold) before the rows under it."""
@@ -165,7 +168,8 @@ def shrinking_table(title: str | None, columns, rows, *, drops=((),), words=(), 
     def build(dropped):
         keep = [i for i, c in enumerate(columns) if c not in dropped]
         t = compact_table(title, caption_for(dropped))
-        add_columns(t, [columns[i] for i in keep], words=words)
+        t.wraps_words = wraps_words
+        add_columns(t, [columns[i] for i in keep], words=words, left=left)
         for n, row in enumerate(rows):
             if isinstance(row, str):
                 from rich.text import Text

@@ -56,17 +56,19 @@ def seed_ranges(seeds) -> str:
 
 
 def render_plan(document: dict):
+    """One row per (template, term): its seeds (as runs), how many are cached, and its prompt (the
+    template filled in, so the template needs no column of its own)."""
     counts = document["counts"]
     rows: dict[tuple, dict] = {}
     for item in document["items"]:
         row = rows.setdefault((item["template"], item["term"]), {"seeds": [], "prompt": item["prompt"], "cached": 0})
         row["seeds"].append(item["seed"])
         row["cached"] += item["cached"]
-    table_rows = [(template, term or "(baseline)", seed_ranges(row["seeds"]), row["prompt"],
-                   f"{row['cached']}/{len(row['seeds'])}") for (template, term), row in rows.items()]
-    return table_or_stacked(f"plan: {counts['planned']} items ({counts['unique']} unique), {counts['cached']} cached",
-                            ("template", "term", "seeds", "prompt", "cached"), table_rows,
-                            words=("template", "term", "seeds", "prompt"))
+    table_rows = [(term or "(baseline)", seed_ranges(row["seeds"]), f"{row['cached']}/{len(row['seeds'])}", row["prompt"])
+                  for (_template, term), row in rows.items()]
+    return shrinking_table(f"plan: {counts['planned']} items ({counts['unique']} unique), {counts['cached']} cached",
+                           ("term", "seeds", "cached", "prompt"), table_rows, words=("prompt",), wraps_words=True,
+                           left=("term", "seeds"))
 
 
 def render_sweep(document: dict):
