@@ -167,10 +167,20 @@ def test_recipe_is_recorded_reused_and_a_different_one_refused(tmp_path, capsys)
     resumed = train2.recipe_from(train2.parse(["--work", str(tmp_path)]), tmp_path)
     assert resumed == recipe  # a bare resume command follows the recorded recipe
     train2.check_recipe(tmp_path, resumed)
-    other = train2.recipe_from(train2.parse(["--work", str(tmp_path), "--unet-steps", "60"]), tmp_path)
+    other = train2.recipe_from(train2.parse(["--work", str(tmp_path), "--images", "400"]), tmp_path)
     with pytest.raises(SystemExit) as stop:
         train2.check_recipe(tmp_path, other)
-    assert stop.value.code == 2 and "unet_steps: 50 recorded, 60 asked" in capsys.readouterr().err
+    assert stop.value.code == 2 and "images: 300 recorded, 400 asked" in capsys.readouterr().err
+    # the UNet's own settings may change until the UNet has a checkpoint, and are then recorded
+    longer = train2.recipe_from(train2.parse(["--work", str(tmp_path), "--unet-steps", "60", "--zero-snr"]), tmp_path)
+    train2.check_recipe(tmp_path, longer)
+    assert "UNet settings changed" in capsys.readouterr().err
+    assert train2.recipe_from(train2.parse(["--work", str(tmp_path)]), tmp_path) == longer
+    (tmp_path / "unet.pt").write_bytes(b"")
+    again = train2.recipe_from(train2.parse(["--work", str(tmp_path), "--unet-steps", "70"]), tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        train2.check_recipe(tmp_path, again)
+    assert stop.value.code == 2 and "unet_steps: 60 recorded, 70 asked" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", [["--unet-steps", "0"], ["--images", "100"], ["--noise-offset", "1.5"],

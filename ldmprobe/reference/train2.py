@@ -54,18 +54,32 @@ def recipe_from(args, work: Path) -> dict:
     return recipe
 
 
+#: Settings that only the UNet stage and the export read: they may change until the UNet starts.
+UNET_KEYS = frozenset({"unet_steps", "noise_offset", "zero_snr", "scheduler"})
+
+
 def check_recipe(work: Path, recipe: dict) -> None:
-    """Record the recipe in ``work`` or refuse one that differs from the recorded one (exit 2)."""
+    """Record the recipe in ``work`` or refuse one that differs from the recorded one (exit 2).
+
+    Before the UNet stage has a checkpoint, the UNet's own settings (:data:`UNET_KEYS`) may
+    change: the measurer and autoencoder already trained do not depend on them.
+    """
     path = work / "recipe.json"
     if path.exists():
         recorded = json.loads(path.read_text())
+        changed = {k for k in set(recorded) | set(recipe) if recorded.get(k) != recipe.get(k)}
+        if changed and changed <= UNET_KEYS and not (work / "unet.pt").exists():
+            print(f"note: {work}: UNet settings changed before the UNet started ({', '.join(sorted(changed))})",
+                  file=sys.stderr)
+            recorded = recipe
         if recorded != recipe:
             diff = ", ".join(f"{k}: {recorded.get(k)!r} recorded, {recipe.get(k)!r} asked"
                              for k in sorted(set(recorded) | set(recipe)) if recorded.get(k) != recipe.get(k))
             print(f"error: {work} was started with another recipe ({diff}); rerun with the recorded "
                   f"settings or use a new --work", file=sys.stderr)
             raise SystemExit(2)
-        return
+        if path.read_text() == json.dumps(recipe, indent=2) + "\n":
+            return
     tmp = work / ".recipe.json.tmp"
     tmp.write_text(json.dumps(recipe, indent=2) + "\n")
     os.replace(tmp, path)
