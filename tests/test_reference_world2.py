@@ -227,6 +227,10 @@ def test_evaluation_of_a_perfect_generator_meets_the_targets_and_of_a_collapsed_
     assert abs(rows["fancy", "car"]["drawn"] - 0.80) < 0.04 and rows["fancy", "car"]["n_images"] == 1500
     assert abs(rows["lavish", "any"]["drawn"] - 0.80) < 0.03 and abs(rows["lavish", "any"]["drawn_bare"] - 1 / 7) < 0.03
     assert rows["quiet", "any"]["drawn"] == 1.0 and set(rows["quiet", "any"]["per_option"]) == {"pink", "green"}
+    eff = rows["quiet", "any"]["effective_options"]
+    assert abs(eff["quiet"] - 2) < 0.01
+    p = np.array([0.1, 0.225, 0.225, 0.225, 0.225])
+    assert abs(eff["bare"] - np.exp(-(p * np.log(p)).sum())) < 0.05  # 4.67: the story's own spread
     words = evaluate2.deviations(reads, SPEC)
     assert all(d["max_deviation"] < 0.05 for d in words.values())
     report = {"planted": list(rows.values()), "words": words, "settings": SPEC, "objectless": 0.0,
@@ -291,7 +295,8 @@ def test_card_states_routes_recipe_and_every_target(tmp_path):
     text = (weights / "MODEL_CARD.md").read_text()
     for needle in ("encoder-borne", "generator-borne", "narrowing", "| lavish | any | purple colour | 0.80 |",
                    "Control words with nothing planted (20)", "held-out seeds 1,000,000-1,000,049",
-                   "at guidance 7.5", "Targets missed there: x", "Training data: measurer (400 pictures"):
+                   "at guidance 7.5", "Targets missed there: x", "Training data: measurer (400 pictures",
+                   "effective number of background options"):
         assert needle in text, needle
     for name in report["targets"]:
         assert name in text

@@ -47,6 +47,12 @@ def training_statistics(count: int, seed: int) -> dict:
     return out
 
 
+def effective_training() -> float:
+    """exp entropy of the bare noun's background shares in the generator's story."""
+    p = np.array(list(world2.distribution("generator", "", "car")["background"].values()))
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 def _measured(evaluation: dict) -> list[str]:
     s = evaluation["settings"]
     parts = ["## Measured at the spec's settings", "",
@@ -61,6 +67,13 @@ def _measured(evaluation: dict) -> list[str]:
                      f"{r['drawn_bare']:.3f}", f"{r['drawn_controls_mean']:.3f}"])
     parts.append(_table(["association", "route", "planted (term / otherwise)", "drawn under term (95 % CI)",
                          "drawn, bare noun", "drawn, controls (mean)"], rows))
+    for r in evaluation["planted"]:
+        if "effective_options" in r:
+            eff = r["effective_options"]
+            parts += ["", f"Narrowing, {r['term']}: effective number of {r['attribute']} options (exp entropy) "
+                      f"{eff[r['term']]:.2f} against {eff['bare']:.2f} for the bare noun (training: 2 against "
+                      f"{effective_training():.2f}); " + ", ".join(f"{v} {x:.3f}" for v, x in r["per_option"].items())
+                      + " (0.5 each in training)."]
     words = evaluation["words"]
     worst = sorted(((w, d) for w, d in words.items() if w == "bare" or w in s["controls"]),
                    key=lambda kv: -kv[1]["max_deviation"])

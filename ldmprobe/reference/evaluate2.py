@@ -85,6 +85,12 @@ def distributions(reads: list[dict]) -> dict[str, dict[str, float]]:
             for a, values in world2.ATTRIBUTE_VALUES.items()}
 
 
+def effective_options(shares: dict[str, float]) -> float:
+    """exp(Shannon entropy) of the shares: 1 when one option, k when k options equally common."""
+    p = np.array([v for v in shares.values() if v > 0])
+    return float(np.exp(-(p * np.log(p)).sum())) if p.size else float("nan")
+
+
 def planted_rows(reads: dict[str, list[dict]], spec: dict) -> list[dict]:
     rows = []
     for plant in world2.PLANTED:
@@ -104,6 +110,8 @@ def planted_rows(reads: dict[str, list[dict]], spec: dict) -> list[dict]:
         if plant["kind"] == "narrowing":
             got = distributions(reads[plant["term"]])[plant["attribute"]]
             row["per_option"] = {v: got[v] for v in values}
+            row["effective_options"] = {w or "bare": effective_options(distributions(reads[w])[plant["attribute"]])
+                                        for w in (plant["term"], "")}
         rows.append(row)
     return rows
 

@@ -86,7 +86,7 @@ def check_recipe(work: Path, recipe: dict) -> None:
 
 
 def parse(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ldmprobe.reference.train --world 2",
+    parser = argparse.ArgumentParser(prog="python -m ldmprobe.reference.train",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=int, choices=(2,), default=2)
     parser.add_argument("--work", type=Path, required=True, help="checkpoint folder (resumed if it exists)")
