@@ -242,3 +242,63 @@ def test_trace_honours_the_specs_model_keys(tmp_path, arch_generators):
     assert flagged.exit_code == 0, (flagged.output, flagged.exception)
     doc = json.loads(flagged.stdout)
     assert doc["provenance"]["models"]["generator"] == "tiny" and doc["vae"]
+
+
+def test_memory_options_are_validated_applied_and_recorded(monkeypatch, arch_generators, tiny_generator):
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models import runtime
+
+    monkeypatch.setenv(runtime.MEMORY_ENV, "vae-tiling, attention-slicing")
+    assert runtime.memory_options() == ("attention-slicing", "vae-tiling")
+    loaded = arch_generators["tiny-sdxl"]
+    assert models.generator_identity(loaded.ref, loaded.folder)["memory"] == ["attention-slicing", "vae-tiling"]
+    assert runtime.apply_memory_options(loaded.pipe, runtime.memory_options(), "cpu") is False
+    assert loaded.pipe.vae.use_tiling
+    loaded.pipe.vae.disable_tiling()
+    loaded.pipe.disable_attention_slicing()
+    assert runtime.apply_memory_options(loaded.pipe, ("cpu-offload",), "cpu") is False  # nothing to offload to
+    monkeypatch.setenv(runtime.MEMORY_ENV, "vae-tiling,turbo")
+    with pytest.raises(BadInputError, match="turbo"):
+        runtime.memory_options()
+    monkeypatch.delenv(runtime.MEMORY_ENV)
+    assert "memory" not in models.generator_identity(tiny_generator.ref, tiny_generator.folder)
+
+
+def test_bfloat16_for_sd3_and_flux_on_cuda_only(arch_generators, tiny_generator):
+    from ldmprobe.models.runtime import preferred_dtype
+
+    for name, expected in (("tiny-sd3", "bfloat16"), ("tiny-flux", "bfloat16"), ("tiny-sdxl", "float16")):
+        assert preferred_dtype(arch_generators[name].folder, "cuda", "float16") == expected
+        assert preferred_dtype(arch_generators[name].folder, "cpu", "float32") == "float32"
+    assert preferred_dtype(tiny_generator.folder, "cuda", "float16") == "float16"
+    assert preferred_dtype(arch_generators["tiny-flux"].folder, "cuda", "float32") == "float32"  # asked for
+
+
+class _NoNegative:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, prompt, num_inference_steps, generator, output_type, width=None, height=None):
+        self.calls.append(dict(prompt=prompt, width=width))
+        return "images"
+
+
+class _NotTextToImage:
+    def __call__(self, image, num_inference_steps):
+        return None
+
+
+def test_generic_pipeline_call_leaves_out_what_it_does_not_take():
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models.runtime import CallAdapter, adapt_call
+
+    pipe = _NoNegative()
+    adapted = adapt_call(pipe)
+    assert isinstance(adapted, CallAdapter) and set(adapted.dropped) == {"negative_prompt", "guidance_scale"}
+    out = adapted(prompt=["a"], num_inference_steps=2, guidance_scale=7.5, negative_prompt=["x"], width=64,
+                  height=64, generator=[None], output_type="np")
+    assert out == "images" and pipe.calls == [{"prompt": ["a"], "width": 64}]
+    adapted.marker = 1  # attributes are the pipeline's own
+    assert pipe.marker == 1 and adapted.calls is pipe.calls
+    with pytest.raises(BadInputError, match="not a text-to-image pipeline"):
+        adapt_call(_NotTextToImage())

@@ -145,6 +145,10 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
     if folder is None:
         return SweepSetup(spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
                           generator_folder=None, device=device, dtype=dtype, recipe=None, items=[], notes=notes)
+    if options.dtype == "auto":  # SD 3 / Flux on CUDA: bfloat16, as they are released (float16 overflows)
+        from ldmprobe.models.runtime import preferred_dtype
+
+        dtype = preferred_dtype(folder, device, dtype)
     recipe = _recipe(spec, options, generator_ref, folder, dtype)
     counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
     prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])

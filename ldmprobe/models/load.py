@@ -43,6 +43,9 @@ def load_generator(
     ref: GeneratorRef, *, device: str = "cpu", dtype: str = "float32", offline: bool = False
 ) -> LoadedGenerator:
     """Load a diffusers text-to-image pipeline from its resolved folder."""
+    from ldmprobe.models.runtime import adapt_call, apply_memory_options, memory_options
+
+    memory = memory_options()  # a bad LDMPROBE_MEMORY exits 2 before anything loads
     folder = locate_generator(ref, offline=offline)
     quiet_libraries()
     from diffusers import DiffusionPipeline
@@ -62,7 +65,9 @@ def load_generator(
     if checker is not None:
         pipe.safety_checker = None
     pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
+    pipe = adapt_call(pipe)  # a pipeline without negative_prompt / guidance_scale: left out of its call
+    if not apply_memory_options(pipe, memory, device):
+        pipe.to(device)
     if checker is not None:
         checker.to(device)
     return LoadedGenerator(

@@ -30,8 +30,10 @@ class ModelLoader:
         if offline:
             models.set_hub_offline()
         chosen_device, chosen_dtype = model_load.pick_device(device)
-        return cls(generator_ref, measurer_ref, device=chosen_device,
-                   dtype=chosen_dtype if dtype == "auto" else dtype, offline=offline)
+        loader = cls(generator_ref, measurer_ref, device=chosen_device,
+                     dtype=chosen_dtype if dtype == "auto" else dtype, offline=offline)
+        loader.auto_dtype = dtype == "auto"
+        return loader
 
     @property
     def tiny(self) -> bool:
@@ -47,6 +49,11 @@ class ModelLoader:
         if self._generator is None:
             if self.generator_ref is None:
                 raise ValueError("this loader was made without a generator")
+            if getattr(self, "auto_dtype", False):  # SD 3 / Flux on CUDA: bfloat16, as released
+                from ldmprobe.models.runtime import preferred_dtype
+
+                folder = models.locate_generator(self.generator_ref, offline=self.offline, configs_only=True)
+                self.dtype = preferred_dtype(folder, self.device, self.dtype)
             self._generator = model_load.load_generator(self.generator_ref, device=self.device, dtype=self.dtype,
                                                     offline=self.offline)
         return self._generator

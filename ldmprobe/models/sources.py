@@ -234,6 +234,10 @@ def generator_identity(ref: GeneratorRef, folder: Path) -> dict[str, Any]:
         identity.update(source=ref.source, fingerprint=folder_fingerprint(folder))
     if architecture(folder) != "sd1":  # SD 1.x identities (and so their cache keys) stay as they were
         identity.update(architecture=architecture(folder), guidance=guidance_semantics(folder)["kind"])
+    from ldmprobe.models.runtime import memory_options
+
+    if memory_options():  # LDMPROBE_MEMORY: recorded with the run and in every key (tiling changes pixels)
+        identity["memory"] = list(memory_options())
     return identity
 
 
