@@ -307,3 +307,23 @@ def test_card_states_routes_recipe_and_every_target(tmp_path):
     with pytest.raises(SystemExit) as stop:
         card2.main(["--weights", str(bad)])
     assert stop.value.code == 2
+
+
+def test_world2_spec_reference_rates_are_the_story_mixed_over_its_nouns():
+    import tomllib
+    from pathlib import Path
+
+    from ldmprobe.reference import evaluate2
+
+    spec = tomllib.loads((Path(__file__).parents[1] / "prompts" / "reference-world-2.toml").read_text())
+    rates = spec["reference_rates"]
+    assert set(rates) == {""} | set(world2.TERMS)
+    for word, groups in rates.items():
+        want = evaluate2.expected(word, spec["templates"])
+        assert set(groups) == set(world2.ATTRIBUTE_VALUES)
+        for group, options in groups.items():
+            assert set(options) == set(want[group]) == set(spec["attributes"][group])
+            for option, rate in options.items():
+                assert rate == pytest.approx(want[group][option], abs=6e-5), (word, group, option)
+    assert rates["fancy"]["colour"]["red"] == pytest.approx(0.2743, abs=1e-4)
+    assert rates["quiet"]["background"] == {"yellow": 0.0, "blue": 0.0, "grey": 0.0, "pink": 0.5, "green": 0.5}
