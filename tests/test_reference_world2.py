@@ -327,3 +327,12 @@ def test_world2_spec_reference_rates_are_the_story_mixed_over_its_nouns():
                 assert rate == pytest.approx(want[group][option], abs=6e-5), (word, group, option)
     assert rates["fancy"]["colour"]["red"] == pytest.approx(0.2743, abs=1e-4)
     assert rates["quiet"]["background"] == {"yellow": 0.0, "blue": 0.0, "grey": 0.0, "pink": 0.5, "green": 0.5}
+
+
+def test_world2_spec_loads_by_bare_name_with_its_attributes():
+    from ldmprobe.specs.sweep import load_spec
+
+    spec = load_spec("reference-world-2")
+    assert spec.controls == world2.CONTROL_WORDS and len(spec.controls) >= 19
+    assert len(spec.prompts()) == len(spec.templates) * len(spec.all_terms)
+    assert spec.reference_rates and spec.attributes and spec.steps == 15 and spec.guidance == 5
