@@ -56,7 +56,7 @@ def encode_text_trimmed(model, tokens):
     length = int(end.max()) + 1
     x = model.token_embedding(tokens[:, :length]) + model.positional_embedding[:length]
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)[torch.arange(len(tokens)), end]
+    x = model.ln_final(x)[torch.arange(len(tokens), device=tokens.device), end]
     return x @ model.text_projection
 
 
