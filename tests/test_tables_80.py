@@ -235,3 +235,23 @@ def test_a_what_value_table_wraps_its_values_at_spaces_and_never_cuts_a_word():
     assert any(line.startswith("source  Caliskan,") for line in render([source]))  # a table, its value wrapped
     lines = render([source, ("X from", LONG_PATH + " (npy, 25 x 512)")])  # a 74-character path: one block per row
     assert "X from" in lines and any(line.strip().startswith(LONG_PATH) for line in lines)
+
+
+def test_compare_table_keeps_terms_probes_and_numbers_whole():
+    from ldmprobe.render.compare import render_compare
+
+    def drift(a, b, verdict="better"):
+        return {"drift_a": a, "drift_b": b, "difference": b - a, "ci_low": -0.0123, "ci_high": -0.0011,
+                "p_adjusted": 0.012, "verdict": verdict}
+
+    probe = {"probe": "a yellow background", "shift_a": 0.337, "shift_b": 0.101, "difference": -0.236,
+             "ci_low": -0.3, "ci_high": -0.17, "p_adjusted": 0.004, "verdict": "better"}
+    run = {"path": LONG_PATH, "pipeline": LONG_ID, "steps": 50, "guidance": 7.5, "n_usable": 1280, "n_items": 1280}
+    document = {"kind": "compare", "spec": {"name": "reference-world"}, "measurer": {"spec": "ViT-L-14-quickgelu:openai"},
+                "runs": {"a": run, "b": run}, "summary": {"alpha": 0.05, "notes": []},
+                "terms": [{"term": "neighbourhood-watch", "n_pairs": 160, "drift": drift(0.229, 0.229 - 0.0), "probes": [probe]},
+                          {"term": "old", "n_pairs": 160, "drift": drift(-0.0, 0.0, "no clear change"), "probes": []}],
+                "provenance": {"tiny": True}}
+    text = _render(render_compare(document))
+    assert_whole(text, ["neighbourhood-watch", "a yellow background", LONG_ID, "ViT-L-14-quickgelu:openai"])
+    assert "mean nothing" in text

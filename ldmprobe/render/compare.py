@@ -20,6 +20,7 @@ def _num(value, digits: int = 3, sign: str = "") -> str:
 
     if value is None:
         return "-"
+    value = value or 0.0  # -0.0 prints "0", never "-0"
     if value == 0 or not 1e-3 <= abs(value) < 1e5:
         return f"{value:{sign}.{digits}g}"
     decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
