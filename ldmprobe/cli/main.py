@@ -194,6 +194,7 @@ EXAMPLES = {
               "ldmprobe sweep SPEC --images manifest.csv --measurer reference",
               "ldmprobe sweep reference-world --export-embeddings reference-world.npz"],
     "report": ["ldmprobe report runs/fancy-house-20250101-120000"],
+    "export": ["ldmprobe export runs/fancy-house-20250101-120000"],
     "assoc": ["ldmprobe assoc weat1-flowers-insects", "ldmprobe assoc weat1-flowers-insects --measurer tiny",
               "ldmprobe assoc --set X=x.csv --set Y=y.csv --set A=a.npy --set B=b.npy"],
     "neighbours": ["ldmprobe neighbours fancy -k 10", "ldmprobe neighbours fancy --context 'a photo of a {} house'"],
