@@ -201,6 +201,15 @@ def test_crossed_test_finds_a_planted_shift_and_its_ci_agrees_with_p():
 # ------------------------------------------------------------------------ sign flip
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_sign_flip_exact_equals_scipy_permutation_test(seed):
+    """The one-level case scipy covers: a paired (one-sample) sign-flip test, exact."""
+    d = np.random.default_rng(seed).normal(size=11) + 0.3
+    want = sps.permutation_test((d,), np.mean, permutation_type="samples", alternative="two-sided",
+                                n_resamples=np.inf).pvalue
+    assert I.sign_flip_test(d).p_value == pytest.approx(want, rel=1e-12)
+
+
 def test_sign_flip_exact_matches_brute_force_and_enumerates_4x4():
     rng = np.random.default_rng(4)
     d = rng.normal(size=7) + 0.4

@@ -89,8 +89,9 @@ class ProbeRow(Record):
     """Shift of the images toward one probe word.
 
     Headline (``shift``, ``ci_low``/``ci_high``, ``p_value``): templates and seeds as crossed
-    random factors (variance components, Satterthwaite ``df``); ``generalises_to`` says to
-    what. ``p_fixed``: exact or sampled sign-flip p over these pairs, "these templates and
+    random factors (method-of-moments variance components on every usable cell, generalised
+    p; ``df`` is the Satterthwaite df, descriptive); ``n_cells``: the cells used by the shift,
+    p and ``p_fixed`` alike; ``generalises_to`` says to what. ``p_fixed``: exact or sampled sign-flip p over these pairs, "these templates and
     seeds only"; ``min_p``, ``exact`` and ``n_resamples`` describe it. ``p_controls``: rank
     p of |shift| among the controls' shifts toward the probe (None without controls).
     ``text_shift`` is the same shift of the prompts' text embeddings; ``text_z`` and
