@@ -1,13 +1,24 @@
-"""A warm rerun at scale: the plan and the embedding load per item, before and after, in one run.
+"""A warm rerun at scale: the whole command per cached image, and the plan and embedding load per item.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_scale.py [--sizes 1000 10000] [--dim 768]
-        [--dir /tmp] [--stats-max 10000]
+    OMP_NUM_THREADS=1 python benchmarks/bench_scale.py [--sizes 1000 10000 100000] [--dir /tmp]
+    OMP_NUM_THREADS=1 python benchmarks/bench_scale.py --parts [--sizes 1000 10000] [--dim 768]
 
-For each size N it builds a cache as a finished sweep leaves it: N real 512 x 512 PNGs (a few
-decoded pictures re-saved under distinct keys, each with its own recipe and digest chunk, saved
-through ``ImageStore`` so the save-time manifest is written) and N image embeddings in the
-packed store. Then, with the page cache warm (what a rerun meets), it times:
+**Whole command** (the default; issue 32): the largest size's cache is built as a finished sweep
+leaves it. A one-seed sweep with the tiny models (64 x 64, 2 steps) makes the cell's real images
+and caches the text, probe and vocabulary embeddings; every other planned key then gets its
+PNG (a real image of its cell re-keyed: its own recipe and digest chunk, recorded in the
+save-time manifest, as ``ImageStore.save`` leaves it) and its image embedding written straight
+through the stores' APIs (generating 100,000 images would take hours here). Then, for each
+size, ``ldmprobe sweep`` runs as a user runs it, in a new process (cold start, imports, plan,
+analysis with the default permutations and bootstrap, the run folder and report.html included),
+on a spec of 4 templates x (baseline + 4 terms + 1 control) x N/24 seeds. Its wall time and
+peak memory (the child's ru_maxrss) are put beside a new process that reads the same N
+embeddings with ``numpy.load`` from one .npy file. Figures: seconds, ms per extra cached image
+between the sizes, and the ratio. Targets (issue 32): <= 0.5 ms per extra cached image, 100,000
+in < 60 s, peak memory flat in N.
 
+**--parts** (issue 16): with N real 512 x 512 PNGs and N packed embeddings, the warm plan before
+and after the manifest, the embedding load, and the statistics per item:
 - **plan, before**: what the warm path did before the manifest, per item: the failure-record
   check, the header check of the PNG (open, read the chunks before the pixels, the end) and a
   per-key checked embedding lookup;
@@ -27,7 +38,9 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,14 +159,148 @@ def timed(fn, *args):
     return time.perf_counter() - start, result
 
 
+WHOLE_SPEC = """\
+name = "scale"
+templates = ["a photo of a {{}} house", "a drawing of a {{}} car", "a painting of a {{}} dog", "a {{}} tree"]
+baseline = ""
+terms = ["red", "old", "small", "fancy"]
+controls = ["blue"]
+probes = ["fire", "ocean", "gold"]
+seeds = {seeds}
+"""
+CELLS = 24  # 4 templates x (baseline + 4 terms + 1 control)
+TINY = ["--pipeline", "tiny", "--measurer", "tiny", "--steps", "2", "--width", "64", "--height", "64"]
+
+
+def _env(cache_root: Path) -> dict:
+    return {**os.environ, "LDMPROBE_CACHE": str(cache_root), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def run_process(args: list[str], env: dict, log: Path) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MB) of one new process."""
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        child = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:4])} ... exited {child.returncode}:\n{log.read_text()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def _spec_file(folder: Path, seeds: int) -> Path:
+    path = folder / f"scale-{seeds}.toml"
+    path.write_text(WHOLE_SPEC.format(seeds=seeds))
+    return path
+
+
+def build_whole(work: Path, seeds: int) -> tuple[Path, np.ndarray]:
+    """A cache holding every image and embedding of the ``seeds``-seed sweep; returns the
+    cache root and the image embeddings in plan order (for the numpy baseline)."""
+    from PIL import Image
+
+    root = work / "cache"
+    env = _env(root)
+    run_process([sys.executable, "-m", "ldmprobe", "sweep", str(_spec_file(work, 1)), *TINY, "--no-report", "-q",
+                 "--out", str(work / "seed0")], env, work / "seed0.log")
+    os.environ["LDMPROBE_CACHE"] = str(root)
+    from ldmprobe.engine.sweep_setup import SweepOptions, make_plan
+    from ldmprobe.models import sources
+    from ldmprobe.specs.sweep import load_spec
+
+    setup = make_plan(load_spec(_spec_file(work, seeds)), SweepOptions(pipeline="tiny", measurer="tiny", steps=2,
+                                                                        width=64, height=64))
+    store = cache.ImageStore(root)
+    emb = cache.embedding_store(sources.measurer_identity(setup.measurer_ref), root)
+    cells = {(i.template_index, i.term): i for i in setup.items if i.seed == setup.spec.seeds[0]}
+    plain, recipes = {}, {}
+    for cell, item in cells.items():  # each cell's real image, re-encoded without ldmprobe's chunks
+        with Image.open(store.path(item.key)) as image:
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="PNG")
+        plain[cell], recipes[cell] = buffer.getvalue(), cache.png_recipe(store.path(item.key))
+    base = dict(zip(cells, emb.get_many([i.key for i in cells.values()])))
+    rng = np.random.default_rng(0)
+    todo = [i for i in setup.items if not store.path(i.key).is_file()]
+    for start in range(0, len(todo), 4096):
+        chunk = todo[start:start + 4096]
+        for item in chunk:
+            cell = (item.template_index, item.term)
+            recipe = {**recipes[cell], "key": item.key, "seed": item.seed}
+            png = plain[cell]
+            text = cache.PNG_RECIPE_KEY.encode() + b"\0" + json.dumps(recipe, sort_keys=True).encode()
+            at = 8 + 12 + int.from_bytes(png[8:12], "big")  # after IHDR, where Pillow writes text chunks
+            path = store.path(item.key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(cache.png_with_digest(png[:at] + cache._chunk(b"tEXt", text) + png[at:]))
+            store.index.record(item.key, path, recipe)
+        vectors = np.stack([base[(i.template_index, i.term)] for i in chunk])
+        vectors = vectors + 0.05 * rng.normal(size=vectors.shape).astype(vectors.dtype)
+        emb.put_many([i.key for i in chunk], list(vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
+    emb.close()
+    emb = cache.embedding_store(sources.measurer_identity(setup.measurer_ref), root)
+    keys = [i.key for i in setup.items]
+    values = emb.get_many(keys)
+    assert all(v is not None for v in values)
+    return root, np.stack(values).astype(np.float32)
+
+
+def whole(sizes: list[int], folder: Path) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-whole-", dir=folder))
+    try:
+        seeds = {n: max(1, n // CELLS) for n in sizes}
+        t0 = time.perf_counter()
+        root, vectors = build_whole(work, max(seeds.values()))
+        print(f"# cache of {len(vectors)} images built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        env, rows = _env(root), []
+        for n in sizes:
+            items = seeds[n] * CELLS
+            spec, out = _spec_file(work, seeds[n]), work / f"run-{items}"
+            seconds, peak = run_process([sys.executable, "-m", "ldmprobe", "sweep", str(spec), *TINY, "-q",
+                                         "--format", "json", "--out", str(out)], env, work / f"run-{items}.log")
+            document = json.loads((out / "results.json").read_text())
+            assert document["counts"]["generated"] == 0 and (out / "report.html").is_file()
+            npy = work / f"emb-{items}.npy"
+            np.save(npy, vectors[:items])
+            base, base_peak = run_process([sys.executable, "-c", f"import numpy; numpy.load({str(npy)!r})"], env,
+                                          work / "numpy.log")
+            rows.append({"items": items, "seconds": seconds, "peak_mb": peak, "numpy_s": base,
+                         "numpy_peak_mb": base_peak, "folder_mb": _size_mb(out)})
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{'items':>8} {'ldmprobe s':>10} {'numpy s':>8} {'ratio':>7} {'peak MB':>8} {'numpy MB':>8} "
+          f"{'folder MB':>9}   (whole process, cold start, all cached)")
+    for row in rows:
+        print(f"{row['items']:>8} {row['seconds']:>10.2f} {row['numpy_s']:>8.3f} {row['seconds'] / row['numpy_s']:>7.1f} "
+              f"{row['peak_mb']:>8.0f} {row['numpy_peak_mb']:>8.0f} {row['folder_mb']:>9.1f}")
+    for a, b in zip(rows, rows[1:]):
+        extra = b["items"] - a["items"]
+        print(f"{a['items']} -> {b['items']}: {1e3 * (b['seconds'] - a['seconds']) / extra:.3f} ms per extra cached "
+              f"image (numpy {1e3 * (b['numpy_s'] - a['numpy_s']) / extra:.4f}), peak memory "
+              f"{1e3 * (b['peak_mb'] - a['peak_mb']) / extra:.2f} kB per extra image")
+    print(json.dumps(rows), file=sys.stderr)
+    return 0
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--parts", action="store_true", help="the plan, load and statistics per item (issue 16)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--stats-max", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the best is kept)")
     args = parser.parse_args(argv)
+    if not args.parts:
+        return whole(args.sizes or [1000, 10000, 100000], args.dir)
+    args.sizes = args.sizes or [1000, 10000]
     rows = []
     for n in args.sizes:
         root = Path(tempfile.mkdtemp(prefix=f"bench-scale-{n}-", dir=args.dir))

@@ -279,7 +279,7 @@ def test_compare_out_is_never_overwritten_silently(runs, tmp_path):
     again = compare(runs["a"], runs["b"], "--out", fresh, expect=2)
     assert "--replace" in again.stderr and (fresh / "compare.json").read_text() == first
     compare(runs["a"], runs["b"], "--out", fresh, "--replace", "--format", "json")
-    assert sorted(p.name for p in fresh.iterdir()) == ["compare.html", "compare.json"]
+    assert sorted(p.name for p in fresh.iterdir() if p.name != ".ldmprobe-run") == ["compare.html", "compare.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 

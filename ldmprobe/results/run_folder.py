@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from ldmprobe.engine import cache
 from ldmprobe.engine.sweep_images import ItemRecord
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.errors import BadInputError, LdmprobeError
-from ldmprobe.records import to_json
+from ldmprobe.records import jsonable, to_json
 from ldmprobe.results import run_folder_place as place
 from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
@@ -110,9 +111,9 @@ def check_replaceable(out: Path, markers: tuple[str, ...] = _MARKERS) -> None:
     foreign = place.foreign_files(out)
     if foreign is None:
         raise BadInputError(
-            f"--out {out} holds files but not the {place.MARKER} file ldmprobe writes into its run folders, so it "
-            f"is not a folder ldmprobe wrote for this command; --replace only replaces those. Choose another "
-            f"folder (nothing in {out} was touched).")
+            f"--out {out} holds files but not the {place.MARKER} file ldmprobe writes beside its "
+            f"{' and '.join(markers) or 'outputs'}, so it is not a folder ldmprobe wrote for this command; --replace "
+            f"only replaces those. Choose another folder (nothing in {out} was touched).")
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise BadInputError(
@@ -259,12 +260,12 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, c
     with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
         for item in setup.items:
             record = records[item.key]
-            fh.write(to_json({
+            fh.write(json.dumps({  # plain values; anything else goes through the one JSON converter
                 "template": item.template, "template_index": item.template_index, "term": item.term,
                 "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
                 "image": copied.get(item.key), "cached": record.cached,
                 "flags": {"failed": record.failed, "nsfw": record.nsfw, "dropped": drop and bool(record.nsfw)},
-            }, indent=None) + "\n")
+            }, ensure_ascii=False, allow_nan=False, default=jsonable) + "\n")
 
 
 def _sample_image(out: Path, key: str, store: cache.ImageStore, copied: dict[str, str], copy: bool):
