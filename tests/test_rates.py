@@ -33,15 +33,13 @@ def test_zero_shot_is_the_softmax_at_the_logit_scale():
 def test_group_rates_against_brute_force():
     rng = np.random.default_rng(1)
     term, base = rng.integers(0, 3, (4, 5)), rng.integers(0, 3, (4, 5))
-    term[0, 0] = -1  # a missing image drops its seed here (greedy complete sub-table)
     rows = rates.group_rates(term, base, "bg", ("a", "b", "c"), reference={"b": 0.25})
-    keep = term[:, 1:]
     for j, row in enumerate(rows):
-        assert row.rate == pytest.approx(np.mean(keep == j))
-        test = crossed_test(np.where(term >= 0, term == j, np.nan).astype(float))
+        assert row.rate == pytest.approx(np.mean(term == j)) and row.n_images == 20
+        test = crossed_test((term == j).astype(float))
         assert (row.ci_low, row.ci_high) == pytest.approx((max(0, test.ci_low), min(1, test.ci_high)))
-        diff = crossed_test(np.where(term >= 0, (term == j).astype(float) - (base == j), np.nan))
-        assert row.difference == pytest.approx(diff.estimate)
+        diff = crossed_test((term == j).astype(float) - (base == j))
+        assert row.difference == pytest.approx(np.mean((term == j).astype(float) - (base == j)))
         assert row.p_value == pytest.approx(diff.p_value)
         assert row.baseline_rate == pytest.approx(np.mean(base == j))
         assert row.corrected is False and row.raw_rate == pytest.approx(row.rate)
@@ -51,6 +49,15 @@ def test_group_rates_against_brute_force():
     adjusted = rates.adjust_rows(rows)
     p = [r.p_value for r in rows]
     assert [r.p_adjusted for r in adjusted] == pytest.approx(sps.false_discovery_control(p))
+
+
+def test_a_missing_image_is_left_out_not_counted_as_absent():
+    labels = np.zeros((4, 5), dtype=int)
+    labels[:, 0] = 1
+    labels[0, 0] = -1  # no image here
+    row = rates.group_rates(labels, None, "g", ("a", "b"))[1]
+    assert row.n_images == 19 and row.rate == pytest.approx(
+        crossed_test(np.where(labels >= 0, labels == 1, np.nan).astype(float)).estimate)
 
 
 def test_constant_table_gets_a_wilson_interval_not_zero_width():

@@ -67,13 +67,23 @@ def _group_rates(labels, weights: np.ndarray, t_count, s_count) -> np.ndarray:
     return (weights[labels[ok]] * mult[ok][:, None]).sum(0) / mult[ok].sum()
 
 
-def _interval(values, level: float) -> tuple[float | None, float | None]:
+def _interval(values, level: float, point=None, bounds=(-np.inf, np.inf)) -> tuple[float | None, float | None]:
+    """The resamples' central ``level`` range, moved so their median sits on ``point``.
+
+    A resample repeats templates and seeds, and repeated images make a set look less diverse
+    (a Vendi score falls with duplicates), so the plain percentile interval sits below the
+    point estimate; the spread is what the resampling measures, the centre is the estimate's.
+    """
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
     if len(values) < 10:
         return None, None
     a = (1 - level) / 2
-    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+    low, high = float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+    if point is not None and np.isfinite(point):
+        shift = float(point) - float(np.median(values))
+        low, high = low + shift, high + shift
+    return float(max(bounds[0], low)), float(min(bounds[1], high))
 
 
 def _verdict(low, high, against: float = 0.0) -> str | None:
@@ -124,23 +134,24 @@ def term_diversity(emb, labels, base_emb, base_labels, attrs, *, term: str, base
     def col(i):
         return boots[:, i] if len(boots) else np.array([])
 
-    low, high = _interval(col(0), level)
+    low, high = _interval(col(0), level, point[0], (1.0, np.inf))
     base_vendi, p, d_low, d_high = None, None, None, None
     if not is_baseline:
         base_vendi = _num(point[1 + n_g])
         diffs = col(0) - col(1 + n_g)
-        d_low, d_high = _interval(diffs, level)
+        d_low, d_high = _interval(diffs, level, point[0] - point[1 + n_g])
         p = _boot_p(diffs)
     groups = []
     for g, (group, _) in enumerate(attrs.groups):
-        g_low, g_high = _interval(col(1 + g), level)
+        k = len(attrs.groups[g][1])
+        g_low, g_high = _interval(col(1 + g), level, point[1 + g], (1.0, float(k)))
         ref = attrs.reference.get((term, group))
         ref_eff = _reference_effective(ref, attrs.groups[g][1])
         entry = dict(group=group, effective_number=_num(point[1 + g]), ci_low=g_low, ci_high=g_high,
                      baseline_effective_number=None, reference_effective_number=ref_eff,
                      versus_reference=_verdict(g_low, g_high, ref_eff) if ref_eff is not None else None)
         if not is_baseline:
-            gd_low, gd_high = _interval(col(1 + g) - col(2 + n_g + g), level)
+            gd_low, gd_high = _interval(col(1 + g) - col(2 + n_g + g), level, point[1 + g] - point[2 + n_g + g])
             entry.update(baseline_effective_number=_num(point[2 + n_g + g]), difference_ci_low=gd_low,
                          difference_ci_high=gd_high, versus_baseline=_verdict(gd_low, gd_high))
         groups.append(GroupDiversity(**entry))

@@ -125,32 +125,35 @@ def table_mean(y, *, level: float = 0.95, extra_var: float = 0.0, binary: bool =
                bounds: tuple[float, float] | None = None) -> MeanInterval:
     """Mean of a template × seed table (NaN = missing) with the crossed interval and p.
 
-    ``extra_var``: a further variance of the estimate (the calibration's), added to the
-    crossed one. A constant binary table (no variation to estimate from: every image, or
-    none, has the option) gets a Wilson interval over its images instead of a zero-width one.
+    ``extra_var``: a further variance of the estimate (the calibration's), added in quadrature
+    to each side of the crossed interval (and to its variance for the p). A constant binary
+    table (every image, or none, has the option: nothing to estimate a variance from) gets a
+    Wilson interval over its images instead of none.
     """
     from scipy import stats as sps
 
     y = np.asarray(y, np.float64)
     if not np.isfinite(y).any():
         return MeanInterval(None, None, None, None, 0, "none", "nothing (no image)")
-    test = crossed_test(y)
-    n = test.n_templates * test.n_seeds
-    est, se, df = test.estimate, test.se, test.df
-    if not (math.isfinite(se) and se > 0) and binary:
-        low, high = _wilson(est * n, n, level)
-        return MeanInterval(est, low, high, None, n, "wilson (no variation between images)", "these images")
-    if not (math.isfinite(se) and math.isfinite(df)):
-        se, df = 0.0, math.inf
-    se = math.sqrt(se * se + max(extra_var, 0.0))
-    if se == 0:
-        return MeanInterval(est, est, est, None, n, test.method, test.generalises_to)
-    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
-    p = float(2 * sps.t.sf(abs(est) / se, df))
-    low, high = est - half, est + half
+    test = crossed_test(y, confidence_level=level)
+    n = int(test.n_cells or np.isfinite(y).sum())
+    est, low, high, p = test.estimate, test.ci_low, test.ci_high, test.p_value
+    if not (math.isfinite(low) and math.isfinite(high)):
+        if binary:
+            low, high = _wilson(est * n, n, level)
+            return MeanInterval(est, low, high, None, n, "wilson (no variation between images)", "these images")
+        low = high = est
+        p = None
+    if extra_var > 0:
+        add = float(sps.norm.ppf(0.5 + level / 2)) * math.sqrt(extra_var)
+        low, high = est - math.hypot(est - low, add), est + math.hypot(high - est, add)
+        se = test.se if math.isfinite(test.se) else 0.0
+        df = test.df if math.isfinite(test.df) and test.df > 0 else math.inf
+        p = float(2 * sps.t.sf(abs(est) / math.sqrt(se * se + extra_var), df))
     if bounds is not None:
         low, high = max(bounds[0], low), min(bounds[1], high)
-    return MeanInterval(est, low, high, p, n, test.method, test.generalises_to)
+    p = None if p is None or not math.isfinite(p) else float(p)
+    return MeanInterval(est, float(low), float(high), p, n, test.method, test.generalises_to)
 
 
 def option_values(labels, weights: np.ndarray) -> np.ndarray:
@@ -192,7 +195,8 @@ def group_rates(labels, base_labels, group: str, options: tuple[str, ...], *, co
                    p_value=None, reference_rate=None, amplification=None)
         if base_values is not None:
             paired = values[..., j] - base_values[..., j]
-            diff = table_mean(paired, level=level, extra_var=_calibration_var(labels, boot, j, base_labels))
+            diff = table_mean(paired, level=level, extra_var=_calibration_var(labels, boot, j, base_labels),
+                              bounds=(-1.0, 1.0))
             base_rate = _clip01(_est(base_values[..., j]))
             row.update(baseline_rate=base_rate, difference=diff.estimate, difference_ci_low=diff.low,
                        difference_ci_high=diff.high, p_value=diff.p_value,
@@ -206,12 +210,16 @@ def group_rates(labels, base_labels, group: str, options: tuple[str, ...], *, co
 
 
 def adjust_rows(rows: list[RateRow]) -> list[RateRow]:
-    """Benjamini–Hochberg across a term's option rows (those with a p-value)."""
-    p = [np.nan if r.p_value is None else r.p_value for r in rows]
-    if not rows or not np.isfinite(p).any():
-        return rows
-    adj = stats.benjamini_hochberg(p)
-    return [dataclasses.replace(r, p_adjusted=None if not np.isfinite(a) else float(a)) for r, a in zip(rows, adj)]
+    """Benjamini–Hochberg across the options of each group of a term (rows with a p-value)."""
+    out = list(rows)
+    for group in dict.fromkeys(r.group for r in rows):
+        index = [i for i, r in enumerate(rows) if r.group == group]
+        p = [np.nan if rows[i].p_value is None else rows[i].p_value for i in index]
+        if not np.isfinite(p).any():
+            continue
+        for i, a in zip(index, stats.benjamini_hochberg(p)):
+            out[i] = dataclasses.replace(rows[i], p_adjusted=None if not np.isfinite(a) else float(a))
+    return out
 
 
 def _est(a) -> float | None:

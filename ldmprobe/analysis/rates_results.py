@@ -21,7 +21,7 @@ class RateRow(Record):
     probe shifts' standard), clipped to [0, 1]; ``corrected``: True when the measurer's errors
     were corrected through a calibration set (``raw_rate`` is the uncorrected share).
     ``difference`` (term − baseline, paired on template and seed) has its own interval and
-    ``p_value`` (``p_adjusted``: Benjamini–Hochberg across the term's options). ``amplification``
+    ``p_value`` (``p_adjusted``: Benjamini–Hochberg across the group's options). ``amplification``
     = rate / ``reference_rate`` (the spec's reference figure, e.g. the training data's), its
     interval the rate's interval over the same figure.
     """

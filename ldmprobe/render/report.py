@@ -136,7 +136,9 @@ def render_report(document: dict, items: list[dict]) -> str:
     """The whole HTML page for a sweep document (paths relative to the run folder)."""
     from ldmprobe.render.report_parts import configuration, how_to_read, image_cells, paired_images, summary
 
-    parts = _header(document) + summary(document) + how_to_read() + _drift(document)
+    from ldmprobe.render.rates_html import rates_html
+
+    parts = _header(document) + summary(document) + how_to_read() + _drift(document) + rates_html(document)
     parts.append('<h2 id="terms">Terms</h2>')
     cells, thumbnails = image_cells(items), _term_thumbnails(document, items)  # once: linear in the images
     for t in document["terms"]:

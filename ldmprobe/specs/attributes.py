@@ -208,6 +208,14 @@ def validate_attribute_fields(raw: Mapping[str, Any], terms: tuple[str, ...], so
     calibration = validate_calibration(raw.get("calibration"), source)
     if (rates or calibration) and not groups:
         raise SpecError(f"{source}: reference_rates and calibration need [attributes.GROUP] tables to refer to.")
+    if calibration:
+        from ldmprobe.engine.attributes import calibration_files
+        from ldmprobe.errors import BadInputError
+
+        try:
+            calibration_files(calibration, tuple((g.name, g.options) for g in groups))
+        except BadInputError as exc:
+            raise SpecError(f"{source}: {exc}") from None
     return {"attributes": groups, "reference_rates": rates,
             "reference_source": ref_source.strip() if ref_source else None, "calibration": calibration}
 

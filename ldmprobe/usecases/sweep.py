@@ -10,6 +10,7 @@ from pathlib import Path
 from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
 from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
+from ldmprobe.engine.attributes import attribute_fields
 from ldmprobe.engine.conditioning_arch import conditioning_by_encoder
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
@@ -282,6 +283,7 @@ def text_side(setup, loaded: ModelLoader, prompt_list: list[str]) -> dict:
         probes=probes,
         probe_embeddings=text_embeddings(setup, loaded, list(probes), probe_templates) if probes else None,
         vocabulary=tuple(vocab_words), vocabulary_embeddings=vocab_emb,
+        **attribute_fields(setup, loaded, probe_templates),  # spec [attributes]: option texts, logit scale
     )
 
 
