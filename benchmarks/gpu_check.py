@@ -9,6 +9,9 @@ Checks, each PASS or FAIL (exit 1 if any fails):
   3. out-of-memory halving: the process is capped (torch.cuda.set_per_process_memory_fraction)
      just above what a batch of 2 large images needs; a batch of 16 must run out of memory,
      halve, and still make all 16 images;
+  4. per architecture (tiny SDXL, SD 3, Flux; benchmarks/gpu_arch.py): a batch of 8 in the dtype each
+     gets (float16 / bfloat16 / bfloat16 on CUDA) finite and not black, batched against one at a
+     time, conditioning per encoder, peak memory (--architectures none skips them);
 then images/s of ldmprobe's BatchGenerator (batch 8 and 32) against a plain diffusers loop
 (one pipe() call per image, as a researcher would write it) on the same device and pipeline.
 Prints the card, versions and figures; --json adds one JSON document at the end.
@@ -213,6 +216,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (CUDA 20, CPU 2)")
     parser.add_argument("--oom-size", type=int, default=512, help="image side for the out-of-memory check")
     parser.add_argument("--json", action="store_true", help="also print a JSON summary")
+    parser.add_argument("--architectures", default="tiny-sdxl,tiny-sd3,tiny-flux",
+                        help="tiny builds to check per architecture, comma-separated, or none")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -242,6 +247,7 @@ def main() -> int:
     steps = args.steps or (20 if on_cuda else 2)
     n_items = args.items or (96 if on_cuda else 16)
     checks = Checks()
+    arch_figures: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         seeds = max(2, -(-n_items // 8))
@@ -258,11 +264,19 @@ def main() -> int:
         else:
             checks.record("out-of-memory halving", None, "needs CUDA")
         throughput(checks, loaded, recipe, items, device)
+        del loaded
+        names = [n for n in args.architectures.split(",") if n.strip() and n.strip() != "none"]
+        if names:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from gpu_arch import check_architectures
+
+            arch_figures = check_architectures(checks, tmp, device, min(steps, 8), [n.strip() for n in names])
     total = time.perf_counter() - started
     print(f"{'FAILED' if checks.failed else 'all checks passed'} in {total:.0f} s", flush=True)
     if args.json:
         print(json.dumps({"device": card, "torch": torch.__version__, "diffusers": diffusers.__version__,
-                          "seconds": round(total, 1), "checks": checks.results}, indent=2))
+                          "seconds": round(total, 1), "checks": checks.results,
+                          "architectures": arch_figures}, indent=2))
     return 1 if checks.failed else 0
 
 

@@ -302,3 +302,43 @@ def test_generic_pipeline_call_leaves_out_what_it_does_not_take():
     assert pipe.marker == 1 and adapted.calls is pipe.calls
     with pytest.raises(BadInputError, match="not a text-to-image pipeline"):
         adapt_call(_NotTextToImage())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_neighbours_images_and_assoc_on_generated_sets(fresh_cache, tmp_path, arch_generators, name):
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("house\ncar\ntree\nfire\nocean\n")
+    result = CliRunner().invoke(main, ["neighbours", "fancy", "--context", "a photo of a {} house", "--images", "2",
+                                       "--pipeline", name, "--measurer", "tiny-siglip", "--vocab", str(vocab),
+                                       "--steps", "1", "--format", "json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    doc = json.loads(result.stdout)
+    assert len(doc["image_neighbours"]) == 5 and doc["overlap"] is not None
+    spec = tmp_path / "a.toml"
+    spec.write_text('name = "a"\n[X]\nlabel = "s"\nprompts = ["a person studying physics", "a person studying '
+                    'chemistry"]\nseeds = [0]\n[Y]\nlabel = "a"\nprompts = ["a person studying poetry", "a person '
+                    'studying music"]\nseeds = [0]\n[A]\nlabel = "m"\nwords = ["man", "male"]\n[B]\nlabel = "f"\n'
+                    'words = ["woman", "female"]\n')
+    result = CliRunner().invoke(main, ["assoc", str(spec), "--pipeline", name, "--measurer", "tiny-siglip",
+                                       "--steps", "1", "--format", "json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    doc = json.loads(result.stdout)
+    assert len(doc["images"]) == 4 and doc["result"]["effect_size"] is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.weights
+@pytest.mark.parametrize("preset", ["sdxl", "sd35-medium", "flux-schnell"])
+def test_real_presets_make_an_image_on_the_gpu(preset):
+    """Needs the real weights in the Hugging Face cache and a CUDA card (skipped by default)."""
+    loaded = model_load.load_generator(models.resolve_generator(preset), device="cuda",
+                                       dtype="bfloat16" if preset != "sdxl" else "float16", offline=True)
+    images = loaded.pipe(prompt=["a photo of a house"], num_inference_steps=4, guidance_scale=0.0 if "schnell"
+                         in preset else 5.0, generator=[torch.Generator("cpu").manual_seed(0)],
+                         output_type="np").images
+    assert images.shape[1:] == (1024, 1024, 3) and np.isfinite(images).all() and images.max() > 0
