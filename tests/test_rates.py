@@ -178,3 +178,47 @@ def test_a_bad_attribute_spec_exits_2_on_the_command_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs two or more" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- through analyse_sweep
+
+
+def test_analyse_sweep_finds_a_planted_rate_and_writes_schema_valid_rows():
+    """Images planted on two option directions: 'fancy' draws option a 90 % of the time, the
+    baseline 20 %; the sweep's rates find it and every row validates against the schema."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
+
+    rng = np.random.default_rng(7)
+    d, templates, seeds = 16, ("a {} house", "the {} house", "one {} house", "my {} house"), tuple(range(8))
+    options = np.eye(d)[:2]
+    images, prompts = {}, {}
+    for t, template in enumerate(templates):
+        for term, share in (("", 0.2), ("fancy", 0.9)):
+            prompts[(t, term)] = template.replace("{}", term)
+            for s in seeds:
+                v = options[0 if rng.random() < share else 1] + 0.3 * rng.normal(size=d)
+                images[(t, term, s)] = ImageCell(v / np.linalg.norm(v))
+    attrs = rates.AttributeInput(groups=(("g", ("a", "b")),), option_embeddings=(options,), logit_scale=100.0,
+                                 reference={("fancy", "g"): {"a": 0.6, "b": 0.4}})
+    data = SweepEmbeddings(templates=templates, baseline="", terms=("fancy",), seeds=seeds, images=images,
+                           prompts=prompts, prompt_embeddings={p: np.eye(d)[2] for p in prompts.values()},
+                           attributes=attrs)
+    analysis = analyse_sweep(data, StatisticsSettings(permutations=99, bootstrap=99))
+    row = analysis.term("fancy").rates[0]
+    assert row.option == "a" and 0.75 < row.rate <= 1 and row.p_adjusted < 0.05 and row.difference > 0.5
+    assert row.reference_rate == 0.6 and row.amplification == pytest.approx(row.rate / 0.6)
+    base = analysis.baseline_result
+    assert base.term == "" and 0.05 < base.rates[0].rate < 0.4 and base.rates[0].difference is None
+    assert analysis.term("fancy").diversity.groups[0].reference_effective_number == pytest.approx(
+        math.exp(sps.entropy([0.6, 0.4])))
+    schema = json.loads((Path(rates.__file__).parents[1] / "schemas" / "sweep.schema.json").read_text())
+    document = analysis.to_dict()
+    for term in document["terms"]:
+        jsonschema.validate({**term, "$defs": schema["$defs"]}, {**schema["$defs"]["term"], "$defs": schema["$defs"]})
+    jsonschema.validate(document["baseline_result"], {**schema["properties"]["baseline_result"],
+                                                       "$defs": schema["$defs"]})
