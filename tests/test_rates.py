@@ -222,3 +222,42 @@ def test_analyse_sweep_finds_a_planted_rate_and_writes_schema_valid_rows():
         jsonschema.validate({**term, "$defs": schema["$defs"]}, {**schema["$defs"]["term"], "$defs": schema["$defs"]})
     jsonschema.validate(document["baseline_result"], {**schema["properties"]["baseline_result"],
                                                        "$defs": schema["$defs"]})
+
+
+# ----------------------------------------------------------------------------- calibration sets
+
+
+def test_the_shipped_calibration_set_covers_every_option_of_the_reference_world():
+    from ldmprobe.engine.attributes import calibration_files
+    from ldmprobe.specs.sweep import load_spec
+
+    spec = load_spec("reference-world")
+    groups = tuple((g.name, g.options) for g in spec.attributes)
+    folder = __import__("pathlib").Path(__file__).parents[1] / "prompts" / "calibration" / "reference-world"
+    files = calibration_files(folder, groups)
+    for name, options in groups:
+        assert sorted({i for _, i in files[name]}) == list(range(len(options)))
+
+
+def test_calibration_layouts_and_their_errors(tmp_path):
+    from ldmprobe.engine.attributes import calibration_files
+    from ldmprobe.errors import BadInputError
+
+    groups = (("bg", ("yellow", "grey")),)
+    for option in ("yellow", "grey"):
+        (tmp_path / "set" / "bg" / option).mkdir(parents=True)
+        (tmp_path / "set" / "bg" / option / "a.png").write_bytes(b"x")
+    files = calibration_files(tmp_path / "set", groups)
+    assert sorted(i for _, i in files["bg"]) == [0, 1]
+    (tmp_path / "m.csv").write_text("path,group,option\nset/bg/yellow/a.png,bg,yellow\nset/bg/grey/a.png,bg,grey\n")
+    assert sorted(i for _, i in calibration_files(tmp_path / "m.csv", groups)["bg"]) == [0, 1]
+    (tmp_path / "set" / "bg" / "pink").mkdir()
+    with pytest.raises(BadInputError, match="'pink' is not an option"):
+        calibration_files(tmp_path / "set", groups)
+    (tmp_path / "m.csv").write_text("path,group,option\nset/bg/yellow/a.png,bg,yellow\n")
+    with pytest.raises(BadInputError, match="no image of grey"):
+        calibration_files(tmp_path / "m.csv", groups)
+    with pytest.raises(SpecError, match="not an option") as caught:  # refused when the spec loads
+        spec_from_dict({**BASE, "attributes": {"bg": {"yellow": "a yellow one", "grey": "a grey one"}},
+                        "calibration": str(tmp_path / "set")})
+    assert caught.value.exit_code == 2

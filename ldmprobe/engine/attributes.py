@@ -75,6 +75,8 @@ def calibration_files(path: str | Path, groups) -> dict[str, list[tuple[Path, in
     if path.is_dir():
         for group_dir in sorted(p for p in path.iterdir() if p.is_dir()):
             for option_dir in sorted(p for p in group_dir.iterdir() if p.is_dir()):
+                if group_dir.name in options and option_dir.name not in options[group_dir.name]:
+                    add(group_dir.name, option_dir.name, option_dir, str(option_dir))  # raises: not an option
                 for image in sorted(option_dir.iterdir()):
                     if image.suffix.lower() in IMAGE_SUFFIXES:
                         add(group_dir.name, option_dir.name, image, str(option_dir))

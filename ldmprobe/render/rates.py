@@ -51,7 +51,7 @@ def rates_parts(document: dict) -> list:
             table_rows.append((label, *(_f(by_option[o]["rate"]) + _star(by_option[o]) if o in by_option else "—"
                                         for o in options),
                                (_f(eff["effective_number"], 1) + mark) if eff else "—"))
-        parts.append(shrinking_table(f"{group}: shares of images ({kind})", columns, table_rows,
+        parts.append(shrinking_table(f"rates: {group} ({kind})", columns, table_rows,
                                      words=("term",)))
     parts.append(_notable(entries))
     how = ("corrected for the measurer's errors through the calibration set" if corrected else
