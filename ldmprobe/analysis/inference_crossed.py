@@ -138,13 +138,13 @@ def variance_components(y) -> tuple[float, float, float]:
 def _fiducial_factors(df_t: int, df_s: int, df_e: int) -> np.ndarray:
     """(3, FIDUCIAL_DRAWS) draws of ν/χ²_ν for the three mean squares: a fixed Latin
     hypercube (each margin stratified into FIDUCIAL_DRAWS equal-probability strata)."""
-    from scipy.stats import chi2
+    from scipy.special import chdtri  # χ² quantile (as scipy.stats.chi2.ppf) without scipy.stats
 
     rng = np.random.default_rng([FIDUCIAL_SEED, df_t, df_s, df_e])
     out = []
     for df in (df_t, df_s, df_e):
         u = (rng.permutation(FIDUCIAL_DRAWS) + rng.random(FIDUCIAL_DRAWS)) / FIDUCIAL_DRAWS
-        out.append(df / chi2.ppf(u, df))
+        out.append(df / chdtri(df, 1.0 - u))
     out = np.stack(out)
     out.flags.writeable = False
     return out
