@@ -342,3 +342,26 @@ def test_real_presets_make_an_image_on_the_gpu(preset):
                          in preset else 5.0, generator=[torch.Generator("cpu").manual_seed(0)],
                          output_type="np").images
     assert images.shape[1:] == (1024, 1024, 3) and np.isfinite(images).all() and images.max() > 0
+
+
+def test_dry_run_says_what_guidance_means_on_each_model(fresh_cache, tmp_path, arch_generators):
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    spec = tmp_path / "g.toml"
+    spec.write_text('name = "g"\ntemplates = ["a {} house"]\nbaseline = ""\nterms = ["red"]\nseeds = 1\n')
+
+    def plan(name, *extra):
+        result = CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", name, "--measurer", "tiny-siglip",
+                                           "--dry-run", "--format", "json", *extra])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return json.loads(result.stdout)
+
+    flux = plan("tiny-flux", "--negative-prompt", "blurry")
+    assert any("guidance-distilled" in n for n in flux["notes"])
+    assert any("negative prompt has no effect" in n for n in flux["notes"])
+    assert flux["config"]["pipeline"]["identity"]["guidance"] == "distilled"
+    sdxl = plan("tiny-sdxl", "--negative-prompt", "blurry")
+    assert not any("guidance" in n for n in sdxl["notes"])
+    assert sdxl["config"]["width"] == 64 and sdxl["counts"]["planned"] == 2

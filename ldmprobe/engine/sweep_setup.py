@@ -150,6 +150,12 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
 
         dtype = preferred_dtype(folder, device, dtype)
     recipe = _recipe(spec, options, generator_ref, folder, dtype)
+    from ldmprobe.models.runtime import guidance_notes
+
+    for note in guidance_notes(folder, recipe.guidance, recipe.negative_prompt):  # Flux: distilled or no guidance
+        notes.append(note)
+        if reporter is not None:
+            reporter.warn(note)
     counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
     prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
     try:

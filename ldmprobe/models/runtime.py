@@ -105,3 +105,21 @@ def adapt_call(pipe):
                             f"takes no {', '.join(missing)}.")
     dropped = tuple(name for name in _OPTIONAL if name not in params)
     return CallAdapter(pipe, dropped) if dropped else pipe
+
+
+def guidance_notes(folder: Path, guidance: float, negative_prompt: str | None) -> list[str]:
+    """What the recipe's guidance and negative prompt do on this generator, when it is not
+    classifier-free guidance (read from the folder: Flux's ``guidance_embeds``)."""
+    from ldmprobe.models.configs import guidance_semantics
+
+    kind = guidance_semantics(folder)["kind"]
+    notes = []
+    if kind == "distilled":
+        notes.append(f"guidance {guidance:g} is an input of this guidance-distilled model (FLUX.1 dev style: 3.5 is "
+                     "typical), not classifier-free guidance")
+    elif kind == "none" and guidance:
+        notes.append(f"guidance {guidance:g} has no effect: this model takes no guidance (FLUX.1 schnell style)")
+    if kind != "cfg" and negative_prompt is not None:
+        notes.append("the negative prompt has no effect on this model (no classifier-free guidance); it still "
+                     "names a separate recipe")
+    return notes
