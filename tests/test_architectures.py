@@ -365,3 +365,34 @@ def test_dry_run_says_what_guidance_means_on_each_model(fresh_cache, tmp_path, a
     sdxl = plan("tiny-sdxl", "--negative-prompt", "blurry")
     assert not any("guidance" in n for n in sdxl["notes"])
     assert sdxl["config"]["width"] == 64 and sdxl["counts"]["planned"] == 2
+
+
+def test_conditioning_by_encoder_estimates_match_a_direct_computation():
+    """Planted per-encoder arrays: token rows are mean over templates of 1 − mean_pos cos, pooled
+    rows mean over templates of 1 − cos, each computed here directly."""
+    from ldmprobe.analysis.sweep import SweepEmbeddings, _text_drift
+
+    rng = np.random.default_rng(3)
+    m_prompts, b_prompts = ["a red car", "a red house"], ["a car", "a house"]
+    prompts = m_prompts + b_prompts
+    tokens = {p: rng.normal(size=(5, 4)) for p in prompts}
+    pooled = {p: rng.normal(size=4) for p in prompts}
+    text = {p: rng.normal(size=4) for p in prompts}
+    data = SweepEmbeddings(templates=("a {} car", "a {} house"), baseline="", terms=("red",), seeds=(0,), images={},
+                           prompts={}, prompt_embeddings=text,
+                           conditioning_by_encoder={("text_encoder_3", "tokens", "T5"): tokens,
+                                                    ("text_encoder", "pooled", "CLIP-L"): pooled})
+
+    def cos(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    want_tokens = np.mean([1 - np.mean([cos(tokens[m][i], tokens[b][i]) for i in range(5)])
+                           for m, b in zip(m_prompts, b_prompts)])
+    want_pooled = np.mean([1 - cos(pooled[m], pooled[b]) for m, b in zip(m_prompts, b_prompts)])
+    rows = {(r.encoder, r.part): r for r in _text_drift(data, m_prompts, b_prompts).conditioning_by_encoder}
+    assert rows[("text_encoder_3", "tokens")].estimate == pytest.approx(want_tokens, rel=1e-12)
+    assert rows[("text_encoder", "pooled")].estimate == pytest.approx(want_pooled, rel=1e-12)
+    assert rows[("text_encoder_3", "tokens")].model == "T5"
+    none = SweepEmbeddings(templates=("t",), baseline="", terms=("red",), seeds=(0,), images={}, prompts={},
+                           prompt_embeddings=text)
+    assert _text_drift(none, m_prompts, b_prompts).conditioning_by_encoder == ()
