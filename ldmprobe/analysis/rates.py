@@ -104,7 +104,7 @@ def _wilson(successes: float, n: int, level: float) -> tuple[float, float]:
     from scipy import stats as sps
 
     z = float(sps.norm.ppf(0.5 + level / 2))
-    p = successes / n
+    p = min(1.0, max(0.0, successes / n))  # a corrected share may sit just outside [0, 1]
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
@@ -128,7 +128,8 @@ def table_mean(y, *, level: float = 0.95, extra_var: float = 0.0, binary: bool =
     ``extra_var``: a further variance of the estimate (the calibration's), added in quadrature
     to each side of the crossed interval (and to its variance for the p). A constant binary
     table (every image, or none, has the option: nothing to estimate a variance from) gets a
-    Wilson interval over its images instead of none.
+    Wilson interval over its images instead of none (a corrected table is constant only when
+    every image has one label, so the same holds for it).
     """
     from scipy import stats as sps
 
@@ -187,7 +188,7 @@ def group_rates(labels, base_labels, group: str, options: tuple[str, ...], *, co
     base_values = option_values(base_labels, weights) if base_labels is not None else None
     rows = []
     for j, option in enumerate(options):
-        rate = table_mean(values[..., j], level=level, binary=correction is None, bounds=(0.0, 1.0),
+        rate = table_mean(values[..., j], level=level, binary=True, bounds=(0.0, 1.0),
                           extra_var=_calibration_var(labels, boot, j))
         row = dict(group=group, option=option, rate=_clip01(rate.estimate), ci_low=rate.low, ci_high=rate.high,
                    corrected=correction is not None, raw_rate=_est(raw[..., j]), n_images=rate.n,
