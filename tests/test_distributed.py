@@ -220,7 +220,7 @@ def test_waiting_ranks_name_a_failed_or_silent_rank():
     start = time.monotonic()
     with pytest.raises(distributed.RankFailure, match=r"rank 2 of 3 did not finish .*LDMPROBE_RANK_TIMEOUT"):
         rank0.wait_for_ranks(poll=lambda: polls.append(1), interval=0.01)
-    assert 0.3 <= time.monotonic() - start < 5 and polls
+    assert 0.3 <= time.monotonic() - start and polls  # it waited; no upper bound (a busy machine is slow)
 
 
 # ----------------------------------------------------------------------------- torchrun jobs

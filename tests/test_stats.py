@@ -166,9 +166,9 @@ def test_drift_test_attains_min_p_and_never_zero():
 def test_drift_test_is_fast():
     rng = np.random.default_rng(7)
     m, b, groups, _ = paired_data(rng, 8, 25, 768)
-    start = time.perf_counter()
+    start = time.process_time()  # this process's CPU time: other jobs on the machine do not count (issue 33)
     S.drift_permutation_test(m, b, groups, n_resamples=9999)
-    assert time.perf_counter() - start < 2.5
+    assert time.process_time() - start < 2.5
 
 
 # ---------------------------------------------------------------- probe shift
