@@ -261,3 +261,31 @@ def test_calibration_layouts_and_their_errors(tmp_path):
         spec_from_dict({**BASE, "attributes": {"bg": {"yellow": "a yellow one", "grey": "a grey one"}},
                         "calibration": str(tmp_path / "set")})
     assert caught.value.exit_code == 2
+
+
+def test_the_rates_table_fits_80_columns_and_says_raw_or_corrected():
+    from rich.console import Console
+
+    from ldmprobe.render.rates import rates_parts
+    from ldmprobe.render.rates_html import rates_html
+
+    options = ("red", "orange", "purple", "white", "black", "brown", "teal")
+    row = dict(group="colour", ci_low=0.1, ci_high=0.4, corrected=False, baseline_rate=0.2, difference=0.1,
+               p_value=0.001, p_adjusted=0.004, reference_rate=0.14, amplification=1.8)
+    term = {"term": "a rather long term", "rates": [{**row, "option": o, "rate": 0.25} for o in options],
+            "diversity": {"vendi": 9.3, "ci_low": 7.5, "ci_high": 11.0, "baseline_vendi": 10.4, "verdict": "narrows",
+                          "groups": [{"group": "colour", "effective_number": 5.6, "versus_baseline": "narrows",
+                                      "versus_reference": None}]}}
+    document = {"terms": [term], "controls": [], "baseline_result": {
+        "term": "", "rates": [{**row, "option": o, "rate": 0.14, "baseline_rate": None, "difference": None,
+                               "p_value": None, "p_adjusted": None} for o in options], "diversity": None}}
+    console = Console(width=80, record=True, color_system=None)
+    for part in rates_parts(document):
+        console.print(part)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "raw zero-shot labels" in text and "0.25*" in text and "5.6↓" in text and "narrows" in text
+    assert "[0.10, 0.40]" in text and "1.80x" in text
+    html = "\n".join(rates_html(document))
+    assert 'id="rates"' in html and "not corrected" in html and "a rather long term" in html
+    assert rates_parts({"terms": [], "controls": []}) == [] and rates_html({"terms": []}) == []

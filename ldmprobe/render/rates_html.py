@@ -55,7 +55,7 @@ def _diversity_table(entries) -> str:
         if not d:
             continue
         groups = "; ".join(
-            f"{escape(g['group'])} {_f(g['effective_number'])} [{_f(g['ci_low'])}, {_f(g['ci_high'])}]"
+            f"{escape(g['group'])} {_f(g.get('effective_number'))} [{_f(g.get('ci_low'))}, {_f(g.get('ci_high'))}]"
             + (f" vs {_f(g['baseline_effective_number'])}" if g.get("baseline_effective_number") is not None else "")
             + (f" / ref {_f(g['reference_effective_number'])}" if g.get("reference_effective_number") is not None
                else "")
