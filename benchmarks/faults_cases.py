@@ -1,0 +1,83 @@
+"""Issue 28's fault cases for ``benchmarks/faults.py``: an editor's re-save without the digest, bytes
+damaged with the file's stat kept, same-size edits of configs and tokenizers, flipped signs in
+vocabulary embeddings, and a user's image replaced between listing and embedding."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def flip(path: Path, offset: int, n: int = 16) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        data = bytearray(fh.read(n))
+        fh.seek(offset)
+        fh.write(bytes(b ^ 0xFF for b in data))
+
+
+def resaved_without_digest(path: Path) -> bytes:
+    """What an image editor does: pixels changed (inverted), the recipe chunk kept, the digest dropped."""
+    import io
+
+    from PIL import Image, ImageOps
+    from PIL.PngImagePlugin import PngInfo
+
+    with Image.open(path) as im:
+        recipe = im.info["ldmprobe"]
+        pixels = ImageOps.invert(im.convert("RGB"))
+    info = PngInfo()
+    info.add_text("ldmprobe", recipe)
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def flip_keeping_stat(path: Path, offset: int) -> None:
+    """16 bytes flipped with size, mtime and inode unchanged (a disk error, or a tool restoring mtimes)."""
+    st = path.stat()
+    flip(path, offset)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def edit_same_size(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text and len(old) == len(new), (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def flip_signs_of_a_row(path: Path) -> None:
+    """One row negated in place: still finite unit vectors (all the old check looked at)."""
+    import numpy as np
+
+    data = path.read_bytes()
+    row = np.load(path)[0]
+    at = data.index(row.tobytes())
+    path.write_bytes(data[:at] + (-row).tobytes() + data[at + row.nbytes:])
+
+
+#: Lists an image folder, replaces one file, then embeds: the embedding must not be stored under
+#: the old content's key (prints the outcome on its last line).
+USER_IMAGE_TRIAL = """
+from pathlib import Path
+from PIL import Image
+from ldmprobe.engine.assoc_images import embed_image_folder, user_image_key
+from ldmprobe.engine.cache import embedding_store
+from ldmprobe.errors import BadInputError
+from ldmprobe.models.load import load_measurer
+from ldmprobe.models.sources import resolve_measurer
+from ldmprobe.specs.embedding_files import read_image_folder
+folder = Path(FOLDER)
+for i, colour in enumerate([(200, 0, 0), (0, 200, 0)]):
+    Image.new("RGB", (32, 32), colour).save(folder / f"{i}.png")
+source = read_image_folder("A", folder)
+Image.new("RGB", (32, 32), (255, 255, 255)).save(folder / "1.png")
+measurer = load_measurer(resolve_measurer("tiny"))
+try:
+    embed_image_folder(measurer, source)
+    outcome = "stored new content under the old key"
+except BadInputError:
+    outcome = "refused"
+stored = embedding_store(measurer.identity).get_many([user_image_key(d) for _, d in source.files])
+print(outcome if outcome == "refused" and stored[1] is None else "stored new content under the old key")
+"""
