@@ -1,6 +1,7 @@
 """A warm rerun at scale: the whole command per cached image, and the plan and embedding load per item.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_scale.py [--sizes 1000 10000 100000] [--dir /tmp]
+        [--sweep-args '--permutations 99 --bootstrap 99']
     OMP_NUM_THREADS=1 python benchmarks/bench_scale.py --parts [--sizes 1000 10000] [--dim 768]
 
 **Whole command** (the default; issue 32): the largest size's cache is built as a finished sweep
@@ -247,7 +248,7 @@ def build_whole(work: Path, seeds: int) -> tuple[Path, np.ndarray]:
     return root, np.stack(values).astype(np.float32)
 
 
-def whole(sizes: list[int], folder: Path) -> int:
+def whole(sizes: list[int], folder: Path, extra: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-whole-", dir=folder))
     try:
         seeds = {n: max(1, n // CELLS) for n in sizes}
@@ -259,7 +260,7 @@ def whole(sizes: list[int], folder: Path) -> int:
             items = seeds[n] * CELLS
             spec, out = _spec_file(work, seeds[n]), work / f"run-{items}"
             seconds, peak = run_process([sys.executable, "-m", "ldmprobe", "sweep", str(spec), *TINY, "-q",
-                                         "--format", "json", "--out", str(out)], env, work / f"run-{items}.log")
+                                         "--format", "json", "--out", str(out), *extra], env, work / f"run-{items}.log")
             document = json.loads((out / "results.json").read_text())
             assert document["counts"]["generated"] == 0 and (out / "report.html").is_file()
             npy = work / f"emb-{items}.npy"
@@ -293,13 +294,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", action="store_true", help="the plan, load and statistics per item (issue 16)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--sweep-args", default="", help="more sweep options, e.g. '--permutations 99 --bootstrap 99'")
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--stats-max", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the best is kept)")
     args = parser.parse_args(argv)
     if not args.parts:
-        return whole(args.sizes or [1000, 10000, 100000], args.dir)
+        return whole(args.sizes or [1000, 10000, 100000], args.dir, args.sweep_args.split())
     args.sizes = args.sizes or [1000, 10000]
     rows = []
     for n in args.sizes:

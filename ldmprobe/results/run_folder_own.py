@@ -3,11 +3,14 @@ and for images their copies and a contact sheet per template.
 
 Written like a generated sweep's (:func:`ldmprobe.results.run_folder.write_run_folder`): into
 a new folder beside ``out``, moved into place at the end (``--replace`` swaps the old one out
-whole); images are copies, never links.
+whole); images are copies, never links. report.html, when asked for, is written before publishing
+(:func:`finishing`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from pathlib import Path
 
 from ldmprobe.engine import cache
@@ -30,7 +33,24 @@ def write_own_run_folder(out: Path, result: SweepResult, items: list[dict], copi
         sheets = _contact_sheets(staging, result.spec, items, note) if copies else []
         written = result.with_contact_sheets(sheets)
         cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
+        finish = _FINISH.get()
+        if finish is not None:
+            finish(staging)
     return written
+
+
+_FINISH: contextvars.ContextVar = contextvars.ContextVar("own_run_folder_finish", default=None)
+
+
+@contextlib.contextmanager
+def finishing(finish):
+    """Within the block, :func:`write_own_run_folder` calls ``finish(staging)`` (e.g. writing
+    report.html) before the folder is published, so a stop never publishes it without."""
+    token = _FINISH.set(finish)
+    try:
+        yield
+    finally:
+        _FINISH.reset(token)
 
 
 def _contact_sheets(folder: Path, spec: dict, items: list[dict], note: str | None) -> list[ContactSheet]:
@@ -43,7 +63,7 @@ def _contact_sheets(folder: Path, spec: dict, items: list[dict], note: str | Non
         rows = []
         for term in terms:
             row = []
-            for seed in spec["seeds"]:
+            for seed in run_folder.sample_seeds(spec["seeds"]):  # bounded, as a generated sweep's
                 rel = by_cell.get((t, term, seed))
                 if rel is None:
                     row.append(None)
@@ -52,6 +72,6 @@ def _contact_sheets(folder: Path, spec: dict, items: list[dict], note: str | Non
                     row.append(image.convert("RGB"))
             rows.append((term or "(baseline)", row))
         name = f"contact-{t:02d}.png"
-        contact_sheet(template, rows, [str(s) for s in spec["seeds"]], note=note).save(folder / name, format="PNG")
+        contact_sheet(template, rows, [str(s) for s in run_folder.sample_seeds(spec["seeds"])], note=note).save(folder / name, format="PNG")
         sheets.append(ContactSheet(template=template, path=name))
     return sheets

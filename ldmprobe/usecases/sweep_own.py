@@ -23,7 +23,7 @@ from ldmprobe.errors import BadInputError
 from ldmprobe.models import sources as models
 from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.results.run_folder import prepare_out, release_out
-from ldmprobe.results.run_folder_own import write_own_run_folder
+from ldmprobe.results.run_folder_own import finishing, write_own_run_folder
 from ldmprobe.results.sweep import RunFolder, SweepResult
 from ldmprobe.specs.sweep import Spec
 from ldmprobe.specs.sweep_sources import (
@@ -55,16 +55,16 @@ def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path |
         reporter.warn(f"{extra} of {source.source.rows} rows of {source.source.path} are for cells the spec does "
                       "not plan; ignored.")
     out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
+    finish = None
+    if report:  # report.html is written into the folder before it is published
+        from ldmprobe.render.report import write_report as finish
     try:
         run = _from_embeddings if embeddings is not None else _from_images
-        result = run(spec, options, reporter, source, started, out)
+        with finishing(finish):
+            result = run(spec, options, reporter, source, started, out)
     except BaseException:
         release_out(out)
         raise
-    if report:
-        from ldmprobe.render.report import write_report
-
-        write_report(result.run.out)
     return result
 
 
