@@ -86,7 +86,7 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter, *,
 
 def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
             export: Path | None = None, report: bool = False) -> SweepResult | None:
-    setup = make_plan(spec, options)
+    setup = make_plan(spec, options, reporter=reporter)  # warns what guidance means on Flux-style models
     ctx = distributed.setup()
     try:
         setup = replace(setup, device=ctx.device(setup.device))
