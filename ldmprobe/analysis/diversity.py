@@ -96,12 +96,15 @@ def _verdict(low, high, against: float = 0.0) -> str | None:
     return None
 
 
-def _boot_p(diffs) -> float | None:
-    """Two-sided bootstrap p of a difference: twice the smaller tail share at 0 (+1 rule)."""
+def _boot_p(diffs, point=None) -> float | None:
+    """Two-sided bootstrap p of a difference: twice the smaller tail share at 0 (+1 rule), the
+    resamples centred on ``point`` as the interval is (so p < alpha exactly when it excludes 0)."""
     d = np.asarray(diffs, np.float64)
     d = d[np.isfinite(d)]
     if len(d) < 10:
         return None
+    if point is not None and np.isfinite(point):
+        d = d + (float(point) - float(np.median(d)))
     below, above = np.sum(d <= 0), np.sum(d >= 0)
     return float(min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1)))
 
@@ -140,7 +143,7 @@ def term_diversity(emb, labels, base_emb, base_labels, attrs, *, term: str, base
         base_vendi = _num(point[1 + n_g])
         diffs = col(0) - col(1 + n_g)
         d_low, d_high = _interval(diffs, level, point[0] - point[1 + n_g])
-        p = _boot_p(diffs)
+        p = _boot_p(diffs, point[0] - point[1 + n_g])
     groups = []
     for g, (group, _) in enumerate(attrs.groups):
         k = len(attrs.groups[g][1])
