@@ -111,6 +111,9 @@ def _from_embeddings(spec: Spec, options: SweepOptions, reporter, file: Embeddin
     notes = [f"computed from your embeddings {file.source.path}: no model was run, so conditioning drift is null"]
     if file.prompt_embeddings is None:
         notes.append(NO_PROMPTS_NOTE)
+    if spec.attributes:  # issue 26: zero-shot labels need the measurer's option texts and logit scale
+        notes.append("the spec's attribute groups are not measured: an embeddings file carries no option text "
+                     "embeddings or logit scale (use --images with a measurer for rates and diversity)")
     labels = expanded_prompts(spec)
     items = [_item(spec, cell, labels, key=None, image=None, row=file.rows[cell], cached=None,
                    flags=_flags(images[cell].failed, images[cell].nsfw, options)) for cell in planned_cells(spec)]
