@@ -107,7 +107,8 @@ def _wilson(successes: float, n: int, level: float) -> tuple[float, float]:
     p = min(1.0, max(0.0, successes / n))  # a corrected share may sit just outside [0, 1]
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low, high = centre - half, centre + half
+    return (0.0 if low < 1e-12 else low), (1.0 if high > 1 - 1e-12 else high)  # rounding at the ends
 
 
 @dataclass(frozen=True)
