@@ -1,0 +1,55 @@
+"""A reference-world run's attribute rates against the world's own pixel reader.
+
+    ldmprobe sweep reference-world --out runs/rw && python benchmarks/rates_vs_pixels.py runs/rw
+
+Reads every image of the run (from the run folder or the cache, by key), reads its background,
+size and object colour with ``ldmprobe.reference.world.read_attributes`` (pixels, no model) and
+prints, per group, the largest |ldmprobe's rate − the pixels' share| over the baseline, terms
+and controls, then the rows that differ by more than 0.05.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ldmprobe.engine.cache import ImageStore
+from ldmprobe.reference import world
+
+
+def main(run: str) -> int:
+    run_dir, store = Path(run), ImageStore()
+    document = json.loads((run_dir / "results.json").read_text())
+    truth: dict = defaultdict(lambda: defaultdict(list))
+    for line in (run_dir / "items.jsonl").read_text().splitlines():
+        item = json.loads(line)
+        path = run_dir / item["image"] if item.get("image") else store.path(item["key"])
+        attributes = world.read_attributes(np.asarray(Image.open(path).convert("RGB")))
+        for group in ("background", "size", "colour"):
+            truth[item["term"]][group].append(attributes[group])
+    base = document.get("baseline_result") or {}
+    entries = [(base.get("term", ""), base.get("rates") or [])]
+    entries += [(t["term"], t.get("rates") or []) for t in document["terms"] + document.get("controls", [])]
+    worst: dict = defaultdict(float)
+    off = []
+    for term, rows in entries:
+        for r in rows:
+            share = float(np.mean([v == r["option"] for v in truth[term][r["group"]]]))
+            gap = abs(r["rate"] - share)
+            worst[r["group"]] = max(worst[r["group"]], gap)
+            if gap > 0.05:
+                off.append(f"  {term or '(bare)':8} {r['group']}:{r['option']:8} ldmprobe {r['rate']:.3f} "
+                           f"(corrected={r['corrected']}) pixels {share:.3f}")
+    print("largest |ldmprobe rate - pixel share| per group:",
+          ", ".join(f"{g} {v:.3f}" for g, v in worst.items()))
+    print("\n".join(off) if off else "every rate within 0.05 of the pixels")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
