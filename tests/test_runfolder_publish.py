@@ -215,3 +215,18 @@ def test_replace_refuses_a_folder_without_the_marker_or_with_other_files(tmp_pat
     (folder / "sub" / "mine.txt").write_text("x")
     with pytest.raises(BadInputError, match="sub/mine.txt"):
         check_replaceable(folder)
+
+
+def test_files_ldmprobe_adds_later_join_the_marker(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text("{}")
+    place.write_marker(folder)
+    (folder / "report.html").write_text("<html></html>")  # as `ldmprobe report` writes it later
+    assert place.foreign_files(folder) == ["report.html"]
+    place.add_to_marker(folder, ["report.html"])
+    assert place.foreign_files(folder) == [] and place.marker_files(folder) == ["report.html", "results.json"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    place.add_to_marker(mine, ["x"])  # a folder ldmprobe did not make gets no marker
+    assert not (mine / place.MARKER).exists()
