@@ -23,6 +23,7 @@ from ldmprobe.results import run_folder_place as place
 from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
 from ldmprobe.specs.sweep import Spec
+from ldmprobe.storage import clone_file
 
 #: Under each contact sheet's title when tiny models made it.
 TINY_SHEET_NOTE = "tiny models: random weights, numbers mean nothing"
@@ -269,20 +270,29 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, c
 
 
 def _sample_image(out: Path, key: str, store: cache.ImageStore, copied: dict[str, str], copy: bool):
-    """A cached image of the sample: its bytes checked against its digest, copied into the folder
-    (with ``copy``) and decoded to a contact-sheet tile."""
+    """A cached image of the sample: copied into the folder (with ``copy``; a reflink where the
+    filesystem has them), every byte of the copy checked against its digest, and decoded to a
+    contact-sheet tile."""
     from PIL import Image
 
-    data = store.checked_bytes(key)
-    if data is None:
-        raise LdmprobeError(f"the cached image {store.path(key)} was missing or damaged during this run, so it was "
-                            "removed; rerun the same command to remake it (everything else is cached).")
     if copy and key not in copied:
         rel = f"images/{key}.png"
-        (out / "images").mkdir(exist_ok=True)
-        with open(out / rel, "wb") as fh:
-            fh.write(data)
+        try:
+            clone_file(store.path(key), out / rel)
+        except FileNotFoundError:
+            data = None
+        else:
+            data = (out / rel).read_bytes()
+            if cache.check_png(data, key) is not None:
+                (out / rel).unlink(missing_ok=True)
+                data = None
         copied[key] = rel
+    else:
+        data = store.checked_bytes(key)
+    if data is None:
+        store.checked_bytes(key)  # removes the damaged cached file and reports it
+        raise LdmprobeError(f"the cached image {store.path(key)} was missing or damaged during this run, so it was "
+                            "removed; rerun the same command to remake it (everything else is cached).")
     with Image.open(io.BytesIO(data)) as image:
         tile = image.convert("RGB")
     # the contact sheet's own downscale, done now so a sheet holds only small tiles in memory
