@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ldmprobe import storage
-from ldmprobe.engine import diskspace
+from ldmprobe import diskspace
 
 Usage = namedtuple("Usage", "total used free")
 

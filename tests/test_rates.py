@@ -228,7 +228,7 @@ def test_analyse_sweep_finds_a_planted_rate_and_writes_schema_valid_rows():
 
 
 def test_the_shipped_calibration_set_covers_every_option_of_the_reference_world():
-    from ldmprobe.engine.attributes import calibration_files
+    from ldmprobe.specs.calibration import calibration_files
     from ldmprobe.specs.sweep import load_spec
 
     spec = load_spec("reference-world")
@@ -240,7 +240,7 @@ def test_the_shipped_calibration_set_covers_every_option_of_the_reference_world(
 
 
 def test_calibration_layouts_and_their_errors(tmp_path):
-    from ldmprobe.engine.attributes import calibration_files
+    from ldmprobe.specs.calibration import calibration_files
     from ldmprobe.errors import BadInputError
 
     groups = (("bg", ("yellow", "grey")),)

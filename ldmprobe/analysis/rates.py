@@ -285,7 +285,7 @@ def attach_attributes(data, settings, terms: list, controls: list):
             rows += group_rates(labels[term][g], None if is_base else labels[data.baseline][g], group, options,
                                 correction=attrs.corrections.get(group), level=level,
                                 reference=attrs.reference.get((term, group)))
-        from ldmprobe.analysis.sweep import term_seed
+        from ldmprobe.analysis.sweep_terms import term_seed
 
         diversity = term_diversity(tables[term], labels[term], tables[data.baseline], labels[data.baseline],
                                    attrs, term=term, baseline=data.baseline, is_baseline=is_base,

@@ -24,9 +24,8 @@ from ldmprobe.analysis.sweep_results import (
 from ldmprobe.analysis.inference_core import BadEmbeddingError
 from ldmprobe.analysis.sweep_controls import against_controls, usable_cells
 from ldmprobe.analysis.sweep_terms import (
-    DIRECTION_K, Pairs, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows,
+    DIRECTION_K, Pairs, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows, term_seed,
 )
-from ldmprobe.digest import canonical_json, sha256_hex
 
 Cell = tuple[int, str, int]  # (template index, term, seed)
 
@@ -76,12 +75,6 @@ class StatisticsSettings:
     bootstrap: int = 2000
     seed: int = 0
     alpha: float = 0.05
-
-
-def term_seed(stats_seed: int, term: str) -> int:
-    """The statistics seed of one term: fixed by --stats-seed and the term alone, so adding,
-    removing or reordering other terms leaves its p-values and intervals unchanged."""
-    return int(sha256_hex(canonical_json({"stats_seed": stats_seed, "term": term}))[:8], 16)
 
 
 NO_CONTROLS_NOTE = ("no controls: a significant drift only means the wording changed the images, not that the "

@@ -18,6 +18,7 @@ from ldmprobe.analysis.inference import (
 )
 from ldmprobe.analysis.inference_core import BadEmbeddingError, unit_rows
 from ldmprobe.analysis.sweep_results import ImageDrift, Neighbours, ProbeRow
+from ldmprobe.digest import canonical_json, sha256_hex
 
 #: How many words toward and away from a term's drift direction are listed (at most).
 DIRECTION_K = 10
@@ -166,3 +167,9 @@ def neighbours(data, m: np.ndarray, b: np.ndarray, seed: int) -> Neighbours:
 
 def nan_to_none(x) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def term_seed(stats_seed: int, term: str) -> int:
+    """The statistics seed of one term: fixed by --stats-seed and the term alone, so adding,
+    removing or reordering other terms leaves its p-values and intervals unchanged."""
+    return int(sha256_hex(canonical_json({"stats_seed": stats_seed, "term": term}))[:8], 16)

@@ -49,7 +49,7 @@ class Group(click.Group):
 
             full = ""
             if exc.errno == errno.ENOSPC:
-                from ldmprobe.engine.diskspace import disk_full_message
+                from ldmprobe.diskspace import disk_full_message
 
                 full = f": {disk_full_message(exc.filename)}"
             Terminal().error(f"{exc.strerror or exc} ({exc.filename or 'no file name'}){full}. Nothing cached "

@@ -94,7 +94,7 @@ class TokenCounter:
         fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
         key = cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint})
         self.path = cache.cache_root() / "token_counts" / f"{key[:24]}.json"
-        from ldmprobe.engine.token_counts import read_counts
+        from ldmprobe.token_counts import read_counts
 
         self.counts: dict[str, int] = read_counts(self.path)  # digest checked; damage counted again, reported
         self._tokenizer = None
@@ -119,7 +119,7 @@ class TokenCounter:
 
     def save(self) -> None:
         if self._dirty:
-            from ldmprobe.engine.token_counts import write_counts
+            from ldmprobe.token_counts import write_counts
 
             write_counts(self.path, self.counts)
             self._dirty = False

@@ -263,7 +263,7 @@ def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
         if reason is None:
             return final
         _set_aside(final, reason)
-    from ldmprobe.engine.diskspace import build_failure_message, check_model_build
+    from ldmprobe.diskspace import build_failure_message, check_model_build
     from ldmprobe.models.libraries import quiet_libraries
 
     check_model_build(models_dir, name)  # a disk too small: exit 2 with the figures, before building

@@ -194,7 +194,7 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        from ldmprobe.engine.diskspace import disk_full_message
+        from ldmprobe.diskspace import disk_full_message
 
         raise LdmprobeError(
             f"the run folder {out} could not be written: {disk_full_message(None, out=out.parent)}. Nothing was "

@@ -209,7 +209,7 @@ def validate_attribute_fields(raw: Mapping[str, Any], terms: tuple[str, ...], so
     if (rates or calibration) and not groups:
         raise SpecError(f"{source}: reference_rates and calibration need [attributes.GROUP] tables to refer to.")
     if calibration:
-        from ldmprobe.engine.attributes import calibration_files
+        from ldmprobe.specs.calibration import calibration_files
         from ldmprobe.errors import BadInputError
 
         try:

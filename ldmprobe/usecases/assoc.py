@@ -45,6 +45,13 @@ def resolve_test_settings(spec: AssocSpec, *, ddof: int | None = None,
     return settings
 
 
+def _warned(notes, reporter):
+    """The notes, each warned on the reporter's stderr as well."""
+    for note in notes:
+        or_silent(reporter).warn(note)
+    return notes
+
+
 def run_assoc(
     spec: AssocSpec,
     *,
@@ -92,15 +99,12 @@ def run_assoc(
                                permutations=settings["permutations"], seed=settings["seed"])
     if unit == "item":
         outcome = dataclasses.replace(outcome, unit="item", generalises_to=ITEM_SCOPE)
-    notes = size_notes(outcome)
-    for note in notes:
-        or_silent(reporter).warn(note)
+    notes = _warned(size_notes(outcome), reporter)
     uses_generator = any(s.kind == "prompts" for s in spec.sets.values())
     config = _config(measurer, generator if uses_generator else None, generation, settings, embeddings)
-    tiny = bool(getattr(getattr(measurer, "ref", None), "is_tiny", False)) or bool(
-        uses_generator and getattr(generator.ref, "is_tiny", False))
-    reference = bool(getattr(getattr(measurer, "ref", None), "is_reference", False)) or bool(
-        uses_generator and getattr(generator.ref, "is_reference", False))
+    tiny, reference = (bool(getattr(getattr(measurer, "ref", None), flag, False))
+                       or bool(uses_generator and getattr(generator.ref, flag, False))
+                       for flag in ("is_tiny", "is_reference"))
     return AssocResult(
         test=outcome, labels={k: s.label for k, s in spec.sets.items()}, permutations=settings["permutations"],
         spec=spec, config=config,

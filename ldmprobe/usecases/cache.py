@@ -220,7 +220,7 @@ def _check_entry(e: Entry) -> list[tuple[Path, str]]:
         reason = cache.check_png(e.path.read_bytes(), e.path.name[: -len(".png")])
         return [(e.path, reason)] if reason else []
     if e.kind == "token counts":
-        from ldmprobe.engine.token_counts import check_file
+        from ldmprobe.token_counts import check_file
 
         reason = check_file(e.path)
         return [(e.path, reason)] if reason else []

@@ -10,7 +10,7 @@ from pathlib import Path
 from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
 from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
-from ldmprobe.engine.attributes import attribute_fields
+from ldmprobe.usecases.sweep_attributes import attribute_fields
 from ldmprobe.engine.conditioning_arch import conditioning_by_encoder
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
@@ -134,7 +134,7 @@ def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore, out=None, report
 
 
 def _check_disk_space(setup: SweepSetup, store: cache.ImageStore, unique, to_make: set, out, reporter) -> None:
-    from ldmprobe.engine import diskspace
+    from ldmprobe import diskspace
     from ldmprobe.results.contact_sheet import CELL
     from ldmprobe.storage import cache_root
 
