@@ -172,6 +172,24 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
+def record_other_guidance(weights: Path, paths, fields: tuple[str, ...]) -> dict | None:
+    """weights/evaluation.json (None when there is none), with each `evaluate --format json` in
+    ``paths`` (another guidance) recorded under at_other_guidance: its ``fields`` and the
+    targets it missed. The file is rewritten when paths are given."""
+    evaluation_file = weights / "evaluation.json"
+    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
+    if evaluation is not None and paths:
+        others = {o["guidance"]: o for o in evaluation.get("at_other_guidance", [])}
+        for path in paths:
+            other = json.loads(Path(path).read_text())
+            guidance = other["settings"]["guidance"]
+            others[guidance] = {"guidance": guidance, **{f: other[f] for f in fields},
+                                "missed": [k for k, ok in other["targets"].items() if not ok]}
+        evaluation["at_other_guidance"] = list(others.values())
+        evaluation_file.write_text(json.dumps(evaluation, indent=2) + "\n")
+    return evaluation
+
+
 def main(argv=None) -> int:
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--world", type=int, choices=(1, 2), default=1)
@@ -187,18 +205,8 @@ def main(argv=None) -> int:
                         help="an `evaluate --format json` at another guidance, recorded in evaluation.json "
                              "under at_other_guidance and summarised in the card")
     args = parser.parse_args(argv)
-    evaluation_file = args.weights / "evaluation.json"
-    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
-    if evaluation is not None and args.other_guidance:
-        others = {o["guidance"]: o for o in evaluation.get("at_other_guidance", [])}
-        for path in args.other_guidance:
-            other = json.loads(path.read_text())
-            guidance = other["settings"]["guidance"]
-            others[guidance] = {"guidance": guidance, "planted": other["planted"], "following": other["following"],
-                                "measurer_zero_shot": other["measurer_zero_shot"],
-                                "missed": [k for k, ok in other["targets"].items() if not ok]}
-        evaluation["at_other_guidance"] = list(others.values())
-        evaluation_file.write_text(json.dumps(evaluation, indent=2) + "\n")
+    evaluation = record_other_guidance(args.weights, args.other_guidance,
+                                       ("planted", "following", "measurer_zero_shot"))
     card = render_card(training_statistics(), evaluation, args.weights)
     (args.weights / "MODEL_CARD.md").write_text(card)
     return 0

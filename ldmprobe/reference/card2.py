@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import world2
-from .card import _table, _with_interval
+from .card import _table, _with_interval, record_other_guidance
 
 
 def training_statistics(count: int, seed: int) -> dict:
@@ -151,18 +151,7 @@ def main(argv=None) -> int:
     if not marker_path.is_file() or json.loads(marker_path.read_text()).get("world") != world2.WORLD_VERSION:
         parser.error(f"{args.weights} is not an exported reference world 2")
     recipe = json.loads(marker_path.read_text())["recipe"]
-    evaluation_file = args.weights / "evaluation.json"
-    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
-    if evaluation is not None and args.other_guidance:
-        others = {o["guidance"]: o for o in evaluation.get("at_other_guidance", [])}
-        for path in args.other_guidance:
-            other = json.loads(path.read_text())
-            guidance = other["settings"]["guidance"]
-            others[guidance] = {"guidance": guidance, "planted": other["planted"], "objectless": other["objectless"],
-                                "following": other["following"],
-                                "missed": [k for k, ok in other["targets"].items() if not ok]}
-        evaluation["at_other_guidance"] = list(others.values())
-        evaluation_file.write_text(json.dumps(evaluation, indent=2) + "\n")
+    evaluation = record_other_guidance(args.weights, args.other_guidance, ("planted", "objectless", "following"))
     stats = training_statistics(recipe["images"], recipe["seed"])
     (args.weights / "MODEL_CARD.md").write_text(render_card(stats, evaluation, args.weights))
     return 0
