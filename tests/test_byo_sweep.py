@@ -46,12 +46,12 @@ def invoke(cli, *args):
 
 
 def null_conditioning(document: dict) -> dict:
-    """The document as a run with no generator reports it: conditioning drift null everywhere."""
+    """The document as a run with no generator reports it: conditioning drift null (no per-encoder rows)."""
     document = copy.deepcopy(document)
     for term in document["terms"] + document["controls"]:
-        term["text_drift"]["conditioning"] = None
-        for template in term["templates"]:
-            template["text_drift"]["conditioning"] = None
+        for drift in [term["text_drift"]] + [template["text_drift"] for template in term["templates"]]:
+            drift["conditioning"] = None
+            drift["conditioning_by_encoder"] = []  # no generator, no encoder rows
     return document
 
 
