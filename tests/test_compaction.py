@@ -68,7 +68,8 @@ def test_a_sweep_compacts_a_crowded_cache_at_its_end(tmp_path, fresh_cache, monk
 
 
 def test_each_image_records_the_batch_it_was_made_in(tmp_path, fresh_cache):
-    """Images made in batches of 2, then one left over: the recipe chunk says so per image."""
+    """Images made in calls of 2: the one left over is padded to a call of 2 (a fixed call shape,
+    so an image never depends on what else was made with it), and the recipe chunk says so per image."""
     from ldmprobe.cli.main import main
     from ldmprobe.engine import cache
 
@@ -82,4 +83,4 @@ def test_each_image_records_the_batch_it_was_made_in(tmp_path, fresh_cache):
     items = [json.loads(line) for line in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
     store = cache.ImageStore()
     sizes = sorted(store.load(item["key"])[1]["batch_size"] for item in items)
-    assert sizes == [1, 2, 2]  # 3 images, batches of 2
+    assert sizes == [2, 2, 2]  # 3 images, two calls of 2 (the second padded)
