@@ -20,21 +20,21 @@ REAL_GENERATORS: dict[str, dict] = {
         "about": "Stable Diffusion 3.5 medium (1024x1024; MMDiT-X, CLIP-L + CLIP-G + T5-XXL)",
         "licence": "Stability AI Community License; GATED: accept it on the hub and log in (HF_TOKEN)",
         "gated": True, "dtype": "bfloat16",
-        "needs": "~16 GB of bf16 weights (T5-XXL is most of it); on a 24 GB card use --cpu-offload",
+        "needs": "~16 GB of bf16 weights (T5-XXL is most of it); on a 24 GB card set LDMPROBE_MEMORY=cpu-offload",
     },
     "sd35-large": {
         "hub_id": "stabilityai/stable-diffusion-3.5-large", "architecture": "sd3",
         "about": "Stable Diffusion 3.5 large (1024x1024; 8B MMDiT, CLIP-L + CLIP-G + T5-XXL)",
         "licence": "Stability AI Community License; GATED: accept it on the hub and log in (HF_TOKEN)",
         "gated": True, "dtype": "bfloat16",
-        "needs": "~28 GB of bf16 weights; on a 24 GB card use --cpu-offload (and --vae-tiling)",
+        "needs": "~28 GB of bf16 weights; on a 24 GB card set LDMPROBE_MEMORY=cpu-offload,vae-tiling",
     },
     "flux-schnell": {
         "hub_id": "black-forest-labs/FLUX.1-schnell", "architecture": "flux",
         "about": "FLUX.1 schnell (1024x1024; 12B transformer, CLIP-L pooled + T5-XXL tokens; timestep-distilled, "
                  "1-4 steps, guidance has no effect)",
         "licence": "Apache-2.0 (not gated)", "gated": False, "dtype": "bfloat16",
-        "needs": "~33 GB of bf16 weights; on a 24 GB card use --cpu-offload",
+        "needs": "~33 GB of bf16 weights; on a 24 GB card set LDMPROBE_MEMORY=cpu-offload",
     },
     "flux-dev": {
         "hub_id": "black-forest-labs/FLUX.1-dev", "architecture": "flux",
@@ -42,7 +42,7 @@ REAL_GENERATORS: dict[str, dict] = {
                  "--guidance is an input of the model (3.5 typical), not classifier-free guidance)",
         "licence": "FLUX.1 [dev] Non-Commercial License; GATED: accept it on the hub and log in (HF_TOKEN)",
         "gated": True, "dtype": "bfloat16",
-        "needs": "~33 GB of bf16 weights; on a 24 GB card use --cpu-offload",
+        "needs": "~33 GB of bf16 weights; on a 24 GB card set LDMPROBE_MEMORY=cpu-offload",
     },
 }
 
