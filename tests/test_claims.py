@@ -34,24 +34,44 @@ def test_a_dead_local_holder_is_taken_over_at_once(tmp_path):
 
 
 def test_a_silent_remote_holder_is_stale_after_the_timeout(tmp_path):
-    claims = Claims(tmp_path, stale_after=60)
-    claims.dir.mkdir(parents=True)
-    claims.path("k").write_text(json.dumps({"host": "another-node", "pid": 1, "since": 0}))
-    assert not claims.stale("k")  # fresh: its holder may be working
-    old = time.time() - 61
-    os.utime(claims.path("k"), (old, old))
-    assert claims.stale("k") and claims.try_take("k")
-    claims.close()
+    path = Claims(tmp_path).path("k")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"host": "another-node", "pid": 1, "since": 0}))
+    touched = path.stat().st_mtime
+
+    def at(seconds_after_touch):  # a clock reading `seconds_after_touch` after the last touch
+        return Claims(tmp_path, stale_after=60, clock=lambda: touched + seconds_after_touch)
+
+    assert not at(0).stale("k") and not at(59).stale("k")  # fresh: its holder may be working
+    assert at(59).claimed_by_others("k") and not at(59).try_take("k")
+    late = at(61)
+    assert late.stale("k") and not late.claimed_by_others("k") and late.try_take("k")
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    late.close()
 
 
 def test_the_holder_keeps_its_claims_fresh(tmp_path):
     claims = Claims(tmp_path, heartbeat=0.05, stale_after=0.5)
     assert claims.try_take("k")
-    old = time.time() - 100
-    os.utime(claims.path("k"), (old, old))
-    time.sleep(0.3)
-    assert time.time() - claims.path("k").stat().st_mtime < 0.5
-    assert not Claims(tmp_path, stale_after=0.5).stale("k")
+    path = claims.path("k")
+    old = path.stat().st_mtime - 100
+    os.utime(path, (old, old))
+    assert Claims(tmp_path, stale_after=0.5).stale("k")  # untouched for 100 s: a silent holder's claim
+    deadline = time.monotonic() + 120  # a hang guard only: the heartbeat comes every 0.05 s
+    while path.stat().st_mtime == old and time.monotonic() < deadline:
+        time.sleep(0.01)
+    touched = path.stat().st_mtime
+    assert touched > old + 50  # the heartbeat touched it (to now)
+    assert not Claims(tmp_path, stale_after=0.5, clock=lambda: touched + 0.4).stale("k")
+    assert Claims(tmp_path, stale_after=0.5, clock=lambda: touched + 0.6).stale("k")  # judged by the touch
+    claims.close()
+    assert not path.exists()
+
+
+def test_a_claim_records_its_clock_time(tmp_path):
+    claims = Claims(tmp_path, clock=lambda: 1234.5)
+    assert claims.try_take("k")
+    assert json.loads(claims.path("k").read_text()) == {"host": claims.host, "pid": os.getpid(), "since": 1234.5}
     claims.close()
 
 
@@ -131,10 +151,16 @@ def test_two_sweeps_on_one_cache_make_each_image_once(fresh_cache, tmp_path):
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env={**os.environ, "LDMPROBE_CACHE": str(fresh_cache)}))
     docs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        docs.append(json.loads(out))
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=1800)  # a hang guard, not a speed bound (a loaded machine is slow)
+            assert proc.returncode == 0, err
+            docs.append(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     generated = [doc["counts"]["generated"] for doc in docs]
     # 2 templates x (baseline + 2 terms) x 8 seeds; without claims each run made all 48 when they overlapped
     assert sum(generated) == 48, generated

@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ldmprobe.storage import pid_alive
@@ -34,9 +35,11 @@ STALE_AFTER_S = 120.0
 class Claims:
     """This process's claims in one cache's ``images/claims`` folder."""
 
-    def __init__(self, images_dir: Path, *, heartbeat: float = HEARTBEAT_S, stale_after: float = STALE_AFTER_S):
+    def __init__(self, images_dir: Path, *, heartbeat: float = HEARTBEAT_S, stale_after: float = STALE_AFTER_S,
+                 clock: Callable[[], float] = time.time):
         self.dir = images_dir / "claims"
         self.heartbeat, self.stale_after = heartbeat, stale_after
+        self.clock = clock  # wall-clock seconds, compared with file mtimes; tests inject their own
         self.host = socket.gethostname()
         self.held: set[str] = set()
         self._lock = threading.Lock()
@@ -65,7 +68,7 @@ class Claims:
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as fh:
-            json.dump({"host": self.host, "pid": os.getpid(), "since": time.time()}, fh)
+            json.dump({"host": self.host, "pid": os.getpid(), "since": self.clock()}, fh)
         return True
 
     def _take_over(self, key: str) -> bool:
@@ -91,7 +94,7 @@ class Claims:
             if holder["pid"] != os.getpid() and not pid_alive(holder["pid"]):
                 return True
         try:
-            return time.time() - self.path(key).stat().st_mtime > self.stale_after
+            return self.clock() - self.path(key).stat().st_mtime > self.stale_after
         except FileNotFoundError:
             return False
 
