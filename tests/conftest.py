@@ -1,4 +1,9 @@
-"""Shared test set-up: offline hub, a private cache folder, and session-wide tiny models."""
+"""Shared test set-up: offline hub, a private cache folder, session-wide tiny models and runs, and
+the test tiers (``slow`` marks; see README "Tests").
+
+Fixtures used by more than one test module live here; helpers that are plain functions or
+constants live in ``tests/support.py``. No test module imports another.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,42 @@ def tiny_measurer(cache_root):
     from ldmprobe.models import sources as models
 
     return model_load.load_measurer(models.resolve_measurer("tiny"), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_generator, tiny_measurer):
+    """One tiny sweep (3 terms, 2 templates, 2 seeds) through the Python API, made once per session.
+
+    Read-only: a test that changes a run folder works on its own copy (``copy_run``)."""
+    import ldmprobe
+
+    from tests.support import MINI_REPORT_SPEC
+
+    folder = tmp_path_factory.mktemp("report")
+    spec_path = folder / "mini.toml"
+    spec_path.write_text(MINI_REPORT_SPEC)
+    options = ldmprobe.SweepOptions(pipeline="tiny", measurer="tiny", out=folder / "run",
+                                    permutations=199, bootstrap=199)
+    return ldmprobe.run_sweep(str(spec_path), options)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The ``ldmprobe`` click group (every command registered), for ``CliRunner().invoke``."""
+    from ldmprobe.cli.main import main
+
+    return main
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread while a module's tests run, restored afterwards (``pytestmark`` usefixtures)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

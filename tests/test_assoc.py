@@ -102,15 +102,6 @@ def validator(ref: str | None = None):
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
-@pytest.fixture(scope="module")
-def cli():
-    from ldmprobe.cli.main import main
-    from ldmprobe.cli.assoc import assoc
-
-    main.add_command(assoc)
-    return main
-
-
 # --------------------------------------------------------------------------------------------
 # Loading
 

@@ -67,15 +67,6 @@ def brute_force(sets, ddof=1, blocks=None):
     return d, S, k / len(combos), len(combos)
 
 
-@pytest.fixture(scope="module")
-def cli():
-    from ldmprobe.cli.assoc import assoc
-    from ldmprobe.cli.main import main
-
-    main.add_command(assoc)
-    return main
-
-
 def run_cli(cli, paths: dict, *extra):
     args = ["assoc", *[a for k, p in paths.items() for a in ("--set", f"{k}={p}")], *extra]
     return CliRunner().invoke(cli, args)

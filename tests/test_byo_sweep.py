@@ -34,13 +34,6 @@ FAST = ("--permutations", "199", "--bootstrap", "199")
 BAD = int(ExitCode.BAD_INPUT)
 
 
-@pytest.fixture(scope="module")
-def cli():
-    from ldmprobe.cli.main import main
-
-    return main
-
-
 def invoke(cli, *args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 

@@ -15,15 +15,9 @@ from click.testing import CliRunner
 
 from ldmprobe.cli.main import main
 from ldmprobe.results.provenance import validate_document
+from tests.support import MINI_SPEC
 
-SPEC = """\
-name = "mini"
-templates = ["a photo of a {} car"]
-baseline = ""
-terms = ["red"]
-probes = ["fire", "ocean"]
-seeds = 2
-"""
+SPEC = MINI_SPEC  # one template, one term, two seeds
 
 
 @pytest.fixture

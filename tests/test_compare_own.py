@@ -21,13 +21,6 @@ SEEDS = [0, 1, 2, 3, 4]
 D = 12
 
 
-@pytest.fixture(scope="module")
-def cli():
-    from ldmprobe.cli.main import main
-
-    return main
-
-
 def invoke(cli, *args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 

@@ -89,16 +89,6 @@ def validator(ref: str = ""):
 
 
 @pytest.fixture
-def cli():
-    from ldmprobe.cli.main import main
-    from ldmprobe.cli.neighbours import neighbours
-
-    if "neighbours" not in main.commands:
-        main.add_command(neighbours)
-    return main
-
-
-@pytest.fixture
 def vocab_file(tmp_path) -> Path:
     path = tmp_path / "words.txt"
     path.write_text("# a small list\n" + "\n".join(WORDS) + "\n", encoding="utf-8")

@@ -11,17 +11,10 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = """\
-name = "mini-report"
-templates = ["a photo of a {} car", "a {} house at night"]
-baseline = ""
-terms = ["red", "blue", "old"]
-probes = ["fire", "ocean", "tree"]
-seeds = 2
-"""
 
 
 class _Collector(HTMLParser):
@@ -45,18 +38,6 @@ class _Collector(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_generator, tiny_measurer):
-    import ldmprobe
-
-    folder = tmp_path_factory.mktemp("report")
-    spec_path = folder / "mini.toml"
-    spec_path.write_text(SPEC)
-    options = ldmprobe.SweepOptions(pipeline="tiny", measurer="tiny", out=folder / "run",
-                                    permutations=199, bootstrap=199)
-    return ldmprobe.run_sweep(str(spec_path), options)
 
 
 def test_api_returns_typed_result(tiny_run):
@@ -97,15 +78,19 @@ def test_report_is_html_with_every_term_template_and_tiny_banner(tiny_run):
         assert (tiny_run.run_dir / src).is_file(), f"missing file {src}"
 
 
-def test_report_command_and_bad_folder(tiny_run, tmp_path):
+def test_report_command_and_bad_folder(tiny_run, cli, tmp_path):
     from click.testing import CliRunner
 
-    from ldmprobe.cli.main import main
-
-    (tiny_run.run_dir / "report.html").unlink()
-    result = CliRunner().invoke(main, ["report", str(tiny_run.run_dir)])
-    assert result.exit_code == 0 and (tiny_run.run_dir / "report.html").is_file()
-    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    run_dir = tmp_path / "run"  # a copy: the session's run folder stays as made
+    shutil.copytree(tiny_run.run_dir, run_dir, symlinks=True)
+    made = (run_dir / "report.html").read_text()
+    (run_dir / "report.html").unlink()
+    result = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert result.exit_code == 0 and (run_dir / "report.html").is_file()
+    assert 'id="tiny-banner"' in (run_dir / "report.html").read_text() and 'id="tiny-banner"' in made
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["report", str(empty)])
     assert result.exit_code == 2 and "results.json" in result.stderr
 
 
@@ -123,9 +108,16 @@ def test_report_screenshot_in_headless_chromium(tiny_run, tmp_path):
     from PIL import Image
 
     with Image.open(shot) as image:
-        assert image.size == (1200, 2000)
-        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
-        assert colours is None or len(colours) > 50  # a rendered page, not a blank one
+        pixels = np.asarray(image.convert("RGB"), dtype=int)
+    # The size is what --window-size asked for, drawn or not; what proves the report was drawn with its
+    # styles is the TINY banner: a wide band of its red (#b00020) near the top. A blank page, an error
+    # page or the HTML without its CSS has none.
+    banner = (np.abs(pixels - [0xB0, 0x00, 0x20]).max(axis=2) <= 24)
+    rows = np.flatnonzero(banner.sum(axis=1) >= 600)  # banner rows span most of the 1200-pixel width
+    assert pixels.shape == (2000, 1200, 3)
+    assert len(rows) >= 20 and rows[0] < 600, f"no TINY banner drawn (red rows: {len(rows)})"
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    assert colours > 1000, colours  # text, plots and contact sheets (~13,000); chromium's error page draws ~500
 
 
 def _example_env(cache_root):

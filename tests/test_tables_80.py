@@ -8,29 +8,11 @@ import re
 import pytest
 
 from ldmprobe.render.layout import number_format, printable, printable_tree
+from tests.support import assert_whole
+from tests.support import render_text as _render
 
 LONG_ID = "hf-hub:stable-diffusion-v1-5/stable-diffusion-v1-5"
 LONG_PATH = "/home/someone/projects/bias-audit/embeddings/career-words-clip-vit-l-14.npz"
-
-
-def _render(renderable, width: int = 80) -> str:
-    from rich.console import Console
-
-    console = Console(width=width, record=True, no_color=True, file=open("/dev/null", "w"))
-    console.print(renderable)
-    return console.export_text()
-
-
-def assert_whole(text: str, cells, width: int = 80) -> None:
-    """Each cell's words appear whole (as whitespace-separated tokens, or inside a longer token such
-    as '[0.12,' for a CI), no ellipsis, no line wider than ``width``, no '-0' number."""
-    assert "…" not in text, text
-    assert max(len(line.rstrip()) for line in text.splitlines()) <= width, text
-    tokens = text.split()
-    for cell in cells:
-        for word in str(cell).split():
-            assert word in tokens or any(word in t for t in tokens), (word, cell, text)
-    assert not re.search(r"(?<![\w.])-0(\.0+)?(?![\d.e])", text), text
 
 
 def _probe(name, shift, low, high, p_adj=0.5, **extra):

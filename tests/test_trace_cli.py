@@ -20,14 +20,7 @@ seeds = 2
 TINY = ["--pipeline", "tiny", "--measurer", "tiny", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -7,15 +7,8 @@ import warnings
 
 import pytest
 
-from tests.test_report_examples import tiny_run  # noqa: F401  (module fixture: a tiny sweep run folder)
-
-
-def _render(renderable, width: int = 80) -> str:
-    from rich.console import Console
-
-    console = Console(width=width, record=True, no_color=True, file=open("/dev/null", "w"))
-    console.print(renderable)
-    return console.export_text()
+from tests.support import assert_whole
+from tests.support import render_text as _render
 
 
 def _widest_cells(document: dict) -> dict:
@@ -33,9 +26,8 @@ def _widest_cells(document: dict) -> dict:
 
 
 @pytest.mark.parametrize("cells", ["as run", "widest"])
-def test_sweep_tables_cut_no_number_and_no_term_at_80_columns(tiny_run, cells):  # noqa: F811
+def test_sweep_tables_cut_no_number_and_no_term_at_80_columns(tiny_run, cells):
     from ldmprobe.render.sweep import render_sweep
-    from tests.test_tables_80 import assert_whole
 
     document = tiny_run.to_dict()
     if cells == "widest":
@@ -98,7 +90,7 @@ def test_contact_sheet_and_plots_emit_no_glyph_warnings(capfd):
     assert plot_label("café") == "café" and MISSING not in plot_label("café")
 
 
-def test_report_leads_with_summary_pairs_and_readable_config(tiny_run):  # noqa: F811
+def test_report_leads_with_summary_pairs_and_readable_config(tiny_run):
     html = (tiny_run.run_dir / "report.html").read_text()
     body = html[html.index("<body>"):]
     assert body.index('id="summary"') < body.index('id="how"') < body.index('id="drift"') < body.index('id="config"')
