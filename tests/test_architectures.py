@@ -228,16 +228,27 @@ def _trace(tmp_path, spec_extra: str, *args):
 
 
 @pytest.mark.parametrize("name", list(ARCHS))
-def test_trace_refuses_new_architectures_with_exit_2(tmp_path, arch_generators, name):
-    result = _trace(tmp_path, "", "--pipeline", name, "--measurer", "tiny")
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "SD 1.x" in result.stderr and "sweep" in result.stderr and result.stdout == ""
+def test_trace_runs_every_part_on_new_architectures(tmp_path, arch_generators, name):
+    result = _trace(tmp_path, "", "--pipeline", name, "--measurer", "tiny", "--parts",
+                    "conditioning,attention,steps,vae", "--switch-steps", "1")
+    assert result.exit_code == 0, (result.output, result.exception)
+    doc = json.loads(result.stdout)
+    assert all(doc[section] for section in ("conditioning", "attention", "steps", "vae"))
+    variants = [v["variant"] for v in doc["conditioning"][0]["variants"]]
+    assert "pooled" in variants and ("before" in variants) == (name != "tiny-sdxl")
+
+
+def test_trace_refuses_a_part_the_architecture_lacks(tmp_path, arch_generators):
+    result = _trace(tmp_path, "", "--pipeline", "tiny", "--measurer", "tiny", "--variants", "pooled,modifier")
+    assert result.exit_code == 2 and "pooled" in result.stderr and result.stdout == ""
     assert not (tmp_path / "run").exists()
 
 
 def test_trace_honours_the_specs_model_keys(tmp_path, arch_generators):
-    refused = _trace(tmp_path, 'pipeline = "tiny-flux"\nmeasurer = "tiny"\n')  # no flags: the spec's models
-    assert refused.exit_code == 2 and "Flux" in refused.stderr
+    spec_models = _trace(tmp_path, 'pipeline = "tiny-flux"\nmeasurer = "tiny"\n')  # no flags: the spec's models
+    assert spec_models.exit_code == 0, (spec_models.output, spec_models.exception)
+    assert json.loads(spec_models.stdout)["provenance"]["models"]["generator"] == "tiny-flux"
+    (tmp_path / "run").rename(tmp_path / "run-flux")
     flagged = _trace(tmp_path, 'pipeline = "tiny-flux"\nmeasurer = "tiny"\n', "--pipeline", "tiny")  # a flag wins
     assert flagged.exit_code == 0, (flagged.output, flagged.exception)
     doc = json.loads(flagged.stdout)

@@ -14,7 +14,9 @@ from ldmprobe.cli.checks import MAX_SIDE, SIDE, check_out
 from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
-HYBRID_PARTS = ("modifier", "content", "eot_pad")
+#: Hybrid parts on any architecture (``before`` only where a T5 block is, ``pooled`` only where a
+#: pooled vector is; the run refuses a part its generator does not have).
+HYBRID_PARTS = ("before", "modifier", "content", "eot_pad", "pooled")
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -30,7 +32,9 @@ def _parts(value: str) -> tuple[str, ...]:
     return tuple(p for p in PARTS_CHOICES if p in parts)
 
 
-def _variants(value: str) -> tuple[str, ...]:
+def _variants(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
     names = _csv(value)
     for name in names:
         if name not in ("none", "all") and not all(p in HYBRID_PARTS for p in name.split("+")):
@@ -87,8 +91,10 @@ def _check_spec(spec, noun: str | None) -> None:
 @click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
 @click.option("--switch-steps", default=None,
               help="Steps part: switch points k, comma-separated (default: the quarters of --steps).")
-@click.option("--variants", default=",".join(HYBRID_PARTS), show_default=True,
-              help="Conditioning part: hybrids to build (none, all, modifier, content, eot_pad, or a+b).")
+@click.option("--variants", default=None,
+              help="Conditioning part: hybrids to build (none, all, before, modifier, content, eot_pad, pooled, "
+                   "or a+b). Default: each part the generator has (SD 1.x: modifier, content, eot_pad; SDXL adds "
+                   "pooled; SD 3 and Flux: before, modifier, content, eot_pad, pooled).")
 @click.option("--noun", default=None, help="Attention part: the noun word (default: the last content token).")
 @click.option("--attention-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Attention part: share of the noun's attention its region holds.")

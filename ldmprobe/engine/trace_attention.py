@@ -20,6 +20,19 @@ start token, end-of-text and padding are kept explicitly, never silently dropped
 So at every latent pixel the maps of all L positions sum to 1 (bilinear resizing is a convex
 combination), and :func:`upsample` keeps that at image size. Layers whose processor input
 is not (batch, pixels, channels) (no SD-1.x cross-attention is) are skipped and counted.
+
+**Joint attention** (SD 3's MMDiT, Flux): there is no cross-attention layer; image and text
+tokens attend to each other in one softmax. Every attention processor of the transformer is
+wrapped; while the original runs, the attention kernel it calls (``scaled_dot_product_attention``
+or diffusers' ``dispatch_attention_fn``) is intercepted to read its query and key (after the
+layer's norms and rotary embedding, exactly what the kernel sees) and then called unchanged.
+What is recorded is the **text→image part**: for each image query, its softmax probabilities
+over the text keys (the conditioning rows, in order), renormalised per head to sum to 1 over
+the text keys and then averaged over heads, so the maps mean the same as a UNet's ("of the
+attention a picture patch pays to the text, the share of each token"). How much of its attention an image query pays to the text at
+all is kept as :attr:`AttentionRecorder.text_share` (the mean over images, layers and steps).
+Layers that see no text (SD 3.5's image-only second attention) are skipped. SD 3 puts the
+image tokens first; Flux puts the text first, in both its double- and single-stream blocks.
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ class AttentionRecorder:
         self.calls = 0
         self.skipped = 0
         self.batches: list[np.ndarray] = []
+        self.text_mass = [0.0, 0]  # joint attention: sum of per-call mean text shares, calls
 
     def begin(self, n_items: int) -> None:
         self.n_items, self.total, self.calls = n_items, None, 0
@@ -68,7 +82,6 @@ class AttentionRecorder:
 
     def record(self, attn, hidden_states, encoder_hidden_states) -> None:
         import torch
-        import torch.nn.functional as F
 
         if hidden_states.ndim != 3 or attn.spatial_norm is not None:
             self.skipped += 1
@@ -89,7 +102,44 @@ class AttentionRecorder:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         probs = torch.softmax((query.float() @ key.float().transpose(-1, -2)) * attn.scale, dim=-1)
-        probs = probs.mean(dim=1).transpose(1, 2)  # (n, L, pixels), averaged over heads
+        self._add(probs.mean(dim=1).transpose(1, 2))  # (n, L, pixels), averaged over heads
+
+    @property
+    def text_share(self) -> float:
+        """Joint attention: the mean share of an image query's attention that goes to the text."""
+        total, calls = self.text_mass
+        return total / calls if calls else float("nan")
+
+    def record_joint(self, query, key, scale, text_rows: int, text_first: bool) -> None:
+        """Record one joint-attention call from the kernel's query and key, (batch, heads, tokens, dim)."""
+        import torch
+
+        rows = self._rows(query.shape[0])
+        query, key = query[rows].float(), key[rows].float()
+        n, heads, tokens, dim = query.shape
+        if tokens <= text_rows:
+            self.skipped += 1
+            return
+        scale = float(scale) if scale is not None else 1.0 / math.sqrt(dim)
+        text = slice(0, text_rows) if text_first else slice(tokens - text_rows, tokens)
+        image = slice(text_rows, tokens) if text_first else slice(0, tokens - text_rows)
+        acc, mass = None, 0.0
+        for h in range(heads):  # one head at a time: (n, image tokens, tokens) stays small
+            probs = torch.softmax((query[:, h, image] @ key[:, h].transpose(-1, -2)) * scale, dim=-1)
+            part = probs[..., text]
+            head_mass = part.sum(-1, keepdim=True)
+            mass += float(head_mass.mean())
+            part = part / head_mass.clamp_min(1e-30)  # this head's distribution over the text tokens
+            acc = part if acc is None else acc + part
+        self.text_mass[0] += mass / heads
+        self.text_mass[1] += 1
+        self._add((acc / heads).transpose(1, 2))  # (n, text rows, image tokens), averaged over heads
+
+    def _add(self, probs) -> None:
+        """Add one call's (n, L, pixels) maps, resized to the latent grid."""
+        import torch.nn.functional as F
+
+        n, _, pixels = probs.shape
         h0, w0 = self.latent_hw
         h = int(round(math.sqrt(pixels * h0 / w0)))
         grid = probs.reshape(n, probs.shape[1], h, pixels // h)
@@ -113,24 +163,106 @@ class TracingProcessor:
         return out
 
 
+class _Intercept:
+    """While active, the attention kernels hand their first query and key to ``seen``."""
+
+    def __init__(self, module_name: str):
+        import sys
+
+        self.module = sys.modules.get(module_name)
+        self.seen: list = []
+        self.depth = 0
+
+    def __enter__(self):
+        import torch.nn.functional as F
+
+        self.real_sdpa = F.scaled_dot_product_attention
+        F.scaled_dot_product_attention = self._sdpa
+        self.real_dispatch = getattr(self.module, "dispatch_attention_fn", None)
+        if self.real_dispatch is not None:
+            self.module.dispatch_attention_fn = self._dispatch
+        return self
+
+    def _note(self, query, key, scale, bnhd: bool) -> None:
+        if self.depth == 0 and not self.seen:
+            self.seen.append((query.transpose(1, 2), key.transpose(1, 2), scale) if bnhd else (query, key, scale))
+
+    def _sdpa(self, query, key, value, *args, **kwargs):  # (batch, heads, tokens, dim)
+        self._note(query, key, kwargs.get("scale", args[3] if len(args) > 3 else None), False)
+        self.depth += 1
+        try:
+            return self.real_sdpa(query, key, value, *args, **kwargs)
+        finally:
+            self.depth -= 1
+
+    def _dispatch(self, query, key, value, *args, **kwargs):  # (batch, tokens, heads, dim)
+        self._note(query, key, kwargs.get("scale", args[3] if len(args) > 3 else None), True)
+        self.depth += 1
+        try:
+            return self.real_dispatch(query, key, value, *args, **kwargs)
+        finally:
+            self.depth -= 1
+
+    def __exit__(self, *exc):
+        import torch.nn.functional as F
+
+        F.scaled_dot_product_attention = self.real_sdpa
+        if self.real_dispatch is not None:
+            self.module.dispatch_attention_fn = self.real_dispatch
+        return False
+
+
+class JointTracingProcessor:
+    """Wraps a joint-attention layer's own processor and records its text->image probabilities.
+
+    ``text_rows``: the conditioning's token rows; ``text_first``: the text tokens come first in
+    the joint sequence (Flux); ``always_text``: the layer sees the text even when called without
+    ``encoder_hidden_states`` (Flux's single-stream blocks get text and image concatenated).
+    """
+
+    def __init__(self, original, recorder: AttentionRecorder, text_rows: int, text_first: bool, always_text: bool):
+        self.original, self.recorder = original, recorder
+        self.text_rows, self.text_first, self.always_text = text_rows, text_first, always_text
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+        if encoder_hidden_states is None and not self.always_text:
+            return self.original(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+        with _Intercept(type(self.original).__module__) as seen:
+            out = self.original(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+        if seen.seen:
+            query, key, scale = seen.seen[0]
+            self.recorder.record_joint(query, key, scale, self.text_rows, self.text_first)
+        else:
+            self.recorder.skipped += 1
+        return out
+
+
 def is_cross_attention(name: str) -> bool:
     """diffusers names a UNet's cross-attention processors ``...attn2.processor``."""
     return name.endswith("attn2.processor")
 
 
 @contextmanager
-def tracing(unet, recorder: AttentionRecorder):
-    """Install tracing processors on the cross-attention layers; restore the originals on exit."""
-    originals = dict(unet.attn_processors)
-    cross = [name for name in originals if is_cross_attention(name)]
-    if not cross:
-        raise ValueError("this UNet has no cross-attention layers (attn2) to trace")
-    unet.set_attn_processor({name: TracingProcessor(proc, recorder) if name in cross else proc
-                             for name, proc in originals.items()})
+def tracing(denoiser, recorder: AttentionRecorder, *, family: str = "sd1", text_rows: int = 77):
+    """Install tracing processors on the layers that attend to the text; restore the originals on exit.
+
+    A UNet (SD 1.x, SDXL): its cross-attention layers. A transformer (SD 3, Flux): every
+    attention layer, recording the text->image part of the joint attention."""
+    originals = dict(denoiser.attn_processors)
+    if family in ("sd3", "flux"):
+        wrapped = {name: JointTracingProcessor(proc, recorder, text_rows, text_first=family == "flux",
+                                               always_text=family == "flux") for name, proc in originals.items()}
+    else:
+        cross = [name for name in originals if is_cross_attention(name)]
+        if not cross:
+            raise ValueError("this UNet has no cross-attention layers (attn2) to trace")
+        wrapped = {name: TracingProcessor(proc, recorder) if name in cross else proc
+                   for name, proc in originals.items()}
+    denoiser.set_attn_processor(wrapped)
     try:
         yield recorder
     finally:
-        unet.set_attn_processor(originals)
+        denoiser.set_attn_processor(originals)
 
 
 def group_maps(maps: np.ndarray, groups: Sequence[dict]) -> tuple[np.ndarray, list[str]]:

@@ -25,11 +25,16 @@ from ldmprobe.engine.trace_generate import CondJob, GenSettings, JobImages, gene
 TRACE_CACHE_VERSION = 1
 
 
-def _array_digest(array: np.ndarray | None) -> str | None:
-    if array is None:
+def _array_digest(cond) -> str | None:
+    """The conditioning's bytes: token rows, and the pooled vector where there is one (so SD 1.x
+    keys, which have none, are what they were)."""
+    if cond is None:
         return None
-    a = np.ascontiguousarray(array, dtype=np.float32)
-    return sha256_hex(repr(a.shape).encode() + a.tobytes())
+    parts = []
+    for array in cond.arrays():
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        parts.append(repr(a.shape).encode() + a.tobytes())
+    return sha256_hex(b"".join(parts))
 
 
 def recipe_document(loaded, settings: GenSettings) -> dict:
@@ -37,7 +42,7 @@ def recipe_document(loaded, settings: GenSettings) -> dict:
     from ldmprobe.records import jsonable
 
     pipe = loaded.pipe
-    height, width = settings.size(pipe)
+    height, width = settings.size(loaded)
     return {
         "pipeline": jsonable(loaded.identity),
         "scheduler": {"class": type(pipe.scheduler).__name__, "config": jsonable(dict(pipe.scheduler.config))},

@@ -23,6 +23,15 @@ bijection, the hybrid that chooses no part holds exactly the baseline's 77 state
 another order; SD's UNet reads the conditioning only through cross-attention, which does not
 depend on the order of its keys, so that hybrid reproduces the baseline images (up to float
 summation order) — the planted check. The hybrid choosing every part is the term prompt.
+
+**Other architectures** (:mod:`ldmprobe.engine.trace_text`). The conditioning is a
+``TextCond``: token rows made of blocks (one per tokenizer: CLIP, T5) and, on SDXL, SD 3 and
+Flux, a pooled vector. Each block is located and aligned on its own tokenizer's positions as
+above; part ``pooled`` takes the term's pooled vector. T5 is bidirectional, so its states
+before the word differ too: there those positions are part ``before`` (a causal CLIP block's
+are ``start``, identical in both prompts). SDXL's UNet, SD 3's MMDiT and Flux read the token
+rows through attention without position codes on the text side (Flux's text position ids are
+all zero), so the aligned "none" hybrid reproduces the baseline there too.
 """
 
 from __future__ import annotations
@@ -32,8 +41,11 @@ from typing import Sequence
 
 import numpy as np
 
-#: Parts a hybrid can take from the term prompt, in prompt order.
+#: Parts a hybrid can take from the term prompt on SD 1.x, in prompt order (other
+#: architectures: ``trace_text.parts_of``).
 PARTS = ("modifier", "content", "eot_pad")
+#: Parts located on token positions (the rest of ``trace_text.ALL_PARTS`` is ``pooled``).
+TOKEN_PARTS = ("before", "modifier", "content", "eot_pad")
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class TokenSpans:
     n_baseline_word: int  # the baseline term's tokens (0 for an empty baseline)
     eot: int  # the term prompt's end-of-text position
     length: int = 77
+    bidirectional: bool = False  # positions before the modifier are part "before" (T5), else "start"
 
     @property
     def modifier(self) -> tuple[int, ...]:
@@ -57,17 +70,17 @@ class TokenSpans:
     def part_of(self) -> np.ndarray:
         """The part name of every term position."""
         labels = np.array(["eot_pad"] * self.length, dtype=object)
-        labels[: self.start] = "start"
+        labels[: self.start] = "before" if self.bidirectional else "start"
         labels[list(self.modifier)] = "modifier"
         labels[list(self.content)] = "content"
         return labels
 
 
-def _ids(tokenizer, prompt: str) -> list[int]:
+def _ids(tokenizer, prompt: str, length: int | None = None) -> list[int]:
+    limit = int(length or tokenizer.model_max_length)
     ids = list(tokenizer(prompt, truncation=False).input_ids)
-    if len(ids) > tokenizer.model_max_length:
-        raise ValueError(f"prompt {prompt!r} has {len(ids)} tokens; the text encoder reads "
-                         f"{tokenizer.model_max_length}")
+    if len(ids) > limit:
+        raise ValueError(f"prompt {prompt!r} has {len(ids)} tokens; the text encoder reads {limit}")
     return ids
 
 
@@ -76,9 +89,12 @@ def fill(template: str, word: str) -> str:
     return " ".join(template.replace("{}", word).split())
 
 
-def locate_modifier(tokenizer, template: str, term: str, baseline: str = "") -> TokenSpans:
-    """Find the term's tokens by tokenising the prompt with the term and with the baseline."""
-    t_ids, b_ids = _ids(tokenizer, fill(template, term)), _ids(tokenizer, fill(template, baseline))
+def locate_modifier(tokenizer, template: str, term: str, baseline: str = "", *, length: int | None = None,
+                    bidirectional: bool = False) -> TokenSpans:
+    """Find the term's tokens by tokenising the prompt with the term and with the baseline.
+
+    ``length``: the rows the block holds (default: the tokenizer's ``model_max_length``)."""
+    t_ids, b_ids = _ids(tokenizer, fill(template, term), length), _ids(tokenizer, fill(template, baseline), length)
     prefix = 0
     while prefix < min(len(t_ids), len(b_ids)) and t_ids[prefix] == b_ids[prefix]:
         prefix += 1
@@ -89,7 +105,7 @@ def locate_modifier(tokenizer, template: str, term: str, baseline: str = "") -> 
     n_mod, n_base = len(t_ids) - prefix - suffix, len(b_ids) - prefix - suffix
     if n_mod <= 0:
         raise ValueError(f"term {term!r} adds no tokens to {fill(template, baseline)!r}")
-    return TokenSpans(prefix, n_mod, n_base, len(t_ids) - 1, int(tokenizer.model_max_length))
+    return TokenSpans(prefix, n_mod, n_base, len(t_ids) - 1, int(length or tokenizer.model_max_length), bidirectional)
 
 
 def alignment(spans: TokenSpans) -> np.ndarray:
@@ -113,14 +129,36 @@ def alignment(spans: TokenSpans) -> np.ndarray:
 def hybrid(term_states: np.ndarray, base_states: np.ndarray, spans: TokenSpans,
            parts: Sequence[str]) -> np.ndarray:
     """Term states at the chosen parts' positions, aligned baseline states elsewhere."""
-    unknown = set(parts) - set(PARTS)
+    unknown = set(parts) - set(TOKEN_PARTS) - {"pooled"}
     if unknown:
-        raise ValueError(f"unknown hybrid part(s) {sorted(unknown)}; choose from {PARTS}")
+        raise ValueError(f"unknown hybrid part(s) {sorted(unknown)}; choose from {TOKEN_PARTS + ('pooled',)}")
     labels = spans.part_of()
     take = np.isin(labels, list(parts))
     out = np.asarray(base_states)[alignment(spans)].copy()
     out[take] = np.asarray(term_states)[take]
     return out
+
+
+def cond_hybrid(term, base, spans: Sequence[tuple], parts: Sequence[str]):
+    """A ``TextCond`` hybrid: each block's rows as :func:`hybrid`, the pooled vector by ``pooled``.
+
+    ``spans``: (block, TokenSpans) per block of the layout, in row order."""
+    from ldmprobe.engine.trace_text import TextCond
+
+    blocks = []
+    for block, block_spans in spans:
+        cut = slice(block.start, block.start + block.length)
+        blocks.append(hybrid(np.asarray(term.tokens)[cut], np.asarray(base.tokens)[cut], block_spans, parts))
+    pooled = None
+    if base.pooled is not None:
+        pooled = np.asarray(term.pooled if "pooled" in parts else base.pooled).copy()
+    return TextCond(np.concatenate(blocks) if len(blocks) > 1 else blocks[0], pooled)
+
+
+def block_spans(text_layout, template: str, term: str, baseline: str = "") -> tuple[tuple, ...]:
+    """(block, TokenSpans) of every block of ``text_layout`` for one (template, term)."""
+    return tuple((block, locate_modifier(block.tokenizer, template, term, baseline, length=block.length,
+                                         bidirectional=block.bidirectional)) for block in text_layout.blocks)
 
 
 @dataclass(frozen=True)
@@ -129,37 +167,47 @@ class Hybrids:
 
     template: str
     term: str
-    spans: TokenSpans
-    states: dict  # variant name -> (L, d) float32
+    spans: tuple  # (block, TokenSpans) per block of the layout
+    states: dict  # variant name -> TextCond
 
 
-def variant_parts(variants: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Variant names to parts: a part name, 'none', 'all', or parts joined by '+'."""
+def variant_parts(variants: Sequence[str], parts: Sequence[str] = PARTS) -> dict[str, tuple[str, ...]]:
+    """Variant names to parts: a part name, 'none', 'all' (every one of ``parts``), or parts joined by '+'."""
     out = {}
     for name in variants:
         if name == "none":
             out[name] = ()
         elif name == "all":
-            out[name] = PARTS
+            out[name] = tuple(parts)
         else:
             out[name] = tuple(name.split("+"))
     return out
 
 
 def build_hybrids(loaded, template: str, terms: Sequence[str], baseline: str = "",
-                  variants: Sequence[str] = PARTS, *, base_states: np.ndarray | None = None) -> list[Hybrids]:
-    """Hybrid conditionings of each term under one template (the encoder runs once per prompt)."""
+                  variants: Sequence[str] | None = None, *, base_states=None) -> list[Hybrids]:
+    """Hybrid conditionings of each term under one template (the encoder runs once per prompt).
+
+    ``variants`` None: each of the architecture's parts."""
+    from ldmprobe.engine.trace_text import as_cond, layout
+
+    text_layout = layout(loaded)
+    allowed = text_layout.parts
+    variants = allowed if variants is None else variants
+    chosen = variant_parts(variants, allowed)
+    bad = sorted({p for parts in chosen.values() for p in parts} - set(allowed))
+    if bad:
+        raise ValueError(f"hybrid part(s) {bad} do not exist on a {text_layout.family} pipeline; "
+                         f"its parts are {', '.join(allowed)}")
+    prompts = [fill(template, t) for t in terms]
     from ldmprobe.engine.trace_generate import encode_prompts
 
-    tokenizer = loaded.pipe.tokenizer
-    prompts = [fill(template, t) for t in terms]
     encoded = encode_prompts(loaded, ([] if base_states is not None else [fill(template, baseline)]) + prompts)
-    base = base_states if base_states is not None else encoded[0]
+    base = as_cond(base_states) if base_states is not None else encoded[0]
     term_states = encoded[len(encoded) - len(terms):]
-    chosen = variant_parts(variants)
     out = []
     for term, states in zip(terms, term_states):
-        spans = locate_modifier(tokenizer, template, term, baseline)
-        named = {name: hybrid(states, base, spans, parts) for name, parts in chosen.items()}
+        spans = block_spans(text_layout, template, term, baseline)
+        named = {name: cond_hybrid(states, base, spans, parts) for name, parts in chosen.items()}
         out.append(Hybrids(template, term, spans, named))
     return out

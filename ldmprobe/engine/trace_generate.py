@@ -5,13 +5,17 @@ sampler), batched, with one CPU ``torch.Generator`` per image seeded from its se
 pairing of ``sweep`` holds: two jobs with the same seed differ only in their conditioning.
 
 A job may switch its conditioning during sampling: ``first`` for the first ``switch_at``
-denoising-loop iterations, ``after`` from then on. The switch is done with the pipeline's
-``callback_on_step_end`` (it replaces the conditional half of ``prompt_embeds`` after step
-``switch_at - 1``), not with a manual denoising loop: the pipeline keeps its own scheduler,
-guidance, rescaling and timestep conditioning, so a job that never switches is exactly an
-ordinary generation, and one loop serves every SD-1.x-style pipeline that lists
-``prompt_embeds`` in ``_callback_tensor_inputs``. Jobs with different switch points share a
-batch (each row switches at its own step).
+denoising-loop iterations, ``after`` from then on. The switch is made by a forward pre-hook on
+the denoiser (UNet or transformer) that replaces the conditional rows of its text inputs
+(``encoder_hidden_states`` and, where the architecture has one, the pooled vector:
+``added_cond_kwargs["text_embeds"]`` on SDXL, ``pooled_projections`` on SD 3 and Flux) from the
+step on; the pipeline's ``callback_on_step_end`` only counts the steps. The pipeline keeps its
+own scheduler, guidance, rescaling and timestep conditioning, so a job that never switches is
+exactly an ordinary generation, and one loop serves SD 1.x, SDXL, SD 3 and Flux. Jobs with
+different switch points share a batch (each row switches at its own step).
+
+Conditioning is a :class:`~ldmprobe.engine.trace_text.TextCond` (token rows and pooled vector);
+a bare array is taken as the token rows of SD 1.x.
 
 Torch and diffusers are imported inside the functions.
 """
@@ -24,11 +28,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ldmprobe.engine.generate import image_problem
+from ldmprobe.engine.trace_text import TextCond, as_cond
 
 
 @dataclass(frozen=True)
 class CondJob:
-    """One image: its seed and conditioning rows (tokens x width) of the generator's text encoder.
+    """One image: its seed and conditioning (the token rows and pooled vector the denoiser reads).
 
     ``after`` None: ``first`` for every step. Otherwise ``first`` for loop iterations
     ``i < switch_at`` and ``after`` for ``i >= switch_at`` (``switch_at`` 0: ``after`` only).
@@ -37,12 +42,17 @@ class CondJob:
     """
 
     seed: int
-    first: np.ndarray
-    after: np.ndarray | None = None
+    first: TextCond
+    after: TextCond | None = None
     switch_at: int = 0
     label: str = ""
 
-    def start(self) -> np.ndarray:
+    def __post_init__(self):
+        object.__setattr__(self, "first", as_cond(self.first))
+        if self.after is not None:
+            object.__setattr__(self, "after", as_cond(self.after))
+
+    def start(self) -> TextCond:
         return self.first if self.after is None or self.switch_at > 0 else self.after
 
 
@@ -56,10 +66,20 @@ class GenSettings:
     height: int | None = None
     negative_prompt: str = ""
 
-    def size(self, pipe) -> tuple[int, int]:
-        """(height, width) in pixels: the settings' or the pipeline's default."""
-        default = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
-        return int(self.height or default), int(self.width or default)
+    def size(self, loaded) -> tuple[int, int]:
+        """(height, width) in pixels: the settings' or the generator's native size.
+
+        ``loaded`` is a loaded generator (its folder's configs say the native size) or, for a
+        pipeline built in memory, the pipeline itself (its UNet's sample size)."""
+        folder = getattr(loaded, "folder", None)
+        if folder is not None:
+            from ldmprobe.models import configs
+
+            default_h, default_w = configs.native_image_size(folder)
+        else:
+            pipe = getattr(loaded, "pipe", loaded)
+            default_h = default_w = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+        return int(self.height or default_h), int(self.width or default_w)
 
 
 @dataclass(frozen=True)
@@ -72,94 +92,118 @@ class JobImages:
 
 
 def refuse_architecture(folder) -> None:
-    """Exit 2 before any model loads when trace cannot drive the generator's architecture yet.
+    """Exit 2 before any model loads when trace cannot drive the generator's architecture.
 
-    Trace splices hybrid conditionings into one CLIP's token states, switches them inside the
-    UNet's step callback and reads ``attn2`` cross-attention: an SD 1.x (or 2.x) pipeline.
-    SDXL (two encoders, pooled micro-conditioning), SD 3 and Flux (joint attention, T5) need
-    their own token ablation and attention processors, which are not built yet.
+    Trace lays out the text conditioning of SD 1.x/2.x, SDXL, SD 3.x and Flux.1
+    (:mod:`ldmprobe.engine.trace_text`); any other pipeline is refused.
     """
+    from ldmprobe.engine.trace_text import FAMILIES
     from ldmprobe.errors import BadInputError
     from ldmprobe.models import configs
 
     family = configs.architecture(folder)
-    if family != "sd1":
-        name = {"sdxl": "SDXL", "sd3": "SD 3", "flux": "Flux"}.get(family, configs.pipeline_class(folder) or "this")
+    if family not in FAMILIES:
         raise BadInputError(
-            f"trace drives Stable Diffusion 1.x/2.x pipelines only; the generator is a {name} pipeline "
-            f"({configs.pipeline_class(folder)}), whose text encoders and joint or pooled conditioning trace "
-            "does not split yet. sweep (with per-encoder conditioning drift), neighbours --images, assoc, check "
-            "and --dry-run work on it; use an SD 1.x pipeline (sd15, tiny, reference) for trace.")
+            f"trace drives Stable Diffusion 1.x/2.x, SDXL, SD 3.x and Flux.1 pipelines; the generator is a "
+            f"{configs.pipeline_class(folder) or 'generic'} pipeline, whose text conditioning trace cannot lay out. "
+            "sweep, neighbours --images, assoc, check and --dry-run work on it.")
+
+
+def _denoiser(pipe):
+    return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
 
 
 def check_pipeline(loaded) -> None:
-    """Raise a clear error for pipelines trace cannot drive (no CLIP tokenizer + text encoder)."""
+    """Raise a clear error for pipelines trace cannot drive."""
     if getattr(loaded, "folder", None) is not None:
         refuse_architecture(loaded.folder)
     pipe = loaded.pipe
-    missing = [n for n in ("tokenizer", "text_encoder", "unet", "vae") if getattr(pipe, n, None) is None]
+    missing = [n for n in ("tokenizer", "text_encoder", "vae") if getattr(pipe, n, None) is None]
+    if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None:
+        missing.append("unet or transformer")
     if missing or not hasattr(pipe, "encode_prompt"):
-        raise ValueError(f"trace needs an SD-1.x-style pipeline (tokenizer, text encoder, UNet, VAE); "
+        raise ValueError(f"trace needs a text-to-image pipeline with a tokenizer, text encoder, denoiser and VAE; "
                          f"{type(pipe).__name__} lacks {', '.join(missing) or 'encode_prompt'}")
-    if "prompt_embeds" not in getattr(pipe, "_callback_tensor_inputs", ()):
-        raise ValueError(f"{type(pipe).__name__} does not let a step callback change prompt_embeds")
 
 
-def encode_prompts(loaded, prompts: Sequence[str]) -> np.ndarray:
-    """The conditioning the pipeline itself would use: (n, tokens, width) float32."""
-    import torch
+def encode_prompts(loaded, prompts: Sequence[str]) -> list[TextCond]:
+    """The conditioning the pipeline itself would use for each prompt."""
+    from ldmprobe.engine.trace_text import encode
 
-    pipe = loaded.pipe
-    with torch.inference_mode():
-        embeds, _ = pipe.encode_prompt(list(prompts), pipe.device, 1, False)
-    return embeds.float().cpu().numpy()
+    return encode(loaded, prompts)
 
 
-def _switcher(batch: Sequence[CondJob], device, dtype):
-    """A ``callback_on_step_end`` that swaps each row's conditional embedding at its step."""
-    import torch
+class _Switcher:
+    """Swaps each switching row's conditional text inputs from its step on (see the module docstring)."""
 
-    swaps: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for row, job in enumerate(batch):
-        if job.after is not None and job.switch_at > 0:
-            swaps.setdefault(job.switch_at - 1, []).append((row, job.after))
+    def __init__(self, batch: Sequence[CondJob], family: str, device, dtype):
+        import torch
 
-    def callback(pipe, step, timestep, kwargs):
-        todo = swaps.get(int(step))
+        def tensor(array):
+            return torch.from_numpy(np.asarray(array, np.float32)).to(device, dtype)
+
+        self.n, self.family, self.step = len(batch), family, 0
+        self.swaps = [(row, int(job.switch_at), tensor(job.after.tokens),
+                       None if job.after.pooled is None else tensor(job.after.pooled))
+                      for row, job in enumerate(batch) if job.after is not None and job.switch_at > 0]
+
+    def callback(self, pipe, step, timestep, kwargs):
+        self.step = int(step) + 1
+        return kwargs
+
+    def _replace(self, tensor, index: int, todo):
+        out = tensor.clone()
+        offset = out.shape[0] - self.n  # CFG: [negative half, conditional half]
+        for row, values in todo:
+            out[offset + row] = values[index]
+        return out
+
+    def hook(self, module, args, kwargs):
+        todo = [(row, (tokens, pooled)) for row, k, tokens, pooled in self.swaps if self.step >= k]
         if not todo:
-            return kwargs
-        embeds = kwargs["prompt_embeds"].clone()
-        offset = embeds.shape[0] - len(batch)  # CFG: [negative half, conditional half]
-        for row, after in todo:
-            embeds[offset + row] = torch.from_numpy(np.asarray(after, np.float32)).to(device, dtype)
-        return {**kwargs, "prompt_embeds": embeds}
-
-    return callback if swaps else None
+            return None
+        kwargs = dict(kwargs)
+        kwargs["encoder_hidden_states"] = self._replace(kwargs["encoder_hidden_states"], 0, todo)
+        if self.family == "sdxl":
+            added = dict(kwargs["added_cond_kwargs"])
+            added["text_embeds"] = self._replace(added["text_embeds"], 1, todo)
+            kwargs["added_cond_kwargs"] = added
+        elif self.family in ("sd3", "flux"):
+            kwargs["pooled_projections"] = self._replace(kwargs["pooled_projections"], 1, todo)
+        return args, kwargs
 
 
 def _run_batch(loaded, batch: Sequence[CondJob], settings: GenSettings, negative) -> np.ndarray:
     import torch
 
-    pipe = loaded.pipe
-    dtype = pipe.unet.dtype
-    cond = torch.from_numpy(np.stack([np.asarray(j.start(), np.float32) for j in batch])).to(pipe.device, dtype)
-    neg = negative.to(pipe.device, dtype).expand(len(batch), -1, -1).contiguous()
-    height, width = settings.size(pipe)
-    callback = _switcher(batch, pipe.device, dtype)
-    extra = {"callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["prompt_embeds"]} \
-        if callback is not None else {}
-    with torch.inference_mode():
-        out = pipe(prompt_embeds=cond, negative_prompt_embeds=neg, num_inference_steps=settings.steps,
-                   guidance_scale=settings.guidance, height=height, width=width, output_type="np",
-                   generator=[torch.Generator("cpu").manual_seed(int(j.seed)) for j in batch], **extra)
+    from ldmprobe.engine.trace_text import family_of, pipe_kwargs
+
+    pipe, family = loaded.pipe, family_of(loaded)
+    denoiser = _denoiser(pipe)
+    dtype = denoiser.dtype
+    kwargs = pipe_kwargs(family, [j.start() for j in batch], negative, pipe.device, dtype)
+    height, width = settings.size(loaded)
+    switcher = _Switcher(batch, family, pipe.device, dtype)
+    handle = None
+    if switcher.swaps:
+        kwargs.update(callback_on_step_end=switcher.callback, callback_on_step_end_tensor_inputs=["latents"])
+        handle = denoiser.register_forward_pre_hook(switcher.hook, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            out = pipe(num_inference_steps=settings.steps, guidance_scale=settings.guidance, height=height,
+                       width=width, output_type="np",
+                       generator=[torch.Generator("cpu").manual_seed(int(j.seed)) for j in batch], **kwargs)
+    finally:
+        if handle is not None:
+            handle.remove()
     return np.asarray(out.images, dtype=np.float32)
 
 
 def negative_embedding(loaded, settings: GenSettings):
-    """The negative prompt's conditioning (1, tokens, width), encoded once per run."""
-    import torch
+    """The negative prompt's conditioning, encoded once per run (None where the pipeline uses none)."""
+    from ldmprobe.engine.trace_text import negative
 
-    return torch.from_numpy(encode_prompts(loaded, [settings.negative_prompt]))
+    return negative(loaded, settings.negative_prompt)
 
 
 def generate_jobs(loaded, jobs: Sequence[CondJob], settings: GenSettings, *, batch_size: int = 4,

@@ -21,7 +21,7 @@ from ldmprobe.analysis.trace import (
     AttentionTrace, EffectTable, VaeGroup, VaeTrace, attention_numbers, psnr, vae_effects, vae_groups,
     variant_effects,
 )
-from ldmprobe.engine.trace_condition import PARTS, build_hybrids, fill, locate_modifier
+from ldmprobe.engine.trace_condition import build_hybrids, fill
 from ldmprobe.engine.trace_generate import CondJob, GenSettings, encode_prompts
 from ldmprobe.results.trace import SECTIONS, TraceCost, TraceResult  # noqa: F401  (re-exported)
 
@@ -39,7 +39,7 @@ class TraceOptions:
     probes: tuple[str, ...] = ("a yellow background",)
     noun: str | None = None
     sections: tuple[str, ...] = SECTIONS
-    variants: tuple[str, ...] = PARTS
+    variants: tuple[str, ...] | None = None  # None: each of the architecture's hybrid parts
     switch_ks: tuple[int, ...] | None = None
     settings: GenSettings = field(default_factory=GenSettings)
     batch_size: int = 4
@@ -55,8 +55,10 @@ class _Run:
 
     def __init__(self, generator, measurer, options: TraceOptions, on_progress: Progress | None):
         from ldmprobe.engine.encode import encode_in_templates
+        from ldmprobe.engine.trace_text import layout
 
         self.g, self.m, self.o = generator, measurer, options
+        self.layout = layout(generator)
         self.progress = on_progress or (lambda section, done, total: None)
         self.n_t, self.n_s = len(options.templates), len(options.seeds)
         self.probes = encode_in_templates(measurer, list(options.probes))
@@ -132,7 +134,7 @@ def _conditioning(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
     for template in o.templates:
         base = plain["states"][(o.baseline, template)]
         for hyb in build_hybrids(run.g, template, o.terms, o.baseline, names, base_states=base):
-            jobs += [CondJob(seed, hyb.states[name], label=_hybrid_label(hyb, o.baseline, name))
+            jobs += [CondJob(seed, hyb.states[name], label=_hybrid_label(hyb, o.baseline, name, run.layout.parts))
                      for name in names for seed in o.seeds]
     made = run.generate("conditioning", jobs).images
     # jobs are (template, term, variant, seed): reorder to (term, variant, template, seed)
@@ -144,11 +146,11 @@ def _conditioning(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
                           {name: emb[i, v] for v, name in enumerate(names)}) for i, term in enumerate(o.terms))
 
 
-def _hybrid_label(hyb, baseline: str, variant: str) -> str:
+def _hybrid_label(hyb, baseline: str, variant: str, all_parts: Sequence[str]) -> str:
     from ldmprobe.digest import canonical_json
     from ldmprobe.engine.trace_condition import variant_parts
 
-    parts = sorted(variant_parts([variant])[variant])
+    parts = sorted(variant_parts([variant], all_parts)[variant])
     return "hybrid-v1:" + canonical_json([hyb.template, hyb.term, baseline, parts])
 
 
@@ -193,38 +195,50 @@ def _steps(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
 
 def noun_positions(tokenizer, prompt: str, modifier: Sequence[int], noun: str | None) -> tuple[int, ...]:
     """The noun's token positions in ``prompt``: the last occurrence of ``noun``'s tokens, or (None)
-    the last content token that is not the modifier's."""
+    the last content token that is not the modifier's (start, end and padding tokens are not content)."""
     ids = list(tokenizer(prompt).input_ids)
+    special = set(tokenizer.all_special_ids)
     if noun:
-        word = list(tokenizer(noun).input_ids)[1:-1]
-        for start in range(len(ids) - len(word) - 1, 0, -1):
-            if ids[start : start + len(word)] == word:
+        word = list(tokenizer(noun, add_special_tokens=False).input_ids)
+        for start in range(len(ids) - len(word), -1, -1):
+            if word and ids[start : start + len(word)] == word:
                 return tuple(range(start, start + len(word)))
         raise ValueError(f"noun {noun!r} is not in prompt {prompt!r}")
-    content = [p for p in range(1, len(ids) - 1) if p not in modifier]
+    content = [p for p in range(len(ids)) if ids[p] not in special and p not in modifier]
     if not content:
         raise ValueError(f"prompt {prompt!r} has no content token besides the modifier")
     return (content[-1],)
 
 
 def _token_groups(run: _Run, template: str, term: str) -> dict:
-    spans = locate_modifier(run.g.pipe.tokenizer, template, term, run.o.baseline)
-    noun = noun_positions(run.g.pipe.tokenizer, fill(template, term), spans.modifier, run.o.noun)
-    noun = tuple(p for p in noun if p not in spans.modifier)
-    if not noun:
-        raise ValueError(f"the noun overlaps the modifier in {fill(template, term)!r}")
-    used = {0, *spans.modifier, *noun}
-    end = set(range(spans.eot, spans.length))
-    other = [p for p in range(spans.length) if p not in used and p not in end]
-    return {"start": (0,), "modifier": spans.modifier, "noun": noun, "other": tuple(other),
-            "eot_pad": tuple(sorted(end))}
+    """Conditioning rows by role, over every block of the layout (CLIP, T5): the start token, the
+    modifier, the noun, other content (and, in a T5 block, the words before the modifier), and
+    end-of-text with padding."""
+    from ldmprobe.engine.trace_condition import block_spans
+
+    groups: dict[str, list[int]] = {"start": [], "modifier": [], "noun": [], "other": [], "eot_pad": []}
+    for block, spans in block_spans(run.layout, template, term, run.o.baseline):
+        noun = noun_positions(block.tokenizer, fill(template, term), spans.modifier, run.o.noun)
+        noun = tuple(p for p in noun if p not in spans.modifier)
+        if not noun:
+            raise ValueError(f"the noun overlaps the modifier in {fill(template, term)!r}")
+        start = () if block.bidirectional else (0,)
+        used = {*start, *spans.modifier, *noun}
+        end = set(range(spans.eot, spans.length))
+        other = [p for p in range(spans.length) if p not in used and p not in end]
+        for name, positions in (("start", start), ("modifier", spans.modifier), ("noun", noun),
+                                ("other", other), ("eot_pad", sorted(end))):
+            groups[name] += [block.start + p for p in positions]
+    return {name: tuple(positions) for name, positions in groups.items()}
 
 
 def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], float]:
     from ldmprobe.engine.trace_attention import AttentionRecorder, group_maps, tracing, upsample
 
+    from ldmprobe.engine.trace_generate import _denoiser
+
     o, pipe = run.o, run.g.pipe
-    height, width = o.settings.size(pipe)
+    height, width = o.settings.size(run.g)
     recorder = AttentionRecorder((height // pipe.vae_scale_factor, width // pipe.vae_scale_factor))
     jobs, groups = [], []
     for term in o.terms:
@@ -233,8 +247,12 @@ def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], floa
             jobs += [CondJob(seed, plain["states"][(term, template)], label="traced:" + _label(template, term))
                      for seed in o.seeds]
             groups += [positions] * run.n_s
-    with tracing(pipe.unet, recorder):
+    with tracing(_denoiser(pipe), recorder, family=run.layout.family, text_rows=run.layout.rows):
         result = run.generate("attention", jobs, recorder=recorder)
+    if run.layout.family in ("sd3", "flux"):
+        run.notes.append(f"attention: joint attention ({run.layout.family}); the maps are the text->image part, "
+                         f"renormalised over the text tokens; image patches paid {recorder.text_share:.2f} of "
+                         "their attention to the text")
     made = result.images
     same = np.abs(made.pixels.astype(int) - plain["pixels"][1:].reshape(made.pixels.shape).astype(int)).max()
     run.notes.append(f"attention: traced images differ from untraced ones by at most {int(same)}/255")
@@ -270,11 +288,28 @@ def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, 
                                seed=o.random_state))
     groups: tuple[VaeGroup, ...] = ()
     if o.image_folder:
-        folder = load_folder(o.image_folder, o.settings.size(run.g.pipe))
+        folder = load_folder(o.image_folder, o.settings.size(run.g))
         folder_rt = round_trip(run.g, folder.pixels, batch_size=o.batch_size)
         groups = vae_groups(folder.groups, psnr(folder.pixels, folder_rt), run.embed(folder.pixels),
                             run.embed(folder_rt), n_boot=o.n_boot, seed=o.random_state)
     return tuple(out), groups
+
+
+def check_variants(variants: Sequence[str] | None, folder) -> None:
+    """Refuse (exit 2, before any model loads) hybrid parts the generator's architecture does not have."""
+    from ldmprobe.engine.trace_condition import variant_parts
+    from ldmprobe.engine.trace_text import parts_of
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models import configs
+
+    if variants is None:
+        return
+    family = configs.architecture(folder)
+    allowed = parts_of(family)
+    bad = sorted({p for parts in variant_parts(variants, allowed).values() for p in parts} - set(allowed))
+    if bad:
+        raise BadInputError(f"--variants: {', '.join(bad)} is not a part of a {family} generator's conditioning; "
+                            f"its parts are {', '.join(allowed)}")
 
 
 def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progress | None = None,
@@ -286,7 +321,13 @@ def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progre
     bad = [t for t in options.templates if t.count("{}") != 1]
     if bad or not options.terms or not options.templates:
         raise ValueError(f"trace needs templates with exactly one '{{}}' (not {bad}) and at least one term")
+    from ldmprobe.engine.trace_generate import check_pipeline
+
+    check_pipeline(generator)
     run = _Run(generator, measurer, options, on_progress)
+    if options.variants is None:
+        options = dataclasses.replace(options, variants=run.layout.parts)
+        run.o = options
     plain = _plain(run)
     sections = set(options.sections)
     conditioning = _conditioning(run, plain) if "conditioning" in sections else ()
@@ -342,7 +383,9 @@ def _trace_into(spec, options: TraceOptions, out, *, pipeline, measurer, revisio
                                     dtype=dtype, offline=offline)
     from ldmprobe.engine.trace_generate import refuse_architecture
 
-    refuse_architecture(models.locate_generator(loader.generator_ref, offline=offline, configs_only=True))
+    folder = models.locate_generator(loader.generator_ref, offline=offline, configs_only=True)
+    refuse_architecture(folder)
+    check_variants(options.variants, folder)
     if loader.tiny and reporter is not None:
         reporter.warn(models.TINY_WARNING)
     progress = (lambda section, done, total: reporter.progress(f"trace: {section}", done, total)) if reporter else None

@@ -1,0 +1,172 @@
+"""trace on SDXL, SD 3 and Flux (tiny random-weight builds): hybrids over every encoder block and the
+pooled vector, step switches of tokens and pooled vector, and joint-attention maps that leave the
+images untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ldmprobe.engine import trace_condition as tc
+from ldmprobe.engine import trace_text as tt
+from ldmprobe.engine.trace_attention import AttentionRecorder, tracing
+from ldmprobe.engine.trace_generate import CondJob, GenSettings, _denoiser, encode_prompts, generate_jobs
+
+pytestmark = pytest.mark.slow
+
+NAMES = ("tiny-sdxl", "tiny-sd3", "tiny-flux")
+TEMPLATE = "a photo of a {} house"
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def generators(cache_root):
+    from ldmprobe.models import load as model_load
+    from ldmprobe.models import sources as models
+
+    return {name: model_load.load_generator(models.resolve_generator(name), device="cpu", dtype="float32")
+            for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return GenSettings(steps=STEPS, guidance=5.0)
+
+
+def _latents(loaded, settings, cond, seed: int = 0):
+    """The final latents (float, before the VAE) of one image: a finer check than uint8 pixels."""
+    import torch
+
+    pipe = loaded.pipe
+    kwargs = tt.pipe_kwargs(tt.family_of(loaded), [cond], tt.negative(loaded, ""), pipe.device, torch.float32)
+    with torch.inference_mode():
+        return pipe(num_inference_steps=settings.steps, guidance_scale=settings.guidance, height=64, width=64,
+                    output_type="latent", generator=[torch.Generator("cpu").manual_seed(seed)], **kwargs).images
+
+
+def _maxdiff(a, b) -> int:
+    return int(np.abs(np.asarray(a, int) - np.asarray(b, int)).max())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_layout_covers_the_pipelines_conditioning(generators, name):
+    loaded = generators[name]
+    text_layout = tt.layout(loaded)
+    (cond,) = encode_prompts(loaded, [TEMPLATE.format("fancy")])
+    assert cond.tokens.shape[0] == text_layout.rows and cond.pooled is not None
+    assert [b.bidirectional for b in text_layout.blocks] == {"tiny-sdxl": [False], "tiny-sd3": [False, True],
+                                                              "tiny-flux": [True]}[name]
+    assert "pooled" in text_layout.parts and ("before" in text_layout.parts) == (name != "tiny-sdxl")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hybrids_none_gives_the_baseline_and_all_the_term(generators, settings, name):
+    """Planted: the aligned 'none' hybrid holds the baseline's rows (reordered) and pooled vector, so it
+    makes the baseline's images; 'all' is the term's conditioning exactly; single parts differ."""
+    loaded = generators[name]
+    base, term = encode_prompts(loaded, [tc.fill(TEMPLATE, ""), tc.fill(TEMPLATE, "fancy")])
+    (hyb,) = tc.build_hybrids(loaded, TEMPLATE, ["fancy"], "", ["none", "all", "pooled", "modifier"])
+    assert np.array_equal(hyb.states["all"].tokens, term.tokens)
+    assert np.array_equal(hyb.states["all"].pooled, term.pooled)
+    assert np.array_equal(hyb.states["none"].pooled, base.pooled)
+    assert sorted(map(tuple, hyb.states["none"].tokens)) == sorted(map(tuple, base.tokens))
+    assert np.array_equal(hyb.states["pooled"].pooled, term.pooled)
+    assert not np.array_equal(hyb.states["modifier"].tokens, hyb.states["none"].tokens)
+    none, plain, term_latents = (_latents(loaded, settings, c) for c in (hyb.states["none"], base, term))
+    moved = float((term_latents - plain).abs().max())
+    assert moved > 1e-3  # the term does change the result ...
+    assert float((none - plain).abs().max()) < 1e-3 * moved  # ... and 'none' is the baseline up to float order
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_step_switch_endpoints_equal_plain_images(generators, settings, name):
+    loaded = generators[name]
+    base, term = encode_prompts(loaded, [tc.fill(TEMPLATE, ""), tc.fill(TEMPLATE, "fancy")])
+    jobs = [CondJob(3, base, term, 0), CondJob(3, base, term, STEPS), CondJob(3, term, base, 0),
+            CondJob(3, term, base, STEPS), CondJob(3, base, term, 2), CondJob(3, term, base, 2)]
+    made = generate_jobs(loaded, jobs, settings, batch_size=6).pixels  # switch points mixed in one batch
+    plain = generate_jobs(loaded, [CondJob(3, base), CondJob(3, term)] * 3, settings, batch_size=6).pixels
+    assert _maxdiff(made[0], plain[1]) == 0 and _maxdiff(made[1], plain[0]) == 0
+    assert _maxdiff(made[2], plain[0]) == 0 and _maxdiff(made[3], plain[1]) == 0
+    assert _maxdiff(made[4], made[5]) > 0  # a mid switch depends on the direction
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_switch_moves_the_pooled_vector_too(generators, settings, name):
+    """Two conditionings that differ only in the pooled vector: switching between them mid-way must
+    change the image (the pooled vector is switched, not left at the start)."""
+    loaded = generators[name]
+    base, term = encode_prompts(loaded, [tc.fill(TEMPLATE, ""), tc.fill(TEMPLATE, "fancy")])
+    only_pooled = tt.TextCond(base.tokens, term.pooled)
+    jobs = [CondJob(5, base), CondJob(5, base, only_pooled, 1)]
+    px = generate_jobs(loaded, jobs, settings, batch_size=2).pixels
+    assert _maxdiff(px[0], px[1]) > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_attention_tracing_leaves_images_alone_and_maps_sum_to_one(generators, settings, name):
+    loaded = generators[name]
+    denoiser = _denoiser(loaded.pipe)
+    before = dict(denoiser.attn_processors)
+    text_layout = tt.layout(loaded)
+    conds = encode_prompts(loaded, [tc.fill(TEMPLATE, "fancy"), tc.fill(TEMPLATE, "old")])
+    jobs = [CondJob(seed, c) for c in conds for seed in (0, 1)]
+    plain = generate_jobs(loaded, jobs, settings, batch_size=2)
+    recorder = AttentionRecorder((32, 32))
+    with tracing(denoiser, recorder, family=text_layout.family, text_rows=text_layout.rows):
+        traced = generate_jobs(loaded, jobs, settings, batch_size=2, before_batch=recorder.begin,
+                               after_batch=recorder.end)
+    assert np.array_equal(traced.pixels, plain.pixels)  # recording does not touch the layer's output
+    after = dict(denoiser.attn_processors)
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    maps = recorder.maps()
+    assert maps.shape == (4, text_layout.rows, 32, 32) and (maps >= 0).all()
+    assert np.allclose(maps.sum(1), 1.0, atol=1e-4)
+    assert not np.allclose(maps[0], maps[2])  # per-prompt maps, not a batch mix
+    if text_layout.family != "sdxl":
+        assert 0 < recorder.text_share < 1
+
+
+def test_joint_attention_record_matches_a_direct_softmax():
+    """record_joint against a brute-force computation: image queries' softmax over all keys, text
+    columns renormalised, averaged over heads, for text placed first and last."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    n, heads, n_img, n_txt, dim = 2, 3, 16, 5, 8
+    q = torch.from_numpy(rng.normal(size=(n, heads, n_img + n_txt, dim)).astype(np.float32))
+    k = torch.from_numpy(rng.normal(size=(n, heads, n_img + n_txt, dim)).astype(np.float32))
+    for text_first in (True, False):
+        rec = AttentionRecorder((4, 4))
+        rec.begin(n)
+        rec.record_joint(q, k, None, n_txt, text_first)
+        rec.end()
+        got = rec.maps()
+        expect = np.zeros((n, n_txt, n_img))
+        for i in range(n):
+            for h in range(heads):
+                for p in range(n_img):
+                    qi = (n_txt + p) if text_first else p
+                    logits = (q[i, h, qi] @ k[i, h].T).numpy() / np.sqrt(dim)
+                    probs = np.exp(logits - logits.max())
+                    probs /= probs.sum()
+                    text = probs[:n_txt] if text_first else probs[n_img:]
+                    expect[i, :, p] += text / text.sum() / heads
+        assert np.allclose(got.reshape(n, n_txt, n_img), expect, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_token_groups_cover_every_block(generators, name):
+    from ldmprobe.usecases.trace import TraceOptions, _token_groups
+
+    loaded = generators[name]
+
+    class Run:
+        layout = tt.layout(loaded)
+        o = TraceOptions(templates=(TEMPLATE,), terms=("fancy",))
+
+    groups = _token_groups(Run, TEMPLATE, "fancy")
+    rows = [p for positions in groups.values() for p in positions]
+    assert sorted(rows) == list(range(Run.layout.rows))  # a partition of the conditioning rows
+    assert groups["modifier"] and groups["noun"]
+    assert bool(groups["start"]) == (name != "tiny-flux")  # T5 has no start token
