@@ -17,7 +17,9 @@ Pure numpy; imports only ldmprobe.errors and ldmprobe.records (the one result ba
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,9 +156,72 @@ def choose_exact(n_distinct: int, *, max_enumerate: int | None = None) -> bool:
     return 0 < n_distinct <= limit
 
 
+#: Elements (rows × columns) of one sign or weight matrix held at once: the memory a test
+#: uses stays flat however many pairs it has.
+CHUNK_ELEMENTS = 2**22
+
+
+def chunk_rows(n: int, limit: int = CHUNK) -> int:
+    """Rows of an n-column matrix per chunk: at most ``limit``, at most CHUNK_ELEMENTS elements."""
+    return max(1, min(limit, CHUNK_ELEMENTS // max(n, 1)))
+
+
+def _pcg_bits(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` draws of ``rng.integers(0, 2, dtype=np.int64)`` as uint8, from raw PCG64 output.
+
+    numpy draws a bounded int64 below 2**32 by Lemire's method on one 32-bit draw, which for
+    the range 2 never rejects and returns the draw's top bit; PCG64 serves 32-bit draws as the
+    low then the high half of each 64-bit output, keeping an unused high half for the next
+    call (``has_uint32``). Reading the raw outputs and that buffer the same way gives the same
+    bits and leaves the generator in the same state, at a small part of the cost.
+    """
+    out = np.empty(count, dtype=np.uint8)
+    if count == 0:
+        return out
+    bitgen = rng.bit_generator
+    state = bitgen.state
+    start = 0
+    if state["has_uint32"]:
+        out[0] = (state["uinteger"] >> 31) & 1
+        start = 1
+    rest = count - start
+    words = bitgen.random_raw((rest + 1) // 2).view(np.uint32)  # low half first (little-endian)
+    np.right_shift(words[:rest], 31, out=out[start:], casting="unsafe")
+    state = bitgen.state
+    state["has_uint32"] = rest % 2
+    if rest:
+        state["uinteger"] = int(words[-1])  # the last output's high half, used or not
+    bitgen.state = state
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _pcg_bits_agree() -> bool:
+    """Whether :func:`_pcg_bits` reproduces this numpy's ``integers`` (checked once per process)."""
+    if sys.byteorder != "little":
+        return False
+    fast, slow = np.random.default_rng(20240611), np.random.default_rng(20240611)
+    for count in (7, 1, 12, 5, 2, 33):
+        if not np.array_equal(_pcg_bits(fast, count), slow.integers(0, 2, size=count, dtype=np.int64)):
+            return False
+    return fast.bit_generator.state == slow.bit_generator.state
+
+
+def fair_bits(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
+    """A (rows, n) uint8 matrix of fair 0/1 draws, equal to and consuming ``rng`` exactly as
+    ``rng.integers(0, 2, size=(rows, n), dtype=np.int64)`` (the package's sign draws)."""
+    if type(rng.bit_generator) is np.random.PCG64 and _pcg_bits_agree():
+        return _pcg_bits(rng, rows * n).reshape(rows, n)
+    return rng.integers(0, 2, size=(rows, n), dtype=np.int64).astype(np.uint8)
+
+
+SIGNS = np.array([1.0, -1.0])  # SIGNS[bits] = 1 − 2·bits
+
+
 def sign_chunks(n: int, *, exact: bool, n_resamples: int = 0, rng=None, first_fixed: bool = False,
                 dtype=np.int64):
-    """The package's one sign-flip engine: ±1 float matrices of n columns, CHUNK rows at a time.
+    """The package's one sign-flip engine: ±1 float matrices of n columns, a chunk of rows at a
+    time (:func:`chunk_rows`; chunking never changes what is drawn).
 
     exact: every pattern in binary order (row 0 the identity): 2**n, or 2**(n−1) with
     ``first_fixed`` (first sign +1: s and −s give the same |mean| or quadratic form).
@@ -171,9 +236,13 @@ def sign_chunks(n: int, *, exact: bool, n_resamples: int = 0, rng=None, first_fi
             signs = 1.0 - 2.0 * ((codes[:, None] >> np.arange(free)) & 1)
             yield np.hstack([np.ones((len(codes), 1)), signs]) if first_fixed else signs
         return
-    for start in range(0, n_resamples, CHUNK):
-        rows = min(CHUNK, n_resamples - start)
-        yield 1.0 - 2.0 * rng.integers(0, 2, size=(rows, n), dtype=dtype)
+    step = chunk_rows(n)
+    for start in range(0, n_resamples, step):
+        rows = min(step, n_resamples - start)
+        if np.dtype(dtype) == np.int64:
+            yield SIGNS[fair_bits(rng, rows, n)]
+        else:
+            yield 1.0 - 2.0 * rng.integers(0, 2, size=(rows, n), dtype=dtype)
 
 
 def perm_p(k: int, total: int, exact: bool) -> tuple[float, float]:

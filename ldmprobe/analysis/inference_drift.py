@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .inference_core import (
-    CHUNK, TIE_RTOL, Result, check_level, check_resamples, choose_exact, clean_pairs,
-    clean_rows, perm_p, require_finite, sign_chunks,
+    CHUNK, SIGNS, TIE_RTOL, Result, check_level, check_resamples, choose_exact, chunk_rows,
+    clean_pairs, clean_rows, fair_bits, perm_p, require_finite, sign_chunks,
 )
 
 
@@ -43,6 +43,55 @@ class UnbiasedDrift(Result):
     n_dropped: int  # pairs dropped for non-finite or zero-norm rows
 
 
+@dataclass(frozen=True)
+class PairGram:
+    """One template's Gram matrix G_ij = D_i·D_j of its pair differences D (n × d), held as G
+    when n <= d and as D otherwise: a quadratic form wᵀGw = ‖Dᵀw‖² then costs n·min(n, d)
+    and memory stays n·min(n, d), so a template with thousands of seeds never builds n × n."""
+
+    matrix: np.ndarray  # G (n, n) when ``is_gram``, else D (n, d)
+    is_gram: bool
+    diag: np.ndarray  # G_ii = ‖D_i‖²
+    u: float  # U_t = Σ_{i≠j} G_ij / (n (n − 1))
+
+    @classmethod
+    def of_differences(cls, d: np.ndarray) -> PairGram:
+        n, dim = d.shape
+        if n <= dim:
+            return cls.of_gram(d @ d.T)
+        diag = np.einsum("ij,ij->i", d, d)
+        total = d.sum(0)
+        return cls(d, False, diag, float((total @ total - diag.sum()) / (n * (n - 1))))
+
+    @classmethod
+    def of_gram(cls, gram) -> PairGram:
+        gram = np.asarray(gram, dtype=np.float64)
+        return cls(gram, True, np.diag(gram).copy(), _u_stat(gram))
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+    @property
+    def trace(self) -> float:
+        return float(self.diag.sum())
+
+    def forms(self, w: np.ndarray) -> np.ndarray:
+        """wᵀGw for each row of w (k, n)."""
+        v = w @ self.matrix
+        return np.einsum("ki,ki->k", v, w) if self.is_gram else np.einsum("kd,kd->k", v, v)
+
+    def forms_first_fixed(self, flips: np.ndarray) -> np.ndarray:
+        """sᵀGs for s = (1, flips) per row (flips: k × (n − 1))."""
+        v = flips @ self.matrix[1:] + self.matrix[0]
+        if self.is_gram:
+            return v[:, 0] + np.einsum("ki,ki->k", v[:, 1:], flips)
+        return np.einsum("kd,kd->k", v, v)
+
+
+def _as_pair_gram(gram) -> PairGram:
+    return gram if isinstance(gram, PairGram) else PairGram.of_gram(gram)
+
+
 def _template_parts(m, b, groups):
     labels = np.zeros(len(m), dtype=int) if groups is None else np.asarray(groups)
     if labels.shape != (len(m),):
@@ -52,8 +101,7 @@ def _template_parts(m, b, groups):
         idx = np.flatnonzero(labels == g)
         if len(idx) < 2:
             continue  # a template with one pair has no cross products: skipped
-        d = m[idx] - b[idx]
-        parts.append((idx, d @ d.T))  # Gram matrix G_ij = D_i·D_j
+        parts.append((idx, PairGram.of_differences(m[idx] - b[idx])))
     if not parts:
         raise ValueError("unbiased drift needs a template with at least 2 usable pairs")
     return parts
@@ -75,22 +123,25 @@ def boot_drift(grams, n_boot, rng) -> np.ndarray:
     (wᵀGw − Σ w_i² G_ii) / ((Σw)² − Σ w_i²), which drops products of a pair with its own
     copies (they would be same-image products and bias it upward). A drawn template copy
     whose pairs are all one pair has no cross product; it keeps its observed U_t.
+    ``grams``: Gram matrices (n × n arrays) or :class:`PairGram`; the weights are drawn a
+    bounded block of rows at a time (the same draws as all at once).
     """
+    grams = [_as_pair_gram(g) for g in grams]
     n_t = len(grams)
     picks = rng.integers(0, n_t, size=(n_boot, n_t))
     values = np.empty((n_boot, n_t))
     for t, gram in enumerate(grams):
         slots = np.argwhere(picks == t)
-        if len(slots) == 0:
-            continue
         n = len(gram)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=len(slots)).astype(np.float64)
-        diag = np.diag(gram)
-        num = np.einsum("ki,ij,kj->k", w, gram, w) - (w**2) @ diag
-        den = w.sum(1) ** 2 - (w**2).sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            u = np.where(den > 0, num / np.where(den > 0, den, 1.0), _u_stat(gram))
-        values[slots[:, 0], slots[:, 1]] = u
+        step = chunk_rows(n)
+        for start in range(0, len(slots), step):
+            block = slots[start:start + step]
+            w = rng.multinomial(n, np.full(n, 1.0 / n), size=len(block)).astype(np.float64)
+            num = gram.forms(w) - (w**2) @ gram.diag
+            den = w.sum(1) ** 2 - (w**2).sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                u = np.where(den > 0, num / np.where(den > 0, den, 1.0), gram.u)
+            values[block[:, 0], block[:, 1]] = u
     return values.mean(1)
 
 
@@ -99,18 +150,17 @@ def _sign_flip_drift(grams, n_resamples, rng, max_enumerate):
     sizes = [len(g) for g in grams]
     n_free = sum(n - 1 for n in sizes)
     exact = n_free < 62 and choose_exact(2**n_free, max_enumerate=max_enumerate)
-    observed = float(np.mean([_u_stat(g) for g in grams]))
-    scale = float(np.mean([np.trace(g) / len(g) for g in grams]))
+    observed = float(np.mean([g.u for g in grams]))
+    scale = float(np.mean([g.trace / len(g) for g in grams]))
     threshold = observed - TIE_RTOL * max(scale, 1e-300)
     total = 2**n_free if exact else n_resamples
     k = 0
     for flips in sign_chunks(n_free, exact=exact, n_resamples=n_resamples, rng=rng):
         stat, col = np.zeros(len(flips)), 0
         for g, n in zip(grams, sizes):
-            s = np.hstack([np.ones((len(flips), 1)), flips[:, col:col + n - 1]])
+            quad = g.forms_first_fixed(flips[:, col:col + n - 1])
             col += n - 1
-            quad = np.einsum("ki,ij,kj->k", s, g, s)
-            stat += (quad - np.trace(g)) / (n * (n - 1)) / len(grams)
+            stat += (quad - g.trace) / (n * (n - 1)) / len(grams)
         k += int(np.count_nonzero(stat >= threshold))
     p, min_p = perm_p(k, total, exact)
     return p, min_p, exact, total
@@ -137,7 +187,7 @@ def unbiased_drift(
     groups = None if groups is None else np.asarray(groups)[kept]
     parts = _template_parts(m, b, groups)
     grams = [g for _, g in parts]
-    per = tuple(_u_stat(g) for g in grams)
+    per = tuple(g.u for g in grams)
     estimate = require_finite(np.mean(per), "drift estimate")
     spread = float(np.mean([(_spread(m[i]) + _spread(b[i])) / 2 for i, _ in parts]))
     perm_rng, boot_rng = (np.random.default_rng(s) for s in
@@ -161,7 +211,7 @@ def drift_estimate(term_emb, base_emb, groups=None) -> float:
         parts = _template_parts(m, b, None if groups is None else np.asarray(groups)[kept])
     except ValueError:
         return math.nan
-    return float(np.mean([_u_stat(g) for _, g in parts]))
+    return float(np.mean([g.u for _, g in parts]))
 
 
 def _entropy(seed):
@@ -269,9 +319,10 @@ def neighbour_null(
     d = m - b
     rng = np.random.default_rng(seed)
     maxima = []
-    for start in range(0, n_resamples, CHUNK // 4):
-        rows = min(CHUNK // 4, n_resamples - start)
-        v = (1.0 - 2.0 * rng.integers(0, 2, size=(rows, len(d)))) @ d
+    step = chunk_rows(len(d), CHUNK // 4)
+    for start in range(0, n_resamples, step):
+        rows = min(step, n_resamples - start)
+        v = SIGNS[fair_bits(rng, rows, len(d))] @ d  # as 1 − 2·rng.integers(0, 2, (rows, n))
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
         maxima.append(np.abs(v @ centred.T).max(1))
     threshold = float(np.quantile(np.concatenate(maxima), 1 - alpha))

@@ -241,18 +241,13 @@ def _div(a: float | None, b: float | None) -> float | None:
 # ----------------------------------------------------------------------------- a whole sweep
 
 
-def embedding_table(data, term: str) -> np.ndarray:
-    """(T, S, d) unit image embeddings of one term (NaN rows: failed, dropped or non-finite)."""
-    from ldmprobe.analysis.sweep_terms import bad_embedding
+def embedding_table(data, term: str, cells=None) -> np.ndarray:
+    """(T, S, d) unit image embeddings of one term (NaN rows: failed, dropped or non-finite);
+    ``cells``: the term's :class:`~ldmprobe.analysis.sweep_terms.TermCells` when already gathered."""
+    from ldmprobe.analysis.sweep_terms import term_cells
 
-    dim = next(c.embedding.shape[-1] for c in data.images.values() if c.embedding is not None)
-    out = np.full((len(data.templates), len(data.seeds), dim), np.nan)
-    for t in range(len(data.templates)):
-        for j, s in enumerate(data.seeds):
-            cell = data.images.get((t, term, s))
-            if cell is not None and data.usable(cell) and not bad_embedding(cell.embedding):
-                out[t, j] = cell.embedding
-    return out
+    cells = term_cells(data, term) if cells is None else cells
+    return np.where(cells.usable[..., None], cells.raw.astype(np.float64), np.nan)
 
 
 def label_table(emb: np.ndarray, texts: np.ndarray, logit_scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -266,16 +261,18 @@ def label_table(emb: np.ndarray, texts: np.ndarray, logit_scale: float) -> tuple
     return labels, probs
 
 
-def attach_attributes(data, settings, terms: list, controls: list):
+def attach_attributes(data, settings, terms: list, controls: list, *, cells=None):
     """Rates and diversity for every term and control (replacing their ``rates`` and
-    ``diversity``) and the baseline's own; unchanged inputs and None without attributes."""
+    ``diversity``) and the baseline's own; unchanged inputs and None without attributes.
+    ``cells``: modifier -> its gathered ``TermCells`` (gathered here when not given)."""
     attrs = getattr(data, "attributes", None)
     if attrs is None or not attrs.groups:
         return terms, controls, None
     from ldmprobe.analysis.diversity import term_diversity
 
     level = 1 - settings.alpha
-    tables = {term: embedding_table(data, term) for term in (data.baseline, *data.terms, *data.controls)}
+    tables = {term: embedding_table(data, term, (cells or {}).get(term))
+              for term in (data.baseline, *data.terms, *data.controls)}
     labels = {term: [label_table(emb, texts, attrs.logit_scale)[0] for texts in attrs.option_embeddings]
               for term, emb in tables.items()}
 

@@ -152,12 +152,15 @@ def baseline_spread(base_emb, groups) -> float:
     b = _unit(np.atleast_2d(base_emb))
     total, count = 0.0, 0
     for idx in _group_index(groups, len(b)):
-        if len(idx) < 2:
+        n = len(idx)
+        if n < 2:
             continue
-        gram = b[idx] @ b[idx].T
-        iu = np.triu_indices(len(idx), k=1)
-        total += float(np.sum(1.0 - gram[iu]))  # Σ_{i<j in g} (1 − b_i·b_j)
-        count += len(iu[0])
+        rows = b[idx]
+        s = rows.sum(0)
+        pairs = n * (n - 1) // 2
+        cross = (s @ s - np.einsum("ij,ij->", rows, rows)) / 2  # Σ_{i<j} b_i·b_j without the n × n Gram
+        total += float(pairs - cross)  # Σ_{i<j in g} (1 − b_i·b_j)
+        count += pairs
     return total / count if count else math.nan
 
 

@@ -22,9 +22,10 @@ from ldmprobe.analysis.sweep_results import (
     TermResult, TextDrift,
 )
 from ldmprobe.analysis.inference_core import BadEmbeddingError
-from ldmprobe.analysis.sweep_controls import against_controls, usable_cells
+from ldmprobe.analysis.sweep_controls import against_controls
 from ldmprobe.analysis.sweep_terms import (
-    DIRECTION_K, Pairs, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows, term_seed,
+    DIRECTION_K, Pairs, TermCells, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows,
+    term_cells, term_seed,
 )
 
 Cell = tuple[int, str, int]  # (template index, term, seed)
@@ -86,23 +87,21 @@ def analyse_sweep(data: SweepEmbeddings, settings: StatisticsSettings = Statisti
     direction neighbours; each term judged against the controls when there are any;
     Benjamini–Hochberg adjusted across the run; ranked by the drift estimate."""
     _require_usable(data)
-    spread_all = _overall_spread(data)
-    controls = [_analyse_term(data, settings, term, spread_all) for term in data.controls]
-    terms = [_against_controls(data, _analyse_term(data, settings, term, spread_all), controls) for term in data.terms]
+    cells = {name: term_cells(data, name) for name in dict.fromkeys((data.baseline, *data.terms, *data.controls))}
+    spread_all = _overall_spread(cells[data.baseline])
+    controls = [_analyse_term(data, settings, term, spread_all, cells) for term in data.controls]
+    terms = [_against_controls(data, _analyse_term(data, settings, term, spread_all, cells), controls, cells)
+             for term in data.terms]
     terms = _adjust(terms)
     terms.sort(key=lambda t: -(t.image_drift.estimate if t.image_drift.estimate is not None else -math.inf))
     summary = SweepSummary(
         baseline_spread=spread_all, text_image_rank_correlation=_rank_correlation(terms, settings),
-        controls=tuple(data.controls), excluded=_excluded(data), design=_design(data, settings),
+        controls=tuple(data.controls), excluded=_excluded(data, cells), design=_design(data, settings),
         notes=() if data.controls else (NO_CONTROLS_NOTE,),
     )
-    terms, controls, base_attributes = attach_attributes(data, settings, terms, controls)
+    terms, controls, base_attributes = attach_attributes(data, settings, terms, controls, cells=cells)
     return SweepAnalysis(terms=tuple(terms), summary=summary, controls=tuple(controls),
                          baseline_result=base_attributes)
-
-
-def _usable(data: SweepEmbeddings, cell: ImageCell) -> bool:
-    return data.usable(cell) and not bad_embedding(cell.embedding)
 
 
 def _require_usable(data: SweepEmbeddings) -> None:
@@ -115,11 +114,10 @@ def _require_usable(data: SweepEmbeddings) -> None:
                          "analyse (fp16 overflow or black images?); rerun with --dtype float32")
 
 
-def _excluded(data: SweepEmbeddings) -> dict:
+def _excluded(data: SweepEmbeddings, cells: dict) -> dict:
     counts = {term: 0 for term in (data.baseline, *data.terms, *data.controls)}
-    for (_, term, _), cell in data.images.items():
-        if term in counts and data.usable(cell) and bad_embedding(cell.embedding):
-            counts[term] += 1
+    for term in counts:
+        counts[term] = int(cells[term].excluded.sum())
     return counts
 
 
@@ -130,15 +128,10 @@ def _design(data: SweepEmbeddings, settings: StatisticsSettings) -> dict:
     return check.to_dict()
 
 
-def _overall_spread(data: SweepEmbeddings) -> float:
-    rows, groups = [], []
-    for t in range(len(data.templates)):
-        for s in data.seeds:
-            cell = data.images[(t, data.baseline, s)]
-            if _usable(data, cell):
-                rows.append(cell.embedding)
-                groups.append(t)
-    return stats.baseline_spread(np.stack(rows), groups) if rows else float("nan")
+def _overall_spread(base: TermCells) -> float:
+    if not base.usable.any():
+        return float("nan")
+    return stats.baseline_spread(base.raw[base.usable], np.nonzero(base.usable)[0])
 
 
 def _text_drift(data: SweepEmbeddings, m_prompts: list[str], b_prompts: list[str]) -> TextDrift:
@@ -156,39 +149,37 @@ def _text_drift(data: SweepEmbeddings, m_prompts: list[str], b_prompts: list[str
     return TextDrift(measurer=measurer, conditioning=conditioning, conditioning_by_encoder=tuple(by_encoder))
 
 
-def _template_result(data: SweepEmbeddings, t: int, term: str, pairs: Pairs) -> TemplateResult:
+def _template_result(data: SweepEmbeddings, t: int, cells: TermCells, base: TermCells, term: str,
+                     pairs: Pairs) -> TemplateResult:
     """Collect template ``t``'s pairs into ``pairs`` and describe the template."""
-    tm, tb = [], []
-    for j, s in enumerate(data.seeds):
-        rm, rb = data.images[(t, term, s)], data.images[(t, data.baseline, s)]
-        pairs.failed += rm.failed
-        pairs.flagged += bool(rm.nsfw)
-        pairs.dropped += data.drop_nsfw and bool(rm.nsfw)
-        pairs.excluded += data.usable(rm) and bad_embedding(rm.embedding)
-        if _usable(data, rm) and _usable(data, rb):
-            tm.append(rm.embedding)
-            tb.append(rb.embedding)
-            pairs.seeds.append(j)
+    both = cells.usable[t] & base.usable[t]
+    pairs.failed += int(cells.failed[t].sum())
+    pairs.flagged += int(cells.flagged[t].sum())
+    pairs.dropped += int(cells.dropped[t].sum())
+    pairs.excluded += int(cells.excluded[t].sum())
+    tm, tb = cells.raw[t][both], base.raw[t][both]
     m_prompt, b_prompt = data.prompts[(t, term)], data.prompts[(t, data.baseline)]
     drift = TemplateImageDrift()
-    if tm:
-        drift = TemplateImageDrift(centroid=stats.centroid_drift(np.stack(tm), np.stack(tb)),
-                                   paired=stats.paired_drift(np.stack(tm), np.stack(tb)),
-                                   baseline_spread=stats.baseline_spread(np.stack(tb), [0] * len(tb)))
-    pairs.term += tm
-    pairs.base += tb
+    if len(tm):
+        drift = TemplateImageDrift(centroid=stats.centroid_drift(tm, tb), paired=stats.paired_drift(tm, tb),
+                                   baseline_spread=stats.baseline_spread(tb, [0] * len(tb)))
+        pairs.term.append(tm)
+        pairs.base.append(tb)
+    pairs.seeds += np.flatnonzero(both).tolist()
     pairs.groups += [t] * len(tm)
     return TemplateResult(template=data.templates[t], n_pairs=len(tm), prompt=m_prompt,
                           text_drift=_text_drift(data, [m_prompt], [b_prompt]), image_drift=drift)
 
 
-def _analyse_term(data: SweepEmbeddings, settings: StatisticsSettings, term: str, spread_all: float) -> TermResult:
+def _analyse_term(data: SweepEmbeddings, settings: StatisticsSettings, term: str, spread_all: float,
+                  cells: dict) -> TermResult:
     pairs = Pairs()
-    per_template = tuple(_template_result(data, t, term, pairs) for t in range(len(data.templates)))
+    per_template = tuple(_template_result(data, t, cells[term], cells[data.baseline], term, pairs)
+                         for t in range(len(data.templates)))
     m_prompts = [data.prompts[(t, term)] for t in range(len(data.templates))]
     b_prompts = [data.prompts[(t, data.baseline)] for t in range(len(data.templates))]
     drift, probes, near = ImageDrift(baseline_spread=spread_all), (), Neighbours()
-    if pairs.term:
+    if pairs.n:
         m_arr, b_arr = pairs.arrays()
         seed = term_seed(settings.seed, term)
         drift = image_drift(m_arr, b_arr, pairs.groups, settings, seed, spread_all)
@@ -197,18 +188,17 @@ def _analyse_term(data: SweepEmbeddings, settings: StatisticsSettings, term: str
         probes = probe_rows(data, settings, m_arr, b_arr, pairs, seed, text_m, text_b)
         near = neighbours(data, m_arr, b_arr, seed)
     return TermResult(
-        term=term, n_pairs=len(pairs.term), failed=pairs.failed, flagged=pairs.flagged, dropped=pairs.dropped,
+        term=term, n_pairs=pairs.n, failed=pairs.failed, flagged=pairs.flagged, dropped=pairs.dropped,
         excluded=pairs.excluded, text_drift=_text_drift(data, m_prompts, b_prompts), templates=per_template,
         image_drift=drift, probes=probes, direction_neighbours=near,
     )
 
 
-def _against_controls(data: SweepEmbeddings, term: TermResult, controls: list[TermResult]) -> TermResult:
+def _against_controls(data: SweepEmbeddings, term: TermResult, controls: list[TermResult], cells: dict) -> TermResult:
     """The term against its controls, each comparison on the cells both have
     (:func:`ldmprobe.analysis.sweep_controls.against_controls`)."""
     if not controls:
         return term
-    cells = {name: usable_cells(data, name, _usable) for name in (term.term, *(c.term for c in controls))}
     return against_controls(data, term, controls, cells)
 
 

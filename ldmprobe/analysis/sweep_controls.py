@@ -10,53 +10,39 @@ are the same, the reported estimates are compared as they are.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-
 import numpy as np
 
 from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import control_comparison
 from ldmprobe.analysis.inference_drift import drift_estimate
 from ldmprobe.analysis.sweep_results import TermResult
-from ldmprobe.analysis.sweep_terms import nan_to_none
-
-Cells = dict  # (template index, seed position) -> (term unit row, baseline unit row)
+from ldmprobe.analysis.sweep_terms import TermCells, nan_to_none
 
 
-def usable_cells(data, term: str, usable: Callable) -> Cells:
-    """The term's usable (term, baseline) pairs by (template, seed position), unit rows."""
-    out = {}
-    for t in range(len(data.templates)):
-        for j, s in enumerate(data.seeds):
-            rm, rb = data.images[(t, term, s)], data.images[(t, data.baseline, s)]
-            if usable(data, rm) and usable(data, rb):
-                out[(t, j)] = (rm.embedding, rb.embedding)
-    return out
+def _arrays(own: TermCells, base: TermCells, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Unit (term, baseline) rows of the cells in ``mask``, in template-then-seed order, and their templates."""
+    return stats._unit(own.raw[mask]), stats._unit(base.raw[mask]), np.nonzero(mask)[0].tolist()
 
 
-def _arrays(cells: Cells, keys) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    m = stats._unit(np.stack([cells[k][0] for k in keys]))
-    b = stats._unit(np.stack([cells[k][1] for k in keys]))
-    return m, b, [t for t, _ in keys]
-
-
-def _paired(term_cells: Cells, control_cells: Cells, term_full, control_full, stat):
+def _paired(term_cells: TermCells, control_cells: TermCells, base: TermCells, term_full, control_full, stat):
     """(term value, control value) on the cells both have; the full values when equal."""
-    if term_cells.keys() == control_cells.keys():
+    own, other = term_cells.usable & base.usable, control_cells.usable & base.usable
+    if np.array_equal(own, other):
         return term_full, control_full
-    common = sorted(term_cells.keys() & control_cells.keys())
-    if not common:
+    common = own & other
+    if not common.any():
         return np.nan, np.nan
-    return stat(_arrays(term_cells, common)), stat(_arrays(control_cells, common))
+    return stat(_arrays(term_cells, base, common)), stat(_arrays(control_cells, base, common))
 
 
-def against_controls(data, term: TermResult, controls: list[TermResult], cells: dict[str, Cells]) -> TermResult:
+def against_controls(data, term: TermResult, controls: list[TermResult], cells: dict[str, TermCells]) -> TermResult:
     """The headline drift verdict against the controls' estimates (rank p, floor 1/(K+1));
     each probe shift's |value| ranked among the controls' shifts toward that probe; each
-    comparison on the cells the term and that control share."""
-    own = cells[term.term]
+    comparison on the cells the term and that control share (``cells``: every modifier's
+    :class:`~ldmprobe.analysis.sweep_terms.TermCells`, the baseline's included)."""
+    own, base = cells[term.term], cells[data.baseline]
     drift = term.image_drift
-    pairs = [_paired(own, cells[c.term], drift.estimate, c.image_drift.estimate,
+    pairs = [_paired(own, cells[c.term], base, drift.estimate, c.image_drift.estimate,
                      lambda a: drift_estimate(*a))
              for c in controls if c.image_drift.estimate is not None]
     pairs = [(x, c) for x, c in pairs if x is not None and np.isfinite(x) and np.isfinite(c)]
@@ -76,7 +62,7 @@ def against_controls(data, term: TermResult, controls: list[TermResult], cells: 
         for c in controls:
             match = [r.shift for r in c.probes if r.probe == row.probe]
             if match and p is not None:
-                values.append(_paired(own, cells[c.term], row.shift, match[0],
+                values.append(_paired(own, cells[c.term], base, row.shift, match[0],
                                       lambda a, p=p: float(np.mean((a[0] - a[1]) @ p))))
         values = [(x, c) for x, c in values if np.isfinite(x) and np.isfinite(c)]
         if values and np.isfinite(row.shift):

@@ -37,11 +37,43 @@ def bad_embedding(vector) -> bool:
     return not bool(unit_rows(np.asarray(vector, dtype=np.float64).ravel())[1])
 
 
+@dataclass(frozen=True)
+class TermCells:
+    """One modifier's (templates × seeds) images as arrays, gathered once per analysis so that
+    every statistic selects its cells with a mask instead of visiting them one by one."""
+
+    raw: np.ndarray  # (T, S, d) embeddings as given (NaN rows: no embedding)
+    usable: np.ndarray  # (T, S): kept (not failed, not a dropped NSFW image) and normalisable
+    failed: np.ndarray
+    flagged: np.ndarray  # NSFW-flagged
+    dropped: np.ndarray  # flagged and dropped (``drop_nsfw``)
+    excluded: np.ndarray  # kept, but the embedding is non-finite or zero
+
+
+def term_cells(data, term: str) -> TermCells:
+    """The :class:`TermCells` of ``term`` (the baseline, a term or a control)."""
+    shape = (len(data.templates), len(data.seeds))
+    cells = [data.images[(t, term, s)] for t in range(shape[0]) for s in data.seeds]
+    failed = np.array([bool(c.failed) for c in cells], dtype=bool)
+    flagged = np.array([bool(c.nsfw) for c in cells], dtype=bool)
+    have = np.array([c.embedding is not None for c in cells], dtype=bool)
+    kept = np.array([data.usable(c) for c in cells], dtype=bool)
+    given = [np.asarray(c.embedding).ravel() for c in cells if c.embedding is not None]
+    dim = len(given[0]) if given else 0
+    raw = np.full((len(cells), dim), np.nan, dtype=np.result_type(np.float32, *{g.dtype for g in given}))
+    if given:
+        raw[have] = np.stack(given)
+    normalisable = unit_rows(raw)[1] if dim else np.zeros(len(cells), dtype=bool)
+    dropped = flagged & bool(data.drop_nsfw)
+    return TermCells(raw.reshape(*shape, dim), (kept & normalisable).reshape(shape), failed.reshape(shape),
+                     flagged.reshape(shape), dropped.reshape(shape), (kept & ~normalisable).reshape(shape))
+
+
 @dataclass
 class Pairs:
     """A term's usable (term, baseline) image pairs with their template and seed positions."""
 
-    term: list[np.ndarray] = field(default_factory=list)
+    term: list[np.ndarray] = field(default_factory=list)  # blocks of raw rows, one per template
     base: list[np.ndarray] = field(default_factory=list)
     groups: list[int] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)  # position in the spec's seeds
@@ -50,8 +82,12 @@ class Pairs:
     dropped: int = 0
     excluded: int = 0
 
+    @property
+    def n(self) -> int:
+        return len(self.groups)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return stats._unit(np.stack(self.term)), stats._unit(np.stack(self.base))
+        return stats._unit(np.concatenate(self.term)), stats._unit(np.concatenate(self.base))
 
 
 @dataclass(frozen=True)
