@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 from ldmprobe.analysis.inference import format_p
 from ldmprobe.render.emit import as_document
 from ldmprobe.render.notes import summary_notes
@@ -149,83 +147,23 @@ def render_compare(document):
 
 # ----------------------------------------------------------------------------- compare.html
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto;max-width:100%}th,td{padding:.2em .6em;white-space:nowrap;border-bottom:1px solid #ddd;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}.better{color:#176b2c;font-weight:bold}
-.worse{color:#a31515;font-weight:bold}.note{color:#555;font-size:.9em}.tiny{color:#a31515;font-weight:bold}"""
-
-
-def _cells(values, left: int = 1) -> str:
-    return "".join(f"<td class='l'>{html.escape(str(v))}</td>" if i < left else f"<td>{html.escape(str(v))}</td>"
-                   for i, v in enumerate(values))
-
-
-def _verdict_cell(verdict: str) -> str:
-    cls = verdict if verdict in ("better", "worse") else ""
-    return f"<td class='l {cls}'>{html.escape(verdict)}</td>"
-
-
-def _html_table(headers: tuple[str, ...], rows: list[str], left: int) -> str:
-    head = "".join(f"<th class='l'>{html.escape(h)}</th>" if i < left or h == "verdict"
-                   else f"<th>{html.escape(h)}</th>" for i, h in enumerate(headers))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _html_rows(document: dict) -> tuple[list[str], list[str], str, str]:
-    """Table rows of the drift and probe changes, each table on one scale (and its label)."""
-    terms = document["terms"]
-    ds, dl = _scale([v for t in terms for v in (t["drift"]["drift_a"], t["drift"]["drift_b"])])
-    ps, pl = _scale([v for t in terms for r in t["probes"] for v in (r["shift_a"], r["shift_b"])])
-    drift, probes = [], []
-    for term in terms:
-        d = term["drift"]
-        drift.append("<tr>" + _cells([term["term"], term["n_pairs"], _scaled(d["drift_a"], ds),
-                                      _scaled(d["drift_b"], ds), _scaled(d["difference"], ds, True), _ci(d, ds),
-                                      _p(d["p_value"]), _p(d["p_adjusted"]), _p(d["p_fixed"], d)])
-                     + _verdict_cell(d["verdict"]) + "</tr>")
-        for r in term["probes"]:
-            probes.append("<tr>" + _cells([term["term"], r["probe"], _scaled(r["shift_a"], ps, True),
-                                           _scaled(r["shift_b"], ps, True), _scaled(r["difference"], ps, True),
-                                           _ci(r, ps), _p(r["p_value"]), _p(r["p_adjusted"]), _p(r["p_fixed"], r)],
-                                          left=2) + _verdict_cell(r["verdict"]) + "</tr>")
-    return drift, probes, dl, pl
-
-
-def _run_row(label: str, run: dict) -> str:
-    usable = f"{run['n_usable']}/{run['n_items']}"
-    return "<tr>" + _cells([label, run["path"], run["pipeline"], run["steps"], run["guidance"], run["dtype"],
-                            usable], left=2) + "</tr>"
-
 
 def compare_html(document) -> str:
-    """A standalone page: the two runs, the drift changes, every probe change, what p means."""
+    """A standalone page (``templates/compare.html.j2``): the two runs, the drift changes, every probe change."""
+    from ldmprobe.render.html import render
+
     document = as_document(document)
-    esc = html.escape
-    runs = "".join(_run_row(label, run) for label, run in (("A", document["runs"]["a"]),
-                                                           ("B", document["runs"]["b"])))
-    drift, probes, drift_label, probe_label = _html_rows(document)
-    heads = ("p", "p adj", "p fixed", "verdict")
-    notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in
-                    summary_notes(document["summary"]))
-    tiny = ("<p class='tiny'>Tiny models: random weights, these numbers mean nothing.</p>"
-            if document["provenance"].get("tiny") else "")
-    first = document["terms"][0] if document["terms"] else None
-    scope = esc(first["drift"]["generalises_to"]) if first else ""
-    fixed = esc(first["drift"]["fixed_generalises_to"]) if first else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(document['spec']['name'])}: compare B - A</title>
-<style>{_CSS}</style></head><body>
-<h1>{esc(document['spec']['name'])}: run B compared with run A</h1>{tiny}
-<p>Images are paired by template, term and seed; every number is B minus A, measured by
-{esc(str(document['measurer'].get('spec')))}. <b>better</b>: the term moved the images less in B.</p>
-{_html_table(('run', 'folder', 'pipeline', 'steps', 'guidance', 'dtype', 'usable images'), [runs], 2)}
-<h2>Image drift{esc(drift_label)}</h2>
-<p class="note">Unbiased squared distance of the term's mean image embedding from the baseline's. p and 95% CI
-generalise to {scope}; p fixed: {fixed}.</p>
-{_html_table(('term', 'pairs', 'A', 'B', 'B - A', '95% CI', *heads), drift, 1)}
-<h2>Probe shifts{esc(probe_label)}</h2>
-<p class="note">Mean change in cosine to each probe word, term minus baseline.</p>
-{_html_table(('term', 'probe', 'A', 'B', 'B - A', '95% CI', *heads), probes, 2)}
-{notes}
-</body></html>
-"""
+    terms = document["terms"]
+    ds, drift_label = _scale([v for t in terms for v in (t["drift"]["drift_a"], t["drift"]["drift_b"])])
+    ps, probe_label = _scale([v for t in terms for r in t["probes"] for v in (r["shift_a"], r["shift_b"])])
+    drift = [([t["term"], t["n_pairs"], _scaled(d["drift_a"], ds), _scaled(d["drift_b"], ds),
+               _scaled(d["difference"], ds, True), _ci(d, ds), _p(d["p_value"]), _p(d["p_adjusted"]),
+               _p(d["p_fixed"], d)], d["verdict"]) for t in terms for d in [t["drift"]]]
+    probes = [([t["term"], r["probe"], _scaled(r["shift_a"], ps, True), _scaled(r["shift_b"], ps, True),
+                _scaled(r["difference"], ps, True), _ci(r, ps), _p(r["p_value"]), _p(r["p_adjusted"]),
+                _p(r["p_fixed"], r)], r["verdict"]) for t in terms for r in t["probes"]]
+    runs = [([label, run["path"], run["pipeline"], run["steps"], run["guidance"], run["dtype"],
+              f"{run['n_usable']}/{run['n_items']}"], None)
+            for label, run in (("A", document["runs"]["a"]), ("B", document["runs"]["b"]))]
+    return render("compare.html.j2", doc=document, runs=runs, drift=drift, probes=probes, drift_label=drift_label,
+                  probe_label=probe_label, first=terms[0] if terms else None, notes=summary_notes(document["summary"]))
