@@ -37,6 +37,7 @@ def _p_is(text: str) -> str:
     return f"p {text}" if text.startswith(("≤", "<")) else f"p = {text}"
 
 
+# The templates' number formats, and the level a highlighted row passes.
 FORMATS = {"fmt": _fmt, "g": _g, "signed": _signed, "ci": _ci, "p": _p, "p_is": _p_is, "alpha": ALPHA}
 
 
@@ -58,7 +59,8 @@ def page_values(document: dict, items: list[dict]) -> dict:
 
     spec, summary = document["spec"], document["summary"]
     cells, seeds = image_cells(items), sample_seeds(spec["seeds"])  # the first seeds (a run folder holds a sample)
-    pairs = {t["term"] for t in document["terms"] if any(cells.get((spec["templates"][0], t["term"], s)) for s in seeds)}
+    first = spec["templates"][0]
+    pairs = {t["term"] for t in document["terms"] if any(cells.get((first, t["term"], s)) for s in seeds)}
     return {**FORMATS, **configuration(document), "spec": spec, "prov": document["provenance"],
             "terms": document["terms"], "notes": summary_notes(summary), "controls": summary.get("controls") or [],
             "corr": summary.get("text_image_rank_correlation"), "cells": cells, "seeds": seeds,

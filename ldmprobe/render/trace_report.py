@@ -99,14 +99,14 @@ def write_trace_report(out: Path, result) -> tuple[Path, list[Path]]:
         return made[-1].relative_to(out).as_posix(), caption  # linked: a narrow screen opens the PNG full size
 
     config, prov = doc["config"], doc.get("provenance", {})
+    parts = {"conditioning": doc["conditioning"] and _conditioning(doc, pictures, figure),
+             "attention": doc["attention"] and _attention(doc, pictures, figure),
+             "steps": doc["steps"] and _steps(doc, figure), "vae": (doc["vae"] or doc["vae_folder"]) and _vae(doc)}
     page = render(
         "trace_report.html.j2", name=str(doc.get("spec", {}).get("name", "trace")), tiny=is_tiny(doc),
         reference_world=prov.get("reference_world"), models=prov.get("models", {}), config=config,
         templates=", ".join(repr(t) for t in config["templates"]), baseline=repr(config["baseline"]),
-        sections=[s for s in ("conditioning", "attention", "steps", "vae") if doc[s] or (s == "vae" and doc["vae_folder"])],
-        conditioning=doc["conditioning"] and _conditioning(doc, pictures, figure),
-        attention=doc["attention"] and _attention(doc, pictures, figure), steps=doc["steps"] and _steps(doc, figure),
-        vae=(doc["vae"] or doc["vae_folder"]) and _vae(doc), notes=doc["notes"],
+        sections=[name for name, shown in parts.items() if shown], **parts, notes=doc["notes"],
         costs=(["section", "images", "generated now", "seconds", "images vs plain", "time vs plain"],
                [[c["section"], str(c["images"]), str(c["generated"]), _num(c["seconds"], 3),
                  _num(c["images_vs_plain"], 2), _num(c["seconds_vs_plain"], 2)] for c in doc["costs"]]),
