@@ -326,8 +326,6 @@ def design_check(
       fewer, a term beyond every control is reported by its own rank p (p_controls), as a
       ranking against these controls, not as a discovery across the run.
     """
-    from scipy import stats as sps
-
     n = n_templates * n_seeds
     floors, messages = {}, []
     if n < 2 or max(n_templates, n_seeds) < 2:
@@ -342,6 +340,8 @@ def design_check(
                             "crossed test can reject ~0.10 of true nulls when it dominates; "
                             "use >= 4 seeds and >= 8 templates")
         if df < 3:
+            from scipy import stats as sps  # only here: scipy.stats costs a second to import
+
             crit = float(sps.t.ppf(1 - alpha / 2, df))
             messages.append(f"only {n_templates} template(s): worst-case df {df}, a shift needs "
                             f"|t| > {crit:.1f}; add templates (>= 8 recommended)")

@@ -143,6 +143,19 @@ class SpearmanTest(Result):
     generalises_to: str
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (``scipy.stats.rankdata``'s "average",
+    by its algorithm, without importing scipy.stats)."""
+    order = np.argsort(x, kind="mergesort")
+    inverse = np.empty(len(x), dtype=np.intp)
+    inverse[order] = np.arange(len(x))
+    sorted_x = x[order]
+    first = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    dense = first.cumsum()[inverse]
+    count = np.r_[np.nonzero(first)[0], len(first)]
+    return 0.5 * (count[dense] + count[dense - 1] + 1)
+
+
 def _pearson_rows(a: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
     a = a - a.mean()
     b = b_rows - b_rows.mean(1, keepdims=True)
@@ -169,8 +182,6 @@ def spearman_test(
     ``alternative``: "two-sided" (|ρ*| >= |ρ|), "greater" or "less"; ties count as
     exceedances, so 3 items with ρ = 1 give p = 2/6 = 1/3 two-sided (1/6 "greater").
     """
-    from scipy.stats import rankdata
-
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative must be two-sided, greater or less; got {alternative!r}")
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
@@ -182,7 +193,7 @@ def spearman_test(
     if n < 3:
         raise ValueError(f"Spearman needs at least 3 finite pairs; got {n}")
     n_resamples = check_resamples(n_resamples)
-    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = average_ranks(x), average_ranks(y)
     rho = require_finite(_pearson_rows(rx, ry[None, :])[0], "Spearman's rho (constant input?)")
     tol = TIE_RTOL * 1.0
     exact = choose_exact(math.factorial(n), max_enumerate=max_enumerate)

@@ -310,14 +310,27 @@ def probe_shift(
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values in input order; NaNs stay NaN, not counted in m."""
-    from scipy.stats import false_discovery_control
+    """Benjamini–Hochberg adjusted p-values in input order; NaNs stay NaN, not counted in m.
 
+    adjusted p_(i) = min_{j>=i} p_(j) m / j, clipped to [0, 1] (as scipy.stats'
+    ``false_discovery_control(method="bh")``, without importing scipy.stats).
+    """
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
-    if ok.any():
-        out[ok] = false_discovery_control(p[ok], method="bh")  # min_{j>=i} p_(j) m / j
+    kept = p[ok]
+    if len(kept) <= 1:
+        out[ok] = kept
+        return out
+    if not ((kept >= 0) & (kept <= 1)).all():
+        raise ValueError("p-values must lie between 0 and 1")
+    order = np.argsort(kept, kind="stable")
+    m = len(kept)
+    adjusted = kept[order] * (m / np.arange(1, m + 1, dtype=np.float64))
+    np.minimum.accumulate(adjusted[::-1], out=adjusted[::-1])
+    ranked = np.empty(m)
+    ranked[order] = adjusted
+    out[ok] = np.clip(ranked, 0.0, 1.0)
     return out
 
 

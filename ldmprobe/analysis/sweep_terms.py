@@ -191,7 +191,7 @@ def neighbours(data, m: np.ndarray, b: np.ndarray, seed: int) -> Neighbours:
     vocab = data.vocabulary_embeddings
     if vocab is None or len(data.vocabulary) < 2 or len(m) < 2:
         return Neighbours()
-    keep = [i for i in range(len(vocab)) if not bad_embedding(vocab[i])]
+    keep = np.flatnonzero(unit_rows(np.asarray(vocab, dtype=np.float64).reshape(len(vocab), -1))[1]).tolist()
     if len(keep) < 2:
         return Neighbours()
     result = neighbour_null(m, b, np.asarray(vocab)[keep], [data.vocabulary[i] for i in keep],
