@@ -188,6 +188,15 @@ class AttentionTrace(Record):
     gini: float  # mean Gini coefficient of the modifier map (0 = uniform)
     token_shares: dict  # group -> mean share of all cross-attention (start, modifier, noun, ...)
     n_images: int
+    # The region the excess is measured against: "object" (each picture's own object, segmented
+    # from its plain background: :func:`object_region`) or "noun" (the noun map's top ``mass``).
+    region: str = "noun"
+    # With an object region: does the noun's own attention land on the object? Its share inside
+    # the object minus the object's area (0: the maps carry no spatial signal about the object).
+    noun_inside_share: float = math.nan
+    noun_excess_test: CrossedTest | None = None
+    n_regions: int = 0  # images with a usable object region (the rest are left out of the tests)
+    spatial_signal: str = "untested"  # "yes", "no" (the noun's excess is not significant) or "untested"
 
 
 def noun_region(noun_map: np.ndarray, mass: float = 0.5) -> np.ndarray:
@@ -213,9 +222,56 @@ def concentration(attention_map: np.ndarray) -> tuple[float, float]:
     return entropy, gini
 
 
+def object_region(image, *, threshold: float = 48.0, border: int = 2) -> np.ndarray | None:
+    """The object mask of a picture on a plain background, or None when it has none.
+
+    The background colour is the median colour of the picture's outer ``border`` pixels; the
+    object is every pixel whose RGB distance (0..255 scale) from it exceeds ``threshold``. None
+    when the border is not plain (the 90th percentile of its pixels' distance from that colour
+    exceeds ``threshold / 2``: a photograph, a gradient, an object touching the frame) or the
+    mask is empty or covers nine tenths of the picture or more.
+    """
+    img = np.asarray(image, np.float64)
+    if img.ndim != 3 or img.shape[0] <= 2 * border or img.shape[1] <= 2 * border:
+        raise ValueError(f"an (H, W, 3) picture larger than twice the border is needed; got {img.shape}")
+    frame = np.ones(img.shape[:2], bool)
+    frame[border:-border, border:-border] = False
+    background = np.median(img[frame], axis=0)
+    distance = np.sqrt(((img - background) ** 2).sum(-1))
+    if np.quantile(distance[frame], 0.9) > threshold / 2:
+        return None
+    mask = distance > threshold
+    return mask if 0 < mask.mean() < 0.9 else None
+
+
+def _excess(maps, regions):
+    """(inside share, area) per image of maps (T, S, H, W) in regions (T, S, H, W); NaN without a region."""
+    n_t, n_s = maps.shape[:2]
+    inside, area = np.full((n_t, n_s), np.nan), np.full((n_t, n_s), np.nan)
+    for t in range(n_t):
+        for s in range(n_s):
+            region = regions[t][s]
+            if region is None:
+                continue
+            region = np.asarray(region, bool)
+            if region.shape != maps.shape[2:]:
+                raise ValueError(f"region {region.shape} does not match the maps {maps.shape[2:]}")
+            inside[t, s] = maps[t, s][region].sum() / maps[t, s].sum()
+            area[t, s] = region.mean()
+    return inside, area
+
+
 def attention_numbers(term: str, modifier_maps, noun_maps, group_shares, group_names, *,
-                      mass: float = 0.5, confidence_level: float = 0.95) -> AttentionTrace:
-    """Numbers of a term's attention maps laid out (templates, seeds, H, W)."""
+                      mass: float = 0.5, confidence_level: float = 0.95, regions=None,
+                      alpha: float = 0.05) -> AttentionTrace:
+    """Numbers of a term's attention maps laid out (templates, seeds, H, W).
+
+    ``regions`` None: the excess is measured against the noun map's own top-``mass`` region.
+    Otherwise ``regions[t][s]`` is image (t, s)'s object mask (H, W) or None (left out); the
+    modifier's excess is measured against the object, and the noun's own excess there says
+    whether the maps carry a spatial signal at all (``spatial_signal`` "no" when its test is not
+    significant at ``alpha``; then the modifier's excess cannot be read as "where it looks").
+    """
     mod, noun = np.asarray(modifier_maps, np.float64), np.asarray(noun_maps, np.float64)
     if mod.shape != noun.shape or mod.ndim != 4:
         raise ValueError(f"modifier and noun maps must both be (templates, seeds, H, W); got {mod.shape}, "
@@ -223,18 +279,34 @@ def attention_numbers(term: str, modifier_maps, noun_maps, group_shares, group_n
     if (mod < 0).any() or (noun < 0).any():
         raise ValueError("attention maps must be non-negative")
     n_t, n_s = mod.shape[:2]
-    inside, area, ent, gini = (np.zeros((n_t, n_s)) for _ in range(4))
+    ent, gini = np.zeros((n_t, n_s)), np.zeros((n_t, n_s))
     for t in range(n_t):
         for s in range(n_s):
-            region = noun_region(noun[t, s], mass)
-            inside[t, s] = mod[t, s][region].sum() / mod[t, s].sum()
-            area[t, s] = region.mean()
             ent[t, s], gini[t, s] = concentration(mod[t, s])
     shares = np.asarray(group_shares, np.float64).reshape(n_t * n_s, -1).mean(0)
+    extra: dict = {}
+    if regions is None:
+        own = [[noun_region(noun[t, s], mass) for s in range(n_s)] for t in range(n_t)]
+        inside, area = _excess(mod, own)
+    else:
+        inside, area = _excess(mod, regions)
+        usable = int(np.isfinite(inside).sum())
+        if usable == 0:
+            raise ValueError("no image has an object region")
+        noun_inside, _ = _excess(noun, regions)
+        noun_test = crossed_test(noun_inside - area, confidence_level=confidence_level)
+        flat = (noun_inside - area)[np.isfinite(noun_inside)]
+        if np.isfinite(noun_test.p_value):
+            signal = "yes" if noun_test.p_value < alpha and noun_test.estimate > 0 else "no"
+        else:  # no test: every image exactly indifferent (uniform maps) is "no"; one image is untested
+            signal = "no" if len(flat) > 1 and np.abs(flat).max() < 1e-9 else "untested"
+        extra = {"region": "object", "noun_inside_share": float(np.nanmean(noun_inside)),
+                 "noun_excess_test": noun_test, "n_regions": usable, "spatial_signal": signal}
     return AttentionTrace(
-        term, mass, float(inside.mean()), float(area.mean()),
-        crossed_test(inside - area, confidence_level=confidence_level), float((inside / area).mean()),
+        term, mass, float(np.nanmean(inside)), float(np.nanmean(area)),
+        crossed_test(inside - area, confidence_level=confidence_level), float(np.nanmean(inside / area)),
         float(ent.mean()), float(gini.mean()), {n: float(v) for n, v in zip(group_names, shares)}, n_t * n_s,
+        **extra,
     )
 
 

@@ -96,6 +96,10 @@ def _check_spec(spec, noun: str | None) -> None:
                    "or a+b). Default: each part the generator has (SD 1.x: modifier, content, eot_pad; SDXL adds "
                    "pooled; SD 3 and Flux: before, modifier, content, eot_pad, pooled).")
 @click.option("--noun", default=None, help="Attention part: the noun word (default: the last content token).")
+@click.option("--region", type=click.Choice(["auto", "object", "noun"]), default="auto", show_default=True,
+              help="Attention part: what the modifier's attention is measured against: each picture's object "
+                   "(segmented from a plain background, as in the reference world), the noun's own top region, "
+                   "or auto (object where nine tenths of the pictures have a plain background).")
 @click.option("--attention-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Attention part: share of the noun's attention its region holds.")
 @click.option("--vae-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -169,5 +173,5 @@ def _options(spec, parts, variants, steps, switch_ks, flags):
                         probes=spec.probes, noun=flags["noun"], sections=parts,
                         variants=variants, switch_ks=switch_ks, settings=settings, batch_size=flags["batch_size"],
                         n_boot=flags["n_boot"], random_state=flags["stats_seed"],
-                        attention_mass=flags["attention_mass"],
+                        attention_mass=flags["attention_mass"], region=flags["region"],
                         image_folder=str(flags["vae_images"]) if flags["vae_images"] else None)

@@ -83,13 +83,26 @@ def _attention_table(entries: list[dict]):
         ("gini", lambda a: a["gini"]), ("modifier", lambda a: a["token_shares"].get("modifier")),
         ("eot_pad", lambda a: a["token_shares"].get("eot_pad")))}
     rows = [(a["term"], fmt["inside"](a["inside_share"]), fmt["area"](a["region_area"]),
-             fmt["excess"](a["excess_test"]["estimate"]), _p(a["excess_test"]["p_value"]), fmt["entropy"](a["entropy"]),
-             fmt["gini"](a["gini"]), fmt["modifier"](a["token_shares"].get("modifier")),
+             fmt["excess"](a["excess_test"]["estimate"]), _p(a["excess_test"]["p_value"]), _signal(a),
+             fmt["entropy"](a["entropy"]), fmt["gini"](a["gini"]), fmt["modifier"](a["token_shares"].get("modifier")),
              fmt["eot_pad"](a["token_shares"].get("eot_pad"))) for a in entries]
-    return shrinking_table("cross-attention: where the modifier lands (noun region holds 50 % of the noun's map)",
-                           ("term", "inside", "area", "excess", "p", "entropy", "gini", "modifier", "eot/pad"), rows,
-                           words=("term",), caption="modifier, eot/pad: share of the attention on the modifier's "
-                                                    "tokens and on end/padding tokens")
+    objects = any(a.get("region") == "object" for a in entries)
+    where = ("each picture's object (segmented from its plain background)" if objects else
+             f"the noun region (holds {entries[0].get('mass', 0.5):.0%} of the noun's map)" if entries else "the noun region")
+    return shrinking_table(f"cross-attention: where the modifier lands, against {where}",
+                           ("term", "inside", "area", "excess", "p", "noun on it", "entropy", "gini", "modifier",
+                            "eot/pad"), rows,
+                           words=("term",), drops=((), ("gini",), ("gini", "entropy")),
+                           caption="noun on it: does the noun's own attention land on the object (its excess, p); "
+                                   "'no' means the maps carry no spatial signal there. modifier, eot/pad: share of "
+                                   "the attention on the modifier's tokens and on end/padding tokens")
+
+
+def _signal(a: dict) -> str:
+    test = a.get("noun_excess_test")
+    if a.get("region") != "object" or not test:
+        return "—"
+    return f"{a.get('spatial_signal', 'untested')} ({_p(test['p_value'])})"
 
 
 def _vae_table(entries: list[dict], groups: list[dict]):

@@ -46,6 +46,7 @@ class TraceOptions:
     n_boot: int = 2000
     random_state: int = 0
     attention_mass: float = 0.5
+    region: str = "auto"  # attention: "object", "noun", or "auto" (object where pictures have plain backgrounds)
     image_folder: str | None = None
     cache: bool = True  # read and write trace images and maps in the cache
 
@@ -256,15 +257,51 @@ def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], floa
     made = result.images
     same = np.abs(made.pixels.astype(int) - plain["pixels"][1:].reshape(made.pixels.shape).astype(int)).max()
     run.notes.append(f"attention: traced images differ from untraced ones by at most {int(same)}/255")
+    regions = _regions(run, made.pixels)
     grouped, names = group_maps(result.maps, groups)
     shares = grouped.mean((2, 3))
     maps = upsample(grouped, (height, width)).reshape(len(o.terms), run.n_t, run.n_s, len(names), height, width)
     run.pictures.update(attention_maps=maps, attention_groups=names)
     out = tuple(attention_numbers(term, maps[i, :, :, names.index("modifier")], maps[i, :, :, names.index("noun")],
                                   shares.reshape(len(o.terms), run.n_t, run.n_s, -1)[i], names,
-                                  mass=o.attention_mass) for i, term in enumerate(o.terms))
+                                  mass=o.attention_mass, regions=None if regions is None else regions[i])
+                for i, term in enumerate(o.terms))
+    for a in out:
+        if a.spatial_signal == "no":
+            test = a.noun_excess_test
+            run.notes.append(
+                f"attention: {a.term!r}: the noun's own attention does not land on the object (inside "
+                f"{a.noun_inside_share:.2f} against an area of {a.region_area:.2f}, p {test.p_value:.2g}); the maps "
+                "carry no spatial signal here, so the modifier's excess says nothing about where it looks")
     fresh = result.made == len(jobs)
     return out, made.seconds / plain["term_seconds"] - 1.0 if fresh else math.nan
+
+
+def _regions(run: _Run, pixels: np.ndarray):
+    """Object masks per (term, template, seed) of the traced images, or None for the noun region.
+
+    ``region`` "object": each picture's object segmented from its plain background (images
+    without one are left out of the tests); "noun": the noun map's top share; "auto": object when
+    nine tenths of the pictures have a plain background, else noun (with a note)."""
+    from ldmprobe.analysis.trace import object_region
+
+    choice = run.o.region
+    if choice == "noun":
+        return None
+    masks = [object_region(px) for px in pixels]
+    usable = sum(m is not None for m in masks) / max(1, len(masks))
+    if choice == "object" and usable == 0:
+        raise ValueError("--region object: no traced picture has a plain background to segment its object from; "
+                         "use --region noun")
+    if choice == "auto" and usable < 0.9:
+        run.notes.append(f"attention: measured against the noun's own region (only {usable:.0%} of the pictures "
+                         "have a plain background to segment the object from)")
+        return None
+    run.notes.append(f"attention: measured against each picture's object, segmented from its plain background "
+                     f"({usable:.0%} of the pictures)")
+    n_terms = len(run.o.terms)
+    return [[[masks[(i * run.n_t + t) * run.n_s + s] for s in range(run.n_s)] for t in range(run.n_t)]
+            for i in range(n_terms)]
 
 
 def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, ...]]:
