@@ -81,7 +81,14 @@ class PairGram:
         return np.einsum("ki,ki->k", v, w) if self.is_gram else np.einsum("kd,kd->k", v, v)
 
     def forms_first_fixed(self, flips: np.ndarray) -> np.ndarray:
-        """sᵀGs for s = (1, flips) per row (flips: k × (n − 1))."""
+        """sᵀGs for s = (1, flips) per row (flips: k × (n − 1) signs, or uint8 bits b for
+        flips 1 − 2b: then Dᵀs = D_0 + Σ_i D_i − 2 Dᵀb, with no ±1 matrix made)."""
+        if flips.dtype == np.uint8:
+            if self.is_gram:
+                flips = SIGNS[flips]
+            else:
+                v = (self.matrix[0] + self.matrix[1:].sum(0)) - 2.0 * (flips.astype(np.float64) @ self.matrix[1:])
+                return np.einsum("kd,kd->k", v, v)
         v = flips @ self.matrix[1:] + self.matrix[0]
         if self.is_gram:
             return v[:, 0] + np.einsum("ki,ki->k", v[:, 1:], flips)
@@ -155,7 +162,10 @@ def _sign_flip_drift(grams, n_resamples, rng, max_enumerate):
     threshold = observed - TIE_RTOL * max(scale, 1e-300)
     total = 2**n_free if exact else n_resamples
     k = 0
-    for flips in sign_chunks(n_free, exact=exact, n_resamples=n_resamples, rng=rng):
+    chunks = (sign_chunks(n_free, exact=True) if exact else
+              (fair_bits(rng, min(step, n_resamples - start), n_free)
+               for step in (chunk_rows(n_free),) for start in range(0, n_resamples, step)))
+    for flips in chunks:  # ±1 signs (enumerated) or the sampled signs' bits
         stat, col = np.zeros(len(flips)), 0
         for g, n in zip(grams, sizes):
             quad = g.forms_first_fixed(flips[:, col:col + n - 1])
