@@ -170,3 +170,23 @@ def test_token_groups_cover_every_block(generators, name):
     assert sorted(rows) == list(range(Run.layout.rows))  # a partition of the conditioning rows
     assert groups["modifier"] and groups["noun"]
     assert bool(groups["start"]) == (name != "tiny-flux")  # T5 has no start token
+
+
+def test_default_guidance_is_the_generators_own(generators, tmp_path):
+    """Unset guidance follows the pipeline's own default (Flux.1 dev 3.5, not SD's 7.5); a spec's wins."""
+    import json
+
+    from ldmprobe.models import configs
+    from ldmprobe.specs.generation import GenerationSettings
+
+    got = {name: configs.default_guidance(generators[name].folder) for name in NAMES}
+    assert got == {"tiny-sdxl": 5.0, "tiny-sd3": 7.0, "tiny-flux": 3.5}
+    (tmp_path / "transformer").mkdir()
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    (tmp_path / "transformer" / "config.json").write_text(json.dumps({"guidance_embeds": False}))
+    assert configs.default_guidance(tmp_path) == 0.0  # schnell takes no guidance
+    assert GenerationSettings.resolve(steps=None, guidance=None, model_guidance=3.5).guidance == 3.5
+    assert GenerationSettings.resolve(steps=None, guidance=None, spec_guidance=6.0, model_guidance=3.5).guidance == 6.0
+    assert GenerationSettings.resolve(steps=None, guidance=2.0, spec_guidance=6.0, model_guidance=3.5).guidance == 2.0
+    assert GenSettings().for_generator(generators["tiny-flux"]).guidance == 3.5
+    assert GenSettings(guidance=1.0).for_generator(generators["tiny-flux"]).guidance == 1.0

@@ -32,8 +32,8 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Denoising steps for prompt sets (default: the spec's, else 50).")
 @click.option("--guidance", type=FiniteFloat(min=0), default=None,
-              help="Classifier-free guidance scale for prompt sets (default: the spec's, "
-                   "else 7.5).")
+              help="Guidance scale for prompt sets (default: the spec's, else the generator's own: "
+                   "SD 1.x 7.5, SDXL 5, SD 3 7, Flux.1 dev 3.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images generated per pipeline call.")
 @click.option("--allow-truncation", is_flag=True,

@@ -30,7 +30,7 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="With --images: denoising steps (default 50; tiny: 4).")
 @click.option("--guidance", type=FiniteFloat(min=0), default=None,
-              help="With --images: classifier-free guidance scale (default 7.5).")
+              help="With --images: guidance scale (default: the generator's own, SD 1.x 7.5).")
 @output_options
 @click.pass_obj
 def neighbours(obj: CliState, term, k, contexts, vocabs, keep_self, images, pipeline, revision, measurer,

@@ -19,7 +19,8 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
 @model_options
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (default: spec, else 50; tiny: 4).")
-@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Classifier-free guidance scale (default 7.5).")
+@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: the spec's, else the generator's own: SD 1.x 7.5, "
+              "SDXL 5, SD 3 7, Flux.1 dev 3.5).")
 @click.option("--width", type=SIDE, default=None,
               help=f"Image width, a multiple of 8 up to {MAX_SIDE} (default: the model's native size).")
 @click.option("--height", type=SIDE, default=None,

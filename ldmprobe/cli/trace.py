@@ -83,7 +83,8 @@ def _check_spec(spec, noun: str | None) -> None:
 @model_options
 @click.option("--steps", type=click.IntRange(min=2), default=None,
               help="Denoising steps (default: the spec's, else 20; tiny: 4).")
-@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: spec's, else 7.5).")
+@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: the spec's, else the generator's own: SD 1.x 7.5, SDXL 5, "
+                   "SD 3 7, Flux.1 dev 3.5).")
 @click.option("--width", type=SIDE, default=None,
               help=f"Image width, a multiple of 8 up to {MAX_SIDE} (default: the model's).")
 @click.option("--height", type=SIDE, default=None,
@@ -165,7 +166,7 @@ def _options(spec, parts, variants, steps, switch_ks, flags):
     from ldmprobe.usecases.trace import TraceOptions
 
     settings = GenSettings(steps=steps, guidance=flags["guidance"] if flags["guidance"] is not None
-                           else (spec.guidance if spec.guidance is not None else 7.5),
+                           else spec.guidance,  # None: the generator's own default
                            width=flags["width"] or spec.width, height=flags["height"] or spec.height,
                            negative_prompt=flags["negative_prompt"] if flags["negative_prompt"] is not None
                            else (spec.negative_prompt or ""))

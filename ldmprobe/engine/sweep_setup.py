@@ -179,8 +179,11 @@ def _recipe(spec: Spec, options: SweepOptions, generator_ref, folder: Path, dtyp
     """The generation recipe: options, else the spec, else the model's defaults (its native size)."""
     size = native_size(folder)
     negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
+    from ldmprobe.models.configs import default_guidance
+
     generation = GenerationSettings.resolve(steps=options.steps, guidance=options.guidance, spec_steps=spec.steps,
-                                            spec_guidance=spec.guidance, tiny=generator_ref.is_tiny)
+                                            spec_guidance=spec.guidance, tiny=generator_ref.is_tiny,
+                                            model_guidance=default_guidance(folder))
     recipe = Recipe(
         pipeline=models.generator_identity(generator_ref, folder),
         scheduler=models.scheduler_identity(folder),

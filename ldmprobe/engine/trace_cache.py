@@ -42,6 +42,7 @@ def recipe_document(loaded, settings: GenSettings) -> dict:
     from ldmprobe.records import jsonable
 
     pipe = loaded.pipe
+    settings = settings.for_generator(loaded)
     height, width = settings.size(loaded)
     return {
         "pipeline": jsonable(loaded.identity),

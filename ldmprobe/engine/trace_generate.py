@@ -61,10 +61,23 @@ class GenSettings:
     """How trace images are sampled (the sweep recipe's steps, guidance, size, negative prompt)."""
 
     steps: int = 20
-    guidance: float = 7.5
+    guidance: float | None = None  # None: the generator's own default (``configs.default_guidance``)
     width: int | None = None
     height: int | None = None
     negative_prompt: str = ""
+
+    def for_generator(self, loaded) -> "GenSettings":
+        """These settings with the guidance resolved: the generator's own default when unset."""
+        if self.guidance is not None:
+            return self
+        from dataclasses import replace
+
+        folder = getattr(loaded, "folder", None)
+        if folder is None:
+            return replace(self, guidance=7.5)
+        from ldmprobe.models.configs import default_guidance
+
+        return replace(self, guidance=default_guidance(folder))
 
     def size(self, loaded) -> tuple[int, int]:
         """(height, width) in pixels: the settings' or the generator's native size.
@@ -217,6 +230,7 @@ def generate_jobs(loaded, jobs: Sequence[CondJob], settings: GenSettings, *, bat
     import time
 
     check_pipeline(loaded)
+    settings = settings.for_generator(loaded)
     negative = negative_embedding(loaded, settings)
     start = time.perf_counter()
     rows, failed = [], []

@@ -71,6 +71,20 @@ def guidance_semantics(folder: Path) -> dict[str, Any]:
     return {"kind": "cfg", "negative_prompt": True}
 
 
+#: diffusers' own default ``guidance_scale`` per pipeline class (what the model was released to
+#: run at; SD 1.x's 7.5 is also ldmprobe's default for any other pipeline).
+_DEFAULT_GUIDANCE = {"StableDiffusionPipeline": 7.5, "StableDiffusionXLPipeline": 5.0,
+                     "StableDiffusion3Pipeline": 7.0, "FluxPipeline": 3.5}
+
+
+def default_guidance(folder: Path, fallback: float = 7.5) -> float:
+    """The guidance scale the generator runs at when neither the command nor the spec sets one:
+    its pipeline's own default (SDXL 5, SD 3 7, Flux.1 dev 3.5, Flux.1 schnell 0: it takes none)."""
+    if guidance_semantics(folder)["kind"] == "none":
+        return 0.0
+    return _DEFAULT_GUIDANCE.get(pipeline_class(folder), fallback)
+
+
 def text_encoders(folder: Path) -> list[dict[str, Any]]:
     """The text encoders the pipeline reads, in the pipeline's order: component name, class,
     and which outputs the denoiser reads (``tokens`` and/or ``pooled``)."""

@@ -21,13 +21,17 @@ class GenerationSettings:
 
     @classmethod
     def resolve(cls, *, steps: int | None, guidance: float | None, spec_steps: int | None = None,
-                spec_guidance: float | None = None, tiny: bool = False) -> GenerationSettings:
+                spec_guidance: float | None = None, tiny: bool = False,
+                model_guidance: float | None = None) -> GenerationSettings:
+        """``model_guidance``: the generator's own default scale (``configs.default_guidance``),
+        used when neither the command nor the spec sets one; else :data:`DEFAULT_GUIDANCE`."""
         default_steps = DEFAULT_TINY_STEPS if tiny else DEFAULT_STEPS
         check_guidance(guidance)
+        default_guidance = DEFAULT_GUIDANCE if model_guidance is None else model_guidance
         return cls(
             steps=int(steps or spec_steps or default_steps),
             guidance=float(guidance if guidance is not None else
-                           spec_guidance if spec_guidance is not None else DEFAULT_GUIDANCE),
+                           spec_guidance if spec_guidance is not None else default_guidance),
         )
 
 

@@ -219,8 +219,11 @@ def _embed_images(spec: AssocSpec, prompt_sets, measurer, generator, *, steps, g
 
     if generator is None:
         raise ValueError(f"spec {spec.name!r} has prompt sets: pass a loaded generator")
+    from ldmprobe.models.configs import default_guidance
+
     chosen = GenerationSettings.resolve(steps=steps, guidance=guidance, spec_steps=spec.steps,
-                                        spec_guidance=spec.guidance, tiny=generator.ref.is_tiny)
+                                        spec_guidance=spec.guidance, tiny=generator.ref.is_tiny,
+                                        model_guidance=default_guidance(generator.folder))
     tokenizer = generator.tokenizer
     limit = int(getattr(tokenizer, "model_max_length", 77) or 77)
     prompts = [p for s in prompt_sets for p in s.prompts] + ([spec.negative_prompt] if spec.negative_prompt else [])
