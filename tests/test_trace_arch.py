@@ -190,3 +190,28 @@ def test_default_guidance_is_the_generators_own(generators, tmp_path):
     assert GenerationSettings.resolve(steps=None, guidance=2.0, spec_guidance=6.0, model_guidance=3.5).guidance == 2.0
     assert GenSettings().for_generator(generators["tiny-flux"]).guidance == 3.5
     assert GenSettings(guidance=1.0).for_generator(generators["tiny-flux"]).guidance == 1.0
+
+
+def test_prompt_limits_follow_the_encoder_the_denoiser_reads(fresh_cache, tmp_path, generators):
+    """With T5 (Flux), a prompt over CLIP's 77 tokens is planned with a note (T5 reads it whole); one
+    over T5's 512 exits 2 before any model loads. SD 1.x still refuses at 77."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    def plan(name, words):
+        spec = tmp_path / f"long-{name}-{words}.toml"
+        template = " ".join(["a quiet street"] * words) + " with a {} house"
+        spec.write_text(f'name = "long"\ntemplates = ["{template}"]\nbaseline = ""\nterms = ["red"]\nseeds = 1\n')
+        return CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", name, "--measurer", "tiny", "--dry-run",
+                                         "--format", "json"])
+
+    ok = plan("tiny-flux", 30)  # about 95 CLIP tokens
+    assert ok.exit_code == 0, (ok.output, ok.exception)
+    assert any("over CLIP's 77 tokens" in n and "T5 reads them whole" in n for n in json.loads(ok.stdout)["notes"])
+    too_long = plan("tiny-flux", 200)  # over 512 T5 tokens
+    assert too_long.exit_code == 2 and "512 tokens" in too_long.stderr
+    sd1 = plan("tiny", 30)
+    assert sd1.exit_code == 2 and "77 tokens" in sd1.stderr

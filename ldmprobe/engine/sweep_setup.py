@@ -156,18 +156,45 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
         notes.append(note)
         if reporter is not None:
             reporter.warn(note)
-    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
     prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
-    try:
-        truncated = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
-                                         allow_truncation=options.allow_truncation)
-    finally:
-        counter.save()
+    truncated = _check_lengths(generator_ref, folder, prompts, options, notes, reporter)
     return SweepSetup(
         spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
         generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
         items=work_items(spec, recipe), truncated=list(truncated), notes=notes,
     )
+
+
+def _check_lengths(generator_ref, folder: Path, prompts: list[str], options, notes: list, reporter) -> list[str]:
+    """Check the prompts against the encoders' token limits; the prompts that will be truncated.
+
+    Without T5, CLIP's limit binds (over it: exit 2 unless --allow-truncation). With T5 (SD 3,
+    Flux), T5's limit binds, and a prompt over CLIP's 77 tokens is a note: CLIP then reads only its
+    first 77 tokens (the pooled vector, and SD 3's CLIP token rows), T5 reads it whole."""
+    from ldmprobe.models.configs import t5_tokenizer
+
+    t5 = t5_tokenizer(folder)
+    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
+    try:
+        over_clip = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
+                                         allow_truncation=options.allow_truncation or t5 is not None)
+    finally:
+        counter.save()
+    if t5 is None:
+        return list(over_clip)
+    if over_clip:
+        note = (f"{len(over_clip)} prompt(s) are over CLIP's {counter.max_length} tokens: CLIP reads only their "
+                f"first {counter.max_length} (the pooled vector and, on SD 3, the CLIP token rows); T5 reads them whole")
+        notes.append(note)
+        if reporter is not None:
+            reporter.warn(note)
+    t5_counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline, component=t5[0],
+                                         limit=t5[1])
+    try:
+        return list(check_prompt_lengths(prompts, t5_counter, max_tokens=t5[1],
+                                         allow_truncation=options.allow_truncation))
+    finally:
+        t5_counter.save()
 
 
 def _first_sentence(exc: Exception) -> str:

@@ -85,6 +85,16 @@ def default_guidance(folder: Path, fallback: float = 7.5) -> float:
     return _DEFAULT_GUIDANCE.get(pipeline_class(folder), fallback)
 
 
+#: Pipeline class -> (T5 tokenizer component, the pipeline's default ``max_sequence_length``).
+_T5 = {"StableDiffusion3Pipeline": ("tokenizer_3", 256), "FluxPipeline": ("tokenizer_2", 512)}
+
+
+def t5_tokenizer(folder: Path) -> tuple[str, int] | None:
+    """(component, token limit) of the T5 encoder the denoiser reads, or None (no T5)."""
+    entry = _T5.get(pipeline_class(folder))
+    return entry if entry is not None and (Path(folder) / entry[0]).is_dir() else None
+
+
 def text_encoders(folder: Path) -> list[dict[str, Any]]:
     """The text encoders the pipeline reads, in the pipeline's order: component name, class,
     and which outputs the denoiser reads (``tokens`` and/or ``pooled``)."""

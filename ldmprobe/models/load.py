@@ -88,9 +88,11 @@ class TokenCounter:
     prompt-length check costs no transformers import.
     """
 
-    def __init__(self, ref: GeneratorRef, folder: Path, *, offline: bool = False):
+    def __init__(self, ref: GeneratorRef, folder: Path, *, offline: bool = False, component: str = "tokenizer",
+                 limit: int | None = None):
         self.ref, self.folder, self.offline = ref, folder, offline
-        tok_dir = folder / "tokenizer"
+        self.component, self.limit = component, limit
+        tok_dir = folder / component
         fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
         key = cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint})
         self.path = cache.cache_root() / "token_counts" / f"{key[:24]}.json"
@@ -102,7 +104,10 @@ class TokenCounter:
 
     @property
     def max_length(self) -> int:
-        config = self.folder / "tokenizer" / "tokenizer_config.json"
+        """The given ``limit``, else the tokenizer's ``model_max_length`` (77 when it states none)."""
+        if self.limit is not None:
+            return int(self.limit)
+        config = self.folder / self.component / "tokenizer_config.json"
         try:
             limit = int(json.loads(config.read_text()).get("model_max_length", 77))
         except (OSError, ValueError, TypeError):
@@ -112,7 +117,7 @@ class TokenCounter:
     def __call__(self, text: str) -> int:
         if text not in self.counts:
             if self._tokenizer is None:
-                self._tokenizer = load_generator_tokenizer(self.ref, offline=self.offline)
+                self._tokenizer = load_generator_tokenizer(self.ref, offline=self.offline, component=self.component)
             self.counts[text] = len(self._tokenizer(text, truncation=False).input_ids)
             self._dirty = True
         return self.counts[text]
@@ -125,13 +130,13 @@ class TokenCounter:
             self._dirty = False
 
 
-def load_generator_tokenizer(ref: GeneratorRef, *, offline: bool = False):
-    """Only the generator's tokenizer (for prompt-length checks without loading weights)."""
+def load_generator_tokenizer(ref: GeneratorRef, *, offline: bool = False, component: str = "tokenizer"):
+    """Only one of the generator's tokenizers (for prompt-length checks without loading weights)."""
     folder = locate_generator(ref, offline=offline, configs_only=True)
     quiet_libraries()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+    return AutoTokenizer.from_pretrained(str(folder / component), local_files_only=True)
 
 
 @dataclass
