@@ -39,17 +39,26 @@ def _short(text: str, width: int = 28) -> str:
 
 
 def attention_overlays(path: Path, term: str, templates, seeds, images, maps, groups, *, mass: float = 0.5,
-                       alpha: float = 0.6) -> Path:
+                       alpha: float = 0.6, objects: bool = False) -> Path:
     """Rows: the term's image, the modifier's attention over it, the noun's; columns: (template, seed).
 
-    ``images`` (T, S, H, W, 3) uint8; ``maps`` (T, S, G, H, W) upsampled group maps.
+    ``images`` (T, S, H, W, 3) uint8; ``maps`` (T, S, G, H, W) upsampled group maps. ``objects``:
+    outline each picture's object (``analysis.trace.object_region``, as the numbers measure it)
+    instead of the noun region.
     """
-    from ldmprobe.analysis.trace import noun_region
+    from ldmprobe.analysis.trace import noun_region, object_region
 
     plt = _plt()
     pairs = _pairs(images.shape[0], images.shape[1])
     noun = maps[:, :, groups.index("noun")]
-    region = np.array([[noun_region(noun[t, s], mass) for s in range(noun.shape[1])] for t in range(noun.shape[0])])
+
+    def outline(t, s):
+        if not objects:
+            return noun_region(noun[t, s], mass)
+        found = object_region(images[t, s])
+        return np.zeros(noun.shape[2:], bool) if found is None else found
+
+    region = np.array([[outline(t, s) for s in range(noun.shape[1])] for t in range(noun.shape[0])])
     rows = [("image", None), (f"'{term}' attention", groups.index("modifier")), ("noun attention", groups.index("noun"))]
     fig, axes = plt.subplots(len(rows), len(pairs), figsize=(2.3 * len(pairs), 2.3 * len(rows)), squeeze=False)
     for c, (t, s) in enumerate(pairs):
@@ -64,9 +73,10 @@ def attention_overlays(path: Path, term: str, templates, seeds, images, maps, gr
                 ax.set_title(f"{_short(templates[t].replace('{}', term))}\nseed {seeds[s]}", fontsize=8)
             if c == 0:
                 ax.set_ylabel(label, fontsize=9)
+    what = ("each picture's object (segmented from its plain background)" if objects else
+            f"the noun region (the fewest pixels holding {mass:.0%} of the noun's attention)")
     fig.suptitle(f"where '{term}' lands. Each map stretched from its minimum (dark) to its maximum (bright); "
-                 "peak = max / mean\n(1 = flat). Cyan: the noun region "
-                 f"(the fewest pixels holding {mass:.0%} of the noun's attention)", fontsize=8)
+                 f"peak = max / mean\n(1 = flat). Cyan: {what}", fontsize=8)
     return _save(fig, path)
 
 

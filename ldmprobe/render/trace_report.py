@@ -56,12 +56,21 @@ def _attention(doc: dict, pictures: dict, figure) -> dict:
             shown.append(figure(figs.attention_overlays, f"attention-{i}.png",
                                 f"'{a['term']}': the images, the modifier's and the noun's attention", a["term"],
                                 config["templates"], config["seeds"], plain[1 + i], maps[i],
-                                list(pictures["attention_groups"]), mass=config["attention_mass"]))
+                                list(pictures["attention_groups"]), mass=config["attention_mass"],
+                                objects=a.get("region") == "object"))
+    objects = any(a.get("region") == "object" for a in doc["attention"])
+
+    def signal(a):
+        test = a.get("noun_excess_test")
+        return f"{a.get('spatial_signal')} (p {_p(test['p_value'])})" if test else "—"
+
     rows = [[a["term"], _num(a["inside_share"]), _num(a["region_area"]), _num(a["excess_test"]["estimate"], 3, True),
-             _p(a["excess_test"]["p_value"]), _num(a["enrichment"]), _num(a["entropy"]), _num(a["gini"]),
-             ", ".join(f"{k} {_num(v, 2)}" for k, v in a["token_shares"].items())] for a in doc["attention"]]
-    return {"figures": shown, "table": (["term", "inside", "area", "excess", "p", "enrichment", "entropy", "gini",
-                                         "share of all cross-attention"], rows)}
+             _p(a["excess_test"]["p_value"])] + ([signal(a)] if objects else [])
+            + [_num(a["enrichment"]), _num(a["entropy"]), _num(a["gini"]),
+               ", ".join(f"{k} {_num(v, 2)}" for k, v in a["token_shares"].items())] for a in doc["attention"]]
+    header = ["term", "inside", "area", "excess", "p"] + (["noun on the object"] if objects else []) \
+        + ["enrichment", "entropy", "gini", "share of all attention on the text"]
+    return {"figures": shown, "objects": objects, "table": (header, rows)}
 
 
 def _steps(doc: dict, figure) -> dict:
