@@ -63,6 +63,7 @@ def page_values(document: dict, items: list[dict]) -> dict:
     pairs = {t["term"] for t in document["terms"] if any(cells.get((first, t["term"], s)) for s in seeds)}
     return {**FORMATS, **configuration(document), "spec": spec, "prov": document["provenance"],
             "terms": document["terms"], "notes": summary_notes(summary), "controls": summary.get("controls") or [],
+            "control_records": document.get("controls") or [],
             "corr": summary.get("text_image_rank_correlation"), "cells": cells, "seeds": seeds,
             "all_seeds": spec["seeds"], "templates": spec["templates"], "baseline": spec["baseline"],
             "pair_templates": PAIR_TEMPLATES, "with_pairs": pairs, "thumbnails": _term_thumbnails(document, items),
