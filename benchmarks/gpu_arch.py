@@ -4,7 +4,9 @@ bfloat16 on CUDA; float32 on CPU), a few seconds each.
 
 For each: the images of a batch of 8 are finite and not black on the first try; the same 8
 made one call at a time agree with them (the batch-invariance tolerance of ``check_batching``);
-the per-encoder conditioning has every part the architecture reads; peak GPU memory.
+the per-encoder conditioning has every part the architecture reads; trace's three parts
+(hybrids, step switches, attention maps: joint attention on SD 3 and Flux) run in that dtype, the
+traced images equal the untraced ones and the maps sum to 1 over the text; peak GPU memory.
 """
 
 from __future__ import annotations
@@ -79,12 +81,44 @@ def check_architecture(checks, tmp: Path, name: str, device: str, steps: int) ->
     finite = all(np.isfinite(a).all() for a in parts.values())
     checks.record(f"{name} conditioning by encoder", set(parts) == PARTS[name] and finite,
                   ", ".join(f"{c}/{p} {tuple(a.shape[1:])}" for (c, p), a in sorted(parts.items())))
+    trace_s = check_trace(checks, loaded, name, steps)
     peak = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None
     del loaded, batcher
     if on_cuda:
         torch.cuda.empty_cache()
     return {"architecture": name, "dtype": recipe.dtype, "load_s": round(load_s, 2), "batch8_s": round(batch_s, 3),
-            "batch_vs_single_max_diff": diff, "peak_mib": None if peak is None else round(peak, 1)}
+            "batch_vs_single_max_diff": diff, "trace_s": trace_s,
+            "peak_mib": None if peak is None else round(peak, 1)}
+
+
+def check_trace(checks, loaded, name: str, steps: int) -> float:
+    """trace's engine on the device: hybrids of every part, a mid switch, attention maps (no cache)."""
+    from ldmprobe.engine import trace_text
+    from ldmprobe.engine.trace_attention import AttentionRecorder, tracing
+    from ldmprobe.engine.trace_condition import build_hybrids
+    from ldmprobe.engine.trace_generate import CondJob, GenSettings, _denoiser, encode_prompts, generate_jobs
+
+    t0 = time.perf_counter()
+    settings = GenSettings(steps=max(2, steps))
+    layout = trace_text.layout(loaded)
+    (hyb,) = build_hybrids(loaded, "a photo of a {} house", ["fancy"], "", ["none", "all", *layout.parts])
+    base, term = encode_prompts(loaded, ["a photo of a house", "a photo of a fancy house"])
+    jobs = [CondJob(0, c) for c in hyb.states.values()] + [CondJob(0, base, term, max(1, settings.steps // 2))]
+    made = generate_jobs(loaded, jobs, settings, batch_size=4)
+    ok = all(f is None for f in made.failed)
+    recorder = AttentionRecorder((16, 16))
+    plain = generate_jobs(loaded, jobs[:2], settings, batch_size=2)
+    with tracing(_denoiser(loaded.pipe), recorder, family=layout.family, text_rows=layout.rows):
+        traced = generate_jobs(loaded, jobs[:2], settings, batch_size=2, before_batch=recorder.begin,
+                               after_batch=recorder.end)
+    maps = recorder.maps()
+    same = bool(np.array_equal(traced.pixels, plain.pixels))
+    sums = float(np.abs(maps.sum(1) - 1).max()) if maps.size else float("nan")
+    seconds = time.perf_counter() - t0
+    checks.record(f"{name} trace", ok and same and sums < 1e-2,
+                  f"{len(jobs)} hybrid/switch images finite: {ok}; traced = untraced: {same}; maps {maps.shape}, "
+                  f"max |sum - 1| {sums:.1e}; {seconds:.1f} s")
+    return round(seconds, 2)
 
 
 def check_architectures(checks, tmp: Path, device: str, steps: int, names=ARCHITECTURES) -> list[dict]:
