@@ -8,6 +8,7 @@ constants live in ``tests/support.py``. No test module imports another.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 # Must happen before anything imports huggingface_hub (it reads the variable at import).
@@ -18,6 +19,58 @@ _SESSION_CACHE = tempfile.mkdtemp(prefix="ldmprobe-test-cache-")
 os.environ["LDMPROBE_CACHE"] = _SESSION_CACHE
 
 import pytest  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------- tiers
+# Fast tier: ``python -m pytest -m "not slow"`` (under a minute on a 2-core machine); full suite
+# (CI): ``python -m pytest``. A test is ``slow`` when it takes more than about half a second: it
+# runs a model, a sweep, a subprocess CLI or a statistical calibration loop. Besides explicit
+# ``@pytest.mark.slow`` marks, whole modules and every test that uses a fixture below are slow,
+# so a new test there lands in the right tier without a mark.
+
+#: Modules whose tests run sweeps, signals or subprocess CLIs on the tiny models.
+SLOW_MODULES = {
+    "test_cache_command.py", "test_compaction.py", "test_distributed.py", "test_integrity_disk.py",
+    "test_integrity_exact.py", "test_integrity_signals.py", "test_integrity_store.py", "test_real_models.py",
+    "test_reference_models.py", "test_report_examples.py", "test_sweep.py",
+}
+#: Fixtures that run a sweep, build models or draw large samples: "name" anywhere, or "module::name".
+SLOW_FIXTURES = {
+    "tiny_run", "arch_generators", "siglip", "swept", "reference_sweep", "image_result", "gen_scenes", "mes_scenes",
+    "test_byo_sweep.py::generated", "test_compare.py::runs", "test_reference_world.py::scenes",
+}
+#: Single slow tests named here rather than marked in their module.
+SLOW_TESTS = {
+    "test_reference_world2.py::test_evaluation_of_a_perfect_generator_meets_the_targets_and_of_a_collapsed_one_does_not",
+    "test_trace_region.py::test_spatial_signal_false_positive_rate_near_alpha",
+    "test_trace_region.py::test_noun_region_is_still_the_default",
+}
+#: Markers a run selects only by naming them in -m (they need a GPU or downloaded weights).
+OPT_IN_MARKERS = ("gpu", "weights")
+
+
+def _is_slow(item) -> bool:
+    module = item.path.name
+    if module in SLOW_MODULES or f"{module}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS:
+        return True
+    return any(
+        name in SLOW_FIXTURES or f"{module}::{name}" in SLOW_FIXTURES for name in item.fixturenames)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)
+    # `-m "not slow"` replaces the default `-m 'not gpu and not weights'` (the last -m wins): keep GPU and
+    # weights tests out unless the expression names one of them (`-m gpu` runs the GPU tests, as before).
+    expression = config.getoption("markexpr") or ""
+    if not any(re.search(rf"\b{marker}\b", expression) for marker in OPT_IN_MARKERS):
+        kept, dropped = [], []
+        for item in items:
+            (dropped if any(item.get_closest_marker(m) for m in OPT_IN_MARKERS) else kept).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
 
 
 @pytest.fixture(scope="session")

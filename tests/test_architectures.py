@@ -60,6 +60,7 @@ def test_guidance_semantics_of_a_folder_without_guidance_embedding(tmp_path):
     assert configs.native_image_size(tmp_path) == (1024, 1024)  # diffusers' default, VAE factor 8
 
 
+@pytest.mark.slow
 def test_sd1_identity_unchanged_by_architecture_fields(tiny_generator):
     """SD 1.x identities (and so every cache key made with them) keep their old fields."""
     assert set(tiny_generator.identity) == {"class", "source", "fingerprint"}
@@ -85,6 +86,7 @@ def test_tiny_builds_generate_finite_seeded_images(arch_generators, name):
     assert np.abs(first - other).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_t5_tokenizer_is_sentencepiece_like():
     tokenizer = tiny_arch.build_t5_tokenizer()
     ids = tokenizer("a photo of a fancy house").input_ids

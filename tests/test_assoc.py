@@ -434,6 +434,7 @@ def test_text_only_never_loads_the_generator(tiny_measurer, monkeypatch):
     assert result.config["pipeline"] is None and result.n_x == 8
 
 
+@pytest.mark.slow
 def test_cached_image_sets_load_no_pipeline(tiny_measurer, tmp_path, monkeypatch):
     """With every image of the prompt sets cached, a rerun does not load the generator's weights."""
     from ldmprobe.models import load as model_load
@@ -452,6 +453,7 @@ def test_cached_image_sets_load_no_pipeline(tiny_measurer, tmp_path, monkeypatch
     assert again.config["pipeline"] == first.config["pipeline"]
 
 
+@pytest.mark.slow
 def test_text_only_cli_does_not_import_diffusers(tiny_measurer, tmp_path):
     code = textwrap.dedent("""
         import sys
@@ -522,6 +524,7 @@ def test_unit_image_is_an_opt_in_with_a_warning(image_result, tiny_measurer, tin
     assert "independent" in r.generalises_to
 
 
+@pytest.mark.slow
 def test_image_embeddings_do_not_depend_on_the_batch(tiny_measurer, tiny_generator, tmp_path):
     from ldmprobe.engine.workitems import item_key
 

@@ -90,6 +90,7 @@ def test_effect_and_p_equal_a_brute_force_computation(tmp_path):
     assert any("X has 5 items and Y 4" in note for note in result.notes)
 
 
+@pytest.mark.slow
 def test_planted_association_is_found_and_a_null_one_is_not(tmp_path):
     found = assoc_from_names(None, measurer="unused",
                              sets=write_sets(tmp_path, planted(np.random.default_rng(0), 8)))
@@ -180,6 +181,7 @@ def test_a_sweep_spec_given_to_assoc_says_so(tmp_path, cli):
     assert "looks like a sweep spec" in result.stderr and "did you mean 'test'" not in result.stderr
 
 
+@pytest.mark.slow
 def test_embeddings_only_never_imports_torch(tmp_path):
     paths = write_sets(tmp_path, planted(np.random.default_rng(4), 4))
     args = [a for k, p in paths.items() for a in ("--set", f"{k}={p}")]

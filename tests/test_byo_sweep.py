@@ -280,6 +280,7 @@ def unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_embeddings_numbers_match_an_independent_computation(cli, tmp_path):
     arrays = planted()
     spec = own_spec(tmp_path)
@@ -343,6 +344,7 @@ def test_bad_embeddings_files_are_named(cli, tmp_path, change, words):
     assert not (tmp_path / "run").exists()  # nothing written: refused before any work
 
 
+@pytest.mark.slow
 def test_without_prompts_text_is_null_not_made_up(cli, tmp_path):
     arrays = {k: v for k, v in planted().items() if not k.startswith("prompt")}
     result = invoke(cli, "sweep", own_spec(tmp_path), "--embeddings", write_npz(tmp_path / "e.npz", arrays), *FAST,
@@ -369,6 +371,7 @@ def test_generation_flags_are_refused_with_your_own_data(cli, tmp_path):
     assert result.exit_code == BAD and ".npz" in result.stderr
 
 
+@pytest.mark.slow
 def test_embeddings_sweep_never_imports_torch(tmp_path):
     path = write_npz(tmp_path / "e.npz", planted())
     args = ["sweep", str(own_spec(tmp_path)), "--embeddings", str(path), *FAST, "--out", str(tmp_path / "run"),
@@ -402,6 +405,7 @@ def test_shipped_examples_come_from_their_script():
     assert len(np.load(byo / "embeddings.npz")["image"]) == 96
 
 
+@pytest.mark.slow
 def test_shipped_examples_find_the_planted_association(cli, tmp_path):
     byo = EXAMPLES / "byo"
     from_embeddings = invoke(cli, "sweep", byo / "spec.toml", "--embeddings", byo / "embeddings.npz", "--no-report",
@@ -461,6 +465,7 @@ def test_export_and_read_back_keep_failed_flagged_and_excluded_images():
     assert first["controls"][0]["dropped"] == 1
 
 
+@pytest.mark.slow
 def test_python_api_runs_own_embeddings_and_compare_without_torch(tmp_path):
     """ldmprobe.api: run_sweep(embeddings=...) twice and compare_runs on the two runs, no torch."""
     a, b = planted(seed=0), planted(seed=0)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from ldmprobe.engine.claims import Claims
 
 
@@ -140,6 +142,7 @@ seeds = 8
 """
 
 
+@pytest.mark.slow
 def test_two_sweeps_on_one_cache_make_each_image_once(fresh_cache, tmp_path):
     spec = tmp_path / "shared.toml"
     spec.write_text(SPEC)

@@ -30,12 +30,14 @@ def _modules_after(argv):
     return proc, line[len("HEAVY="):]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["models", "--format", "json"], ["check", "--help"]])
 def test_light_commands_do_not_import_torch(argv):
     proc, heavy = _modules_after(argv)
     assert heavy == "", f"{argv} imported {heavy}"
 
 
+@pytest.mark.slow
 def test_version_and_help():
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("ldmprobe, version ")
@@ -43,6 +45,7 @@ def test_version_and_help():
     assert proc.returncode == 0 and "models" in proc.stdout and "check" in proc.stdout
 
 
+@pytest.mark.slow
 def test_models_lists_presets_json():
     proc = run_cli("models", "--format", "json")
     assert proc.returncode == 0, proc.stderr
@@ -56,6 +59,7 @@ def test_models_lists_presets_json():
     assert sd15["local"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [["--offline"], []])
 def test_uncached_hub_pipeline_fails_fast_with_advice(how):
     proc = run_cli(*how, "check", "--pipeline", "nobody-here/not-a-model", "--measurer", "tiny",
@@ -69,6 +73,7 @@ def test_uncached_hub_pipeline_fails_fast_with_advice(how):
     # above is the hang guard, and the message checks show it failed before any download attempt
 
 
+@pytest.mark.slow
 def test_uncached_measurer_offline_fails_with_advice():
     proc = run_cli("--offline", "check", "--pipeline", "tiny", "--measurer", "ViT-B-32:openai")
     assert proc.returncode == 1
@@ -76,6 +81,7 @@ def test_uncached_measurer_offline_fails_with_advice():
     assert "ViT-B-32:openai" in err and "offline mode" in err and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_verbose_shows_traceback():
     proc = run_cli("-v", "--offline", "check", "--pipeline", "nobody-here/not-a-model", "--measurer", "tiny")
     assert proc.returncode == 1 and "Traceback" in proc.stderr
@@ -87,6 +93,7 @@ def test_moved_hub_id_hint_and_exit_2():
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in proc.stderr
 
 
+@pytest.mark.slow
 def test_check_with_tiny_models_json(cache_root):
     proc = run_cli("check", "--pipeline", "tiny", "--measurer", "tiny", "--format", "json")
     assert proc.returncode == 0, proc.stderr

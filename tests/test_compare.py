@@ -162,6 +162,7 @@ def test_probe_interval_matches_an_independent_two_way_anova():
         pytest.fail("no draw used the unfloored crossed test")
 
 
+@pytest.mark.slow
 def test_false_positive_rate_under_no_difference_is_near_alpha():
     """200 pairs of runs from one generator (template-specific term effects included): the
     headline drift and probe tests each reject about 5 %."""

@@ -75,11 +75,13 @@ def test_a_planted_narrowing_is_found():
     assert group.ci_low <= group.effective_number <= group.ci_high
 
 
+@pytest.mark.slow
 def test_no_narrowing_is_claimed_when_there_is_none():
     claims = sum(_run([0.2] * 5, [0.2] * 5, seed).verdict is not None for seed in range(20))
     assert claims <= 3  # 5 % expected; intervals from 200 resamples
 
 
+@pytest.mark.slow
 def test_the_vendi_p_agrees_with_the_interval_of_the_difference():
     for seed in range(6):
         result = _run([0.5, 0.2, 0.1, 0.1, 0.1], [0.2] * 5, seed)

@@ -47,6 +47,7 @@ def test_nul_in_a_spec_is_refused(cache, tmp_path):
     assert result.exit_code == 2 and "line 6: holds a NUL character" in result.stderr
 
 
+@pytest.mark.slow
 def test_escape_sequences_in_terms_never_reach_the_terminal(cache, tmp_path):
     hostile = SPEC.replace('"fancy"', '"fancy\\u001b]0;owned\\u0007\\u001b[2J"').replace('"h"', '"h\\u001b[31m"')
     result = invoke("sweep", spec(tmp_path, hostile), *TINY, "--dry-run", "--offline", "--format", "table")
@@ -64,6 +65,7 @@ def test_plans_over_the_item_limit_are_refused_unless_raised(cache, tmp_path):
     assert result.exit_code == 2 and "more than the 9 allowed" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_million_listed_seeds_parse_in_linear_time(tmp_path):
     from ldmprobe.specs import sweep_fields
     from ldmprobe.specs.sweep import load_spec

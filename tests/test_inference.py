@@ -156,6 +156,7 @@ def _crossed_rejections(reps, n_t, n_s, sd_t, sd_s, sd_e, seed, shift=0.0):
     return crossed / reps, fixed / reps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, sds", [
     ("pure null", (0.0, 0.0, 0.02)),
     ("template-specific zero-mean shift", (0.02, 0.0, 0.02)),
@@ -168,6 +169,7 @@ def test_crossed_test_calibrated_where_fixed_sign_flip_is_not(name, sds):
         assert fixed > 0.15, name  # the old fixed-effect test: language as fixed effect
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_t, n_s, sd_t, sd_s, missing", [
     (8, 4, 0.0, 1.0, 0.0),  # seeds carry the variance: floored Satterthwaite rejected 5× at 0.001
     (3, 32, 1.0, 0.0, 0.0),  # 3 templates carry it: 15× at 0.001
@@ -281,6 +283,7 @@ def test_drift_sign_flip_p_matches_brute_force_enumeration():
     assert r.p_value == pytest.approx(count / total)
 
 
+@pytest.mark.slow
 def test_unbiased_drift_is_zero_under_null_whatever_the_number_of_pairs():
     rng = np.random.default_rng(12)
     dim, reps = 24, 300
@@ -402,6 +405,7 @@ def _clustered_sets(rng, n_prompts, n_seeds, dim=16):
     return make(n_prompts), make(n_prompts), A, B, labels
 
 
+@pytest.mark.slow
 def test_block_weat_calibrated_under_prompt_clustering_image_shuffle_is_not():
     rng = np.random.default_rng(23)
     reps, block, image = 300, 0, 0
@@ -436,6 +440,7 @@ def test_spearman_small_n_exact_values():
     assert r8.p_value == pytest.approx(16 / 40320) and r8.n_resamples == 40320
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, alternative", [(5, "two-sided"), (6, "greater"), (7, "less"),
                                             (6, "two-sided")])
 def test_spearman_matches_scipy_permutation_test(n, alternative):

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from ldmprobe import storage
@@ -80,6 +81,7 @@ def _sweep(tmp_path: Path, name: str):
                                      "99", "--bootstrap", "99", "--no-report"])
 
 
+@pytest.mark.slow
 def test_a_damaged_token_count_never_refuses_a_valid_spec(fresh_cache, tmp_path):
     assert _sweep(tmp_path, "a").exit_code == 0
     [path] = sorted((fresh_cache / "token_counts").glob("*.json"))

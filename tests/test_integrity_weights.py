@@ -112,6 +112,7 @@ def test_a_config_scheduler_or_tokenizer_edit_is_found(model_copy, where):
     assert "does not match its sha256" in tiny.damage(model_copy, "model_index.json")
 
 
+@pytest.mark.slow
 def test_a_damaged_tiny_model_is_rebuilt_with_the_same_identity(tmp_path, cache_root, monkeypatch):
     from ldmprobe.models import sources, tiny
 

@@ -4,6 +4,7 @@ and no module over 400 lines or function over 60."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ IGNORED = ("ldmprobe.reference",)
 LONG_FUNCTIONS: dict[str, int] = {}
 
 
+@functools.cache  # read once per session: the package does not change while tests run
 def _modules() -> dict[str, Path]:
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -53,6 +55,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     # importing ldmprobe.x.y runs ldmprobe and ldmprobe.x first: a package's own __init__ is not an edge

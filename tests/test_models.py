@@ -30,6 +30,7 @@ def test_tiny_generator_loads_from_cache_folder(tiny_generator, cache_root):
     assert len(tiny_generator.identity["fingerprint"]) == 64
 
 
+@pytest.mark.slow
 def test_tiny_generator_images_shape_finite_deterministic(tiny_generator):
     first = _generate(tiny_generator, ["a photo of a house", "a photo of a fancy house"], [1, 2])
     again = _generate(tiny_generator, ["a photo of a house", "a photo of a fancy house"], [1, 2])
@@ -40,6 +41,7 @@ def test_tiny_generator_images_shape_finite_deterministic(tiny_generator):
     assert np.abs(first[0] - other_seed[0]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_tiny_generator_batched_matches_one_at_a_time(tiny_generator):
     batched = _generate(tiny_generator, ["a house", "a hut", "a mansion"], [5, 6, 7])
     single = np.concatenate([_generate(tiny_generator, [p], [s]) for p, s in
@@ -63,6 +65,7 @@ def test_tiny_measurer_embeddings(tiny_measurer):
     assert tiny_measurer.identity["source"] == "tiny"
 
 
+@pytest.mark.slow
 def test_tiny_build_is_deterministic(tmp_path, tiny_generator, tiny_measurer):
     """A rebuild in another folder has the same fingerprint: same weights from the fixed seed."""
     gen = tiny.ensure_tiny_generator(tmp_path)

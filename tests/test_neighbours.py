@@ -259,6 +259,7 @@ def test_default_vocabulary_is_clip_whole_words(tiny_measurer):
     assert all(len(tiny_measurer.tokenizer.encode(w)) == 1 for w in sample)
 
 
+@pytest.mark.slow
 def test_clip_word_list_is_cached_and_checksummed(private_cache):
     vocab.clip_bpe_words.cache_clear()
     words = vocab.clip_bpe_words()
@@ -400,6 +401,7 @@ def test_cli_jsonl_one_record_per_line(cli, tiny_measurer, private_cache, vocab_
     assert {r["term"] for r in records} == {"poor"} and {r["space"] for r in records} == {"text"}
 
 
+@pytest.mark.slow
 def test_cli_table(cli, tiny_measurer, private_cache, vocab_file):
     result = CliRunner().invoke(cli, ["neighbours", "villa", "--measurer", "tiny", "--device", "cpu",
                                       "--vocab", str(vocab_file), "-k", "3", "--format", "table"])
@@ -409,6 +411,7 @@ def test_cli_table(cli, tiny_measurer, private_cache, vocab_file):
     assert len([line for line in result.stdout.splitlines() if "█" in line]) == 3
 
 
+@pytest.mark.slow
 def test_cli_k_larger_than_vocabulary_warns(cli, tiny_measurer, private_cache, tmp_path):
     path = tmp_path / "three.txt"
     path.write_text("hut\nvilla\nmansion\n")
@@ -448,6 +451,7 @@ def test_prompt_over_the_token_limit_is_an_error(tiny_measurer, private_cache, w
         find_neighbours(tiny_measurer, "fancy", words, contexts=[long_context])
 
 
+@pytest.mark.slow
 def test_no_torch_on_import_or_help(cli):
     code = (
         "import sys\n"

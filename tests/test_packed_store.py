@@ -103,6 +103,7 @@ def test_a_reader_sees_values_written_after_it_opened(tmp_path):
 # --------------------------------------------------------------------------- concurrency
 
 
+@pytest.mark.slow
 def test_two_concurrent_writer_processes_lose_nothing(tmp_path):
     directory = tmp_path / "s"
     procs = [_CTX.Process(target=_writer, args=(directory, tag, 1500, 25)) for tag in ("a", "b")]
@@ -120,6 +121,7 @@ def test_two_concurrent_writer_processes_lose_nothing(tmp_path):
     assert reader.repairs == {}
 
 
+@pytest.mark.slow
 def test_killed_writers_leave_only_correct_values(tmp_path):
     directory = tmp_path / "s"
     rng = np.random.default_rng(0)
@@ -240,6 +242,7 @@ def test_an_existing_per_file_cache_is_read_through_and_migrated(tmp_path):
 # --------------------------------------------------------------------------- compaction
 
 
+@pytest.mark.slow
 def test_compaction_keeps_everything_and_open_readers_keep_reading(tmp_path):
     directory = tmp_path / "s"
     keys = [key_of(i) for i in range(600)]

@@ -68,6 +68,7 @@ def test_constant_table_gets_a_wilson_interval_not_zero_width():
     assert row.ci_high == pytest.approx(sps.binomtest(0, 20).proportion_ci(method="wilson").high, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_planted_rate_is_covered_and_no_effect_rejects_at_about_alpha():
     rng = np.random.default_rng(2)
     covered, rejected, n = 0, 0, 200
@@ -167,6 +168,7 @@ def test_bad_attribute_specs_exit_2(extra, message):
     assert caught.value.exit_code == ExitCode.BAD_INPUT == 2
 
 
+@pytest.mark.slow
 def test_a_bad_attribute_spec_exits_2_on_the_command_line(tmp_path):
     import subprocess
     import sys

@@ -67,6 +67,7 @@ def test_attribute_captions_state_only_true_attributes(scenes):
             assert words[words.index("background") - 1] == scene.background
 
 
+@pytest.mark.slow
 def test_pixel_reader_recovers_what_was_drawn():
     images, scenes = world.dataset(600, seed=3)
     read = [world.read_attributes(im) for im in images]

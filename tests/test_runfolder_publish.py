@@ -58,6 +58,7 @@ def hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+@pytest.mark.slow
 def test_a_stop_while_report_html_is_written_publishes_nothing_and_the_same_command_works(
         fresh_cache, tmp_path, monkeypatch):
     from ldmprobe.render import report
@@ -82,6 +83,7 @@ def test_a_stop_while_report_html_is_written_publishes_nothing_and_the_same_comm
     assert (out / "notes.txt").read_text() == "mine" and (out / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_images_past_the_first_seeds_are_referenced_and_export_copies_them_in(fresh_cache, tmp_path):
     out = tmp_path / "run"
     doc = json.loads(sweep(spec(tmp_path, seeds=10), "--out", out).stdout)
@@ -153,6 +155,7 @@ def test_a_killed_run_without_out_leaves_no_folder_and_its_reservation_is_reused
         time.strftime = stamp
 
 
+@pytest.mark.slow
 def test_a_staging_copy_of_a_killed_process_is_removed_at_the_next_start(tmp_path):
     from ldmprobe.results.run_folder import prepare_out
 

@@ -240,6 +240,7 @@ def test_bootstrap_ci_one_template_matches_scipy():
     assert res.ci_high == pytest.approx(ref.high, abs=0.1 * se)
 
 
+@pytest.mark.slow
 def test_hierarchical_bootstrap_matches_naive_loop():
     rng = np.random.default_rng(11)
     groups = np.repeat(np.arange(4), [3, 5, 4, 6])

@@ -90,6 +90,7 @@ def test_planted_effect_is_found_without_models():
     assert any("wording changed the images" in note for note in result.summary.notes)
 
 
+@pytest.mark.slow
 def test_controls_separate_a_real_effect_from_any_change_of_wording():
     """Every modifier shifts each template's images somewhere: against its pairs each drift is
     'significant'; against 19 controls only the term that moves toward 'fire' stands out."""
@@ -302,6 +303,7 @@ def _u_by_double_loop(m, b, groups):
     return float(np.mean(per))
 
 
+@pytest.mark.slow
 def test_controls_are_compared_on_the_cells_the_term_has():
     """'blue' lost seeds 2 and 3 everywhere; its 19 controls kept them. Its drift and probe
     shifts are ranked among the controls' values on seeds 0 and 1 only."""

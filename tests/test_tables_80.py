@@ -141,6 +141,7 @@ def test_models_and_cache_tables_keep_ids_and_paths_whole():
     assert_whole(_render(render_prune({"dry_run": True, "removed": removed, "removed_bytes": 2048})), [LONG_ID])
 
 
+@pytest.mark.slow
 def test_plan_table_keeps_prompts_and_folds_a_million_seeds_into_runs():
     from ldmprobe.render.sweep import render_plan, seed_ranges
 

@@ -38,6 +38,7 @@ def _run(args, env):
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_applies_the_count_before_torch_loads(tmp_path):
     import os
 

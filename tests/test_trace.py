@@ -75,6 +75,7 @@ def test_spans_alignment_and_hybrids(tiny_generator, template, term, baseline, s
         tc.hybrid(term_states, base_states, spans, ("noun",))
 
 
+@pytest.mark.slow
 def test_hybrid_without_term_parts_reproduces_baseline(tiny_generator, settings):
     """Planted: the 'none' hybrid (baseline states, term layout) gives the baseline images."""
     from ldmprobe.engine import trace_condition as tc
@@ -97,6 +98,7 @@ def test_hybrid_without_term_parts_reproduces_baseline(tiny_generator, settings)
 # ----------------------------------------------------------------------------- steps
 
 
+@pytest.mark.slow
 def test_step_switch_endpoints_equal_plain_images(tiny_generator, settings):
     from ldmprobe.engine.trace_generate import CondJob, encode_prompts, generate_jobs
 
@@ -121,6 +123,7 @@ def test_switch_grid():
 # ----------------------------------------------------------------------------- attention
 
 
+@pytest.mark.slow
 def test_attention_maps_sum_restore_and_leave_images_alone(tiny_generator, settings):
     from ldmprobe.engine.trace_attention import AttentionRecorder, tracing, upsample
     from ldmprobe.engine.trace_generate import CondJob, encode_prompts, generate_jobs
@@ -217,6 +220,7 @@ def test_psnr_against_independent_computation():
 # ----------------------------------------------------------------------------- autoencoder
 
 
+@pytest.mark.slow
 def test_vae_round_trip_is_deterministic_and_folder_groups(tiny_generator, tmp_path):
     from PIL import Image
 
@@ -240,6 +244,7 @@ def test_vae_round_trip_is_deterministic_and_folder_groups(tiny_generator, tmp_p
 # ----------------------------------------------------------------------------- use case
 
 
+@pytest.mark.slow
 def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, settings, fresh_cache):
     from ldmprobe.records import to_json
     from ldmprobe.usecases.trace import TraceOptions, run_trace
@@ -272,6 +277,7 @@ def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, settings, f
     assert np.array_equal(again.pictures["attention_maps"], result.pictures["attention_maps"])
 
 
+@pytest.mark.slow
 def test_trace_modules_import_no_torch():
     code = ("import sys, ldmprobe.usecases.trace, ldmprobe.engine.trace_attention, "
             "ldmprobe.engine.trace_vae; print(sorted(m for m in ('torch', 'diffusers', 'open_clip') "

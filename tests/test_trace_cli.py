@@ -38,6 +38,7 @@ def _invoke(args):
     return CliRunner().invoke(main, args)
 
 
+@pytest.mark.slow
 def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_generator, tiny_measurer):
     from ldmprobe.render.trace import render_trace, trace_records
     from ldmprobe.results.provenance import validate_document
@@ -69,6 +70,7 @@ def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_gene
     render_trace(document)
 
 
+@pytest.mark.slow
 def test_trace_parts_subset_and_cached_rerun(spec_file, tmp_path, tiny_generator, tiny_measurer):
     out = tmp_path / "run"
     args = ["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "50", "--parts", "vae,conditioning",
@@ -89,6 +91,7 @@ def test_trace_parts_subset_and_cached_rerun(spec_file, tmp_path, tiny_generator
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left beside it
 
 
+@pytest.mark.slow
 def test_trace_default_run_folders_never_collide(spec_file, tmp_path, monkeypatch, fresh_cache):
     monkeypatch.chdir(tmp_path)
     args = ["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "20", "--parts", "conditioning",

@@ -59,6 +59,7 @@ def run_fresh(argv: list[str], env: dict | None = None, timeout: float = 120):
 # Bad options: exit 2, the option named, before any model loads (not even torch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dry_run", [False, True])
 @pytest.mark.parametrize("args, named", [
     (["--vocab", "adjectivs"], "--vocab adjectivs"),
@@ -87,6 +88,7 @@ def test_vocab_suggestion_and_width_fix_are_in_the_message(fresh_cache, spec_fil
     assert result.exit_code == 2 and "--width 96 or 104" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_good_vocabulary_file_passes_and_a_missing_one_is_named(fresh_cache, spec_file, tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("red\nblue\n")
@@ -98,6 +100,7 @@ def test_a_good_vocabulary_file_passes_and_a_missing_one_is_named(fresh_cache, s
     assert gone.exit_code == 2 and f"--vocab {tmp_path / 'gone.txt'}" in gone.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, named", [
     (["check", *TINY, "--device", "foo"], "--device"),
     (["neighbours", "fancy", "--measurer", "tiny", "--images", "1", "--guidance", "nan"], "--guidance"),
@@ -151,12 +154,14 @@ def test_dry_run_of_sd15_offline_plans_prompts_and_seeds_and_says_what_it_cannot
     assert said == plan["notes"]
 
 
+@pytest.mark.slow
 def test_a_real_sd15_sweep_offline_still_fails_fast_with_the_ways_forward(fresh_cache, spec_file, tmp_path):
     proc, heavy = run_fresh(["sweep", str(spec_file), "--offline", "--out", str(tmp_path / "r")])
     assert proc.returncode == 1 and "Ways forward" in proc.stderr and heavy == ""
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_dry_run_cli_of_sd15_offline_exits_0(fresh_cache):
     proc, heavy = run_fresh(["sweep", "fancy-house", "--dry-run", "--offline", "--format", "json"])
     assert proc.returncode == 0, proc.stderr
@@ -167,6 +172,7 @@ def test_dry_run_cli_of_sd15_offline_exits_0(fresh_cache):
 # report: a wrong-shaped results.json or a run whose images were deleted is refused (exit 2)
 
 
+@pytest.mark.slow
 def test_report_refuses_wrong_shapes_and_missing_images(fresh_cache, spec_file, tmp_path):
     run = tmp_path / "run"
     made = CliRunner().invoke(main, ["sweep", str(spec_file), *TINY, "--out", str(run), "--format", "json",
@@ -211,6 +217,7 @@ def test_report_refuses_wrong_shapes_and_missing_images(fresh_cache, spec_file, 
 # a closed pipe ends quietly
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(fresh_cache, tmp_path):
     vocab = tmp_path / "words.txt"
     vocab.write_text("".join(f"word{i:04d}\n" for i in range(1500)))  # ~150 kB of jsonl: more than a pipe holds
@@ -224,6 +231,7 @@ def test_a_closed_pipe_ends_quietly(fresh_cache, tmp_path):
     assert "Exception ignored" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_reader_that_is_gone_before_the_first_write(fresh_cache):
     proc = subprocess.Popen([sys.executable, "-m", "ldmprobe", "models", "--format", "jsonl"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -236,6 +244,7 @@ def test_a_reader_that_is_gone_before_the_first_write(fresh_cache):
 # check: what the hub message says, and timings that add up
 
 
+@pytest.mark.slow
 def test_unreachable_hub_is_not_called_offline_mode(fresh_cache):
     env = _env(HF_HUB_OFFLINE=None, LDMPROBE_OFFLINE=None, HF_ENDPOINT="http://127.0.0.1:9")
     for argv in (["check", "--pipeline", "nobody-here/not-a-model", "--measurer", "tiny"],
@@ -263,6 +272,7 @@ def test_set_hub_offline_is_not_the_user_asking(monkeypatch):
     assert hub.offline_requested()
 
 
+@pytest.mark.slow
 def test_check_timings_add_up_to_the_commands_time(fresh_cache):
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "ldmprobe", "check", *TINY, "--format", "json"],
@@ -281,6 +291,7 @@ def test_check_timings_add_up_to_the_commands_time(fresh_cache):
 # global flags before or after the command; examples and environment in --help
 
 
+@pytest.mark.slow
 def test_global_flags_work_after_the_command(fresh_cache, spec_file, tmp_path):
     env = _env(HF_HUB_OFFLINE=None, LDMPROBE_OFFLINE=None, HF_ENDPOINT="http://127.0.0.1:9")
     argv = ["check", "--pipeline", "nobody-here/not-a-model", "--measurer", "tiny"]
@@ -306,6 +317,7 @@ def test_global_flags_work_after_the_command(fresh_cache, spec_file, tmp_path):
     assert failing.exit_code == 2 and "error: --vocab adjectivs" in failing.stderr
 
 
+@pytest.mark.slow
 def test_offline_after_the_sweep_command_is_not_a_spec_option(fresh_cache, spec_file, monkeypatch):
     monkeypatch.delenv("LDMPROBE_OFFLINE", raising=False)
     result = CliRunner().invoke(main, ["sweep", str(spec_file), "--offline", *TINY, "--dry-run", "--format", "json"])

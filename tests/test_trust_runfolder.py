@@ -50,6 +50,7 @@ def cached_pngs(root: Path) -> dict[str, str]:
     return {p.name: sha(p) for p in sorted((root / "images").rglob("*.png"))}
 
 
+@pytest.mark.slow
 def test_run_folder_images_are_copies_and_edits_reach_neither_cache_nor_later_runs(fresh_cache, tmp_path):
     from PIL import Image
 
@@ -72,6 +73,7 @@ def test_run_folder_images_are_copies_and_edits_reach_neither_cache_nor_later_ru
     assert (tmp_path / "b" / "contact-00.png").read_bytes() == sheet_before
 
 
+@pytest.mark.slow
 def test_an_edited_cached_image_is_detected_reported_and_remade(fresh_cache, tmp_path):
     """An edit inside the cache that keeps the recipe chunk (as some editors do) is still caught."""
     from PIL import Image
@@ -96,6 +98,7 @@ def test_an_edited_cached_image_is_detected_reported_and_remade(fresh_cache, tmp
     assert np.abs(np.asarray(Image.open(victim).convert("RGB"), dtype=np.int16) - original).max() <= 1
 
 
+@pytest.mark.slow
 def test_truncated_cached_files_are_remade_and_said_on_stderr(fresh_cache, tmp_path):
     path = spec(tmp_path)
     sweep(path, "--out", tmp_path / "a")
@@ -110,6 +113,7 @@ def test_truncated_cached_files_are_remade_and_said_on_stderr(fresh_cache, tmp_p
     assert REPAIRED not in sweep(path, "--out", tmp_path / "c").stderr
 
 
+@pytest.mark.slow
 def test_two_sweeps_in_one_second_get_their_own_folders(fresh_cache, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
@@ -125,6 +129,7 @@ def test_two_sweeps_in_one_second_get_their_own_folders(fresh_cache, tmp_path, m
         assert json.loads((folder / "results.json").read_text())["counts"]["planned"] == n_items
 
 
+@pytest.mark.slow
 def test_reserving_is_exclusive_and_a_failed_sweep_leaves_no_empty_folder(tmp_path, fresh_cache, monkeypatch):
     from ldmprobe.results.run_folder import prepare_out, release_out
 
@@ -154,6 +159,7 @@ def test_a_folder_with_files_is_refused_before_any_work(fresh_cache, tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_replace_swaps_the_whole_folder_and_a_failure_loses_neither(fresh_cache, tmp_path, monkeypatch):
     out = tmp_path / "run"
     two = spec(tmp_path, "two", ("a photo of a {} car", "a {} house"))
@@ -178,6 +184,7 @@ def test_replace_swaps_the_whole_folder_and_a_failure_loses_neither(fresh_cache,
     assert len(list((out / "images").iterdir())) == doc["counts"]["unique"]
 
 
+@pytest.mark.slow
 def test_spec_names_cannot_escape_the_runs_folder(fresh_cache, tmp_path, monkeypatch):
     from ldmprobe.results.run_folder import safe_name
 
@@ -220,6 +227,7 @@ def test_an_unusable_cache_is_named_with_ldmprobe_cache_before_any_work(tmp_path
     assert "LDMPROBE_CACHE" in " ".join(CliRunner().invoke(main, ["cache", "info"]).stderr.split())
 
 
+@pytest.mark.slow
 def test_provenance_jsonl_and_contact_sheet_say_how_and_that_models_are_tiny(fresh_cache, tmp_path, monkeypatch):
     from PIL import Image
 
@@ -276,6 +284,7 @@ def test_a_damaged_tiny_model_is_rebuilt_and_named(tmp_path, cache_root, monkeyp
     assert "tiny models 1" in line and str(folder) in line and "safetensors" in line
 
 
+@pytest.mark.slow
 def test_bytes_changed_inside_tiny_weights_are_found_and_rebuilt(tmp_path, cache_root, monkeypatch):
     """4 KiB changed in the middle of the tiny UNet keep its size and header: only the recorded
     sha256 finds it; the rebuilt model is byte-identical to the first build."""
