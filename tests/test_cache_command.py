@@ -20,15 +20,27 @@ from tests.support import MINI_SPEC
 SPEC = MINI_SPEC  # one template, one term, two seeds
 
 
-@pytest.fixture
-def swept(tmp_path, cache_root, tiny_generator, tiny_measurer, monkeypatch):
-    """A cache with its own copy of the tiny models (prune may remove them) after one sweep."""
-    root = tmp_path / "cache"
+@pytest.fixture(scope="module")
+def swept_once(tmp_path_factory, cache_root, tiny_generator, tiny_measurer):
+    """A cache with its own copy of the tiny models after one sweep, made once for the module."""
+    folder = tmp_path_factory.mktemp("swept")
+    root = folder / "cache"
     shutil.copytree(cache_root / "models", root / "models", ignore=shutil.ignore_patterns(".*"))
-    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
-    spec = tmp_path / "mini.toml"
+    spec = folder / "mini.toml"
     spec.write_text(SPEC)
-    sweep(spec, tmp_path / "a")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LDMPROBE_CACHE", str(root))
+        sweep(spec, folder / "a")
+    return root, spec
+
+
+@pytest.fixture
+def swept(swept_once, tmp_path, monkeypatch):
+    """A copy of ``swept_once``'s cache for one test (verify, repair and prune change it), set as the cache."""
+    made, spec = swept_once
+    root = tmp_path / "cache"
+    shutil.copytree(made, root, symlinks=True)
+    monkeypatch.setenv("LDMPROBE_CACHE", str(root))
     return root, spec
 
 
