@@ -82,7 +82,7 @@ def _check_spec(spec, noun: str | None) -> None:
 @click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
 @model_options
 @click.option("--steps", type=click.IntRange(min=2), default=None,
-              help="Denoising steps (default: the spec's, else 20; tiny: 4).")
+              help="Denoising steps (default: the spec's, else 50 as in sweep; tiny: 4).")
 @click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: the spec's, else the generator's own: SD 1.x 7.5, SDXL 5, "
                    "SD 3 7, Flux.1 dev 3.5).")
 @click.option("--width", type=SIDE, default=None,
@@ -141,7 +141,12 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     _check_spec(spec, flags["noun"])
     pipeline, measurer = _spec_models(spec, pipeline, measurer)
     tiny = any(str(name).startswith("tiny") for name in (pipeline, measurer))
-    steps = flags.pop("steps") or spec.steps or (4 if tiny else 20)
+    from ldmprobe.specs.generation import GenerationSettings
+
+    # the sweep's own resolution (command, spec, default: 50 steps, tiny 4), so a trace's plain
+    # images are made at the settings the sweep it explains used
+    steps = GenerationSettings.resolve(steps=flags.pop("steps"), guidance=flags["guidance"], spec_steps=spec.steps,
+                                       tiny=tiny).steps
     options = _options(spec, chosen, variants, steps, _switch_steps(flags.pop("switch_steps"), steps), flags)
     result = trace_from_names(spec, options, pipeline=pipeline, revision=revision, measurer=measurer, device=device,
                               dtype=dtype, offline=obj.offline, reporter=obj.terminal, out=out, report=not no_report,
