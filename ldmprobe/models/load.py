@@ -47,6 +47,9 @@ def load_generator(
 
     memory = memory_options()  # a bad LDMPROBE_MEMORY exits 2 before anything loads
     folder = locate_generator(ref, offline=offline)
+    from ldmprobe.models.reference import check_reference
+
+    check_reference(folder)  # the shipped reference world: every file as it was exported
     quiet_libraries()
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
@@ -192,6 +195,9 @@ def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = Fals
         model_name = "local-dir:" + str(tiny_measurer_folder(ref))
         pretrained = None
     elif ref.source == "local-dir":
+        from ldmprobe.models.reference import check_reference
+
+        check_reference(Path(ref.name))
         model_name, pretrained = "local-dir:" + ref.name, None
     elif ref.source == "hf-hub":
         model_name, pretrained = "hf-hub:" + ref.name, None

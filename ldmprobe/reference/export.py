@@ -62,9 +62,12 @@ def stage_export(work: Path, out: Path, lat: dict, *, seed: int, step_offset: in
               "vae_psnr_db": round(lat["psnr"], 2),
               "note": "trained on the synthetic reference world: its numbers are true of that world only",
               **(extra or {})}
+    from ldmprobe.models.reference import write_digests
+
     for role in ("generator", "measurer"):
         (staging / role / "ldmprobe_reference.json").write_text(
             json.dumps(dict(marker, role=role), indent=2) + "\n")
+        write_digests(staging / role)  # loading refuses a shipped folder whose files differ
     for role in ("generator", "measurer"):
         shutil.rmtree(out / role, ignore_errors=True)
         (out / role).parent.mkdir(parents=True, exist_ok=True)

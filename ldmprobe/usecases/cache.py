@@ -304,5 +304,15 @@ def verify(*, repair: bool = False, root: Path | None = None) -> dict:
                 _repair(path)
             problems.append({"kind": e.kind, "model": e.model, "path": str(path), "reason": reason,
                              "repaired": repair})
+    from ldmprobe.models.reference import REFERENCE_WEIGHTS, damaged_files
+
+    for role in ("generator", "measurer"):  # the shipped reference world, which loading checks too
+        folder = REFERENCE_WEIGHTS / role
+        if folder.is_dir():
+            checked += 1
+            bad = damaged_files(folder)
+            if bad:  # never removed: it is part of the install (reinstall to repair)
+                problems.append({"kind": "shipped reference world", "model": "reference", "path": str(folder),
+                                 "reason": "; ".join(bad) + " (reinstall ldmprobe)", "repaired": False})
     return {"schema_version": SCHEMA_VERSION, "kind": "cache-verify", "cache": str(root), "checked": checked,
-            "bad": problems, "ok": not problems or repair}
+            "bad": problems, "ok": all(p["repaired"] for p in problems)}
