@@ -47,6 +47,16 @@ class SweepOptions:
     write_images: bool = True
 
 
+@dataclass(frozen=True)
+class PlanLevel:
+    """One (guidance, steps) level of a sweep: its recipe and its keyed work items."""
+
+    guidance: float
+    steps: int
+    recipe: Recipe
+    items: tuple[WorkItem, ...]
+
+
 @dataclass
 class SweepSetup:
     spec: Spec
@@ -60,6 +70,20 @@ class SweepSetup:
     items: list[WorkItem]
     truncated: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what a --dry-run plan could not know, and why
+    #: Every (guidance, steps) level (spec ``guidance = [3, 5, 7.5]``): ``recipe`` is the first's and
+    #: ``items`` every level's, level by level. One entry for a single-level sweep.
+    levels: tuple[PlanLevel, ...] = ()
+
+    @property
+    def several_levels(self) -> bool:
+        return len(self.levels) > 1
+
+    def level_setup(self, index: int) -> SweepSetup:
+        """This setup narrowed to one level: its recipe and items (what the single-level code reads)."""
+        from dataclasses import replace
+
+        level = self.levels[index]
+        return replace(self, recipe=level.recipe, items=list(level.items), levels=(level,))
 
     @property
     def tiny(self) -> bool:
@@ -149,20 +173,34 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
         from ldmprobe.models.runtime import preferred_dtype
 
         dtype = preferred_dtype(folder, device, dtype)
-    recipe = _recipe(spec, options, generator_ref, folder, dtype)
+    recipes = [_recipe(spec, options, generator_ref, folder, dtype, guidance, steps)
+               for guidance, steps in plan_levels(spec, options)]
     from ldmprobe.models.runtime import guidance_notes
 
-    for note in guidance_notes(folder, recipe.guidance, recipe.negative_prompt):  # Flux: distilled or no guidance
-        notes.append(note)
-        if reporter is not None:
-            reporter.warn(note)
+    for recipe in recipes:  # Flux: distilled or no guidance (each note once)
+        for note in guidance_notes(folder, recipe.guidance, recipe.negative_prompt):
+            if note not in notes:
+                notes.append(note)
+                if reporter is not None:
+                    reporter.warn(note)
+    recipe = recipes[0]
     prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
     truncated = _check_lengths(generator_ref, folder, prompts, options, notes, reporter)
+    levels = tuple(PlanLevel(r.guidance, r.steps, r, tuple(work_items(spec, r))) for r in recipes)
     return SweepSetup(
         spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
         generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
-        items=work_items(spec, recipe), truncated=list(truncated), notes=notes,
+        items=[item for level in levels for item in level.items], truncated=list(truncated), notes=notes,
+        levels=levels,
     )
+
+
+def plan_levels(spec: Spec, options: SweepOptions) -> list[tuple[float | None, int | None]]:
+    """The (guidance, steps) levels to make, guidance-major: the spec's lists crossed, except
+    that ``--guidance`` / ``--steps`` given on the command line set one value (None: the default)."""
+    guidance = (options.guidance,) if options.guidance is not None else (spec.guidance_levels or (spec.guidance,))
+    steps = (options.steps,) if options.steps is not None else (spec.steps_levels or (spec.steps,))
+    return [(g, s) for g in guidance for s in steps]
 
 
 def _check_lengths(generator_ref, folder: Path, prompts: list[str], options, notes: list, reporter) -> list[str]:
@@ -202,14 +240,16 @@ def _first_sentence(exc: Exception) -> str:
     return text.split(". Ways forward")[0].rstrip(".")
 
 
-def _recipe(spec: Spec, options: SweepOptions, generator_ref, folder: Path, dtype: str) -> Recipe:
-    """The generation recipe: options, else the spec, else the model's defaults (its native size)."""
+def _recipe(spec: Spec, options: SweepOptions, generator_ref, folder: Path, dtype: str,
+            guidance: float | None = None, steps: int | None = None) -> Recipe:
+    """The generation recipe of one level (``guidance`` / ``steps``: the level's, from
+    :func:`plan_levels`; None: the model's default), the size from the options, else the spec,
+    else the model's native size."""
     size = native_size(folder)
     negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
     from ldmprobe.models.configs import default_guidance
 
-    generation = GenerationSettings.resolve(steps=options.steps, guidance=options.guidance, spec_steps=spec.steps,
-                                            spec_guidance=spec.guidance, tiny=generator_ref.is_tiny,
+    generation = GenerationSettings.resolve(steps=steps, guidance=guidance, tiny=generator_ref.is_tiny,
                                             model_guidance=default_guidance(folder))
     recipe = Recipe(
         pipeline=models.generator_identity(generator_ref, folder),
@@ -258,22 +298,37 @@ def dry_run_document(setup: SweepSetup) -> dict:
         },
         "items": [
             {"template": i.template, "term": i.term, "seed": i.seed, "prompt": i.prompt, "key": i.key,
-             "cached": store.has(i.key)}
+             "cached": store.has(i.key), **_level_of(setup, i.recipe)}
             for i in setup.items
         ],
         "notes": list(setup.notes),
+        **_levels_block(setup, [(level.guidance, level.steps) for level in setup.levels]),
     }
+
+
+def _level_of(setup: SweepSetup, recipe: Recipe) -> dict:
+    """An item's ``guidance`` and ``steps`` (only when the sweep has several levels)."""
+    return {"guidance": recipe.guidance, "steps": recipe.steps} if setup.several_levels else {}
+
+
+def _levels_block(setup: SweepSetup, levels: list) -> dict:
+    """The plan's ``levels`` (several guidance / steps values; nothing for one)."""
+    if len(levels) < 2:
+        return {}
+    return {"levels": [{"guidance": g, "steps": s} for g, s in levels]}
 
 
 def _partial_plan(setup: SweepSetup) -> dict:
     """A plan made without the generator's configs (offline, not cached): prompts and seeds,
     no keys; nothing can be found in the cache without them, so nothing counts as cached."""
     spec, options = setup.spec, setup.options
+    levels = [GenerationSettings.resolve(steps=s, guidance=g, tiny=setup.generator_ref.is_tiny)
+              for g, s in plan_levels(spec, options)]
+    several = len(levels) > 1
     items = [{"template": template, "term": term, "seed": seed, "prompt": expand(template, term), "key": None,
-              "cached": False}
-             for template in spec.templates for term in spec.all_terms for seed in spec.seeds]
-    generation = GenerationSettings.resolve(steps=options.steps, guidance=options.guidance, spec_steps=spec.steps,
-                                            spec_guidance=spec.guidance, tiny=setup.generator_ref.is_tiny)
+              "cached": False, **({"guidance": level.guidance, "steps": level.steps} if several else {})}
+             for level in levels for template in spec.templates for term in spec.all_terms for seed in spec.seeds]
+    generation = levels[0]
     negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
     config = {
         "pipeline": {"spec": setup.generator_ref.spec, "source": setup.generator_ref.source, "identity": None},
@@ -287,8 +342,11 @@ def _partial_plan(setup: SweepSetup) -> dict:
     }
     return {
         "schema_version": SCHEMA_VERSION, "kind": "sweep-plan", "spec": spec.to_dict(), "config": config,
-        "counts": {"planned": len(items), "unique": len({(i["prompt"], i["seed"]) for i in items}), "cached": 0},
+        "counts": {"planned": len(items),
+                   "unique": len({(i["prompt"], i["seed"], i.get("guidance"), i.get("steps")) for i in items}),
+                   "cached": 0},
         "items": items, "notes": list(setup.notes),
+        **_levels_block(setup, [(level.guidance, level.steps) for level in levels]),
     }
 
 

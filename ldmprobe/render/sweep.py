@@ -61,14 +61,29 @@ def render_plan(document: dict):
     counts = document["counts"]
     rows: dict[tuple, dict] = {}
     for item in document["items"]:
-        row = rows.setdefault((item["template"], item["term"]), {"seeds": [], "prompt": item["prompt"], "cached": 0})
+        level = _level_label(item)
+        row = rows.setdefault((level, item["template"], item["term"]),
+                              {"seeds": [], "prompt": item["prompt"], "cached": 0})
         row["seeds"].append(item["seed"])
         row["cached"] += item["cached"]
-    table_rows = [(term or "(baseline)", seed_ranges(row["seeds"]), f"{row['cached']}/{len(row['seeds'])}", row["prompt"])
-                  for (_template, term), row in rows.items()]
+    several = len(document.get("levels") or ()) > 1
+    table_rows, shown = [], None
+    for (level, _template, term), row in rows.items():
+        if several and level != shown:  # one section per guidance / steps level
+            table_rows.append(level)
+            shown = level
+        table_rows.append((term or "(baseline)", seed_ranges(row["seeds"]), f"{row['cached']}/{len(row['seeds'])}",
+                           row["prompt"]))
     return shrinking_table(f"plan: {counts['planned']} items ({counts['unique']} unique), {counts['cached']} cached",
                            ("term", "seeds", "cached", "prompt"), table_rows, words=("prompt",), wraps_words=True,
                            left=("term", "seeds"))
+
+
+def _level_label(item: dict) -> str:
+    """"guidance 7.5, 15 steps" for an item of a several-level plan ("" otherwise)."""
+    if item.get("guidance") is None:
+        return ""
+    return f"guidance {item['guidance']:g}, {item['steps']} steps"
 
 
 def render_sweep(document: dict):

@@ -13,7 +13,7 @@ A spec comes from one of three places:
       seeds = 8                            # a count (seeds 0..7) or a list [0, 5, 11]
       negative_prompt = "blurry"           # optional
       steps = 50                           # optional generation defaults
-      guidance = 7.5
+      guidance = 7.5                       # or levels the sweep crosses: guidance = [3, 5, 7.5]
       width = 512
       height = 512
       pipeline = "sd15"                    # optional default models (--pipeline / --measurer win)
@@ -91,6 +91,10 @@ class Spec:
     reference_rates: tuple = ()  # ReferenceRates per [reference_rates.TERM.GROUP]
     reference_source: str | None = None
     calibration: str | None = None
+    #: Several guidance scales / step counts (spec ``guidance = [3, 5, 7.5]``): the sweep crosses
+    #: them. ``()`` for a single value; ``guidance`` / ``steps`` hold the first level.
+    guidance_levels: tuple[float, ...] = ()
+    steps_levels: tuple[int, ...] = ()
     source: str = "<inline>"
 
     def __post_init__(self) -> None:
@@ -118,8 +122,8 @@ class Spec:
             "probes": list(self.probes),
             "seeds": list(self.seeds),
             "negative_prompt": self.negative_prompt,
-            "steps": self.steps,
-            "guidance": self.guidance,
+            "steps": list(self.steps_levels) if self.steps_levels else self.steps,
+            "guidance": list(self.guidance_levels) if self.guidance_levels else self.guidance,
             "width": self.width,
             "height": self.height,
             "pipeline": self.pipeline,
@@ -127,6 +131,12 @@ class Spec:
             **attribute_dict(self.attributes, self.reference_rates, self.reference_source, self.calibration),
             "source": self.source,
         }
+
+    @property
+    def levels(self) -> tuple[tuple[float | None, int | None], ...]:
+        """Every (guidance, steps) level the spec asks for, guidance-major (None: the default)."""
+        return tuple((g, s) for g in (self.guidance_levels or (self.guidance,))
+                     for s in (self.steps_levels or (self.steps,)))
 
     def prompts(self) -> list[str]:
         """Every distinct expanded prompt, in template then term order (for length checks)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ def _validate(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
 
 
 def _validate_generation(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
-    """negative_prompt, steps, guidance, width and height (each optional)."""
+    """negative_prompt, steps, guidance (each a value or a list of levels), width and height (each optional)."""
     out: dict[str, Any] = {}
     negative = raw.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
@@ -133,35 +132,9 @@ def _validate_generation(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
         )
     out["negative_prompt"] = negative
 
-    steps = raw.get("steps")
-    if steps is not None:
-        if not _is_int(steps):
-            raise SpecError(
-                f"{ctx.label('steps')}: steps must be a whole number, not {_type(steps)} "
-                f"{steps!r}; write e.g. steps = 50."
-            )
-        if steps <= 0:
-            raise SpecError(
-                f"{ctx.label('steps')}: steps must be at least 1, not {steps}; write e.g. "
-                f"steps = 50."
-            )
-    out["steps"] = steps
+    from ldmprobe.specs.levels import validate_levels
 
-    guidance = raw.get("guidance")
-    if guidance is not None:
-        if not (_is_int(guidance) or isinstance(guidance, float)):
-            raise SpecError(
-                f"{ctx.label('guidance')}: guidance must be a number, not {_type(guidance)} "
-                f"{guidance!r}; write e.g. guidance = 7.5."
-            )
-        if not math.isfinite(guidance) or guidance < 0:
-            raise SpecError(
-                f"{ctx.label('guidance')}: guidance must be a finite number ≥ 0, not "
-                f"{guidance!r}; write e.g. guidance = 7.5 (values ≤ 1 turn classifier-free "
-                f"guidance off)."
-            )
-        guidance = float(guidance)
-    out["guidance"] = guidance
+    out.update(validate_levels(raw, ctx))  # one value, or a list of levels the sweep crosses
 
     for key in ("width", "height"):
         value = raw.get(key)
