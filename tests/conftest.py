@@ -74,6 +74,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def tier_tables():
+    """The names the tier hook marks slow, so a test can check that each still names something."""
+    return {"modules": SLOW_MODULES, "fixtures": SLOW_FIXTURES, "tests": SLOW_TESTS}
+
+
+@pytest.fixture(scope="session")
 def cache_root():
     """The session's private cache folder (tiny models are built here once)."""
     from pathlib import Path
