@@ -11,10 +11,11 @@ from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddin
 from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
 from ldmprobe.usecases.sweep_attributes import attribute_fields
+from ldmprobe.usecases.sweep_levels import add_levels_to_items, generate_levels, level_setups, levels_and_trends
 from ldmprobe.engine.conditioning_arch import conditioning_by_encoder
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
-from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, cached_work, embed_items, generate_missing,
+from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, cached_work, embed_items,
                                           model_loader)
 from ldmprobe.engine.sweep_setup import SweepOptions, SweepSetup, config_block, dry_run_document, make_plan
 from ldmprobe.digest import digest
@@ -156,8 +157,7 @@ def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter, out=N
     work = _RankWork()
     try:
         t0 = time.perf_counter()
-        work.made, work.batch_size = generate_missing(setup, loaded, reporter, store, items=mine,
-                                                      progress=progress)
+        work.made, work.batch_size = generate_levels(setup, loaded, reporter, store, mine, progress)
         work.timings["generate_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
@@ -205,13 +205,17 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
     t0 = time.perf_counter()
     try:
         records = embed_items(setup, loaded, store, work.made, merge=ctx.distributed)
-        data = sweep_embeddings(setup, loaded, records)
+        shared = _shared_embeddings(setup, loaded)
+        datas = [sweep_embeddings(level, loaded, records, shared=shared) for level in level_setups(setup)]
     except KeyboardInterrupt:
         raise Interrupted(_INTERRUPTED_EMBEDDING) from None
     try:
-        analysis = analyse_sweep(data, statistics_settings(setup))
+        settings = statistics_settings(setup)
+        analyses = [analyse_sweep(data, settings) for data in datas]  # the single-level analysis, per level
+        levels, trends = levels_and_trends(setup, datas, analyses, settings)
     except KeyboardInterrupt:
         raise Interrupted(_INTERRUPTED_STATISTICS) from None
+    data, analysis = datas[0], analyses[0]  # the top level: the first level listed
     work.timings["embed_and_stats_s"] = time.perf_counter() - t0
     if export is not None:
         write_embeddings_npz(data, export)
@@ -232,11 +236,21 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
                               dtype=setup.dtype, timings={k: round(v, 3) for k, v in work.timings.items()},
                               **extra),
         counts=counts, baseline=spec.baseline, analysis=analysis, run=RunFolder(out=str(out.resolve())),
+        levels=levels, trends=trends,
     )
-    finish = None
+    write_report = None
     if report:  # report.html is written into the folder before it is published
-        from ldmprobe.render.report import write_report as finish
-    return write_run_folder(out, result, records, setup, store, finish=finish)
+        from ldmprobe.render.report import write_report
+
+    def finish(staging: Path) -> None:
+        if setup.several_levels:
+            add_levels_to_items(staging, setup, records)
+        if write_report is not None:
+            write_report(staging)
+
+    # contact sheets and the images copied in are the first level's (the top level's)
+    first = setup.level_setup(0) if setup.several_levels else setup
+    return write_run_folder(out, result, records, first, store, finish=finish)
 
 
 def tidy_cache(store: cache.ImageStore, reporter) -> None:
@@ -287,12 +301,21 @@ def text_side(setup, loaded: ModelLoader, prompt_list: list[str]) -> dict:
     )
 
 
-def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, ItemRecord]) -> SweepEmbeddings:
-    """Gather what the analysis needs from the cache (embedding what is missing)."""
-    spec, opts = setup.spec, setup.options
+def _shared_embeddings(setup: SweepSetup, loaded: ModelLoader) -> dict:
+    """The SweepEmbeddings fields every level shares (the same prompts): text side and conditioning."""
     prompt_list = sorted({item.prompt for item in setup.items})
-    text = text_side(setup, loaded, prompt_list)
     conditioning = conditioning_embeddings(setup, loaded, prompt_list)
+    return dict(**text_side(setup, loaded, prompt_list),
+                conditioning=dict(zip(prompt_list, conditioning)) if conditioning is not None else None,
+                conditioning_by_encoder=conditioning_by_encoder(setup, loaded, prompt_list))
+
+
+def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, ItemRecord], *,
+                     shared: dict | None = None) -> SweepEmbeddings:
+    """Gather what the analysis needs from the cache (embedding what is missing); ``shared``:
+    the text side and conditioning, when already gathered (:func:`_shared_embeddings`)."""
+    spec, opts = setup.spec, setup.options
+    shared = _shared_embeddings(setup, loaded) if shared is None else shared
     images = {}
     for item in setup.items:
         record = records[item.key]
@@ -303,8 +326,5 @@ def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, 
         images=images,
         prompts={(t, term): expand(template, term) for t, template in enumerate(spec.templates)
                  for term in spec.all_terms},
-        **text,
-        conditioning=dict(zip(prompt_list, conditioning)) if conditioning is not None else None,
-        conditioning_by_encoder=conditioning_by_encoder(setup, loaded, prompt_list),
-        drop_nsfw=opts.nsfw == "drop", controls=tuple(spec.controls),
+        **shared, drop_nsfw=opts.nsfw == "drop", controls=tuple(spec.controls),
     )
