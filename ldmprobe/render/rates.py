@@ -106,3 +106,58 @@ def _diversity_lines(entries) -> list:
         lines = [Text("diversity (Vendi score: effective number of distinct images):")] + \
                 [Text("  " + line) for line in lines]
     return lines
+
+
+# ----------------------------------------------------------------------------- trends over guidance
+
+#: Trend rows the terminal shows at most (every row is in the JSON).
+MAX_TREND_ROWS = 20
+
+
+def shown_trends(document: dict, limit: int = MAX_TREND_ROWS) -> tuple[list[dict], bool]:
+    """(the trends to show, whether they are the significant ones): those whose slope differs
+    from 0 (BH q < 0.05), largest |slope| first; else the largest slopes, as the largest."""
+    trends = [t for t in document.get("trends") or () if t.get("slope") is not None]
+    significant = [t for t in trends if _star(t)]
+    chosen = significant or [t for t in trends if t["slope"] != 0]
+    chosen.sort(key=lambda t: -abs(t["slope"]))
+    return chosen[:limit], bool(significant)
+
+
+def _label(term: str) -> str:
+    return term or "(baseline)"
+
+
+def trends_parts(document: dict) -> list:
+    """The trend table for the terminal (nothing for a single-level sweep or without attributes)."""
+    from rich.text import Text
+
+    from ldmprobe.render.layout import number_format
+
+    if not document.get("levels"):
+        return []
+    trends = [t for t in document.get("trends") or () if t.get("slope") is not None]
+    if not trends:
+        return [Text("trends over guidance: none (the levels differ only in steps, or the spec has no [attributes]).")]
+    shown, significant = shown_trends(document)
+    guidance = "/".join(f"{g:g}" for g in trends[0]["guidance"])
+    if not shown:
+        return [Text(f"trends over guidance {guidance}: every rate is the same at every level (slope 0).")]
+    slope = number_format([t["slope"] for t in shown], signed=True)
+    ends = number_format([v for t in shown for v in (t["ci_low"], t["ci_high"])], signed=True,
+                         basis=[t["slope"] for t in shown])
+    rows = [(_label(t["term"]), f"{t['group']}:{t['option']}", "→".join(_f(r) for r in t.get("rates") or ()),
+             slope(t["slope"]) + _star(t), f"[{ends(t['ci_low'])}, {ends(t['ci_high'])}]",
+             _f(t.get("p_adjusted"), 3)) for t in shown]
+    steps = sorted({t.get("steps") for t in trends if t.get("steps") is not None})
+    title = f"trend over guidance {guidance}" + ("" if significant else ": none differs from 0; the largest")
+    parts = [shrinking_table(title, ("term", "option", "rates", "slope", "95% CI", "p adj"), rows,
+                             drops=((), ("p adj",), ("p adj", "rates")), words=("term", "option"),
+                             caption=lambda dropped: f"{' and '.join(dropped)}: in the JSON" if dropped else None)]
+    more = len([t for t in trends if _star(t)]) - len(shown)
+    parts.append(Text(
+        "trend: slope of the rate (share of images) per unit of guidance, from each template and seed's "
+        f"slope over the levels (templates and seeds random; * = BH q < 0.05 across a group's options); rates at "
+        f"each level, steps {', '.join(map(str, steps))}; the top-level rates are the first level's."
+        + (f" {more} more in the JSON (trends)." if more > 0 else "")))
+    return parts

@@ -90,13 +90,36 @@ def probe_plot(term: dict) -> str:
     return _svg(fig)
 
 
+def trend_plot(term: str, trends: list[dict]) -> str:
+    """One term's rate of each shown option against guidance (one line per option), the slope
+    and its interval in the legend."""
+    from ldmprobe.results.fonts import plot_label
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for t in trends:
+        points = [(g, r) for g, r in zip(t["guidance"], t.get("rates") or ()) if r is not None]
+        if not points:
+            continue
+        label = (f"{t['group']}: {t['option']} ({t['slope']:+.3f}/unit"
+                 + (f", [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}])" if t.get("ci_low") is not None else ")"))
+        ax.plot([g for g, _ in points], [r for _, r in points], marker="o", label=plot_label(label))
+    ax.set_xlabel("guidance scale")
+    ax.set_ylabel("rate (share of images)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(plot_label(term or "(baseline)"), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _svg(fig)
+
+
 def render_report(document: dict, items: list[dict]) -> str:
     """The whole HTML page for a sweep document (paths relative to the run folder)."""
     from ldmprobe.render.html import render, safe
     from ldmprobe.render.rates_html import rates_html
     from ldmprobe.render.report_parts import page_values
 
-    return render("report.html.j2", **page_values(document, items), rates=safe("\n".join(rates_html(document))),
+    return render("report.html.j2", **page_values(document, items), rates=safe("\n".join(rates_html(document, trend_plot))),
                   drift_plot=safe(drift_plot(document["terms"], document["summary"].get("baseline_spread"))),
                   probe_plot=lambda term: safe(probe_plot(term)))
 

@@ -97,9 +97,10 @@ def render_sweep(document: dict):
     if document.get("controls"):
         parts.append(_controls_table(document))
     parts.append(_probe_table(document))
-    from ldmprobe.render.rates import rates_parts
+    from ldmprobe.render.rates import rates_parts, trends_parts
 
     parts += rates_parts(document)  # spec [attributes]: shares of images per option (nothing without them)
+    parts += trends_parts(document)  # several guidance levels: each rate's slope over guidance
     counts = document["counts"]
     parts.append(Text(f"images: {counts['planned']} planned, {counts['generated']} generated, "
                       f"{counts['cached']} cached, {counts['failed']} failed, {counts['flagged']} flagged. "
