@@ -157,7 +157,7 @@ def test_joint_attention_record_matches_a_direct_softmax():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_token_groups_cover_every_block(generators, name):
-    from ldmprobe.usecases.trace import TraceOptions, _token_groups
+    from ldmprobe.usecases.trace import TraceOptions, _token_groups  # the engine's token_groups on a run
 
     loaded = generators[name]
 

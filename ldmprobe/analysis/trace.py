@@ -225,11 +225,10 @@ def concentration(attention_map: np.ndarray) -> tuple[float, float]:
 def object_region(image, *, threshold: float = 48.0, border: int = 2) -> np.ndarray | None:
     """The object mask of a picture on a plain background, or None when it has none.
 
-    The background colour is the median colour of the picture's outer ``border`` pixels; the
-    object is every pixel whose RGB distance (0..255 scale) from it exceeds ``threshold``. None
-    when the border is not plain (the 90th percentile of its pixels' distance from that colour
-    exceeds ``threshold / 2``: a photograph, a gradient, an object touching the frame) or the
-    mask is empty or covers nine tenths of the picture or more.
+    Background: the median colour of the outer ``border`` pixels; object: every pixel whose RGB
+    distance (0..255) from it exceeds ``threshold``. None when the border is not plain (its 90th
+    percentile distance exceeds ``threshold / 2``: a photograph, a gradient, an object touching
+    the frame) or the mask is empty or covers nine tenths of the picture or more.
     """
     img = np.asarray(image, np.float64)
     if img.ndim != 3 or img.shape[0] <= 2 * border or img.shape[1] <= 2 * border:

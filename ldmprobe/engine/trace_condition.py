@@ -211,3 +211,56 @@ def build_hybrids(loaded, template: str, terms: Sequence[str], baseline: str = "
         named = {name: cond_hybrid(states, base, spans, parts) for name, parts in chosen.items()}
         out.append(Hybrids(template, term, spans, named))
     return out
+
+
+def noun_positions(tokenizer, prompt: str, modifier: Sequence[int], noun: str | None) -> tuple[int, ...]:
+    """The noun's token positions in ``prompt``: the last occurrence of ``noun``'s tokens, or (None)
+    the last content token that is not the modifier's (start, end and padding tokens are not content)."""
+    ids = list(tokenizer(prompt).input_ids)
+    special = set(tokenizer.all_special_ids)
+    if noun:
+        word = list(tokenizer(noun, add_special_tokens=False).input_ids)
+        for start in range(len(ids) - len(word), -1, -1):
+            if word and ids[start : start + len(word)] == word:
+                return tuple(range(start, start + len(word)))
+        raise ValueError(f"noun {noun!r} is not in prompt {prompt!r}")
+    content = [p for p in range(len(ids)) if ids[p] not in special and p not in modifier]
+    if not content:
+        raise ValueError(f"prompt {prompt!r} has no content token besides the modifier")
+    return (content[-1],)
+
+
+def token_groups(text_layout, template: str, term: str, baseline: str = "", noun: str | None = None) -> dict:
+    """Conditioning rows by role, over every block of the layout (CLIP, T5): the start token, the
+    modifier, the noun, other content (and, in a T5 block, the words before the modifier), and
+    end-of-text with padding."""
+    groups: dict[str, list[int]] = {"start": [], "modifier": [], "noun": [], "other": [], "eot_pad": []}
+    for block, spans in block_spans(text_layout, template, term, baseline):
+        found = noun_positions(block.tokenizer, fill(template, term), spans.modifier, noun)
+        found = tuple(p for p in found if p not in spans.modifier)
+        if not found:
+            raise ValueError(f"the noun overlaps the modifier in {fill(template, term)!r}")
+        start = () if block.bidirectional else (0,)
+        used = {*start, *spans.modifier, *found}
+        end = set(range(spans.eot, spans.length))
+        other = [p for p in range(spans.length) if p not in used and p not in end]
+        for name, positions in (("start", start), ("modifier", spans.modifier), ("noun", found),
+                                ("other", other), ("eot_pad", sorted(end))):
+            groups[name] += [block.start + p for p in positions]
+    return {name: tuple(positions) for name, positions in groups.items()}
+
+
+def check_variants(variants: Sequence[str] | None, folder) -> None:
+    """Refuse (exit 2, before any model loads) hybrid parts the generator's architecture does not have."""
+    from ldmprobe.engine.trace_text import parts_of
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models import configs
+
+    if variants is None:
+        return
+    family = configs.architecture(folder)
+    allowed = parts_of(family)
+    bad = sorted({p for parts in variant_parts(variants, allowed).values() for p in parts} - set(allowed))
+    if bad:
+        raise BadInputError(f"--variants: {', '.join(bad)} is not a part of a {family} generator's conditioning; "
+                            f"its parts are {', '.join(allowed)}")

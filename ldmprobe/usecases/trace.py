@@ -194,43 +194,10 @@ def _steps(run: _Run, plain: dict) -> tuple[EffectTable, ...]:
     return tuple(out)
 
 
-def noun_positions(tokenizer, prompt: str, modifier: Sequence[int], noun: str | None) -> tuple[int, ...]:
-    """The noun's token positions in ``prompt``: the last occurrence of ``noun``'s tokens, or (None)
-    the last content token that is not the modifier's (start, end and padding tokens are not content)."""
-    ids = list(tokenizer(prompt).input_ids)
-    special = set(tokenizer.all_special_ids)
-    if noun:
-        word = list(tokenizer(noun, add_special_tokens=False).input_ids)
-        for start in range(len(ids) - len(word), -1, -1):
-            if word and ids[start : start + len(word)] == word:
-                return tuple(range(start, start + len(word)))
-        raise ValueError(f"noun {noun!r} is not in prompt {prompt!r}")
-    content = [p for p in range(len(ids)) if ids[p] not in special and p not in modifier]
-    if not content:
-        raise ValueError(f"prompt {prompt!r} has no content token besides the modifier")
-    return (content[-1],)
-
-
 def _token_groups(run: _Run, template: str, term: str) -> dict:
-    """Conditioning rows by role, over every block of the layout (CLIP, T5): the start token, the
-    modifier, the noun, other content (and, in a T5 block, the words before the modifier), and
-    end-of-text with padding."""
-    from ldmprobe.engine.trace_condition import block_spans
+    from ldmprobe.engine.trace_condition import token_groups
 
-    groups: dict[str, list[int]] = {"start": [], "modifier": [], "noun": [], "other": [], "eot_pad": []}
-    for block, spans in block_spans(run.layout, template, term, run.o.baseline):
-        noun = noun_positions(block.tokenizer, fill(template, term), spans.modifier, run.o.noun)
-        noun = tuple(p for p in noun if p not in spans.modifier)
-        if not noun:
-            raise ValueError(f"the noun overlaps the modifier in {fill(template, term)!r}")
-        start = () if block.bidirectional else (0,)
-        used = {*start, *spans.modifier, *noun}
-        end = set(range(spans.eot, spans.length))
-        other = [p for p in range(spans.length) if p not in used and p not in end]
-        for name, positions in (("start", start), ("modifier", spans.modifier), ("noun", noun),
-                                ("other", other), ("eot_pad", sorted(end))):
-            groups[name] += [block.start + p for p in positions]
-    return {name: tuple(positions) for name, positions in groups.items()}
+    return token_groups(run.layout, template, term, run.o.baseline, run.o.noun)
 
 
 def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], float]:
@@ -332,23 +299,6 @@ def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, 
     return tuple(out), groups
 
 
-def check_variants(variants: Sequence[str] | None, folder) -> None:
-    """Refuse (exit 2, before any model loads) hybrid parts the generator's architecture does not have."""
-    from ldmprobe.engine.trace_condition import variant_parts
-    from ldmprobe.engine.trace_text import parts_of
-    from ldmprobe.errors import BadInputError
-    from ldmprobe.models import configs
-
-    if variants is None:
-        return
-    family = configs.architecture(folder)
-    allowed = parts_of(family)
-    bad = sorted({p for parts in variant_parts(variants, allowed).values() for p in parts} - set(allowed))
-    if bad:
-        raise BadInputError(f"--variants: {', '.join(bad)} is not a part of a {family} generator's conditioning; "
-                            f"its parts are {', '.join(allowed)}")
-
-
 def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progress | None = None,
               tiny: bool = False) -> TraceResult:
     """Trace each term through the chosen sections (``options.sections``) on loaded models."""
@@ -423,6 +373,8 @@ def _trace_into(spec, options: TraceOptions, out, *, pipeline, measurer, revisio
 
     folder = models.locate_generator(loader.generator_ref, offline=offline, configs_only=True)
     refuse_architecture(folder)
+    from ldmprobe.engine.trace_condition import check_variants
+
     check_variants(options.variants, folder)
     if loader.tiny and reporter is not None:
         reporter.warn(models.TINY_WARNING)
