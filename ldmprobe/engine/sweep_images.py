@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,30 @@ def cached_work(store: cache.ImageStore, emb_store, keys) -> tuple[set[str], set
     found = emb_store.has_many(rest) if rest else np.zeros(0, bool)
     to_embed = {key for key, ok in zip(rest, found) if not ok and store.failure(key) is None}
     return to_make, to_embed
+
+
+#: From this many keys on, failure records are found by listing the cache's folders once
+#: (a few entries per key) instead of one ``stat`` of a missing file per key.
+LIST_FAILURES_FROM = 2048
+
+
+def failure_records(store: cache.ImageStore, keys: list[str]) -> set[str] | None:
+    """The keys among ``keys`` that have a failure record file, from one listing of each folder
+    they live in; None (ask ``store.failure`` per key) for few keys or an unexpected layout."""
+    if len(keys) < LIST_FAILURES_FROM:
+        return None
+    sample = store.failure_path(keys[0])
+    suffix = sample.name[len(keys[0]):]
+    if sample != store.base / keys[0][:2] / f"{keys[0]}{suffix}" or not sample.name.startswith(keys[0]):
+        return None  # the store shards otherwise: per key
+    wanted, found = set(keys), set()
+    for shard in {key[:2] for key in keys}:
+        try:
+            with os.scandir(store.base / shard) as entries:
+                found.update(e.name[: -len(suffix)] for e in entries if e.name.endswith(suffix))
+        except FileNotFoundError:
+            continue
+    return found & wanted
 
 
 def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: cache.ImageStore,
@@ -102,9 +127,10 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     absent: list[str] = []
     todo_items = unique_items(setup.items) if items is None else items
     emb_store.prefetch([item.key for item in todo_items])  # one checked read per batch, not per key
+    recorded = failure_records(store, [item.key for item in todo_items])
     for item in todo_items:
         record = ItemRecord(item=item, cached=item.key not in made)
-        failure = store.failure(item.key)
+        failure = store.failure(item.key) if recorded is None or item.key in recorded else None
         if failure is not None:
             record.failed = failure.get("failed", "failed")
         else:
