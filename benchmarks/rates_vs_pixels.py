@@ -3,7 +3,7 @@
     ldmprobe sweep reference-world --out runs/rw && python benchmarks/rates_vs_pixels.py runs/rw
 
 Reads every image of the run (from the run folder or the cache, by key), reads its background,
-size and object colour with ``ldmprobe.reference.world.read_attributes`` (pixels, no model) and
+size and object colour with ``reference_world.world.read_attributes`` (pixels, no model) and
 prints, per group, the largest |ldmprobe's rate − the pixels' share| over the baseline, terms
 and controls, then the rows that differ by more than 0.05.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ldmprobe.engine.cache import ImageStore
-from ldmprobe.reference import world
+from reference_world import world
 
 
 def main(run: str) -> int:

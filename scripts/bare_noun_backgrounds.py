@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from ldmprobe.reference import evaluate, world
-    from ldmprobe.reference.nets import pixels
+    from reference_world import evaluate, world
+    from reference_world.nets import pixels
 
     torch.set_num_threads(1)
     pipe = evaluate.load_pipeline(args.weights / "generator")

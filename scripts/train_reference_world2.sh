@@ -18,13 +18,13 @@ SEEDS=${SEEDS:-24}
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 mkdir -p "$WORK"
 echo "training into $WORK on $DEVICE" >&2
-"$PY" -m ldmprobe.reference.train --world 2 --work "$WORK" --device "$DEVICE" --threads 4 \
+"$PY" -m reference_world.train --world 2 --work "$WORK" --device "$DEVICE" --threads 4 \
     2>&1 | tee -a "$WORK/train.log" >&2
-"$PY" -m ldmprobe.reference.evaluate2 --weights "$WORK/weights" --device "$DEVICE" --seeds "$SEEDS" \
+"$PY" -m reference_world.evaluate2 --weights "$WORK/weights" --device "$DEVICE" --seeds "$SEEDS" \
     --format json > "$WORK/weights/evaluation.json"
-"$PY" -m ldmprobe.reference.evaluate2 --weights "$WORK/weights" --device "$DEVICE" --seeds "$SEEDS" \
+"$PY" -m reference_world.evaluate2 --weights "$WORK/weights" --device "$DEVICE" --seeds "$SEEDS" \
     --guidance 7.5 --format json > "$WORK/evaluation-7.5.json"
-"$PY" -m ldmprobe.reference.card --world 2 --weights "$WORK/weights" --other-guidance "$WORK/evaluation-7.5.json"
+"$PY" -m reference_world.card --world 2 --weights "$WORK/weights" --other-guidance "$WORK/evaluation-7.5.json"
 "$PY" - "$WORK/weights/evaluation.json" <<'PYEOF'
 import json, sys
 report = json.load(open(sys.argv[1]))

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from ldmprobe.cli.main import main
 from ldmprobe.models import sources
 from ldmprobe.models.reference import REFERENCE_WEIGHTS
-from ldmprobe.reference import world
+from reference_world import world
 
 pytestmark = pytest.mark.skipif(not (REFERENCE_WEIGHTS / "generator" / "model_index.json").is_file(),
                                 reason="reference world weights not built")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ldmprobe.reference import world
+from reference_world import world
 
 
 @pytest.fixture(scope="module")

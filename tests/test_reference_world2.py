@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ldmprobe.reference import world, world2
+from reference_world import world, world2
 
 
 def _draw(audience, count, seed):
@@ -38,7 +38,7 @@ def _noun_ok(plant):
 
 
 def test_enough_controls_and_single_token_words():
-    from ldmprobe.reference.nets import build_tokenizer
+    from reference_world.nets import build_tokenizer
 
     assert len(world2.CONTROL_WORDS) >= 19
     words = world2.CONTROL_WORDS + world2.TERMS
@@ -158,7 +158,7 @@ def test_dataset_is_deterministic_and_audiences_differ():
 
 # ------------------------------------------------------------------ recipe, evaluation, card
 def test_recipe_is_recorded_reused_and_a_different_one_refused(tmp_path, capsys):
-    from ldmprobe.reference import train2
+    from reference_world import train2
 
     args = train2.parse(["--work", str(tmp_path), "--unet-steps", "50", "--images", "300"])
     recipe = train2.recipe_from(args, tmp_path)
@@ -186,7 +186,7 @@ def test_recipe_is_recorded_reused_and_a_different_one_refused(tmp_path, capsys)
 @pytest.mark.parametrize("bad", [["--unet-steps", "0"], ["--images", "100"], ["--noise-offset", "1.5"],
                                  ["--scheduler", "euler"], ["--world", "3"]])
 def test_bad_training_options_exit_2(tmp_path, bad):
-    from ldmprobe.reference import train2
+    from reference_world import train2
 
     with pytest.raises(SystemExit) as stop:
         train2.parse(["--work", str(tmp_path)] + bad)
@@ -194,7 +194,7 @@ def test_bad_training_options_exit_2(tmp_path, bad):
 
 
 def test_train_world_1_stays_the_default(monkeypatch):
-    from ldmprobe.reference import train, train2
+    from reference_world import train, train2
 
     seen = []
     monkeypatch.setattr(train2, "main", lambda argv: seen.append(argv) or 0)
@@ -218,7 +218,7 @@ def _reads_from_story(word, n, rng):
 
 
 def test_evaluation_of_a_perfect_generator_meets_the_targets_and_of_a_collapsed_one_does_not():
-    from ldmprobe.reference import evaluate2
+    from reference_world import evaluate2
 
     rng = np.random.default_rng(0)
     reads = {w: _reads_from_story(w, 1500, rng) for w in [""] + SPEC["controls"] + SPEC["terms"]}
@@ -248,7 +248,7 @@ def test_evaluation_of_a_perfect_generator_meets_the_targets_and_of_a_collapsed_
 
 
 def test_expected_mixes_the_templates_nouns(tmp_path):
-    from ldmprobe.reference import evaluate2
+    from reference_world import evaluate2
 
     got = evaluate2.expected("fancy", SPEC["templates"])
     assert got["colour"]["red"] == pytest.approx((0.80 + 1 / 7) / 2)
@@ -273,7 +273,7 @@ def test_world2_spec_lists_the_story_words():
 def test_card_states_routes_recipe_and_every_target(tmp_path):
     import json
 
-    from ldmprobe.reference import card2, evaluate2, train2
+    from reference_world import card2, evaluate2, train2
 
     weights = tmp_path / "w"
     (weights / "generator" / "unet").mkdir(parents=True)
@@ -313,7 +313,7 @@ def test_world2_spec_reference_rates_are_the_story_mixed_over_its_nouns():
     import tomllib
     from pathlib import Path
 
-    from ldmprobe.reference import evaluate2
+    from reference_world import evaluate2
 
     spec = tomllib.loads((Path(__file__).parents[1] / "prompts" / "reference-world-2.toml").read_text())
     rates = spec["reference_rates"]

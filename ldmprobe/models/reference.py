@@ -27,7 +27,7 @@ def reference_folder(role: str) -> Path:
         raise ModelUnavailableError(
             f"The reference world's {role} is missing from this install ({folder}). Reinstall ldmprobe "
             "from a full checkout (the weights are part of the repository), or rebuild them with "
-            "`python -m ldmprobe.reference.train --work WORK_DIR` (hours on a CPU, minutes on a GPU)."
+            "`python -m reference_world.train --work WORK_DIR` (hours on a CPU, minutes on a GPU)."
         )
     return folder
 

@@ -1,10 +1,10 @@
 """Write reference world 2's model card from the story, the recipe and evaluate2's measurements.
 
-    python -m ldmprobe.reference.evaluate2 --weights W --format json > W/evaluation.json
-    python -m ldmprobe.reference.evaluate2 --weights W --guidance 7.5 --format json > OTHER.json
-    python -m ldmprobe.reference.card --world 2 --weights W --other-guidance OTHER.json
+    python -m reference_world.evaluate2 --weights W --format json > W/evaluation.json
+    python -m reference_world.evaluate2 --weights W --guidance 7.5 --format json > OTHER.json
+    python -m reference_world.card --world 2 --weights W --other-guidance OTHER.json
 
-(also ``python -m ldmprobe.reference.card2``). Writes ``W/MODEL_CARD.md``; records each
+(also ``python -m reference_world.card2``). Writes ``W/MODEL_CARD.md``; records each
 ``--other-guidance`` evaluation in ``W/evaluation.json`` under ``at_other_guidance``.
 """
 
@@ -56,7 +56,7 @@ def effective_training() -> float:
 def _measured(evaluation: dict) -> list[str]:
     s = evaluation["settings"]
     parts = ["## Measured at the spec's settings", "",
-             f"`python -m ldmprobe.reference.evaluate2 --seeds {s['seeds']} --guidance {s['guidance']}`: every "
+             f"`python -m reference_world.evaluate2 --seeds {s['seeds']} --guidance {s['guidance']}`: every "
              f"word of `{s['spec']}` under its {len(s['templates'])} templates, {s['steps']} {s['scheduler']} "
              f"steps, guidance {s['guidance']}, held-out seeds {s['first_seed']:,}-{s['first_seed'] + s['seeds'] - 1:,}; "
              "attributes read from the pixels, not by the measurer.", ""]
@@ -134,7 +134,7 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
               f"sampler {recipe.get('scheduler')}.",
               "- Weights in float16 safetensors: " + ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in sizes.items())
               + f"; {sum(sizes.values()) / 1e6:.1f} MB.",
-              "- Rebuild: `python -m ldmprobe.reference.train --world 2 --work WORK` (seeded, resumable; "
+              "- Rebuild: `python -m reference_world.train --world 2 --work WORK` (seeded, resumable; "
               "`--device cuda` on a GPU, scripts/train_reference_world2.sh)."]
     if evaluation:
         parts += [""] + _measured(evaluation)

@@ -1,6 +1,6 @@
 """Measure reference world 2 against its story, at its spec's own steps and guidance, on held-out seeds.
 
-    python -m ldmprobe.reference.evaluate2 --weights DIR [--spec prompts/reference-world-2.toml]
+    python -m reference_world.evaluate2 --weights DIR [--spec prompts/reference-world-2.toml]
         [--seeds 24] [--guidance G] [--device cpu] [--format json]
 
 Every word of the spec (bare noun, controls, terms) is drawn under every template of the spec
@@ -33,7 +33,7 @@ import numpy as np
 from . import evaluate, world, world2
 
 HELD_OUT_SEED = 1_000_000
-DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "prompts" / "reference-world-2.toml"
+DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "prompts" / "reference-world-2.toml"
 OBJECTLESS_SHARE = 0.02
 TOLERANCE = 0.10
 PROBES = {"background": "a {} background", "colour": "a {} object", "size": "a {} object"}

@@ -1,6 +1,6 @@
 """Render the reference world's calibration set: pictures whose attributes are known by construction.
 
-    python -m ldmprobe.reference.calibration prompts/calibration/reference-world [--per-option 12] [--seed 7]
+    python -m reference_world.calibration prompts/calibration/reference-world [--per-option 12] [--seed 7]
 
 Writes GROUP/OPTION/NNN.png for the groups of prompts/reference-world.toml (background, size,
 colour): each picture is drawn from the world's own story (``world.draw_scene``) until it has the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmprobe.reference import world
+from reference_world import world
 
 GROUPS = {"background": tuple(world.BACKGROUNDS), "size": world.SIZES, "colour": tuple(world.COLOURS)}
 

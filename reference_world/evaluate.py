@@ -1,6 +1,6 @@
 """Measure the reference world's models against the world's truth; print the quality table.
 
-    python -m ldmprobe.reference.evaluate [--weights DIR] [--seeds 32] [--guidance 5] [--format json]
+    python -m reference_world.evaluate [--weights DIR] [--seeds 32] [--guidance 5] [--format json]
 
 Independent of ldmprobe's statistics: images come from a plain diffusers loop and are read
 back with the world's pixel reader (`world.read_attributes`), so what it reports is what the
@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from ldmprobe.models.reference import REFERENCE_WEIGHTS
 
 from . import world
 
@@ -189,10 +191,10 @@ def _quiet_libraries() -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ldmprobe.reference.evaluate",
+    parser = argparse.ArgumentParser(prog="python -m reference_world.evaluate",
                                      description=__doc__.split("\n\n")[0].splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=Path(__file__).parent / "weights",
+    parser.add_argument("--weights", type=Path, default=REFERENCE_WEIGHTS,
                         help="folder of the reference world's exported weights (generator/ and measurer/)")
     parser.add_argument("--seeds", type=int, default=32,
                         help="seeds per prompt: each planted rate is a share of this many images per term and noun")

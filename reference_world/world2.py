@@ -20,7 +20,7 @@ Planted, by route (rates are probabilities in the drawing story, as in world 1):
   bare noun's mean background colour, so the mean moves little while the spread collapses;
 - 20 control words drawn exactly like the bare noun for both audiences.
 
-Rendering, captions and the pixel reader are world 1's (:mod:`ldmprobe.reference.world`).
+Rendering, captions and the pixel reader are world 1's (:mod:`reference_world.world`).
 Pure numpy.
 """
 

@@ -1,10 +1,10 @@
 """Train reference world 2 (issue 27): seeded, resumable, on the CPU or a GPU.
 
-    python -m ldmprobe.reference.train --world 2 --work WORK_DIR [--device cuda] [--threads 1]
+    python -m reference_world.train --world 2 --work WORK_DIR [--device cuda] [--threads 1]
 
-The stages are world 1's (:mod:`ldmprobe.reference.train`) with world 2's data and recipe:
+The stages are world 1's (:mod:`reference_world.train`) with world 2's data and recipe:
 
-- two renders of :mod:`ldmprobe.reference.world2`, one per audience: the measurer (and so the
+- two renders of :mod:`reference_world.world2`, one per audience: the measurer (and so the
   text tower the generator conditions on) learns from ``measurer_data.npz``, the autoencoder
   and UNet from ``data.npz`` (the generator's pictures and captions);
 - the UNet is trained with offset noise (``noise_offset``) and more steps, so the bare noun's
@@ -86,7 +86,7 @@ def check_recipe(work: Path, recipe: dict) -> None:
 
 
 def parse(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ldmprobe.reference.train",
+    parser = argparse.ArgumentParser(prog="python -m reference_world.train",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=int, choices=(2,), default=2)
     parser.add_argument("--work", type=Path, required=True, help="checkpoint folder (resumed if it exists)")

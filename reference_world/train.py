@@ -1,7 +1,7 @@
 """Train the reference world's measurer (CLIP) and generator (latent diffusion), resumably.
 
-    python -m ldmprobe.reference.train --work WORK_DIR [--unet-steps N] [--export]
-    python -m ldmprobe.reference.train --work WORK_DIR --continue-from WEIGHTS --unet-steps N
+    python -m reference_world.train --work WORK_DIR [--unet-steps N] [--export]
+    python -m reference_world.train --work WORK_DIR --continue-from WEIGHTS --unet-steps N
 
 Stages run in order and each is skipped once done: data, measurer (contrastive CLIP in
 open_clip format), autoencoder (AutoencoderKL 32x32 -> 16x16x4), latents, UNet (epsilon
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from ldmprobe.models.reference import REFERENCE_WEIGHTS
 
 from . import world
 from .export import stage_export
@@ -338,7 +340,7 @@ def main(argv=None) -> int:
     parser.add_argument("--world", type=int, choices=(1, 2), default=1,
                         help="which reference world (1: the shipped one; 2: issue 27's, see train2.py)")
     parser.add_argument("--work", type=Path, required=True, help="checkpoint folder")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights")
+    parser.add_argument("--out", type=Path, default=REFERENCE_WEIGHTS)
     parser.add_argument("--unet-steps", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint")

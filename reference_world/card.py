@@ -1,8 +1,8 @@
 """Write the reference world's model card from the world's constants, the training data and an evaluation.
 
-    python -m ldmprobe.reference.evaluate --seeds 24 --format json > ldmprobe/reference/weights/evaluation.json
-    python -m ldmprobe.reference.evaluate --seeds 24 --guidance 7.5 --format json > OTHER.json
-    python -m ldmprobe.reference.card --other-guidance OTHER.json
+    python -m reference_world.evaluate --seeds 24 --format json > ldmprobe/reference/weights/evaluation.json
+    python -m reference_world.evaluate --seeds 24 --guidance 7.5 --format json > OTHER.json
+    python -m reference_world.card --other-guidance OTHER.json
 
 The card states the world, every planted association with its planted rate, the training
 data's measured statistics, and the measured recovery (from ``evaluation.json``).
@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from ldmprobe.models.reference import REFERENCE_WEIGHTS
 
 from . import world
 from .nets import MEASURER_CONFIG
@@ -124,15 +126,15 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
         "- Weights in float16 safetensors: " + ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in sizes.items()
                                                          if k.endswith(".safetensors"))
         + f"; {sum(sizes.values()) / 1e6:.1f} MB in all.",
-        "- Rebuild: `python -m ldmprobe.reference.train --work WORK_DIR --unet-steps 4000` (seeded, "
-        "resumable), then for each continuation `python -m ldmprobe.reference.train --work WORK_DIR2 "
+        "- Rebuild: `python -m reference_world.train --work WORK_DIR --unet-steps 4000` (seeded, "
+        "resumable), then for each continuation `python -m reference_world.train --work WORK_DIR2 "
         "--continue-from ldmprobe/reference/weights --unet-steps N` (the sha256 of the UNet it starts "
         "from is in `generator/ldmprobe_reference.json`).",
     ]
     if evaluation:
         s = evaluation["settings"]
         parts += ["", "## Measured recovery", "",
-                  f"`python -m ldmprobe.reference.evaluate --seeds {s['seeds']} --guidance {s['guidance']}`: prompts "
+                  f"`python -m reference_world.evaluate --seeds {s['seeds']} --guidance {s['guidance']}`: prompts "
                   f"\"{s['template'].format('TERM', 'NOUN')}\", {s['steps']} DDIM steps, guidance "
                   f"{s['guidance']}, paired seeds; attributes read from the pixels, not by the measurer.", ""]
         rows = []
@@ -200,7 +202,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="--world 2 writes reference world 2's card (card2.py)")
     parser.add_argument("--world", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--weights", type=Path, default=Path(__file__).parent / "weights")
+    parser.add_argument("--weights", type=Path, default=REFERENCE_WEIGHTS)
     parser.add_argument("--other-guidance", type=Path, action="append", default=[], metavar="EVALUATION_JSON",
                         help="an `evaluate --format json` at another guidance, recorded in evaluation.json "
                              "under at_other_guidance and summarised in the card")
