@@ -164,51 +164,45 @@ class TracingProcessor:
 
 
 class _Intercept:
-    """While active, the attention kernels hand their first query and key to ``seen``."""
+    """While active, the attention kernels hand their first query and key to ``seen``: torch's
+    ``scaled_dot_product_attention`` (batch, heads, tokens, dim) and, in the processor's module,
+    diffusers' ``dispatch_attention_fn`` (batch, tokens, heads, dim). Each is called unchanged."""
 
     def __init__(self, module_name: str):
         import sys
 
-        self.module = sys.modules.get(module_name)
+        import torch.nn.functional as F
+
+        module = sys.modules.get(module_name)
         self.seen: list = []
         self.depth = 0
+        self.targets = [(F, "scaled_dot_product_attention", False)]
+        if getattr(module, "dispatch_attention_fn", None) is not None:
+            self.targets.append((module, "dispatch_attention_fn", True))
+        self.saved: list = []
+
+    def _kernel(self, real, bnhd: bool):
+        def kernel(query, key, value, *args, **kwargs):
+            if self.depth == 0 and not self.seen:
+                scale = kwargs.get("scale", args[3] if len(args) > 3 else None)
+                self.seen.append((query.transpose(1, 2), key.transpose(1, 2), scale) if bnhd else (query, key, scale))
+            self.depth += 1  # a kernel called by another one is not recorded again
+            try:
+                return real(query, key, value, *args, **kwargs)
+            finally:
+                self.depth -= 1
+        return kernel
 
     def __enter__(self):
-        import torch.nn.functional as F
-
-        self.real_sdpa = F.scaled_dot_product_attention
-        F.scaled_dot_product_attention = self._sdpa
-        self.real_dispatch = getattr(self.module, "dispatch_attention_fn", None)
-        if self.real_dispatch is not None:
-            self.module.dispatch_attention_fn = self._dispatch
+        for owner, name, bnhd in self.targets:
+            real = getattr(owner, name)
+            self.saved.append((owner, name, real))
+            setattr(owner, name, self._kernel(real, bnhd))
         return self
 
-    def _note(self, query, key, scale, bnhd: bool) -> None:
-        if self.depth == 0 and not self.seen:
-            self.seen.append((query.transpose(1, 2), key.transpose(1, 2), scale) if bnhd else (query, key, scale))
-
-    def _sdpa(self, query, key, value, *args, **kwargs):  # (batch, heads, tokens, dim)
-        self._note(query, key, kwargs.get("scale", args[3] if len(args) > 3 else None), False)
-        self.depth += 1
-        try:
-            return self.real_sdpa(query, key, value, *args, **kwargs)
-        finally:
-            self.depth -= 1
-
-    def _dispatch(self, query, key, value, *args, **kwargs):  # (batch, tokens, heads, dim)
-        self._note(query, key, kwargs.get("scale", args[3] if len(args) > 3 else None), True)
-        self.depth += 1
-        try:
-            return self.real_dispatch(query, key, value, *args, **kwargs)
-        finally:
-            self.depth -= 1
-
     def __exit__(self, *exc):
-        import torch.nn.functional as F
-
-        F.scaled_dot_product_attention = self.real_sdpa
-        if self.real_dispatch is not None:
-            self.module.dispatch_attention_fn = self.real_dispatch
+        for owner, name, real in reversed(self.saved):
+            setattr(owner, name, real)
         return False
 
 
