@@ -109,7 +109,7 @@ def trend_plot(term: str, trends: list[dict]) -> str:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(plot_label(term or "(baseline)"), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # below: no line hidden
     return _svg(fig)
 
 
