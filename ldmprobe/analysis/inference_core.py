@@ -158,7 +158,7 @@ def choose_exact(n_distinct: int, *, max_enumerate: int | None = None) -> bool:
 
 #: Elements (rows × columns) of one sign or weight matrix held at once: the memory a test
 #: uses stays flat however many pairs it has.
-CHUNK_ELEMENTS = 2**22
+CHUNK_ELEMENTS = 2**20  # 8 MB of float64
 
 
 def chunk_rows(n: int, limit: int = CHUNK) -> int:

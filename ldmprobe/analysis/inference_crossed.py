@@ -297,7 +297,7 @@ def flipped_sums(d: np.ndarray, n_resamples: int, rng):
     table = _byte_sums(d).ravel()
     offsets = 256 * np.arange(table.size // 256)
     total = float(d.sum())
-    step = max(1, chunk_rows(n) // 4)  # a quarter chunk: the bits, bytes and sums stay in the CPU's cache
+    step = chunk_rows(n)
     for start in range(0, n_resamples, step):
         rows = min(step, n_resamples - start)
         packed = np.packbits(fair_bits(rng, rows, n), axis=1, bitorder="little")
