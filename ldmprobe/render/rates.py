@@ -144,7 +144,7 @@ def trends_parts(document: dict) -> list:
     if not shown:
         return [Text(f"trends over guidance {guidance}: every rate is the same at every level (slope 0).")]
     slope = number_format([t["slope"] for t in shown], digits=2, signed=True)
-    ends = number_format([v for t in shown for v in (t["ci_low"], t["ci_high"])], digits=2, signed=True,
+    ends = number_format([v for t in shown for v in (t["ci_low"], t["ci_high"])], digits=3, signed=True,
                          basis=[t["slope"] for t in shown])
     rows = [(_label(t["term"]), f"{t['group']}:{t['option']}", "→".join(_f(r) for r in t.get("rates") or ()),
              slope(t["slope"]) + _star(t), f"[{ends(t['ci_low'])}, {ends(t['ci_high'])}]",
