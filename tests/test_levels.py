@@ -292,6 +292,12 @@ def test_a_tiny_sweep_over_two_guidance_levels_end_to_end(tmp_path, cli, fresh_c
     assert all(i["image"] is None for i in items if i["guidance"] == 6.0)  # the first level's are copied in
     html = (tmp_path / "levels" / "report.html").read_text()
     assert 'id="trends"' in html
+    from ldmprobe.render.sweep import render_sweep
+
+    text = render_text(render_sweep(document))
+    assert_whole(text, ["(levels),"])
+    assert "levels: guidance 1.5, 2 steps; guidance 6, 2 steps." in " ".join(text.split())
+    assert "trend over guidance 1.5/6" in text
     assert SweepResult.from_dict(document).to_dict()["trends"] == trends
 
     # the second level alone, as a single-level sweep: all cached, and no levels or trends keys

@@ -138,11 +138,11 @@ def trends_parts(document: dict) -> list:
         return []
     trends = [t for t in document.get("trends") or () if t.get("slope") is not None]
     if not trends:
-        return [Text("trends over guidance: none (the levels differ only in steps, or the spec has no [attributes]).")]
+        return [Text("trend over guidance: none (the levels differ only in steps, or the spec has no [attributes]).")]
     shown, significant = shown_trends(document)
     guidance = "/".join(f"{g:g}" for g in trends[0]["guidance"])
     if not shown:
-        return [Text(f"trends over guidance {guidance}: every rate is the same at every level (slope 0).")]
+        return [Text(f"trend over guidance {guidance}: every rate is the same at every level (slope 0).")]
     slope = number_format([t["slope"] for t in shown], digits=2, signed=True)
     ends = number_format([v for t in shown for v in (t["ci_low"], t["ci_high"])], digits=3, signed=True,
                          basis=[t["slope"] for t in shown])

@@ -93,7 +93,7 @@ def render_sweep(document: dict):
     from rich.console import Group
     from rich.text import Text
 
-    parts = [*_finding(document), _drift_table(document)]
+    parts = [*_finding(document), *_levels_line(document), _drift_table(document)]
     if document.get("controls"):
         parts.append(_controls_table(document))
     parts.append(_probe_table(document))
@@ -115,6 +115,18 @@ def render_sweep(document: dict):
         parts.append(Text(f"note: {message}", style="yellow"))
     parts += caveat_lines(document["provenance"])
     return Group(*parts)
+
+
+def _levels_line(document: dict) -> list:
+    """Which level the tables show, for a sweep over several guidance / steps levels."""
+    from rich.text import Text
+
+    levels = document.get("levels") or []
+    if len(levels) < 2:
+        return []
+    listed = "; ".join(f"guidance {lv['guidance']:g}, {lv['steps']} steps" for lv in levels)
+    return [Text(f"levels: {listed}. The tables are the first level's; every level's are in the JSON "
+                 "(levels), and the trends over guidance come last.", style="bold")]
 
 
 def caveat_lines(provenance: dict) -> list:
