@@ -1,13 +1,20 @@
-"""Render the reference world's calibration set: pictures whose attributes are known by construction.
+"""The reference world's calibration set: pictures whose attributes are known.
 
-    python -m reference_world.calibration prompts/calibration/reference-world [--per-option 12] [--seed 7]
+    python -m reference_world.calibration prompts/calibration/reference-world --generated [--per-option 20]
+    python -m reference_world.calibration OUT --rendered [--per-option 12] [--seed 7]
 
 Writes GROUP/OPTION/NNN.png for the groups of prompts/reference-world.toml (background, size,
-colour): each picture is drawn from the world's own story (``world.draw_scene``) until it has the
-option, so the other attributes vary as they do in the world. A sweep with
-``calibration = "calibration/reference-world"`` labels them with the measurer and corrects its
-rates through the confusion matrix. They are clean renders, not generated images: the measurer's
-errors on a generator's blurrier pictures may be larger than these show.
+colour). A sweep with ``calibration = "calibration/reference-world"`` labels them with the
+measurer and corrects its rates through the confusion matrix.
+
+``--generated`` (what ships): pictures **made by the shipped generator** (the spec's 15 steps and
+guidance 5, from the world's own captions of scenes drawn from its story, on seeds from
+:data:`SEED_BASE`, never a sweep's), each labelled by the world's pixel reader
+(``world.read_attributes``: the truth every benchmark of this world uses), kept until every
+option has ``per_option`` pictures. The measurer's confusion on them is its confusion on a sweep's
+pictures. ``--rendered``: clean renders of the story, labelled by construction; the measurer is
+far more accurate on them than on generated pictures (its colour errors on generated pictures,
+black for brown, red for orange, do not show), so a correction from them barely corrects.
 """
 
 from __future__ import annotations
@@ -47,13 +54,86 @@ def write_calibration(folder: Path, per_option: int = 12, seed: int = 7) -> int:
     return n
 
 
+#: Generated calibration pictures use seeds from here on (a sweep uses 0..N, evaluate 10,000+).
+SEED_BASE = 700_000
+
+
+def write_generated_calibration(folder: Path, weights: Path, per_option: int = 20, seed: int = 7, *,
+                                steps: int = 15, guidance: float = 5.0, batch: int = 64,
+                                max_images: int = 20_000, prompts: list[str] | None = None,
+                                prompt_images: int = 0) -> dict:
+    """Generate pictures with the shipped generator and file each under the options the pixel reader
+    reads in it, until every option of every group has ``per_option`` (or ``max_images`` are made).
+    ``prompts``: first make ``prompt_images`` pictures from these (a spec's own prompts, so the
+    measurer's errors are measured on pictures like the sweep's), keeping up to ``per_option`` per
+    option, then fill the options still short from the world's captions. Returns the counts."""
+    import shutil
+
+    from PIL import Image
+
+    from reference_world import evaluate
+
+    pipe = evaluate.load_pipeline(Path(weights) / "generator")
+    rng = np.random.default_rng(seed)
+    counts = {(g, o): 0 for g, options in GROUPS.items() for o in options}
+    for group in GROUPS:
+        shutil.rmtree(folder / group, ignore_errors=True)
+    made = 0
+    while made < max_images and min(counts.values()) < per_option:
+        if prompts and made < prompt_images:
+            chosen = [prompts[(made + i) % len(prompts)] for i in range(batch)]
+        else:
+            needed = [go for go, n in counts.items() if n < per_option]
+            scenes = []
+            for i in range(batch):  # scenes that have a needed option, captioned as the world captions them
+                group, option = needed[i % len(needed)]
+                scenes += scenes_with(rng, group, option, 1)
+            chosen = [world.caption(scene, rng) for scene in scenes]
+        seeds = list(range(SEED_BASE + made, SEED_BASE + made + batch))
+        evaluate.SETTINGS["steps"] = steps
+        images = evaluate.generate(pipe, chosen, seeds, batch=batch, guidance=guidance)
+        made += batch
+        for image in images:
+            read = world.read_attributes(image)
+            for group in GROUPS:
+                key = (group, read[group])
+                if key in counts and counts[key] < per_option:
+                    target = folder / group / read[group]
+                    target.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(image).save(target / f"{counts[key]:03d}.png", optimize=True)
+                    counts[key] += 1
+        print(f"{made} generated; fewest per option: {min(counts.values())}", flush=True)
+    return counts
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--per-option", type=int, default=12)
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--generated", action="store_true", help="made by the shipped generator, read from pixels")
+    how.add_argument("--rendered", action="store_true", help="clean renders, labelled by construction")
+    parser.add_argument("--weights", type=Path, default=None, help="reference weights (default: the shipped ones)")
+    parser.add_argument("--per-option", type=int, default=None, help="pictures per option (20 generated, 12 rendered)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--spec", type=Path, default=None,
+                        help="with --generated: first make --spec-images pictures from this spec's own prompts")
+    parser.add_argument("--spec-images", type=int, default=640)
     args = parser.parse_args(argv)
-    n = write_calibration(args.folder, args.per_option, args.seed)
+    if args.generated:
+        from ldmprobe.models.reference import REFERENCE_WEIGHTS
+
+        prompts = None
+        if args.spec is not None:
+            from ldmprobe.specs.sweep import load_spec
+
+            prompts = list(dict.fromkeys(load_spec(args.spec).prompts()))
+        counts = write_generated_calibration(args.folder, args.weights or REFERENCE_WEIGHTS, args.per_option or 20,
+                                             args.seed, prompts=prompts, prompt_images=args.spec_images)
+        short = {f"{g}/{o}": n for (g, o), n in counts.items() if n < (args.per_option or 20)}
+        print(f"wrote {sum(counts.values())} calibration pictures to {args.folder}"
+              + (f"; options short of pictures: {short}" if short else ""))
+        return 0
+    n = write_calibration(args.folder, args.per_option or 12, args.seed)
     print(f"wrote {n} calibration pictures to {args.folder}")
     return 0
 
