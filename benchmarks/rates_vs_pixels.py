@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ldmprobe.engine.cache import ImageStore
-from reference_world import world
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reference_world/ lives at the repository root
+
+from ldmprobe.engine.cache import ImageStore  # noqa: E402
+from reference_world import world  # noqa: E402
 
 
 def main(run: str) -> int:

@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reference_world/ is at the repository root
     from reference_world import evaluate, world
     from reference_world.nets import pixels
 
