@@ -28,6 +28,11 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, 
 NO_DIGEST = "no digest chunk (re-saved by another program, or cached before digests)"
 
 
+#: From this many keys on, :meth:`ImageStore.failures` lists the cache's folders once instead of
+#: one ``stat`` of a (mostly missing) failure record per key.
+LIST_FAILURES_FROM = 2048
+
+
 def _sharded(base: Path, key: str, suffix: str) -> Path:
     return base / key[:2] / f"{key}{suffix}"
 
@@ -138,6 +143,11 @@ class ImageStore:
 
         self.base = (root or cache_root()) / "images"
         self.index = ImageIndex(self.base)
+        self._prefix = os.fspath(self.base) + os.sep  # paths as strings: a Path costs ~8 us per key
+
+    def _png(self, key: str) -> str:
+        """:meth:`path` as a string (what the per-key loops of a warm rerun stat)."""
+        return f"{self._prefix}{key[:2]}{os.sep}{key}.png"
 
     def path(self, key: str) -> Path:
         return _sharded(self.base, key, ".png")
@@ -162,6 +172,23 @@ class ImageStore:
 
     def save_failure(self, key: str, metadata: dict) -> None:
         atomic_write_text(self.failure_path(key), json.dumps(metadata, sort_keys=True, indent=1))
+
+    def failures(self, keys, *, list_from: int = LIST_FAILURES_FROM) -> set[str]:
+        """The keys among ``keys`` that have a failure record file: from one listing of each
+        folder they live in when there are ``list_from`` keys or more (a few entries per key,
+        not one ``stat`` of a missing file per key), else one ``stat`` per key. The records are
+        not read: :meth:`failure` reads (and checks) one."""
+        keys = list(keys)
+        if len(keys) < list_from:
+            return {key for key in keys if os.path.isfile(f"{self._prefix}{key[:2]}{os.sep}{key}.failed.json")}
+        wanted, found, suffix = set(keys), set(), ".failed.json"
+        for shard in {key[:2] for key in keys}:
+            try:
+                with os.scandir(self._prefix + shard) as entries:
+                    found.update(e.name[: -len(suffix)] for e in entries if e.name.endswith(suffix))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return found & wanted
 
     def failure(self, key: str) -> dict | None:
         path = self.failure_path(key)
@@ -235,6 +262,21 @@ class ImageStore:
         except (OSError, ValueError, SyntaxError):
             return None
 
+    def nsfw(self, key: str, missing=None):
+        """``metadata(key)["nsfw"]`` (None when absent), or ``missing`` when :meth:`metadata` is
+        None. An image recorded in the manifest with an unchanged ``stat`` costs that ``stat``
+        and no read (the flag was taken from its manifest line when the manifest was loaded)."""
+        try:
+            st = os.stat(self._png(key))
+        except OSError:
+            st = None
+        if st is not None:
+            flag = self.index.flag(key, st)
+            if flag is not self.index._NO_FLAG:
+                return flag
+        metadata = self.metadata(key)
+        return missing if metadata is None else metadata.get("nsfw")
+
     def valid(self, key: str) -> bool:
         """Whether a usable result (image or failure record) is cached; removes damaged files.
 
@@ -254,7 +296,7 @@ class ImageStore:
             st = os.stat(path)
         except OSError:
             st = None
-        if st is not None and self.index.lookup(key, st) is not None:
+        if st is not None and self.index.matches(key, st):
             return True
         if self.failure(key) is not None:
             return True
@@ -273,8 +315,17 @@ class ImageStore:
         return False
 
     def valid_many(self, keys) -> set[str]:
-        """The keys among ``keys`` with a usable cached result (:meth:`valid` for each)."""
-        return {key for key in keys if self.valid(key)}
+        """The keys among ``keys`` with a usable cached result (:meth:`valid` for each): an
+        image whose ``stat`` matches the manifest is answered in the loop, the rest by :meth:`valid`."""
+        found, matches, png = set(), self.index.matches, self._png
+        for key in keys:
+            try:
+                st = os.stat(png(key))
+            except OSError:
+                st = None
+            if (st is not None and matches(key, st)) or self.valid(key):
+                found.add(key)
+        return found
 
 
 from ldmprobe.engine.array_store import (  # noqa: E402,F401  (importable from here, as before)

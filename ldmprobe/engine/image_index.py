@@ -5,7 +5,10 @@ append-only JSON-lines file of this process under ``images/index/``:
 ``{"k": key, "s": size, "m": mtime_ns, "i": inode, "r": recipe}``. A cached image whose
 ``stat`` still shows the recorded size, modification time and inode is the file that was
 checked then (an atomic replace makes a new inode; an edit in place a new mtime), so the warm
-path opens no PNG and reads its recipe from here. Anything else falls back to the header check
+path opens no PNG and reads its recipe from here. Reading the manifest parses no recipe: a
+line as written here is split by a pattern and only its signature, the recipe's safety flag
+and where the line lies are kept (a few integers per image); the recipe is read back from its
+line when asked for, and a line of another layout is parsed in full. Anything else falls back to the header check
 (``cache.light_check``), and the digest of every byte is still checked wherever pixels are
 decoded.
 
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
+from array import array
 from pathlib import Path
 
 #: Index files untouched this long belong to finished processes and may be folded together.
@@ -27,49 +32,178 @@ COMPACT_AFTER_S = 3600
 #: Fold files together once a folder holds more than this many.
 COMPACT_AT_FILES = 64
 
+#: A line as :meth:`ImageIndex.record` writes it (keys sorted): read without parsing its recipe.
+_LINE = re.compile(rb'\{"i": (\d+), "k": "([^"\\]*)", "m": (-?\d+), "r": \{.*\}, "s": (\d+)\}\r?')
+_NSFW = b'"nsfw": '
+#: The safety flag of a recipe, as held in memory: unknown (read the recipe when asked), None, False, True.
+_UNKNOWN = 3
+_FLAGS = {b"null": 0, b"false": 1, b"true": 2}
+_FLAG_VALUES = (None, False, True)
+
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
+def _flag_of_line(line: bytes, start: int, end: int) -> int:
+    """The recipe's top-level ``nsfw`` flag from its JSON text ``line[start:end]`` without parsing
+    it: None when the word is absent, the literal when it occurs once at the recipe's top level,
+    else unknown (the recipe is parsed if the flag is ever asked for)."""
+    at = line.find(_NSFW, start, end)
+    if at < 0:
+        return 0 if line.find(b'nsfw', start, end) < 0 else _UNKNOWN
+    if line.find(b'nsfw', at + 5, end) >= 0 or line.count(b"{", start, at) - line.count(b"}", start, at) != 1:
+        return _UNKNOWN
+    value = line[at + len(_NSFW): at + len(_NSFW) + 6]
+    for literal, code in _FLAGS.items():
+        if value.startswith(literal) and value[len(literal): len(literal) + 1] in (b",", b"}"):
+            return code
+    return _UNKNOWN
+
+
+def _flag_code(recipe: dict) -> int:
+    value = recipe.get("nsfw")
+    for code, known in enumerate(_FLAG_VALUES):
+        if value is known:
+            return code
+    return _UNKNOWN
+
+
 class ImageIndex:
-    """Recorded (size, mtime, inode, recipe) of cached images, by key."""
+    """Recorded (size, mtime, inode) of cached images by key, with where each recipe lies.
+
+    In memory each recorded line is a few machine integers (its signature, the recipe's
+    safety flag, and the file and offset of the line): the recipe itself is read from the file
+    only when asked for (:meth:`lookup`), so a warm rerun holds and parses little per image.
+    """
 
     def __init__(self, images_dir: Path):
         self.dir = images_dir / "index"
-        self._entries: dict[str, list[tuple[tuple[int, int, int], dict]]] | None = None
+        self._first: dict[str, int] | None = None  # key -> its first entry
+        self._more: dict[str, list[int]] = {}  # key -> its later entries (rare: re-recorded images)
+        self._size, self._mtime, self._ino = array("Q"), array("q"), array("Q")
+        self._flag, self._file, self._offset = array("b"), array("I"), array("Q")
+        self._files: list[Path] = []
+        self._file_ids: dict[Path, int] = {}
         self._own: Path | None = None
         self._own_pid: int | None = None
 
     # ---------------------------------------------------------------- reading
-    def _load(self) -> dict:
-        if self._entries is None:
-            self._entries = {}
+    def _load(self) -> dict[str, int]:
+        if self._first is None:
+            self._first = {}
             for path in sorted(self.dir.glob("*.jsonl")) if self.dir.is_dir() else ():
                 self._read_file(path)
-        return self._entries
+        return self._first
+
+    def _file_id(self, path: Path) -> int:
+        if path not in self._file_ids:
+            self._file_ids[path] = len(self._files)
+            self._files.append(path)
+        return self._file_ids[path]
+
+    def _add(self, key: str, signature: tuple[int, int, int], flag: int, file_id: int, offset: int) -> None:
+        try:
+            self._size.append(signature[0])
+            self._mtime.append(signature[1])
+            self._ino.append(signature[2])
+        except OverflowError:  # a damaged number: the line is not trusted
+            del self._size[len(self._flag):], self._mtime[len(self._flag):], self._ino[len(self._flag):]
+            return
+        index = len(self._flag)
+        self._flag.append(flag)
+        self._file.append(file_id)
+        self._offset.append(offset)
+        if key in self._first:
+            self._more.setdefault(key, []).append(index)
+        else:
+            self._first[key] = index
 
     def _read_file(self, path: Path) -> None:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            data = path.read_bytes()
         except OSError:  # folded away by another process meanwhile: its lines live on elsewhere
             return
-        for line in text.splitlines():
-            try:
-                row = json.loads(line)
-                entry = ((int(row["s"]), int(row["m"]), int(row["i"])), row["r"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line of a killed writer
-            if isinstance(entry[1], dict):
-                self._entries.setdefault(str(row["k"]), []).append(entry)
+        file_id, offset, fast = self._file_id(path), 0, _LINE.fullmatch
+        for line in data.split(b"\n"):
+            at, offset = offset, offset + len(line) + 1
+            match = fast(line)
+            if match is not None:
+                try:
+                    key = match[2].decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                self._add(key, (int(match[4]), int(match[3]), int(match[1])),
+                          _flag_of_line(line, match.end(3), match.start(4)), file_id, at)
+                continue
+            row = self._parse(line) if line.strip() else None  # another layout, or a torn line
+            if row is not None:
+                self._add(row[0], row[1], _flag_code(row[2]), file_id, at)
+
+    @staticmethod
+    def _parse(line: bytes) -> tuple[str, tuple[int, int, int], dict] | None:
+        try:
+            row = json.loads(line.decode("utf-8", errors="replace"))
+            entry = (str(row["k"]), (int(row["s"]), int(row["m"]), int(row["i"])), row["r"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return entry if isinstance(entry[2], dict) else None
+
+    def _entries(self, key: str) -> list[int]:
+        first = self._load().get(key)
+        if first is None:
+            return []
+        return [first, *self._more.get(key, ())]
+
+    def _matching(self, key: str, st: os.stat_result) -> list[int]:
+        size, mtime, ino = _signature(st)
+        return [i for i in self._entries(key)
+                if self._size[i] == size and self._mtime[i] == mtime and self._ino[i] == ino]
+
+    def _recipe(self, index: int, key: str) -> dict | None:
+        """The recipe of entry ``index``, read from its line (None: the line is gone or unreadable)."""
+        try:
+            with open(self._files[self._file[index]], "rb") as fh:
+                fh.seek(self._offset[index])
+                line = fh.readline().rstrip(b"\n")
+        except OSError:  # folded away by another process since: the caller falls back
+            return None
+        row = self._parse(line)
+        if row is None or row[0] != key:
+            return None
+        return row[2]
+
+    def matches(self, key: str, st: os.stat_result) -> bool:
+        """Whether the file ``st`` describes is the one recorded for ``key`` (reads no recipe)."""
+        first = self._load().get(key)
+        if first is None:
+            return False
+        if (self._size[first], self._mtime[first], self._ino[first]) == _signature(st):
+            return True
+        return key in self._more and bool(self._matching(key, st))
 
     def lookup(self, key: str, st: os.stat_result) -> dict | None:
         """The recipe recorded for ``key`` if the file ``st`` describes is the one recorded."""
-        signature = _signature(st)
-        for recorded, recipe in self._load().get(key, ()):
-            if recorded == signature:
+        for index in self._matching(key, st):
+            recipe = self._recipe(index, key)
+            if recipe is not None:
                 return recipe
         return None
+
+    _NO_FLAG = object()
+
+    def flag(self, key: str, st: os.stat_result):
+        """The recorded recipe's ``nsfw`` value if the file ``st`` describes is the one recorded
+        for ``key`` (the recipe is read only when its flag could not be told from its line);
+        :attr:`ImageIndex._NO_FLAG` when it is not."""
+        for index in self._matching(key, st):
+            code = self._flag[index]
+            if code != _UNKNOWN:
+                return _FLAG_VALUES[code]
+            recipe = self._recipe(index, key)
+            if recipe is not None:
+                return recipe.get("nsfw")
+        return self._NO_FLAG
 
     def known(self, key: str) -> bool:
         """Whether ``key`` was ever recorded (its file may have changed since)."""
@@ -82,12 +216,14 @@ class ImageIndex:
             st = st or os.stat(path)
             line = json.dumps({"k": key, "s": st.st_size, "m": st.st_mtime_ns, "i": st.st_ino,
                                "r": recipe}, sort_keys=True, ensure_ascii=False) + "\n"
-            with open(self._own_file(), "a", encoding="utf-8") as fh:
-                fh.write(line)
+            own = self._own_file()
+            with open(own, "ab") as fh:
+                offset = fh.seek(0, os.SEEK_END)
+                fh.write(line.encode("utf-8"))
         except OSError:
             return  # advisory: the next run falls back to the header check for this image
-        if self._entries is not None:
-            self._entries.setdefault(key, []).append((_signature(st), recipe))
+        if self._first is not None:
+            self._add(key, _signature(st), _flag_code(recipe), self._file_id(own), offset)
 
     def _own_file(self) -> Path:
         if self._own is None or self._own_pid != os.getpid():  # a forked child writes its own file

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,10 @@ def model_loader(setup: SweepSetup, measurer: Any = None) -> ModelLoader:
     """The sweep's lazy models on its chosen device (a fully cached rerun loads none)."""
     return ModelLoader(setup.generator_ref, setup.measurer_ref, device=setup.device,
                        dtype=setup.dtype, offline=setup.options.offline, measurer=measurer)
+
+
+#: What :meth:`ImageStore.nsfw` answers for an image that is not in the cache (any more).
+_VANISHED = object()
 
 
 @dataclass
@@ -54,26 +57,15 @@ def cached_work(store: cache.ImageStore, emb_store, keys) -> tuple[set[str], set
 
 #: From this many keys on, failure records are found by listing the cache's folders once
 #: (a few entries per key) instead of one ``stat`` of a missing file per key.
-LIST_FAILURES_FROM = 2048
+LIST_FAILURES_FROM = cache.LIST_FAILURES_FROM
 
 
 def failure_records(store: cache.ImageStore, keys: list[str]) -> set[str] | None:
     """The keys among ``keys`` that have a failure record file, from one listing of each folder
-    they live in; None (ask ``store.failure`` per key) for few keys or an unexpected layout."""
+    they live in (``ImageStore.failures``); None (ask ``store.failure`` per key) for few keys."""
     if len(keys) < LIST_FAILURES_FROM:
         return None
-    sample = store.failure_path(keys[0])
-    suffix = sample.name[len(keys[0]):]
-    if sample != store.base / keys[0][:2] / f"{keys[0]}{suffix}" or not sample.name.startswith(keys[0]):
-        return None  # the store shards otherwise: per key
-    wanted, found = set(keys), set()
-    for shard in {key[:2] for key in keys}:
-        try:
-            with os.scandir(store.base / shard) as entries:
-                found.update(e.name[: -len(suffix)] for e in entries if e.name.endswith(suffix))
-        except FileNotFoundError:
-            continue
-    return found & wanted
+    return store.failures(keys, list_from=LIST_FAILURES_FROM)
 
 
 def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: cache.ImageStore,
@@ -127,25 +119,27 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     absent: list[str] = []
     todo_items = unique_items(setup.items) if items is None else items
     emb_store.prefetch([item.key for item in todo_items])  # one checked read per batch, not per key
-    recorded = failure_records(store, [item.key for item in todo_items])
+    recorded = store.failures([item.key for item in todo_items])  # one listing per folder when many
     for item in todo_items:
         record = ItemRecord(item=item, cached=item.key not in made)
-        failure = store.failure(item.key) if recorded is None or item.key in recorded else None
+        failure = store.failure(item.key) if item.key in recorded else None
         if failure is not None:
             record.failed = failure.get("failed", "failed")
         else:
-            # Images were validated (fully decoded) when the work list was made; decode again
-            # only those still to embed, and read just the metadata of the rest.
+            # Images were validated when the work list was made; decode again only those still
+            # to embed, and read just the safety flag of the rest (from the manifest: one stat).
             vector = emb_store.load(item.key)
             loaded_image = store.load(item.key) if vector is None else None
-            metadata = loaded_image[1] if loaded_image is not None else (
-                store.metadata(item.key) if vector is not None else None)
-            if merge and (metadata is None or vector is None):
+            if loaded_image is not None:
+                nsfw = loaded_image[1].get("nsfw")
+            else:
+                nsfw = store.nsfw(item.key, missing=_VANISHED) if vector is not None else _VANISHED
+            if merge and (nsfw is _VANISHED or vector is None):
                 absent.append(item.key)
                 continue
-            if metadata is None:
+            if nsfw is _VANISHED:
                 raise LdmprobeError(f"image {item.key} vanished from the cache during the run; rerun to regenerate it.")
-            record.nsfw = metadata.get("nsfw")
+            record.nsfw = nsfw
             if vector is None:
                 to_embed.append((item.key, loaded_image[0]))
             else:

@@ -21,6 +21,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ldmprobe.digest import canonical_json, digest, sha256_hex  # noqa: F401  (importable from here)
@@ -165,8 +166,41 @@ def key_document(recipe: Recipe, prompt: str, seed: int) -> dict[str, Any]:
 
 
 def item_key(recipe: Recipe, prompt: str, seed: int) -> str:
-    """Hex sha256 of the canonical JSON of recipe + prompt + seed + ``key_version``."""
-    return digest(key_document(recipe, prompt, seed))
+    """Hex sha256 of the canonical JSON of recipe + prompt + seed + ``key_version``.
+
+    The recipe's part of that text is made once per recipe (:func:`_key_text_parts`): an
+    item costs the JSON of its prompt and one hash (the same text as ``digest(key_document(...))``).
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, not {seed!r}")
+    parts = _key_text_parts(recipe)
+    if parts is None:
+        return digest(key_document(recipe, prompt, seed))
+    before, between, after = parts
+    return sha256_hex(f"{before}{_json_text(prompt)}{between}{int(seed)}{after}")
+
+
+#: ``canonical_json`` of a str, with the encoder made once (``json.dumps`` with options makes one per call).
+_json_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+_PROMPT_MARK = "\x00ldmprobe-prompt\x00"
+_SEED_MARK = 987654321012345678901
+
+
+@lru_cache(maxsize=64)
+def _key_text_parts(recipe: Recipe) -> tuple[str, str, str] | None:
+    """The canonical JSON of ``recipe``'s key document around its prompt and seed: (text before
+    the prompt, between prompt and seed, after the seed); None when the marks are not unique."""
+    text = canonical_json(key_document(recipe, _PROMPT_MARK, _SEED_MARK))
+    prompt, seed = canonical_json(_PROMPT_MARK), str(_SEED_MARK)
+    if text.count(prompt) != 1 or text.count(seed) != 1 or text.index(prompt) > text.index(seed):
+        return None
+    before, rest = text.split(prompt)
+    between, after = rest.split(seed)
+    return before, between, after
 
 
 def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
@@ -181,11 +215,17 @@ def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
     ``height``/``negative_prompt`` defaults with command-line options is the caller's job.
     """
     items: list[WorkItem] = []
+    parts = _key_text_parts(recipe)
     for t_index, template in enumerate(spec.templates):
         for term_index, term in enumerate(spec.all_terms):
             is_baseline = term_index == 0
             prompt = expand(template, term)
+            head = f"{parts[0]}{_json_text(prompt)}{parts[1]}" if parts is not None and isinstance(prompt, str) else None
             for seed in spec.seeds:
+                if head is not None and _is_int(seed) and seed >= 0:  # item_key's text, the recipe's part made once
+                    key = sha256_hex(f"{head}{int(seed)}{parts[2]}")
+                else:
+                    key = item_key(recipe, prompt, seed)
                 items.append(
                     WorkItem(
                         template=template,
@@ -195,7 +235,7 @@ def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
                         seed=seed,
                         prompt=prompt,
                         recipe=recipe,
-                        key=item_key(recipe, prompt, seed),
+                        key=key,
                     )
                 )
     return items

@@ -96,13 +96,14 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
         if setup.truncated and ctx.is_main:
             reporter.warn(f"{len(setup.truncated)} prompt(s) exceed the tokenizer limit and will be truncated.")
         loaded = model_loader(setup)
-        work = _make_and_embed(ctx, setup, loaded, reporter, out)
+        store = cache.ImageStore()  # one per run: its manifest is read once
+        work = _make_and_embed(ctx, setup, loaded, reporter, out, store)
     finally:
         ctx.close()
     if not ctx.is_main:
         return None
-    result = _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export, report)
-    tidy_cache(cache.ImageStore(), reporter)
+    result = _analyse_and_write(spec, setup, loaded, work, ctx, started, out, export, report, store)
+    tidy_cache(store, reporter)
     return result
 
 
@@ -139,16 +140,22 @@ def _check_disk_space(setup: SweepSetup, store: cache.ImageStore, unique, to_mak
     from ldmprobe.results.contact_sheet import CELL
     from ldmprobe.storage import cache_root
 
-    cached = [store.path(item.key) for item in unique if item.key not in to_make][:diskspace.SAMPLE]
+    cached = []
+    for item in unique:  # a sample of the cached images: paths made for the sample only
+        if len(cached) >= diskspace.SAMPLE:
+            break
+        if item.key not in to_make:
+            cached.append(store.path(item.key))
     image = diskspace.image_size_range(setup.recipe.width, setup.recipe.height, cached)
     n_run = len(unique) if setup.options.write_images and out is not None else 0
     diskspace.check_space(diskspace.needs(n_new=len(to_make), n_run_images=n_run, image=image,
                                           cache_root=cache_root(), out=out, sheet_cell=CELL), reporter)
 
 
-def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter, out=None) -> _RankWork:
+def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter, out=None,
+                    store: cache.ImageStore | None = None) -> _RankWork:
     """This rank's share: generate the missing images, embed them, meet the other ranks."""
-    store = cache.ImageStore()
+    store = cache.ImageStore() if store is None else store
     work_items, n_to_make = _work_list(ctx, setup, store, out, reporter if ctx.is_main else None)
     mine = ctx.shard(work_items)
     n_unique = len(unique_items(setup.items))
@@ -199,9 +206,10 @@ def _rank_failure(ctx, exc: Exception) -> distributed.RankFailure:
 
 
 def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work: _RankWork, ctx,
-                       started: str, out, export: Path | None = None, report: bool = False) -> SweepResult:
+                       started: str, out, export: Path | None = None, report: bool = False,
+                       store: cache.ImageStore | None = None) -> SweepResult:
     """Rank 0: merge every image embedding, analyse, write the run folder."""
-    store = cache.ImageStore()
+    store = cache.ImageStore() if store is None else store
     t0 = time.perf_counter()
     try:
         records = embed_items(setup, loaded, store, work.made, merge=ctx.distributed)
