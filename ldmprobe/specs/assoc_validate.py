@@ -270,16 +270,7 @@ def _validate_prompt_set(set_name: str, label: str, value: dict, where: _Where) 
 
 
 def _str_list(value: Any, table: str, key: str, where: _Where, *, what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise SpecError(
-            f"{where(table, key)}: {key} must be a list of strings, not a single string; write "
-            f"{key} = [{value!r}]."
-        )
-    if not isinstance(value, (list, tuple)):
-        raise SpecError(
-            f"{where(table, key)}: {key} must be a list of strings, not {_type(value)}; write "
-            f"e.g. {key} = [\"...\", \"...\"]."
-        )
+    specfile.check_str_list(value, where(table, key), key, f'e.g. {key} = ["...", "..."]')
     if not value:
         raise SpecError(
             f"{where(table, key)}: the list is empty; set {table} needs at least one {what}."

@@ -24,6 +24,17 @@ def type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def check_str_list(value: Any, label: str, key: str, example: str) -> None:
+    """Refuse a single string (``write KEY = ["..."]``) or a non-list (``write EXAMPLE``) where a
+    list of strings belongs; ``label`` is where in the file."""
+    from ldmprobe.errors import SpecError
+
+    if isinstance(value, str):
+        raise SpecError(f"{label}: {key} must be a list of strings, not a single string; write {key} = [{value!r}].")
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(f"{label}: {key} must be a list of strings, not {type_name(value)}; write {example}.")
+
+
 def resolve(path_or_name: str | Path, *, subdir: str = "", what: str = "spec", folder_fix: str) -> Path:
     """A spec file by path, or a shipped one by bare name; SpecError naming what was looked for."""
     path = Path(path_or_name).expanduser()

@@ -126,16 +126,7 @@ def _validate_templates(value: Any, ctx: _Ctx) -> tuple[str, ...]:
             f"{ctx.source}: the spec has no 'templates' key. Add templates = [\"a photo of "
             f"a {{}} house\", ...] with {{}} where the term goes."
         )
-    if isinstance(value, str):
-        raise SpecError(
-            f"{ctx.label('templates')}: templates must be a list of strings, not a single "
-            f"string; write templates = [{value!r}]."
-        )
-    if not isinstance(value, (list, tuple)):
-        raise SpecError(
-            f"{ctx.label('templates')}: templates must be a list of strings, not "
-            f"{_type(value)}; write templates = [\"a photo of a {{}} house\"]."
-        )
+    specfile.check_str_list(value, ctx.label("templates"), "templates", 'templates = ["a photo of a {} house"]')
     if not value:
         raise SpecError(
             f"{ctx.label('templates')}: there are no templates. Add at least one, e.g. "
@@ -253,16 +244,7 @@ def _check_term_list(terms: Any, ctx: _Ctx) -> None:
         raise SpecError(
             f"{ctx.source}: the spec has no terms. Add terms = [\"...\"] or pass --term TERM."
         )
-    if isinstance(terms, str):
-        raise SpecError(
-            f"{ctx.label('terms')}: terms must be a list of strings, not a single string; "
-            f"write terms = [{terms!r}]."
-        )
-    if not isinstance(terms, (list, tuple)):
-        raise SpecError(
-            f"{ctx.label('terms')}: terms must be a list of strings, not {_type(terms)}; "
-            f"write e.g. terms = [\"fancy\", \"poor\"]."
-        )
+    specfile.check_str_list(terms, ctx.label("terms"), "terms", 'e.g. terms = ["fancy", "poor"]')
     if not terms:
         raise SpecError(
             f"{ctx.label('terms')}: there are no terms to compare with the baseline. Add at "
@@ -271,16 +253,7 @@ def _check_term_list(terms: Any, ctx: _Ctx) -> None:
 
 
 def _validate_probes(value: Any, ctx: _Ctx) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise SpecError(
-            f"{ctx.label('probes')}: probes must be a list of strings, not a single string; "
-            f"write probes = [{value!r}]."
-        )
-    if not isinstance(value, (list, tuple)):
-        raise SpecError(
-            f"{ctx.label('probes')}: probes must be a list of strings, not {_type(value)}; "
-            f"write e.g. probes = [\"mansion\", \"hut\"]."
-        )
+    specfile.check_str_list(value, ctx.label("probes"), "probes", 'e.g. probes = ["mansion", "hut"]')
     out: list[str] = []
     seen: dict[str, int] = {}
     for i, probe in enumerate(value):
@@ -364,16 +337,8 @@ def _validate_controls(value: Any, baseline: str, terms: tuple[str, ...], ctx: _
     none may repeat the baseline, a term or another control."""
     if value is None or (isinstance(value, (list, tuple)) and not value):
         return ()
-    if isinstance(value, str):
-        raise SpecError(
-            f"{ctx.label('controls')}: controls must be a list of strings, not a single string; "
-            f"write controls = [{value!r}]."
-        )
-    if not isinstance(value, (list, tuple)):
-        raise SpecError(
-            f"{ctx.label('controls')}: controls must be a list of strings, not {_type(value)}; "
-            f"write e.g. controls = [\"wooden\", \"small\"] (modifiers the study holds irrelevant)."
-        )
+    specfile.check_str_list(value, ctx.label("controls"), "controls",
+                            'e.g. controls = ["wooden", "small"] (modifiers the study holds irrelevant)')
     taken = {base.casefold(): "the baseline" for base in (baseline,)}
     taken.update({t.casefold(): f"term {t!r}" for t in terms})
     out: list[str] = []
