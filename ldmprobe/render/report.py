@@ -119,7 +119,7 @@ def render_report(document: dict, items: list[dict]) -> str:
     from ldmprobe.render.rates_html import rates_html
     from ldmprobe.render.report_parts import page_values
 
-    return render("report.html.j2", **page_values(document, items), rates=safe("\n".join(rates_html(document, trend_plot))),
+    return render("report.html.j2", **page_values(document, items), rates=safe("\n".join(rates_html(document, trend_plot, items))),
                   drift_plot=safe(drift_plot(document["terms"], document["summary"].get("baseline_spread"))),
                   probe_plot=lambda term: safe(probe_plot(term)))
 
