@@ -33,11 +33,12 @@ COMPACT_AFTER_S = 3600
 COMPACT_AT_FILES = 64
 
 #: A line as :meth:`ImageIndex.record` writes it (keys sorted): read without parsing its recipe.
-_LINE = re.compile(rb'\{"i": (\d+), "k": "([^"\\]*)", "m": (-?\d+), "r": \{.*\}, "s": (\d+)\}\r?')
+_LINE = re.compile(rb'^\{"i": (\d+), "k": "([^"\\\n]*)", "m": (-?\d+), "r": \{[^\n]*\}, "s": (\d+)\}\r?$', re.M)
+#: The manifest is read in blocks of this many bytes.
+_BLOCK = 1 << 22
 _NSFW = b'"nsfw": '
 #: The safety flag of a recipe, as held in memory: unknown (read the recipe when asked), None, False, True.
 _UNKNOWN = 3
-_FLAGS = {b"null": 0, b"false": 1, b"true": 2}
 _FLAG_VALUES = (None, False, True)
 
 
@@ -51,14 +52,19 @@ def _flag_of_line(line: bytes, start: int, end: int) -> int:
     else unknown (the recipe is parsed if the flag is ever asked for)."""
     at = line.find(_NSFW, start, end)
     if at < 0:
-        return 0 if line.find(b'nsfw', start, end) < 0 else _UNKNOWN
-    if line.find(b'nsfw', at + 5, end) >= 0 or line.count(b"{", start, at) - line.count(b"}", start, at) != 1:
+        return 0 if line.find(b"nsfw", start, end) < 0 else _UNKNOWN
+    value = at + len(_NSFW)
+    if line.startswith(b"false", value) and line[value + 5: value + 6] in (b",", b"}"):
+        code = 1
+    elif line.startswith(b"true", value) and line[value + 4: value + 5] in (b",", b"}"):
+        code = 2
+    elif line.startswith(b"null", value) and line[value + 4: value + 5] in (b",", b"}"):
+        code = 0
+    else:
         return _UNKNOWN
-    value = line[at + len(_NSFW): at + len(_NSFW) + 6]
-    for literal, code in _FLAGS.items():
-        if value.startswith(literal) and value[len(literal): len(literal) + 1] in (b",", b"}"):
-            return code
-    return _UNKNOWN
+    if line.find(b"nsfw", value, end) >= 0 or line.count(b"{", start, at) - line.count(b"}", start, at) != 1:
+        return _UNKNOWN  # a second mention, or not at the recipe's top level
+    return code
 
 
 def _flag_code(recipe: dict) -> int:
@@ -120,23 +126,69 @@ class ImageIndex:
             self._first[key] = index
 
     def _read_file(self, path: Path) -> None:
+        """Every line of ``path``, read in blocks (memory does not grow with the file): lines as
+        :meth:`record` writes them by one pattern over the block, any other line parsed in full."""
         try:
-            data = path.read_bytes()
+            fh = open(path, "rb")
         except OSError:  # folded away by another process meanwhile: its lines live on elsewhere
             return
-        file_id, offset, fast = self._file_id(path), 0, _LINE.fullmatch
-        for line in data.split(b"\n"):
-            at, offset = offset, offset + len(line) + 1
-            match = fast(line)
-            if match is not None:
+        file_id, base, rest = self._file_id(path), 0, b""
+        with fh:
+            while True:
                 try:
-                    key = match[2].decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-                self._add(key, (int(match[4]), int(match[3]), int(match[1])),
-                          _flag_of_line(line, match.end(3), match.start(4)), file_id, at)
+                    block = fh.read(_BLOCK)
+                except OSError:
+                    return
+                data = rest + block
+                end = data.rfind(b"\n") + 1 if block else len(data)  # whole lines only, until the end
+                self._read_lines(data, end, file_id, base)
+                base, rest = base + end, data[end:]
+                if not block:
+                    return
+
+    def _read_lines(self, data: bytes, end: int, file_id: int, base: int) -> None:
+        sizes, mtimes, inodes, flags, offsets, keys = [], [], [], [], [], []
+        pos = 0
+        for match in _LINE.finditer(data, 0, end):
+            at = match.start()
+            if at > pos + 1:  # lines of another layout (or torn) in between
+                self._read_other(data[pos:at], file_id, base + pos)
+            pos = match.end()
+            try:
+                key = match[2].decode("utf-8")
+            except UnicodeDecodeError:
                 continue
-            row = self._parse(line) if line.strip() else None  # another layout, or a torn line
+            start, stop = match.end(3), match.start(4)
+            keys.append(key)
+            sizes.append(int(match[4]))
+            mtimes.append(int(match[3]))
+            inodes.append(int(match[1]))
+            flags.append(0 if data.find(b"nsfw", start, stop) < 0 else _flag_of_line(data, start, stop))
+            offsets.append(base + at)
+        if pos < end:
+            self._read_other(data[pos:end], file_id, base + pos)
+        try:
+            sizes, mtimes, inodes = array("Q", sizes), array("q", mtimes), array("Q", inodes)
+        except OverflowError:  # a damaged number somewhere: this block's lines one by one
+            for i, key in enumerate(keys):
+                self._add(key, (sizes[i], mtimes[i], inodes[i]), flags[i], file_id, offsets[i])
+            return
+        first, n = self._first, len(self._flag)
+        self._size.extend(sizes)
+        self._mtime.extend(mtimes)
+        self._ino.extend(inodes)
+        self._flag.extend(array("b", flags))
+        self._file.extend(array("I", [file_id]) * len(keys))
+        self._offset.extend(array("Q", offsets))
+        for index, key in enumerate(keys, n):
+            if first.setdefault(key, index) != index:
+                self._more.setdefault(key, []).append(index)
+
+    def _read_other(self, text: bytes, file_id: int, base: int) -> None:
+        offset = base
+        for line in text.split(b"\n"):
+            at, offset = offset, offset + len(line) + 1
+            row = self._parse(line) if line.strip() else None
             if row is not None:
                 self._add(row[0], row[1], _flag_code(row[2]), file_id, at)
 
