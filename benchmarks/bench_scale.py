@@ -1,7 +1,7 @@
 """A warm rerun at scale: the whole command per cached image, and the plan and embedding load per item.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_scale.py [--sizes 1000 10000 100000] [--dir /tmp]
-        [--sweep-args '--permutations 99 --bootstrap 99']
+        [--sweep-args '--permutations 99 --bootstrap 99'] [--compare OTHER_CHECKOUT] [--profile FILE]
     OMP_NUM_THREADS=1 python benchmarks/bench_scale.py --parts [--sizes 1000 10000] [--dim 768]
 
 **Whole command** (the default; issue 32): the largest size's cache is built as a finished sweep
@@ -249,7 +249,8 @@ def build_whole(work: Path, seeds: int) -> tuple[Path, np.ndarray]:
     return root, np.stack(values).astype(np.float32)
 
 
-def whole(sizes: list[int], folder: Path, extra: list[str]) -> int:
+def whole(sizes: list[int], folder: Path, extra: list[str], compare: Path | None = None,
+          profile: Path | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-whole-", dir=folder))
     try:
         seeds = {n: max(1, n // CELLS) for n in sizes}
@@ -264,16 +265,28 @@ def whole(sizes: list[int], folder: Path, extra: list[str]) -> int:
         for n in sizes:
             items = seeds[n] * CELLS
             spec, out = _spec_file(work, seeds[n]), work / f"run-{items}"
-            seconds, peak = run_process([sys.executable, "-m", "ldmprobe", "sweep", str(spec), *TINY, "-q",
-                                         "--format", "json", "--out", str(out), *extra], env, work / f"run-{items}.log")
+            command = ["-m", "ldmprobe", "sweep", str(spec), *TINY, "-q", "--format", "json", "--out", str(out), *extra]
+            other = {}
+            if compare is not None:  # the other checkout first, on the same cache, back to back
+                other["compare_s"], other["compare_peak_mb"] = run_process(
+                    [sys.executable, *command], {**env, "PYTHONPATH": str(compare.resolve())}, work / f"cmp-{items}.log")
+                compared = json.loads((out / "results.json").read_text())
+                shutil.rmtree(out, ignore_errors=True)
+            seconds, peak = run_process([sys.executable, *command], env, work / f"run-{items}.log")
             document = json.loads((out / "results.json").read_text())
             assert document["counts"]["generated"] == 0 and (out / "report.html").is_file()
+            if compare is not None:  # the same results (provenance and timings aside)
+                other["same_results"] = all(document.get(k) == compared.get(k) for k in ("analysis", "counts", "levels", "trends"))
+            if profile is not None and n == sizes[-1]:
+                shutil.rmtree(out, ignore_errors=True)
+                run_process([sys.executable, "-m", "cProfile", "-o", str(profile), *command[1:]], env,
+                            work / f"profile-{items}.log")
             npy = work / f"emb-{items}.npy"
             np.save(npy, vectors[:items])
             base, base_peak = run_process([sys.executable, "-c", f"import numpy; numpy.load({str(npy)!r})"], env,
                                           work / "numpy.log")
             rows.append({"items": items, "seconds": seconds, "peak_mb": peak, "numpy_s": base,
-                         "numpy_peak_mb": base_peak, "folder_mb": _size_mb(out)})
+                         "numpy_peak_mb": base_peak, "folder_mb": _size_mb(out), **other})
             shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -287,6 +300,22 @@ def whole(sizes: list[int], folder: Path, extra: list[str]) -> int:
         print(f"{a['items']} -> {b['items']}: {1e3 * (b['seconds'] - a['seconds']) / extra:.3f} ms per extra cached "
               f"image (numpy {1e3 * (b['numpy_s'] - a['numpy_s']) / extra:.4f}), peak memory "
               f"{1e3 * (b['peak_mb'] - a['peak_mb']) / extra:.2f} kB per extra image")
+    if compare is not None:
+        print(f"\ncompared with {compare} (run just before each row above, same cache):")
+        print(f"{'items':>8} {'other s':>8} {'this s':>8} {'this/other':>10} {'other MB':>9} {'this MB':>8} same results")
+        for row in rows:
+            print(f"{row['items']:>8} {row['compare_s']:>8.2f} {row['seconds']:>8.2f} "
+                  f"{row['seconds'] / row['compare_s']:>10.2f} {row['compare_peak_mb']:>9.0f} {row['peak_mb']:>8.0f} "
+                  f"{row['same_results']}")
+        for a, b in zip(rows, rows[1:]):
+            extra = b["items"] - a["items"]
+            print(f"{a['items']} -> {b['items']}: {1e3 * (b['compare_s'] - a['compare_s']) / extra:.3f} ms per extra "
+                  f"cached image with the other checkout, {1e3 * (b['seconds'] - a['seconds']) / extra:.3f} with this one")
+    if profile is not None:
+        import pstats
+
+        print(f"\n# cProfile of the {rows[-1]['items']}-item run ({profile}), by cumulative time:", file=sys.stderr)
+        pstats.Stats(str(profile), stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     print(json.dumps(rows), file=sys.stderr)
     return 0
 
@@ -304,6 +333,11 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--stats-max", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the best is kept)")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another checkout of ldmprobe (e.g. a git worktree of the previous commit): each size is "
+                             "also run with it, just before, on the same cache, and the two are put side by side")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also run the largest size once more under cProfile, writing the profile here")
     parser.add_argument("--build-whole", nargs=2, metavar=("WORK", "SEEDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build_whole:  # the child process of the whole-command benchmark that builds its cache
@@ -311,7 +345,7 @@ def main(argv=None) -> int:
         np.save(Path(args.build_whole[0]) / "vectors.npy", vectors)
         return 0
     if not args.parts:
-        return whole(args.sizes or [1000, 10000, 100000], args.dir, args.sweep_args.split())
+        return whole(args.sizes or [1000, 10000, 100000], args.dir, args.sweep_args.split(), args.compare, args.profile)
     args.sizes = args.sizes or [1000, 10000]
     rows = []
     for n in args.sizes:

@@ -17,6 +17,7 @@ Like ``spec``, this module imports nothing heavy (no torch, diffusers or open_cl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -220,10 +221,14 @@ def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
         for term_index, term in enumerate(spec.all_terms):
             is_baseline = term_index == 0
             prompt = expand(template, term)
-            head = f"{parts[0]}{_json_text(prompt)}{parts[1]}" if parts is not None and isinstance(prompt, str) else None
+            head = None
+            if parts is not None and isinstance(prompt, str):  # item_key's text up to the seed, hashed once
+                head = hashlib.sha256(f"{parts[0]}{_json_text(prompt)}{parts[1]}".encode("utf-8"))
             for seed in spec.seeds:
-                if head is not None and _is_int(seed) and seed >= 0:  # item_key's text, the recipe's part made once
-                    key = sha256_hex(f"{head}{int(seed)}{parts[2]}")
+                if head is not None and _is_int(seed) and seed >= 0:
+                    hashed = head.copy()
+                    hashed.update(f"{int(seed)}{parts[2]}".encode("utf-8"))
+                    key = hashed.hexdigest()
                 else:
                     key = item_key(recipe, prompt, seed)
                 items.append(
