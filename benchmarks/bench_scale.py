@@ -183,7 +183,9 @@ def run_process(args: list[str], env: dict, log: Path) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MB) of one new process."""
     with open(log, "wb") as out:
         start = time.perf_counter()
-        child = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # run in the log's folder: ``python -m`` puts the working folder first on sys.path, where a
+        # checkout would shadow the one PYTHONPATH names (--compare)
+        child = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
