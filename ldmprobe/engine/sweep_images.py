@@ -118,7 +118,8 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     to_embed: list[tuple[str, Any]] = []
     absent: list[str] = []
     todo_items = unique_items(setup.items) if items is None else items
-    emb_store.prefetch([item.key for item in todo_items])  # one checked read per batch, not per key
+    keys = [item.key for item in todo_items]
+    cached_vectors = dict(zip(keys, emb_store.get_many(keys)))  # one checked read per batch, not per key
     recorded = store.failures([item.key for item in todo_items])  # one listing per folder when many
     for item in todo_items:
         record = ItemRecord(item=item, cached=item.key not in made)
@@ -128,7 +129,7 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
         else:
             # Images were validated when the work list was made; decode again only those still
             # to embed, and read just the safety flag of the rest (from the manifest: one stat).
-            vector = emb_store.load(item.key)
+            vector = cached_vectors[item.key]
             loaded_image = store.load(item.key) if vector is None else None
             if loaded_image is not None:
                 nsfw = loaded_image[1].get("nsfw")
