@@ -14,9 +14,6 @@ from ldmprobe.cli.checks import MAX_SIDE, SIDE, check_out
 from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
 
 PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
-#: Hybrid parts on any architecture (``before`` only where a T5 block is, ``pooled`` only where a
-#: pooled vector is; the run refuses a part its generator does not have).
-HYBRID_PARTS = ("before", "modifier", "content", "eot_pad", "pooled")
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -35,10 +32,12 @@ def _parts(value: str) -> tuple[str, ...]:
 def _variants(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
+    from ldmprobe.engine.trace_text import ALL_PARTS  # any architecture's parts; the run refuses absent ones
+
     names = _csv(value)
     for name in names:
-        if name not in ("none", "all") and not all(p in HYBRID_PARTS for p in name.split("+")):
-            raise click.BadParameter(f"{name!r} is not a hybrid: use none, all, {', '.join(HYBRID_PARTS)} or parts "
+        if name not in ("none", "all") and not all(p in ALL_PARTS for p in name.split("+")):
+            raise click.BadParameter(f"{name!r} is not a hybrid: use none, all, {', '.join(ALL_PARTS)} or parts "
                                      "joined by '+' (modifier+content)", param_hint="--variants")
     if not names:
         raise click.BadParameter("give at least one hybrid", param_hint="--variants")

@@ -41,11 +41,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ldmprobe.engine.trace_text import ALL_PARTS, parts_of
+
 #: Parts a hybrid can take from the term prompt on SD 1.x, in prompt order (other
 #: architectures: ``trace_text.parts_of``).
-PARTS = ("modifier", "content", "eot_pad")
+PARTS = parts_of("sd1")
 #: Parts located on token positions (the rest of ``trace_text.ALL_PARTS`` is ``pooled``).
-TOKEN_PARTS = ("before", "modifier", "content", "eot_pad")
+TOKEN_PARTS = tuple(p for p in ALL_PARTS if p != "pooled")
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,9 @@ def alignment(spans: TokenSpans) -> np.ndarray:
 def hybrid(term_states: np.ndarray, base_states: np.ndarray, spans: TokenSpans,
            parts: Sequence[str]) -> np.ndarray:
     """Term states at the chosen parts' positions, aligned baseline states elsewhere."""
-    unknown = set(parts) - set(TOKEN_PARTS) - {"pooled"}
+    unknown = set(parts) - set(ALL_PARTS)
     if unknown:
-        raise ValueError(f"unknown hybrid part(s) {sorted(unknown)}; choose from {TOKEN_PARTS + ('pooled',)}")
+        raise ValueError(f"unknown hybrid part(s) {sorted(unknown)}; choose from {ALL_PARTS}")
     labels = spans.part_of()
     take = np.isin(labels, list(parts))
     out = np.asarray(base_states)[alignment(spans)].copy()
@@ -189,20 +191,15 @@ def build_hybrids(loaded, template: str, terms: Sequence[str], baseline: str = "
     """Hybrid conditionings of each term under one template (the encoder runs once per prompt).
 
     ``variants`` None: each of the architecture's parts."""
-    from ldmprobe.engine.trace_text import as_cond, layout
+    from ldmprobe.engine.trace_text import as_cond, encode, layout
 
     text_layout = layout(loaded)
     allowed = text_layout.parts
     variants = allowed if variants is None else variants
+    absent_parts(variants, text_layout.family, ValueError)
     chosen = variant_parts(variants, allowed)
-    bad = sorted({p for parts in chosen.values() for p in parts} - set(allowed))
-    if bad:
-        raise ValueError(f"hybrid part(s) {bad} do not exist on a {text_layout.family} pipeline; "
-                         f"its parts are {', '.join(allowed)}")
     prompts = [fill(template, t) for t in terms]
-    from ldmprobe.engine.trace_generate import encode_prompts
-
-    encoded = encode_prompts(loaded, ([] if base_states is not None else [fill(template, baseline)]) + prompts)
+    encoded = encode(loaded, ([] if base_states is not None else [fill(template, baseline)]) + prompts)
     base = as_cond(base_states) if base_states is not None else encoded[0]
     term_states = encoded[len(encoded) - len(terms):]
     out = []
@@ -250,17 +247,19 @@ def token_groups(text_layout, template: str, term: str, baseline: str = "", noun
     return {name: tuple(positions) for name, positions in groups.items()}
 
 
-def check_variants(variants: Sequence[str] | None, folder) -> None:
-    """Refuse (exit 2, before any model loads) hybrid parts the generator's architecture does not have."""
-    from ldmprobe.engine.trace_text import parts_of
-    from ldmprobe.errors import BadInputError
-    from ldmprobe.models import configs
-
-    if variants is None:
-        return
-    family = configs.architecture(folder)
+def absent_parts(variants: Sequence[str], family: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming the hybrid parts in ``variants`` that a ``family`` generator lacks."""
     allowed = parts_of(family)
     bad = sorted({p for parts in variant_parts(variants, allowed).values() for p in parts} - set(allowed))
     if bad:
-        raise BadInputError(f"--variants: {', '.join(bad)} is not a part of a {family} generator's conditioning; "
-                            f"its parts are {', '.join(allowed)}")
+        raise error(f"hybrid part(s) {', '.join(bad)} (--variants) are not part of a {family} generator's "
+                    f"conditioning; its parts are {', '.join(allowed)}")
+
+
+def check_variants(variants: Sequence[str] | None, folder) -> None:
+    """Refuse (exit 2, before any model loads) hybrid parts the generator's architecture does not have."""
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.models import configs
+
+    if variants is not None:
+        absent_parts(variants, configs.architecture(folder), BadInputError)

@@ -72,12 +72,11 @@ class GenSettings:
             return self
         from dataclasses import replace
 
-        folder = getattr(loaded, "folder", None)
-        if folder is None:
-            return replace(self, guidance=7.5)
         from ldmprobe.models.configs import default_guidance
+        from ldmprobe.specs.generation import DEFAULT_GUIDANCE
 
-        return replace(self, guidance=default_guidance(folder))
+        folder = getattr(loaded, "folder", None)
+        return replace(self, guidance=DEFAULT_GUIDANCE if folder is None else default_guidance(folder))
 
     def size(self, loaded) -> tuple[int, int]:
         """(height, width) in pixels: the settings' or the generator's native size.
@@ -212,13 +211,6 @@ def _run_batch(loaded, batch: Sequence[CondJob], settings: GenSettings, negative
     return np.asarray(out.images, dtype=np.float32)
 
 
-def negative_embedding(loaded, settings: GenSettings):
-    """The negative prompt's conditioning, encoded once per run (None where the pipeline uses none)."""
-    from ldmprobe.engine.trace_text import negative
-
-    return negative(loaded, settings.negative_prompt)
-
-
 def generate_jobs(loaded, jobs: Sequence[CondJob], settings: GenSettings, *, batch_size: int = 4,
                   on_batch: Callable[[int], None] | None = None, before_batch: Callable[[int], None] | None = None,
                   after_batch: Callable[[], None] | None = None) -> JobImages:
@@ -231,7 +223,9 @@ def generate_jobs(loaded, jobs: Sequence[CondJob], settings: GenSettings, *, bat
 
     check_pipeline(loaded)
     settings = settings.for_generator(loaded)
-    negative = negative_embedding(loaded, settings)
+    from ldmprobe.engine.trace_text import negative as negative_cond
+
+    negative = negative_cond(loaded, settings.negative_prompt)  # once per run; None where unused (Flux)
     start = time.perf_counter()
     rows, failed = [], []
     for first in range(0, len(jobs), max(1, int(batch_size))):

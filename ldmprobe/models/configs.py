@@ -71,18 +71,20 @@ def guidance_semantics(folder: Path) -> dict[str, Any]:
     return {"kind": "cfg", "negative_prompt": True}
 
 
-#: diffusers' own default ``guidance_scale`` per pipeline class (what the model was released to
-#: run at; SD 1.x's 7.5 is also ldmprobe's default for any other pipeline).
+#: diffusers' own default ``guidance_scale`` per pipeline class (what the model was released to run at).
 _DEFAULT_GUIDANCE = {"StableDiffusionPipeline": 7.5, "StableDiffusionXLPipeline": 5.0,
                      "StableDiffusion3Pipeline": 7.0, "FluxPipeline": 3.5}
 
 
-def default_guidance(folder: Path, fallback: float = 7.5) -> float:
+def default_guidance(folder: Path) -> float:
     """The guidance scale the generator runs at when neither the command nor the spec sets one:
-    its pipeline's own default (SDXL 5, SD 3 7, Flux.1 dev 3.5, Flux.1 schnell 0: it takes none)."""
+    its pipeline's own default (SDXL 5, SD 3 7, Flux.1 dev 3.5, Flux.1 schnell 0: it takes none),
+    else ldmprobe's (``specs.generation.DEFAULT_GUIDANCE``)."""
+    from ldmprobe.specs.generation import DEFAULT_GUIDANCE
+
     if guidance_semantics(folder)["kind"] == "none":
         return 0.0
-    return _DEFAULT_GUIDANCE.get(pipeline_class(folder), fallback)
+    return _DEFAULT_GUIDANCE.get(pipeline_class(folder), DEFAULT_GUIDANCE)
 
 
 #: Pipeline class -> (T5 tokenizer component, the pipeline's default ``max_sequence_length``).

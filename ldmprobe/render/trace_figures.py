@@ -39,24 +39,25 @@ def _short(text: str, width: int = 28) -> str:
 
 
 def attention_overlays(path: Path, term: str, templates, seeds, images, maps, groups, *, mass: float = 0.5,
-                       alpha: float = 0.6, objects: bool = False) -> Path:
+                       alpha: float = 0.6, regions=None) -> Path:
     """Rows: the term's image, the modifier's attention over it, the noun's; columns: (template, seed).
 
-    ``images`` (T, S, H, W, 3) uint8; ``maps`` (T, S, G, H, W) upsampled group maps. ``objects``:
-    outline each picture's object (``analysis.trace.object_region``, as the numbers measure it)
-    instead of the noun region.
+    ``images`` (T, S, H, W, 3) uint8; ``maps`` (T, S, G, H, W) upsampled group maps. ``regions``:
+    the object masks the numbers were measured against (``regions[t][s]``, None where a picture
+    had none), outlined instead of the noun region.
     """
-    from ldmprobe.analysis.trace import noun_region, object_region
+    from ldmprobe.analysis.trace import noun_region
 
     plt = _plt()
     pairs = _pairs(images.shape[0], images.shape[1])
     noun = maps[:, :, groups.index("noun")]
+    objects = regions is not None
 
     def outline(t, s):
         if not objects:
             return noun_region(noun[t, s], mass)
-        found = object_region(images[t, s])
-        return np.zeros(noun.shape[2:], bool) if found is None else found
+        found = regions[t][s]
+        return np.zeros(noun.shape[2:], bool) if found is None else np.asarray(found, bool)
 
     region = np.array([[outline(t, s) for s in range(noun.shape[1])] for t in range(noun.shape[0])])
     rows = [("image", None), (f"'{term}' attention", groups.index("modifier")), ("noun attention", groups.index("noun"))]

@@ -49,6 +49,12 @@ def _conditioning(doc: dict, pictures: dict, figure) -> dict:
     return {"figures": shown, "table": _effect_rows(doc["conditioning"])}
 
 
+def _regions_of(pictures: dict, i: int, attention: dict):
+    """Term i's object masks as the numbers used them, or None (measured against the noun region)."""
+    regions = pictures.get("attention_regions")
+    return regions[i] if regions is not None and attention.get("region") == "object" else None
+
+
 def _attention(doc: dict, pictures: dict, figure) -> dict:
     maps, plain, config, shown = pictures.get("attention_maps"), pictures.get("plain_pixels"), doc["config"], []
     if maps is not None and plain is not None:
@@ -57,7 +63,7 @@ def _attention(doc: dict, pictures: dict, figure) -> dict:
                                 f"'{a['term']}': the images, the modifier's and the noun's attention", a["term"],
                                 config["templates"], config["seeds"], plain[1 + i], maps[i],
                                 list(pictures["attention_groups"]), mass=config["attention_mass"],
-                                objects=a.get("region") == "object"))
+                                regions=_regions_of(pictures, i, a)))
     objects = any(a.get("region") == "object" for a in doc["attention"])
 
     def signal(a):

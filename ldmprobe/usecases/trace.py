@@ -228,7 +228,7 @@ def _attention(run: _Run, plain: dict) -> tuple[tuple[AttentionTrace, ...], floa
     grouped, names = group_maps(result.maps, groups)
     shares = grouped.mean((2, 3))
     maps = upsample(grouped, (height, width)).reshape(len(o.terms), run.n_t, run.n_s, len(names), height, width)
-    run.pictures.update(attention_maps=maps, attention_groups=names)
+    run.pictures.update(attention_maps=maps, attention_groups=names, attention_regions=regions)
     out = tuple(attention_numbers(term, maps[i, :, :, names.index("modifier")], maps[i, :, :, names.index("noun")],
                                   shares.reshape(len(o.terms), run.n_t, run.n_s, -1)[i], names,
                                   mass=o.attention_mass, regions=None if regions is None else regions[i])
