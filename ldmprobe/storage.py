@@ -63,6 +63,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def read_for_check(path: Path) -> bytes | None:
+    """A cached file's bytes before its check: None when it is missing, ``b""`` when it cannot be
+    read (so the check fails and the entry is removed and remade like a damaged one)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -12,7 +12,7 @@ import hashlib
 import io
 from pathlib import Path
 
-from ldmprobe.storage import atomic_write_bytes, cache_root, record_repair
+from ldmprobe.storage import atomic_write_bytes, cache_root, read_for_check, record_repair
 
 
 def _digest(data: bytes) -> str:
@@ -78,12 +78,9 @@ class ArrayStore:
         """The array, or None when missing, written without a digest (an older version: it is
         made again, no repair reported) or damaged (removed and reported once)."""
         path = self.path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_for_check(path)
+        if data is None:
             return None
-        except OSError:
-            data = b""
         array, reason = check_npy(data)
         if reason is not None:
             path.unlink(missing_ok=True)

@@ -7,11 +7,10 @@ import json
 import os
 from pathlib import Path
 
-
 from ldmprobe.digest import digest
 from ldmprobe.storage import (  # noqa: F401  (the stores' foundation, importable from here)
     IDENTITY_FILE, atomic_write_bytes, atomic_write_text, cache_root, check_cache_root, models_dir,
-    namespace_identity, publish_dir,
+    namespace_identity, publish_dir, read_for_check,
     record_repair, remember_namespace, staging_dir,
 )
 
@@ -110,12 +109,9 @@ class ImageStore:
     def checked_bytes(self, key: str) -> bytes | None:
         """The file's bytes when they pass :func:`check_png`; a failing file is removed and reported."""
         path = self.path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_for_check(path)
+        if data is None:
             return None
-        except OSError:
-            data = b""
         reason = check_png(data, key)
         if reason is not None:
             self._remove(path, "images", reason)
