@@ -78,6 +78,7 @@ def write_generated_calibration(folder: Path, weights: Path, per_option: int = 2
     counts = {(g, o): 0 for g, options in GROUPS.items() for o in options}
     for group in GROUPS:
         shutil.rmtree(folder / group, ignore_errors=True)
+    evaluate.SETTINGS["steps"] = steps
     made = 0
     while made < max_images and min(counts.values()) < per_option:
         if prompts and made < prompt_images:
@@ -90,7 +91,6 @@ def write_generated_calibration(folder: Path, weights: Path, per_option: int = 2
                 scenes += scenes_with(rng, group, option, 1)
             chosen = [world.caption(scene, rng) for scene in scenes]
         seeds = list(range(SEED_BASE + made, SEED_BASE + made + batch))
-        evaluate.SETTINGS["steps"] = steps
         images = evaluate.generate(pipe, chosen, seeds, batch=batch, guidance=guidance)
         made += batch
         for image in images:

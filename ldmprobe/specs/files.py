@@ -27,8 +27,6 @@ def type_name(value: Any) -> str:
 def check_str_list(value: Any, label: str, key: str, example: str) -> None:
     """Refuse a single string (``write KEY = ["..."]``) or a non-list (``write EXAMPLE``) where a
     list of strings belongs; ``label`` is where in the file."""
-    from ldmprobe.errors import SpecError
-
     if isinstance(value, str):
         raise SpecError(f"{label}: {key} must be a list of strings, not a single string; write {key} = [{value!r}].")
     if not isinstance(value, (list, tuple)):
