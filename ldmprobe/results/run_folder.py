@@ -170,6 +170,8 @@ def check_out_dir(out: Path) -> None:
 def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemRecord], setup: SweepSetup,
                      store: cache.ImageStore, finish: Callable[[Path], None] | None = None) -> SweepResult:
     """results.json, items.jsonl, the sampled images and one contact sheet per template.
+    ``setup``: the whole sweep's (every guidance / steps level: items.jsonl lists them all; the
+    contact sheets and copied images are the top level's, the first listed).
 
     Written into a new folder beside ``out`` and published at the end, complete, ``finish``
     (e.g. writing report.html) included, so a stop or failure leaves neither a half-written run
@@ -181,10 +183,11 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
     it and a cache prune cannot break results.json or report.html. Returns the result with its
     contact sheets listed; ``result`` itself is left as it was.
     """
+    first = setup.level_setup(0) if setup.several_levels else setup  # sheets and copies: the top level's
     try:
         with staged_folder(out, replace=setup.options.replace) as staging:
             copied: dict[str, str] = {}
-            sheets = [_write_contact_sheet(staging, t, records, setup, store, copied)
+            sheets = [_write_contact_sheet(staging, t, records, first, store, copied)
                       for t in range(len(setup.spec.templates))]
             _write_items(staging, records, setup, copied)
             written = result.with_contact_sheets(sheets)
@@ -256,7 +259,9 @@ def _publish(staging: Path, out: Path, *, replace: bool) -> None:
 
 
 def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, copied: dict[str, str]) -> None:
-    """items.jsonl: one line per planned image, its cache key, and its copy in the folder if any."""
+    """items.jsonl: one line per planned image of every guidance / steps level, its level (the
+    ``guidance`` and ``steps`` it was made with), its cache key, and its copy in the folder if any
+    (images of the top level's first seeds; ``ldmprobe export`` copies the rest)."""
     drop = setup.options.nsfw == "drop"
     with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
         for item in setup.items:
@@ -264,6 +269,7 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, c
             fh.write(json.dumps({  # plain values; anything else goes through the one JSON converter
                 "template": item.template, "template_index": item.template_index, "term": item.term,
                 "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
+                "guidance": item.recipe.guidance, "steps": item.recipe.steps,
                 "image": copied.get(item.key), "cached": record.cached,
                 "flags": {"failed": record.failed, "nsfw": record.nsfw, "dropped": drop and bool(record.nsfw)},
             }, ensure_ascii=False, allow_nan=False, default=jsonable) + "\n")

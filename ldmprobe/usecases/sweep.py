@@ -11,7 +11,7 @@ from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddin
 from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
 from ldmprobe.usecases.sweep_attributes import attribute_fields
-from ldmprobe.usecases.sweep_levels import add_levels_to_items, generate_levels, level_setups, levels_and_trends
+from ldmprobe.usecases.sweep_levels import generate_levels, level_setups, levels_and_trends
 from ldmprobe.engine.conditioning_arch import conditioning_by_encoder
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
@@ -250,15 +250,8 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
     if report:  # report.html is written into the folder before it is published
         from ldmprobe.render.report import write_report
 
-    def finish(staging: Path) -> None:
-        if setup.several_levels:
-            add_levels_to_items(staging, setup, records)
-        if write_report is not None:
-            write_report(staging)
-
-    # contact sheets and the images copied in are the first level's (the top level's)
-    first = setup.level_setup(0) if setup.several_levels else setup
-    return write_run_folder(out, result, records, first, store, finish=finish)
+    # items.jsonl lists every level's images; contact sheets and copied images are the top level's
+    return write_run_folder(out, result, records, setup, store, finish=write_report)
 
 
 def tidy_cache(store: cache.ImageStore, reporter) -> None:

@@ -5,12 +5,9 @@ are computed across the levels (``analysis.trends``). A single-level sweep passe
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ldmprobe.analysis.sweep import StatisticsSettings
-from ldmprobe.engine import cache
 from ldmprobe.engine.progress import GenerationProgress
-from ldmprobe.engine.sweep_images import ItemRecord, generate_missing
+from ldmprobe.engine.sweep_images import generate_missing
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.models.loader import ModelLoader
 
@@ -52,30 +49,3 @@ def levels_and_trends(setup: SweepSetup, datas: list, analyses: list, settings: 
                    for (g, s), a in zip(pairs, analyses))
     return levels, sweep_trends(datas, pairs, alpha=settings.alpha)
 
-
-def add_levels_to_items(folder: Path, setup: SweepSetup, records: dict[str, ItemRecord]) -> None:
-    """items.jsonl of a several-level sweep: each line with its ``guidance`` and ``steps``, and a
-    line for every image of the other levels (referenced by key; ``ldmprobe export`` copies them)."""
-    import json
-
-    from ldmprobe.records import jsonable
-
-    path = folder / "items.jsonl"
-    level_of = {item.key: (item.recipe.guidance, item.recipe.steps) for item in setup.items}
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    written = {line["key"] for line in lines}
-    drop = setup.options.nsfw == "drop"
-    for item in setup.items:
-        if item.key in written:
-            continue
-        record = records[item.key]
-        lines.append({"template": item.template, "template_index": item.template_index, "term": item.term,
-                      "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
-                      "image": None, "cached": record.cached,
-                      "flags": {"failed": record.failed, "nsfw": record.nsfw, "dropped": drop and bool(record.nsfw)}})
-        written.add(item.key)
-    for line in lines:
-        line.setdefault("guidance", level_of[line["key"]][0])
-        line.setdefault("steps", level_of[line["key"]][1])
-    cache.atomic_write_text(path, "".join(json.dumps(line, ensure_ascii=False, allow_nan=False, default=jsonable)
-                                          + "\n" for line in lines))
