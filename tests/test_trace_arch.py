@@ -177,7 +177,7 @@ def test_default_guidance_is_the_generators_own(generators, tmp_path):
     import json
 
     from ldmprobe.models import configs
-    from ldmprobe.specs.generation import GenerationSettings
+    from ldmprobe.specs.generation import DEFAULT_STEPS, DEFAULT_TINY_STEPS, GenerationSettings
 
     got = {name: configs.default_guidance(generators[name].folder) for name in NAMES}
     assert got == {"tiny-sdxl": 5.0, "tiny-sd3": 7.0, "tiny-flux": 3.5}
@@ -190,6 +190,10 @@ def test_default_guidance_is_the_generators_own(generators, tmp_path):
     assert GenerationSettings.resolve(steps=None, guidance=2.0, spec_guidance=6.0, model_guidance=3.5).guidance == 2.0
     assert GenSettings().for_generator(generators["tiny-flux"]).guidance == 3.5
     assert GenSettings(guidance=1.0).for_generator(generators["tiny-flux"]).guidance == 1.0
+    # unset steps are the sweep's default, as from the command line (not a trace-only number)
+    assert GenSettings().for_generator(generators["tiny-flux"]).steps == DEFAULT_STEPS
+    assert GenSettings().for_generator(generators["tiny-flux"], tiny=True).steps == DEFAULT_TINY_STEPS
+    assert GenSettings(steps=3).for_generator(generators["tiny-flux"], tiny=True).steps == 3
 
 
 def test_prompt_limits_follow_the_encoder_the_denoiser_reads(fresh_cache, tmp_path, generators):

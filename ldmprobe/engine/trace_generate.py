@@ -60,23 +60,29 @@ class CondJob:
 class GenSettings:
     """How trace images are sampled (the sweep recipe's steps, guidance, size, negative prompt)."""
 
-    steps: int = 20
+    steps: int | None = None  # None: the sweep's default (``GenerationSettings``: 50, tiny models 4)
     guidance: float | None = None  # None: the generator's own default (``configs.default_guidance``)
     width: int | None = None
     height: int | None = None
     negative_prompt: str = ""
 
-    def for_generator(self, loaded) -> "GenSettings":
-        """These settings with the guidance resolved: the generator's own default when unset."""
-        if self.guidance is not None:
+    def for_generator(self, loaded, *, tiny: bool = False) -> "GenSettings":
+        """These settings with what is unset resolved as a sweep resolves it: the steps by
+        ``GenerationSettings`` (``tiny``: the tiny models' default), the guidance by the
+        generator's own default."""
+        if self.guidance is not None and self.steps is not None:
             return self
         from dataclasses import replace
 
         from ldmprobe.models.configs import default_guidance
-        from ldmprobe.specs.generation import DEFAULT_GUIDANCE
+        from ldmprobe.specs.generation import DEFAULT_GUIDANCE, GenerationSettings
 
         folder = getattr(loaded, "folder", None)
-        return replace(self, guidance=DEFAULT_GUIDANCE if folder is None else default_guidance(folder))
+        guidance = self.guidance
+        if guidance is None:
+            guidance = DEFAULT_GUIDANCE if folder is None else default_guidance(folder)
+        steps = GenerationSettings.resolve(steps=self.steps, guidance=guidance, tiny=tiny).steps
+        return replace(self, steps=steps, guidance=guidance)
 
     def size(self, loaded) -> tuple[int, int]:
         """(height, width) in pixels: the settings' or the generator's native size.

@@ -311,7 +311,7 @@ def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progre
     from ldmprobe.engine.trace_generate import check_pipeline
 
     check_pipeline(generator)
-    options = dataclasses.replace(options, settings=options.settings.for_generator(generator))
+    options = dataclasses.replace(options, settings=options.settings.for_generator(generator, tiny=tiny))
     run = _Run(generator, measurer, options, on_progress)
     if options.variants is None:
         options = dataclasses.replace(options, variants=run.layout.parts)
