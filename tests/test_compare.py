@@ -3,6 +3,7 @@ on two tiny-model runs of one spec (bad input included)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -208,22 +209,29 @@ def _sweep(spec, out, *extra):
     return json.loads(result.stdout)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, cache_root, tiny_generator, tiny_measurer):
-    """Two runs of one spec by two 'generators' (2 and 3 denoising steps) in a private cache."""
-    root = tmp_path_factory.mktemp("compare")
+@contextlib.contextmanager
+def private_cache(root: Path, cache_root: Path):
+    """LDMPROBE_CACHE set to a new cache in ``root`` (sharing the models folder) for the block."""
     cache = root / "cache"
     cache.mkdir()
     (cache / "models").symlink_to(cache_root / "models", target_is_directory=True)
     old = os.environ["LDMPROBE_CACHE"]
     os.environ["LDMPROBE_CACHE"] = str(cache)
-    spec = root / "pair.toml"
-    spec.write_text(SPEC)
     try:
-        docs = {"a": _sweep(spec, root / "a", "--steps", "2"), "b": _sweep(spec, root / "b", "--steps", "3")}
-        yield {"root": root, "cache": cache, "spec": spec, "docs": docs, "a": root / "a", "b": root / "b"}
+        yield cache
     finally:
         os.environ["LDMPROBE_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, cache_root, tiny_generator, tiny_measurer):
+    """Two runs of one spec by two 'generators' (2 and 3 denoising steps) in a private cache."""
+    root = tmp_path_factory.mktemp("compare")
+    with private_cache(root, cache_root) as cache:
+        spec = root / "pair.toml"
+        spec.write_text(SPEC)
+        docs = {"a": _sweep(spec, root / "a", "--steps", "2"), "b": _sweep(spec, root / "b", "--steps", "3")}
+        yield {"root": root, "cache": cache, "spec": spec, "docs": docs, "a": root / "a", "b": root / "b"}
 
 
 def compare(*args, expect=0, env=None):

@@ -119,6 +119,9 @@ class CompareAnalysis(Record):
     alpha: float
     design: dict
     notes: tuple[str, ...]
+    paired: bool = True  # images paired by (template, term, seed); False: other seeds, rates only
+    rates: tuple = ()  # analysis.compare_rates.RateChange per (term, group, option)
+    diversity: tuple = ()  # analysis.compare_rates.DiversityChange per term
 
 
 # ----------------------------------------------------------------------------- tables
@@ -315,3 +318,10 @@ def compare_embeddings(data: CompareEmbeddings, settings: CompareSettings = Comp
     design["min_p"].pop("controls", None)  # a comparison has no control terms
     design["messages"] = list(messages)
     return CompareAnalysis(terms=tuple(terms), alpha=settings.alpha, design=design, notes=notes)
+
+
+def unpaired_analysis(settings: CompareSettings = CompareSettings()) -> CompareAnalysis:
+    """Runs that do not pair image by image (other seeds): no drift or probe comparison."""
+    note = ("the runs were made with different seeds, so their images do not pair by (template, term, seed): image "
+            "drift and probe shifts are not compared; attribute rates and diversity are, unpaired.")
+    return CompareAnalysis(terms=(), alpha=settings.alpha, design={}, notes=(note,), paired=False)

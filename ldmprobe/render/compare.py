@@ -77,7 +77,9 @@ def compare_records(document) -> list[dict]:
         for row in term["probes"]:
             records.append({"kind": "compare-row", "term": term["term"], "measure": "probe_shift",
                             "n_pairs": term["n_pairs"], **row})
-    return records
+    from ldmprobe.render.compare_rates import rate_records
+
+    return records + rate_records(document)
 
 
 def _table(title: str, columns: tuple[str, ...]):
@@ -126,17 +128,23 @@ def render_compare(document):
 
     document = as_document(document)
     alpha = document["summary"]["alpha"]
-    parts = [Text(f"{document['spec']['name']}: run B compared with run A, image by image "
+    paired = document["summary"].get("paired", True)
+    parts = [Text(f"{document['spec']['name']}: run B compared with run A, "
+                  f"{'image by image' if paired else 'unpaired (other seeds)'} "
                   f"(measurer {document['measurer'].get('spec')})"),
-             Text(_run_line("A", document["runs"]["a"])), Text(_run_line("B", document["runs"]["b"])),
-             _drift_table(document)]
-    changed = sum(r["verdict"] in ("better", "worse") for t in document["terms"] for r in t["probes"])
-    tested = sum(len(t["probes"]) for t in document["terms"])
-    if changed:
-        parts.append(_probe_table(document))
-    parts.append(Text(f"{changed} of {tested} (term, probe) shifts changed clearly (BH-adjusted p < {alpha}); "
-                      "--format json lists them all."))
-    parts.append(Text("better: moved less in B (drift smaller, or |shift| smaller); WORSE: moved more."))
+             Text(_run_line("A", document["runs"]["a"])), Text(_run_line("B", document["runs"]["b"]))]
+    if paired:
+        parts.append(_drift_table(document))
+        changed = sum(r["verdict"] in ("better", "worse") for t in document["terms"] for r in t["probes"])
+        tested = sum(len(t["probes"]) for t in document["terms"])
+        if changed:
+            parts.append(_probe_table(document))
+        parts.append(Text(f"{changed} of {tested} (term, probe) shifts changed clearly (BH-adjusted p < {alpha}); "
+                          "--format json lists them all."))
+        parts.append(Text("better: moved less in B (drift smaller, or |shift| smaller); WORSE: moved more."))
+    from ldmprobe.render.compare_rates import rate_parts
+
+    parts += rate_parts(document)
     for note in summary_notes(document["summary"]):
         parts.append(Text(f"note: {note}", style="yellow"))
     from ldmprobe.render.sweep import caveat_lines
@@ -165,5 +173,8 @@ def compare_html(document) -> str:
     runs = [([label, run["path"], run["pipeline"], run["steps"], run["guidance"], run["dtype"],
               f"{run['n_usable']}/{run['n_items']}"], None)
             for label, run in (("A", document["runs"]["a"]), ("B", document["runs"]["b"]))]
+    from ldmprobe.render.compare_rates import rate_html_rows
+
     return render("compare.html.j2", doc=document, runs=runs, drift=drift, probes=probes, drift_label=drift_label,
-                  probe_label=probe_label, first=terms[0] if terms else None, notes=summary_notes(document["summary"]))
+                  probe_label=probe_label, first=terms[0] if terms else None, notes=summary_notes(document["summary"]),
+                  **rate_html_rows(document))

@@ -18,6 +18,8 @@ from ldmprobe.records import Record, jsonable
 
 #: The spec fields two runs must share to be paired image by image.
 SPEC_FIELDS = ("templates", "baseline", "terms", "seeds", "probes")
+#: The spec fields two runs must share for their attribute rates to compare (one measurement).
+ATTRIBUTE_FIELDS = ("attributes", "calibration")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class RunItem:
     seed: int
     key: str | None  # None for a run from an embeddings file (its vectors are in that file)
     usable: bool  # not failed and not dropped by --nsfw drop
+    guidance: float | None = None  # the level it was made at (items.jsonl of a sweep over several)
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,11 @@ def _item(line: dict, path: Path, number: int) -> RunItem:
     try:
         flags = line.get("flags") or {}
         key = line["key"]
+        guidance, steps = line.get("guidance"), line.get("steps")
         return RunItem(int(line["template_index"]), str(line["term"]), int(line["seed"]),
                        None if key is None else str(key),
-                       usable=flags.get("failed") is None and not flags.get("dropped"))
+                       usable=flags.get("failed") is None and not flags.get("dropped"),
+                       guidance=None if guidance is None else float(guidance), steps=None if steps is None else int(steps))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"{path} line {number}: not an item record ({exc}); rerun the sweep to rewrite "
                             "items.jsonl.") from None
@@ -100,7 +106,17 @@ def read_run(folder: Path, label: str) -> RunData:
             except ValueError:
                 raise BadInputError(f"{path} line {number} is not JSON; rerun the sweep to rewrite it.") from None
             items.append(_item(line, path, number))
-    return RunData(folder, document, tuple(items))
+    return RunData(folder, document, tuple(top_level(items, document)))
+
+
+def top_level(items: list[RunItem], document: dict) -> list[RunItem]:
+    """The items of a sweep over several guidance / steps levels that belong to its top level
+    (the first listed, whose figures are the document's own); every item of a single-level run."""
+    levels = document.get("levels") or []
+    if len(levels) < 2:
+        return items
+    first = (levels[0].get("guidance"), levels[0].get("steps"))
+    return [i for i in items if (i.guidance, i.steps) == first]
 
 
 def _short(value: Any) -> str:
@@ -108,29 +124,39 @@ def _short(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _spec_differences(a: RunData, b: RunData) -> list[str]:
+def _spec_differences(a: RunData, b: RunData, fields=SPEC_FIELDS, cells: bool = True) -> list[str]:
     diffs = []
-    for name in SPEC_FIELDS:
+    for name in fields:
         va, vb = a.spec.get(name), b.spec.get(name)
         if va != vb:
             diffs.append(f"{name}: A has {_short(va)}, B has {_short(vb)}")
     cells_a = {(i.template_index, i.term, i.seed) for i in a.items}
     cells_b = {(i.template_index, i.term, i.seed) for i in b.items}
-    if not diffs and cells_a != cells_b:
+    if cells and not diffs and cells_a != cells_b:
         only = sorted(cells_a ^ cells_b)[:3]
         diffs.append(f"items.jsonl: {len(cells_a ^ cells_b)} (template, term, seed) cells are in one run only, "
                      f"e.g. {only}")
     return diffs
 
 
-def check_comparable(a: RunData, b: RunData) -> None:
-    """BadInputError naming the difference unless both runs are of one spec by one measurer."""
+def same_attributes(a: RunData, b: RunData) -> bool:
+    """Both runs measure the same attribute groups (and calibration set): their rates compare."""
+    return bool(a.spec.get("attributes")) and all(a.spec.get(k) == b.spec.get(k) for k in ATTRIBUTE_FIELDS)
+
+
+def check_comparable(a: RunData, b: RunData) -> bool:
+    """Whether the runs pair image by image (the same spec and cells: True), or only their rates and
+    diversity compare, unpaired (the same spec and attribute groups, other seeds: False); else a
+    BadInputError naming the difference. Both runs must be by one measurer."""
     diffs = _spec_differences(a, b)
-    if diffs:
+    unpaired = same_attributes(a, b) and not _spec_differences(a, b, tuple(f for f in SPEC_FIELDS if f != "seeds"),
+                                                               cells=False)
+    if diffs and not unpaired:
         raise BadInputError(
             f"{a.path} (A) and {b.path} (B) are not runs of the same spec, so their images cannot be paired by "
             f"(template, term, seed): " + "; ".join(diffs) + ". Rerun one sweep with the other's spec and seeds "
-            "(only the generator or its settings should differ).")
+            "(only the generator or its settings should differ; runs with the same [attributes] may differ in "
+            "seeds, and then only their rates and diversity are compared).")
     if a.from_embeddings or b.from_embeddings:
         if not (a.from_embeddings and b.from_embeddings):
             own, other = (a, b) if a.from_embeddings else (b, a)
@@ -139,7 +165,7 @@ def check_comparable(a: RunData, b: RunData) -> None:
                 f"measurer {other.measurer.get('spec')!r}: ldmprobe cannot tell whether they share one CLIP space. "
                 "Compare two runs from embeddings files made by one model, or export this run's embeddings "
                 "(sweep --export-embeddings) and sweep both from files.")
-        return  # one space is checked on the files themselves (dimension, probe embeddings)
+        return not diffs  # one space is checked on the files themselves (dimension, probe embeddings)
     ma, mb = a.measurer.get("identity"), b.measurer.get("identity")
     if not ma or not mb:
         raise BadInputError(f"{(a if not ma else b).path / 'results.json'} records no measurer identity "
@@ -150,6 +176,7 @@ def check_comparable(a: RunData, b: RunData) -> None:
             f"{b.measurer.get('spec')!r} {_short(mb)}. Drift and probe shifts are only comparable in one CLIP space; "
             f"rerun one sweep with --measurer {a.measurer.get('spec')} (its images are cached, so only the "
             "embedding is redone).")
+    return not diffs
 
 
 def run_summary(run: RunData) -> dict:
@@ -186,9 +213,14 @@ class CompareResult(Record):
             "schema_version": self.schema_version, "kind": self.kind, "spec": jsonable(self.spec),
             "runs": jsonable(self.runs), "measurer": jsonable(self.measurer), "config": jsonable(self.config),
             "provenance": jsonable(self.provenance), "terms": analysis["terms"],
+            "rates": analysis["rates"], "diversity": analysis["diversity"],
             "summary": {"alpha": analysis["alpha"], "design": analysis["design"], "notes": analysis["notes"],
                         "better": [t.term for t in self.analysis.terms if t.verdict == "better"],
-                        "worse": [t.term for t in self.analysis.terms if t.verdict == "worse"]},
+                        "worse": [t.term for t in self.analysis.terms if t.verdict == "worse"],
+                        "paired": analysis["paired"],
+                        "rate_changes": sum(r.verdict in ("higher", "lower") for r in self.analysis.rates),
+                        "narrows": [d.term for d in self.analysis.diversity if d.verdict == "narrows"],
+                        "widens": [d.term for d in self.analysis.diversity if d.verdict == "widens"]},
             "report": self.report,
         }
 

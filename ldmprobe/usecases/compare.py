@@ -7,11 +7,12 @@ the probe words' text embeddings are not cached.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ldmprobe.analysis.compare import CompareEmbeddings, CompareSettings, compare_embeddings
+from ldmprobe.analysis.compare import CompareEmbeddings, CompareSettings, compare_embeddings, unpaired_analysis
 from ldmprobe.digest import CACHE_KINDS, cache_key
 from ldmprobe.engine import cache
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
@@ -42,12 +43,12 @@ def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = Compar
             if out.resolve() == Path(run.path).resolve():
                 raise BadInputError(f"--out {out} is {name}: a run folder is its sweep's own. "
                                     "Choose another folder for the comparison.")
-    check_comparable(a, b)
+    paired = check_comparable(a, b)
     if out is not None:
         out = prepare_out(out, spec_name="compare", runs_dir=Path("runs"), replace=replace, markers=("compare.json",))
     try:
         return _compare(a, b, settings, out, offline=offline, device=device, reporter=reporter,
-                        replace=replace, started=started)
+                        replace=replace, started=started, paired=paired)
     except BaseException:
         if out is not None:
             release_out(out)
@@ -55,13 +56,22 @@ def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = Compar
 
 
 def _compare(a: RunData, b: RunData, settings: CompareSettings, out: Path | None, *, offline, device, reporter,
-             replace, started) -> CompareResult:
+             replace, started, paired: bool = True) -> CompareResult:
     same = (a.source.get("sha256") == b.source.get("sha256") if a.from_embeddings
             else {i.key for i in a.items} == {i.key for i in b.items})
     if reporter is not None and same:
         reporter.warn("RUN_A and RUN_B hold the same images (every item key is shared): nothing can differ.")
-    data = gather_embeddings(a, b, offline=offline, device=device, reporter=reporter)
-    analysis = compare_embeddings(data, settings)
+    loader = _MeasurerLoader(a, offline=offline, device=device)
+    images = gather_images(a, b)
+    if paired:
+        data = gather_embeddings(a, b, offline=offline, device=device, reporter=reporter, images=images,
+                                 loader=loader)
+        analysis = compare_embeddings(data, settings)
+    else:
+        analysis = unpaired_analysis(settings)
+    from ldmprobe.usecases.compare_attributes import with_attributes
+
+    analysis = with_attributes(analysis, a, b, images, settings, paired=paired, loader=loader, reporter=reporter)
     spec = {k: a.spec.get(k) for k in ("name", "templates", "baseline", "terms", "seeds", "probes")}
     tiny = any(bool((r.document.get("provenance") or {}).get("tiny")) for r in (a, b))
     reference = any(bool((r.document.get("provenance") or {}).get("reference_world")) for r in (a, b))
@@ -108,7 +118,39 @@ def _image_embeddings(run: RunData, label: str) -> dict:
     return images
 
 
-def probe_embeddings(run: RunData, probes: list[str], *, offline: bool, device: str, reporter=None) -> np.ndarray:
+class _MeasurerLoader:
+    """The run's recorded measurer, loaded only when first asked for (a text or image not in the
+    cache), and refused if it is no longer the model that embedded the images."""
+
+    def __init__(self, run: RunData, *, offline: bool, device: str):
+        self.run, self.offline, self.device, self._measurer = run, offline, device, None
+
+    @property
+    def measurer_ref(self):
+        from ldmprobe.models import sources as models
+
+        return models.resolve_measurer(self.run.measurer.get("spec"))
+
+    def get_measurer(self):
+        if self._measurer is None:
+            from ldmprobe.models import load as model_load
+            from ldmprobe.models import sources as models
+
+            ref, run = self.measurer_ref, self.run
+            if models.measurer_identity(ref) != run.measurer["identity"]:
+                raise BadInputError(
+                    f"text embeddings this comparison needs are not cached and the measurer {run.measurer.get('spec')!r} "
+                    f"recorded in {run.path / 'results.json'} is no longer the model that embedded the images (its "
+                    "identity changed). Set LDMPROBE_CACHE to the cache that sweep used, or rerun both sweeps with "
+                    "the current measurer.")
+            models.ensure_measurer_available(ref, offline=self.offline)
+            chosen, _ = model_load.pick_device(self.device)
+            self._measurer = model_load.load_measurer(ref, device=chosen, offline=self.offline)
+        return self._measurer
+
+
+def probe_embeddings(run: RunData, probes: list[str], *, offline: bool, device: str, reporter=None,
+                     loader: _MeasurerLoader | None = None) -> np.ndarray:
     """The probes' template-averaged text embeddings by the run's measurer, from the sweep's text
     cache; the measurer is loaded only for those not cached (and must still be the recorded one)."""
     identity = run.measurer["identity"]
@@ -122,31 +164,16 @@ def probe_embeddings(run: RunData, probes: list[str], *, offline: bool, device: 
         if missing:
             if reporter is not None:
                 reporter.info(f"embedding {len(missing)} probe word(s) with the measurer (not cached)")
-            fresh = _embed_probes(run, [probes[i] for i in missing], offline=offline, device=device)
+            from ldmprobe.engine.encode import encode_in_templates
+
+            loader = loader or _MeasurerLoader(run, offline=offline, device=device)
+            fresh = encode_in_templates(loader.get_measurer(), [probes[i] for i in missing], templates)
             store.put_many([keys[i] for i in missing], list(fresh))
             for i, vector in zip(missing, fresh):
                 rows[i] = vector
     finally:
         store.close()
     return np.stack([np.asarray(r, dtype=np.float64) for r in rows])
-
-
-def _embed_probes(run: RunData, words: list[str], *, offline: bool, device: str) -> np.ndarray:
-    from ldmprobe.engine.encode import encode_in_templates
-    from ldmprobe.models import load as model_load
-    from ldmprobe.models import sources as models
-
-    spec = run.measurer.get("spec")
-    ref = models.resolve_measurer(spec)
-    if models.measurer_identity(ref) != run.measurer["identity"]:
-        raise BadInputError(
-            f"the probe words' text embeddings are not cached and the measurer {spec!r} recorded in "
-            f"{run.path / 'results.json'} is no longer the model that embedded the images (its identity changed). "
-            "Set LDMPROBE_CACHE to the cache that sweep used, or rerun both sweeps with the current measurer.")
-    models.ensure_measurer_available(ref, offline=offline)
-    chosen, _ = model_load.pick_device(device)
-    measurer = model_load.load_measurer(ref, device=chosen, offline=offline)
-    return encode_in_templates(measurer, words, DEFAULT_PROBE_TEMPLATES)
 
 
 def _file_embeddings(run: RunData, label: str):
@@ -194,18 +221,39 @@ def _same_space(a: RunData, b: RunData, dims: tuple[int, int], probes: tuple, re
                       "ldmprobe trusts that they share a space.")
 
 
-def gather_embeddings(a: RunData, b: RunData, *, offline: bool = False, device: str = "auto",
-                      reporter=None) -> CompareEmbeddings:
-    """Both runs' image embeddings and the probe embeddings, as the pure comparison takes them."""
-    probes = list(a.spec.get("probes") or [])
+@dataclass(frozen=True)
+class RunImages:
+    """Both runs' image embeddings by (template index, term, seed), and for runs from embeddings
+    files the files' probe embeddings and dimensions (None for generated or --images runs)."""
+
+    images_a: dict
+    images_b: dict
+    probes: tuple | None = None
+    dims: tuple | None = None
+
+
+def gather_images(a: RunData, b: RunData) -> RunImages:
+    """Both runs' image embeddings: from the cache by item key, or read back from the embeddings files."""
     if a.from_embeddings and b.from_embeddings:
         images_a, probes_a, dim_a = _file_embeddings(a, "RUN_A")
         images_b, probes_b, dim_b = _file_embeddings(b, "RUN_B")
-        _same_space(a, b, (dim_a, dim_b), (probes_a, probes_b), reporter)
-        probe_emb = probes_a if probes else None
+        return RunImages(images_a, images_b, (probes_a, probes_b), (dim_a, dim_b))
+    return RunImages(_image_embeddings(a, "RUN_A"), _image_embeddings(b, "RUN_B"))
+
+
+def gather_embeddings(a: RunData, b: RunData, *, offline: bool = False, device: str = "auto",
+                      reporter=None, images: RunImages | None = None,
+                      loader: _MeasurerLoader | None = None) -> CompareEmbeddings:
+    """Both runs' image embeddings and the probe embeddings, as the pure comparison takes them."""
+    probes = list(a.spec.get("probes") or [])
+    images = gather_images(a, b) if images is None else images
+    images_a, images_b = images.images_a, images.images_b
+    if images.dims is not None:
+        _same_space(a, b, images.dims, images.probes, reporter)
+        probe_emb = images.probes[0] if probes else None
     else:
-        images_a, images_b = _image_embeddings(a, "RUN_A"), _image_embeddings(b, "RUN_B")
-        probe_emb = probe_embeddings(a, probes, offline=offline, device=device, reporter=reporter) if probes else None
+        probe_emb = (probe_embeddings(a, probes, offline=offline, device=device, reporter=reporter, loader=loader)
+                     if probes else None)
     return CompareEmbeddings(
         templates=tuple(a.spec["templates"]), baseline=a.spec.get("baseline", ""), terms=tuple(a.spec["terms"]),
         seeds=tuple(a.spec["seeds"]), images_a=images_a, images_b=images_b, probes=tuple(probes),

@@ -1,0 +1,272 @@
+"""Two runs compared on attribute rates and diversity, B − A: how far run B's share of images
+with each option, and the number of kinds of picture it draws, moved from run A's.
+
+Pure numpy / scipy, on what the sweep computes per image (``analysis.rates``): each image's
+label in each attribute group, and its value ``W[label, j]`` for option j (W the identity for
+raw rates, the inverse of the calibration set's confusion matrix for corrected ones; both runs
+are measured by one measurer, so one W).
+
+- **Paired** (both runs made the same template × seed cells): the per-cell difference
+  ``v^B_ts − v^A_ts`` gets the crossed test (templates and seeds as random factors, the probe
+  shifts' standard); the template and seed effects the two runs share cancel.
+- **Unpaired** (the runs' cells differ, e.g. other seeds): each run's mean with its crossed
+  standard error, the difference's variance their sum, Welch–Satterthwaite degrees of freedom;
+  a run whose table does not vary (every image one label) gets its Wilson interval's width.
+- A corrected difference adds the calibration set's own uncertainty (the variance of the
+  difference over the calibration's bootstrap resamples), as a sweep's rates do.
+- Benjamini–Hochberg across the options of each (term, group); a verdict "higher" / "lower"
+  only where the adjusted p is below alpha.
+- **Diversity**: the Vendi score and each group's effective number of options, B − A, with an
+  interval from resampling templates and seeds (the same draws for both runs when paired,
+  independent draws otherwise); "narrows" / "widens" only where that interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ldmprobe.analysis import stats
+from ldmprobe.analysis.diversity import _boot_p, _cells, _group_rates, _interval, _verdict, entropy_exp, vendi
+from ldmprobe.analysis.inference_crossed import crossed_test
+from ldmprobe.analysis.rates import _calibration_var, _wilson, label_table, option_values, table_mean
+from ldmprobe.records import Record
+
+PAIRED_NOTE = ("templates and seeds (paired by template × seed cell: both runs made the same cells, so the "
+               "effects they share cancel)")
+UNPAIRED_NOTE = ("templates and seeds (unpaired: the runs' cells differ; each run's template and seed variation "
+                 "added, Welch–Satterthwaite df)")
+
+
+@dataclass(frozen=True)
+class RateChange(Record):
+    """B − A in the share of one term's images labelled ``option`` in ``group`` (shares 0-1)."""
+
+    term: str
+    group: str
+    option: str
+    rate_a: float | None
+    rate_b: float | None
+    difference: float | None  # rate_b − rate_a (paired: the mean of the per-cell differences)
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_adjusted: float | None  # Benjamini–Hochberg across the options of the term's group
+    corrected: bool  # corrected for the measurer's errors through the spec's calibration set
+    paired: bool
+    n_a: int  # images of the term in run A
+    n_b: int
+    method: str
+    generalises_to: str
+    verdict: str  # "higher" (B's share is larger), "lower", "no clear change", "untested"
+
+
+@dataclass(frozen=True)
+class GroupDiversityChange(Record):
+    """B − A in the effective number of options of one group (exp of the entropy of the rates)."""
+
+    group: str
+    effective_number_a: float | None
+    effective_number_b: float | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: str | None  # "narrows" (B spreads over fewer options) / "widens" / None (interval holds 0)
+
+
+@dataclass(frozen=True)
+class DiversityChange(Record):
+    """B − A in one term's Vendi score (effective number of distinct images) and per group."""
+
+    term: str
+    vendi_a: float | None
+    vendi_b: float | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None  # bootstrap, two-sided
+    verdict: str | None  # "narrows" / "widens" / None
+    groups: tuple[GroupDiversityChange, ...]
+    paired: bool
+    n_resamples: int
+    generalises_to: str
+
+
+# ----------------------------------------------------------------------------- rates
+
+
+def _mean_se(values: np.ndarray, level: float) -> tuple[float, float, float, int]:
+    """(mean, standard error, df, images) of one run's table of per-image values (binary or
+    corrected), templates and seeds random; a table that does not vary: its Wilson width."""
+    from scipy import stats as sps
+
+    test = crossed_test(values, confidence_level=level)
+    n = int(test.n_cells or np.isfinite(values).sum())
+    if math.isfinite(test.se) and test.se > 0 and math.isfinite(test.df) and test.df > 0:
+        return test.estimate, test.se, test.df, n
+    low, high = _wilson(test.estimate * n, n, level)
+    return test.estimate, (high - low) / 2 / float(sps.norm.ppf(0.5 + level / 2)), max(n - 1, 1), n
+
+
+def welch(a: tuple[float, float, float], b: tuple[float, float, float], *, extra_var: float = 0.0,
+          level: float = 0.95) -> tuple[float, float, float, float | None]:
+    """(difference, low, high, p) of mean_b − mean_a from two independent (mean, se, df) and a
+    further variance (the calibration's), Welch–Satterthwaite df, the t distribution."""
+    from scipy import stats as sps
+
+    (ma, sa, da), (mb, sb, db) = a, b
+    diff = mb - ma
+    var = sa * sa + sb * sb + extra_var
+    if not var > 0:
+        return diff, diff, diff, None
+    parts = sa ** 4 / da + sb ** 4 / db
+    df = var * var / parts if parts > 0 else math.inf
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * math.sqrt(var)
+    p = float(2 * sps.t.sf(abs(diff) / math.sqrt(var), df))
+    return diff, diff - half, diff + half, p
+
+
+def _rate_verdict(p_adjusted, alpha: float, difference) -> str:
+    if p_adjusted is None:  # identical shares in every cell is no change; otherwise nothing to test
+        return "no clear change" if difference == 0 else "untested"
+    if p_adjusted >= alpha:
+        return "no clear change"
+    return "higher" if difference > 0 else "lower"
+
+
+def group_rate_changes(term: str, labels_a, labels_b, group: str, options: tuple[str, ...], *, correction=None,
+                       paired: bool, alpha: float = 0.05) -> list[RateChange]:
+    """B − A for each option of one group of one term, BH-adjusted across the options.
+
+    ``labels_a`` / ``labels_b``: (T, S) label tables (-1: no image); paired tables share their
+    shape and cells (template t, seed s in both runs), unpaired ones need not."""
+    level = 1 - alpha
+    k = len(options)
+    weights = correction.weights if correction is not None else np.eye(k)
+    boot = correction.boot if correction is not None else None
+    va, vb = option_values(labels_a, weights), option_values(labels_b, weights)
+    rows = []
+    for j, option in enumerate(options):
+        cal = _calibration_var(labels_b, boot, j, labels_a)
+        ra, rb = _share(va[..., j]), _share(vb[..., j])
+        if paired:
+            got = table_mean(vb[..., j] - va[..., j], level=level, extra_var=cal, bounds=(-1.0, 1.0))
+            diff, low, high, p = got.estimate, got.low, got.high, got.p_value
+            method, scope = got.method, PAIRED_NOTE
+        elif np.isfinite(va[..., j]).any() and np.isfinite(vb[..., j]).any():
+            ma, mb = _mean_se(va[..., j], level), _mean_se(vb[..., j], level)
+            diff, low, high, p = welch(ma[:3], mb[:3], extra_var=cal, level=level)
+            low, high = max(-1.0, low), min(1.0, high)
+            method, scope = "welch (two crossed means)", UNPAIRED_NOTE
+        else:
+            diff = low = high = p = None
+            method, scope = "none", "nothing (a run has no image of this term)"
+        rows.append(RateChange(
+            term=term, group=group, option=option, rate_a=ra, rate_b=rb, difference=_num(diff), ci_low=_num(low),
+            ci_high=_num(high), p_value=_num(p), p_adjusted=None, corrected=correction is not None, paired=paired,
+            n_a=int(np.isfinite(va[..., j]).sum()), n_b=int(np.isfinite(vb[..., j]).sum()), method=method,
+            generalises_to=scope, verdict="untested"))
+    p = [np.nan if r.p_value is None else r.p_value for r in rows]
+    adjusted = stats.benjamini_hochberg(p) if np.isfinite(p).any() else [np.nan] * len(rows)
+    return [dataclasses.replace(r, p_adjusted=_num(a), verdict=_rate_verdict(_num(a), alpha, r.difference))
+            for r, a in zip(rows, adjusted)]
+
+
+def _share(values) -> float | None:
+    """A run's rate of one option: the mean over its images, clipped to [0, 1]."""
+    values = np.asarray(values, np.float64)
+    if not np.isfinite(values).any():
+        return None
+    return min(1.0, max(0.0, float(np.nanmean(values))))
+
+
+def _num(x) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+# ----------------------------------------------------------------------------- diversity
+
+
+def _run_stats(emb, labels, weights, t_idx, s_idx) -> list[float]:
+    """[Vendi, effective number of each group] of one run's images in a template × seed resample."""
+    n_t, n_s = emb.shape[:2]
+    tc, sc = np.bincount(t_idx, minlength=n_t), np.bincount(s_idx, minlength=n_s)
+    rows, mult = _cells(emb, t_idx, s_idx)
+    out = [vendi(rows, mult) if len(rows) else np.nan]
+    return out + [entropy_exp(_group_rates(lab, w, tc, sc)) for lab, w in zip(labels, weights)]
+
+
+def diversity_change(term: str, emb_a, emb_b, labels_a, labels_b, groups, weights, *, paired: bool,
+                     n_resamples: int, seed: int, level: float = 0.95) -> DiversityChange:
+    """B − A in Vendi score and effective numbers of one term.
+
+    ``emb_*``: (T, S, d) unit image embeddings (NaN rows: no image); ``labels_*``: per group
+    (T, S) labels; ``groups``: the attribute groups' names; ``weights``: per group the matrix
+    mapping a label to option values (identity, or the calibration's inverse confusion)."""
+    full = [(np.arange(e.shape[0]), np.arange(e.shape[1])) for e in (emb_a, emb_b)]
+    point_a = _run_stats(emb_a, labels_a, weights, *full[0])
+    point_b = _run_stats(emb_b, labels_b, weights, *full[1])
+    point = np.array(point_b) - np.array(point_a)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_resamples):
+        draw_a = tuple(rng.integers(0, n, n) for n in emb_a.shape[:2])
+        draw_b = draw_a if paired else tuple(rng.integers(0, n, n) for n in emb_b.shape[:2])
+        diffs.append(np.array(_run_stats(emb_b, labels_b, weights, *draw_b))
+                     - np.array(_run_stats(emb_a, labels_a, weights, *draw_a)))
+    diffs = np.array(diffs).reshape(-1, len(point))
+    low, high = _interval(diffs[:, 0], level, point[0])
+    out = []
+    for g, group in enumerate(groups):
+        g_low, g_high = _interval(diffs[:, 1 + g], level, point[1 + g])
+        out.append(GroupDiversityChange(group=group, effective_number_a=_num(point_a[1 + g]),
+                                        effective_number_b=_num(point_b[1 + g]), difference=_num(point[1 + g]),
+                                        ci_low=g_low, ci_high=g_high, verdict=_verdict(g_low, g_high)))
+    return DiversityChange(
+        term=term, vendi_a=_num(point_a[0]), vendi_b=_num(point_b[0]), difference=_num(point[0]), ci_low=low,
+        ci_high=high, p_value=_boot_p(diffs[:, 0], point[0]), verdict=_verdict(low, high), groups=tuple(out),
+        paired=paired, n_resamples=len(diffs),
+        generalises_to=(f"{PAIRED_NOTE}; bootstrap over templates and seeds, the same draws for both runs" if paired
+                        else "templates and seeds (unpaired: independent bootstrap draws for each run)"))
+
+
+# ----------------------------------------------------------------------------- both runs
+
+
+@dataclass(frozen=True)
+class AttributeRuns:
+    """Both runs' unit image embeddings per term, as (T, S, d) tables (NaN rows: no usable
+    image); ``paired``: the two runs made the same template × seed cells (same table shapes)."""
+
+    terms: tuple[str, ...]  # the baseline first, then terms and controls
+    images_a: Mapping[str, np.ndarray]
+    images_b: Mapping[str, np.ndarray]
+    paired: bool
+
+
+def compare_attributes(runs: AttributeRuns, attrs, *, alpha: float = 0.05, n_resamples: int = 400,
+                       seed: int = 0) -> tuple[tuple[RateChange, ...], tuple[DiversityChange, ...]]:
+    """Every term's rate changes (each group's options) and diversity change, B − A.
+
+    ``attrs``: the sweep's :class:`~ldmprobe.analysis.rates.AttributeInput` (option texts'
+    embeddings, the measurer's logit scale, the calibration's corrections), one for both runs."""
+    from ldmprobe.analysis.sweep_terms import term_seed
+
+    weights = [attrs.corrections[g].weights if g in attrs.corrections else np.eye(len(opts))
+               for g, opts in attrs.groups]
+    names = tuple(g for g, _ in attrs.groups)
+    rates, diversity = [], []
+    for term in runs.terms:
+        emb_a, emb_b = runs.images_a[term], runs.images_b[term]
+        lab_a = [label_table(emb_a, texts, attrs.logit_scale)[0] for texts in attrs.option_embeddings]
+        lab_b = [label_table(emb_b, texts, attrs.logit_scale)[0] for texts in attrs.option_embeddings]
+        for g, (group, options) in enumerate(attrs.groups):
+            rates += group_rate_changes(term, lab_a[g], lab_b[g], group, options,
+                                        correction=attrs.corrections.get(group), paired=runs.paired, alpha=alpha)
+        diversity.append(diversity_change(term, emb_a, emb_b, lab_a, lab_b, names, weights, paired=runs.paired,
+                                          n_resamples=n_resamples, seed=term_seed(seed, term), level=1 - alpha))
+    return tuple(rates), tuple(diversity)
