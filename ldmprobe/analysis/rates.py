@@ -247,7 +247,8 @@ def embedding_table(data, term: str, cells=None) -> np.ndarray:
     from ldmprobe.analysis.sweep_terms import term_cells
 
     cells = term_cells(data, term) if cells is None else cells
-    return np.where(cells.usable[..., None], cells.raw.astype(np.float64), np.nan)
+    table = np.where(cells.usable[..., None], cells.raw.astype(np.float64), np.nan)
+    return table / np.linalg.norm(table, axis=-1, keepdims=True)  # a user's own embeddings need not be unit
 
 
 def label_table(emb: np.ndarray, texts: np.ndarray, logit_scale: float) -> tuple[np.ndarray, np.ndarray]:

@@ -56,7 +56,9 @@ def finishing(finish):
 def _contact_sheets(folder: Path, spec: dict, items: list[dict], note: str | None) -> list[ContactSheet]:
     from PIL import Image
 
-    by_cell = {(i["template_index"], i["term"], i["seed"]): i.get("image") for i in items}
+    top = (items[0].get("guidance"), items[0].get("steps")) if items else None  # several levels: the first's
+    by_cell = {(i["template_index"], i["term"], i["seed"]): i.get("image") for i in items
+               if (i.get("guidance"), i.get("steps")) == top}
     terms = [spec["baseline"], *spec["terms"], *spec.get("controls", [])]
     sheets = []
     for t, template in enumerate(spec["templates"]):

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ldmprobe.errors import SpecError
+from ldmprobe.errors import BadInputError, SpecError
 from ldmprobe.specs.sweep_fields import _Ctx, _is_int, _type
 
 MAX_LEVELS = 32  # guidance × steps levels: each is a whole sweep's images
@@ -69,3 +69,73 @@ def _check_guidance(value, where: str) -> float:
         raise SpecError(f"{where}: guidance must be a finite number ≥ 0, not {value!r}; write e.g. guidance = 7.5 "
                         "(values ≤ 1 turn classifier-free guidance off).")
     return float(value)
+
+
+# ----------------------------------------------------------------------------- the user's own data
+
+#: Optional per-row fields of an embeddings file (arrays) or image manifest (columns): the level
+#: each image was made at. Rows of several levels hold each planned cell once per level.
+LEVEL_FIELDS = ("guidance", "steps")
+
+Level = tuple  # (guidance or None, steps or None)
+
+
+def row_levels(path, guidance, steps, rows: int) -> list[Level] | None:
+    """Each row's (guidance, steps) from per-row values (a sequence, or None where the file has no
+    such field); None when it has neither. A field that is there needs a value on every row."""
+    if guidance is None and steps is None:
+        return None
+    columns = []
+    for name, values, check in (("guidance", guidance, _check_guidance), ("steps", steps, _check_steps)):
+        if values is None:
+            columns.append([None] * rows)
+            continue
+        if getattr(values, "ndim", 1) != 1:
+            raise BadInputError(f"{path}: {name} has shape {values.shape}; it must be {rows} values, one per image.")
+        values = list(values)
+        if len(values) != rows:
+            raise BadInputError(f"{path}: {name} has {len(values)} values for {rows} rows; one per image.")
+        columns.append([_level_value(path, name, v, i, check) for i, v in enumerate(values)])
+    return list(zip(*columns))
+
+
+def row_levels_of(path, source, rows: int) -> list[Level] | None:
+    """:func:`row_levels` of a manifest's rows (dicts: the columns) or an embeddings file's arrays."""
+    if isinstance(source, list):
+        values = [[row.get(n) for row in source] if any(n in row for row in source) else None for n in LEVEL_FIELDS]
+    else:
+        values = [source[n] if n in source else None for n in LEVEL_FIELDS]
+    return row_levels(path, *values, rows)
+
+
+def _level_value(path, name: str, value, row: int, check):
+    if value is None or isinstance(value, str):
+        value = (value or "").strip()
+        if not value:
+            raise BadInputError(f"{path}: row {row + 1} has no {name}; with a {name} column every row needs one "
+                                "(the level its image was made at).")
+        try:
+            value = float(value) if name == "guidance" else int(value)
+        except ValueError:
+            raise BadInputError(f"{path}: row {row + 1}: {name} {value!r} is not a number.") from None
+    elif hasattr(value, "item"):  # a numpy scalar
+        value = value.item()
+    try:
+        return check(value, f"{path} row {row + 1}")
+    except SpecError as exc:
+        raise BadInputError(str(exc)) from None
+
+
+def file_levels(levels: list[Level] | None) -> list[Level]:
+    """The distinct levels of a file's rows, guidance-major ascending (the first is the top level);
+    empty for a file without level fields."""
+    if not levels:
+        return []
+    return sorted(set(levels), key=lambda lv: tuple(-1 if v is None else v for v in lv))
+
+
+def at_level(labels: list, levels: list[Level] | None, level: Level | None) -> list:
+    """``labels`` with the rows of other levels replaced by None (rows a reader skips)."""
+    if level is None or levels is None:
+        return labels
+    return [label if lv == tuple(level) else None for label, lv in zip(labels, levels)]

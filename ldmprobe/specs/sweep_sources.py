@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ldmprobe.errors import BadInputError
+from ldmprobe.specs.levels import at_level, row_levels_of
 from ldmprobe.specs.sweep import Spec, expand
 
 Cell = tuple[int, str, int]  # (template index, term, seed), as analysis.sweep labels images
@@ -103,7 +104,10 @@ def match_cells(path: Path, spec: Spec, labels: list[tuple[str, str, int]], what
     planned = set(planned_cells(spec))
     rows: dict[Cell, int] = {}
     extra = 0
-    for i, (template, term, seed) in enumerate(labels):
+    for i, label in enumerate(labels):
+        if label is None:  # a row of another guidance / steps level
+            continue
+        template, term, seed = label
         t = index.get(_squash(template))
         cell = (t, _squash(term), int(seed))
         if t is None or cell not in planned:
@@ -284,8 +288,9 @@ def _prompt_rows(path: Path, spec: Spec, pairs: dict) -> dict[str, Any] | None:
     return {p: vectors[where[p]] for p in wanted}
 
 
-def read_embeddings_file(path: str | Path, spec: Spec) -> tuple[EmbeddingsFile, int]:
-    """Read and check an embeddings .npz against ``spec``; returns it and its extra-row count."""
+def read_embeddings_file(path: str | Path, spec: Spec, level=None) -> tuple[EmbeddingsFile, int]:
+    """Read and check an embeddings .npz against ``spec`` (its rows at ``level``, a (guidance,
+    steps) pair, when it has such arrays); returns it and its extra-row count."""
     path = Path(path)
     arrays, sha = _load_npz(path)
     absent = [name for name in REQUIRED_ARRAYS if name not in arrays]
@@ -299,6 +304,7 @@ def read_embeddings_file(path: str | Path, spec: Spec) -> tuple[EmbeddingsFile, 
         raise _fail(path, f"array 'image' is empty (shape {image.shape}).")
     labels = list(zip(_names(path, arrays, "template", rows), _names(path, arrays, "term", rows),
                       _seeds(path, arrays, rows)))
+    labels = at_level(labels, row_levels_of(path, arrays, rows), level)
     index, extra = match_cells(path, spec, labels, "rows")
     failed, nsfw = (_flags(path, arrays, name, rows) for name in FLAG_ARRAYS)
     pairs = _text_pairs(path, arrays, image.shape[1])
@@ -366,9 +372,9 @@ def _check_image(path: Path, listed: str, number: int) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_image_manifest(path: str | Path, spec: Spec) -> tuple[ImageManifest, int]:
-    """Read and check a manifest against ``spec`` (every planned cell's image must open);
-    returns it and its extra-row count."""
+def read_image_manifest(path: str | Path, spec: Spec, level=None) -> tuple[ImageManifest, int]:
+    """Read and check a manifest against ``spec`` (every planned cell's image must open; its rows
+    at ``level`` when it has guidance / steps columns); returns it and its extra-row count."""
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "no such file (--images); give a .csv or .jsonl manifest with columns template, term, "
@@ -377,7 +383,8 @@ def read_image_manifest(path: str | Path, spec: Spec) -> tuple[ImageManifest, in
     fmt, rows = _manifest_rows(path, data)
     if not rows:
         raise _fail(path, "has no rows; list one image per (template, term, seed).")
-    index, extra = match_cells(path, spec, _manifest_labels(path, rows), "rows")
+    labels = at_level(_manifest_labels(path, rows), row_levels_of(path, rows, len(rows)), level)
+    index, extra = match_cells(path, spec, labels, "rows")
     folder = path.resolve().parent
     files = {}
     for cell, i in index.items():

@@ -186,7 +186,8 @@ def _file_embeddings(run: RunData, label: str):
     path = Path(str(recorded.get("path")))
     spec = spec_from_dict({k: v for k, v in run.spec.items() if k in SPEC_KEYS}, source=str(run.path / "results.json"))
     try:
-        file, _ = read_embeddings_file(path, spec)
+        top = run.items[0] if run.items and run.items[0].guidance is not None else None  # several levels: the top
+        file, _ = read_embeddings_file(path, spec, None if top is None else (top.guidance, top.steps))
     except BadInputError as exc:
         raise BadInputError(f"{label} {run.path} was computed from {path}, which cannot be read back: {exc}") from None
     if file.source.sha256 != recorded.get("sha256"):

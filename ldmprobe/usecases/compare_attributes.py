@@ -32,7 +32,7 @@ class _Setup:
     measurer_ref: object
 
 
-def attribute_input(run: RunData, loader, *, file_attributes=None, reporter=None):
+def attribute_input(run: RunData, loader, *, reporter=None):
     """The run's :class:`~ldmprobe.analysis.rates.AttributeInput` (None: the spec has no attributes,
     or a run from an embeddings file whose file carries no option embeddings)."""
     from ldmprobe.specs.sweep import SPEC_KEYS, spec_from_dict
@@ -41,12 +41,23 @@ def attribute_input(run: RunData, loader, *, file_attributes=None, reporter=None
     if not spec.attributes:
         return None
     if run.from_embeddings:
-        return file_attributes
+        return _from_file(run, spec)
     from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
     from ldmprobe.usecases.sweep_attributes import attribute_fields
 
     return attribute_fields(_Setup(spec, loader.measurer_ref), loader, tuple(DEFAULT_PROBE_TEMPLATES),
                             reporter=reporter)["attributes"]
+
+
+def _from_file(run: RunData, spec):
+    """A run from an embeddings file: the rates' inputs its file carries (None: no option arrays)."""
+    from pathlib import Path
+
+    from ldmprobe.specs.own_attributes import file_attributes
+    from ldmprobe.usecases.sweep_own import file_attribute_input
+
+    found = file_attributes(Path(str(run.source.get("path"))), spec, int(run.source.get("dim") or 0))
+    return None if found is None else file_attribute_input(spec, found)
 
 
 def term_tables(images: dict, spec: dict, terms) -> dict[str, np.ndarray]:
@@ -71,14 +82,14 @@ def term_tables(images: dict, spec: dict, terms) -> dict[str, np.ndarray]:
 
 
 def with_attributes(analysis: CompareAnalysis, a: RunData, b: RunData, images, settings: CompareSettings, *,
-                    paired: bool, loader, reporter=None, file_attributes=None) -> CompareAnalysis:
+                    paired: bool, loader, reporter=None) -> CompareAnalysis:
     """``analysis`` with the runs' rate and diversity changes (unchanged without attributes)."""
     if not (a.spec.get("attributes") or b.spec.get("attributes")):
         return analysis
     if not same_attributes(a, b):
         note = "rates not compared: the runs' [attributes] (or calibration sets) differ, so they measure different things."
         return dataclasses.replace(analysis, notes=(*analysis.notes, note))
-    attrs = attribute_input(a, loader, file_attributes=file_attributes, reporter=reporter)
+    attrs = attribute_input(a, loader, reporter=reporter)
     if attrs is None:
         note = ("rates not compared: the runs' embeddings files carry no option embeddings and logit scale "
                 "('option', 'option_embedding', 'logit_scale').")

@@ -41,11 +41,17 @@ def levels_and_trends(setup: SweepSetup, datas: list, analyses: list, settings: 
     """A several-level sweep's ``levels`` and ``trends`` (both empty for a single level)."""
     if not setup.several_levels:
         return (), ()
+    return levels_result([(level.guidance, level.steps) for level in setup.levels], setup.spec.baseline, datas,
+                         analyses, settings)
+
+
+def levels_result(pairs: list, baseline: str, datas: list, analyses: list, settings: StatisticsSettings):
+    """``levels`` (one single-level analysis per (guidance, steps) pair) and the rates' ``trends``
+    over guidance; for generated sweeps and for the user's own data that carries its levels."""
     from ldmprobe.analysis.trends import sweep_trends
     from ldmprobe.results.sweep import LevelResult
 
-    pairs = [(level.guidance, level.steps) for level in setup.levels]
-    levels = tuple(LevelResult(guidance=g, steps=s, baseline=setup.spec.baseline, analysis=a)
+    levels = tuple(LevelResult(guidance=g, steps=s, baseline=baseline, analysis=a)
                    for (g, s), a in zip(pairs, analyses))
     return levels, sweep_trends(datas, pairs, alpha=settings.alpha)
 

@@ -25,9 +25,10 @@ from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.results.run_folder import prepare_out, release_out
 from ldmprobe.results.run_folder_own import finishing, write_own_run_folder
 from ldmprobe.results.sweep import RunFolder, SweepResult
+from ldmprobe.specs.own_attributes import file_attributes, levels_in
 from ldmprobe.specs.sweep import Spec
 from ldmprobe.specs.sweep_sources import (
-    EmbeddingsFile, ImageManifest, expanded_prompts, planned_cells, read_embeddings_file, read_image_manifest,
+    ImageManifest, expanded_prompts, planned_cells, read_embeddings_file, read_image_manifest,
 )
 from ldmprobe.usecases.sweep import options_statistics, text_side
 
@@ -45,23 +46,31 @@ def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path |
     if options.nsfw not in ("keep", "drop"):
         raise BadInputError(f"--nsfw must be keep or drop, not {options.nsfw!r}")
     started = now_iso()
-    if embeddings is not None:
-        source, extra = read_embeddings_file(embeddings, spec)
-    else:
+    path, read = (embeddings, read_embeddings_file) if embeddings is not None else (images, read_image_manifest)
+    if images is not None:
         cache.check_cache_root()  # the images' embeddings are cached
-        source, extra = read_image_manifest(images, spec)
+    sources = []
+    for level in levels_in(path, "embeddings" if embeddings is not None else "images") or [None]:
+        source, extra = read(path, spec, level)
+        if extra:
+            reporter.warn(f"{extra} of {source.source.rows} rows of {source.source.path} are for cells the spec does "
+                          f"not plan{_at(level)}; ignored.")
+        sources.append((level, source))
+    attributes = None
+    if embeddings is not None:
+        attributes = file_attributes(embeddings, spec, sources[0][1].source.dim)
+    else:
         models.ensure_measurer_available(models.resolve_measurer(options.measurer), offline=options.offline)
-    if extra:
-        reporter.warn(f"{extra} of {source.source.rows} rows of {source.source.path} are for cells the spec does "
-                      "not plan; ignored.")
     out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
     finish = None
     if report:  # report.html is written into the folder before it is published
         from ldmprobe.render.report import write_report as finish
     try:
-        run = _from_embeddings if embeddings is not None else _from_images
         with finishing(finish):
-            result = run(spec, options, reporter, source, started, out)
+            if embeddings is not None:
+                result = _from_embeddings(spec, options, reporter, sources, started, out, attributes)
+            else:
+                result = _from_images(spec, options, reporter, sources, started, out)
     except BaseException:
         release_out(out)
         raise
@@ -99,27 +108,78 @@ def _flags(failed: bool, nsfw: bool, options: SweepOptions) -> dict:
             "dropped": options.nsfw == "drop" and nsfw}
 
 
-def _from_embeddings(spec: Spec, options: SweepOptions, reporter, file: EmbeddingsFile, started: str,
-                     out: Path) -> SweepResult:
+def _at(level) -> str:
+    return "" if level is None else f" at guidance {level[0]}, steps {level[1]}"
+
+
+def _level_fields(level) -> dict:
+    """An item's ``guidance`` and ``steps`` (from the file's own fields; none without them)."""
+    return {} if level is None else {"guidance": level[0], "steps": level[1]}
+
+
+def _from_embeddings(spec: Spec, options: SweepOptions, reporter, sources: list, started: str, out: Path,
+                     attributes=None) -> SweepResult:
     t0 = time.perf_counter()
-    images = {cell: ImageCell(embedding=file.images[cell], failed=file.images[cell] is None, nsfw=file.nsfw[cell])
-              for cell in planned_cells(spec)}
-    prompts = file.prompt_embeddings if file.prompt_embeddings is not None else _no_text(spec, file.source.dim)
-    text = dict(prompt_embeddings=prompts, probes=tuple(spec.probes), probe_embeddings=file.probe_embeddings,
-                vocabulary=file.vocabulary, vocabulary_embeddings=file.vocabulary_embeddings)
-    analysis = analyse_sweep(_data(spec, options, images, text), options_statistics(options))
+    attrs = file_attribute_input(spec, attributes) if attributes is not None else None
+    settings = options_statistics(options)
+    datas, analyses, items = [], [], []
+    labels = expanded_prompts(spec)
+    for level, file in sources:
+        images = {cell: ImageCell(embedding=file.images[cell], failed=file.images[cell] is None, nsfw=file.nsfw[cell])
+                  for cell in planned_cells(spec)}
+        prompts = file.prompt_embeddings if file.prompt_embeddings is not None else _no_text(spec, file.source.dim)
+        text = dict(prompt_embeddings=prompts, probes=tuple(spec.probes), probe_embeddings=file.probe_embeddings,
+                    vocabulary=file.vocabulary, vocabulary_embeddings=file.vocabulary_embeddings,
+                    **({"attributes": attrs} if attrs is not None else {}))
+        datas.append(_data(spec, options, images, text))
+        analyses.append(analyse_sweep(datas[-1], settings))
+        items += [_item(spec, cell, labels, key=None, image=None, row=file.rows[cell], cached=None,
+                        flags=_flags(images[cell].failed, images[cell].nsfw, options), **_level_fields(level))
+                  for cell in planned_cells(spec)]
+    file = sources[0][1]
     notes = [f"computed from your embeddings {file.source.path}: no model was run, so conditioning drift is null"]
     if file.prompt_embeddings is None:
         notes.append(NO_PROMPTS_NOTE)
-    if spec.attributes:  # issue 26: zero-shot labels need the measurer's option texts and logit scale
-        notes.append("the spec's attribute groups are not measured: an embeddings file carries no option text "
-                     "embeddings or logit scale (use --images with a measurer for rates and diversity)")
-    labels = expanded_prompts(spec)
-    items = [_item(spec, cell, labels, key=None, image=None, row=file.rows[cell], cached=None,
-                   flags=_flags(images[cell].failed, images[cell].nsfw, options)) for cell in planned_cells(spec)]
+    if spec.attributes and attrs is None:
+        notes.append("the spec's attribute groups are not measured: the embeddings file has no 'option', "
+                     "'option_embedding' and 'logit_scale' arrays (the option texts embedded by the same model)")
+    levels, trends = own_levels_and_trends(spec, sources, datas, analyses, settings)
     measurer = {"spec": None, "source": "embeddings file", "identity": None}
-    return _finish(spec, options, _with_notes(analysis, *notes), items, {}, file.source, measurer=measurer,
-                   started=started, out=out, tiny=False, timings={"stats_s": time.perf_counter() - t0})
+    return _finish(spec, options, _with_notes(analyses[0], *notes), items, {}, file.source, measurer=measurer,
+                   started=started, out=out, tiny=False, timings={"stats_s": time.perf_counter() - t0},
+                   levels=levels, trends=trends)
+
+
+def file_attribute_input(spec: Spec, found):
+    """The rates' inputs from an embeddings file's option arrays (and calibration arrays: each
+    group's correction from the calibration embeddings' zero-shot labels)."""
+    from ldmprobe.analysis.rates import AttributeInput, correction_from_labels, zero_shot
+
+    groups = tuple((g.name, g.options) for g in spec.attributes)
+    corrections = {}
+    if found.calibration is not None:
+        unit = found.calibration / np.linalg.norm(found.calibration, axis=1, keepdims=True)
+        for (group, names), texts in zip(groups, found.option_embeddings):
+            rows = [i for i, (g, _) in enumerate(found.calibration_labels) if g == group]
+            if not rows:
+                continue
+            true = [names.index(found.calibration_labels[i][1]) for i in rows]
+            predicted = zero_shot(unit[rows], texts, found.logit_scale).argmax(axis=1)
+            try:
+                corrections[group] = correction_from_labels(true, predicted, len(names), group=group)
+            except ValueError as exc:
+                raise BadInputError(f"the embeddings file's calibration arrays: {exc}") from None
+    reference = {(r.term, r.group): dict(r.rates) for r in spec.reference_rates}
+    return AttributeInput(groups, found.option_embeddings, found.logit_scale, reference, corrections)
+
+
+def own_levels_and_trends(spec: Spec, sources: list, datas: list, analyses: list, settings):
+    """``levels`` and ``trends`` of own data whose rows carry several guidance / steps levels."""
+    if len(sources) < 2:
+        return (), ()
+    from ldmprobe.usecases.sweep_levels import levels_result
+
+    return levels_result([level for level, _ in sources], spec.baseline, datas, analyses, settings)
 
 
 @dataclass
@@ -159,8 +219,7 @@ def _embed_manifest(manifest: ImageManifest, loaded, options: SweepOptions, repo
     return {cell: by_sha[sha] for cell, (_, _, sha) in manifest.files.items()}
 
 
-def _from_images(spec: Spec, options: SweepOptions, reporter, manifest: ImageManifest, started: str,
-                 out: Path) -> SweepResult:
+def _from_images(spec: Spec, options: SweepOptions, reporter, sources: list, started: str, out: Path) -> SweepResult:
     from ldmprobe.engine.assoc_images import user_image_key
     from ldmprobe.models.loader import ModelLoader
 
@@ -169,33 +228,37 @@ def _from_images(spec: Spec, options: SweepOptions, reporter, manifest: ImageMan
     if loaded.tiny:
         reporter.warn(models.TINY_WARNING)
     t0 = time.perf_counter()
-    vectors = _embed_manifest(manifest, loaded, options, reporter)
+    vectors = [_embed_manifest(manifest, loaded, options, reporter) for _, manifest in sources]
     timings = {"embed_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
     text = text_side(_TextSetup(spec, options, loaded.measurer_ref), loaded, sorted(set(spec.prompts())))
-    images = {cell: ImageCell(embedding=vectors[cell]) for cell in planned_cells(spec)}
-    analysis = analyse_sweep(_data(spec, options, images, text), options_statistics(options))
+    settings = options_statistics(options)
+    datas = [_data(spec, options, {cell: ImageCell(embedding=v[cell]) for cell in planned_cells(spec)}, text)
+             for v in vectors]
+    analyses = [analyse_sweep(data, settings) for data in datas]
+    levels, trends = own_levels_and_trends(spec, sources, datas, analyses, settings)
     timings["text_and_stats_s"] = time.perf_counter() - t0
     labels, items, copies = expanded_prompts(spec), [], {}
-    for cell in planned_cells(spec):
-        listed, target, sha = manifest.files[cell]
-        key = user_image_key(sha)
-        rel = f"images/{key}{Path(target).suffix.lower()}" if options.write_images else None
-        if rel:
-            copies[rel] = Path(target)
-        items.append(_item(spec, cell, labels, key=key, image=rel, source_path=listed, cached=None,
-                           flags=_flags(False, False, options)))
-    ref = loaded.measurer_ref
+    for level, manifest in sources:
+        for cell in planned_cells(spec):
+            listed, target, sha = manifest.files[cell]
+            key = user_image_key(sha)
+            rel = f"images/{key}{Path(target).suffix.lower()}" if options.write_images else None
+            if rel:
+                copies[rel] = Path(target)
+            items.append(_item(spec, cell, labels, key=key, image=rel, source_path=listed, cached=None,
+                               flags=_flags(False, False, options), **_level_fields(level)))
+    ref, manifest = loaded.measurer_ref, sources[0][1]
     measurer = {"spec": ref.spec, "source": ref.source, "identity": models.measurer_identity(ref)}
     note = f"computed from your images listed in {manifest.source.path}: no generator, so conditioning drift is null"
-    return _finish(spec, options, _with_notes(analysis, note), items, copies, manifest.source, measurer=measurer,
+    return _finish(spec, options, _with_notes(analyses[0], note), items, copies, manifest.source, measurer=measurer,
                    started=started, out=out, tiny=loaded.tiny, timings=timings, device=loaded.device,
-                   reference=loaded.reference)
+                   reference=loaded.reference, levels=levels, trends=trends)
 
 
 def _finish(spec: Spec, options: SweepOptions, analysis, items: list[dict], copies: dict, source, *, measurer: dict,
             started: str, out: Path, tiny: bool, timings: dict, device: str | None = None,
-            reference: bool = False) -> SweepResult:
+            reference: bool = False, levels=(), trends=()) -> SweepResult:
     failed = sum(bool(i["flags"]["failed"]) for i in items)
     counts = {"planned": len(items), "unique": len(items), "generated": 0, "cached": 0, "supplied": len(items),
               "failed": failed, "flagged": sum(bool(i["flags"]["nsfw"]) for i in items)}
@@ -204,6 +267,7 @@ def _finish(spec: Spec, options: SweepOptions, analysis, items: list[dict], copi
         provenance=provenance(started=started, tiny=tiny, reference=reference, device=device, dtype=None,
                               timings={k: round(v, 3) for k, v in timings.items()}, source=source.kind),
         analysis=analysis, run=RunFolder(out=str(Path(out).resolve())), source=source.to_dict(),
+        levels=levels, trends=trends,
     )
     return write_own_run_folder(out, result, items, copies, replace=options.replace,
                                 note=TINY_SHEET_NOTE if tiny else None)
