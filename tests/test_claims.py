@@ -101,7 +101,7 @@ def test_generation_skips_items_claimed_elsewhere_and_waits_for_them(tmp_path, m
     batches = []
 
     class FakeBatcher:
-        batch_size, halvings = 2, 0
+        shape = 2
 
         def __init__(self, *args):
             pass
@@ -123,9 +123,9 @@ def test_generation_skips_items_claimed_elsewhere_and_waits_for_them(tmp_path, m
     monkeypatch.setattr(generate, "BatchGenerator", FakeBatcher)
     monkeypatch.setattr(generate, "_make_batch", fake_make)
     progress = []
-    made, _, _ = generate.generate_into_store(None, None, items, store, batch_size=2, on_batch=progress.append,
+    made, _ = generate.generate_into_store(None, None, items, store, batch_size=2, on_batch=progress.append,
                                               poll=0.01)
-    assert batches[:2] == [["k0", "k2"], ["k3", "k5"]]  # k1, k4 left to their holder
+    assert batches[:2] == [["k0", "k3"], ["k2", "k5"]]  # k1, k4 left to their holder (a step: one item per slot)
     assert batches[2:] == [["k4"]]  # its holder stopped: taken over; k1 was stored by it
     assert made == {"k0", "k2", "k3", "k5", "k4"}
     assert sum(progress) == 6  # the one made elsewhere counts as done

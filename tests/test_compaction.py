@@ -77,7 +77,7 @@ def test_each_image_records_the_batch_it_was_made_in(tmp_path, fresh_cache):
     spec.write_text('name = "s"\ntemplates = ["a {} house"]\nbaseline = ""\nterms = ["red", "blue"]\n'
                     'probes = ["tree"]\nseeds = 1\n')
     result = CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny", "--steps", "2",
-                                       "--batch-size", "2", "--permutations", "99", "--bootstrap", "99", "--no-report",
+                                       "--call-shape", "2", "--permutations", "99", "--bootstrap", "99", "--no-report",
                                        "--format", "json", "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     items = [json.loads(line) for line in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]

@@ -113,6 +113,7 @@ def test_item_key_is_deterministic():
         {"dtype": "float32"},
         {"negative_prompt": "blurry"},
         {"negative_prompt": ""},  # "" and None are different recipes (SDXL treats them apart)
+        {"call_shape": 2},  # images per generation call, when not the device's default (issue 28)
         {"pipeline": {"id": "stable-diffusion-v1-5/stable-diffusion-v1-5", "revision": "def"}},
         {"pipeline": {"local": "sha256-of-config-files"}},
         {"scheduler": {"class": "DDIMScheduler",
@@ -175,6 +176,26 @@ def test_recipe_to_dict_is_json_safe_and_round_trips():
     assert json.loads(json.dumps(d)) == d
     assert d["pipeline"]["revision"] == "abc123"
     assert Recipe(**d) == recipe
+
+
+def test_call_shape_is_in_the_key_only_when_it_is_not_the_devices_default():
+    """Issue 28: the default shape (None) keeps the keys every cache already holds (the documented
+    document above has no ``call_shape``); any other shape is another recipe."""
+    from ldmprobe.engine.workitems import call_shape, default_call_shape, recipe_call_shape
+
+    assert default_call_shape("cuda:1") == 8 and default_call_shape("cpu") == default_call_shape("mps") == 4
+    assert recipe_call_shape(None, "cpu") is None and recipe_call_shape(4, "cpu") is None
+    assert recipe_call_shape(8, "cuda") is None and recipe_call_shape(8, "cpu") == 8 and recipe_call_shape(4, "cuda") == 4
+    shaped = make_recipe(call_shape=2)
+    assert call_shape(shaped, "cuda") == 2 and call_shape(make_recipe(), "cuda") == 8
+    doc = key_document(shaped, "a photo of a house", 3)
+    assert doc["call_shape"] == 2 and "call_shape" not in key_document(make_recipe(), "a photo of a house", 3)
+    assert Recipe(**shaped.to_dict()) == shaped
+    for item in plan(make_spec(), shaped):  # the plan's hashed-once key text agrees with the document
+        assert item.key == sha256_hex(canonical_json(key_document(shaped, item.prompt, item.seed)))
+    for bad in (0, -1, True, 2.0, "4"):
+        with pytest.raises(ValueError, match="call_shape"):
+            make_recipe(call_shape=bad)
 
 
 # --------------------------------------------------------------------------------------------

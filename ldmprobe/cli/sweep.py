@@ -27,7 +27,12 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
               help=f"Image height, a multiple of 8 up to {MAX_SIDE} (default: the model's native size).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images per generation batch (default 8 on CUDA, halved on out-of-memory; 4 elsewhere).")
+              help="Images made and saved per step, in calls of --call-shape (rounded up to a whole number of "
+                   "calls; default: one call). Changes no image: the numbers are the same at any --batch-size.")
+@click.option("--call-shape", type=click.IntRange(min=1), default=None,
+              help="Images per generation call (default 8 on CUDA, 4 elsewhere); lower it when CUDA runs out of "
+                   "memory. A call's shape changes an image's float noise, so it is part of each image's recipe: "
+                   "images made at another shape are never reused.")
 @click.option("--allow-truncation", is_flag=True, help="Allow prompts over the tokenizer's 77 tokens (truncated).")
 @click.option("--nsfw", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
               help="Whether images flagged by the safety checker count in the statistics.")
@@ -107,7 +112,7 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
 
 #: Flags that only mean something when images are generated (refused with --embeddings / --images).
 _GENERATION_FLAGS = ("pipeline", "revision", "steps", "guidance", "width", "height", "negative_prompt",
-                     "allow_truncation", "dtype")
+                     "allow_truncation", "dtype", "call_shape")
 
 
 def _given(ctx, name: str) -> bool:

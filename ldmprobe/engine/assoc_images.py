@@ -115,7 +115,7 @@ def embed_prompt_sets(
         or_silent(reporter).progress("images", done[0], len(items))
 
     generate_into_store(generator, recipe, missing_items(items, store), store, batch_size=batch_size,
-                        on_batch=advance)
+                        on_batch=advance, plan=items)
     _refuse_bad_images(items, store)
     rows = embed_stored_images(measurer, list(unique), store)
     embeddings = {

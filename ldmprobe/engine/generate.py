@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ldmprobe.engine.workitems import Recipe, WorkItem, key_document
+from ldmprobe.engine.workitems import Recipe, WorkItem, call_shape, key_document
+from ldmprobe.errors import BadInputError
 
 #: An image whose brightest pixel is below this (on 0..1) counts as all black.
 BLACK_THRESHOLD = 1.0 / 255.0
@@ -23,7 +25,7 @@ class Generated:
     failed: str | None = None
     nsfw: bool | None = None
     dtype_used: str = ""
-    batch_size: int = 1  # how many images the pipeline call that made this one made (issue 17)
+    batch_size: int = 1  # the shape of the pipeline call that made it (issue 17; fixed per recipe since issue 28)
 
 
 def image_problem(pixels: np.ndarray) -> str | None:
@@ -35,8 +37,8 @@ def image_problem(pixels: np.ndarray) -> str | None:
     return None
 
 
-def default_batch_size(device: str) -> int:
-    return 8 if device.startswith("cuda") else 4
+class CallTooLarge(BadInputError):
+    """CUDA ran out of memory in a generation call: the call shape is too large for this GPU (exit 2)."""
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -45,29 +47,50 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-class BatchGenerator:
-    """Generates items in batches; on CUDA out-of-memory halves the batch and remembers it."""
+def _too_large(shape: int, recipe: Recipe) -> CallTooLarge:
+    if shape > 1:
+        advice = (f"Rerun with --call-shape {shape // 2} (images per call): images made at another call shape "
+                  "are kept apart from these, since a call's shape changes an image's float noise.")
+    else:
+        advice = f"Even one image per call does not fit: lower --width / --height (now {recipe.width} x " \
+                 f"{recipe.height}) or use a GPU with more memory."
+    return CallTooLarge(f"CUDA ran out of memory in a generation call of {shape} image(s). Every image made before "
+                        f"it is cached. {advice}")
 
-    def __init__(self, loaded, recipe: Recipe, batch_size: int):
+
+class BatchGenerator:
+    """Generates items in pipeline calls of one fixed shape, each item at its own slot (issue 28).
+
+    The shape is the recipe's call shape, else the device's default
+    (:func:`~ldmprobe.engine.workitems.call_shape`). ``slots`` maps an item's key to its index in
+    the plan; the item is always made at position ``index % shape`` of a call. Measured on the
+    tiny models: an image's pixels depend on its position in the call (position 0 and 3 differ by
+    ~1e-6, some uint8 pixels by 1) but not on what the other positions hold, so an image made at
+    its slot, in any company, is the image of the clean run, whatever was cached, where a resume
+    started, how many ranks shared the work and how many images --batch-size makes per step.
+
+    A CUDA out-of-memory stops with :class:`CallTooLarge` (exit 2) instead of halving the shape,
+    which would make the rest of the images in calls of another shape than the first.
+    """
+
+    def __init__(self, loaded, recipe: Recipe, shape: int | None = None, slots: Mapping[str, int] | None = None):
         self.loaded = loaded
         self.recipe = recipe
-        self.batch_size = max(1, int(batch_size))
-        self.halvings = 0
+        self.shape = max(1, int(shape)) if shape is not None else call_shape(recipe, loaded.device)
+        self.slots = slots
 
-    def _run(self, items: Sequence[WorkItem]) -> np.ndarray:
-        """One pipeline call of exactly ``self.batch_size`` images (issue 28).
+    def _run(self, items: Sequence[WorkItem | None]) -> np.ndarray:
+        """One pipeline call of exactly ``self.shape`` images; ``items[i]`` at position i.
 
-        A call with fewer items is padded by repeating its last item, and the padding's images
-        are dropped: every call has the same shape, so an image's pixels depend only on its own
-        prompt, seed and recipe, never on which other images were made with it (what was cached,
-        how many ranks, where a resume started). Calls of another shape sum floats in another
-        order (measured: 1 vs 2 images per call differ by ~2e-6, some uint8 pixels by 1).
+        Positions left empty (None, or past the end) are filled with a copy of the call's first
+        item, and their rows, returned as they come, are the caller's to drop.
         """
         import torch
 
         recipe = self.recipe
         real = len(items)
-        items = list(items) + [items[-1]] * max(0, self.batch_size - real)
+        filler = next(item for item in items if item is not None)
+        items = [filler if item is None else item for item in items] + [filler] * max(0, self.shape - real)
         kwargs = {}
         if recipe.negative_prompt is not None:
             kwargs["negative_prompt"] = [recipe.negative_prompt] * len(items)
@@ -84,63 +107,82 @@ class BatchGenerator:
             )
         return np.asarray(output.images, dtype=np.float32)[:real]
 
-    def _retry_fp32(self, item: WorkItem) -> np.ndarray:
-        """Regenerate one item with the pipeline temporarily in float32 (fp16 overflow)."""
+    def _retry_fp32(self, item: WorkItem, slot: int) -> np.ndarray:
+        """Regenerate one item, at its slot, with the pipeline temporarily in float32 (fp16 overflow)."""
         import torch
 
         pipe = self.loaded.pipe
         pipe.to(torch.float32)
         try:
-            return self._run([item])[0]
+            return self._run([None] * slot + [item])[slot]
         finally:
             pipe.to(torch.float16)
 
-    def _nsfw_flags(self, pixels: np.ndarray) -> list[bool | None]:
+    def _nsfw_flags(self, by_slot: dict[int, np.ndarray]) -> dict[int, bool | None]:
+        """The safety checker's flag of each image, each at its slot of a call of the fixed shape."""
         checker = self.loaded.safety_checker
         extractor = getattr(self.loaded.pipe, "feature_extractor", None)
         if checker is None or extractor is None:
-            return [None] * len(pixels)
+            return dict.fromkeys(by_slot)
         import torch
 
-        real = len(pixels)  # padded to the call's shape too: a flag never depends on the other images
-        pixels = np.concatenate([pixels, np.repeat(pixels[-1:], max(0, self.batch_size - real), axis=0)])
+        filler = next(iter(by_slot.values()))
+        pixels = np.stack([by_slot.get(slot, filler) for slot in range(self.shape)])
         images = [(np.clip(p, 0, 1) * 255).round().astype(np.uint8) for p in pixels]
         clip_input = extractor(images, return_tensors="pt").pixel_values.to(self.loaded.device)
         with torch.inference_mode():
             _, flags = checker(images=pixels.copy(), clip_input=clip_input.to(checker.dtype))
-        return [bool(f) for f in flags][:real]
+        return {slot: bool(flags[slot]) for slot in by_slot}
+
+    def layouts(self, items: Sequence[WorkItem]) -> list[list[WorkItem | None]]:
+        """``items`` laid out in calls: each item at its slot (first fit); without ``slots``, in
+        consecutive calls in the given order."""
+        if self.slots is None:
+            return [list(items[start: start + self.shape]) for start in range(0, len(items), self.shape)]
+        calls: list[list[WorkItem | None]] = []
+        for item in items:
+            slot = self.slots[item.key] % self.shape
+            call = next((call for call in calls if call[slot] is None), None)
+            if call is None:
+                call = [None] * self.shape
+                calls.append(call)
+            call[slot] = item
+        return calls
 
     def generate(self, items: Sequence[WorkItem]) -> list[Generated]:
-        """Generate a batch (split further if CUDA runs out of memory)."""
+        """Generate ``items`` in calls of ``self.shape`` (:meth:`layouts`)."""
+        return [r for layout in self.layouts(items) for r in self.call(layout)]
+
+    def call(self, layout: Sequence[WorkItem | None]) -> list[Generated]:
+        """One call: the items of ``layout`` (None: an empty position) made and checked."""
         try:
-            pixels = self._run(items)
+            pixels = self._run(layout)
         except RuntimeError as exc:
-            if not _is_oom(exc) or self.batch_size == 1:
+            if not _is_oom(exc):
                 raise
             import torch
 
             torch.cuda.empty_cache()
-            self.batch_size = max(1, self.batch_size // 2)
-            self.halvings += 1
-            size = self.batch_size
-            return [r for start in range(0, len(items), size) for r in self.generate(items[start: start + size])]
+            raise _too_large(self.shape, self.recipe) from None
         dtype = self.loaded.dtype
-        results = []
-        for item, image in zip(items, pixels):
+        results = {}
+        for slot, (item, image) in enumerate(zip(layout, pixels)):
+            if item is None:
+                continue
             problem = image_problem(image)
-            used, made_with = dtype, self.batch_size
+            used = dtype
             if problem and dtype == "float16" and self.loaded.device.startswith("cuda"):
-                image = self._retry_fp32(item)
+                image = self._retry_fp32(item, slot)
                 problem, used = image_problem(image), "float32"
-            results.append(Generated(item=item, pixels=None if problem else image, failed=problem, dtype_used=used,
-                                     batch_size=made_with))
-        good = [r for r in results if r.pixels is not None]
-        for result, flag in zip(good, self._nsfw_flags(np.stack([r.pixels for r in good])) if good else []):
-            result.nsfw = flag
-        for result in results:
+            results[slot] = Generated(item=item, pixels=None if problem else image, failed=problem, dtype_used=used,
+                                      batch_size=self.shape)
+        good = {slot: r.pixels for slot, r in results.items() if r.pixels is not None}
+        for slot, flag in (self._nsfw_flags(good) if good else {}).items():
+            results[slot].nsfw = flag
+        for result in results.values():
             if result.pixels is not None:
                 result.pixels = (np.clip(result.pixels, 0, 1) * 255).round().astype(np.uint8)
-        return results
+        return list(results.values())
 
 
 def png_metadata(item: WorkItem, result: Generated) -> dict:
@@ -194,38 +236,54 @@ def missing_items(items: Sequence[WorkItem], store) -> list[WorkItem]:
 
 
 def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], store, *, batch_size: int,
-                        on_batch: Callable[[int], None] | None = None,
-                        poll: float = 0.5) -> tuple[set[str], int, int]:
+                        on_batch: Callable[[int], None] | None = None, poll: float = 0.5,
+                        plan: Sequence[WorkItem] | None = None) -> tuple[set[str], int]:
     """Make the ``missing`` items (see :func:`missing_items`) and store each image or failure.
 
-    Returns (keys made now, batch size in use at the end, number of out-of-memory halvings).
-    Each batch is written before the next starts, so an interruption loses at most one batch.
+    Returns (keys made now, the call shape). Every pipeline call has the recipe's call shape and
+    each item its slot, its index in ``plan`` (default: ``missing``) modulo the shape
+    (:class:`BatchGenerator`), so an image is the same whatever else is made with it. A step
+    takes up to ``batch_size`` items, rounded up to whole calls, at most a call's worth per slot:
+    ``batch_size`` changes no image. Each call's images are written before the next call starts,
+    so an interruption, or a CUDA out-of-memory (:class:`CallTooLarge`), loses at most one call.
     Items are claimed first (:mod:`ldmprobe.engine.claims`): items another live process has
     claimed are left to it and waited for, so processes sharing a cache divide the work.
     """
     from ldmprobe.engine.claims import Claims
     from ldmprobe.engine.distributed import check_stop
 
-    batcher = BatchGenerator(loaded, recipe, batch_size)
+    slots: dict[str, int] = {}
+    for item in plan if plan is not None else missing:
+        slots.setdefault(item.key, len(slots))
+    batcher = BatchGenerator(loaded, recipe, None, slots)
+    per_slot = -(-max(1, int(batch_size)) // batcher.shape)  # calls per step
     made: set[str] = set()
     by_key = {item.key: item for item in missing}
-    pending, waiting = list(by_key), []
+    queues: list[deque[str]] = [deque() for _ in range(batcher.shape)]
+    for key in by_key:
+        queues[slots[key] % batcher.shape].append(key)
+    waiting: list[str] = []
     with Claims(store.base) as claims:
-        while pending or waiting:
+        while waiting or any(queues):
             check_stop()
-            if not pending:
-                pending, waiting = _after_wait(store, claims, waiting, on_batch, poll)
+            if not any(queues):
+                back, waiting = _after_wait(store, claims, waiting, on_batch, poll)
+                for key in back:
+                    queues[slots[key] % batcher.shape].append(key)
                 continue
             mine, done_elsewhere = [], 0
-            while pending and len(mine) < batcher.batch_size:
-                key = pending.pop(0)
-                if not claims.try_take(key):
-                    waiting.append(key)
-                elif store.valid(key):  # made by another process since this list was drawn up
-                    claims.release([key])
-                    done_elsewhere += 1
-                else:
-                    mine.append(key)
+            for queue in queues:
+                taken = 0
+                while queue and taken < per_slot:
+                    key = queue.popleft()
+                    if not claims.try_take(key):
+                        waiting.append(key)
+                    elif store.valid(key):  # made by another process since this list was drawn up
+                        claims.release([key])
+                        done_elsewhere += 1
+                    else:
+                        mine.append(key)
+                        taken += 1
             if done_elsewhere and on_batch is not None:
                 on_batch(done_elsewhere)
             if mine:
@@ -233,14 +291,22 @@ def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], sto
                 claims.release(mine)
                 if on_batch is not None:
                     on_batch(len(mine))
-    return made, batcher.batch_size, batcher.halvings
+    return made, batcher.shape
 
 
 def _make_batch(batcher, batch: Sequence[WorkItem], store) -> set[str]:
+    """Make ``batch`` call by call, each call's images stored before the next call starts."""
+    made = set()
+    for layout in batcher.layouts(batch):
+        made |= _store_results(batcher.call(layout), store)
+    return made
+
+
+def _store_results(results: Sequence[Generated], store) -> set[str]:
     from PIL import Image
 
     made = set()
-    for result in batcher.generate(batch):
+    for result in results:
         metadata = png_metadata(result.item, result)
         if result.pixels is None:
             store.save_failure(result.item.key, {**metadata, "failed": result.failed})

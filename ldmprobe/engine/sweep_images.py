@@ -70,25 +70,26 @@ def failure_records(store: cache.ImageStore, keys: list[str]) -> set[str] | None
 
 def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: cache.ImageStore,
                      items: list[WorkItem] | None = None, progress: GenerationProgress | None = None) -> tuple[set[str], int]:
-    """Make every image not yet cached; return (keys generated now, batch size used).
+    """Make every image not yet cached; return (keys generated now, the call shape).
 
     ``items`` limits the work to those items (a rank's share); a given ``progress`` is
     advanced but left open (the caller closes it).
     """
-    from ldmprobe.engine.generate import default_batch_size, generate_into_store, missing_items
+    from ldmprobe.engine.generate import CallTooLarge, generate_into_store, missing_items
+    from ldmprobe.engine.workitems import call_shape
 
     unique = unique_items(setup.items)
     missing = missing_items(unique if items is None else items, store)
-    batch_size = setup.options.batch_size or default_batch_size(setup.device)
+    shape = call_shape(setup.recipe, setup.device)
     if not missing:
-        return set(), batch_size
+        return set(), shape
     own_progress = progress is None
     if own_progress:
         progress = GenerationProgress(reporter, len(unique), len(unique) - len(missing), "generating")
     try:
-        made, batch_size, halvings = generate_into_store(
-            loaded.get_generator(), setup.recipe, missing, store, batch_size=batch_size,
-            on_batch=progress.advance,
+        made, shape = generate_into_store(
+            loaded.get_generator(), setup.recipe, missing, store, batch_size=setup.options.batch_size or shape,
+            on_batch=progress.advance, plan=unique,
         )
     except KeyboardInterrupt:
         progress.close()
@@ -97,11 +98,12 @@ def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: ca
             f"Interrupted: {done} of {len(unique)} images are cached (nothing half-written). "
             "Run the same command again to resume; only the missing images will be made."
         ) from None
+    except CallTooLarge:
+        progress.close()
+        raise
     if own_progress:
         progress.close()
-    if halvings:
-        reporter.warn(f"CUDA ran out of memory; batch size reduced to {batch_size}.")
-    return made, batch_size
+    return made, shape
 
 
 def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore, made: set[str],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.engine import cache
-from ldmprobe.engine.workitems import Recipe, WorkItem, unique_items, work_items
+from ldmprobe.engine.workitems import Recipe, WorkItem, call_shape, recipe_call_shape, unique_items, work_items
 from ldmprobe.errors import BadInputError, ModelUnavailableError
 from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
@@ -32,7 +32,8 @@ class SweepOptions:
     width: int | None = None
     height: int | None = None
     negative_prompt: str | None = None
-    batch_size: int | None = None
+    batch_size: int | None = None  # images per step of the generation loop: changes no image
+    call_shape: int | None = None  # images per generation call (None: the device's default); in each image's key
     allow_truncation: bool = False
     nsfw: str = "keep"  # keep | drop
     offline: bool = False
@@ -114,6 +115,7 @@ def check_options(spec: Spec, options: SweepOptions) -> None:
     for side in ("width", "height"):
         check_image_side(getattr(options, side), f"--{side}")
     for name, value in (("--steps", options.steps), ("--batch-size", options.batch_size),
+                        ("--call-shape", options.call_shape),
                         ("--permutations", options.permutations), ("--bootstrap", options.bootstrap)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise BadInputError(f"{name} must be a whole number ≥ 1, not {value!r}")
@@ -173,7 +175,7 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
         from ldmprobe.models.runtime import preferred_dtype
 
         dtype = preferred_dtype(folder, device, dtype)
-    recipes = [_recipe(spec, options, generator_ref, folder, dtype, guidance, steps)
+    recipes = [_recipe(spec, options, generator_ref, folder, dtype, guidance, steps, device=device)
                for guidance, steps in plan_levels(spec, options)]
     from ldmprobe.models.runtime import guidance_notes
 
@@ -241,10 +243,11 @@ def _first_sentence(exc: Exception) -> str:
 
 
 def _recipe(spec: Spec, options: SweepOptions, generator_ref, folder: Path, dtype: str,
-            guidance: float | None = None, steps: int | None = None) -> Recipe:
+            guidance: float | None = None, steps: int | None = None, *, device: str) -> Recipe:
     """The generation recipe of one level (``guidance`` / ``steps``: the level's, from
     :func:`plan_levels`; None: the model's default), the size from the options, else the spec,
-    else the model's native size."""
+    else the model's native size; the call shape from ``--call-shape`` (in the key only when it
+    is not ``device``'s default)."""
     size = native_size(folder)
     negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
     from ldmprobe.models.configs import default_guidance
@@ -260,6 +263,7 @@ def _recipe(spec: Spec, options: SweepOptions, generator_ref, folder: Path, dtyp
         height=options.height or spec.height or size,
         dtype=dtype,
         negative_prompt=negative,
+        call_shape=recipe_call_shape(options.call_shape, device),
     )
     multiple = max(8, _vae_factor(folder))
     for side in ("width", "height"):
@@ -290,7 +294,7 @@ def dry_run_document(setup: SweepSetup) -> dict:
         "schema_version": SCHEMA_VERSION,
         "kind": "sweep-plan",
         "spec": setup.spec.to_dict(),
-        "config": config_block(setup, batch_size=None),
+        "config": config_block(setup),
         "counts": {
             "planned": len(setup.items),
             "unique": len(unique),
@@ -350,7 +354,9 @@ def _partial_plan(setup: SweepSetup) -> dict:
     }
 
 
-def config_block(setup: SweepSetup, batch_size: int | None) -> dict:
+def config_block(setup: SweepSetup, batch_size: int | None = None) -> dict:
+    """The resolved configuration; ``batch_size`` is the shape of every generation call (issue 28:
+    the recipe's call shape whatever ``--batch-size`` said; None: the plan's)."""
     recipe = setup.recipe
     return {
         "pipeline": {"spec": setup.generator_ref.spec, "source": setup.generator_ref.source,
@@ -365,7 +371,7 @@ def config_block(setup: SweepSetup, batch_size: int | None) -> dict:
         "dtype": recipe.dtype,
         "negative_prompt": recipe.negative_prompt,
         "device": setup.device,
-        "batch_size": batch_size,
+        "batch_size": call_shape(recipe, setup.device) if batch_size is None else batch_size,
         "nsfw": setup.options.nsfw,
         "statistics": {"seed": setup.options.stats_seed, "permutations": setup.options.permutations,
                        "bootstrap": setup.options.bootstrap},

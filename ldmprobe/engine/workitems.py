@@ -31,6 +31,8 @@ from ldmprobe.specs.sweep import Spec, expand
 __all__ = [
     "KEY_VERSION",
     "Recipe",
+    "call_shape",
+    "default_call_shape",
     "WorkItem",
     "canonical_json",
     "item_key",
@@ -77,6 +79,12 @@ class Recipe:
     one key), ``dtype`` as a bare name (``torch.float16``, ``"fp16"`` and ``"half"`` all
     become ``"float16"``). ``negative_prompt`` is kept exactly: ``None`` and ``""`` are
     different recipes (SDXL zeroes the negative embedding for ``None`` but not for ``""``).
+
+    ``call_shape``: how many images one pipeline call makes (issue 28). A call of another shape
+    sums floats in another order, so it changes pixels by float noise: the shape is part of the
+    recipe. ``None`` is the device's default (:func:`default_call_shape`) and leaves the key as it
+    was before the field existed; any other value is in the key, so images made at another shape
+    are never reused.
     """
 
     pipeline: str
@@ -87,6 +95,7 @@ class Recipe:
     height: int
     dtype: str
     negative_prompt: str | None = None
+    call_shape: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -108,6 +117,8 @@ class Recipe:
             raise ValueError(
                 f"Recipe.negative_prompt must be a str or None, not {self.negative_prompt!r}"
             )
+        if self.call_shape is not None and (not _is_int(self.call_shape) or self.call_shape <= 0):
+            raise ValueError(f"Recipe.call_shape must be a positive int or None, not {self.call_shape!r}")
 
     @property
     def pipeline_dict(self) -> Any:
@@ -128,7 +139,24 @@ class Recipe:
             "height": self.height,
             "dtype": self.dtype,
             "negative_prompt": self.negative_prompt,
+            **({} if self.call_shape is None else {"call_shape": self.call_shape}),
         }
+
+
+def default_call_shape(device: str) -> int:
+    """Images per generation call when the recipe names none: 8 on CUDA, 4 elsewhere."""
+    return 8 if str(device).startswith("cuda") else 4
+
+
+def call_shape(recipe: Recipe, device: str) -> int:
+    """The number of images every generation call of ``recipe`` makes on ``device`` (padded to it)."""
+    return recipe.call_shape or default_call_shape(device)
+
+
+def recipe_call_shape(requested: int | None, device: str) -> int | None:
+    """What :attr:`Recipe.call_shape` holds for a requested shape: None for the device's default
+    (so the default keeps the keys it always had), else the shape."""
+    return None if requested is None or requested == default_call_shape(device) else int(requested)
 
 # --------------------------------------------------------------------------------------------
 # Work items
