@@ -32,21 +32,27 @@ def main(run: str) -> int:
         item = json.loads(line)
         path = run_dir / item["image"] if item.get("image") else store.path(item["key"])
         attributes = world.read_attributes(np.asarray(Image.open(path).convert("RGB")))
-        for group in ("background", "size", "colour"):
-            truth[item["term"]][group].append(attributes[group])
-    base = document.get("baseline_result") or {}
-    entries = [(base.get("term", ""), base.get("rates") or [])]
-    entries += [(t["term"], t.get("rates") or []) for t in document["terms"] + document.get("controls", [])]
+        for group in ("background", "size", "colour"):  # by level: items.jsonl lines carry guidance and steps
+            truth[(item.get("guidance"), item.get("steps"), item["term"])][group].append(attributes[group])
+    levels = document.get("levels") or [{**document, "guidance": None, "steps": None}]
     worst: dict = defaultdict(float)
     off = []
-    for term, rows in entries:
-        for r in rows:
-            share = float(np.mean([v == r["option"] for v in truth[term][r["group"]]]))
-            gap = abs(r["rate"] - share)
-            worst[r["group"]] = max(worst[r["group"]], gap)
-            if gap > 0.05:
-                off.append(f"  {term or '(bare)':8} {r['group']}:{r['option']:8} ldmprobe {r['rate']:.3f} "
-                           f"(corrected={r['corrected']}) pixels {share:.3f}")
+    for level in levels:
+        base = level.get("baseline_result") or {}
+        entries = [(base.get("term", ""), base.get("rates") or [])]
+        entries += [(t["term"], t.get("rates") or []) for t in level["terms"] + level.get("controls", [])]
+        for term, rows in entries:
+            images = (truth[(level["guidance"], level["steps"], term)] if level["guidance"] is not None else
+                      {g: sum((v[g] for k, v in truth.items() if k[2] == term), []) for g in ("background", "size",
+                                                                                          "colour")})
+            for r in rows:
+                share = float(np.mean([v == r["option"] for v in images[r["group"]]]))
+                gap = abs(r["rate"] - share)
+                worst[r["group"]] = max(worst[r["group"]], gap)
+                if gap > 0.05:
+                    at = "" if level["guidance"] is None else f"g {level['guidance']:g} "
+                    off.append(f"  {at}{term or '(bare)':8} {r['group']}:{r['option']:8} ldmprobe {r['rate']:.3f} "
+                               f"(corrected={r['corrected']}) pixels {share:.3f}")
     print("largest |ldmprobe rate - pixel share| per group:",
           ", ".join(f"{g} {v:.3f}" for g, v in worst.items()))
     print("\n".join(off) if off else "every rate within 0.05 of the pixels")

@@ -74,7 +74,7 @@ def test_embeddings_file_gives_rates_corrected_rates_and_diversity(cli, tmp_path
     raw = {k: v for k, v in arrays.items() if not k.startswith("calibration")}
     np.savez(tmp_path / "raw.npz", **raw)
     doc = json.loads(_run(cli, "sweep", _spec(tmp_path), "--embeddings", tmp_path / "raw.npz", "--bootstrap", "99",
-                          "--permutations", "99", "--format", "json").stdout)
+                          "--permutations", "99", "--format", "json", "--out", tmp_path / "raw").stdout)
     validate_document(doc, "sweep")
     for term, entry in (("", doc["baseline_result"]), ("fancy", doc["terms"][0])):
         labels = [r[3] for r in rows if r[1] == term]
@@ -85,7 +85,7 @@ def test_embeddings_file_gives_rates_corrected_rates_and_diversity(cli, tmp_path
     assert doc["terms"][0]["diversity"]["groups"][0]["versus_baseline"] == "narrows"
 
     fixed = json.loads(_run(cli, "sweep", _spec(tmp_path), "--embeddings", tmp_path / "e.npz", "--bootstrap", "99",
-                            "--permutations", "99", "--format", "json").stdout)
+                            "--permutations", "99", "--format", "json", "--out", tmp_path / "fixed").stdout)
     conf = np.array([[1, 0, 0], [1 / 3, 2 / 3, 0], [0, 0, 1]])  # the calibration's confusion, by construction
     weights = np.linalg.inv(conf)
     labels = np.array([r[3] for r in rows if r[1] == "fancy"])
