@@ -173,8 +173,10 @@ def rate_runs(tmp_path_factory, cache_root, tiny_generator, tiny_measurer):
         spec, other = root / "pair.toml", root / "other.toml"
         spec.write_text(SPEC)
         other.write_text(SPEC.replace("seeds = 3", "seeds = [10, 11, 12, 13]"))
+        levels = root / "levels.toml"
+        levels.write_text(SPEC.replace("seeds = 3", "seeds = 3\nguidance = [2, 6]"))
         docs = {name: _sweep(path, root / name, "--steps", steps)
-                for name, path, steps in (("a", spec, 2), ("b", spec, 3), ("c", other, 3))}
+                for name, path, steps in (("a", spec, 2), ("b", spec, 3), ("c", other, 3), ("lv", levels, 2))}
         yield {"root": root, "docs": docs}
 
 
@@ -222,3 +224,14 @@ def test_compare_rates_end_to_end_paired_and_unpaired(rate_runs, tmp_path):
     for r in unpaired["rates"]:
         assert r["rate_b"] == pytest.approx(_sweep_rate(docs["c"], r["term"], r["option"]))
         assert r["n_b"] == 16 and r["n_a"] == 12
+
+
+@pytest.mark.slow
+def test_a_run_over_several_levels_is_compared_at_its_top_level(rate_runs):
+    root, docs = rate_runs["root"], rate_runs["docs"]
+    doc = _compare(root / "lv", root / "a")
+    top = docs["lv"]["levels"][0]
+    assert top["guidance"] == 2.0 and doc["runs"]["a"]["n_items"] == 36  # 72 lines in items.jsonl, 36 at guidance 2
+    assert doc["summary"]["paired"] is True
+    for r in doc["rates"]:
+        assert r["rate_a"] == pytest.approx(_sweep_rate(top, r["term"], r["option"]))
