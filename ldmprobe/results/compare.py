@@ -188,7 +188,7 @@ def run_summary(run: RunData) -> dict:
         "steps": config.get("steps"), "guidance": config.get("guidance"), "dtype": config.get("dtype"),
         "negative_prompt": config.get("negative_prompt"), "nsfw": config.get("nsfw"),
         "finished": prov.get("finished"), "tiny": bool(prov.get("tiny")),
-        "n_items": len(run.items), "n_usable": sum(i.usable for i in run.items),
+        "n_items": len(run.items), "n_usable": sum(i.usable for i in run.items), "seeds": run.spec.get("seeds"),
         "source": run.document.get("source"),
     }
 

@@ -68,6 +68,8 @@ def _compare(a: RunData, b: RunData, settings: CompareSettings, out: Path | None
                                  loader=loader)
         analysis = compare_embeddings(data, settings)
     else:
+        if images.dims is not None:
+            _same_space(a, b, images.dims, images.probes, reporter)
         analysis = unpaired_analysis(settings)
     from ldmprobe.usecases.compare_attributes import with_attributes
 
