@@ -235,3 +235,19 @@ def test_a_run_over_several_levels_is_compared_at_its_top_level(rate_runs):
     assert doc["summary"]["paired"] is True
     for r in doc["rates"]:
         assert r["rate_a"] == pytest.approx(_sweep_rate(top, r["term"], r["option"]))
+
+
+@pytest.mark.slow
+def test_runs_whose_attributes_differ_compare_without_rates_and_other_seeds_need_them(rate_runs, tmp_path):
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+    from tests.test_compare import _edited_copy
+
+    root = rate_runs["root"]
+    other = _edited_copy(root / "b", tmp_path / "b2", lambda d: d["spec"]["attributes"]["colour"].pop("green"))
+    doc = _compare(root / "a", other)
+    assert doc["rates"] == [] and doc["terms"] and any("attributes" in n for n in doc["summary"]["notes"])
+    bare = _edited_copy(root / "c", tmp_path / "c2", lambda d: d["spec"].pop("attributes"))
+    result = CliRunner().invoke(main, ["compare", str(root / "a"), str(bare), "--format", "json"])
+    assert result.exit_code == 2 and "seeds" in result.output  # no attributes: other seeds cannot pair
