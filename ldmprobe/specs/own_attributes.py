@@ -49,9 +49,11 @@ def levels_in(path: Path, kind: str) -> list[Level]:
     if kind == "embeddings":
         try:
             arrays, _ = _load_npz(path)
-            if not any(name in arrays for name in LEVEL_FIELDS) or "image" not in arrays:
+            if not any(name in arrays for name in LEVEL_FIELDS) or "seed" not in arrays:
                 return []
-            rows = arrays["image"].shape[0]
+            if arrays["seed"].ndim != 1:
+                return []  # the reader names the problem
+            rows = len(arrays["seed"])  # one per row, and small (the image array is read once, by the reader)
         except BadInputError:
             return []
         return file_levels(row_levels_of(path, arrays, rows))
