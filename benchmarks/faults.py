@@ -38,8 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from faults_cases import (USER_IMAGE_TRIAL, edit_same_size, flip_keeping_stat, flip_signs_of_a_row,  # noqa: E402
-                          resaved_without_digest)
+from faults_cases import (OOM_TRIAL, USER_IMAGE_TRIAL, edit_same_size, flip_keeping_stat,  # noqa: E402
+                          flip_signs_of_a_row, png_bytes, resaved_without_digest)
 
 SPEC = """name = "faults"
 templates = ["a photo of a {} car", "a {} house at night"]
@@ -57,17 +57,19 @@ FLAGS = ["--pipeline", "tiny", "--measurer", "tiny", "--steps", "5", "--batch-si
 RTOL = ATOL = 0.0
 
 
-def sweep_cmd(spec: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "ldmprobe", "sweep", str(spec), *FLAGS, "--vocab", str(spec.with_name("vocab.txt")),
-            "--out", str(out)]
+def sweep_cmd(spec: Path, out: Path, extra=(), python=("-m", "ldmprobe")) -> list[str]:
+    """The sweep command; ``extra`` flags come last, so they win over ``FLAGS`` (``--batch-size``)."""
+    return [sys.executable, *python, "sweep", str(spec), *FLAGS, "--vocab", str(spec.with_name("vocab.txt")),
+            "--out", str(out), *extra]
 
 
 def env_for(cache: Path) -> dict:
     return {**os.environ, "LDMPROBE_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def run(spec: Path, out: Path, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_cmd(spec, out), env=env_for(cache), capture_output=True, text=True, timeout=900)
+def run(spec: Path, out: Path, cache: Path, extra=(), python=("-m", "ldmprobe")) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_cmd(spec, out, extra, python), env=env_for(cache), capture_output=True, text=True,
+                          timeout=900)
 
 
 def numbers(doc: dict) -> dict:
@@ -162,12 +164,12 @@ class Bench:
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     def rerun_and_check(self, fault: str, codes: list[int], expected: str, cache: Path | None = None,
-                        note: str = "") -> None:
+                        note: str = "", extra=()) -> None:
         """A clean rerun after the fault: exit 0, numbers within tolerance, no damaged PNG, no temp file."""
         cache = cache or self.cache
         left_before = len(temp_files(cache))
         out = self.out()
-        proc = run(self.spec, out, cache)
+        proc = run(self.spec, out, cache, extra)
         wrong, bad = 1, []
         if proc.returncode == 0:
             found = numbers(json.loads(proc.stdout))
@@ -206,14 +208,14 @@ class Bench:
             code = self._stop_at_random(signum)
             self.rerun_and_check(f"{signal.Signals(signum).name} (random moment)", [code], str(expected))
 
-    def _stop_at_random(self, signum) -> int:
+    def _stop_at_random(self, signum, extra=()) -> int:
         """Remove a random share of the cached images, start a sweep, and stop it after a random
         number of them were made again (so it is stopped mid-generation, between or inside
         batches); the exit status as a shell shows it."""
         self._clear_images(self.rng.uniform(0.3, 0.8))
         pngs = lambda: sum(1 for _ in (self.cache / "images").rglob("*.png"))  # noqa: E731
         start, target = pngs(), self.rng.randint(1, 6)
-        proc = subprocess.Popen(sweep_cmd(self.spec, self.out()), env=env_for(self.cache), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(sweep_cmd(self.spec, self.out(), extra), env=env_for(self.cache), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
         while proc.poll() is None and pngs() < start + target and time.monotonic() < deadline:
@@ -312,6 +314,52 @@ class Bench:
                           "wrong results": int(outcome not in ("refused",)), "damaged left in cache": 0,
                           "temp left after kill": 0, "temp left": len(temp_files(self.cache)), "note": outcome})
 
+    # ------------------------------------------------------------------ issue 28: the call shape
+
+    def rebatch(self) -> None:
+        """--batch-size changed between a kill and the resume, a CUDA out-of-memory, another --call-shape."""
+        reference = png_bytes(self.work / "reference-cache")
+        code = self._stop_at_random(signal.SIGKILL, ["--batch-size", "1"])
+        self.rerun_and_check("kill -9 at --batch-size 1, resumed at --batch-size 4 (reference: 2)", [code], "-9",
+                             extra=["--batch-size", "4"])
+        self._check_pngs(reference)
+        self._clear_images(0.5)
+        proc = run(self.spec, self.out(), self.cache, python=("-c", OOM_TRIAL))
+        said = "names --call-shape: " + str("--call-shape 2" in proc.stderr and "Traceback" not in proc.stderr)
+        self.rerun_and_check("CUDA out of memory (simulated) in the third call, half the images removed",
+                             [proc.returncode], "2 (stop, no halving)", note=said)
+        self._check_pngs(reference)
+        self._other_shape()
+
+    def _check_pngs(self, reference: dict) -> None:
+        """After a rerun: every cached image byte-identical to the clean reference's (else a wrong result)."""
+        row, found = self.rows[-1], png_bytes(self.cache)
+        same = sum(found.get(key) == data for key, data in reference.items())
+        row["note"] = (row["note"] + "; " if row["note"] else "") + f"PNG bytes as the reference's: {same} of " \
+                                                                    f"{len(reference)}"
+        if same != len(reference):
+            row["wrong results"] = 1
+
+    def _other_shape(self) -> None:
+        """--call-shape 2 on the default-shape cache: nothing reused, equal to a clean --call-shape 2 run."""
+        shape = ["--call-shape", "2"]
+        clean_cache = self.work / "reference-cache-shape-2"
+        clean_cache.mkdir()
+        (clean_cache / "models").symlink_to(self.cache / "models", target_is_directory=True)
+        clean = run(self.spec, self.out(), clean_cache, shape)
+        proc = run(self.spec, self.out(), self.cache, shape)
+        ok = clean.returncode == proc.returncode == 0
+        generated = json.loads(proc.stdout)["counts"]["generated"] if ok else None
+        wrong = int(not ok or bool(differences(numbers(json.loads(proc.stdout)), numbers(json.loads(clean.stdout)))))
+        same = sum(png_bytes(self.cache).get(k) == v for k, v in png_bytes(clean_cache).items()) if ok else 0
+        self.rows.append({"fault": "--call-shape 2 on a cache of default-shape (4) images", "exit codes": "-",
+                          "expected": "nothing reused; = a clean --call-shape 2 run", "rerun exit": proc.returncode,
+                          "repairs reported": "-", "corrupt used": int(generated != self.images),
+                          "wrong results": wrong, "damaged left in cache": len(bad_pngs(self.cache)),
+                          "temp left after kill": 0, "temp left": len(temp_files(self.cache)),
+                          "note": f"generated {generated} of {self.images}; PNG bytes as the clean shape-2 run's: "
+                                  f"{same} of {self.images}"})
+
     def full_disk(self) -> None:
         for size in ("128k", "440k"):  # refused before any work; fills while generating
             self._full_cache(size)
@@ -378,8 +426,9 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="folder to work in (default: a temp folder)")
-    parser.add_argument("--only", default="kills,signals,flips,integrity2,disk",
-                        help="comma-separated groups to run (default: all): kills, signals, flips, integrity2, disk")
+    parser.add_argument("--only", default="kills,signals,flips,integrity2,rebatch,disk",
+                        help="comma-separated groups to run (default: all): kills, signals, flips, integrity2, "
+                             "rebatch, disk")
     args = parser.parse_args()
     groups = set(args.only.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="ldmprobe-faults-"))
@@ -390,7 +439,7 @@ def main() -> int:
     bench.clean_reference()
     print(f"reference: {bench.images} images, clean run", file=sys.stderr)
     for group, run in (("kills", lambda: bench.kills(args.kills)), ("signals", bench.signals), ("flips", bench.flips),
-                       ("integrity2", bench.integrity2), ("disk", bench.full_disk)):
+                       ("integrity2", bench.integrity2), ("rebatch", bench.rebatch), ("disk", bench.full_disk)):
         if group in groups:
             run()
     print(table(bench.rows))

@@ -1,6 +1,7 @@
 """Issue 28's fault cases for ``benchmarks/faults.py``: an editor's re-save without the digest, bytes
 damaged with the file's stat kept, same-size edits of configs and tokenizers, flipped signs in
-vocabulary embeddings, and a user's image replaced between listing and embedding."""
+vocabulary embeddings, a user's image replaced between listing and embedding, and a CUDA
+out-of-memory in the middle of a sweep."""
 
 from __future__ import annotations
 
@@ -81,3 +82,25 @@ except BadInputError:
 stored = embedding_store(measurer.identity).get_many([user_image_key(d) for _, d in source.files])
 print(outcome if outcome == "refused" and stored[1] is None else "stored new content under the old key")
 """
+
+
+#: ``ldmprobe`` with the third generation call failing as CUDA does when it runs out of memory
+#: (arguments: the sweep command's, after ``-c CODE``).
+OOM_TRIAL = """
+import sys
+from ldmprobe.engine import generate
+from ldmprobe.cli.main import run
+real, calls = generate.BatchGenerator._run, []
+def run_then_oom(self, items):
+    calls.append(1)
+    if len(calls) == 3:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+    return real(self, items)
+generate.BatchGenerator._run = run_then_oom
+sys.exit(run(sys.argv[1:]))
+"""
+
+
+def png_bytes(cache: Path) -> dict:
+    """Every cached image's bytes by key."""
+    return {p.stem: p.read_bytes() for p in (cache / "images").rglob("*.png") if p.parent.name != "index"}

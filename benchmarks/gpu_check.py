@@ -6,9 +6,11 @@
 Checks, each PASS or FAIL (exit 1 if any fails):
   1. generation in the CUDA dtype (float16): every image finite and not all black, first try;
   2. batching: a batch of 8 against the same 8 items one at a time, within tolerance;
-  3. out-of-memory halving: the process is capped (torch.cuda.set_per_process_memory_fraction)
-     just above what a batch of 2 large images needs; a batch of 16 must run out of memory,
-     halve, and still make all 16 images;
+  3. out-of-memory stops: the process is capped (torch.cuda.set_per_process_memory_fraction)
+     just above what a call of 2 large images needs; a call of 16 must stop with ldmprobe's
+     CallTooLarge (exit 2, naming --call-shape 8), not halve (issue 28: halving mixed call shapes);
+  3b. slots (issue 28): an image made at its slot of a call of 8 is bit-identical whether the
+     other positions hold other images or copies of itself (what sweep's exactness rests on);
   4. per architecture (tiny SDXL, SD 3, Flux; benchmarks/gpu_arch.py): a batch of 8 in the dtype each
      gets (float16 / bfloat16 / bfloat16 on CUDA) finite and not black, batched against one at a
      time, conditioning per encoder, peak memory (--architectures none skips them);
@@ -97,9 +99,8 @@ def check_batching(checks: Checks, loaded, recipe, items) -> None:
 
     from ldmprobe.engine.generate import BatchGenerator
 
-    batcher = BatchGenerator(loaded, recipe, 8)
-    batched = batcher._run(items[:8])
-    single = np.concatenate([batcher._run([item]) for item in items[:8]])
+    batched = BatchGenerator(loaded, recipe, 8)._run(items[:8])
+    single = np.concatenate([BatchGenerator(loaded, recipe, 1)._run([item]) for item in items[:8]])
     diff = np.abs(batched - single)
     # float32 on CPU differs by ~1e-6; float16 / TF32 kernels chosen per batch shape differ more.
     tolerance = 1e-4 if loaded.dtype == "float32" and not loaded.device.startswith("cuda") else 4 / 255
@@ -113,10 +114,33 @@ def check_batching(checks: Checks, loaded, recipe, items) -> None:
     )
 
 
-def check_oom_halving(checks: Checks, loaded, tmp: Path, size: int, device: str) -> None:
-    import torch
+def check_slots(checks: Checks, loaded, recipe, items) -> None:
+    """Issue 28: at its slot an image is the same in any company (needs 16 items)."""
+    import numpy as np
 
     from ldmprobe.engine.generate import BatchGenerator
+
+    batcher = BatchGenerator(loaded, recipe, 8)
+    clean = batcher._run(items[:8])
+    diffs = []
+    for slot in (0, 3, 7):
+        company = list(items[8:16])
+        company[slot] = items[slot]
+        diffs.append(float(np.abs(batcher._run(company)[slot] - clean[slot]).max()))
+        diffs.append(float(np.abs(batcher._run([None] * slot + [items[slot]])[slot] - clean[slot]).max()))
+    moved = float(np.abs(batcher._run(list(items[1:8]) + [items[0]])[7] - clean[0]).max())
+    checks.record(
+        "slots", max(diffs) == 0.0,
+        f"an image at slot 0, 3, 7 of a call of 8 ({loaded.dtype}), in other company or alone: max |diff| "
+        f"{max(diffs):.2e} (must be 0); the same image at another position: {moved:.2e}",
+        max_abs=max(diffs), other_position=moved,
+    )
+
+
+def check_oom_stops(checks: Checks, loaded, tmp: Path, size: int, device: str) -> None:
+    import torch
+
+    from ldmprobe.engine.generate import BatchGenerator, CallTooLarge
 
     recipe, items = make_items(tmp, device, seeds=4, steps=2, size=size)
     items = items[:16]
@@ -140,26 +164,24 @@ def check_oom_halving(checks: Checks, loaded, tmp: Path, size: int, device: str)
     fraction = min(1.0, cap / total)
     torch.cuda.set_per_process_memory_fraction(fraction, index)
     try:
-        batcher = BatchGenerator(loaded, recipe, 16)
         start = time.perf_counter()
         try:
-            results = batcher.generate(items)
+            BatchGenerator(loaded, recipe, 16).generate(items)
             error = None
-        except RuntimeError as exc:
-            results, error = [], f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        except (RuntimeError, CallTooLarge) as exc:
+            error = exc
         seconds = time.perf_counter() - start
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, index)
         torch.cuda.empty_cache()
-    made = sum(r.pixels is not None for r in results)
-    ok = error is None and batcher.halvings >= 1 and batcher.batch_size < 16 and made == len(items)
+    ok = isinstance(error, CallTooLarge) and "--call-shape 8" in str(error)
+    said = "no error" if error is None else f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     checks.record(
-        "out-of-memory halving", ok,
+        "out-of-memory stops", ok,
         f"{size}x{size}, 2 steps: one image needs {one / 2**20:.0f} MiB, each more {slope / 2**20:.0f} MiB; "
         f"capped at {cap / 2**30:.2f} GiB (fraction {fraction:.4f}) where 16 need ~{needed_16 / 2**30:.2f} GiB; "
-        f"batch 16 -> {batcher.batch_size} after {batcher.halvings} halvings, {made}/{len(items)} images "
-        f"in {seconds:.1f} s" + (f"; error {error}" if error else ""),
-        halvings=batcher.halvings, final_batch=batcher.batch_size, made=made, cap_bytes=cap,
+        f"a call of 16: {said} after {seconds:.1f} s",
+        cap_bytes=cap,
     )
 
 
@@ -259,10 +281,11 @@ def main() -> int:
               f"{recipe.width}x{recipe.height})", flush=True)
         check_generation(checks, loaded, recipe, items[:16])
         check_batching(checks, loaded, recipe, items)
+        check_slots(checks, loaded, recipe, items[:16])
         if on_cuda:
-            check_oom_halving(checks, loaded, tmp, args.oom_size, device)
+            check_oom_stops(checks, loaded, tmp, args.oom_size, device)
         else:
-            checks.record("out-of-memory halving", None, "needs CUDA")
+            checks.record("out-of-memory stops", None, "needs CUDA")
         throughput(checks, loaded, recipe, items, device)
         del loaded
         names = [n for n in args.architectures.split(",") if n.strip() and n.strip() != "none"]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -167,6 +168,11 @@ def test_launch_env_and_disjoint_shares():
             shares = [distributed.shard(items, rank, world) for rank in range(world)]
             assert sorted(x for share in shares for x in share) == items  # none twice, none skipped
             assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    keyed = [SimpleNamespace(key=f"k{i}") for i in range(10)]
+    groups = {f"k{i}": i // 4 for i in range(10)}  # calls of 4: groups 0, 0, 0, 0, 1, 1, 1, 1, 2, 2
+    shares = [distributed.shard(keyed[::-1], rank, 2, groups) for rank in range(2)]
+    assert [[x.key for x in share] for share in shares] == [
+        ["k9", "k8", "k3", "k2", "k1", "k0"], ["k7", "k6", "k5", "k4"]]  # whole groups, in the given order
 
 
 def test_each_rank_gets_its_own_gpu(monkeypatch):
@@ -308,7 +314,7 @@ sys.exit(run(sys.argv[1:]))
 
 
 def test_a_dying_rank_fails_the_job_and_names_itself(tmp_path, make_cache):
-    spec = spec_file(tmp_path)
+    spec = spec_file(tmp_path, 4)  # 24 images: calls of 4 in groups 0-5, rank 1 makes groups 1, 3 and 5
     cache = make_cache("c")
     script = tmp_path / "dying_rank.py"
     script.write_text(DYING_RANK)
@@ -323,13 +329,13 @@ def test_a_dying_rank_fails_the_job_and_names_itself(tmp_path, make_cache):
     assert last.startswith("ldmprobe-torchrun: rank 1 of 2 failed (exit 1)"), last
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "w2" / "results.json").exists()
-    # rank 1's first call (some of keys 1, 3, 5, ... of the key-sorted work list) stays cached
+    # rank 1's first call (the plan's images 4-7, group 1) stays cached
     dry = CliRunner().invoke(main, ["sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny", "--steps", "2",
                                     "--dry-run", "--format", "json"], env={"LDMPROBE_CACHE": str(cache)})
     plan = json.loads(dry.stdout)
-    keys = sorted(item["key"] for item in plan["items"])
+    keys = list(dict.fromkeys(item["key"] for item in plan["items"]))  # the plan's unique images, in order
     cached = {item["key"] for item in plan["items"] if item["cached"]}
-    assert cached & set(keys[1::2]) and 2 <= len(cached) < 12
+    assert set(keys[4:8]) <= cached and not set(keys[12:16]) & cached and len(cached) < 24
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -362,8 +368,6 @@ def test_launcher_stopped_by_a_signal_ends_every_rank_cleanly(tmp_path, make_cac
 
 
 def test_launcher_names_the_failed_rank_and_exits_with_its_code():
-    from types import SimpleNamespace
-
     from ldmprobe.cli.launch import failure_summary
 
     stopped, crashed = SimpleNamespace(exitcode=-15, timestamp=1), SimpleNamespace(exitcode=2, timestamp=5)

@@ -35,7 +35,8 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
               help="Guidance scale for prompt sets (default: the spec's, else the generator's own: "
                    "SD 1.x 7.5, SDXL 5, SD 3 7, Flux.1 dev 3.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images generated per pipeline call.")
+              help="Images generated and saved per step, in calls of the device's call shape (8 on CUDA, 4 "
+                   "elsewhere, as the sweep's default); changes no image.")
 @click.option("--allow-truncation", is_flag=True,
               help="Generate from prompts longer than 77 tokens (truncated) instead of failing.")
 @click.option("--unit", type=click.Choice(["prompt", "image"]), default=None,

@@ -104,7 +104,9 @@ def _check_spec(spec, noun: str | None) -> None:
               show_default=True, help="Attention part: share of the noun's attention its region holds.")
 @click.option("--vae-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="VAE part: also round-trip your images from FOLDER (subfolders = groups).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Images per batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Images per generation call. Unlike sweep's, trace's calls are not of one fixed shape: an image "
+                   "made in a call of another size differs by float noise (docs/INTEGRITY.md, 'Left').")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap resamples for the shares' intervals.")
 @click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics.")

@@ -83,9 +83,15 @@ def rank_timeout() -> float:
     return value
 
 
-def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
-    """Rank ``rank``'s disjoint share of ``items`` (strided; some ranks may get nothing)."""
-    return list(items[rank::world_size])
+def shard(items: Sequence[T], rank: int, world_size: int, groups: Mapping[str, int] | None = None) -> list[T]:
+    """Rank ``rank``'s disjoint share of ``items`` (strided; some ranks may get nothing).
+
+    With ``groups`` (an item's ``key`` to its call group, :func:`~ldmprobe.engine.sweep_setup.call_groups`)
+    the groups are dealt out instead, so each rank makes whole calls: the items of one group sit at
+    different slots and fill one generation call (issue 28)."""
+    if groups is None:
+        return list(items[rank::world_size])
+    return [item for item in items if groups[item.key] % world_size == rank]
 
 
 class SharedCounter:
@@ -137,8 +143,8 @@ class RankContext:
         torch.cuda.set_device(index)
         return f"cuda:{index}"
 
-    def shard(self, items: Sequence[T]) -> list[T]:
-        return shard(items, self.rank, self.world_size)
+    def shard(self, items: Sequence[T], groups: Mapping[str, int] | None = None) -> list[T]:
+        return shard(items, self.rank, self.world_size, groups)
 
     # ------------------------------------------------------------------ collectives
 

@@ -260,7 +260,7 @@ def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], sto
     made: set[str] = set()
     by_key = {item.key: item for item in missing}
     queues: list[deque[str]] = [deque() for _ in range(batcher.shape)]
-    for key in by_key:
+    for key in sorted(by_key, key=slots.__getitem__):  # plan order within each slot
         queues[slots[key] % batcher.shape].append(key)
     waiting: list[str] = []
     with Claims(store.base) as claims:

@@ -96,6 +96,22 @@ class SweepSetup:
         return self.generator_ref.is_reference or self.measurer_ref.is_reference
 
 
+def call_groups(setup: SweepSetup) -> dict[str, int]:
+    """Each planned image's call group: the generation call a clean one-process run makes it in
+    (its index among its level's unique items, divided by the call shape; numbered on across
+    levels). Ranks deal out whole groups (``distributed.shard``), so their calls are full: the
+    items of a group sit at different slots (``generate_into_store``)."""
+    groups: dict[str, int] = {}
+    first = 0
+    for level in setup.levels or (PlanLevel(0.0, 0, setup.recipe, tuple(setup.items)),):
+        shape = call_shape(level.recipe, setup.device)
+        unique = unique_items(level.items)
+        for index, item in enumerate(unique):
+            groups.setdefault(item.key, first + index // shape)
+        first += -(-len(unique) // shape)
+    return groups
+
+
 def native_size(folder: Path) -> int:
     """The generator's native image side (the height when it is not square)."""
     return models.native_image_size(folder)[0]

@@ -17,7 +17,8 @@ from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
 from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, cached_work, embed_items,
                                           model_loader)
-from ldmprobe.engine.sweep_setup import SweepOptions, SweepSetup, config_block, dry_run_document, make_plan
+from ldmprobe.engine.sweep_setup import (SweepOptions, SweepSetup, call_groups, config_block, dry_run_document,
+                                         make_plan)
 from ldmprobe.digest import digest
 from ldmprobe.engine.workitems import unique_items
 from ldmprobe.errors import BadInputError, ExitCode, LdmprobeError
@@ -157,7 +158,7 @@ def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter, out=N
     """This rank's share: generate the missing images, embed them, meet the other ranks."""
     store = cache.ImageStore() if store is None else store
     work_items, n_to_make = _work_list(ctx, setup, store, out, reporter if ctx.is_main else None)
-    mine = ctx.shard(work_items)
+    mine = ctx.shard(work_items, call_groups(setup) if ctx.distributed else None)  # whole calls per rank (issue 28)
     n_unique = len(unique_items(setup.items))
     progress = GenerationProgress(reporter, n_unique, n_unique - n_to_make, "generating",
                         shared=ctx.counter("done"), show=ctx.is_main)
