@@ -14,6 +14,9 @@ Every sweep is a real ``python -m ldmprobe sweep`` process on a private cache (2
   UNet's weights;
 - a full disk: the cache on a 1 MiB tmpfs (when this process may mount one; else skipped and
   said so) and the run folder on one.
+- (``rebatch``, issue 28) a kill at ``--batch-size 1`` resumed at ``--batch-size 4``, a CUDA
+  out-of-memory (simulated) mid-run, and ``--call-shape 2`` on a cache of default-shape images;
+  every cached PNG's bytes are compared with the clean reference's.
 
 After every fault a clean rerun must exit 0; its numbers are compared with a clean reference
 run on its own cache (floats within the documented tolerance, everything else identical:

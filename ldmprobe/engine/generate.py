@@ -253,7 +253,7 @@ def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], sto
     from ldmprobe.engine.distributed import check_stop
 
     slots: dict[str, int] = {}
-    for item in plan if plan is not None else missing:
+    for item in [*(plan or ()), *missing]:  # an item the plan does not list (none should) goes after it
         slots.setdefault(item.key, len(slots))
     batcher = BatchGenerator(loaded, recipe, None, slots)
     per_slot = -(-max(1, int(batch_size)) // batcher.shape)  # calls per step
