@@ -37,6 +37,13 @@ def compare_command(obj: CliState, run_a, run_b, out, alpha, permutations, boots
     (better) or more (worse) in RUN_B. Embeddings come from the cache (LDMPROBE_CACHE) by the
     runs' item keys; no generator is loaded.
 
+    Runs whose specs have the same [attributes] also get, per term, group and option, the
+    change in the share of images with that option (B − A, corrected where the spec has a
+    calibration set; paired by template × seed cell when both runs made the same cells,
+    unpaired when their seeds differ) and the change in diversity (Vendi score and effective
+    number of options, "narrows" / "widens" only where the interval excludes 0). A run over
+    several guidance or steps levels is compared at its first (top) level. See docs/RATES.md.
+
     \b
     ldmprobe compare runs/base runs/finetune
     ldmprobe compare runs/base runs/finetune --format json | jq .summary
