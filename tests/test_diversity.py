@@ -87,3 +87,32 @@ def test_the_vendi_p_agrees_with_the_interval_of_the_difference():
         result = _run([0.5, 0.2, 0.1, 0.1, 0.1], [0.2] * 5, seed)
         excludes = not result.difference_ci_low <= 0 <= result.difference_ci_high
         assert excludes == (result.p_value < 0.05) or abs(result.p_value - 0.05) < 0.02
+
+
+def test_a_reference_at_the_most_options_is_not_narrowed_by_rounding():
+    """Uniform reference rates give an effective number of k (5.000000000000001 in floats) and an
+    interval clipped at k: a term drawn at the reference's rates is not "narrower" than it."""
+    uniform = {("t", "bg"): dict(zip("abcde", [0.2] * 5))}
+    results = [_run([0.2] * 5, [0.2] * 5, seed, reference=uniform).groups[0] for seed in range(8)]
+    assert all(g.reference_effective_number <= 5.0 for g in results)
+    assert sum(g.versus_reference == "narrows" for g in results) <= 1
+
+
+def test_no_verdict_on_a_design_too_small_for_the_intervals():
+    """Below 4 templates x 4 seeds (and 24 / 48 cells) the resampling intervals do not hold
+    their level (benchmarks/bench_diversity_coverage.py --raw): intervals, no verdict, a note."""
+    rng = np.random.default_rng(3)
+    centres = _unit(rng.normal(size=(5, 32)))
+    emb, lab = _clustered(rng, 3, 2, centres, [0.9, 0.025, 0.025, 0.025, 0.025])
+    b_emb, b_lab = _clustered(rng, 3, 2, centres, [0.2] * 5)
+    attrs = AttributeInput(groups=(("bg", tuple("abcde")),), option_embeddings=(centres,), logit_scale=100.0,
+                           reference={("t", "bg"): dict(zip("abcde", [0.2] * 5))})
+    result = diversity.term_diversity(emb, [lab], b_emb, [b_lab], attrs, term="t", baseline="", is_baseline=False,
+                                      n_resamples=200, seed=0)
+    assert result.verdict is None and "3 templates x 2 seeds" in result.verdict_note
+    group = result.groups[0]
+    assert group.versus_baseline is None and group.versus_reference is None
+    assert group.ci_low is not None and result.difference_ci_low is not None  # the intervals are still shown
+    assert diversity.verdict_note(8, 4, 32) == (False, True, diversity.verdict_note(8, 4, 32)[2])
+    assert diversity.verdict_note(8, 8, 64) == (True, True, None)
+    assert _run([0.9, 0.025, 0.025, 0.025, 0.025], [0.2] * 5, 1).verdict_note is None  # 8 x 8

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldmprobe.analysis import stats
-from ldmprobe.analysis.diversity import _boot_p, _cells, _group_rates, _interval, _verdict, entropy_exp, vendi
+from ldmprobe.analysis.diversity import (_boot_p, _cells, _group_rates, _interval, _verdict, entropy_exp, vendi,
+                                         verdict_note)
 from ldmprobe.analysis.inference_crossed import crossed_test
 from ldmprobe.analysis.rates import _calibration_var, _wilson, label_table, option_values, table_mean
 from ldmprobe.records import Record
@@ -94,6 +95,7 @@ class DiversityChange(Record):
     paired: bool
     n_resamples: int
     generalises_to: str
+    verdict_note: str | None = None  # why no verdict on these designs (too few templates, seeds or cells)
 
 
 # ----------------------------------------------------------------------------- rates
@@ -219,17 +221,21 @@ def diversity_change(term: str, emb_a, emb_b, labels_a, labels_b, groups, weight
         diffs.append(np.array(_run_stats(emb_b, labels_b, weights, *draw_b))
                      - np.array(_run_stats(emb_a, labels_a, weights, *draw_a)))
     diffs = np.array(diffs).reshape(-1, len(point))
+    notes = [verdict_note(*e.shape[:2], int(np.isfinite(e).all(axis=-1).sum())) for e in (emb_a, emb_b)]
+    vendi_ok, options_ok = all(n[0] for n in notes), all(n[1] for n in notes)
+    note = next((n[2] for n in notes if n[2]), None)
     low, high = _interval(diffs[:, 0], level, point[0])
     out = []
     for g, group in enumerate(groups):
         g_low, g_high = _interval(diffs[:, 1 + g], level, point[1 + g])
         out.append(GroupDiversityChange(group=group, effective_number_a=_num(point_a[1 + g]),
                                         effective_number_b=_num(point_b[1 + g]), difference=_num(point[1 + g]),
-                                        ci_low=g_low, ci_high=g_high, verdict=_verdict(g_low, g_high)))
+                                        ci_low=g_low, ci_high=g_high,
+                                        verdict=_verdict(g_low, g_high) if options_ok else None))
     return DiversityChange(
         term=term, vendi_a=_num(point_a[0]), vendi_b=_num(point_b[0]), difference=_num(point[0]), ci_low=low,
-        ci_high=high, p_value=_boot_p(diffs[:, 0], point[0]), verdict=_verdict(low, high), groups=tuple(out),
-        paired=paired, n_resamples=len(diffs),
+        ci_high=high, p_value=_boot_p(diffs[:, 0], point[0]), verdict=_verdict(low, high) if vendi_ok else None,
+        groups=tuple(out), paired=paired, n_resamples=len(diffs), verdict_note=note,
         generalises_to=(f"{PAIRED_NOTE}; bootstrap over templates and seeds, the same draws for both runs" if paired
                         else "templates and seeds (unpaired: independent bootstrap draws for each run)"))
 

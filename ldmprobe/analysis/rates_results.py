@@ -82,6 +82,7 @@ class Diversity(Record):
     difference_ci_high: float | None = None
     verdict: str | None = None  # "narrows" / "widens" against the baseline, None when unsure
     n_resamples: int = 0
+    verdict_note: str | None = None  # why no verdict can be said on this design (too few templates, seeds or cells)
 
 
 @dataclass(frozen=True)

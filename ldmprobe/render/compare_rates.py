@@ -77,6 +77,9 @@ def rate_parts(document: dict) -> list:
         parts.append(table)
         parts.append(Text("options: B - A in each group's effective number of options (exp of the entropy of the "
                           "rates); narrows / widens only where the interval excludes 0."))
+        note = next((d.get("verdict_note") for d in diversity if d.get("verdict_note")), None)
+        if note:
+            parts.append(Text(f"no verdicts: {note}."))
     return parts
 
 

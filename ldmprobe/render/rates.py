@@ -88,7 +88,7 @@ def _notable(entries):
 def _diversity_lines(entries) -> list:
     from rich.text import Text
 
-    lines = []
+    lines, note = [], None
     for label, _, diversity in entries:
         if not diversity or diversity.get("vendi") is None:
             continue
@@ -97,14 +97,16 @@ def _diversity_lines(entries) -> list:
             text += f" [{_f(diversity['ci_low'])}, {_f(diversity['ci_high'])}]"
         if diversity.get("baseline_vendi") is not None:
             text += f" vs baseline {_f(diversity['baseline_vendi'])}"
-            text += f" ({diversity['verdict']})" if diversity.get("verdict") else " (no clear difference)"
+            text += (f" ({diversity['verdict']})" if diversity.get("verdict") else
+                     " (no verdict: too few cells)" if diversity.get("verdict_note") else " (no clear difference)")
+            note = note or diversity.get("verdict_note")
         narrowed = [g["group"] for g in diversity.get("groups", []) if g.get("versus_reference") == "narrows"]
         if narrowed:
             text += f"; narrower than the reference in {', '.join(narrowed)}"
         lines.append(text)
     if lines:
         lines = [Text("diversity (Vendi score: effective number of distinct images):")] + \
-                [Text("  " + line) for line in lines]
+                [Text("  " + line) for line in lines] + ([Text("  " + note)] if note else [])
     return lines
 
 
