@@ -64,6 +64,12 @@ def unit_rows(x) -> tuple[np.ndarray, np.ndarray]:
     row as the unscaled one. Rows with a non-finite value come back as NaN, all-zero rows as
     zero; both are False in the mask.
     """
+    x = np.asarray(x)
+    if x.ndim > 1 and len(x) > CHUNK:  # by blocks of rows: the same rows, a block's temporaries at a time
+        out, ok = np.empty(x.shape), np.empty(x.shape[:-1], bool)
+        for start in range(0, len(x), CHUNK):
+            out[start: start + CHUNK], ok[start: start + CHUNK] = unit_rows(x[start: start + CHUNK])
+        return out, ok
     x = np.asarray(x, dtype=np.float64)
     finite = np.isfinite(x).all(axis=-1)
     peak = np.max(np.abs(np.where(np.isfinite(x), x, 0.0)), axis=-1, initial=0.0)

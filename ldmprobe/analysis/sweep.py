@@ -21,23 +21,13 @@ from ldmprobe.analysis.sweep_results import (
     EncoderDrift, ImageDrift, Neighbours, RankCorrelation, SweepAnalysis, SweepSummary, TemplateImageDrift, TemplateResult,
     TermResult, TextDrift,
 )
+from ldmprobe.analysis.image_grid import Cell, ImageCell, ImageGrid  # noqa: F401  (importable from here)
 from ldmprobe.analysis.inference_core import BadEmbeddingError
 from ldmprobe.analysis.sweep_controls import against_controls
 from ldmprobe.analysis.sweep_terms import (
     DIRECTION_K, Pairs, TermCells, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows,
     term_cells, term_seed,
 )
-
-Cell = tuple[int, str, int]  # (template index, term, seed)
-
-
-@dataclass(frozen=True)
-class ImageCell:
-    """One planned image: its unit embedding (None when it failed) and its flags."""
-
-    embedding: np.ndarray | None
-    failed: bool = False
-    nsfw: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,9 +98,14 @@ def _require_usable(data: SweepEmbeddings) -> None:
     """An error (exit 2) when a probe embedding cannot be normalised or every generated
     embedding is non-finite or zero-norm (nothing is left)."""
     check_probes(data.probe_embeddings if data.probes else None, data.probes)
-    cells = [c for c in data.images.values() if data.usable(c)]
-    if cells and not any(not bad_embedding(c.embedding) for c in cells):
-        raise BadEmbeddingError(f"all {len(cells)} image embeddings are non-finite or zero-norm; nothing is left to "
+    usable = 0
+    for cell in data.images.values():  # one cell at a time: the first good embedding ends the check
+        if data.usable(cell):
+            if not bad_embedding(cell.embedding):
+                return
+            usable += 1
+    if usable:
+        raise BadEmbeddingError(f"all {usable} image embeddings are non-finite or zero-norm; nothing is left to "
                          "analyse (fp16 overflow or black images?); rerun with --dtype float32")
 
 

@@ -16,6 +16,7 @@ from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import (
     crossed_test, neighbour_null, sign_flip_test, unbiased_drift, vocabulary_z,
 )
+from ldmprobe.analysis.image_grid import ImageGrid
 from ldmprobe.analysis.inference_core import BadEmbeddingError, unit_rows
 from ldmprobe.analysis.sweep_results import ImageDrift, Neighbours, ProbeRow
 from ldmprobe.digest import canonical_json, sha256_hex
@@ -51,8 +52,18 @@ class TermCells:
 
 
 def term_cells(data, term: str) -> TermCells:
-    """The :class:`TermCells` of ``term`` (the baseline, a term or a control)."""
+    """The :class:`TermCells` of ``term`` (the baseline, a term or a control); from an
+    :class:`~ldmprobe.analysis.image_grid.ImageGrid`, its embeddings are a view of the grid."""
     shape = (len(data.templates), len(data.seeds))
+    block = data.images.term_block(term, data.seeds) if isinstance(data.images, ImageGrid) else None
+    if block is not None and block[1].any():
+        vectors, have, failed, flagged = block
+        raw = vectors.reshape(*shape, -1)
+        kept = ~failed & have & ~(flagged & bool(data.drop_nsfw))
+        finite = np.isfinite(raw).all(axis=-1)
+        normalisable = finite & (raw != 0).any(axis=-1)  # unit_rows' mask, without its float64 copies
+        dropped = flagged & bool(data.drop_nsfw)
+        return TermCells(raw, kept & normalisable, failed.copy(), flagged.copy(), dropped, kept & ~normalisable)
     cells = [data.images[(t, term, s)] for t in range(shape[0]) for s in data.seeds]
     failed = np.array([bool(c.failed) for c in cells], dtype=bool)
     flagged = np.array([bool(c.nsfw) for c in cells], dtype=bool)

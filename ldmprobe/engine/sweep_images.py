@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,10 @@ class ItemRecord:
     embedding: np.ndarray | None = None
 
 
+#: Embeddings read from the store per batch of this many keys (memory flat in the number of images).
+READ_CHUNK = 4096
+
+
 def cached_work(store: cache.ImageStore, emb_store, keys) -> tuple[set[str], set[str]]:
     """(keys whose image must be made, keys whose cached image must still be embedded).
 
@@ -50,7 +55,11 @@ def cached_work(store: cache.ImageStore, emb_store, keys) -> tuple[set[str], set
     keys = list(dict.fromkeys(keys))
     to_make = set(keys) - store.valid_many(keys)
     rest = [key for key in keys if key not in to_make]
-    found = emb_store.has_many(rest) if rest else np.zeros(0, bool)
+    found = np.zeros(len(rest), bool)
+    for start in range(0, len(rest), READ_CHUNK):  # values read and checked per batch, then let go
+        found[start: start + READ_CHUNK] = emb_store.has_many(rest[start: start + READ_CHUNK])
+        if hasattr(emb_store, "forget"):
+            emb_store.forget()
     to_embed = {key for key, ok in zip(rest, found) if not ok and store.failure(key) is None}
     return to_make, to_embed
 
@@ -106,32 +115,100 @@ def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: ca
     return made, shape
 
 
+#: Images encoded per measurer call.
+ENCODE_BATCH = 64
+
+
+class ItemRecords(Mapping):
+    """Each item's :class:`ItemRecord` by key, held compactly: one matrix of embeddings and a few
+    flag arrays instead of an object and an array per image, so that a run's records cost the
+    embeddings themselves and a few bytes per image. A record is made when it is asked for."""
+
+    def __init__(self, items: list[WorkItem]):
+        self.items = unique_items(items)
+        self._row = {item.key: i for i, item in enumerate(self.items)}
+        n = len(self.items)
+        self.cached = np.ones(n, bool)
+        self.nsfw = np.full(n, -1, np.int8)  # -1: unknown (None)
+        self.has = np.zeros(n, bool)
+        self.failed: dict[int, str] = {}
+        self._flags: dict[int, Any] = {}  # a safety flag other than None, True or False, as recorded
+        self.vectors: np.ndarray | None = None  # (n, *shape) once one embedding is set; NaN rows: none
+        self._odd: dict[int, np.ndarray] = {}  # embeddings of another shape or dtype than the first
+
+    def row(self, key: str) -> int:
+        return self._row[key]
+
+    def __getitem__(self, key: str) -> ItemRecord:
+        i = self._row[key]
+        nsfw = int(self.nsfw[i])
+        return ItemRecord(item=self.items[i], cached=bool(self.cached[i]), failed=self.failed.get(i),
+                          nsfw=self._flags.get(i) if nsfw < 0 else bool(nsfw), embedding=self.embedding(i))
+
+    def set_nsfw(self, i: int, flag) -> None:
+        if flag is True or flag is False:
+            self.nsfw[i] = flag
+        elif flag is not None:
+            self._flags[i] = flag
+
+    def __iter__(self):
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __contains__(self, key) -> bool:
+        return key in self._row
+
+    def embedding(self, i: int) -> np.ndarray | None:
+        if i in self._odd:
+            return self._odd[i]
+        return self.vectors[i] if self.has[i] else None
+
+    def set_embedding(self, i: int, vector) -> None:
+        vector = np.asarray(vector)
+        if self.vectors is None:
+            fill = np.nan if np.issubdtype(vector.dtype, np.floating) else 0
+            self.vectors = np.full((len(self.items), *vector.shape), fill, vector.dtype)
+        if vector.shape == self.vectors.shape[1:] and vector.dtype == self.vectors.dtype:
+            self.vectors[i] = vector
+            self.has[i] = True
+        else:
+            self._odd[i] = vector
+
+    @property
+    def uniform(self) -> bool:
+        """Every embedding is a row of ``vectors`` (one shape and dtype)."""
+        return not self._odd
+
+
 def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore, made: set[str],
-                items: list[WorkItem] | None = None, merge: bool = False) -> dict[str, ItemRecord]:
+                items: list[WorkItem] | None = None, merge: bool = False) -> ItemRecords:
     """Image embeddings of every item (or of ``items``) by the measurer (cached per image key + measurer).
 
     ``merge`` (rank 0 of a distributed run, after every rank embedded its share) embeds
     nothing: every item must have a cached embedding or failure record, else it is an error.
+    Cached embeddings are read :data:`READ_CHUNK` keys at a time and images still to embed are
+    encoded :data:`ENCODE_BATCH` at a time, so only the records grow with the number of images.
     """
-    from ldmprobe.engine.encode import encode_images
-
     emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
-    records: dict[str, ItemRecord] = {}
-    to_embed: list[tuple[str, Any]] = []
+    records = ItemRecords(unique_items(setup.items) if items is None else items)
+    todo_items = records.items
+    to_embed: list[tuple[int, Any]] = []
     absent: list[str] = []
-    todo_items = unique_items(setup.items) if items is None else items
-    keys = [item.key for item in todo_items]
-    cached_vectors = dict(zip(keys, emb_store.get_many(keys)))  # one checked read per batch, not per key
     recorded = store.failures([item.key for item in todo_items])  # one listing per folder when many
-    for item in todo_items:
-        record = ItemRecord(item=item, cached=item.key not in made)
-        failure = store.failure(item.key) if item.key in recorded else None
-        if failure is not None:
-            record.failed = failure.get("failed", "failed")
-        else:
+    for start in range(0, len(todo_items), READ_CHUNK):
+        chunk = todo_items[start: start + READ_CHUNK]
+        cached_vectors = emb_store.get_many([item.key for item in chunk])  # one checked read per batch
+        emb_store.forget()  # the records keep the values; the store need not keep them too
+        for i, (item, vector) in enumerate(zip(chunk, cached_vectors), start):
+            records.cached[i] = item.key not in made
+            failure = store.failure(item.key) if item.key in recorded else None
+            if failure is not None:
+                records.failed[i] = failure.get("failed", "failed")
+                continue
             # Images were validated when the work list was made; decode again only those still
             # to embed, and read just the safety flag of the rest (from the manifest: one stat).
-            vector = cached_vectors[item.key]
             loaded_image = store.load(item.key) if vector is None else None
             if loaded_image is not None:
                 nsfw = loaded_image[1].get("nsfw")
@@ -142,23 +219,32 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
                 continue
             if nsfw is _VANISHED:
                 raise LdmprobeError(f"image {item.key} vanished from the cache during the run; rerun to regenerate it.")
-            record.nsfw = nsfw
+            records.set_nsfw(i, nsfw)
             if vector is None:
-                to_embed.append((item.key, loaded_image[0]))
+                to_embed.append((i, loaded_image[0]))
+                if len(to_embed) == ENCODE_BATCH:
+                    _encode(loaded, emb_store, records, to_embed)
             else:
-                record.embedding = vector
-        records[item.key] = record
+                records.set_embedding(i, vector)
     if absent:
         raise LdmprobeError(
-            f"merging the ranks' work: {len(records)} of {len(records) + len(absent)} planned images have a cached "
+            f"merging the ranks' work: {len(records) - len(absent)} of {len(records)} planned images have a cached "
             f"image and embedding (or failure record); {len(absent)} do not (e.g. {', '.join(absent[:3])}). No rank "
             "wrote them, or they were removed from the cache meanwhile. Rerun the same command to make them."
         )
-    for start in range(0, len(to_embed), 64):
-        check_stop()
-        chunk = to_embed[start : start + 64]
-        vectors = encode_images(loaded.get_measurer(), [image for _, image in chunk])
-        emb_store.put_many([key for key, _ in chunk], list(vectors))
-        for (key, _), vector in zip(chunk, vectors):
-            records[key].embedding = vector
+    if to_embed:
+        _encode(loaded, emb_store, records, to_embed)
     return records
+
+
+def _encode(loaded: ModelLoader, emb_store, records: ItemRecords, batch: list[tuple[int, Any]]) -> None:
+    """Embed one batch of decoded images, cache the embeddings, keep them in ``records``; empties ``batch``."""
+    from ldmprobe.engine.encode import encode_images
+
+    check_stop()
+    vectors = encode_images(loaded.get_measurer(), [image for _, image in batch])
+    emb_store.put_many([records.items[i].key for i, _ in batch], list(vectors))
+    emb_store.forget()
+    for (i, _), vector in zip(batch, vectors):
+        records.set_embedding(i, vector)
+    batch.clear()

@@ -153,18 +153,36 @@ def read_run(run_dir) -> tuple[dict, list[dict]]:
     try:
         document = json.loads(results.read_text())
         items_path = run_dir / "items.jsonl"
-        items = [json.loads(line) for line in items_path.read_text().splitlines() if line.strip()] \
-            if items_path.is_file() else []
+        items, objects = _shown_items(items_path) if items_path.is_file() else ([], True)
     except ValueError as exc:
         raise BadInputError(f"{results} (or items.jsonl beside it) is not valid JSON: {exc}") from exc
     if not isinstance(document, dict) or document.get("kind", "sweep") != "sweep":
         kind = document.get("kind") if isinstance(document, dict) else f"a JSON {type(document).__name__}"
         raise BadInputError(f"{results} is not a sweep result (kind={kind!r}).")
     _check_schema(document, results)
-    if not all(isinstance(i, dict) for i in items):
+    if not objects:
         raise BadInputError(f"{run_dir / 'items.jsonl'}: every line must be a JSON object (one image each).")
     _check_files(run_dir, document, items)
     return document, items
+
+
+def _shown_items(path) -> tuple[list[dict], bool]:
+    """The items.jsonl lines the page shows (an image in the run folder, or a failed image), read
+    line by line so that memory stays flat in the number of images; and whether every line is a
+    JSON object."""
+    import json
+
+    shown, objects = [], True
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                objects = False
+            elif item.get("image") or (item.get("flags") or {}).get("failed"):
+                shown.append(item)
+    return shown, objects
 
 
 def _check_schema(document: dict, results) -> None:

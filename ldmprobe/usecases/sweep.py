@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 
-from ldmprobe.analysis.sweep import ImageCell, StatisticsSettings, SweepEmbeddings, analyse_sweep
+from ldmprobe.analysis.sweep import ImageCell, ImageGrid, StatisticsSettings, SweepEmbeddings, analyse_sweep
 from ldmprobe.engine import cache, distributed
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
 from ldmprobe.usecases.sweep_attributes import attribute_fields
@@ -15,7 +16,7 @@ from ldmprobe.usecases.sweep_levels import generate_levels, level_setups, levels
 from ldmprobe.engine.conditioning_arch import conditioning_by_encoder
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.progress import GenerationProgress
-from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, cached_work, embed_items,
+from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, ItemRecords, cached_work, embed_items,
                                           model_loader)
 from ldmprobe.engine.sweep_setup import (SweepOptions, SweepSetup, call_groups, config_block, dry_run_document,
                                          make_plan)
@@ -318,11 +319,13 @@ def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, 
     the text side and conditioning, when already gathered (:func:`_shared_embeddings`)."""
     spec, opts = setup.spec, setup.options
     shared = _shared_embeddings(setup, loaded) if shared is None else shared
-    images = {}
-    for item in setup.items:
-        record = records[item.key]
-        images[(item.template_index, item.term, item.seed)] = ImageCell(
-            embedding=record.embedding, failed=record.failed is not None, nsfw=bool(record.nsfw))
+    images = image_grid(setup, records) if isinstance(records, ItemRecords) else None
+    if images is None:
+        images = {}
+        for item in setup.items:
+            record = records[item.key]
+            images[(item.template_index, item.term, item.seed)] = ImageCell(
+                embedding=record.embedding, failed=record.failed is not None, nsfw=bool(record.nsfw))
     return SweepEmbeddings(
         templates=tuple(spec.templates), baseline=spec.baseline, terms=tuple(spec.terms), seeds=tuple(spec.seeds),
         images=images,
@@ -330,3 +333,32 @@ def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, 
                  for term in spec.all_terms},
         **shared, drop_nsfw=opts.nsfw == "drop", controls=tuple(spec.controls),
     )
+
+
+def image_grid(setup: SweepSetup, records: ItemRecords) -> ImageGrid | None:
+    """The plan's images as an :class:`ImageGrid` over the records' arrays: a view of the records'
+    embeddings when the plan lists each of them once, in their order (a single-level sweep), else
+    one copy. None where a grid cannot hold them (embeddings of several shapes or dtypes, or
+    other than float32 / float64: the analysis then gets a dict of cells)."""
+    spec = setup.spec
+    terms, seeds = tuple(spec.all_terms), tuple(spec.seeds)
+    shape = (len(spec.templates), len(terms), len(seeds))
+    vectors = records.vectors
+    if vectors is None or not records.uniform or vectors.dtype not in (np.float32, np.float64) \
+            or len(setup.items) != shape[0] * shape[1] * shape[2]:
+        return None
+    term_index, seed_index = {term: k for k, term in enumerate(terms)}, {seed: j for j, seed in enumerate(seeds)}
+    rows = np.fromiter((records.row(item.key) for item in setup.items), np.int64, len(setup.items))
+    order = np.fromiter(((item.template_index * shape[1] + term_index[item.term]) * shape[2] + seed_index[item.seed]
+                         for item in setup.items), np.int64, len(setup.items))
+    if not (np.unique(order) == np.arange(len(order))).all():
+        return None  # a cell planned twice or not at all
+    rows[order] = rows.copy()  # rows in grid order
+    failed = np.zeros(len(records), bool)
+    failed[list(records.failed)] = True
+    flagged = records.nsfw == 1
+    flagged[[i for i, flag in records._flags.items() if flag]] = True
+    grid = vectors.reshape(len(vectors), -1) if (rows == np.arange(len(rows))).all() and len(rows) == len(vectors) \
+        else vectors.reshape(len(vectors), -1)[rows]
+    return ImageGrid(terms, seeds, grid.reshape(*shape, -1), records.has[rows].reshape(shape),
+                     failed[rows].reshape(shape), flagged[rows].reshape(shape))
