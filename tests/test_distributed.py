@@ -148,6 +148,10 @@ def _mismatches(a, b, path: str, found: list) -> None:
         found.append((path, a, b))
 
 
+def png_bytes(cache: Path) -> dict:
+    return {p.stem: p.read_bytes() for p in (cache / "images").glob("??/*.png")}
+
+
 def assert_same_results(doc_a: dict, out_a: Path, doc_b: dict, out_b: Path) -> None:
     assert items_without_cached(out_a) == items_without_cached(out_b)
     assert_close(comparable(doc_a["terms"]), comparable(doc_b["terms"]))
@@ -234,10 +238,11 @@ def test_waiting_ranks_name_a_failed_or_silent_rank():
 
 def test_world_sizes_1_2_3_give_the_same_sweep(tmp_path, make_cache, monkeypatch):
     spec = spec_file(tmp_path)
-    single = in_process(make_cache("c1"), monkeypatch, spec, "--out", tmp_path / "w1")
+    caches = {1: make_cache("c1")}
+    single = in_process(caches[1], monkeypatch, spec, "--out", tmp_path / "w1")
     docs = {1: single}
     for world in (2, 3):
-        cache = make_cache(f"c{world}")
+        cache = caches[world] = make_cache(f"c{world}")
         doc, err = launch(world, cache, spec, "--out", tmp_path / f"w{world}")
         assert doc["provenance"]["distributed"]["world_size"] == world
         assert doc["counts"] == single["counts"] == {"planned": 12, "unique": 12, "generated": 12, "cached": 0,
@@ -251,6 +256,7 @@ def test_world_sizes_1_2_3_give_the_same_sweep(tmp_path, make_cache, monkeypatch
     assert keys[1] == keys[2] == keys[3] and len(keys[1]) == 12
     for world in (2, 3):
         assert_same_results(docs[1], tmp_path / "w1", docs[world], tmp_path / f"w{world}")
+        assert png_bytes(caches[world]) == png_bytes(caches[1])  # every image byte for byte (issue 28)
 
 
 def test_fewer_items_than_ranks(tmp_path, make_cache):
@@ -292,6 +298,7 @@ def test_killed_two_rank_run_resumes_with_one_and_with_three_ranks(tmp_path, mak
         assert doc["counts"]["generated"] == 24 - done and doc["counts"]["cached"] == done
     assert n_done(copies[1]) == n_done(copies[3]) == 24
     assert_same_results(one, tmp_path / "r1", three, tmp_path / "r3")
+    assert png_bytes(copies[1]) == png_bytes(copies[3])  # the resumes made every missing image alike
 
 
 DYING_RANK = """\
