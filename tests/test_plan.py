@@ -276,3 +276,16 @@ def test_items_with_the_same_prompt_share_a_key_and_both_are_kept():
     assert len(unique) == 6
     assert [i.key for i in unique] == list(dict.fromkeys(i.key for i in items))
     assert unique == unique_items(list(items))  # deterministic
+
+
+def test_call_shape_is_refused_where_nothing_is_generated_and_below_one(tmp_path):
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    manifest = tmp_path / "images.csv"
+    manifest.write_text("template,term,seed,path\n")
+    refused = CliRunner().invoke(main, ["sweep", "fancy-house", "--images", str(manifest), "--call-shape", "2"])
+    assert refused.exit_code == 2 and "--call-shape cannot be used with --images" in refused.output
+    zero = CliRunner().invoke(main, ["sweep", "fancy-house", "--call-shape", "0", "--dry-run"])
+    assert zero.exit_code == 2 and "--call-shape" in zero.output
