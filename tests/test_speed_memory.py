@@ -151,3 +151,27 @@ def test_unit_rows_by_blocks_are_the_rows_one_by_one():
         one_rows, one_ok = unit_rows(x[i:i + 1])
         assert np.array_equal(rows[i], one_rows[0], equal_nan=True) and ok[i] == one_ok[0]
     assert rows.dtype == np.float64 and ok.sum() == len(x) - 2
+
+
+def test_the_manifests_key_table_answers_as_a_dict_of_first_entries():
+    import hashlib
+
+    from ldmprobe.engine.image_index import _Keys
+
+    rng = np.random.default_rng(5)
+    hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
+    names = hexes + ["short", "x" * 64 + "é", "has space" + "0" * 55, "0" * 64]
+    written = [names[i] for i in rng.integers(0, len(names), 1000)]  # repeats: re-recorded images
+    keys, first, more = _Keys(), {}, {}
+    for start in range(0, 600, 150):  # blocks of the pattern's lines ...
+        keys.extend(written[start:start + 150], start)
+    for index in range(600, 1000):  # ... and lines of another layout, one by one
+        assert keys.add(written[index], index)
+    keys.freeze(got_more := {})
+    for index, key in enumerate(written):
+        if first.setdefault(key, index) != index:
+            more.setdefault(key, []).append(index)
+    assert got_more == more
+    assert all(keys.get(key) == first.get(key) and (key in keys) == (key in first) for key in names + ["absent"])
+    assert keys.add("f" * 64, 1000) and not keys.add("f" * 64, 1001) and not keys.add(written[0], 1002)
+    assert keys.get("f" * 64) == 1000

@@ -82,7 +82,7 @@ def unit_rows(x) -> tuple[np.ndarray, np.ndarray]:
 
 def _bad_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nonfinite = ~np.isfinite(x).all(axis=1)
-    _, ok = unit_rows(x)
+    ok = ~nonfinite & (x != 0).any(axis=1)  # unit_rows' mask (finite, not all zero) without its rows
     return nonfinite, ~nonfinite & ~ok
 
 
@@ -121,6 +121,8 @@ def clean_pairs(term, base, *, name: str = "pairs", min_rows: int = 1):
     if kept.sum() < min_rows:
         raise ValueError(f"{name}: {int(kept.sum())} usable pairs of {len(m)}; "
                          f"at least {min_rows} needed")
+    if kept.all():  # the same rows, without a copy of each array
+        return unit_rows(m)[0], unit_rows(b)[0], kept, 0
     return unit_rows(m[kept])[0], unit_rows(b[kept])[0], kept, int((~kept).sum())
 
 

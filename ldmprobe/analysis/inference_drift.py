@@ -200,6 +200,7 @@ def unbiased_drift(
     per = tuple(g.u for g in grams)
     estimate = require_finite(np.mean(per), "drift estimate")
     spread = float(np.mean([(_spread(m[i]) + _spread(b[i])) / 2 for i, _ in parts]))
+    del m, b  # the resampling needs only the templates' differences (memory: one term's rows fewer)
     perm_rng, boot_rng = (np.random.default_rng(s) for s in
                           np.random.SeedSequence(_entropy(seed)).spawn(2))
     boot = boot_drift(grams, n_boot, boot_rng)
@@ -327,6 +328,7 @@ def neighbour_null(
     centred = w - w.mean(0)
     centred = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-300)
     d = m - b
+    del m, b  # only the differences are resampled
     rng = np.random.default_rng(seed)
     maxima = []
     step = chunk_rows(len(d), CHUNK // 4)

@@ -27,6 +27,8 @@ import time
 from array import array
 from pathlib import Path
 
+import numpy as np
+
 #: Index files untouched this long belong to finished processes and may be folded together.
 COMPACT_AFTER_S = 3600
 #: Fold files together once a folder holds more than this many.
@@ -75,6 +77,73 @@ def _flag_code(recipe: dict) -> int:
     return _UNKNOWN
 
 
+class _Keys:
+    """Each recorded key's first entry. What the manifest held when it was read is one sorted
+    array of the keys' text (64 bytes a key for the sha256 hex keys the cache writes, no object
+    per key) beside their entries; keys of another form, and keys recorded after the read, are
+    in a dict. While the manifest is read, keys are only gathered; :meth:`freeze` orders them,
+    keeps each key's first entry and hands its later ones to ``more`` (in the order written)."""
+
+    def __init__(self):
+        self._sorted, self._at = np.zeros(0, "S64"), np.zeros(0, np.int64)
+        self._dict: dict[str, int] = {}
+        self._pending: list[tuple[list[str], int]] | None = []  # (keys, entry of the first) while reading
+
+    @staticmethod
+    def _packed(key: str) -> bool:
+        return len(key) == 64 and key.isascii() and key.isalnum()
+
+    def extend(self, keys: list[str], first: int) -> None:
+        """While reading: entries ``first``, ``first`` + 1, ... are of ``keys``."""
+        self._pending.append((keys, first))
+
+    def add(self, key: str, index: int) -> bool:
+        """Entry ``index`` is of ``key``; False when ``key`` already has a first entry (after the
+        read; while reading, :meth:`freeze` sorts that out and this answers True)."""
+        if self._pending is not None:
+            self._pending.append(([key], index))
+            return True
+        if self.get(key) is not None:
+            return False
+        self._dict[key] = index
+        return True
+
+    def freeze(self, more: dict[str, list[int]]) -> None:
+        pending, self._pending = self._pending, None
+        keys = [key for block, _ in pending for key in block]
+        at = np.concatenate([np.arange(first, first + len(block)) for block, first in pending]) \
+            if pending else np.zeros(0, np.int64)
+        packed = np.fromiter(map(self._packed, keys), bool, len(keys))
+        for i in np.flatnonzero(~packed)[np.argsort(at[~packed], kind="stable")].tolist():
+            if keys[i] in self._dict:
+                more.setdefault(keys[i], []).append(int(at[i]))
+            else:
+                self._dict[keys[i]] = int(at[i])
+        text = np.array([k for k, p in zip(keys, packed.tolist()) if p], "S64")
+        del keys
+        at = at[packed]
+        order = np.argsort(at, kind="stable")
+        text, at = text[order], at[order]
+        order = np.argsort(text, kind="stable")  # by key, each key's entries in the order written
+        text, at = text[order], at[order]
+        later = np.zeros(len(text), bool)
+        later[1:] = text[1:] == text[:-1]
+        for j in np.flatnonzero(later).tolist():
+            more.setdefault(text[j].decode("ascii"), []).append(int(at[j]))
+        self._sorted, self._at = text[~later], at[~later]
+
+    def get(self, key: str, default=None):
+        if len(self._sorted) and self._packed(key):
+            text = key.encode("ascii")
+            pos = int(self._sorted.searchsorted(text))
+            if pos < len(self._sorted) and self._sorted[pos] == text:
+                return int(self._at[pos])
+        return self._dict.get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+
 class ImageIndex:
     """Recorded (size, mtime, inode) of cached images by key, with where each recipe lies.
 
@@ -85,7 +154,7 @@ class ImageIndex:
 
     def __init__(self, images_dir: Path):
         self.dir = images_dir / "index"
-        self._first: dict[str, int] | None = None  # key -> its first entry
+        self._first: _Keys | None = None  # key -> its first entry
         self._more: dict[str, list[int]] = {}  # key -> its later entries (rare: re-recorded images)
         self._size, self._mtime, self._ino = array("Q"), array("q"), array("Q")
         self._flag, self._file, self._offset = array("b"), array("I"), array("Q")
@@ -95,11 +164,12 @@ class ImageIndex:
         self._own_pid: int | None = None
 
     # ---------------------------------------------------------------- reading
-    def _load(self) -> dict[str, int]:
+    def _load(self) -> _Keys:
         if self._first is None:
-            self._first = {}
+            self._first = _Keys()
             for path in sorted(self.dir.glob("*.jsonl")) if self.dir.is_dir() else ():
                 self._read_file(path)
+            self._first.freeze(self._more)
         return self._first
 
     def _file_id(self, path: Path) -> int:
@@ -120,10 +190,8 @@ class ImageIndex:
         self._flag.append(flag)
         self._file.append(file_id)
         self._offset.append(offset)
-        if key in self._first:
+        if not self._first.add(key, index):
             self._more.setdefault(key, []).append(index)
-        else:
-            self._first[key] = index
 
     def _read_file(self, path: Path) -> None:
         """Every line of ``path``, read in blocks (memory does not grow with the file): lines as
@@ -173,16 +241,14 @@ class ImageIndex:
             for i, key in enumerate(keys):
                 self._add(key, (sizes[i], mtimes[i], inodes[i]), flags[i], file_id, offsets[i])
             return
-        first, n = self._first, len(self._flag)
+        n = len(self._flag)
         self._size.extend(sizes)
         self._mtime.extend(mtimes)
         self._ino.extend(inodes)
         self._flag.extend(array("b", flags))
         self._file.extend(array("I", [file_id]) * len(keys))
         self._offset.extend(array("Q", offsets))
-        for index, key in enumerate(keys, n):
-            if first.setdefault(key, index) != index:
-                self._more.setdefault(key, []).append(index)
+        self._first.extend(keys, n)
 
     def _read_other(self, text: bytes, file_id: int, base: int) -> None:
         offset = base
