@@ -14,6 +14,9 @@ Every sweep is a real ``python -m ldmprobe sweep`` process on a private cache (2
   UNet's weights;
 - a full disk: the cache on a 1 MiB tmpfs (when this process may mount one; else skipped and
   said so) and the run folder on one.
+- (``publish``, issue 28) kills while report.html is written (with and without ``--out``) and
+  between the two renames of ``--replace``, each followed by the same command; ``--replace`` on a
+  folder holding a file ldmprobe did not write;
 - (``rebatch``, issue 28) a kill at ``--batch-size 1`` resumed at ``--batch-size 4``, a CUDA
   out-of-memory (simulated) mid-run, and ``--call-shape 2`` on a cache of default-shape images;
   every cached PNG's bytes are compared with the clean reference's.
@@ -41,8 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from faults_cases import (OOM_TRIAL, USER_IMAGE_TRIAL, edit_same_size, flip_keeping_stat,  # noqa: E402
-                          flip_signs_of_a_row, png_bytes, resaved_without_digest)
+from faults_cases import (KILLED_PUBLISHING, OOM_TRIAL, USER_IMAGE_TRIAL, edit_same_size,  # noqa: E402
+                          flip_keeping_stat, flip_signs_of_a_row, hidden, png_bytes, resaved_without_digest,
+                          visible)
 
 SPEC = """name = "faults"
 templates = ["a photo of a {} car", "a {} house at night"]
@@ -363,6 +367,65 @@ class Bench:
                           "note": f"generated {generated} of {self.images}; PNG bytes as the clean shape-2 run's: "
                                   f"{same} of {self.images}"})
 
+    # ------------------------------------------------------------------ issue 28: rerun the same command
+
+    def publish(self) -> None:
+        """Kills while the run folder is published, with report.html (so the report is written too)."""
+        home = self.work / "publish"
+        home.mkdir()
+        out = home / "run"
+        killed = self._publishing("report", out, [])
+        self._same_command("SIGKILL while report.html is written (--out)", killed, home, out, [],
+                           f"files in --out after the kill: {len(visible(out))}")
+        killed = self._publishing("report", None, [], cwd=home / "no-out")
+        runs = home / "no-out" / "runs"
+        left = visible(runs)
+        self._same_command("SIGKILL while report.html is written (no --out)", killed, runs, None, [],
+                           f"folders left in runs/ by the kill: {len(left)}", cwd=home / "no-out")
+        killed = self._publishing("replace", out, ["--replace"])
+        self._same_command("SIGKILL between the two renames of --replace (no RENAME_EXCHANGE)", killed, home, out,
+                           ["--replace"], f"--out there after the kill: {out.exists()} (the next start puts it back)")
+        (out / "notes.txt").write_text("the user's")
+        proc = subprocess.run(self._cmd(out, ["--replace"]), env=env_for(self.cache), capture_output=True, text=True,
+                              timeout=900)
+        kept = (out / "notes.txt").is_file() and (out / "results.json").is_file()
+        self.rows.append({"fault": "--replace on a run folder holding a file ldmprobe did not write",
+                          "exit codes": proc.returncode, "expected": "refused (2), nothing removed", "rerun exit": "-",
+                          "repairs reported": "-", "corrupt used": 0, "wrong results": int(proc.returncode != 2 or not kept),
+                          "damaged left in cache": 0, "temp left after kill": 0, "temp left": len(hidden(home)),
+                          "note": f"the file and the run kept: {kept}; names it: {'notes.txt' in proc.stderr}"})
+
+    def _cmd(self, out: Path | None, extra, python=("-m", "ldmprobe")) -> list[str]:
+        """The sweep command with its report (no --no-report); without --out when ``out`` is None."""
+        cmd = [a for a in sweep_cmd(self.spec, out or Path("."), extra, python) if a != "--no-report"]
+        if out is None:
+            at = cmd.index("--out")
+            del cmd[at:at + 2]
+        return cmd
+
+    def _publishing(self, where: str, out: Path | None, extra, cwd: Path | None = None) -> int:
+        if cwd is not None:
+            cwd.mkdir(parents=True, exist_ok=True)
+        cmd = self._cmd(out, extra, python=("-c", KILLED_PUBLISHING, where))
+        return subprocess.run(cmd, env=env_for(self.cache), capture_output=True, text=True, timeout=900,
+                              cwd=cwd).returncode
+
+    def _same_command(self, fault: str, killed: int, parent: Path, out: Path | None, extra, note: str,
+                      cwd: Path | None = None) -> None:
+        """The same command after the kill: exit 0, the run folder complete, its numbers the reference's,
+        and nothing hidden left beside it."""
+        proc = subprocess.run(self._cmd(out, extra), env=env_for(self.cache), capture_output=True, text=True,
+                              timeout=900, cwd=cwd)
+        folders = [parent / name for name in visible(parent)] if out is None else [out]
+        complete = proc.returncode == 0 and len(folders) == 1 and all(
+            (folders[0] / name).is_file() for name in ("results.json", "report.html"))
+        wrong = int(not complete or bool(differences(numbers(json.loads(proc.stdout)), self.reference)))
+        self.rows.append({"fault": fault, "exit codes": 128 - killed if killed < 0 else killed, "expected": "-9",
+                          "rerun exit": proc.returncode, "repairs reported": "-", "corrupt used": 0,
+                          "wrong results": wrong, "damaged left in cache": len(bad_pngs(self.cache)),
+                          "temp left after kill": "-", "temp left": len(hidden(parent)),
+                          "note": f"{note}; same command works: {bool(complete)}; run folders: {len(folders)}"})
+
     def full_disk(self) -> None:
         for size in ("128k", "440k"):  # refused before any work; fills while generating
             self._full_cache(size)
@@ -429,9 +492,9 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="folder to work in (default: a temp folder)")
-    parser.add_argument("--only", default="kills,signals,flips,integrity2,rebatch,disk",
+    parser.add_argument("--only", default="kills,signals,flips,integrity2,rebatch,publish,disk",
                         help="comma-separated groups to run (default: all): kills, signals, flips, integrity2, "
-                             "rebatch, disk")
+                             "rebatch, publish, disk")
     args = parser.parse_args()
     groups = set(args.only.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="ldmprobe-faults-"))
@@ -442,7 +505,8 @@ def main() -> int:
     bench.clean_reference()
     print(f"reference: {bench.images} images, clean run", file=sys.stderr)
     for group, run in (("kills", lambda: bench.kills(args.kills)), ("signals", bench.signals), ("flips", bench.flips),
-                       ("integrity2", bench.integrity2), ("rebatch", bench.rebatch), ("disk", bench.full_disk)):
+                       ("integrity2", bench.integrity2), ("rebatch", bench.rebatch), ("publish", bench.publish),
+                       ("disk", bench.full_disk)):
         if group in groups:
             run()
     print(table(bench.rows))

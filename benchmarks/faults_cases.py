@@ -104,3 +104,41 @@ sys.exit(run(sys.argv[1:]))
 def png_bytes(cache: Path) -> dict:
     """Every cached image's bytes by key."""
     return {p.stem: p.read_bytes() for p in (cache / "images").rglob("*.png") if p.parent.name != "index"}
+
+
+#: ``ldmprobe`` killed (SIGKILL) at one moment of publishing its run folder (argument 1: where;
+#: the rest: the sweep command's): ``report`` while report.html is written (inside the staging
+#: folder), ``replace`` between the two renames of a ``--replace`` without RENAME_EXCHANGE.
+KILLED_PUBLISHING = """
+import os, signal, sys
+from ldmprobe.cli.main import run
+from ldmprobe.render import report
+from ldmprobe.results import run_folder_place as place
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[1] == "report":
+    report.render_report = die
+else:
+    real_exchange, real_rename = place.exchange, os.rename
+
+    def exchange(staging, out):
+        place._renameat2 = lambda *a: False  # the two-step exchange, as where the OS lacks renameat2
+        def first_then_die(a, b):
+            real_rename(a, b)
+            die()
+        os.rename = first_then_die
+        real_exchange(staging, out)
+
+    place.exchange = exchange
+sys.exit(run(sys.argv[2:]))
+"""
+
+
+def visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) if folder.exists() else []
