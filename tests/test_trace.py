@@ -271,8 +271,9 @@ def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, settings, f
     assert len(result.vae) == 1 and np.isfinite(result.vae[0].psnr)
     assert {t[0] for t in ticks} == {"plain", "conditioning", "steps", "attention"}
     assert all(c.generated == c.images for c in result.costs) and np.isfinite(result.attention_overhead)
-    again = run_trace(tiny_generator, tiny_measurer, options, tiny=True)  # warm: everything from the cache
+    again = run_trace(tiny_generator, tiny_measurer, options)  # warm: everything from the cache
     assert [c.generated for c in again.costs][:4] == [0, 0, 0, 0] and np.isnan(again.attention_overhead)
+    assert "tiny" in again.notes[0]  # known from the models' refs when the caller does not say
     assert again.conditioning[0].to_dict() == cond.to_dict()
     assert np.array_equal(again.pictures["attention_maps"], result.pictures["attention_maps"])
 
