@@ -19,16 +19,27 @@ def measurer_namespace(setup: SweepSetup) -> str:
     return cache.identity_namespace(models.measurer_identity(setup.measurer_ref))
 
 
-def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], templates: tuple[str, ...] = ()) -> np.ndarray:
-    """Measurer text embeddings (optionally template-averaged), cached per text."""
-    from ldmprobe.engine.encode import encode_in_templates
+def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], templates: tuple[str, ...] = (),
+                    *, refuse_longer: str | None = None) -> np.ndarray:
+    """Measurer text embeddings (optionally template-averaged), cached per text.
+
+    ``refuse_longer``: what the texts are ("The probe"), to refuse (exit 2) a text that the
+    measurer's tokenizer would cut off inside a template, before it is embedded: two option
+    texts that differ only after the limit would otherwise measure the same thing."""
+    from ldmprobe.engine.encode import encode_in_templates, fill_templates
 
     store = VerifiedStore(f"text/{measurer_namespace(setup)}", "text embeddings")
     keys = [cache_key("text-embedding", TEXT_VERSION, {"text": t, "templates": list(templates)}) for t in texts]
     rows = store.get_many(keys)
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
-        fresh = encode_in_templates(loaded.get_measurer(), [texts[i] for i in missing], templates)
+        measurer = loaded.get_measurer()
+        if refuse_longer:
+            from ldmprobe.engine.vocab_store import check_lengths
+
+            wanted = [texts[i] for i in missing]
+            check_lengths(measurer, fill_templates(wanted, templates) if templates else wanted, refuse_longer)
+        fresh = encode_in_templates(measurer, [texts[i] for i in missing], templates)
         store.put_many([keys[i] for i in missing], list(fresh))
         for i, vector in zip(missing, fresh):
             rows[i] = vector

@@ -37,7 +37,7 @@ _UNIT_TOLERANCE = 1e-3
 ENCODING_LABEL = "encoding vocabulary entries (cached for the next query)"
 
 
-def _check_lengths(measurer, texts: Sequence[str], what: str) -> None:
+def check_lengths(measurer, texts: Sequence[str], what: str) -> None:
     """Refuse texts the measurer's tokenizer would cut off (open_clip truncates silently)."""
     tokenizer = measurer.tokenizer
     encode = getattr(tokenizer, "encode", None)
@@ -128,7 +128,7 @@ def embed_vocabulary(measurer, vocabulary: Vocabulary, contexts: Sequence[str] =
         problem = _cache_problem(vectors, len(vocabulary), measurer.embed_dim)
         if problem is None:
             return VocabEmbeddings(vectors, store.path(key), "hit", seconds=time.perf_counter() - t0)
-    _check_lengths(measurer, embed.fill_templates(vocabulary.words, contexts) if contexts else vocabulary.words,
+    check_lengths(measurer, embed.fill_templates(vocabulary.words, contexts) if contexts else vocabulary.words,
                    "The vocabulary entry" if not contexts else "The vocabulary prompt")
     vectors = _encode(measurer, vocabulary.words, contexts, or_silent(reporter))
     store.save(key, vectors)
@@ -140,5 +140,5 @@ def embed_term(measurer, term: str, contexts: Sequence[str] = ()) -> np.ndarray:
     """The term's unit embedding: bare, or averaged over the contexts and renormalised."""
     contexts = check_contexts(contexts)
     term = check_term(term)
-    _check_lengths(measurer, embed.fill_templates([term], contexts) if contexts else [term], "The prompt")
+    check_lengths(measurer, embed.fill_templates([term], contexts) if contexts else [term], "The prompt")
     return embed.encode_in_templates(measurer, [term], contexts)[0]

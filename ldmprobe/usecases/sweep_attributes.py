@@ -22,7 +22,9 @@ def attribute_fields(setup, loaded, templates: tuple[str, ...], reporter=None) -
     from ldmprobe.engine.embeddings import text_embeddings
 
     groups = tuple((g.name, g.options) for g in spec.attributes)
-    embeddings = tuple(text_embeddings(setup, loaded, list(g.texts), templates) for g in spec.attributes)
+    embeddings = tuple(text_embeddings(setup, loaded, list(g.texts), templates,
+                                       refuse_longer=f"[attributes.{g.name}]: the option text in its probe template")
+                       for g in spec.attributes)
     scale = logit_scale(setup, loaded)
     reference = {(r.term, r.group): dict(r.rates) for r in spec.reference_rates}
     corrections = {}
