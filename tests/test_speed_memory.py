@@ -175,3 +175,21 @@ def test_the_manifests_key_table_answers_as_a_dict_of_first_entries():
     assert all(keys.get(key) == first.get(key) and (key in keys) == (key in first) for key in names + ["absent"])
     assert keys.add("f" * 64, 1000) and not keys.add("f" * 64, 1001) and not keys.add(written[0], 1002)
     assert keys.get("f" * 64) == 1000
+
+
+def test_a_released_manifest_answers_as_before(tmp_path):
+    import os
+
+    from ldmprobe.engine.image_index import ImageIndex
+
+    index = ImageIndex(tmp_path)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(b"x" * (i + 1))
+        index.record(f"{i:064x}", paths[-1], {"nsfw": i == 1})
+    answers = [index.flag(f"{i:064x}", os.stat(p)) for i, p in enumerate(paths)]
+    own = index._own
+    index.release()
+    assert index._first is None and len(index._flag) == 0 and index._own == own
+    assert [index.flag(f"{i:064x}", os.stat(p)) for i, p in enumerate(paths)] == answers == [False, True, False]

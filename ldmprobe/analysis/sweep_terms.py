@@ -98,7 +98,12 @@ class Pairs:
         return len(self.groups)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return stats._unit(np.concatenate(self.term)), stats._unit(np.concatenate(self.base))
+        """The pairs' unit rows (term, baseline); the blocks are let go (asked for once)."""
+        m = stats._unit(np.concatenate(self.term))
+        self.term.clear()
+        b = stats._unit(np.concatenate(self.base))
+        self.base.clear()
+        return m, b
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,13 @@ class ImageIndex:
             self._first.freeze(self._more)
         return self._first
 
+    def release(self) -> None:
+        """Let go of what was read from the manifest (a later question reads it again): a run
+        that has checked its images holds no table of the whole cache while it analyses."""
+        own, pid = self._own, self._own_pid
+        self.__init__(self.dir.parent)
+        self._own, self._own_pid = own, pid  # this process's file stays its own
+
     def _file_id(self, path: Path) -> int:
         if path not in self._file_ids:
             self._file_ids[path] = len(self._files)

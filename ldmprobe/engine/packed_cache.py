@@ -108,6 +108,7 @@ class VerifiedStore:
     def forget(self) -> None:
         """Drop the values held in memory (they are re-read and re-checked on the next use)."""
         self._memo.clear()
+        self.store.unmap()
 
     def close(self) -> None:
         self._memo.clear()

@@ -200,6 +200,11 @@ class PackedStore:
     def close(self) -> None:
         """Seal and close this process's files and drop the memory maps."""
         self._writer.close()
+        self.unmap()
+
+    def unmap(self) -> None:
+        """Drop the shards' memory maps (mapped again when next read), so that the pages read
+        leave this process's resident memory."""
         for stem in list(self._maps):
             self._unmap(stem)
 

@@ -215,6 +215,7 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
     t0 = time.perf_counter()
     try:
         records = embed_items(setup, loaded, store, work.made, merge=ctx.distributed)
+        store.index.release()  # every image is checked: the manifest's table is not needed again
         shared = _shared_embeddings(setup, loaded)
         datas = [sweep_embeddings(level, loaded, records, shared=shared) for level in level_setups(setup)]
     except KeyboardInterrupt:
