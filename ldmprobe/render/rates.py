@@ -74,7 +74,8 @@ def _notable(entries):
             if differs or off_ref:
                 amp = r.get("amplification")
                 rows.append((label, f"{r['group']}:{r['option']}", _f(r["rate"]),
-                             f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r.get("baseline_rate")), _f(ref),
+                             f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r.get("baseline_rate")),
+                             "—" if ref is None else f"{ref:.3g}",  # as the spec gives it (0.225, not 0.23)
                              "—" if amp is None else f"{amp:.2f}x"))
     if not rows:
         from rich.text import Text
@@ -145,14 +146,13 @@ def trends_parts(document: dict) -> list:
     guidance = "/".join(f"{g:g}" for g in trends[0]["guidance"])
     if not shown:
         return [Text(f"trend over guidance {guidance}: every rate is the same at every level (slope 0).")]
-    slope = number_format([t["slope"] for t in shown], digits=2, signed=True)
-    ends = number_format([v for t in shown for v in (t["ci_low"], t["ci_high"])], digits=3, signed=True,
-                         basis=[t["slope"] for t in shown])
+    # one format for the slopes and their interval ends (2 significant digits of the largest slope)
+    slope = ends = number_format([t["slope"] for t in shown], digits=2, signed=True)
     rows = [(_label(t["term"]), f"{t['group']}:{t['option']}", "→".join(_f(r) for r in t.get("rates") or ()),
              slope(t["slope"]) + _star(t), f"[{ends(t['ci_low'])}, {ends(t['ci_high'])}]",
              _f(t.get("p_adjusted"), 3)) for t in shown]
     steps = sorted({t.get("steps") for t in trends if t.get("steps") is not None})
-    title = f"trend over guidance {guidance}" + ("" if significant else ": none differs from 0; the largest")
+    title = f"trend over guidance {guidance}" + ("" if significant else ": none differs from 0; the largest slopes")
     parts = [shrinking_table(title, ("term", "option", "rates", "slope", "95% CI", "p adj"), rows,
                              drops=((), ("p adj",), ("p adj", "rates")), words=("term", "option"),
                              caption=lambda dropped: f"{' and '.join(dropped)}: in the JSON" if dropped else None)]
@@ -160,6 +160,7 @@ def trends_parts(document: dict) -> list:
     parts.append(Text(
         "trend: slope of the rate (share of images) per unit of guidance, from each template and seed's "
         f"slope over the levels (templates and seeds random; * = BH q < 0.05 across a group's options); rates at "
-        f"each level, steps {', '.join(map(str, steps))}; the top-level rates are the first level's."
+        f"each level{', steps ' + ', '.join(map(str, steps)) if steps else ''}; the top-level rates are the first "
+        "level's."
         + (f" {more} more in the JSON (trends)." if more > 0 else "")))
     return parts

@@ -23,6 +23,18 @@ def _p(value, row: dict | None = None) -> str:
     return format_p(value, min_p=row["min_p"], exact=bool(row.get("exact")), n_resamples=row.get("n_resamples") or 0)
 
 
+def _padj(value) -> str:
+    """An adjusted p, rounded up at 2 significant digits: never printed below the p it adjusts
+    (a p at its floor prints as "≤ 0.34" for 1/3, so its adjusted 1/3 prints 0.34, not 0.33)."""
+    if value is None or not value == value:
+        return "—" if value is None else "n/a"
+    if value <= 0:
+        return "0"
+    from ldmprobe.analysis.inference_core import _round_up, _sig
+
+    return _sig(min(1.0, _round_up(float(value))), 2)
+
+
 def _ci(drift: dict) -> str:
     if drift.get("ci_low") is None:
         return "—"
@@ -80,10 +92,11 @@ def render_plan(document: dict):
 
 
 def _level_label(item: dict) -> str:
-    """"guidance 7.5, 15 steps" for an item of a several-level plan ("" otherwise)."""
-    if item.get("guidance") is None:
-        return ""
-    return f"guidance {item['guidance']:g}, {item['steps']} steps"
+    """"guidance 7.5, 15 steps" for an item or level ("guidance 3" / "15 steps" when only one is
+    known, as for own data with one column; "" when neither)."""
+    parts = ([f"guidance {item['guidance']:g}"] if item.get("guidance") is not None else []) + \
+        ([f"{item['steps']} steps"] if item.get("steps") is not None else [])
+    return ", ".join(parts)
 
 
 def render_sweep(document: dict):
@@ -102,8 +115,10 @@ def render_sweep(document: dict):
     parts += rates_parts(document)  # spec [attributes]: shares of images per option (nothing without them)
     parts += trends_parts(document)  # several guidance levels: each rate's slope over guidance
     counts = document["counts"]
-    parts.append(Text(f"images: {counts['planned']} planned, {counts['generated']} generated, "
-                      f"{counts['cached']} cached, {counts['failed']} failed, {counts['flagged']} flagged. "
+    made = (f"{counts['supplied']} supplied (your own)" if counts.get("supplied") is not None else
+            f"{counts['generated']} generated, {counts['cached']} cached")
+    parts.append(Text(f"images: {counts['planned']} planned, {made}, {counts['failed']} failed, "
+                      f"{counts['flagged']} flagged. "
                       "p: templates and seeds as random factors; p fixed: these templates and seeds only. "
                       "* = probe shift significant after Benjamini-Hochberg (q < 0.05)."))
     summary = document["summary"]
@@ -124,7 +139,7 @@ def _levels_line(document: dict) -> list:
     levels = document.get("levels") or []
     if len(levels) < 2:
         return []
-    listed = "; ".join(f"guidance {lv['guidance']:g}, {lv['steps']} steps" for lv in levels)
+    listed = "; ".join(_level_label(lv) for lv in levels)
     return [Text(f"levels: {listed}. The tables are the first level's; every level's are in the JSON "
                  "(levels), and the trends over guidance come last.", style="bold")]
 
@@ -167,7 +182,7 @@ def _finding(document: dict) -> list:
         line = f"{name}: no probe shift is significant after Benjamini-Hochberg (q < {ALPHA})"
         if rows:
             t, row = min(rows, key=lambda pair: pair[1]["p_adjusted"])
-            line += f"; the smallest p adj is {_p(row['p_adjusted'])} ({t['term']} toward {row['probe']!r})"
+            line += f"; the smallest p adj is {_padj(row['p_adjusted'])} ({t['term']} toward {row['probe']!r})"
         parts.append(Text(line + ".", style="bold"))
     controls = document["summary"].get("controls") or []
     against = f"the {len(controls)} controls" if controls else "sign flips within pairs"
@@ -187,7 +202,7 @@ def _hits_table(name: str, hits: list):
     shift = number_format([row["shift"] for _, row in hits], signed=True)
     ci = number_format([v for _, row in hits for v in (row.get("ci_low"), row.get("ci_high"))],
                        basis=[row["shift"] for _, row in hits])
-    rows = [(t["term"], row["probe"], shift(row["shift"]), _interval(row, ci), _p(row["p_adjusted"]),
+    rows = [(t["term"], row["probe"], shift(row["shift"]), _interval(row, ci), _padj(row["p_adjusted"]),
              f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}") for t, row in hits]
     return shrinking_table(f"{name}: probe shifts significant after Benjamini-Hochberg (q < {ALPHA})",
                            ("term", "probe", "shift", "95% CI", "p adj", "z img/txt"), rows,
@@ -224,7 +239,7 @@ def _drift_table(document: dict):
         d = term["image_drift"]
         rows.append((term["term"], str(term["n_pairs"]), drift(d.get("estimate")), _interval(d, drift),
                      *((ratio_fmt(d.get("controls_ratio")),) if controls else ()), _p(d.get("p_value"), d),
-                     _p(d.get("p_adjusted")), _p(d.get("p_pairs")), text(term["text_drift"]["measurer"]),
+                     _padj(d.get("p_adjusted")), _p(d.get("p_pairs")), text(term["text_drift"]["measurer"]),
                      *((str(term["failed"]),) if failed else ())))
 
     meaning = {"p pairs": "sign flips within pairs", "text": "the prompts' own drift, by the measurer",
@@ -263,7 +278,7 @@ def _probe_table(document: dict):
         for row in term.get("probes", []):
             mark = "*" if _significant(row["p_adjusted"]) else ""
             rows.append((row["probe"], f"{shift(row['shift'])}{mark}", _interval(row, ci), _p(row["p_value"]),
-                         _p(row["p_adjusted"]), _p(row["p_fixed"], row),
+                         _padj(row["p_adjusted"]), _p(row["p_fixed"], row),
                          f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}", _z(row.get("image_z"))))
 
     def caption(dropped):
