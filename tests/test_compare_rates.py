@@ -54,18 +54,42 @@ def test_paired_difference_is_the_crossed_test_of_the_cell_differences():
     assert row.n_a == row.n_b == 48 and row.corrected is False
 
 
-def test_unpaired_difference_is_welch_on_the_two_crossed_means():
+def test_unpaired_difference_combines_the_two_runs_own_crossed_intervals():
+    """Each run's uncertainty is its own crossed interval (computed here by least squares and a
+    fiducial Monte Carlo, without the package's code): half-widths in quadrature, normal quantile."""
     rng = np.random.default_rng(1)
     a, b = planted(rng, 0.3, sd_t=1.0, sd_s=0.8), planted(rng, 0.6, n_t=7, n_s=9, sd_t=1.0, sd_s=0.8)
     row = cr.group_rate_changes("m", 1 - a, 1 - b, "g", ("yes", "no"), paired=False)[0]
-    (ma, sa, da), (mb, sb, db) = _anova_mean_se(a.astype(float)), _anova_mean_se(b.astype(float))
-    var = sa**2 + sb**2
-    df = var**2 / (sa**4 / da + sb**4 / db)
-    half = sps.t.ppf(0.975, df) * math.sqrt(var)
-    assert row.paired is False and row.difference == pytest.approx(mb - ma)
-    assert (row.ci_low, row.ci_high) == pytest.approx((mb - ma - half, mb - ma + half), rel=1e-8)
-    assert row.p_value == pytest.approx(2 * sps.t.sf(abs(mb - ma) / math.sqrt(var), df), rel=1e-8)
-    assert "unpaired" in row.generalises_to
+    (lo_a, hi_a, _, _), (lo_b, hi_b, _, _) = (_crossed_ci_by_least_squares(x.astype(float)) for x in (a, b))
+    half = math.hypot((hi_a - lo_a) / 2, (hi_b - lo_b) / 2)
+    diff = b.mean() - a.mean()
+    assert row.paired is False and row.difference == pytest.approx(diff)
+    assert (row.ci_low, row.ci_high) == pytest.approx((diff - half, diff + half), rel=0.03, abs=3e-3)
+    z = sps.norm.ppf(0.975)
+    assert row.p_value == pytest.approx(2 * sps.norm.sf(abs(diff) / (half / z)), rel=0.05, abs=2e-3)
+    assert "unpaired" in row.generalises_to and "df" not in row.method
+
+
+def test_unpaired_interval_on_a_small_design_is_no_wider_than_the_runs_own_intervals():
+    """4 templates x 5 seeds (the design whose Welch df gave [-1, +1] even for identical data): the
+    difference's interval is at most the two runs' own half-widths added, and identical tables
+    give difference 0 with an interval narrower than [-1, +1]."""
+    from ldmprobe.analysis.inference_crossed import crossed_test
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        a, b = planted(rng, 0.4, n_t=4, n_s=5, sd_t=0.8), planted(rng, 0.4, n_t=4, n_s=5, sd_t=0.8)
+        if a.min() == a.max() or b.min() == b.max():
+            continue
+        row = cr.group_rate_changes("m", 1 - a, 1 - b, "g", ("yes", "no"), paired=False)[0]
+        ta, tb = crossed_test(a.astype(float)), crossed_test(b.astype(float))
+        widest = (ta.ci_high - ta.ci_low) / 2 + (tb.ci_high - tb.ci_low) / 2
+        assert row.ci_high - row.ci_low <= 2 * widest + 1e-12
+        assert row.ci_high - row.difference <= math.hypot((ta.ci_high - ta.ci_low) / 2,
+                                                          (tb.ci_high - tb.ci_low) / 2) + 1e-12
+    same = planted(rng, 0.4, n_t=4, n_s=5, sd_t=0.3, sd_s=0.2)
+    row = cr.group_rate_changes("m", 1 - same, 1 - same, "g", ("yes", "no"), paired=False)[0]
+    assert row.difference == 0 and (row.ci_low, row.ci_high) != (-1.0, 1.0) and -1 < row.ci_low < 0 < row.ci_high < 1
 
 
 def test_bh_across_options_and_verdicts():

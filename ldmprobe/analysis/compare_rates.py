@@ -9,9 +9,11 @@ are measured by one measurer, so one W).
 - **Paired** (both runs made the same template × seed cells): the per-cell difference
   ``v^B_ts − v^A_ts`` gets the crossed test (templates and seeds as random factors, the probe
   shifts' standard); the template and seed effects the two runs share cancel.
-- **Unpaired** (the runs' cells differ, e.g. other seeds): each run's mean with its crossed
-  standard error, the difference's variance their sum, Welch–Satterthwaite degrees of freedom;
-  a run whose table does not vary (every image one label) gets its Wilson interval's width.
+- **Unpaired** (the runs' cells differ, e.g. other seeds): each run's mean with the standard
+  error read off its own crossed interval (half-width / z; the crossed test's df is descriptive
+  only), the difference's variance their sum, the normal quantile: the difference's half-width
+  is the runs' half-widths in quadrature, never wider than their sum; a run whose table does not
+  vary (every image one label) gets its Wilson interval's width.
 - A corrected difference adds the calibration set's own uncertainty (the variance of the
   difference over the calibration's bootstrap resamples), as a sweep's rates do.
 - Benjamini–Hochberg across the options of each (term, group); a verdict "higher" / "lower"
@@ -39,8 +41,8 @@ from ldmprobe.records import Record
 
 PAIRED_NOTE = ("templates and seeds (paired by template × seed cell: both runs made the same cells, so the "
                "effects they share cancel)")
-UNPAIRED_NOTE = ("templates and seeds (unpaired: the runs' cells differ; each run's template and seed variation "
-                 "added, Welch–Satterthwaite df)")
+UNPAIRED_NOTE = ("templates and seeds (unpaired: the runs' cells differ; each run's own crossed interval, "
+                 "half-widths combined in quadrature)")
 
 
 @dataclass(frozen=True)
@@ -101,34 +103,37 @@ class DiversityChange(Record):
 # ----------------------------------------------------------------------------- rates
 
 
-def _mean_se(values: np.ndarray, level: float) -> tuple[float, float, float, int]:
-    """(mean, standard error, df, images) of one run's table of per-image values (binary or
-    corrected), templates and seeds random; a table that does not vary: its Wilson width."""
+def _mean_se(values: np.ndarray, level: float) -> tuple[float, float, int]:
+    """(mean, standard error, images) of one run's table of per-image values (binary or
+    corrected), templates and seeds random. The standard error is read off the run's own crossed
+    interval (its half-width / z), so the run's uncertainty is the one its sweep reports; the
+    crossed test's ``df`` is descriptive only and is not used. A table that does not vary (or has
+    no crossed interval): its Wilson interval's half-width / z."""
     from scipy import stats as sps
 
+    z = float(sps.norm.ppf(0.5 + level / 2))
     test = crossed_test(values, confidence_level=level)
     n = int(test.n_cells or np.isfinite(values).sum())
-    if math.isfinite(test.se) and test.se > 0 and math.isfinite(test.df) and test.df > 0:
-        return test.estimate, test.se, test.df, n
+    if math.isfinite(test.ci_low) and math.isfinite(test.ci_high) and test.ci_high > test.ci_low:
+        return test.estimate, (test.ci_high - test.ci_low) / 2 / z, n
     low, high = _wilson(test.estimate * n, n, level)
-    return test.estimate, (high - low) / 2 / float(sps.norm.ppf(0.5 + level / 2)), max(n - 1, 1), n
+    return test.estimate, (high - low) / 2 / z, n
 
 
-def welch(a: tuple[float, float, float], b: tuple[float, float, float], *, extra_var: float = 0.0,
-          level: float = 0.95) -> tuple[float, float, float, float | None]:
-    """(difference, low, high, p) of mean_b − mean_a from two independent (mean, se, df) and a
-    further variance (the calibration's), Welch–Satterthwaite df, the t distribution."""
+def unpaired_difference(a: tuple[float, float], b: tuple[float, float], *, extra_var: float = 0.0,
+                        level: float = 0.95) -> tuple[float, float, float, float | None]:
+    """(difference, low, high, p) of mean_b − mean_a from two independent (mean, se): the two
+    runs' own interval half-widths (and the calibration's variance) combined in quadrature,
+    the normal quantile. The half-width √(h_A² + h_B²) is never wider than h_A + h_B."""
     from scipy import stats as sps
 
-    (ma, sa, da), (mb, sb, db) = a, b
+    (ma, sa), (mb, sb) = a, b
     diff = mb - ma
     var = sa * sa + sb * sb + extra_var
     if not var > 0:
         return diff, diff, diff, None
-    parts = sa ** 4 / da + sb ** 4 / db
-    df = var * var / parts if parts > 0 else math.inf
-    half = float(sps.t.ppf(0.5 + level / 2, df)) * math.sqrt(var)
-    p = float(2 * sps.t.sf(abs(diff) / math.sqrt(var), df))
+    half = float(sps.norm.ppf(0.5 + level / 2)) * math.sqrt(var)
+    p = float(2 * sps.norm.sf(abs(diff) / math.sqrt(var)))
     return diff, diff - half, diff + half, p
 
 
@@ -161,9 +166,9 @@ def group_rate_changes(term: str, labels_a, labels_b, group: str, options: tuple
             method, scope = got.method, PAIRED_NOTE
         elif np.isfinite(va[..., j]).any() and np.isfinite(vb[..., j]).any():
             ma, mb = _mean_se(va[..., j], level), _mean_se(vb[..., j], level)
-            diff, low, high, p = welch(ma[:3], mb[:3], extra_var=cal, level=level)
+            diff, low, high, p = unpaired_difference(ma[:2], mb[:2], extra_var=cal, level=level)
             low, high = max(-1.0, low), min(1.0, high)
-            method, scope = "welch (two crossed means)", UNPAIRED_NOTE
+            method, scope = "two crossed intervals in quadrature", UNPAIRED_NOTE
         else:
             diff = low = high = p = None
             method, scope = "none", "nothing (a run has no image of this term)"

@@ -15,6 +15,7 @@ import numpy as np
 
 from ldmprobe.analysis.compare import CompareAnalysis, CompareSettings
 from ldmprobe.analysis.compare_rates import AttributeRuns, compare_attributes
+from ldmprobe.errors import BadInputError
 from ldmprobe.results.compare import RunData, same_attributes
 
 RATES_NOTE = ("rates: share of each term's images the measurer labels with each option (0-1), B − A; "
@@ -60,6 +61,42 @@ def _from_file(run: RunData, spec):
     return None if found is None else file_attribute_input(spec, found)
 
 
+def _file_calibration(run: RunData):
+    """(calibration embeddings, their (group, option) labels) of a run's embeddings file, or None."""
+    from pathlib import Path
+
+    from ldmprobe.specs.own_attributes import CALIBRATION_ARRAYS
+    from ldmprobe.specs.sweep_sources import _load_npz
+
+    arrays, _ = _load_npz(Path(str(run.source.get("path"))))
+    if not all(name in arrays for name in CALIBRATION_ARRAYS):
+        return None
+    return tuple(np.asarray(arrays[name]) for name in CALIBRATION_ARRAYS)
+
+
+def check_same_calibration(a: RunData, b: RunData) -> None:
+    """Two runs from embeddings files correct their rates through the same calibration arrays, or
+    neither corrects: else each run's rates would not be what its own sweep reported (one run's
+    correction applied to the other's images). A BadInputError (exit 2) names the difference."""
+    ca, cb = _file_calibration(a), _file_calibration(b)
+    if ca is None and cb is None:
+        return
+    if ca is not None and cb is not None and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(ca, cb)):
+        return
+
+    def said(run, cal):
+        path = run.source.get("path")
+        return (f"{path} has no calibration arrays (raw rates)" if cal is None else
+                f"{path} has calibration arrays of {len(cal[0])} labelled images (corrected rates)")
+
+    what = ("their calibration arrays differ" if ca is not None and cb is not None else
+            "one run's rates are corrected through a calibration set and the other's are not")
+    raise BadInputError(
+        f"the runs' rates cannot be compared: {what} (A: {said(a, ca)}; B: {said(b, cb)}). compare needs the same "
+        "calibration set for both runs (docs/RATES.md); give both embeddings files the same calibration_embedding / "
+        "calibration_group / calibration_option arrays, or neither, and sweep them again.")
+
+
 def term_tables(images: dict, spec: dict, terms) -> dict[str, np.ndarray]:
     """term -> (T, S, d) unit image embeddings of one run (NaN rows: failed, dropped, unusable)."""
     seeds = list(spec.get("seeds") or [])
@@ -90,8 +127,14 @@ def with_attributes(analysis: CompareAnalysis, a: RunData, b: RunData, images, s
         note = "rates not compared: the runs' [attributes] (or calibration sets) differ, so they measure different things."
         return dataclasses.replace(analysis, notes=(*analysis.notes, note))
     attrs = attribute_input(a, loader, reporter=reporter)
+    if a.from_embeddings:
+        attrs_b = attribute_input(b, loader, reporter=reporter)
+        if (attrs is None) != (attrs_b is None):
+            attrs = None
+        elif attrs is not None:
+            check_same_calibration(a, b)
     if attrs is None:
-        note = ("rates not compared: the runs' embeddings files carry no option embeddings and logit scale "
+        note = ("rates not compared: the runs' embeddings files do not both carry option embeddings and a logit scale "
                 "('option', 'option_embedding', 'logit_scale').")
         return dataclasses.replace(analysis, notes=(*analysis.notes, note))
     controls = [c for c in a.spec.get("controls") or [] if c in (b.spec.get("controls") or [])]
@@ -101,7 +144,7 @@ def with_attributes(analysis: CompareAnalysis, a: RunData, b: RunData, images, s
     rates, diversity = compare_attributes(runs, attrs, alpha=settings.alpha, n_resamples=min(settings.bootstrap, 400),
                                           seed=settings.seed)
     how = ("paired by template × seed cell (both runs made the same cells)" if paired else
-           "unpaired (the runs' seeds differ: each run's own variation added, Welch–Satterthwaite df)")
+           "unpaired (the runs' seeds differ: each run's own crossed interval, half-widths combined in quadrature)")
     corrected = " Corrected for the measurer's errors through the calibration set." if attrs.corrections else ""
     note = RATES_NOTE.format(how=how, alpha=settings.alpha) + corrected
     return dataclasses.replace(analysis, rates=rates, diversity=diversity, notes=(*analysis.notes, note))
