@@ -17,7 +17,10 @@ peak memory (the child's ru_maxrss; the cache is built in another child, so the 
 and a forked child inherits no large resident set) are put beside a new process that reads the same N
 embeddings with ``numpy.load`` from one .npy file. Figures: seconds, ms per extra cached image
 between the sizes, and the ratio. Targets (issue 32): <= 0.5 ms per extra cached image, 100,000
-in < 60 s, peak memory flat in N.
+in < 60 s, peak memory flat in N: the last line puts the largest size's peak over the smallest's,
+also without the N x d float32 embeddings, which the analysis holds at once (criterion: <= 1.15).
+Where the memory goes: ``benchmarks/mem_profile.py`` (resident memory by ldmprobe function, and
+a tracemalloc snapshot) run on a cache this benchmark's ``--build-whole`` leaves.
 
 **--parts** (issue 16): with N real 512 x 512 PNGs and N packed embeddings, the warm plan before
 and after the manifest, the embedding load, and the statistics per item:
