@@ -139,6 +139,7 @@ class Bench:
         self.rows: list[dict] = []
         self.n = 0
         self.reference = None
+        self.verified: set = set()  # what ``cache verify`` found so far
 
     def out(self) -> Path:
         self.n += 1
@@ -175,6 +176,7 @@ class Bench:
         """A clean rerun after the fault: exit 0, numbers within tolerance, no damaged PNG, no temp file."""
         cache = cache or self.cache
         left_before = len(temp_files(cache))
+        verify = self._verify(cache) if expected.startswith("repaired") else None
         out = self.out()
         proc = run(self.spec, out, cache, extra)
         wrong, bad = 1, []
@@ -193,17 +195,41 @@ class Bench:
 
         remove_stale_temp(cache, max_age=0, every=0)
         left = temp_files(cache)
+        verify = "-" if verify is None else self._verify_note(verify, self._verify(cache))
         self.rows.append({
             "fault": fault, "exit codes": ",".join(map(str, codes)) or "-", "expected": expected,
             "rerun exit": proc.returncode, "repairs reported": int("failed their integrity check" in proc.stderr
                                                                     or "was rebuilt" in proc.stderr),
             "corrupt used": len(bad) + (wrong if proc.returncode == 0 else 0), "wrong results": wrong,
             "damaged left in cache": len(bad_pngs(cache)),
-            "temp left after kill": left_before, "temp left": len(left), "note": note,
+            "temp left after kill": left_before, "temp left": len(left), "cache verify": verify, "note": note,
         })
 
-    # ------------------------------------------------------------------ faults
+    def _verify(self, cache: Path) -> set | str:
+        """What ``ldmprobe cache verify`` (no --repair) finds, as (kind, path) rows, on a copy of the
+        cache (a check may remove what it finds damaged, which would hide it from the rerun's report)."""
+        copy = self.work / "verify-copy"
+        shutil.copytree(cache, copy, symlinks=True)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "ldmprobe", "cache", "verify", "--format", "json"],
+                                  env=env_for(copy), capture_output=True, text=True, timeout=900)
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+        try:
+            return {(row["kind"], str(row.get("path", "")).replace(str(copy), ""))
+                    for row in json.loads(proc.stdout)["bad"]}
+        except (ValueError, KeyError, TypeError):
+            return f"exit {proc.returncode}, unreadable output"
 
+    def _verify_note(self, before, after) -> str:
+        """The kinds ``cache verify`` found before the rerun, less what it already found after the last
+        rerun (a damaged record in a packed shard stays: the sweep appends a good copy beside it)."""
+        if isinstance(before, str) or isinstance(after, str):
+            return before if isinstance(before, str) else after
+        kinds = sorted({kind for kind, _ in before - self.verified})
+        self.verified = after
+        stale = f"; {len(after)} stale after the rerun" if after else ""
+        return (", ".join(kinds) if kinds else "nothing") + stale
     def kills(self, n: int) -> None:
         codes = []
         for _ in range(n):
@@ -480,7 +506,7 @@ class Bench:
 
 def table(rows: list[dict]) -> str:
     columns = ["fault", "exit codes", "expected", "rerun exit", "repairs reported", "corrupt used", "wrong results",
-               "damaged left in cache", "temp left after kill", "temp left", "note"]
+               "damaged left in cache", "temp left after kill", "temp left", "cache verify", "note"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
