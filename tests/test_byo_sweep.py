@@ -326,7 +326,7 @@ def test_extra_rows_are_ignored_with_a_count(cli, tmp_path):
     (lambda a: {**a, "probe_embedding": np.eye(9)[:2]}, ["'probe_embedding'", "9 dimensions", "'image' has 8"]),
     (lambda a: {**a, "prompt_embedding": np.ones((4, 5))}, ["'prompt_embedding'", "5 dimensions"]),
     (lambda a: {**a, "image": np.where(np.arange(12)[:, None] == 3, np.nan, a["image"])},
-     ["'image'", "1 row(s) with NaN", "rows 3"]),
+     ["'image'", "1 row(s) with NaN", "row 3, counting from 0"]),
     (lambda a: {**a, "probe_embedding": np.array([[np.inf] * 8, [0.0] * 8])}, ["'probe_embedding'", "NaN or infinite"]),
     (lambda a: {k: v for k, v in a.items() if k != "seed"}, ["lacks the array(s) 'seed'"]),
     (lambda a: {k: v for k, v in a.items() if k != "prompt_embedding"}, ["has 'prompt' but no 'prompt_embedding'"]),

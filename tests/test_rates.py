@@ -245,10 +245,12 @@ def test_calibration_layouts_and_their_errors(tmp_path):
     from ldmprobe.specs.calibration import calibration_files
     from ldmprobe.errors import BadInputError
 
+    from PIL import Image
+
     groups = (("bg", ("yellow", "grey")),)
     for option in ("yellow", "grey"):
         (tmp_path / "set" / "bg" / option).mkdir(parents=True)
-        (tmp_path / "set" / "bg" / option / "a.png").write_bytes(b"x")
+        Image.new("RGB", (4, 4)).save(tmp_path / "set" / "bg" / option / "a.png")
     files = calibration_files(tmp_path / "set", groups)
     assert sorted(i for _, i in files["bg"]) == [0, 1]
     (tmp_path / "m.csv").write_text("path,group,option\nset/bg/yellow/a.png,bg,yellow\nset/bg/grey/a.png,bg,grey\n")

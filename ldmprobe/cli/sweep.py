@@ -55,10 +55,12 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @click.option("--embeddings", "embeddings", type=click.Path(path_type=Path), default=None,
               help="Analyse your own embeddings instead of generating: an .npz with image, template, term, seed, "
                    "probe, probe_embedding (optional prompt / prompt_embedding, vocab / vocab_embedding). No model "
-                   "is loaded.")
+                   "is loaded. Optional option / option_embedding / logit_scale (rates), calibration_* arrays "
+                   "(corrected rates) and a guidance / steps value per row: see docs/RATES.md.")
 @click.option("--images", "images", type=click.Path(path_type=Path), default=None,
               help="Analyse your own images instead of generating: a CSV or JSONL manifest with columns template, "
-                   "term, seed, path (relative to the manifest's folder), embedded by --measurer.")
+                   "term, seed, path (relative to the manifest's folder), embedded by --measurer. Optional "
+                   "guidance / steps columns give each image's level: see docs/RATES.md.")
 @click.option("--export-embeddings", type=click.Path(path_type=Path), default=None,
               help="Also write the analysed embeddings to this .npz (the file --embeddings reads).")
 @output_options

@@ -115,9 +115,32 @@ def _probe_table(document: dict):
     return table
 
 
+def _made(run: dict) -> str:
+    """How a run was made: its pipeline and settings, or the embeddings file / image manifest it
+    was computed from (no generator), with the file's own guidance / steps when it has them."""
+    source = run.get("source") or {}
+    settings = ", ".join(f"{k} {run[k]}" for k in ("steps", "guidance") if run.get(k) is not None)
+    if source.get("kind") in ("embeddings", "images"):
+        what = "embeddings file" if source["kind"] == "embeddings" else "image manifest"
+        return f"from the {what} {source.get('path')}" + (f", {settings}" if settings else "")
+    return f"pipeline {run.get('pipeline')}" + (f", {settings}" if settings else "")
+
+
+def _dash(value) -> str:
+    return "–" if value is None else str(value)
+
+
+def measured_by(document: dict) -> str:
+    """The measurer's name, or for runs from embeddings files the model that made the files."""
+    spec = (document.get("measurer") or {}).get("spec")
+    if spec is not None:
+        return str(spec)
+    files = dict.fromkeys(str((run.get("source") or {}).get("path")) for run in document["runs"].values())
+    return f"the model that made the embeddings file{'s' if len(files) > 1 else ''} {' and '.join(files)}"
+
+
 def _run_line(label: str, run: dict) -> str:
-    return (f"{label}: {run['path']} (pipeline {run['pipeline']}, steps {run['steps']}, guidance {run['guidance']}, "
-            f"{run['n_usable']}/{run['n_items']} usable images)")
+    return f"{label}: {run['path']} ({_made(run)}, {run['n_usable']}/{run['n_items']} usable images)"
 
 
 def render_compare(document):
@@ -131,7 +154,7 @@ def render_compare(document):
     paired = document["summary"].get("paired", True)
     parts = [Text(f"{document['spec']['name']}: run B compared with run A, "
                   f"{'image by image' if paired else 'unpaired (other seeds)'} "
-                  f"(measurer {document['measurer'].get('spec')})"),
+                  f"(measured by {measured_by(document)})"),
              Text(_run_line("A", document["runs"]["a"])), Text(_run_line("B", document["runs"]["b"]))]
     if paired:
         parts.append(_drift_table(document))
@@ -170,11 +193,12 @@ def compare_html(document) -> str:
     probes = [([t["term"], r["probe"], _scaled(r["shift_a"], ps, True), _scaled(r["shift_b"], ps, True),
                 _scaled(r["difference"], ps, True), _ci(r, ps), _p(r["p_value"]), _p(r["p_adjusted"]),
                 _p(r["p_fixed"], r)], r["verdict"]) for t in terms for r in t["probes"]]
-    runs = [([label, run["path"], run["pipeline"], run["steps"], run["guidance"], run["dtype"],
+    runs = [([label, run["path"], _made(run), _dash(run["steps"]), _dash(run["guidance"]), _dash(run["dtype"]),
               f"{run['n_usable']}/{run['n_items']}"], None)
             for label, run in (("A", document["runs"]["a"]), ("B", document["runs"]["b"]))]
     from ldmprobe.render.compare_rates import rate_html_rows
 
-    return render("compare.html.j2", doc=document, runs=runs, drift=drift, probes=probes, drift_label=drift_label,
+    return render("compare.html.j2", doc=document, runs=runs, measured_by=measured_by(document), drift=drift,
+                  probes=probes, drift_label=drift_label,
                   probe_label=probe_label, first=terms[0] if terms else None, notes=summary_notes(document["summary"]),
                   **rate_html_rows(document))

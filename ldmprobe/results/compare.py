@@ -119,6 +119,23 @@ def top_level(items: list[RunItem], document: dict) -> list[RunItem]:
     return [i for i in items if (i.guidance, i.steps) == first]
 
 
+def level_notes(a: RunData, b: RunData) -> list[str]:
+    """A note for each run over several guidance / steps levels: it is compared at its top level
+    (the first listed), which this names, while the other run is compared as it is."""
+    notes = []
+    for label, run, other in (("A", a, b), ("B", b, a)):
+        levels = run.document.get("levels") or []
+        if len(levels) < 2:
+            continue
+        top = ", ".join(f"{k} {levels[0].get(k)}" for k in ("guidance", "steps") if levels[0].get(k) is not None)
+        made = ", ".join(f"{k} {v}" for k in ("guidance", "steps")
+                         if (v := (other.document.get("config") or {}).get(k)) is not None)
+        notes.append(f"run {label} ({run.path}) holds {len(levels)} guidance / steps levels: only its top level "
+                     f"({top or 'the first listed'}) is compared" + (f", with the other run's {made}" if made else "")
+                     + "; sweep that level alone, or each level, to compare another.")
+    return notes
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 120 else text[:117] + "..."

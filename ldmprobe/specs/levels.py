@@ -112,18 +112,26 @@ def _level_value(path, name: str, value, row: int, check):
     if value is None or isinstance(value, str):
         value = (value or "").strip()
         if not value:
-            raise BadInputError(f"{path}: row {row + 1} has no {name}; with a {name} column every row needs one "
+            raise BadInputError(f"{path}: {_row(path, row)} has no {name}; with a {name} column every row needs one "
                                 "(the level its image was made at).")
         try:
             value = float(value) if name == "guidance" else int(value)
         except ValueError:
-            raise BadInputError(f"{path}: row {row + 1}: {name} {value!r} is not a number.") from None
+            what = "a whole number (e.g. 50)" if name == "steps" else "a number"
+            raise BadInputError(f"{path}: {_row(path, row)}: {name} {value!r} is not {what}.") from None
     elif hasattr(value, "item"):  # a numpy scalar
         value = value.item()
     try:
-        return check(value, f"{path} row {row + 1}")
+        return check(value, f"{path} {_row(path, row)}")
     except SpecError as exc:
         raise BadInputError(str(exc)) from None
+
+
+def _row(path, row: int) -> str:
+    """A row as messages name it: an .npz array's index from 0, a manifest's data row from 1."""
+    if str(path).lower().endswith(".npz"):
+        return f"row {row} (counting from 0)"
+    return f"row {row + 1} (data rows counting from 1)"
 
 
 def file_levels(levels: list[Level] | None) -> list[Level]:

@@ -23,7 +23,8 @@ from typing import Any
 from ldmprobe.errors import BadInputError
 from ldmprobe.specs.levels import LEVEL_FIELDS, Level, file_levels, row_levels_of
 from ldmprobe.specs.sweep import Spec
-from ldmprobe.specs.sweep_sources import _load_npz, _manifest_rows, _names, _squash, _vectors
+from ldmprobe.specs.own_manifest import _manifest_rows
+from ldmprobe.specs.sweep_sources import _load_npz, _names, _squash, _vectors, row_list
 
 OPTION_ARRAYS = ("option", "option_embedding", "logit_scale")
 CALIBRATION_ARRAYS = ("calibration_embedding", "calibration_group", "calibration_option")
@@ -86,7 +87,7 @@ def file_attributes(path: str | Path, spec: Spec, dim: int) -> FileAttributes | 
     if _missing(path, arrays, OPTION_ARRAYS, "measuring the spec's attribute groups"):
         return None
     words = _names(path, arrays, "option")
-    vectors = _vectors(path, arrays, "option_embedding", len(words), dim)
+    vectors = _vectors(path, arrays, "option_embedding", len(words), dim, names="'option'", labels=words)
     scale = np.asarray(arrays["logit_scale"], dtype=np.float64).ravel()
     if scale.size != 1 or not np.isfinite(scale[0]) or scale[0] <= 0:
         raise BadInputError(f"{path}: logit_scale must be one positive number (the measurer's softmax "
@@ -113,11 +114,13 @@ def _calibration(path: Path, arrays, spec: Spec, dim: int):
                 "model), or drop calibration from the spec to report raw rates.")
         return None, ()
     groups = _names(path, arrays, "calibration_group")
-    options = _names(path, arrays, "calibration_option", len(groups))
-    vectors = _vectors(path, arrays, "calibration_embedding", len(groups), dim)
+    options = _names(path, arrays, "calibration_option", len(groups), against="'calibration_group'",
+                     unit="one group and one option per calibration image")
+    vectors = _vectors(path, arrays, "calibration_embedding", len(groups), dim, names="'calibration_group'")
     known = {g.name: g.options for g in spec.attributes}
     for i, (group, option) in enumerate(zip(groups, options)):
         if group in known and option not in known[group]:
-            raise BadInputError(f"{path}: calibration row {i}: option {option!r} is not an option of attribute group "
-                                f"{group} ({', '.join(known[group])}); rename it or add it to [attributes.{group}].")
+            raise BadInputError(f"{path}: calibration {row_list([i])}: option {option!r} is not an option of attribute "
+                                f"group {group} ({', '.join(known[group])}); rename it or add it to "
+                                f"[attributes.{group}].")
     return vectors, tuple(zip(groups, options))

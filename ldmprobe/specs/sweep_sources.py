@@ -1,5 +1,6 @@
-"""A sweep on the user's own data: an embeddings file (``--embeddings FILE.npz``) or a
-manifest of images (``--images MANIFEST``), read and checked against the spec's plan.
+"""A sweep on the user's own data: an embeddings file (``--embeddings FILE.npz``) read and
+checked against the spec's plan, and what it shares with a manifest of images (``--images
+MANIFEST``, read in :mod:`ldmprobe.specs.own_manifest`): the source record and cell matching.
 
 Read here, before any model loads and without torch. Every planned (template, term, seed)
 cell must be in the file (the missing ones are listed); rows the spec does not plan are
@@ -9,10 +10,7 @@ image names the file. Every problem is a :class:`BadInputError` (exit 2).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +27,6 @@ Cell = tuple[int, str, int]  # (template index, term, seed), as analysis.sweep l
 REQUIRED_ARRAYS = ("image", "template", "term", "seed")
 OPTIONAL_PAIRS = (("probe", "probe_embedding"), ("prompt", "prompt_embedding"), ("vocab", "vocab_embedding"))
 FLAG_ARRAYS = ("failed", "nsfw")  # optional (n,) booleans: a failed row's values are not used
-MANIFEST_COLUMNS = ("template", "term", "seed", "path")
 
 
 @dataclass(frozen=True)
@@ -70,15 +67,6 @@ class EmbeddingsFile:
     rows: dict[Cell, int] = field(default_factory=dict)  # cell -> its row in the file (from 0)
 
 
-@dataclass(frozen=True)
-class ImageManifest:
-    """The planned cells' image files of a manifest: (path as listed, resolved path, sha256)."""
-
-    source: SweepSource
-    folder: str
-    files: dict[Cell, tuple[str, str, str]] = field(default_factory=dict)
-
-
 def _fail(path: Path, what: str) -> BadInputError:
     return BadInputError(f"{path}: {what}")
 
@@ -97,9 +85,13 @@ def _describe(spec: Spec, cell: Cell) -> str:
     return f"({spec.templates[t]!r}, {term!r}, seed {seed})"
 
 
-def match_cells(path: Path, spec: Spec, labels: list[tuple[str, str, int]], what: str) -> tuple[dict[Cell, int], int]:
+def match_cells(path: Path, spec: Spec, labels: list[tuple[str, str, int]], what: str, *, first: int = 0,
+                level=None) -> tuple[dict[Cell, int], int]:
     """Row index of every planned cell among ``labels`` (template text, term, seed), and the
-    number of rows the spec does not plan. A missing or repeated planned cell is an error."""
+    number of rows the spec does not plan. A missing or repeated planned cell is an error.
+    Rows are named counting from ``first`` (0 for an .npz array, 1 for a manifest's data rows);
+    ``level``: the (guidance, steps) these labels are the rows of, named when cells are missing."""
+    count = "counting from 0" if first == 0 else "data rows counting from 1"
     index = {template: t for t, template in enumerate(spec.templates)}
     planned = set(planned_cells(spec))
     rows: dict[Cell, int] = {}
@@ -113,17 +105,24 @@ def match_cells(path: Path, spec: Spec, labels: list[tuple[str, str, int]], what
         if t is None or cell not in planned:
             extra += 1
         elif cell in rows:
-            raise _fail(path, f"{what} {rows[cell] + 1} and {i + 1} are both {_describe(spec, cell)}; keep one "
-                              "row per (template, term, seed).")
+            raise _fail(path, f"{what} {rows[cell] + first} and {i + first} ({count}) are both "
+                              f"{_describe(spec, cell)}; keep one row per (template, term, seed).")
         else:
             rows[cell] = i
     missing = [cell for cell in planned_cells(spec) if cell not in rows]
     if missing:
         listed = "; ".join(_describe(spec, c) for c in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        at = "" if level is None else f" at {_level_text(level)}"
         raise _fail(path, f"{len(missing)} of {len(planned)} (template, term, seed) cells the spec plans are not "
-                          f"in the file: {listed}. Add them, or narrow the spec (--term, --seeds) to what the "
+                          f"in the file{at}: {listed}. Add them, or narrow the spec (--term, --seeds) to what the "
                           "file holds; templates must be written as in the spec, with {}.")
     return rows, extra
+
+
+def _level_text(level) -> str:
+    guidance, steps = level
+    parts = [f"{name} {value:g}" for name, value in (("guidance", guidance), ("steps", steps)) if value is not None]
+    return ", ".join(parts) or "this level"
 
 
 #: The largest member an .npz may ask us to load (uncompressed): refused above, before reading it.
@@ -192,8 +191,12 @@ def _load_npz(path: Path) -> tuple[Mapping[str, Any], str]:
     return members, digest.hexdigest()
 
 
-def _vectors(path: Path, arrays: dict, name: str, rows: int | None, dim: int | None):
-    """A 2-d float array of ``rows`` rows (any count when None) and ``dim`` columns, all finite."""
+def _vectors(path: Path, arrays: dict, name: str, rows: int | None, dim: int | None, *, zero_rows: bool = False,
+             names: str = "its names array", labels=None):
+    """A 2-d float array of ``rows`` rows (any count when None) and ``dim`` columns, all finite
+    and (unless ``zero_rows``) none all zeros: a zero vector has no direction, so an option,
+    probe, prompt or calibration embedding of zeros is refused (an image row of zeros is
+    excluded and counted by the analysis, as a generated sweep's is)."""
     import numpy as np
 
     array = arrays[name]
@@ -201,25 +204,37 @@ def _vectors(path: Path, arrays: dict, name: str, rows: int | None, dim: int | N
         raise _fail(path, f"array {name!r} is {array.dtype} of shape {array.shape}; it must be 2-d floats "
                           "(one row per item, one column per dimension).")
     if rows is not None and array.shape[0] != rows:
-        raise _fail(path, f"array {name!r} has {array.shape[0]} rows but its names array has {rows}; one row per name.")
+        raise _fail(path, f"array {name!r} has {array.shape[0]} rows but {names} has {rows}; one row per name.")
     if dim is not None and array.shape[1] != dim:
         raise _fail(path, f"array {name!r} has {array.shape[1]} dimensions but 'image' has {dim}; every "
                           "embedding must come from the same model.")
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if len(bad):
-        shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        raise _fail(path, f"array {name!r} has {len(bad)} row(s) with NaN or infinite values (rows {shown}, "
-                          "counting from 0); remove or recompute them.")
+        raise _fail(path, f"array {name!r} has {len(bad)} row(s) with NaN or infinite values "
+                          f"({row_list(bad, labels)}); remove or recompute them.")
+    zero = np.flatnonzero(~array.any(axis=1)) if not zero_rows else ()
+    if len(zero):
+        raise _fail(path, f"array {name!r} has {len(zero)} row(s) of all zeros ({row_list(zero, labels)}); a zero "
+                          "embedding has no direction to compare with, so remove or recompute them.")
     return array
 
 
-def _names(path: Path, arrays: dict, name: str, rows: int | None = None) -> list[str]:
+def row_list(rows, labels=None) -> str:
+    """'rows 3, 7, counting from 0': the row numbers of an .npz array, as every message gives them
+    (with each row's name, e.g. row 1 'hut', where ``labels`` names the rows)."""
+    shown = ", ".join(str(int(i)) + (f" {labels[int(i)]!r}" if labels is not None else "") for i in rows[:10])
+    shown += " ..." if len(rows) > 10 else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}, counting from 0"
+
+
+def _names(path: Path, arrays: dict, name: str, rows: int | None = None, against: str = "'image'",
+           unit: str = "one per image") -> list[str]:
     array = arrays[name]
     if array.ndim != 1 or array.dtype.kind not in "U":
         raise _fail(path, f"array {name!r} is {array.dtype} of shape {array.shape}; it must be a 1-d str array "
                           "(numpy.array(values, dtype=str)).")
     if rows is not None and len(array) != rows:
-        raise _fail(path, f"array {name!r} has {len(array)} entries but 'image' has {rows} rows; one per image.")
+        raise _fail(path, f"array {name!r} has {len(array)} entries but {against} has {rows}; {unit}.")
     return [str(v) for v in array]
 
 
@@ -253,7 +268,8 @@ def _text_pairs(path: Path, arrays: dict, dim: int) -> dict[str, tuple[list[str]
             raise _fail(path, f"has {given!r} but no {lacking!r}; give both or neither.")
         if names in arrays:
             words = _names(path, arrays, names)
-            pairs[names] = (words, _vectors(path, arrays, vectors, len(words), dim))
+            pairs[names] = (words, _vectors(path, arrays, vectors, len(words), dim, zero_rows=names == "vocab",
+                                            names=repr(names), labels=words))
     return pairs
 
 
@@ -299,13 +315,13 @@ def read_embeddings_file(path: str | Path, spec: Spec, level=None) -> tuple[Embe
                           "(n x d floats), template, term (n str), seed (n ints), and probe / probe_embedding.")
     image = arrays["image"]
     rows = image.shape[0] if image.ndim == 2 else None
-    image = _vectors(path, arrays, "image", None, None)
+    image = _vectors(path, arrays, "image", None, None, zero_rows=True)
     if rows == 0 or image.shape[1] == 0:
         raise _fail(path, f"array 'image' is empty (shape {image.shape}).")
     labels = list(zip(_names(path, arrays, "template", rows), _names(path, arrays, "term", rows),
                       _seeds(path, arrays, rows)))
     labels = at_level(labels, row_levels_of(path, arrays, rows), level)
-    index, extra = match_cells(path, spec, labels, "rows")
+    index, extra = match_cells(path, spec, labels, "rows", level=level)
     failed, nsfw = (_flags(path, arrays, name, rows) for name in FLAG_ARRAYS)
     pairs = _text_pairs(path, arrays, image.shape[1])
     vocab_words, vocab_vectors = pairs.get("vocab", ((), None))
@@ -317,82 +333,6 @@ def read_embeddings_file(path: str | Path, spec: Spec, level=None) -> tuple[Embe
         prompt_embeddings=_prompt_rows(path, spec, pairs), vocabulary=tuple(vocab_words),
         vocabulary_embeddings=vocab_vectors, rows=index,
     ), extra
-
-
-def _manifest_rows(path: Path, data: bytes) -> tuple[str, list[dict]]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _fail(path, f"is not UTF-8 text (byte {exc.start}); save the manifest as UTF-8.") from exc
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise _fail(path, f"line {number} is not JSON ({exc}); one object per line.") from exc
-                if not isinstance(row, dict):
-                    raise _fail(path, f"line {number} is not a JSON object with {', '.join(MANIFEST_COLUMNS)}.")
-                rows.append(row)
-        return "jsonl", rows
-    if path.suffix.lower() != ".csv":
-        raise _fail(path, "a manifest is a .csv or a .jsonl file with columns template, term, seed, path.")
-    return "csv", list(csv.DictReader(io.StringIO(text)))
-
-
-def _manifest_labels(path: Path, rows: list[dict]) -> list[tuple[str, str, int]]:
-    labels = []
-    for number, row in enumerate(rows, start=1):
-        absent = [c for c in MANIFEST_COLUMNS if row.get(c) is None]
-        if absent:
-            raise _fail(path, f"row {number} has no {', '.join(absent)}; every row needs the columns "
-                              f"{', '.join(MANIFEST_COLUMNS)} (term empty for the baseline).")
-        try:
-            seed = int(str(row["seed"]).strip())
-        except ValueError:
-            raise _fail(path, f"row {number}: seed {row['seed']!r} is not an integer.") from None
-        labels.append((str(row["template"]), str(row["term"]), seed))
-    return labels
-
-
-def _check_image(path: Path, listed: str, number: int) -> str:
-    """sha256 of an image file that exists and opens (else an error naming the file)."""
-    from PIL import UnidentifiedImageError
-
-    if not path.is_file():
-        raise _fail(path, f"not found (manifest row {number}, path {listed!r}, read against the manifest's folder).")
-    from ldmprobe.specs.files import check_image
-
-    try:
-        data = path.read_bytes()
-        check_image(data)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise _fail(path, f"is not a readable image (manifest row {number}: {exc}); replace it or fix its path.") from exc
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_image_manifest(path: str | Path, spec: Spec, level=None) -> tuple[ImageManifest, int]:
-    """Read and check a manifest against ``spec`` (every planned cell's image must open; its rows
-    at ``level`` when it has guidance / steps columns); returns it and its extra-row count."""
-    path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "no such file (--images); give a .csv or .jsonl manifest with columns template, term, "
-                          "seed, path.")
-    data = path.read_bytes()
-    fmt, rows = _manifest_rows(path, data)
-    if not rows:
-        raise _fail(path, "has no rows; list one image per (template, term, seed).")
-    labels = at_level(_manifest_labels(path, rows), row_levels_of(path, rows, len(rows)), level)
-    index, extra = match_cells(path, spec, labels, "rows")
-    folder = path.resolve().parent
-    files = {}
-    for cell, i in index.items():
-        listed = str(rows[i]["path"]).strip()
-        target = (folder / listed).resolve()
-        files[cell] = (listed, str(target), _check_image(target, listed, i + 1))
-    source = SweepSource("images", str(path.resolve()), fmt, hashlib.sha256(data).hexdigest(), len(rows), extra)
-    return ImageManifest(source=source, folder=str(folder), files=files), extra
 
 
 def expanded_prompts(spec: Spec) -> dict[tuple[int, str], str]:

@@ -7,6 +7,7 @@ the probe words' text embeddings are not cached.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
 from ldmprobe.engine.packed_cache import VerifiedStore
 from ldmprobe.errors import BadInputError
 from ldmprobe.records import to_json
-from ldmprobe.results.compare import CompareResult, RunData, check_comparable, read_run, run_summary
+from ldmprobe.results.compare import CompareResult, RunData, check_comparable, level_notes, read_run, run_summary
 from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.results.run_folder import prepare_out, release_out, staged_folder
 from ldmprobe.storage import cache_root
@@ -74,6 +75,7 @@ def _compare(a: RunData, b: RunData, settings: CompareSettings, out: Path | None
     from ldmprobe.usecases.compare_attributes import with_attributes
 
     analysis = with_attributes(analysis, a, b, images, settings, paired=paired, loader=loader, reporter=reporter)
+    analysis = dataclasses.replace(analysis, notes=(*analysis.notes, *level_notes(a, b)))
     spec = {k: a.spec.get(k) for k in ("name", "templates", "baseline", "terms", "seeds", "probes")}
     tiny = any(bool((r.document.get("provenance") or {}).get("tiny")) for r in (a, b))
     reference = any(bool((r.document.get("provenance") or {}).get("reference_world")) for r in (a, b))

@@ -27,9 +27,8 @@ from ldmprobe.results.run_folder_own import finishing, write_own_run_folder
 from ldmprobe.results.sweep import RunFolder, SweepResult
 from ldmprobe.specs.own_attributes import file_attributes, levels_in
 from ldmprobe.specs.sweep import Spec
-from ldmprobe.specs.sweep_sources import (
-    ImageManifest, expanded_prompts, planned_cells, read_embeddings_file, read_image_manifest,
-)
+from ldmprobe.specs.own_manifest import ImageManifest, read_image_manifest
+from ldmprobe.specs.sweep_sources import expanded_prompts, planned_cells, read_embeddings_file, row_list
 from ldmprobe.usecases.sweep import options_statistics, text_side
 
 NO_PROMPTS_NOTE = ("the embeddings file has no 'prompt' / 'prompt_embedding' arrays: text drift and text shift "
@@ -138,6 +137,12 @@ def _from_embeddings(spec: Spec, options: SweepOptions, reporter, sources: list,
                   for cell in planned_cells(spec)]
     file = sources[0][1]
     notes = [f"computed from your embeddings {file.source.path}: no model was run, so conditioning drift is null"]
+    zero = sorted({row for _, f in sources for cell, row in f.rows.items()
+                   if f.images[cell] is not None and not np.any(f.images[cell])})
+    if zero:
+        notes.append(f"{len(zero)} row(s) of the embeddings file's 'image' array ({row_list(zero)}) are all zeros: "
+                     "excluded from every statistic and counted in summary.excluded, as a generated sweep's zero-norm "
+                     "embeddings are")
     if file.prompt_embeddings is None:
         notes.append(NO_PROMPTS_NOTE)
     if spec.attributes and attrs is None:
@@ -145,9 +150,11 @@ def _from_embeddings(spec: Spec, options: SweepOptions, reporter, sources: list,
                      "'option_embedding' and 'logit_scale' arrays (the option texts embedded by the same model)")
     levels, trends = own_levels_and_trends(spec, sources, datas, analyses, settings)
     measurer = {"spec": None, "source": "embeddings file", "identity": None}
-    return _finish(spec, options, _with_notes(analyses[0], *notes), items, {}, file.source, measurer=measurer,
-                   started=started, out=out, tiny=False, timings={"stats_s": time.perf_counter() - t0},
-                   levels=levels, trends=trends)
+    settings_of_file, level_notes = file_settings(spec, [level for level, _ in sources], "embeddings file")
+    return _finish(spec, options, _with_notes(analyses[0], *notes, *level_notes), items, {}, file.source,
+                   measurer=measurer, started=started, out=out, tiny=False,
+                   timings={"stats_s": time.perf_counter() - t0}, levels=levels, trends=trends,
+                   file_settings=settings_of_file)
 
 
 def file_attribute_input(spec: Spec, found):
@@ -251,19 +258,22 @@ def _from_images(spec: Spec, options: SweepOptions, reporter, sources: list, sta
     ref, manifest = loaded.measurer_ref, sources[0][1]
     measurer = {"spec": ref.spec, "source": ref.source, "identity": models.measurer_identity(ref)}
     note = f"computed from your images listed in {manifest.source.path}: no generator, so conditioning drift is null"
-    return _finish(spec, options, _with_notes(analyses[0], note), items, copies, manifest.source, measurer=measurer,
-                   started=started, out=out, tiny=loaded.tiny, timings=timings, device=loaded.device,
-                   reference=loaded.reference, levels=levels, trends=trends)
+    settings_of_file, level_notes = file_settings(spec, [level for level, _ in sources], "manifest")
+    return _finish(spec, options, _with_notes(analyses[0], note, *level_notes), items, copies, manifest.source,
+                   measurer=measurer, started=started, out=out, tiny=loaded.tiny, timings=timings,
+                   device=loaded.device, reference=loaded.reference, levels=levels, trends=trends,
+                   file_settings=settings_of_file)
 
 
 def _finish(spec: Spec, options: SweepOptions, analysis, items: list[dict], copies: dict, source, *, measurer: dict,
             started: str, out: Path, tiny: bool, timings: dict, device: str | None = None,
-            reference: bool = False, levels=(), trends=()) -> SweepResult:
+            reference: bool = False, levels=(), trends=(), file_settings=None) -> SweepResult:
     failed = sum(bool(i["flags"]["failed"]) for i in items)
     counts = {"planned": len(items), "unique": len(items), "generated": 0, "cached": 0, "supplied": len(items),
               "failed": failed, "flagged": sum(bool(i["flags"]["nsfw"]) for i in items)}
     result = SweepResult(
-        spec=spec.to_dict(), config=own_config(options, measurer, device), counts=counts, baseline=spec.baseline,
+        spec=spec.to_dict(), config={**own_config(options, measurer, device), **(file_settings or {})}, counts=counts,
+        baseline=spec.baseline,
         provenance=provenance(started=started, tiny=tiny, reference=reference, device=device, dtype=None,
                               timings={k: round(v, 3) for k, v in timings.items()}, source=source.kind),
         analysis=analysis, run=RunFolder(out=str(Path(out).resolve())), source=source.to_dict(),
@@ -271,6 +281,26 @@ def _finish(spec: Spec, options: SweepOptions, analysis, items: list[dict], copi
     )
     return write_own_run_folder(out, result, items, copies, replace=options.replace,
                                 note=TINY_SHEET_NOTE if tiny else None)
+
+
+def file_settings(spec: Spec, levels: list, what: str) -> tuple[dict, list[str]]:
+    """The config's ``guidance`` / ``steps`` where every row of the file has one value, and notes
+    where the file's values differ from the spec's settings (the results are the file's)."""
+    config, notes = {}, []
+    for i, name in enumerate(("guidance", "steps")):
+        values = sorted({lv[i] for lv in levels if lv is not None and lv[i] is not None})
+        if not values:
+            continue
+        if len(values) == 1:
+            config[name] = values[0]
+        planned = list(getattr(spec, f"{name}_levels") or ()) or (
+            [getattr(spec, name)] if getattr(spec, name) is not None else [])
+        if planned and sorted(planned) != values:
+            listed = ", ".join(f"{v:g}" for v in values)
+            said = ", ".join(f"{v:g}" for v in planned)
+            notes.append(f"the {what}'s rows are at {name} {listed} but the spec says {name} {said}: the results "
+                         f"are for the file's {name} values (the spec's {name} is kept as written, unused)")
+    return config, notes
 
 
 def own_config(options: SweepOptions, measurer: dict, device: str | None) -> dict:
