@@ -301,10 +301,8 @@ def _vae(run: _Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, 
 
 def run_trace(generator, measurer, options: TraceOptions, *, on_progress: Progress | None = None,
               tiny: bool | None = None) -> TraceResult:
-    """Trace each term through the chosen sections (``options.sections``) on loaded models.
-
-    ``tiny`` None: whether either model is a built-in tiny one, from the models' own refs (for
-    the tiny models' default steps and the note that their numbers mean nothing)."""
+    """Trace each term through the chosen sections (``options.sections``) on loaded models
+    (``tiny`` None: known from the models' refs, for the tiny default steps and note)."""
     if tiny is None:
         tiny = any(bool(getattr(getattr(m, "ref", None), "is_tiny", False)) for m in (generator, measurer))
     unknown = set(options.sections) - set(SECTIONS)
