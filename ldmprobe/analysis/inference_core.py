@@ -111,6 +111,15 @@ def clean_pairs(term, base, *, name: str = "pairs", min_rows: int = 1):
     Returns (term_unit, base_unit, kept_mask, n_dropped). Raises ValueError when fewer than
     ``min_rows`` pairs are left or the shapes differ.
     """
+    m, b, kept, dropped = pair_mask(term, base, name=name, min_rows=min_rows)
+    if kept.all():  # the same rows, without a copy of each array
+        return unit_rows(m)[0], unit_rows(b)[0], kept, 0
+    return unit_rows(m[kept])[0], unit_rows(b[kept])[0], kept, dropped
+
+
+def pair_mask(term, base, *, name: str = "pairs", min_rows: int = 1):
+    """:func:`clean_pairs`' checks without its unit rows: (term, base as float64 arrays, the
+    kept mask, n dropped), for a caller that normalises the kept rows a block at a time."""
     m = np.atleast_2d(np.asarray(term, dtype=np.float64))
     b = np.atleast_2d(np.asarray(base, dtype=np.float64))
     if m.shape != b.shape or m.ndim != 2:
@@ -121,9 +130,7 @@ def clean_pairs(term, base, *, name: str = "pairs", min_rows: int = 1):
     if kept.sum() < min_rows:
         raise ValueError(f"{name}: {int(kept.sum())} usable pairs of {len(m)}; "
                          f"at least {min_rows} needed")
-    if kept.all():  # the same rows, without a copy of each array
-        return unit_rows(m)[0], unit_rows(b)[0], kept, 0
-    return unit_rows(m[kept])[0], unit_rows(b[kept])[0], kept, int((~kept).sum())
+    return m, b, kept, int((~kept).sum())
 
 
 def require_finite(value: float, what: str) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .inference_core import (
     CHUNK, SIGNS, TIE_RTOL, Result, check_level, check_resamples, choose_exact, chunk_rows,
-    clean_pairs, clean_rows, fair_bits, perm_p, require_finite, sign_chunks,
+    clean_pairs, clean_rows, fair_bits, pair_mask, perm_p, require_finite, sign_chunks, unit_rows,
 )
 
 
@@ -99,16 +99,22 @@ def _as_pair_gram(gram) -> PairGram:
     return gram if isinstance(gram, PairGram) else PairGram.of_gram(gram)
 
 
-def _template_parts(m, b, groups):
-    labels = np.zeros(len(m), dtype=int) if groups is None else np.asarray(groups)
-    if labels.shape != (len(m),):
-        raise ValueError(f"groups must have one label per pair ({len(m)}); got {labels.shape}")
+def _template_parts(m, b, groups, rows=None):
+    """(pair positions, PairGram of the differences, (spread of m + spread of b) / 2) per template
+    with two pairs or more. ``rows``: m and b are the raw rows and ``rows[i]`` is unit pair i's
+    row there (each template's rows are made unit in turn: unit_rows works row by row, so these
+    are the rows of ``unit_rows(m[rows])``, without all of them held at once)."""
+    n = len(m) if rows is None else len(rows)
+    labels = np.zeros(n, dtype=int) if groups is None else np.asarray(groups)
+    if labels.shape != (n,):
+        raise ValueError(f"groups must have one label per pair ({n}); got {labels.shape}")
     parts = []
     for g in np.unique(labels):
         idx = np.flatnonzero(labels == g)
         if len(idx) < 2:
             continue  # a template with one pair has no cross products: skipped
-        parts.append((idx, PairGram.of_differences(m[idx] - b[idx])))
+        mt, bt = (m[idx], b[idx]) if rows is None else (unit_rows(m[rows[idx]])[0], unit_rows(b[rows[idx]])[0])
+        parts.append((idx, PairGram.of_differences(mt - bt), (_spread(mt) + _spread(bt)) / 2))
     if not parts:
         raise ValueError("unbiased drift needs a template with at least 2 usable pairs")
     return parts
@@ -193,14 +199,14 @@ def unbiased_drift(
     """
     level = check_level(confidence_level)
     n_boot, n_resamples = check_resamples(n_boot, "n_boot"), check_resamples(n_resamples)
-    m, b, kept, n_dropped = clean_pairs(term_emb, base_emb, name="drift pairs", min_rows=2)
+    m, b, kept, n_dropped = pair_mask(term_emb, base_emb, name="drift pairs", min_rows=2)
     groups = None if groups is None else np.asarray(groups)[kept]
-    parts = _template_parts(m, b, groups)
-    grams = [g for _, g in parts]
+    parts = _template_parts(m, b, groups, rows=np.flatnonzero(kept))  # unit rows a template at a time
+    del m, b
+    grams = [g for _, g, _ in parts]
     per = tuple(g.u for g in grams)
     estimate = require_finite(np.mean(per), "drift estimate")
-    spread = float(np.mean([(_spread(m[i]) + _spread(b[i])) / 2 for i, _ in parts]))
-    del m, b  # the resampling needs only the templates' differences (memory: one term's rows fewer)
+    spread = float(np.mean([s for _, _, s in parts]))
     perm_rng, boot_rng = (np.random.default_rng(s) for s in
                           np.random.SeedSequence(_entropy(seed)).spawn(2))
     boot = boot_drift(grams, n_boot, boot_rng)
@@ -210,7 +216,7 @@ def unbiased_drift(
         estimate, float(low), float(high), level, n_boot,
         estimate / spread if spread > 0 else math.nan, spread, per, p, min_p, exact, total,
         "these templates and seeds (the wording changed the images)",
-        int(sum(len(i) for i, _ in parts)), n_dropped,
+        int(sum(len(i) for i, _, _ in parts)), n_dropped,
     )
 
 
@@ -222,7 +228,7 @@ def drift_estimate(term_emb, base_emb, groups=None) -> float:
         parts = _template_parts(m, b, None if groups is None else np.asarray(groups)[kept])
     except ValueError:
         return math.nan
-    return float(np.mean([g.u for _, g in parts]))
+    return float(np.mean([g.u for _, g, _ in parts]))
 
 
 def _entropy(seed):
