@@ -139,7 +139,7 @@ def test_batch_size_changes_no_number_and_no_pixel(fresh_cache, cache_root, tmp_
     for doc, pngs in runs.values():
         assert numbers(doc) == numbers(four)  # exact
         assert pngs == reference  # byte for byte
-    assert four["config"]["batch_size"] == 4  # the call shape, whatever --batch-size said
+    assert four["config"]["batch_size"] == four["config"]["call_shape"] == 4  # whatever --batch-size said
 
 
 def test_another_call_shape_is_another_recipe_never_mixed(fresh_cache, tmp_path):

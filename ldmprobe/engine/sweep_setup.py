@@ -388,6 +388,7 @@ def config_block(setup: SweepSetup, batch_size: int | None = None) -> dict:
         "negative_prompt": recipe.negative_prompt,
         "device": setup.device,
         "batch_size": call_shape(recipe, setup.device) if batch_size is None else batch_size,
+        "call_shape": call_shape(recipe, setup.device) if batch_size is None else batch_size,
         "nsfw": setup.options.nsfw,
         "statistics": {"seed": setup.options.stats_seed, "permutations": setup.options.permutations,
                        "bootstrap": setup.options.bootstrap},
