@@ -160,3 +160,16 @@ def test_prune_needs_one_clear_criterion(args, tmp_path, monkeypatch):
     monkeypatch.setenv("LDMPROBE_CACHE", str(tmp_path))
     result = cache_cmd(*args, expect=2)
     assert "--model" in result.stderr or "--older-than" in result.stderr
+
+
+def test_a_value_a_sweep_replaced_is_not_reported_as_damage(swept, tmp_path):
+    """A flipped packed embedding is damage until a sweep appends a good copy of it; after that the
+    bad copy only waits for compaction (reads skip it), so verify is clean, not exit 1 forever."""
+    root, spec = swept
+    flip(sorted((root / "embeddings").glob("*/packed/*.bin"))[0], 8)
+    found = doc("verify", expect=1)
+    assert [row["kind"] for row in found["bad"]] == ["image embeddings"], found["bad"]
+    again = sweep(spec, tmp_path / "b")  # the sweep finds the bad value and embeds the image again
+    assert again["counts"]["planned"] >= 1
+    clean = doc("verify")
+    assert clean["ok"] and clean["bad"] == [], clean["bad"]
