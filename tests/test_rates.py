@@ -293,3 +293,18 @@ def test_the_rates_table_fits_80_columns_and_says_raw_or_corrected():
     html = "\n".join(rates_html(document))
     assert 'id="rates"' in html and "not corrected" in html and "a rather long term" in html
     assert rates_parts({"terms": [], "controls": []}) == [] and rates_html({"terms": []}) == []
+
+
+def test_a_corrected_rates_p_agrees_with_its_interval():
+    """With the calibration's variance added, the p is the one the widened interval implies:
+    p < 0.05 exactly when the 95 % interval excludes 0 (the crossed test's descriptive df once
+    gave p 0.66 beside an interval of [+0.009, +0.176])."""
+    from ldmprobe.analysis.rates import table_mean
+
+    rng = np.random.default_rng(0)
+    agree = 0
+    for _ in range(300):
+        y = rng.normal(0.03, 0.1, (8, 4)) + rng.normal(0, 0.06, (1, 4)) + rng.normal(0, 0.02, (8, 1))
+        m = table_mean(y, extra_var=float(rng.uniform(1e-5, 2e-3)))
+        agree += (m.low > 0 or m.high < 0) == (m.p_value < 0.05)
+    assert agree == 300
