@@ -84,10 +84,16 @@ def rate_parts(document: dict) -> list:
 
 
 def rate_html_rows(document: dict) -> dict:
-    """compare.html's rate and diversity tables: rows of cells and a verdict."""
+    """compare.html's rate and diversity tables: rows of cells and a verdict ("-" for no clear
+    change). Whether the rates are corrected is one sentence when it holds for every row, else
+    a column."""
+    rows = document.get("rates") or []
+    kinds = {bool(r["corrected"]) for r in rows}
+    mixed = len(kinds) > 1
     rates = [([_term(r["term"]), r["group"], r["option"], _share(r["rate_a"]), _share(r["rate_b"]),
-               _signed(r["difference"]), _interval(r), _p(r["p_value"]), _p(r["p_adjusted"]),
-               "corrected" if r["corrected"] else "raw"], r["verdict"]) for r in document.get("rates") or []]
+               _signed(r["difference"]), _interval(r), _p(r["p_value"]), _p(r["p_adjusted"])]
+              + (["corrected" if r["corrected"] else "raw"] if mixed else []),
+              {"no clear change": "-"}.get(r["verdict"], r["verdict"])) for r in rows]
     diversity = []
     for d in document.get("diversity") or []:
         diversity.append(([_term(d["term"]), "Vendi score", _share(d["vendi_a"]), _share(d["vendi_b"]),
@@ -95,4 +101,5 @@ def rate_html_rows(document: dict) -> dict:
         diversity += [([_term(d["term"]), f"{g['group']}: effective options", _share(g["effective_number_a"]),
                         _share(g["effective_number_b"]), _signed(g["difference"]), _interval(g)], g["verdict"] or "-")
                       for g in d["groups"]]
-    return {"rates": rates, "diversity": diversity}
+    corrected = None if mixed or not kinds else kinds.pop()
+    return {"rates": rates, "diversity": diversity, "rates_corrected": corrected}
