@@ -338,6 +338,10 @@ def test_control_comparison_rank_ratio_and_ties():
     assert top.p_value == pytest.approx(1 / 20) == top.min_p
     two = I.control_comparison(-4.0, [1.0, -2.0, 3.0], alternative="two-sided")
     assert two.rank == 0 and two.p_value == pytest.approx(1 / 4)
+    assert two.ratio == pytest.approx(4.0 / 2.0)  # magnitudes, as compared: |-4| over the median |c|
+    # unbiased drifts of irrelevant controls can sit at or below 0: no ratio, not "-354x"
+    assert math.isnan(I.control_comparison(0.4, [-0.002, -0.001, 0.0005]).ratio)
+    assert I.control_comparison(0.4, [-0.002, -0.001, 0.0005]).p_value == pytest.approx(1 / 4)
     with pytest.raises(ValueError):
         I.control_comparison(np.nan, [1.0])
     with pytest.raises(ValueError):

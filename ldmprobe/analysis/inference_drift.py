@@ -249,7 +249,7 @@ class ControlComparison(Result):
 
     statistic: float
     controls_median: float
-    ratio: float  # statistic / median of the controls (NaN when the median is 0)
+    ratio: float  # statistic / median of the controls, as compared (magnitudes when two-sided); NaN when that median is <= 0
     rank: int  # number of controls >= the statistic (ties count as exceedances)
     p_value: float  # (rank + 1) / (K + 1)
     min_p: float  # 1 / (K + 1)
@@ -292,7 +292,10 @@ def control_comparison(
     rank = int(np.count_nonzero(cs >= xs - tol))
     k = len(c)
     med = float(np.median(c))
-    ratio = x / med if med != 0 else math.nan
+    # a ratio is read as "so many times the controls' typical value": only against a positive
+    # typical value (an unbiased drift's median can be <= 0, which gave "-354x the controls")
+    typical = float(np.median(cs))
+    ratio = (abs(x) if alternative == "two-sided" else x) / typical if typical > 0 else math.nan
     return ControlComparison(x, med, ratio, rank, (rank + 1) / (k + 1), 1 / (k + 1), True, k,
                              k, int((~finite).sum()), "modifiers like these controls")
 

@@ -4,7 +4,7 @@ the number formats, the paired images, the thumbnails, the configuration flatten
 from __future__ import annotations
 
 from ldmprobe.render.notes import summary_notes
-from ldmprobe.render.sweep import _p  # the terminal table's p formatter: one rule for both
+from ldmprobe.render.sweep import _p, _padj  # the terminal table's p formatters: one rule for both
 
 ALPHA = 0.05
 PAIR_TEMPLATES = 2  # templates shown open in a term's paired images (the rest under "all templates")
@@ -38,7 +38,7 @@ def _p_is(text: str) -> str:
 
 
 # The templates' number formats, and the level a highlighted row passes.
-FORMATS = {"fmt": _fmt, "g": _g, "signed": _signed, "ci": _ci, "p": _p, "p_is": _p_is, "alpha": ALPHA}
+FORMATS = {"fmt": _fmt, "g": _g, "signed": _signed, "ci": _ci, "p": _p, "padj": _padj, "p_is": _p_is, "alpha": ALPHA}
 
 
 def term_sentence(document: dict, t: dict) -> str:
