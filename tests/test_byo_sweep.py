@@ -484,3 +484,61 @@ def test_python_api_runs_own_embeddings_and_compare_without_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "NO-TORCH" and int(out.stdout.split()[0]) > 0
     assert "same images" in out.stderr  # the same file twice: the compare says nothing can differ
+
+
+def test_export_carries_what_the_attribute_rates_need():
+    """A spec with [attributes] and a calibration set: the export holds the option texts'
+    embeddings, the logit scale and the calibration images' embeddings with their labels, and the
+    own-data reader gives back exactly what the sweep measured with (so a replay has its rates)."""
+    from ldmprobe.analysis.rates import AttributeInput
+    from ldmprobe.analysis.sweep import ImageCell, SweepEmbeddings
+    from ldmprobe.results.sweep_embeddings import embedding_arrays, write_embeddings_npz
+    from ldmprobe.specs.attributes import AttributeGroup
+    from ldmprobe.specs.own_attributes import file_attributes
+    from ldmprobe.specs.sweep import Spec, expand
+
+    groups = (AttributeGroup("bg", ("yellow", "grey"), ("a yellow background", "a grey background")),
+              AttributeGroup("size", ("big", "small"), ("a big object", "a small object")))
+    spec = Spec(name="x", templates=("a {} house",), baseline="", terms=("big",), probes=("p",), seeds=(0, 1),
+                attributes=groups)  # the calibration arrays are read whenever the file has them
+    rng = np.random.default_rng(4)
+    options = tuple(np.stack([unit(rng.normal(size=8)) for _ in g.options]).astype(np.float32) for g in groups)
+    cal = np.stack([unit(rng.normal(size=8)) for _ in range(6)]).astype(np.float32)
+    labels = (("bg", "yellow"), ("bg", "grey"), ("bg", "grey"), ("size", "big"), ("size", "small"), ("size", "big"))
+    attrs = AttributeInput(tuple((g.name, g.options) for g in groups), options, 57.5,
+                           option_texts=tuple(g.texts for g in groups), calibration=(cal, labels))
+    cells = [(0, m, s) for m in spec.all_terms for s in spec.seeds]
+    prompts = {(0, m): expand(spec.templates[0], m) for m in spec.all_terms}
+    data = SweepEmbeddings(
+        templates=spec.templates, baseline="", terms=spec.terms, seeds=spec.seeds,
+        images={c: ImageCell(embedding=unit(rng.normal(size=8)).astype(np.float32)) for c in cells}, prompts=prompts,
+        prompt_embeddings={p: rng.normal(size=8).astype(np.float32) for p in prompts.values()}, probes=spec.probes,
+        probe_embeddings=np.eye(8, dtype=np.float32)[:1], attributes=attrs)
+    arrays = embedding_arrays(data)
+    assert list(arrays["option"]) == [t for g in groups for t in g.texts] and arrays["logit_scale"][0] == 57.5
+    assert list(arrays["calibration_group"]) == [g for g, _ in labels]
+    with tempfile.TemporaryDirectory() as folder:
+        back = file_attributes(write_embeddings_npz(data, Path(folder) / "x.npz"), spec, 8)
+    assert back.logit_scale == 57.5 and back.calibration_labels == labels
+    np.testing.assert_allclose(back.calibration, cal)
+    for got, sent in zip(back.option_embeddings, options):
+        np.testing.assert_allclose(got, sent, rtol=1e-6)  # unit rows, in the spec's option order
+
+
+@pytest.mark.slow
+def test_replay_of_an_export_gives_the_same_rates(cli, tmp_path, tiny_generator, tiny_measurer):
+    """End to end with the tiny models: a sweep with [attributes], its export replayed through
+    --embeddings, gives the same rates and diversity (an export without the option arrays gave none)."""
+    spec = tmp_path / "rates.toml"
+    spec.write_text(SPEC + '\n[attributes.colour]\nred = "a red thing"\nblue = "a blue thing"\n')
+    made = invoke(cli, "sweep", spec, "--pipeline", "tiny", "--measurer", "tiny", "--steps", "2", *FAST,
+                  "--out", tmp_path / "run", "--no-report", "--export-embeddings", tmp_path / "x.npz",
+                  "--format", "json")
+    assert made.exit_code == 0, made.output
+    replay = invoke(cli, "sweep", spec, "--embeddings", tmp_path / "x.npz", *FAST, "--no-report",
+                    "--out", tmp_path / "replay", "--format", "json")
+    assert replay.exit_code == 0, replay.output
+    first, again = json.loads(made.stdout), json.loads(replay.stdout)
+    rates = [(t["term"], t["rates"], t["diversity"]) for t in first["terms"]]
+    assert rates and all(r for _, r, _ in rates)
+    assert [(t["term"], t["rates"], t["diversity"]) for t in again["terms"]] == rates

@@ -52,6 +52,10 @@ class AttributeInput:
     logit_scale: float
     reference: Mapping[tuple[str, str], Mapping[str, float]] = field(default_factory=dict)
     corrections: Mapping[str, Correction] = field(default_factory=dict)
+    # for --export-embeddings: each group's option texts, and the calibration images' embeddings
+    # with their (group, option) labels (empty when unknown or without a calibration set)
+    option_texts: tuple[tuple[str, ...], ...] = ()
+    calibration: tuple[np.ndarray, tuple[tuple[str, str], ...]] | tuple = ()
 
 
 def zero_shot(images, texts, logit_scale: float) -> np.ndarray:

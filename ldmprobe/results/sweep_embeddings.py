@@ -1,8 +1,10 @@
 """Write a sweep's analysed embeddings as the .npz that ``ldmprobe sweep SPEC --embeddings`` reads.
 
 One row per planned (template, term, seed) image, in the analysis's order, with the prompts',
-probes' and vocabulary's text embeddings exactly as the analysis used them (dtypes kept), so
-replaying the file gives the same statistics. A failed image's row is zeros, flagged in
+probes' and vocabulary's text embeddings exactly as the analysis used them (dtypes kept), and,
+for a spec with ``[attributes]``, the option texts' embeddings, the logit scale and the
+calibration images' embeddings with their labels, so replaying the file gives the same
+statistics, rates included. A failed image's row is zeros, flagged in
 ``failed``; ``nsfw`` carries the safety checker's flags. A non-finite embedding (which the
 analysis excludes) is written as zeros, which it excludes the same way (zero norm), so the
 file stays finite.
@@ -57,6 +59,16 @@ def embedding_arrays(data: SweepEmbeddings) -> dict[str, np.ndarray]:
     if data.vocabulary and data.vocabulary_embeddings is not None:
         arrays["vocab"] = np.array(data.vocabulary, dtype=str)
         arrays["vocab_embedding"] = np.asarray(data.vocabulary_embeddings)
+    attrs = getattr(data, "attributes", None)
+    if attrs is not None and attrs.option_texts:  # what the attribute rates need (specs/own_attributes.py)
+        arrays["option"] = np.array([t for texts in attrs.option_texts for t in texts], dtype=str)
+        arrays["option_embedding"] = np.concatenate([np.asarray(e) for e in attrs.option_embeddings])
+        arrays["logit_scale"] = np.array([attrs.logit_scale], dtype=np.float64)
+        if attrs.calibration:
+            vectors, labels = attrs.calibration
+            arrays["calibration_embedding"] = np.asarray(vectors)
+            arrays["calibration_group"] = np.array([g for g, _ in labels], dtype=str)
+            arrays["calibration_option"] = np.array([o for _, o in labels], dtype=str)
     return arrays
 
 

@@ -27,10 +27,13 @@ def attribute_fields(setup, loaded, templates: tuple[str, ...], reporter=None) -
                        for g in spec.attributes)
     scale = logit_scale(setup, loaded)
     reference = {(r.term, r.group): dict(r.rates) for r in spec.reference_rates}
-    corrections = {}
+    corrections, calibration = {}, ()
     if spec.calibration:
-        corrections = calibration_corrections(setup, loaded, groups, embeddings, scale, reporter=reporter)
-    return {"attributes": AttributeInput(groups, embeddings, scale, reference, corrections)}
+        corrections, calibration = calibration_corrections(setup, loaded, groups, embeddings, scale,
+                                                           reporter=reporter)
+    return {"attributes": AttributeInput(groups, embeddings, scale, reference, corrections,
+                                         option_texts=tuple(tuple(g.texts) for g in spec.attributes),
+                                         calibration=calibration)}
 
 
 def logit_scale(setup, loaded) -> float:
@@ -62,8 +65,9 @@ class _Measurer:
         return getattr(self.loaded.get_measurer(), name)
 
 
-def calibration_corrections(setup, loaded, groups, embeddings, scale: float, *, reporter=None) -> dict:
-    """Each group's Correction from the calibration set's images, labelled by the measurer."""
+def calibration_corrections(setup, loaded, groups, embeddings, scale: float, *, reporter=None) -> tuple[dict, tuple]:
+    """Each group's Correction from the calibration set's images, labelled by the measurer; and
+    the images' embeddings with their (group, option) labels (what --export-embeddings writes)."""
     from ldmprobe.analysis.rates import correction_from_labels, zero_shot
     from ldmprobe.engine.assoc_images import embed_image_folder
     from ldmprobe.models import sources as models
@@ -71,7 +75,7 @@ def calibration_corrections(setup, loaded, groups, embeddings, scale: float, *, 
 
     files = calibration_files(setup.spec.calibration, groups)
     measurer = _Measurer(loaded, models.measurer_identity(setup.measurer_ref))
-    out = {}
+    out, kept, labels = {}, [], []
     for (group, options), texts in zip(groups, embeddings):
         listed = files[group]
         named = tuple((str(p.resolve()), hashlib.sha256(p.read_bytes()).hexdigest()) for p, _ in listed)
@@ -82,4 +86,6 @@ def calibration_corrections(setup, loaded, groups, embeddings, scale: float, *, 
             out[group] = correction_from_labels([i for _, i in listed], predicted, len(options), group=group)
         except ValueError as exc:
             raise BadInputError(f"{setup.spec.calibration}: {exc}") from None
-    return out
+        kept.append(np.asarray(vectors))
+        labels += [(group, options[i]) for _, i in listed]
+    return out, ((np.concatenate(kept), tuple(labels)) if kept else ())
