@@ -557,3 +557,12 @@ def test_constant_table_gives_no_p():
 def test_design_check_warns_about_two_seeds():
     check = I.design_check(n_templates=8, n_seeds=2, n_controls=19)
     assert check.reachable and any("only 2 seeds" in m for m in check.messages)
+
+
+def test_an_adjusted_p_is_never_printed_below_the_p_it_adjusts():
+    """A p at its floor prints "≤ 0.34" (1/3 rounded up); its adjusted value 1/3 must not print
+    0.33 beside it: adjusted p's are rounded up at 2 significant digits."""
+    assert I.format_p(1 / 3, min_p=1 / 3, exact=True, n_resamples=3) == "≤ 0.34"
+    assert I.format_p_adjusted(1 / 3) == "0.34"
+    assert I.format_p_adjusted(0.05) == "0.050" and I.format_p_adjusted(1.0) == "1.0"
+    assert I.format_p_adjusted(2.1e-4) == "2.1e-04" and I.format_p_adjusted(float("nan")) == "n/a"

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldmprobe.analysis import stats
-from ldmprobe.analysis.diversity import (_boot_p, _cells, _group_rates, _interval, _verdict, entropy_exp, vendi,
-                                         verdict_note)
+from ldmprobe.analysis.diversity import _boot_p, _interval, _num, _verdict, run_stats, verdict_note
 from ldmprobe.analysis.inference_crossed import crossed_test
 from ldmprobe.analysis.rates import _calibration_var, _wilson, label_table, option_values, table_mean
 from ldmprobe.records import Record
@@ -191,20 +190,7 @@ def _share(values) -> float | None:
     return min(1.0, max(0.0, float(np.nanmean(values))))
 
 
-def _num(x) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
 # ----------------------------------------------------------------------------- diversity
-
-
-def _run_stats(emb, labels, weights, t_idx, s_idx) -> list[float]:
-    """[Vendi, effective number of each group] of one run's images in a template × seed resample."""
-    n_t, n_s = emb.shape[:2]
-    tc, sc = np.bincount(t_idx, minlength=n_t), np.bincount(s_idx, minlength=n_s)
-    rows, mult = _cells(emb, t_idx, s_idx)
-    out = [vendi(rows, mult) if len(rows) else np.nan]
-    return out + [entropy_exp(_group_rates(lab, w, tc, sc)) for lab, w in zip(labels, weights)]
 
 
 def diversity_change(term: str, emb_a, emb_b, labels_a, labels_b, groups, weights, *, paired: bool,
@@ -215,16 +201,16 @@ def diversity_change(term: str, emb_a, emb_b, labels_a, labels_b, groups, weight
     (T, S) labels; ``groups``: the attribute groups' names; ``weights``: per group the matrix
     mapping a label to option values (identity, or the calibration's inverse confusion)."""
     full = [(np.arange(e.shape[0]), np.arange(e.shape[1])) for e in (emb_a, emb_b)]
-    point_a = _run_stats(emb_a, labels_a, weights, *full[0])
-    point_b = _run_stats(emb_b, labels_b, weights, *full[1])
+    point_a = run_stats(emb_a, labels_a, weights, *full[0])
+    point_b = run_stats(emb_b, labels_b, weights, *full[1])
     point = np.array(point_b) - np.array(point_a)
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_resamples):
         draw_a = tuple(rng.integers(0, n, n) for n in emb_a.shape[:2])
         draw_b = draw_a if paired else tuple(rng.integers(0, n, n) for n in emb_b.shape[:2])
-        diffs.append(np.array(_run_stats(emb_b, labels_b, weights, *draw_b))
-                     - np.array(_run_stats(emb_a, labels_a, weights, *draw_a)))
+        diffs.append(np.array(run_stats(emb_b, labels_b, weights, *draw_b))
+                     - np.array(run_stats(emb_a, labels_a, weights, *draw_a)))
     diffs = np.array(diffs).reshape(-1, len(point))
     notes = [verdict_note(*e.shape[:2], int(np.isfinite(e).all(axis=-1).sum())) for e in (emb_a, emb_b)]
     vendi_ok, options_ok = all(n[0] for n in notes), all(n[1] for n in notes)

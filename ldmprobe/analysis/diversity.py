@@ -137,6 +137,15 @@ def _boot_p(diffs, point=None) -> float | None:
     return float(min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1)))
 
 
+def run_stats(emb, labels, weights, t_idx, s_idx) -> list[float]:
+    """[Vendi, effective number of each group] of one set's (T, S, d) images in a template × seed
+    resample (``t_idx`` / ``s_idx``: the drawn templates and seeds, repeats allowed)."""
+    tc, sc = np.bincount(t_idx, minlength=emb.shape[0]), np.bincount(s_idx, minlength=emb.shape[1])
+    rows, mult = _cells(emb, t_idx, s_idx)
+    out = [vendi(rows, mult) if len(rows) else np.nan]
+    return out + [entropy_exp(_group_rates(lab, w, tc, sc)) for lab, w in zip(labels, weights)]
+
+
 def term_diversity(emb, labels, base_emb, base_labels, attrs, *, term: str, baseline: str, is_baseline: bool,
                    n_resamples: int, seed: int, level: float = 0.95, min_cells: tuple[int, int, int] | None = None
                    ) -> Diversity:
@@ -153,14 +162,9 @@ def term_diversity(emb, labels, base_emb, base_labels, attrs, *, term: str, base
                for g, opts in attrs.groups]
 
     def stats_of(t_idx, s_idx):
-        tc, sc = np.bincount(t_idx, minlength=n_t), np.bincount(s_idx, minlength=n_s)
-        rows, mult = _cells(emb, t_idx, s_idx)
-        out = [vendi(rows, mult) if len(rows) else np.nan]
-        out += [entropy_exp(_group_rates(lab, w, tc, sc)) for lab, w in zip(labels, weights)]
+        out = run_stats(emb, labels, weights, t_idx, s_idx)
         if not is_baseline:
-            b_rows, b_mult = _cells(base_emb, t_idx, s_idx)
-            out += [vendi(b_rows, b_mult) if len(b_rows) else np.nan]
-            out += [entropy_exp(_group_rates(lab, w, tc, sc)) for lab, w in zip(base_labels, weights)]
+            out += run_stats(base_emb, base_labels, weights, t_idx, s_idx)
         return np.array(out)
 
     point = stats_of(full_t, full_s)

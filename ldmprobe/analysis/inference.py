@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .inference_core import (
     CleanRows, DesignCheck, choose_exact, clean_pairs, clean_rows, design_check, format_p,
-    mc_error, require_finite,
+    format_p_adjusted, mc_error, require_finite,
 )
 from .inference_crossed import (
     CrossedTest, SignFlipTest, complete_subtable, crossed_test, sign_flip_test,
@@ -35,6 +35,6 @@ __all__ = [
     "DesignCheck", "NeighbourNull", "SignFlipTest", "SpearmanTest", "UnbiasedDrift",
     "block_weat", "choose_exact", "clean_pairs", "clean_rows", "comparable_shifts",
     "complete_subtable", "control_comparison", "crossed_test", "design_check", "format_p",
-    "mc_error", "neighbour_null", "require_finite", "sign_flip_test", "spearman_test",
+    "format_p_adjusted", "mc_error", "neighbour_null", "require_finite", "sign_flip_test", "spearman_test",
     "unbiased_drift", "variance_components", "vocabulary_z",
 ]

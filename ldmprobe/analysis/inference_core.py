@@ -306,6 +306,16 @@ def format_p(p, *, min_p: float, exact: bool, n_resamples: int) -> str:
     return f"{p:.{digits - 1}e}"
 
 
+def format_p_adjusted(p) -> str:
+    """An adjusted p, rounded up at 2 significant digits: never printed below the p it adjusts
+    (a p at its floor 1/3 prints "≤ 0.34" by :func:`format_p`, so its adjusted 1/3 prints 0.34)."""
+    if p is None or not math.isfinite(float(p)):
+        return "n/a"
+    if p <= 0:
+        return "0"
+    return _sig(min(1.0, _round_up(float(p))), 2)
+
+
 def _round_up(x: float) -> float:
     place = math.floor(math.log10(x)) - 1
     return math.ceil(x / 10.0**place - 1e-9) * 10.0**place

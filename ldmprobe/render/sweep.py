@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ldmprobe.analysis.inference import format_p
+from ldmprobe.analysis.inference import format_p, format_p_adjusted
 from ldmprobe.render.emit import as_document
 from ldmprobe.render.layout import number_format, shrinking_table, table_or_stacked
 from ldmprobe.render.notes import summary_notes
@@ -24,15 +24,8 @@ def _p(value, row: dict | None = None) -> str:
 
 
 def _padj(value) -> str:
-    """An adjusted p, rounded up at 2 significant digits: never printed below the p it adjusts
-    (a p at its floor prints as "≤ 0.34" for 1/3, so its adjusted 1/3 prints 0.34, not 0.33)."""
-    if value is None or not value == value:
-        return "—" if value is None else "n/a"
-    if value <= 0:
-        return "0"
-    from ldmprobe.analysis.inference_core import _round_up, _sig
-
-    return _sig(min(1.0, _round_up(float(value))), 2)
+    """An adjusted p, never printed below the p it adjusts (rounded up)."""
+    return "—" if value is None else format_p_adjusted(value)
 
 
 def _ci(drift: dict) -> str:
