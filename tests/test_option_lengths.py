@@ -31,3 +31,45 @@ def test_option_texts_over_the_measurers_limit_exit_2(cli, fresh_cache, tmp_path
     assert out.exit_code == 2, out.output
     assert "[attributes.colour]" in out.output and "over the measurer's limit of 77" in out.output
     assert not (tmp_path / "run" / "results.json").exists()
+    assert _made_images(fresh_cache) == [], "refused only after generating"
+
+
+def _made_images(root):
+    """Image files in the cache (PNGs or packed shards), not its bookkeeping files."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and (p.suffix in {".png", ".pack"} or "images" in p.relative_to(root).parts)
+                  and not str(p.relative_to(root)).startswith("models"))
+
+
+def test_a_probe_over_the_limit_is_refused_before_generating(cli, fresh_cache, tmp_path):
+    """A probe that its probe templates push over 77 tokens would be measured on its first 77
+    tokens only; it is refused (exit 2) before any image is made."""
+    spec = tmp_path / "long-probe.toml"
+    spec.write_text(SPEC.split("[attributes")[0].replace('probes = ["mansion", "hut"]',
+                                                         f'probes = ["{LONG} mansion", "hut"]'))
+    out = CliRunner().invoke(cli, ["sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny",
+                                   "--out", str(tmp_path / "run"), "--format", "json"])
+    assert out.exit_code == 2, out.output
+    assert "The probe" in out.output and "over the measurer's limit of 77" in out.output
+    assert _made_images(fresh_cache) == []
+
+
+def test_short_texts_do_not_load_the_tokenizer(monkeypatch):
+    """The early check costs nothing on ordinary specs: no tokenizer load when every text is short."""
+    from ldmprobe.engine import sweep_setup
+    from ldmprobe.models import load as model_load
+    import tomllib
+
+    from ldmprobe.specs.sweep import spec_from_dict
+
+    def boom(*args, **kwargs):
+        raise AssertionError("tokenizer loaded for short texts")
+
+    monkeypatch.setattr(model_load, "load_measurer_tokenizer", boom)
+    monkeypatch.setattr(model_load, "measurer_context_length", lambda ref: 77)
+    spec = spec_from_dict(tomllib.loads(SPEC.replace(LONG + " ", "")))
+    options = type("Options", (), {"probe_templates": None, "offline": True})()
+    sweep_setup.check_measurer_texts(spec, options, measurer_ref=None)
+    long_spec = spec_from_dict(tomllib.loads(SPEC))
+    with pytest.raises(AssertionError, match="tokenizer loaded"):
+        sweep_setup.check_measurer_texts(long_spec, options, measurer_ref=None)

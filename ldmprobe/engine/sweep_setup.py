@@ -204,6 +204,7 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
     recipe = recipes[0]
     prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
     truncated = _check_lengths(generator_ref, folder, prompts, options, notes, reporter)
+    check_measurer_texts(spec, options, measurer_ref)
     levels = tuple(PlanLevel(r.guidance, r.steps, r, tuple(work_items(spec, r))) for r in recipes)
     return SweepSetup(
         spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
@@ -251,6 +252,29 @@ def _check_lengths(generator_ref, folder: Path, prompts: list[str], options, not
                                          allow_truncation=options.allow_truncation))
     finally:
         t5_counter.save()
+
+
+def check_measurer_texts(spec: Spec, options: SweepOptions, measurer_ref) -> None:
+    """Refuse (exit 2), before anything is generated, a probe or attribute option text that the
+    measurer's tokenizer would cut off inside a probe template. The tokenizer is loaded only when
+    a text is long enough that it might be over the limit (read from a local measurer's config,
+    else CLIP's 77); embedding checks again with the loaded measurer's own limit."""
+    from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, fill_templates
+    from ldmprobe.engine.vocab_store import check_lengths, surely_fits
+
+    templates = tuple(options.probe_templates) if options.probe_templates is not None else DEFAULT_PROBE_TEMPLATES
+    groups = [("The probe (in its probe template)", tuple(spec.probes))]
+    groups += [(f"[attributes.{g.name}]: the option text in its probe template", tuple(g.texts))
+               for g in getattr(spec, "attributes", ())]
+    limit = model_load.measurer_context_length(measurer_ref) or 77
+    long = [(what, text) for what, words in groups for text in fill_templates(words, templates)
+            if not surely_fits(text, limit)]
+    if not long:
+        return
+    tokenizer = model_load.load_measurer_tokenizer(measurer_ref, offline=options.offline)
+    holder = type("TokenizerHolder", (), {"tokenizer": tokenizer})
+    for what, text in long:
+        check_lengths(holder, [text], what)
 
 
 def _first_sentence(exc: Exception) -> str:

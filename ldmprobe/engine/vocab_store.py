@@ -37,16 +37,22 @@ _UNIT_TOLERANCE = 1e-3
 ENCODING_LABEL = "encoding vocabulary entries (cached for the next query)"
 
 
+def surely_fits(text: str, limit: int = 77) -> bool:
+    """True when ``text`` cannot be over ``limit`` tokens whatever the tokenizer: each token
+    covers at least one byte, even after lowercasing (at most 1.5x longer)."""
+    return 3 * len(text.encode("utf-8")) <= 2 * (limit - 2)
+
+
 def check_lengths(measurer, texts: Sequence[str], what: str) -> None:
-    """Refuse texts the measurer's tokenizer would cut off (open_clip truncates silently)."""
+    """Refuse texts the measurer's tokenizer would cut off (open_clip truncates silently).
+    ``measurer``: anything with the open_clip ``tokenizer``."""
     tokenizer = measurer.tokenizer
     encode = getattr(tokenizer, "encode", None)
     limit = int(getattr(tokenizer, "context_length", 77) or 77)
     if not callable(encode):
         return
     for text in texts:
-        # each token covers at least one byte, even after lowercasing (at most 1.5x longer)
-        if 3 * len(text.encode("utf-8")) <= 2 * (limit - 2):
+        if surely_fits(text, limit):
             continue
         n = len(encode(text)) + 2  # + start and end tokens
         if n > limit:

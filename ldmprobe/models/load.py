@@ -189,21 +189,51 @@ class LoadedMeasurer:
         return weights / weights.sum(axis=1, keepdims=True)
 
 
-def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = False) -> LoadedMeasurer:
-    """Load an open_clip model, its preprocess transform and tokenizer."""
+def _open_clip_name(ref: MeasurerRef) -> tuple[str, str | None]:
+    """open_clip's (model name, pretrained tag) for a resolved measurer."""
     if ref.source == "tiny":
-        model_name = "local-dir:" + str(tiny_measurer_folder(ref))
-        pretrained = None
-    elif ref.source == "local-dir":
+        return "local-dir:" + str(tiny_measurer_folder(ref)), None
+    if ref.source == "local-dir":
         from ldmprobe.models.reference import check_reference
 
         check_reference(Path(ref.name))
-        model_name, pretrained = "local-dir:" + ref.name, None
-    elif ref.source == "hf-hub":
-        model_name, pretrained = "hf-hub:" + ref.name, None
-    else:
-        model_name, pretrained = ref.name, ref.pretrained
+        return "local-dir:" + ref.name, None
+    if ref.source == "hf-hub":
+        return "hf-hub:" + ref.name, None
+    return ref.name, ref.pretrained
 
+
+def measurer_context_length(ref: MeasurerRef) -> int | None:
+    """The text context length in a local measurer's open_clip config (tiny, local folder), read
+    without importing open_clip; None when it is not known without loading."""
+    if ref.source not in {"tiny", "local-dir"}:
+        return None
+    try:
+        folder = tiny_measurer_folder(ref) if ref.source == "tiny" else Path(ref.name)
+        config = json.loads((folder / "open_clip_config.json").read_text())
+        return int(config["model_cfg"]["text_cfg"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_measurer_tokenizer(ref: MeasurerRef, *, offline: bool = False):
+    """Only the measurer's tokenizer (no weights): to check text lengths before any slow work."""
+    model_name, _ = _open_clip_name(ref)
+    ensure_measurer_available(ref, offline=offline)
+    quiet_libraries()
+    import open_clip
+
+    try:
+        return open_clip.get_tokenizer(model_name)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelUnavailableError(
+            unavailable_message(f"measurer '{ref.spec}'", "tried open_clip's tokenizer", f"and it failed ({exc})")
+        ) from exc
+
+
+def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = False) -> LoadedMeasurer:
+    """Load an open_clip model, its preprocess transform and tokenizer."""
+    model_name, pretrained = _open_clip_name(ref)
     ensure_measurer_available(ref, offline=offline)
     quiet_libraries()
     import open_clip
