@@ -394,6 +394,12 @@ def _partial_plan(setup: SweepSetup) -> dict:
     }
 
 
+def recipe_settings(recipe: Recipe) -> dict:
+    """How a recipe draws (scheduler, steps, guidance, size, dtype): the config blocks' shared part."""
+    return {"scheduler": recipe.scheduler_dict, "steps": recipe.steps, "guidance": recipe.guidance,
+            "width": recipe.width, "height": recipe.height, "dtype": recipe.dtype}
+
+
 def config_block(setup: SweepSetup, batch_size: int | None = None) -> dict:
     """The resolved configuration; ``batch_size`` is the shape of every generation call (issue 28:
     the recipe's call shape whatever ``--batch-size`` said; None: the plan's)."""
@@ -403,12 +409,7 @@ def config_block(setup: SweepSetup, batch_size: int | None = None) -> dict:
                      "identity": recipe.pipeline_dict},
         "measurer": {"spec": setup.measurer_ref.spec, "source": setup.measurer_ref.source,
                      "identity": models.measurer_identity(setup.measurer_ref)},
-        "scheduler": recipe.scheduler_dict,
-        "steps": recipe.steps,
-        "guidance": recipe.guidance,
-        "width": recipe.width,
-        "height": recipe.height,
-        "dtype": recipe.dtype,
+        **recipe_settings(recipe),
         "negative_prompt": recipe.negative_prompt,
         "device": setup.device,
         "batch_size": call_shape(recipe, setup.device) if batch_size is None else batch_size,

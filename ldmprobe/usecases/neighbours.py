@@ -13,7 +13,7 @@ from ldmprobe.analysis.neighbours import (
 )
 from ldmprobe.engine import cache
 from ldmprobe.engine.sweep_images import embed_items, generate_missing, model_loader
-from ldmprobe.engine.sweep_setup import make_plan
+from ldmprobe.engine.sweep_setup import make_plan, recipe_settings
 from ldmprobe.engine.workitems import unique_items
 from ldmprobe.engine.vocab_store import embed_term, embed_vocabulary
 from ldmprobe.errors import BadInputError
@@ -72,12 +72,7 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, repo
         "used": len(usable),
         "failed": failed,
         "pipeline": {"spec": term_setup.generator_ref.spec, "identity": recipe.pipeline_dict},
-        "scheduler": recipe.scheduler_dict,
-        "steps": recipe.steps,
-        "guidance": recipe.guidance,
-        "width": recipe.width,
-        "height": recipe.height,
-        "dtype": recipe.dtype,
+        **recipe_settings(recipe),
         "seeds": list(spec.seeds),
         "prompts": sorted({item.prompt for item in items}),
         "keys": [item.key for item in items],
