@@ -96,22 +96,25 @@ def check_trace(checks, loaded, name: str, steps: int) -> float:
     from ldmprobe.engine import trace_text
     from ldmprobe.engine.trace_attention import AttentionRecorder, tracing
     from ldmprobe.engine.trace_condition import build_hybrids
-    from ldmprobe.engine.trace_generate import CondJob, GenSettings, _denoiser, encode_prompts, generate_jobs
+    from ldmprobe.engine.trace_generate import CondJob, _denoiser, encode_prompts, generate_jobs
+    from ldmprobe.engine.workitems import Recipe
+    from ldmprobe.models import configs
 
     t0 = time.perf_counter()
-    settings = GenSettings(steps=max(2, steps))
+    height, width = configs.native_image_size(loaded.folder)  # the sweep's recipe at the generator's defaults
+    settings = Recipe(pipeline=loaded.identity, scheduler={}, steps=max(2, steps),
+                      guidance=configs.default_guidance(loaded.folder), width=width, height=height, dtype=loaded.dtype)
     layout = trace_text.layout(loaded)
     (hyb,) = build_hybrids(loaded, "a photo of a {} house", ["fancy"], "", ["none", "all", *layout.parts])
     base, term = encode_prompts(loaded, ["a photo of a house", "a photo of a fancy house"])
     jobs = [CondJob(0, c) for c in hyb.states.values()] + [CondJob(0, base, term, max(1, settings.steps // 2))]
-    made = generate_jobs(loaded, jobs, settings, batch_size=4)
+    made = generate_jobs(loaded, jobs, settings, shape=4)
     ok = all(f is None for f in made.failed)
     recorder = AttentionRecorder((16, 16))
-    plain = generate_jobs(loaded, jobs[:2], settings, batch_size=2)
+    plain = generate_jobs(loaded, jobs[:2], settings, shape=2)
     with tracing(_denoiser(loaded.pipe), recorder, family=layout.family, text_rows=layout.rows):
-        traced = generate_jobs(loaded, jobs[:2], settings, batch_size=2, before_batch=recorder.begin,
-                               after_batch=recorder.end)
-    maps = recorder.maps()
+        traced = generate_jobs(loaded, jobs[:2], settings, shape=2, recorder=recorder)
+    maps = traced.maps
     same = bool(np.array_equal(traced.pixels, plain.pixels))
     sums = float(np.abs(maps.sum(1) - 1).max()) if maps.size else float("nan")
     seconds = time.perf_counter() - t0

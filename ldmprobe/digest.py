@@ -20,7 +20,7 @@ CACHE_KINDS = {
     "conditioning": 1,
     "vocab-text-embeddings": 1,
     "token-counts": 1,
-    "trace-image": 1,  # engine.trace_cache.TRACE_CACHE_VERSION
+    "trace-image": 2,  # engine.trace_cache.TRACE_CACHE_VERSION (2: jobs made at their slots in fixed-shape calls)
     "trace-attention": 1,
     "user-image": 1,  # engine.assoc_images.user_image_key: a user's image embedding, keyed by file content
 }

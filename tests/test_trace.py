@@ -25,10 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def settings():
-    from ldmprobe.engine.trace_generate import GenSettings
+def settings(tiny_generator):
+    """The sweep's recipe the engine tests generate at (trace has no settings type of its own)."""
+    from ldmprobe.engine.workitems import Recipe
 
-    return GenSettings(steps=STEPS, guidance=7.5)
+    return Recipe(pipeline=tiny_generator.identity, scheduler={"class": "test"}, steps=STEPS, guidance=7.5,
+                  width=64, height=64, dtype="float32")
 
 
 def _plain_images(gen, prompts, seeds):
@@ -88,7 +90,7 @@ def test_hybrid_without_term_parts_reproduces_baseline(tiny_generator, settings)
         base_prompts.append(tc.fill(template, ""))
         jobs += [CondJob(seed, hyb.states[v]) for v in ("none", "all") for seed in (0, 1)]
         assert np.allclose(hyb.states["all"].tokens, encode_prompts(tiny_generator, [tc.fill(template, term)])[0].tokens)
-    made = generate_jobs(tiny_generator, jobs, settings, batch_size=4).pixels
+    made = generate_jobs(tiny_generator, jobs, settings, shape=4).pixels
     plain = _plain_images(tiny_generator, [p for p in base_prompts for _ in (0, 1)], [0, 1, 0, 1])
     for c in range(2):
         assert _maxdiff(made[4 * c : 4 * c + 2], plain[2 * c : 2 * c + 2]) <= 2
@@ -106,7 +108,7 @@ def test_step_switch_endpoints_equal_plain_images(tiny_generator, settings):
     base, term = encode_prompts(tiny_generator, [" ".join(p.split()) for p in prompts])
     jobs = [CondJob(3, base, term, 0), CondJob(3, base, term, STEPS), CondJob(3, term, base, 0),
             CondJob(3, term, base, STEPS), CondJob(3, base, term, 1), CondJob(3, term, base, 1)]
-    made = generate_jobs(tiny_generator, jobs, settings, batch_size=6).pixels  # switch points mixed in one batch
+    made = generate_jobs(tiny_generator, jobs, settings, shape=6).pixels  # switch points mixed in one batch
     plain_base, plain_term = _plain_images(tiny_generator, [" ".join(p.split()) for p in prompts], [3, 3])
     assert _maxdiff(made[0], plain_term) <= 2 and _maxdiff(made[1], plain_base) <= 2
     assert _maxdiff(made[2], plain_base) <= 2 and _maxdiff(made[3], plain_term) <= 2
@@ -132,21 +134,21 @@ def test_attention_maps_sum_restore_and_leave_images_alone(tiny_generator, setti
     before = dict(unet.attn_processors)
     cond = encode_prompts(tiny_generator, ["a photo of the fancy house", ""])  # "" = the negative prompt
     jobs = [CondJob(seed, c) for c in cond for seed in (0, 1)]
-    plain = generate_jobs(tiny_generator, jobs, settings, batch_size=3)
+    plain = generate_jobs(tiny_generator, jobs, settings, shape=3)
     recorders = {half: AttentionRecorder((32, 32), half=half) for half in ("cond", "uncond")}
+    traced = {}
     for half, rec in recorders.items():
         with tracing(unet, rec):
-            traced = generate_jobs(tiny_generator, jobs, settings, batch_size=3, before_batch=rec.begin,
-                                   after_batch=rec.end)
-        assert np.array_equal(traced.pixels, plain.pixels)  # the layer output is the original processor's
+            traced[half] = generate_jobs(tiny_generator, jobs, settings, shape=3, recorder=rec)
+        assert np.array_equal(traced[half].pixels, plain.pixels)  # the layer output is the original processor's
     after = dict(unet.attn_processors)
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
-    maps = recorders["cond"].maps()
+    maps = traced["cond"].maps  # the jobs' maps in job order; the padded call's filler row left out
     assert maps.shape == (4, 77, 32, 32) and (maps >= 0).all()
     assert np.allclose(maps.sum(1), 1.0, atol=1e-5)
     assert np.allclose(upsample(maps[:1], (64, 64)).sum(1), 1.0, atol=1e-5)
     assert not np.allclose(maps[0], maps[2])  # per-prompt maps, not a batch mix
-    neg = recorders["uncond"].maps()
+    neg = traced["uncond"].maps
     assert np.allclose(neg.sum(1), 1.0, atol=1e-5)
     assert not np.allclose(neg[0], maps[0], atol=1e-4)  # the halves are not mixed ...
     assert np.allclose(neg[2], maps[2], atol=1e-5)  # ... and equal when the prompt is the negative prompt
@@ -244,19 +246,34 @@ def test_vae_round_trip_is_deterministic_and_folder_groups(tiny_generator, tmp_p
 # ----------------------------------------------------------------------------- use case
 
 
+def _tiny_models(generator, measurer):
+    from ldmprobe.models.loader import ModelLoader
+
+    return ModelLoader(generator.ref, measurer.ref, device="cpu", dtype="float32", generator=generator,
+                       measurer=measurer)
+
+
 @pytest.mark.slow
-def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, settings, fresh_cache):
+def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, fresh_cache):
+    from ldmprobe.engine import cache
     from ldmprobe.records import to_json
-    from ldmprobe.usecases.trace import TraceOptions, run_trace
+    from ldmprobe.specs.sweep import Spec
+    from ldmprobe.usecases.trace import TraceOptions, plan_trace, run_trace
 
     ticks = []
-    options = TraceOptions(templates=(TEMPLATE, "a {} house in a street"), terms=("afro-american",),
-                           seeds=(0, 1), variants=("none", "modifier", "content", "eot_pad"), settings=settings,
-                           n_boot=200, noun="house")
-    result = run_trace(tiny_generator, tiny_measurer, options, tiny=True,
-                       on_progress=lambda *args: ticks.append(args))
+    spec = Spec(name="e2e", templates=(TEMPLATE, "a {} house in a street"), baseline="", terms=("afro-american",),
+                seeds=(0, 1), probes=("a yellow background",), steps=STEPS, guidance=7.5, pipeline="tiny",
+                measurer="tiny")
+    options = TraceOptions(variants=("none", "modifier", "content", "eot_pad"), n_boot=200, noun="house",
+                           device="cpu")
+    loaded = _tiny_models(tiny_generator, tiny_measurer)
+    result = run_trace(spec, options, models=loaded, on_progress=lambda *args: ticks.append(args))
     data = json.loads(to_json(result))
     assert data["kind"] == "trace" and "pictures" not in data and "tiny" in data["notes"][0]
+    assert data["config"]["settings"]["steps"] == STEPS and data["config"]["call_shape"] == 4
+    # the plain images are the sweep's own: a sweep of the same spec finds every image it plans cached
+    setup = plan_trace(spec, options)
+    assert len(setup.items) == 8 and all(cache.ImageStore().has(i.key) for i in setup.items)
     (cond,) = result.conditioning
     assert cond.variant("none").drift_share == pytest.approx(0.0, abs=0.02)
     (steps,) = result.steps
@@ -266,16 +283,29 @@ def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, settings, f
     assert set(attn.token_shares) == {"start", "modifier", "noun", "other", "eot_pad"}
     assert sum(attn.token_shares.values()) == pytest.approx(1.0, abs=1e-5)
     assert result.pictures["attention_maps"].shape == (1, 2, 2, 5, 64, 64)
+    # traced images sit at their sweep images' slots: they differ only by the conditioning's encoding
+    (same,) = [n for n in result.notes if "traced images differ" in n]
+    assert int(same.split("at most ")[1].split("/")[0]) <= 2
     assert [c.section for c in result.costs] == ["plain", "conditioning", "steps", "attention", "vae"]
     assert result.costs[1].images == 2 * 2 * 4 and result.costs[2].images == 2 * 2 * 2 * 2
     assert len(result.vae) == 1 and np.isfinite(result.vae[0].psnr)
     assert {t[0] for t in ticks} == {"plain", "conditioning", "steps", "attention"}
     assert all(c.generated == c.images for c in result.costs) and np.isfinite(result.attention_overhead)
-    again = run_trace(tiny_generator, tiny_measurer, options)  # warm: everything from the cache
+    again = run_trace(spec, options, models=loaded)  # warm: everything from the cache
     assert [c.generated for c in again.costs][:4] == [0, 0, 0, 0] and np.isnan(again.attention_overhead)
-    assert "tiny" in again.notes[0]  # known from the models' refs when the caller does not say
+    assert "tiny" in again.notes[0]
     assert again.conditioning[0].to_dict() == cond.to_dict()
     assert np.array_equal(again.pictures["attention_maps"], result.pictures["attention_maps"])
+
+
+def test_jobs_sit_at_their_slots_in_calls_of_one_shape():
+    """The sweep's layout: each job at slot % shape, first fit; without a slot, its index."""
+    from ldmprobe.engine.trace_generate import CondJob, layouts
+
+    cond = np.zeros((77, 4), np.float32)
+    jobs = [CondJob(0, cond, slot=s) for s in (5, 1, 5, 2)] + [CondJob(0, cond)]
+    assert layouts(jobs, 4) == [[4, 0, 3, None], [None, 1, None, None], [None, 2, None, None]]
+    assert layouts([CondJob(0, cond) for _ in range(5)], 2) == [[0, 1], [2, 3], [4, None]]
 
 
 @pytest.mark.slow

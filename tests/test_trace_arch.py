@@ -10,7 +10,8 @@ import pytest
 from ldmprobe.engine import trace_condition as tc
 from ldmprobe.engine import trace_text as tt
 from ldmprobe.engine.trace_attention import AttentionRecorder, tracing
-from ldmprobe.engine.trace_generate import CondJob, GenSettings, _denoiser, encode_prompts, generate_jobs
+from ldmprobe.engine.trace_generate import CondJob, _denoiser, encode_prompts, generate_jobs
+from ldmprobe.engine.workitems import Recipe
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,9 @@ def generators(cache_root):
 
 @pytest.fixture(scope="module")
 def settings():
-    return GenSettings(steps=STEPS, guidance=5.0)
+    """The sweep's recipe the engine tests generate at."""
+    return Recipe(pipeline={"id": "tiny"}, scheduler={"class": "test"}, steps=STEPS, guidance=5.0, width=64,
+                  height=64, dtype="float32")
 
 
 def _latents(loaded, settings, cond, seed: int = 0):
@@ -84,8 +87,8 @@ def test_step_switch_endpoints_equal_plain_images(generators, settings, name):
     base, term = encode_prompts(loaded, [tc.fill(TEMPLATE, ""), tc.fill(TEMPLATE, "fancy")])
     jobs = [CondJob(3, base, term, 0), CondJob(3, base, term, STEPS), CondJob(3, term, base, 0),
             CondJob(3, term, base, STEPS), CondJob(3, base, term, 2), CondJob(3, term, base, 2)]
-    made = generate_jobs(loaded, jobs, settings, batch_size=6).pixels  # switch points mixed in one batch
-    plain = generate_jobs(loaded, [CondJob(3, base), CondJob(3, term)] * 3, settings, batch_size=6).pixels
+    made = generate_jobs(loaded, jobs, settings, shape=6).pixels  # switch points mixed in one batch
+    plain = generate_jobs(loaded, [CondJob(3, base), CondJob(3, term)] * 3, settings, shape=6).pixels
     assert _maxdiff(made[0], plain[1]) == 0 and _maxdiff(made[1], plain[0]) == 0
     assert _maxdiff(made[2], plain[0]) == 0 and _maxdiff(made[3], plain[1]) == 0
     assert _maxdiff(made[4], made[5]) > 0  # a mid switch depends on the direction
@@ -99,7 +102,7 @@ def test_a_switch_moves_the_pooled_vector_too(generators, settings, name):
     base, term = encode_prompts(loaded, [tc.fill(TEMPLATE, ""), tc.fill(TEMPLATE, "fancy")])
     only_pooled = tt.TextCond(base.tokens, term.pooled)
     jobs = [CondJob(5, base), CondJob(5, base, only_pooled, 1)]
-    px = generate_jobs(loaded, jobs, settings, batch_size=2).pixels
+    px = generate_jobs(loaded, jobs, settings, shape=2).pixels
     assert _maxdiff(px[0], px[1]) > 0
 
 
@@ -111,15 +114,14 @@ def test_attention_tracing_leaves_images_alone_and_maps_sum_to_one(generators, s
     text_layout = tt.layout(loaded)
     conds = encode_prompts(loaded, [tc.fill(TEMPLATE, "fancy"), tc.fill(TEMPLATE, "old")])
     jobs = [CondJob(seed, c) for c in conds for seed in (0, 1)]
-    plain = generate_jobs(loaded, jobs, settings, batch_size=2)
+    plain = generate_jobs(loaded, jobs, settings, shape=2)
     recorder = AttentionRecorder((32, 32))
     with tracing(denoiser, recorder, family=text_layout.family, text_rows=text_layout.rows):
-        traced = generate_jobs(loaded, jobs, settings, batch_size=2, before_batch=recorder.begin,
-                               after_batch=recorder.end)
+        traced = generate_jobs(loaded, jobs, settings, shape=2, recorder=recorder)
     assert np.array_equal(traced.pixels, plain.pixels)  # recording does not touch the layer's output
     after = dict(denoiser.attn_processors)
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
-    maps = recorder.maps()
+    maps = traced.maps
     assert maps.shape == (4, text_layout.rows, 32, 32) and (maps >= 0).all()
     assert np.allclose(maps.sum(1), 1.0, atol=1e-4)
     assert not np.allclose(maps[0], maps[2])  # per-prompt maps, not a batch mix
@@ -140,8 +142,7 @@ def test_joint_attention_record_matches_a_direct_softmax():
         rec = AttentionRecorder((4, 4))
         rec.begin(n)
         rec.record_joint(q, k, None, n_txt, text_first)
-        rec.end()
-        got = rec.maps()
+        got = rec.end()
         expect = np.zeros((n, n_txt, n_img))
         for i in range(n):
             for h in range(heads):
@@ -157,13 +158,16 @@ def test_joint_attention_record_matches_a_direct_softmax():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_token_groups_cover_every_block(generators, name):
-    from ldmprobe.usecases.trace import TraceOptions, _token_groups  # the engine's token_groups on a run
+    from ldmprobe.specs.sweep import Spec
+    from ldmprobe.usecases.trace import TraceOptions
+    from ldmprobe.usecases.trace_parts import _token_groups  # the engine's token_groups on a run
 
     loaded = generators[name]
 
     class Run:
         layout = tt.layout(loaded)
-        o = TraceOptions(templates=(TEMPLATE,), terms=("fancy",))
+        spec = Spec(name="t", templates=(TEMPLATE,), baseline="", terms=("fancy",))
+        o = TraceOptions()
 
     groups = _token_groups(Run, TEMPLATE, "fancy")
     rows = [p for positions in groups.values() for p in positions]
@@ -177,7 +181,9 @@ def test_default_guidance_is_the_generators_own(generators, tmp_path):
     import json
 
     from ldmprobe.models import configs
-    from ldmprobe.specs.generation import DEFAULT_STEPS, DEFAULT_TINY_STEPS, GenerationSettings
+    from ldmprobe.specs.generation import DEFAULT_TINY_STEPS, GenerationSettings
+    from ldmprobe.specs.sweep import Spec
+    from ldmprobe.usecases.trace import TraceOptions, plan_trace
 
     got = {name: configs.default_guidance(generators[name].folder) for name in NAMES}
     assert got == {"tiny-sdxl": 5.0, "tiny-sd3": 7.0, "tiny-flux": 3.5}
@@ -188,12 +194,22 @@ def test_default_guidance_is_the_generators_own(generators, tmp_path):
     assert GenerationSettings.resolve(steps=None, guidance=None, model_guidance=3.5).guidance == 3.5
     assert GenerationSettings.resolve(steps=None, guidance=None, spec_guidance=6.0, model_guidance=3.5).guidance == 6.0
     assert GenerationSettings.resolve(steps=None, guidance=2.0, spec_guidance=6.0, model_guidance=3.5).guidance == 2.0
-    assert GenSettings().for_generator(generators["tiny-flux"]).guidance == 3.5
-    assert GenSettings(guidance=1.0).for_generator(generators["tiny-flux"]).guidance == 1.0
-    # unset steps are the sweep's default, as from the command line (not a trace-only number)
-    assert GenSettings().for_generator(generators["tiny-flux"]).steps == DEFAULT_STEPS
-    assert GenSettings().for_generator(generators["tiny-flux"], tiny=True).steps == DEFAULT_TINY_STEPS
-    assert GenSettings(steps=3).for_generator(generators["tiny-flux"], tiny=True).steps == 3
+    # trace resolves its settings in the sweep's plan: the option, else the spec, else the default, and
+    # the spec's pipeline / measurer keys name the models unless an option does
+    spec = Spec(name="t", templates=(TEMPLATE,), baseline="", terms=("fancy",), probes=("a yellow background",),
+                pipeline="tiny-flux", measurer="tiny")
+
+    def recipe(options=TraceOptions(), **keys):
+        setup = plan_trace(Spec(**{**spec.to_dict(), **keys}) if keys else spec, options)
+        return setup.generator_ref.spec, setup.recipe
+
+    assert recipe() == (
+        "tiny-flux", plan_trace(spec, TraceOptions(pipeline="tiny-flux", measurer="tiny")).recipe)
+    assert recipe()[1].guidance == 3.5 and recipe()[1].steps == DEFAULT_TINY_STEPS
+    assert recipe(TraceOptions(guidance=1.0))[1].guidance == 1.0
+    assert recipe(guidance=6.0, steps=3)[1].guidance == 6.0 and recipe(steps=3)[1].steps == 3
+    assert recipe(TraceOptions(guidance=2.0, steps=2), guidance=6.0, steps=3)[1].guidance == 2.0
+    assert recipe(TraceOptions(pipeline="tiny-sdxl"))[0] == "tiny-sdxl"
 
 
 def test_prompt_limits_follow_the_encoder_the_denoiser_reads(fresh_cache, tmp_path, generators):

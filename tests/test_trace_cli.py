@@ -39,7 +39,7 @@ def _invoke(args):
 
 
 @pytest.mark.slow
-def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_generator, tiny_measurer):
+def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_generator, tiny_measurer, fresh_cache):
     from ldmprobe.render.trace import render_trace, trace_records
     from ldmprobe.results.provenance import validate_document
     from ldmprobe.results.trace import read_results
@@ -54,6 +54,10 @@ def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_gene
     assert [len(document[s]) for s in ("conditioning", "attention", "steps", "vae")] == [1, 1, 1, 1]
     assert document["conditioning"][0]["variants"][0]["drift_share"] == pytest.approx(0.0, abs=0.05)
     assert document["config"]["settings"]["steps"] == 3 and document["spec"]["name"] == "tiny-trace"
+    # the plain images are the sweep's own: the same spec's sweep plan finds all of them cached
+    plan = _invoke(["sweep", str(spec_file), *TINY, "--steps", "3", "--dry-run", "--format", "json"])
+    counts = json.loads(plan.stdout)["counts"]
+    assert counts["unique"] == 8 and counts["cached"] == 8
     # the run folder: results.json (same document), report with a section per part, figures
     saved = read_results(out)
     assert saved.to_dict() == document and saved.tiny and saved.run.report == "report.html"
@@ -102,12 +106,12 @@ def test_trace_default_run_folders_never_collide(spec_file, tmp_path, monkeypatc
 
 
 def test_trace_failing_after_reserving_leaves_no_folder(spec_file, tmp_path, monkeypatch):
-    from ldmprobe.models.loader import ModelLoader
+    from ldmprobe.models import load as model_load
 
     def broken(*args, **kwargs):
         raise RuntimeError("model store unavailable")
 
-    monkeypatch.setattr(ModelLoader, "from_names", broken)
+    monkeypatch.setattr(model_load, "load_generator", broken)
     out = tmp_path / "run"
     result = _invoke(["trace", str(spec_file), *TINY, "--steps", "3", "--out", str(out)])
     assert result.exit_code != 0 and not out.exists()
@@ -124,12 +128,13 @@ def test_trace_failing_after_reserving_leaves_no_folder(spec_file, tmp_path, mon
     (["--vae-images", "/nonexistent/folder"], SPEC, "does not exist"),
 ])
 def test_bad_input_exits_2_before_loading_models(monkeypatch, tmp_path, extra, spec_text, message):
-    from ldmprobe.models.loader import ModelLoader
+    from ldmprobe.models import load as model_load
 
     def no_loading(*args, **kwargs):
-        raise AssertionError("a model was resolved before the input was checked")
+        raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(ModelLoader, "from_names", no_loading)
+    for name in ("load_generator", "load_measurer"):
+        monkeypatch.setattr(model_load, name, no_loading)
     path = tmp_path / "spec.toml"
     path.write_text(spec_text)
     result = _invoke(["trace", str(path), *TINY, "--steps", "3", "--out", str(tmp_path / "run"), *extra])

@@ -112,18 +112,21 @@ def test_images_without_a_region_are_left_out():
     assert a.n_regions == 23 and np.isfinite(a.inside_share)
 
 
-def test_noun_region_is_still_the_default(tiny_generator, tiny_measurer):
+def test_noun_region_is_still_the_default(tiny_generator, tiny_measurer, fresh_cache):
     """Tiny pictures are noise: auto falls back to the noun's own region and says so; object is refused."""
-    from ldmprobe.engine.trace_generate import GenSettings
-    from ldmprobe.usecases.trace import TraceOptions, run_trace
-
-    options = TraceOptions(templates=("a photo of a {} house",), terms=("fancy",), seeds=(0, 1),
-                           sections=("attention",), settings=GenSettings(steps=2, guidance=5.0), n_boot=20,
-                           cache=False)
-    result = run_trace(tiny_generator, tiny_measurer, options)
-    assert result.attention[0].region == "noun"
-    assert any("noun's own region" in note for note in result.notes)
     import dataclasses
 
+    from ldmprobe.models.loader import ModelLoader
+    from ldmprobe.specs.sweep import Spec
+    from ldmprobe.usecases.trace import TraceOptions, run_trace
+
+    spec = Spec(name="region", templates=("a photo of a {} house",), baseline="", terms=("fancy",), seeds=(0, 1),
+                probes=("a yellow background",), steps=2, guidance=5.0)
+    options = TraceOptions(sections=("attention",), n_boot=20, pipeline="tiny", measurer="tiny", device="cpu")
+    models = ModelLoader(tiny_generator.ref, tiny_measurer.ref, device="cpu", dtype="float32",
+                         generator=tiny_generator, measurer=tiny_measurer)
+    result = run_trace(spec, options, models=models)
+    assert result.attention[0].region == "noun"
+    assert any("noun's own region" in note for note in result.notes)
     with pytest.raises(ValueError, match="plain background"):
-        run_trace(tiny_generator, tiny_measurer, dataclasses.replace(options, region="object"))
+        run_trace(spec, dataclasses.replace(options, region="object"), models=models)

@@ -44,31 +44,17 @@ def _variants(value: str | None) -> tuple[str, ...] | None:
     return names
 
 
-def _switch_steps(value: str | None, steps: int) -> tuple[int, ...] | None:
+def _switch_steps(value: str | None) -> tuple[int, ...] | None:
+    """Switch points as given (the run checks them against the resolved steps before any model loads)."""
     if not value:
         return None
     try:
         ks = tuple(int(v) for v in _csv(value))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers", param_hint="--switch-steps")
-    bad = [k for k in ks if not 0 < k < steps]
-    if bad or not ks:
-        raise click.BadParameter(f"switch steps must lie strictly between 0 and --steps ({steps}); got {bad or value}."
-                                 " k = 0 and k = steps are the plain images, always included.",
-                                 param_hint="--switch-steps")
+    if not ks:
+        raise click.BadParameter("give at least one switch step", param_hint="--switch-steps")
     return ks
-
-
-def _check_spec(spec, noun: str | None) -> None:
-    from ldmprobe.errors import BadInputError
-
-    if not spec.terms:
-        raise BadInputError(f"spec {spec.name!r} has no terms to trace; add terms or pass --term.")
-    if not spec.probes:
-        raise BadInputError(f"spec {spec.name!r} has no probes; trace measures probe shifts: pass --probe TEXT.")
-    if noun and any(noun not in t for t in spec.templates):
-        missing = [t for t in spec.templates if noun not in t]
-        raise BadInputError(f"--noun {noun!r} is not in template(s) {missing}; every template must contain it.")
 
 
 @click.command("trace")
@@ -81,7 +67,7 @@ def _check_spec(spec, noun: str | None) -> None:
 @click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
 @model_options
 @click.option("--steps", type=click.IntRange(min=2), default=None,
-              help="Denoising steps (default: the spec's, else 50 as in sweep; tiny: 4).")
+              help="Denoising steps (default: the spec's, else the sweep's: 50; tiny: 4).")
 @click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: the spec's, else the generator's own: SD 1.x 7.5, SDXL 5, "
                    "SD 3 7, Flux.1 dev 3.5).")
 @click.option("--width", type=SIDE, default=None,
@@ -104,9 +90,11 @@ def _check_spec(spec, noun: str | None) -> None:
               show_default=True, help="Attention part: share of the noun's attention its region holds.")
 @click.option("--vae-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="VAE part: also round-trip your images from FOLDER (subfolders = groups).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Images per generation call. Unlike sweep's, trace's calls are not of one fixed shape: an image "
-                   "made in a call of another size differs by float noise (docs/INTEGRITY.md, 'Left').")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images made per step, in calls of --call-shape, as in sweep. Changes no image.")
+@click.option("--call-shape", type=click.IntRange(min=1), default=None,
+              help="Images per generation call (default 8 on CUDA, 4 elsewhere), as in sweep: part of each "
+                   "image's recipe, so the plain images are the sweep's at the same shape.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap resamples for the shares' intervals.")
 @click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics.")
@@ -123,7 +111,8 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     what the autoencoder's round trip does to it. Writes results.json and report.html.
 
     SPEC is a sweep spec (TOML, a plain-text file of templates, or a shipped name such as
-    fancy-house). Trace images are cached: rerun the same command (with --replace if it names
+    fancy-house); its models and settings are taken as sweep takes them, and the plain images are
+    the sweep's own. Trace images are cached: rerun the same command (with --replace if it names
     --out) to resume.
 
     \b
@@ -132,53 +121,24 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     """
     from ldmprobe.render.emit import emit
     from ldmprobe.specs.sweep import load_spec
-    from ldmprobe.usecases.trace import trace_from_names
+    from ldmprobe.usecases.trace import TraceOptions, trace
 
     obj = obj if isinstance(obj, CliState) else CliState(verbose=False, offline=False)
     check_out(out)
     chosen = _parts(parts)
     variants = _variants(flags.pop("variants"))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
-    _check_spec(spec, flags["noun"])
-    pipeline, measurer = _spec_models(spec, pipeline, measurer)
-    tiny = any(str(name).startswith("tiny") for name in (pipeline, measurer))
-    from ldmprobe.specs.generation import GenerationSettings
-
-    # the sweep's own resolution (command, spec, default: 50 steps, tiny 4), so a trace's plain
-    # images are made at the settings the sweep it explains used
-    steps = GenerationSettings.resolve(steps=flags.pop("steps"), guidance=flags["guidance"], spec_steps=spec.steps,
-                                       tiny=tiny).steps
-    options = _options(spec, chosen, variants, steps, _switch_steps(flags.pop("switch_steps"), steps), flags)
-    result = trace_from_names(spec, options, pipeline=pipeline, revision=revision, measurer=measurer, device=device,
-                              dtype=dtype, offline=obj.offline, reporter=obj.terminal, out=out, report=not no_report,
-                              replace=replace)
+    ctx = click.get_current_context(silent=True)
+    given = {key: value for key, value in (("pipeline", pipeline), ("measurer", measurer))
+             if ctx is not None and ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)}
+    options = TraceOptions(
+        sections=chosen, variants=variants, switch_ks=_switch_steps(flags.pop("switch_steps")), noun=flags["noun"],
+        n_boot=flags["n_boot"], random_state=flags["stats_seed"], attention_mass=flags["attention_mass"],
+        region=flags["region"], image_folder=str(flags["vae_images"]) if flags["vae_images"] else None,
+        pipeline=given.get("pipeline"), revision=revision, measurer=given.get("measurer"), device=device, dtype=dtype,
+        steps=flags["steps"], guidance=flags["guidance"], width=flags["width"], height=flags["height"],
+        negative_prompt=flags["negative_prompt"], call_shape=flags["call_shape"], batch_size=flags["batch_size"],
+        offline=obj.offline, out=out, replace=replace)
+    result = trace(spec, options, obj.terminal, report=not no_report)
     emit(result, fmt, obj.terminal)
     obj.terminal.info(f"run folder: {result.run.out}")
-
-
-def _spec_models(spec, pipeline: str, measurer: str) -> tuple[str, str]:
-    """The spec's ``pipeline`` / ``measurer`` keys name the models, as in sweep; a flag given wins."""
-    ctx = click.get_current_context(silent=True)
-    chosen = {"pipeline": pipeline, "measurer": measurer}
-    for key in chosen:
-        given = ctx is not None and ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)
-        if getattr(spec, key, None) is not None and not given:
-            chosen[key] = getattr(spec, key)
-    return chosen["pipeline"], chosen["measurer"]
-
-
-def _options(spec, parts, variants, steps, switch_ks, flags):
-    from ldmprobe.engine.trace_generate import GenSettings
-    from ldmprobe.usecases.trace import TraceOptions
-
-    settings = GenSettings(steps=steps, guidance=flags["guidance"] if flags["guidance"] is not None
-                           else spec.guidance,  # None: the generator's own default
-                           width=flags["width"] or spec.width, height=flags["height"] or spec.height,
-                           negative_prompt=flags["negative_prompt"] if flags["negative_prompt"] is not None
-                           else (spec.negative_prompt or ""))
-    return TraceOptions(templates=spec.templates, terms=spec.terms, baseline=spec.baseline, seeds=spec.seeds,
-                        probes=spec.probes, noun=flags["noun"], sections=parts,
-                        variants=variants, switch_ks=switch_ks, settings=settings, batch_size=flags["batch_size"],
-                        n_boot=flags["n_boot"], random_state=flags["stats_seed"],
-                        attention_mass=flags["attention_mass"], region=flags["region"],
-                        image_folder=str(flags["vae_images"]) if flags["vae_images"] else None)

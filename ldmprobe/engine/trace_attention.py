@@ -55,20 +55,16 @@ class AttentionRecorder:
         self.total = None
         self.calls = 0
         self.skipped = 0
-        self.batches: list[np.ndarray] = []
         self.text_mass = [0.0, 0]  # joint attention: sum of per-call mean text shares, calls
 
     def begin(self, n_items: int) -> None:
         self.n_items, self.total, self.calls = n_items, None, 0
 
-    def end(self) -> None:
+    def end(self) -> np.ndarray:
+        """The call's maps: (n, L, h, w) on the latent grid, float32."""
         if self.total is None:
             raise RuntimeError("no cross-attention call was recorded in this batch")
-        self.batches.append((self.total / self.calls).float().cpu().numpy())
-
-    def maps(self) -> np.ndarray:
-        """All recorded images' maps: (n, L, h, w) on the latent grid, float32."""
-        return np.concatenate(self.batches) if self.batches else np.zeros((0, 0, 0, 0), np.float32)
+        return (self.total / self.calls).float().cpu().numpy()
 
     def _rows(self, batch: int) -> slice:
         n = self.n_items

@@ -1,12 +1,16 @@
 """Cache of trace images and attention maps: a rerun makes only what is missing.
 
-A job's key is the digest of its key document: the generator's identity (which covers its
-tokenizer and text encoder), scheduler class and config, dtype, the sampling settings, the
-seed, and the job's conditioning: its ``label`` when it has one (the prompts, hybrid parts
-and switch step that define it exactly; stable across batch sizes and devices), else the
-sha256 of the conditioning bytes (``first``; ``after`` and ``switch_at`` for a switch). Images go to the ordinary
-image store (PNG with the key document in its text chunk; failures as ``.failed.json``);
-attention maps (tokens x h x w, float32) to the ``trace-attention`` array store.
+The plain images of a trace are the sweep's own (made and stored by the sweep's engine under
+their sweep keys); this store holds what only a trace makes: hybrids, step switches and traced
+images with their attention maps. A job's key is the digest of the sweep's recipe document
+(generator identity, scheduler, steps, guidance, size, dtype, negative prompt and a call shape
+other than the device's default), the seed and the job's conditioning: its ``label`` when it has
+one (the prompts, hybrid parts and switch step that define it exactly), else the sha256 of the
+conditioning bytes (``first``; ``after`` and ``switch_at`` for a switch). Jobs are made at their
+slots in calls of the recipe's shape, as sweep images are, so a key's image does not depend on
+what else a run makes. Images go to the ordinary image store (PNG with the key document in its
+text chunk; failures as ``.failed.json``); attention maps (tokens x h x w, float32) to the
+``trace-attention`` array store.
 
 The keys are ``digest.cache_key`` with kind ``trace-image`` / ``trace-attention`` (both in
 ``ldmprobe.digest.CACHE_KINDS``), version :data:`TRACE_CACHE_VERSION`.
@@ -14,20 +18,19 @@ The keys are ``digest.cache_key`` with kind ``trace-image`` / ``trace-attention`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from ldmprobe.digest import cache_key, sha256_hex
-from ldmprobe.engine.trace_generate import CondJob, GenSettings, JobImages, generate_jobs
+from ldmprobe.digest import CACHE_KINDS, cache_key, sha256_hex
+from ldmprobe.engine.trace_generate import CondJob, JobImages, generate_jobs
+from ldmprobe.engine.workitems import Recipe
 
-TRACE_CACHE_VERSION = 1
+TRACE_CACHE_VERSION = CACHE_KINDS["trace-image"]
 
 
 def _array_digest(cond) -> str | None:
-    """The conditioning's bytes: token rows, and the pooled vector where there is one (so SD 1.x
-    keys, which have none, are what they were)."""
+    """The conditioning's bytes: token rows, and the pooled vector where there is one."""
     if cond is None:
         return None
     parts = []
@@ -37,36 +40,11 @@ def _array_digest(cond) -> str | None:
     return sha256_hex(b"".join(parts))
 
 
-def recipe_document(loaded, settings: GenSettings) -> dict:
-    """Everything but the job that changes a trace image's pixels."""
-    from ldmprobe.records import jsonable
-
-    pipe = loaded.pipe
-    settings = settings.for_generator(loaded)
-    height, width = settings.size(loaded)
-    return {
-        "pipeline": jsonable(loaded.identity),
-        "scheduler": {"class": type(pipe.scheduler).__name__, "config": jsonable(dict(pipe.scheduler.config))},
-        "dtype": loaded.dtype,
-        "steps": settings.steps, "guidance": float(settings.guidance), "height": height, "width": width,
-        "negative_prompt": settings.negative_prompt,
-    }
-
-
-def job_key(recipe: dict, job: CondJob, kind: str = "trace-image") -> str:
+def job_key(recipe: Recipe, job: CondJob, kind: str = "trace-image") -> str:
     conditioning = {"label": job.label} if job.label else {
         "first": _array_digest(job.first), "after": _array_digest(job.after),
         "switch_at": int(job.switch_at) if job.after is not None else 0}
-    return cache_key(kind, TRACE_CACHE_VERSION, {**recipe, "seed": int(job.seed), **conditioning})
-
-
-@dataclass(frozen=True)
-class CachedImages:
-    """Images of all jobs (as :class:`JobImages`), how many were made now, and the maps if asked."""
-
-    images: JobImages
-    made: int
-    maps: np.ndarray | None = None
+    return cache_key(kind, TRACE_CACHE_VERSION, {**recipe.to_dict(), "seed": int(job.seed), **conditioning})
 
 
 def _load_hits(store, maps_store, keys, with_maps):
@@ -82,50 +60,36 @@ def _load_hits(store, maps_store, keys, with_maps):
     return hits
 
 
-def _uncached(loaded, jobs, settings, batch_size, recorder, on_batch) -> CachedImages:
-    hooks = {"before_batch": recorder.begin, "after_batch": recorder.end} if recorder is not None else {}
-    first_new = len(recorder.batches) if recorder is not None else 0
-    made = generate_jobs(loaded, jobs, settings, batch_size=batch_size, on_batch=on_batch, **hooks)
-    maps = np.concatenate(recorder.batches[first_new:]) if recorder is not None and jobs else None
-    return CachedImages(made, len(jobs), maps)
-
-
-def cached_generate(loaded, jobs: Sequence[CondJob], settings: GenSettings, *, cache: bool = True, root=None,
-                    batch_size: int = 4, recorder=None, on_batch=None) -> CachedImages:
-    """Like :func:`generate_jobs`, reading cached images (and maps, with ``recorder``) first.
-
-    ``cache`` False: generate everything and store nothing. ``root``: the cache folder
-    (default: the ldmprobe cache).
-    """
+def cached_generate(loaded, jobs: Sequence[CondJob], recipe: Recipe, store, *, shape: int | None = None,
+                    recorder=None, on_batch=None) -> tuple[JobImages, int]:
+    """Like :func:`generate_jobs`, reading cached images from ``store`` (an ``ImageStore``) and maps
+    (with ``recorder``) from the store beside it first; (the images of every job, how many were
+    made now)."""
     from PIL import Image
 
-    from ldmprobe.engine.cache import ArrayStore, ImageStore
+    from ldmprobe.engine.cache import ArrayStore
 
-    if not cache:
-        return _uncached(loaded, jobs, settings, batch_size, recorder, on_batch)
-    store = ImageStore(root)
-    maps_store = ArrayStore("trace_attention", root=root)
-    recipe = recipe_document(loaded, settings)
+    maps_store = ArrayStore("trace_attention", root=store.base.parent)
     keys = [job_key(recipe, job) for job in jobs]
     hits = _load_hits(store, maps_store, keys, recorder is not None)
     todo = [i for i in range(len(jobs)) if i not in hits]
     if on_batch is not None and hits:
         on_batch(len(hits))
-    fresh = _uncached(loaded, [jobs[i] for i in todo], settings, batch_size, recorder, on_batch)
-    made, new_maps = fresh.images, fresh.maps
+    made = generate_jobs(loaded, [jobs[i] for i in todo], recipe, shape=shape, recorder=recorder,
+                         on_batch=on_batch)
+    document = recipe.to_dict()
     for n, i in enumerate(todo):
-        meta = {**recipe, "key": keys[i], "seed": int(jobs[i].seed), "label": jobs[i].label}
+        meta = {**document, "key": keys[i], "seed": int(jobs[i].seed), "label": jobs[i].label}
         if made.failed[n] is None:
             store.save(keys[i], Image.fromarray(made.pixels[n]), meta)
         else:
             store.save_failure(keys[i], {**meta, "failed": made.failed[n]})
-        if new_maps is not None:
-            maps_store.save(keys[i], new_maps[n])
+        if made.maps is not None:
+            maps_store.save(keys[i], made.maps[n])
         hits[i] = (made.pixels[n] if made.failed[n] is None else None, made.failed[n],
-                   None if new_maps is None else new_maps[n])
-    shape = next((p.shape for p, _, _ in hits.values() if p is not None), (1, 1, 3))
-    pixels = np.stack([hits[i][0] if hits[i][0] is not None else np.zeros(shape, np.uint8)
-                       for i in range(len(jobs))]) if jobs else np.zeros((0,) + shape, np.uint8)
+                   None if made.maps is None else made.maps[n])
+    shape_px = next((p.shape for p, _, _ in hits.values() if p is not None), (1, 1, 3))
+    pixels = np.stack([hits[i][0] if hits[i][0] is not None else np.zeros(shape_px, np.uint8)
+                       for i in range(len(jobs))]) if jobs else np.zeros((0,) + shape_px, np.uint8)
     maps = np.stack([hits[i][2] for i in range(len(jobs))]) if recorder is not None and jobs else None
-    return CachedImages(JobImages(pixels, tuple(hits[i][1] for i in range(len(jobs))), made.seconds),
-                        len(todo), maps)
+    return JobImages(pixels, tuple(hits[i][1] for i in range(len(jobs))), made.seconds, maps), len(todo)

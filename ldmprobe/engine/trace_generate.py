@@ -1,7 +1,8 @@
 """Generation from explicit conditioning for ``trace``: prompt embeddings in, images out.
 
 Every trace image is made by the pipeline itself from ``prompt_embeds`` (never a hand-written
-sampler), batched, with one CPU ``torch.Generator`` per image seeded from its seed, so the
+sampler), at the sweep's recipe, in calls of the recipe's fixed shape with each job at its slot
+(:func:`generate_jobs`), with one CPU ``torch.Generator`` per image seeded from its seed, so the
 pairing of ``sweep`` holds: two jobs with the same seed differ only in their conditioning.
 
 A job may switch its conditioning during sampling: ``first`` for the first ``switch_at``
@@ -29,6 +30,7 @@ import numpy as np
 
 from ldmprobe.engine.generate import image_problem
 from ldmprobe.engine.trace_text import TextCond, as_cond
+from ldmprobe.engine.workitems import Recipe
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ class CondJob:
     ``after`` None: ``first`` for every step. Otherwise ``first`` for loop iterations
     ``i < switch_at`` and ``after`` for ``i >= switch_at`` (``switch_at`` 0: ``after`` only).
     ``label``, when given, names the conditioning exactly (prompts, hybrid parts, switch) for
-    cache keys; without one the cache hashes the arrays' bytes.
+    cache keys; without one the cache hashes the arrays' bytes. ``slot``: the job's place in the
+    plan (a trace job takes the slot of the sweep image it stands in for); it is made at position
+    ``slot % shape`` of a call (None: its index in the job list).
     """
 
     seed: int
@@ -46,6 +50,7 @@ class CondJob:
     after: TextCond | None = None
     switch_at: int = 0
     label: str = ""
+    slot: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "first", as_cond(self.first))
@@ -57,56 +62,14 @@ class CondJob:
 
 
 @dataclass(frozen=True)
-class GenSettings:
-    """How trace images are sampled (the sweep recipe's steps, guidance, size, negative prompt)."""
-
-    steps: int | None = None  # None: the sweep's default (``GenerationSettings``: 50, tiny models 4)
-    guidance: float | None = None  # None: the generator's own default (``configs.default_guidance``)
-    width: int | None = None
-    height: int | None = None
-    negative_prompt: str = ""
-
-    def for_generator(self, loaded, *, tiny: bool = False) -> "GenSettings":
-        """These settings with what is unset resolved as a sweep resolves it: the steps by
-        ``GenerationSettings`` (``tiny``: the tiny models' default), the guidance by the
-        generator's own default."""
-        if self.guidance is not None and self.steps is not None:
-            return self
-        from dataclasses import replace
-
-        from ldmprobe.models.configs import default_guidance
-        from ldmprobe.specs.generation import DEFAULT_GUIDANCE, GenerationSettings
-
-        folder = getattr(loaded, "folder", None)
-        guidance = self.guidance
-        if guidance is None:
-            guidance = DEFAULT_GUIDANCE if folder is None else default_guidance(folder)
-        steps = GenerationSettings.resolve(steps=self.steps, guidance=guidance, tiny=tiny).steps
-        return replace(self, steps=steps, guidance=guidance)
-
-    def size(self, loaded) -> tuple[int, int]:
-        """(height, width) in pixels: the settings' or the generator's native size.
-
-        ``loaded`` is a loaded generator (its folder's configs say the native size) or, for a
-        pipeline built in memory, the pipeline itself (its UNet's sample size)."""
-        folder = getattr(loaded, "folder", None)
-        if folder is not None:
-            from ldmprobe.models import configs
-
-            default_h, default_w = configs.native_image_size(folder)
-        else:
-            pipe = getattr(loaded, "pipe", loaded)
-            default_h = default_w = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
-        return int(self.height or default_h), int(self.width or default_w)
-
-
-@dataclass(frozen=True)
 class JobImages:
-    """Images (uint8, n x H x W x 3; a failed row is zeros) and per-row failure ('nan'/'black'/None)."""
+    """Images (uint8, n x H x W x 3; a failed row is zeros), per-row failure ('nan'/'black'/None) and,
+    with a recorder, each image's attention maps (n x tokens x h x w)."""
 
     pixels: np.ndarray
     failed: tuple[str | None, ...]
     seconds: float
+    maps: np.ndarray | None = None
 
 
 def refuse_architecture(folder) -> None:
@@ -132,9 +95,8 @@ def _denoiser(pipe):
 
 
 def check_pipeline(loaded) -> None:
-    """Raise a clear error for pipelines trace cannot drive."""
-    if getattr(loaded, "folder", None) is not None:
-        refuse_architecture(loaded.folder)
+    """Raise a clear error for pipelines trace cannot drive (an architecture it cannot lay out is
+    refused from the folder's configs, :func:`refuse_architecture`, before any model loads)."""
     pipe = loaded.pipe
     missing = [n for n in ("tokenizer", "text_encoder", "vae") if getattr(pipe, n, None) is None]
     if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None:
@@ -191,7 +153,7 @@ class _Switcher:
         return args, kwargs
 
 
-def _run_batch(loaded, batch: Sequence[CondJob], settings: GenSettings, negative) -> np.ndarray:
+def _run_batch(loaded, batch: Sequence[CondJob], recipe: Recipe, negative) -> np.ndarray:
     import torch
 
     from ldmprobe.engine.trace_text import family_of, pipe_kwargs
@@ -200,7 +162,6 @@ def _run_batch(loaded, batch: Sequence[CondJob], settings: GenSettings, negative
     denoiser = _denoiser(pipe)
     dtype = denoiser.dtype
     kwargs = pipe_kwargs(family, [j.start() for j in batch], negative, pipe.device, dtype)
-    height, width = settings.size(loaded)
     switcher = _Switcher(batch, family, pipe.device, dtype)
     handle = None
     if switcher.swaps:
@@ -208,8 +169,8 @@ def _run_batch(loaded, batch: Sequence[CondJob], settings: GenSettings, negative
         handle = denoiser.register_forward_pre_hook(switcher.hook, with_kwargs=True)
     try:
         with torch.inference_mode():
-            out = pipe(num_inference_steps=settings.steps, guidance_scale=settings.guidance, height=height,
-                       width=width, output_type="np",
+            out = pipe(num_inference_steps=recipe.steps, guidance_scale=recipe.guidance, height=recipe.height,
+                       width=recipe.width, output_type="np",
                        generator=[torch.Generator("cpu").manual_seed(int(j.seed)) for j in batch], **kwargs)
     finally:
         if handle is not None:
@@ -217,36 +178,64 @@ def _run_batch(loaded, batch: Sequence[CondJob], settings: GenSettings, negative
     return np.asarray(out.images, dtype=np.float32)
 
 
-def generate_jobs(loaded, jobs: Sequence[CondJob], settings: GenSettings, *, batch_size: int = 4,
-                  on_batch: Callable[[int], None] | None = None, before_batch: Callable[[int], None] | None = None,
-                  after_batch: Callable[[], None] | None = None) -> JobImages:
-    """Generate every job in batches; uint8 pixels and failures (checked as ``sweep`` checks them).
+def layouts(jobs: Sequence[CondJob], shape: int) -> list[list[int | None]]:
+    """Job indices laid out in calls of ``shape``: each job at position ``slot % shape`` (its index
+    without a slot), in the first call with that position free (the sweep's layout)."""
+    calls: list[list[int | None]] = []
+    for index, job in enumerate(jobs):
+        position = (index if job.slot is None else int(job.slot)) % shape
+        call = next((call for call in calls if call[position] is None), None)
+        if call is None:
+            call = [None] * shape
+            calls.append(call)
+        call[position] = index
+    return calls
 
-    ``before_batch(n)`` / ``after_batch()`` bracket each pipeline call (an attention
-    recorder uses them); ``on_batch(n)`` reports progress.
+
+def generate_jobs(loaded, jobs: Sequence[CondJob], recipe: Recipe, *, shape: int | None = None, recorder=None,
+                  on_batch: Callable[[int], None] | None = None) -> JobImages:
+    """Generate every job in pipeline calls of one shape, each job at its slot, as a sweep makes its
+    images (:class:`~ldmprobe.engine.generate.BatchGenerator`): an image's pixels depend on its
+    position in a call, not on its company, so a job gives the same image in any run. Empty
+    positions hold a copy of the call's first job, dropped afterwards. uint8 pixels and failures
+    (checked as ``sweep`` checks them), in job order.
+
+    ``recipe``: the sweep's recipe (steps, guidance, size, negative prompt); ``shape`` None: the
+    recipe's call shape on the generator's device. ``recorder``: an attention recorder bracketing
+    each call; its maps of the jobs come back in ``maps``. ``on_batch(n)`` reports progress.
     """
     import time
 
+    from ldmprobe.engine.workitems import call_shape
+
     check_pipeline(loaded)
-    settings = settings.for_generator(loaded)
+    shape = max(1, int(shape or call_shape(recipe, loaded.device)))
     from ldmprobe.engine.trace_text import negative as negative_cond
 
-    negative = negative_cond(loaded, settings.negative_prompt)  # once per run; None where unused (Flux)
+    negative = negative_cond(loaded, recipe.negative_prompt)  # once per run; None: the pipeline's own
     start = time.perf_counter()
-    rows, failed = [], []
-    for first in range(0, len(jobs), max(1, int(batch_size))):
-        batch = list(jobs[first : first + max(1, int(batch_size))])
-        if before_batch is not None:
-            before_batch(len(batch))
-        images = _run_batch(loaded, batch, settings, negative)
-        if after_batch is not None:
-            after_batch()
-        for image in images:
-            problem = image_problem(image)
-            failed.append(problem)
-            rows.append(np.zeros(image.shape, np.uint8) if problem else
-                        (np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    rows: list = [None] * len(jobs)
+    failed: list = [None] * len(jobs)
+    maps: list = [None] * len(jobs)
+    for call in layouts(jobs, shape):
+        filler = next(i for i in call if i is not None)
+        batch = [jobs[filler if i is None else i] for i in call]
+        if recorder is not None:
+            recorder.begin(len(batch))
+        images = _run_batch(loaded, batch, recipe, negative)
+        if recorder is not None:
+            recorded = recorder.end()
+        for position, index in enumerate(call):
+            if index is None:
+                continue
+            image = images[position]
+            failed[index] = problem = image_problem(image)
+            rows[index] = (np.zeros(image.shape, np.uint8) if problem else
+                           (np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+            if recorder is not None:
+                maps[index] = recorded[position]
         if on_batch is not None:
-            on_batch(len(batch))
+            on_batch(sum(i is not None for i in call))
     pixels = np.stack(rows) if rows else np.zeros((0, 1, 1, 3), np.uint8)
-    return JobImages(pixels, tuple(failed), time.perf_counter() - start)
+    stacked = np.stack(maps) if recorder is not None and jobs else None
+    return JobImages(pixels, tuple(failed), time.perf_counter() - start, stacked)

@@ -155,13 +155,14 @@ def encode(loaded, prompts: Sequence[str]) -> list[TextCond]:
     return [_encode_one(loaded.pipe, family, p, None)[0] for p in prompts]
 
 
-def negative(loaded, negative_prompt: str) -> TextCond | None:
-    """The negative prompt's conditioning; None where the pipeline uses none (Flux's distilled guidance)."""
+def negative(loaded, negative_prompt: str | None) -> TextCond | None:
+    """The negative prompt's conditioning; None where the pipeline makes its own (Flux's distilled
+    guidance; no negative prompt on SDXL / SD 3, which SDXL may zero)."""
     family = family_of(loaded)
     if family == "flux":
         return None
     if family == "sd1":
-        return encode(loaded, [negative_prompt])[0]
+        return encode(loaded, [negative_prompt or ""])[0]  # None: the empty prompt, as the pipeline does
     return _encode_one(loaded.pipe, family, "", negative_prompt)[1]
 
 

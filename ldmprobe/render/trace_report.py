@@ -102,10 +102,8 @@ def _vae(doc: dict) -> dict:
                        f"'{probe}' change term", "baseline", "p"], rows), "folder": folder}
 
 
-def write_trace_report(out: Path, result) -> tuple[Path, list[Path]]:
-    """Write ``report.html`` and its figures into ``out``; return the report and the figures."""
-    from ldmprobe.render.html import render
-
+def draw_figures(out: Path, result) -> tuple[dict, list[Path]]:
+    """Draw the report's figures into ``out/figures``; (the page's parts, the figures' paths)."""
     out = Path(out)
     doc, pictures, made = result.to_dict(), result.pictures, []
 
@@ -113,10 +111,18 @@ def write_trace_report(out: Path, result) -> tuple[Path, list[Path]]:
         made.append(draw(out / "figures" / name, *args, **kwargs))
         return made[-1].relative_to(out).as_posix(), caption  # linked: a narrow screen opens the PNG full size
 
-    config, prov = doc["config"], doc.get("provenance", {})
     parts = {"conditioning": doc["conditioning"] and _conditioning(doc, pictures, figure),
              "attention": doc["attention"] and _attention(doc, pictures, figure),
              "steps": doc["steps"] and _steps(doc, figure), "vae": (doc["vae"] or doc["vae_folder"]) and _vae(doc)}
+    return parts, made
+
+
+def write_page(out: Path, result, parts: dict) -> Path:
+    """Write ``report.html`` into ``out`` from the result and the parts :func:`draw_figures` made."""
+    from ldmprobe.render.html import render
+
+    doc = result.to_dict()
+    config, prov = doc["config"], doc.get("provenance", {})
     page = render(
         "trace_report.html.j2", name=str(doc.get("spec", {}).get("name", "trace")), tiny=is_tiny(doc),
         reference_world=prov.get("reference_world"), models=prov.get("models", {}), config=config,
@@ -126,6 +132,7 @@ def write_trace_report(out: Path, result) -> tuple[Path, list[Path]]:
                [[c["section"], str(c["images"]), str(c["generated"]), _num(c["seconds"], 3),
                  _num(c["images_vs_plain"], 2), _num(c["seconds_vs_plain"], 2)] for c in doc["costs"]]),
         overhead=_num(doc["attention_overhead"], 2))
-    path = out / REPORT_NAME
+    path = Path(out) / REPORT_NAME
     path.write_text(page, encoding="utf-8")
-    return path, made
+    return path
+

@@ -88,21 +88,8 @@ class TraceResult(Record):
     def tiny(self) -> bool:
         return bool(self.provenance.get("tiny")) or any("tiny models" in note for note in self.notes)
 
-    @property
-    def sections(self) -> tuple[str, ...]:
-        """The sections that ran, in :data:`SECTIONS` order."""
-        return tuple(self.config.get("sections", SECTIONS))
-
-    def with_run(self, run: TraceRun, *, spec: dict | None = None, provenance: dict | None = None) -> TraceResult:
-        return dataclasses.replace(self, run=run, spec=self.spec if spec is None else spec,
-                                   provenance=self.provenance if provenance is None else provenance)
-
-
-def schema_path() -> Path:
-    """The JSON Schema that ``TraceResult.to_dict()`` documents validate against."""
-    from ldmprobe.resources import schema_path as _schema_path
-
-    return _schema_path("trace")
+    def with_run(self, run: TraceRun) -> TraceResult:
+        return dataclasses.replace(self, run=run)
 
 
 def write_results(out: Path, result: TraceResult) -> Path:
