@@ -270,7 +270,7 @@ def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, fresh_cache
     result = run_trace(spec, options, models=loaded, on_progress=lambda *args: ticks.append(args))
     data = json.loads(to_json(result))
     assert data["kind"] == "trace" and "pictures" not in data and "tiny" in data["notes"][0]
-    assert data["config"]["settings"]["steps"] == STEPS and data["config"]["call_shape"] == 4
+    assert data["config"]["settings"]["steps"] == STEPS and data["config"]["settings"]["call_shape"] == 4
     # the plain images are the sweep's own: a sweep of the same spec finds every image it plans cached
     setup = plan_trace(spec, options)
     assert len(setup.items) == 8 and all(cache.ImageStore().has(i.key) for i in setup.items)

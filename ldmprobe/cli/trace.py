@@ -88,7 +88,7 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
                    "or auto (object where nine tenths of the pictures have a plain background).")
 @click.option("--attention-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Attention part: share of the noun's attention its region holds.")
-@click.option("--vae-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+@click.option("--vae-images", "image_folder", type=click.Path(exists=True, file_okay=False), default=None,
               help="VAE part: also round-trip your images from FOLDER (subfolders = groups).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images made per step, in calls of --call-shape, as in sweep. Changes no image.")
@@ -97,15 +97,15 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
                    "image's recipe, so the plain images are the sweep's at the same shape.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap resamples for the shares' intervals.")
-@click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics.")
+@click.option("--stats-seed", "random_state", type=int, default=0, show_default=True, help="Seed of the statistics.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder (default: a new runs/NAME-trace-YYYYmmdd-HHMMSS).")
 @click.option("--replace", is_flag=True, help="Replace the --out run folder whole if it holds an earlier run.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and its figures.")
 @output_options
 @click.pass_obj
-def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probes, seeds, pipeline, revision, measurer,
-                  device, dtype, fmt, out, replace, no_report, **flags):
+def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probes, seeds, pipeline, measurer, fmt,
+                  no_report, variants, switch_steps, **flags):
     """Follow each term of SPEC through the model: which part of the text encoder's output carries
     it, where its cross-attention lands in the picture, at which denoising steps it acts, and
     what the autoencoder's round trip does to it. Writes results.json and report.html.
@@ -124,21 +124,17 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     from ldmprobe.usecases.trace import TraceOptions, trace
 
     obj = obj if isinstance(obj, CliState) else CliState(verbose=False, offline=False)
-    check_out(out)
-    chosen = _parts(parts)
-    variants = _variants(flags.pop("variants"))
+    check_out(flags["out"])
+    options = TraceOptions(sections=_parts(parts), variants=_variants(variants), switch_ks=_switch_steps(switch_steps),
+                           offline=obj.offline, **flags, **_given(pipeline=pipeline, measurer=measurer))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
-    ctx = click.get_current_context(silent=True)
-    given = {key: value for key, value in (("pipeline", pipeline), ("measurer", measurer))
-             if ctx is not None and ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)}
-    options = TraceOptions(
-        sections=chosen, variants=variants, switch_ks=_switch_steps(flags.pop("switch_steps")), noun=flags["noun"],
-        n_boot=flags["n_boot"], random_state=flags["stats_seed"], attention_mass=flags["attention_mass"],
-        region=flags["region"], image_folder=str(flags["vae_images"]) if flags["vae_images"] else None,
-        pipeline=given.get("pipeline"), revision=revision, measurer=given.get("measurer"), device=device, dtype=dtype,
-        steps=flags["steps"], guidance=flags["guidance"], width=flags["width"], height=flags["height"],
-        negative_prompt=flags["negative_prompt"], call_shape=flags["call_shape"], batch_size=flags["batch_size"],
-        offline=obj.offline, out=out, replace=replace)
     result = trace(spec, options, obj.terminal, report=not no_report)
     emit(result, fmt, obj.terminal)
     obj.terminal.info(f"run folder: {result.run.out}")
+
+
+def _given(**models) -> dict:
+    """The models named on the command line (the rest: the spec's, else the sweep's defaults)."""
+    ctx = click.get_current_context(silent=True)
+    return {key: value for key, value in models.items()
+            if ctx is not None and ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)}

@@ -4,9 +4,8 @@ The plain images of a trace are the sweep's own (made and stored by the sweep's 
 their sweep keys); this store holds what only a trace makes: hybrids, step switches and traced
 images with their attention maps. A job's key is the digest of the sweep's recipe document
 (generator identity, scheduler, steps, guidance, size, dtype, negative prompt and a call shape
-other than the device's default), the seed and the job's conditioning: its ``label`` when it has
-one (the prompts, hybrid parts and switch step that define it exactly), else the sha256 of the
-conditioning bytes (``first``; ``after`` and ``switch_at`` for a switch). Jobs are made at their
+other than the device's default), the seed and the job's ``label`` (the prompts, hybrid parts and
+switch step that define its conditioning exactly). Jobs are made at their
 slots in calls of the recipe's shape, as sweep images are, so a key's image does not depend on
 what else a run makes. Images go to the ordinary image store (PNG with the key document in its
 text chunk; failures as ``.failed.json``); attention maps (tokens x h x w, float32) to the
@@ -22,29 +21,17 @@ from typing import Sequence
 
 import numpy as np
 
-from ldmprobe.digest import CACHE_KINDS, cache_key, sha256_hex
+from ldmprobe.digest import CACHE_KINDS, cache_key
 from ldmprobe.engine.trace_generate import CondJob, JobImages, generate_jobs
 from ldmprobe.engine.workitems import Recipe
 
 TRACE_CACHE_VERSION = CACHE_KINDS["trace-image"]
 
 
-def _array_digest(cond) -> str | None:
-    """The conditioning's bytes: token rows, and the pooled vector where there is one."""
-    if cond is None:
-        return None
-    parts = []
-    for array in cond.arrays():
-        a = np.ascontiguousarray(array, dtype=np.float32)
-        parts.append(repr(a.shape).encode() + a.tobytes())
-    return sha256_hex(b"".join(parts))
-
-
 def job_key(recipe: Recipe, job: CondJob, kind: str = "trace-image") -> str:
-    conditioning = {"label": job.label} if job.label else {
-        "first": _array_digest(job.first), "after": _array_digest(job.after),
-        "switch_at": int(job.switch_at) if job.after is not None else 0}
-    return cache_key(kind, TRACE_CACHE_VERSION, {**recipe.to_dict(), "seed": int(job.seed), **conditioning})
+    if not job.label:
+        raise ValueError("a cached trace job needs a label naming its conditioning")
+    return cache_key(kind, TRACE_CACHE_VERSION, {**recipe.to_dict(), "seed": int(job.seed), "label": job.label})
 
 
 def _load_hits(store, maps_store, keys, with_maps):

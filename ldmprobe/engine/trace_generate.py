@@ -30,6 +30,7 @@ import numpy as np
 
 from ldmprobe.engine.generate import image_problem
 from ldmprobe.engine.trace_text import TextCond, as_cond
+from ldmprobe.engine.trace_text import encode as encode_prompts  # noqa: F401  (each prompt's conditioning)
 from ldmprobe.engine.workitems import Recipe
 
 
@@ -39,8 +40,8 @@ class CondJob:
 
     ``after`` None: ``first`` for every step. Otherwise ``first`` for loop iterations
     ``i < switch_at`` and ``after`` for ``i >= switch_at`` (``switch_at`` 0: ``after`` only).
-    ``label``, when given, names the conditioning exactly (prompts, hybrid parts, switch) for
-    cache keys; without one the cache hashes the arrays' bytes. ``slot``: the job's place in the
+    ``label`` names the conditioning exactly (prompts, hybrid parts, switch): the cache keys a job
+    by it, and caches no job without one. ``slot``: the job's place in the
     plan (a trace job takes the slot of the sweep image it stands in for); it is made at position
     ``slot % shape`` of a call (None: its index in the job list).
     """
@@ -104,13 +105,6 @@ def check_pipeline(loaded) -> None:
     if missing or not hasattr(pipe, "encode_prompt"):
         raise ValueError(f"trace needs a text-to-image pipeline with a tokenizer, text encoder, denoiser and VAE; "
                          f"{type(pipe).__name__} lacks {', '.join(missing) or 'encode_prompt'}")
-
-
-def encode_prompts(loaded, prompts: Sequence[str]) -> list[TextCond]:
-    """The conditioning the pipeline itself would use for each prompt."""
-    from ldmprobe.engine.trace_text import encode
-
-    return encode(loaded, prompts)
 
 
 class _Switcher:

@@ -103,7 +103,8 @@ def _vae(doc: dict) -> dict:
 
 
 def draw_figures(out: Path, result) -> tuple[dict, list[Path]]:
-    """Draw the report's figures into ``out/figures``; (the page's parts, the figures' paths)."""
+    """Draw the report's figures into ``out/figures`` and lay out the page's rows; (what
+    :func:`write_page` renders, the figures' paths)."""
     out = Path(out)
     doc, pictures, made = result.to_dict(), result.pictures, []
 
@@ -114,17 +115,9 @@ def draw_figures(out: Path, result) -> tuple[dict, list[Path]]:
     parts = {"conditioning": doc["conditioning"] and _conditioning(doc, pictures, figure),
              "attention": doc["attention"] and _attention(doc, pictures, figure),
              "steps": doc["steps"] and _steps(doc, figure), "vae": (doc["vae"] or doc["vae_folder"]) and _vae(doc)}
-    return parts, made
-
-
-def write_page(out: Path, result, parts: dict) -> Path:
-    """Write ``report.html`` into ``out`` from the result and the parts :func:`draw_figures` made."""
-    from ldmprobe.render.html import render
-
-    doc = result.to_dict()
     config, prov = doc["config"], doc.get("provenance", {})
-    page = render(
-        "trace_report.html.j2", name=str(doc.get("spec", {}).get("name", "trace")), tiny=is_tiny(doc),
+    page = dict(
+        name=str(doc.get("spec", {}).get("name", "trace")), tiny=is_tiny(doc),
         reference_world=prov.get("reference_world"), models=prov.get("models", {}), config=config,
         templates=", ".join(repr(t) for t in config["templates"]), baseline=repr(config["baseline"]),
         sections=[name for name, shown in parts.items() if shown], **parts, notes=doc["notes"],
@@ -132,7 +125,13 @@ def write_page(out: Path, result, parts: dict) -> Path:
                [[c["section"], str(c["images"]), str(c["generated"]), _num(c["seconds"], 3),
                  _num(c["images_vs_plain"], 2), _num(c["seconds_vs_plain"], 2)] for c in doc["costs"]]),
         overhead=_num(doc["attention_overhead"], 2))
-    path = Path(out) / REPORT_NAME
-    path.write_text(page, encoding="utf-8")
-    return path
+    return page, made
 
+
+def write_page(out: Path, page: dict) -> Path:
+    """Write ``report.html`` into ``out`` from what :func:`draw_figures` laid out."""
+    from ldmprobe.render.html import render
+
+    path = Path(out) / REPORT_NAME
+    path.write_text(render("trace_report.html.j2", **page), encoding="utf-8")
+    return path

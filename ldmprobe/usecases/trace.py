@@ -64,13 +64,10 @@ def sweep_options(spec, options: TraceOptions) -> SweepOptions:
     the sweep's defaults; the rest is resolved by the sweep's plan."""
     from ldmprobe.models import sources as models
 
-    return SweepOptions(
-        pipeline=options.pipeline or spec.pipeline or models.DEFAULT_GENERATOR, revision=options.revision,
-        measurer=options.measurer or spec.measurer or models.DEFAULT_MEASURER, device=options.device,
-        dtype=options.dtype, steps=options.steps, guidance=options.guidance, width=options.width,
-        height=options.height, negative_prompt=options.negative_prompt, batch_size=options.batch_size,
-        call_shape=options.call_shape, offline=options.offline, out=options.out, replace=options.replace,
-        runs_dir=options.runs_dir)
+    same = {f.name: getattr(options, f.name) for f in dataclasses.fields(SweepOptions) if hasattr(options, f.name)}
+    return SweepOptions(**{**same, "pipeline": options.pipeline or spec.pipeline or models.DEFAULT_GENERATOR,
+                           "measurer": options.measurer or spec.measurer or models.DEFAULT_MEASURER,
+                           "vocab": ()})  # trace reads no vocabulary
 
 
 def plan_trace(spec, options: TraceOptions, reporter=None) -> SweepSetup:
@@ -134,17 +131,19 @@ def _traced(spec, options: TraceOptions, setup: SweepSetup, loader, on_progress:
 
 
 def _config(spec, options: TraceOptions, setup: SweepSetup) -> dict:
-    """What was traced and the settings it was made with (the sweep's resolved recipe)."""
+    """What was traced and the settings it was made with (the sweep's recipe block)."""
+    from ldmprobe.engine.sweep_setup import recipe_settings
     from ldmprobe.engine.workitems import call_shape
 
-    recipe, shape = setup.recipe, call_shape(setup.recipe, setup.device)
+    shape = call_shape(setup.recipe, setup.device)
     return {"templates": spec.templates, "terms": spec.terms, "baseline": spec.baseline, "seeds": spec.seeds,
-            "probes": spec.probes, "noun": options.noun, "sections": options.sections, "variants": options.variants,
-            "switch_ks": options.switch_ks, "n_boot": options.n_boot, "random_state": options.random_state,
-            "attention_mass": options.attention_mass, "region": options.region, "image_folder": options.image_folder,
-            "settings": {"steps": recipe.steps, "guidance": recipe.guidance, "width": recipe.width,
-                         "height": recipe.height, "negative_prompt": recipe.negative_prompt, "call_shape": shape},
-            "batch_size": shape, "call_shape": shape}
+            "probes": spec.probes, **{k: getattr(options, k) for k in _CONFIG}, "batch_size": shape,
+            "settings": {**recipe_settings(setup.recipe), "negative_prompt": setup.recipe.negative_prompt,
+                         "call_shape": shape}}
+
+
+_CONFIG = ("noun", "sections", "variants", "switch_ks", "n_boot", "random_state", "attention_mass", "region",
+           "image_folder")
 
 
 def trace(spec, options: TraceOptions, reporter=None, *, report: bool = True) -> TraceResult:
@@ -187,10 +186,10 @@ def _write_folder(out: Path, result: TraceResult, report: bool, replace: bool) -
     from ldmprobe.results.trace import TraceRun, write_results
 
     with staged_folder(out, replace=replace) as staging:
-        parts, figures = draw_figures(staging, result) if report else ({}, [])
+        page, figures = draw_figures(staging, result) if report else ({}, [])
         result = result.with_run(TraceRun(out=str(out), report=REPORT_NAME if report else None,
                                           figures=tuple(p.relative_to(staging).as_posix() for p in figures)))
         write_results(staging, result)
         if report:
-            write_page(staging, result, parts)
+            write_page(staging, page)
     return result
