@@ -299,13 +299,11 @@ def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, fresh_cache
 
 
 def test_jobs_sit_at_their_slots_in_calls_of_one_shape():
-    """The sweep's layout: each job at slot % shape, first fit; without a slot, its index."""
-    from ldmprobe.engine.trace_generate import CondJob, layouts
+    """The sweep's layout: each index at slot % shape of the first call with it free."""
+    from ldmprobe.engine.generate import place
 
-    cond = np.zeros((77, 4), np.float32)
-    jobs = [CondJob(0, cond, slot=s) for s in (5, 1, 5, 2)] + [CondJob(0, cond)]
-    assert layouts(jobs, 4) == [[4, 0, 3, None], [None, 1, None, None], [None, 2, None, None]]
-    assert layouts([CondJob(0, cond) for _ in range(5)], 2) == [[0, 1], [2, 3], [4, None]]
+    assert place([5, 1, 5, 2, 4], 4) == [[4, 0, 3, None], [None, 1, None, None], [None, 2, None, None]]
+    assert place(range(5), 2) == [[0, 1], [2, 3], [4, None]]
 
 
 @pytest.mark.slow

@@ -58,6 +58,19 @@ def _too_large(shape: int, recipe: Recipe) -> CallTooLarge:
                         f"it is cached. {advice}")
 
 
+def place(slots: Sequence[int], shape: int) -> list[list[int | None]]:
+    """Indices laid out in calls of ``shape``: index i at position ``slots[i] % shape`` of the first
+    call with that position free (None: an empty position)."""
+    calls: list[list[int | None]] = []
+    for index, slot in enumerate(slots):
+        call = next((call for call in calls if call[slot % shape] is None), None)
+        if call is None:
+            call = [None] * shape
+            calls.append(call)
+        call[slot % shape] = index
+    return calls
+
+
 class BatchGenerator:
     """Generates items in pipeline calls of one fixed shape, each item at its own slot (issue 28).
 
@@ -137,17 +150,8 @@ class BatchGenerator:
     def layouts(self, items: Sequence[WorkItem]) -> list[list[WorkItem | None]]:
         """``items`` laid out in calls: each item at its slot (first fit); without ``slots``, in
         consecutive calls in the given order."""
-        if self.slots is None:
-            return [list(items[start: start + self.shape]) for start in range(0, len(items), self.shape)]
-        calls: list[list[WorkItem | None]] = []
-        for item in items:
-            slot = self.slots[item.key] % self.shape
-            call = next((call for call in calls if call[slot] is None), None)
-            if call is None:
-                call = [None] * self.shape
-                calls.append(call)
-            call[slot] = item
-        return calls
+        slots = range(len(items)) if self.slots is None else [self.slots[item.key] for item in items]
+        return [[None if i is None else items[i] for i in call] for call in place(slots, self.shape)]
 
     def generate(self, items: Sequence[WorkItem]) -> list[Generated]:
         """Generate ``items`` in calls of ``self.shape`` (:meth:`layouts`)."""

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ldmprobe.engine.generate import image_problem
+from ldmprobe.engine.generate import image_problem, place
 from ldmprobe.engine.trace_text import TextCond, as_cond
 from ldmprobe.engine.trace_text import encode as encode_prompts  # noqa: F401  (each prompt's conditioning)
 from ldmprobe.engine.workitems import Recipe
@@ -172,20 +172,6 @@ def _run_batch(loaded, batch: Sequence[CondJob], recipe: Recipe, negative) -> np
     return np.asarray(out.images, dtype=np.float32)
 
 
-def layouts(jobs: Sequence[CondJob], shape: int) -> list[list[int | None]]:
-    """Job indices laid out in calls of ``shape``: each job at position ``slot % shape`` (its index
-    without a slot), in the first call with that position free (the sweep's layout)."""
-    calls: list[list[int | None]] = []
-    for index, job in enumerate(jobs):
-        position = (index if job.slot is None else int(job.slot)) % shape
-        call = next((call for call in calls if call[position] is None), None)
-        if call is None:
-            call = [None] * shape
-            calls.append(call)
-        call[position] = index
-    return calls
-
-
 def generate_jobs(loaded, jobs: Sequence[CondJob], recipe: Recipe, *, shape: int | None = None, recorder=None,
                   on_batch: Callable[[int], None] | None = None) -> JobImages:
     """Generate every job in pipeline calls of one shape, each job at its slot, as a sweep makes its
@@ -211,7 +197,7 @@ def generate_jobs(loaded, jobs: Sequence[CondJob], recipe: Recipe, *, shape: int
     rows: list = [None] * len(jobs)
     failed: list = [None] * len(jobs)
     maps: list = [None] * len(jobs)
-    for call in layouts(jobs, shape):
+    for call in place([i if job.slot is None else int(job.slot) for i, job in enumerate(jobs)], shape):
         filler = next(i for i in call if i is not None)
         batch = [jobs[filler if i is None else i] for i in call]
         if recorder is not None:
