@@ -28,10 +28,11 @@ from ldmprobe.engine.workitems import Recipe
 TRACE_CACHE_VERSION = CACHE_KINDS["trace-image"]
 
 
-def job_key(recipe: Recipe, job: CondJob, kind: str = "trace-image") -> str:
+def job_key(document: dict, job: CondJob) -> str:
+    """The key of ``job`` made at the recipe whose ``Recipe.to_dict()`` is ``document``."""
     if not job.label:
         raise ValueError("a cached trace job needs a label naming its conditioning")
-    return cache_key(kind, TRACE_CACHE_VERSION, {**recipe.to_dict(), "seed": int(job.seed), "label": job.label})
+    return cache_key("trace-image", TRACE_CACHE_VERSION, {**document, "seed": int(job.seed), "label": job.label})
 
 
 def _load_hits(store, maps_store, keys, with_maps):
@@ -57,14 +58,14 @@ def cached_generate(loaded, jobs: Sequence[CondJob], recipe: Recipe, store, *, s
     from ldmprobe.engine.cache import ArrayStore
 
     maps_store = ArrayStore("trace_attention", root=store.base.parent)
-    keys = [job_key(recipe, job) for job in jobs]
+    document = recipe.to_dict()
+    keys = [job_key(document, job) for job in jobs]
     hits = _load_hits(store, maps_store, keys, recorder is not None)
     todo = [i for i in range(len(jobs)) if i not in hits]
     if on_batch is not None and hits:
         on_batch(len(hits))
     made = generate_jobs(loaded, [jobs[i] for i in todo], recipe, shape=shape, recorder=recorder,
                          on_batch=on_batch)
-    document = recipe.to_dict()
     for n, i in enumerate(todo):
         meta = {**document, "key": keys[i], "seed": int(jobs[i].seed), "label": jobs[i].label}
         if made.failed[n] is None:
