@@ -48,6 +48,7 @@ UNET_LR = 5e-4
 CONTINUE_LR = 2.5e-4
 CFG_DROPOUT = 0.1
 EMA_DECAY = 0.999
+REWARM_STEPS = 200
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -213,12 +214,16 @@ def stage_latents(work: Path, data: dict) -> dict:
 
 def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Path | None = None,
                cond_encoder=None, seed: int = SEED, device: str = "cpu", noise_offset: float = 0.0,
-               zero_snr: bool = False) -> None:
+               zero_snr: bool = False, resume_at: int = 0) -> None:
     """Train the UNet for ``total_steps``; from scratch, or from the UNet folder ``start``.
 
     ``noise_offset`` adds that much of one normal draw per image and channel to the noise (the
     "offset noise" recipe), so the model learns to set a picture's mean colour from the start;
     ``zero_snr`` trains v-prediction on a zero-terminal-SNR schedule (:func:`make_train_scheduler`).
+    ``resume_at``: ``start`` is this recipe's own UNet exported after that many steps (a training
+    carried over between machines): the steps, batches and learning-rate schedule go on where it
+    stopped (``total_steps`` more of ``resume_at + total_steps``), with the rate re-warmed over
+    :data:`REWARM_STEPS` because the optimiser's moments start again.
     """
     import copy
 
@@ -228,7 +233,7 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
     ckpt_path = work / "unet.pt"
     torch.manual_seed(seed + 3)
     unet = make_unet()
-    stream, base_lr = (3, UNET_LR) if start is None else (4, CONTINUE_LR)
+    stream, base_lr = (3, UNET_LR) if start is None or resume_at else (4, CONTINUE_LR)
     if start is not None:
         from safetensors.torch import load_file
 
@@ -255,8 +260,8 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
     last_save, started, losses, first = time.time(), time.time(), [], step
     unet.train()
     while step < total_steps:
-        rng = np.random.default_rng([seed, stream, step])
-        gen = torch.Generator().manual_seed(seed * 11 * (stream - 2) + step)
+        rng = np.random.default_rng([seed, stream, resume_at + step])
+        gen = torch.Generator().manual_seed(seed * 11 * (stream - 2) + resume_at + step)
         idx = rng.choice(len(latents), UNET_BATCH, replace=False)
         texts = [("" if rng.random() < CFG_DROPOUT else world.caption(scenes[i], rng)) for i in idx]
         x0 = latents[idx]
@@ -267,14 +272,15 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
         x0, noise, t = x0.to(device), noise.to(device), t.to(device)
         xt = sched.add_noise(x0, noise, t)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, total_steps, base_lr, warmup=300)
+            group["lr"] = (lr_at(resume_at + step, resume_at + total_steps, base_lr, warmup=300)
+                           * (min(1.0, (step + 1) / REWARM_STEPS) if resume_at else 1.0))
         pred = unet(xt, t, encoder_hidden_states=cond(texts).to(device)).sample
         loss = F.mse_loss(pred, sched.get_velocity(x0, noise, t) if zero_snr else noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        decay = min(EMA_DECAY, (1 + step) / (10 + step))
+        decay = EMA_DECAY if resume_at else min(EMA_DECAY, (1 + step) / (10 + step))  # resumed: ema is one
         with torch.no_grad():
             for e, p in zip(ema.parameters(), unet.parameters()):
                 e.lerp_(p, 1 - decay)
@@ -282,7 +288,7 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
         step += 1
         if step % 100 == 0:
             rate = (step - first) / (time.time() - started)
-            log(f"unet step {step}/{total_steps} loss {np.mean(losses[-100:]):.4f} ({rate:.2f} steps/s)")
+            log(f"unet step {resume_at + step}/{resume_at + total_steps} loss {np.mean(losses[-100:]):.4f} ({rate:.2f} steps/s)")
         if time.time() - last_save > CHECKPOINT_SECONDS or step == total_steps:
             atomic_save({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                          "step": step}, ckpt_path)

@@ -94,6 +94,10 @@ def parse(argv=None):
     parser.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export-only", action="store_true", help="export the latest UNet checkpoint")
+    parser.add_argument("--continue-from", type=Path, default=None, metavar="WEIGHTS",
+                        help="go on with a world-2 training exported part way (its recipe, its measurer, "
+                             "autoencoder and text tower; the UNet's steps, batches and learning-rate "
+                             "schedule continue where the export stopped) in a new --work")
     parser.add_argument("--images", type=int, default=None, help=f"pictures per audience ({RECIPE['images']})")
     parser.add_argument("--measurer-steps", type=int, default=None, help=f"({RECIPE['measurer_steps']})")
     parser.add_argument("--vae-steps", type=int, default=None, help=f"({RECIPE['vae_steps']})")
@@ -130,6 +134,8 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.continue_from is not None:
+        return continue_training(args)
     recipe = recipe_from(args, args.work)
     check_recipe(args.work, recipe)
     out = args.out or args.work / "weights"
@@ -149,6 +155,53 @@ def main(argv=None) -> int:
                    noise_offset=recipe["noise_offset"], zero_snr=recipe.get("zero_snr", False))
     stage_export(args.work, out, lat, seed=seed, scheduler=recipe["scheduler"], zero_snr=recipe.get("zero_snr", False),
                  extra={"world": world2.WORLD_VERSION, "recipe": recipe})
+    return 0
+
+
+def continue_training(args) -> int:
+    """Train an exported part-way world-2 UNet to its recipe's end (see ``--continue-from``)."""
+    import torch
+    from transformers import CLIPTextModel
+
+    from .export import stage_export
+    from .nets import log
+    from .train import stage_data, stage_latents, stage_seed_from_weights, stage_unet
+
+    marker_path = args.continue_from / "generator" / "ldmprobe_reference.json"
+    try:
+        marker = json.loads(marker_path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"error: {marker_path}: not an exported reference world ({exc})", file=sys.stderr)
+        return 2
+    recipe = marker.get("recipe")
+    if marker.get("world") != world2.WORLD_VERSION or not isinstance(recipe, dict):
+        print(f"error: {args.continue_from} is not an exported world-2 training", file=sys.stderr)
+        return 2
+    asked = {k: getattr(args, k) for k in ("images", "measurer_steps", "vae_steps", "unet_steps",
+                                           "noise_offset", "scheduler", "zero_snr") if getattr(args, k) is not None}
+    if any(recipe.get(k) != v for k, v in asked.items()):
+        print(f"error: {args.continue_from} was trained with another recipe ({json.dumps(recipe)}); "
+              "a continuation keeps it", file=sys.stderr)
+        return 2
+    check_recipe(args.work, recipe)
+    done = int(marker["unet_steps"])
+    log(f"reference world 2 in {args.work}: continuing {args.continue_from} at UNet step {done} "
+        f"of {recipe['unet_steps']}")
+    record = stage_seed_from_weights(args.work, args.continue_from)
+    gen = stage_data(args.work, name="data.npz", count=recipe["images"],
+                     make=lambda n: world2.dataset(n, recipe["seed"], "generator"))
+    lat = stage_latents(args.work, gen)
+    lat["scale"] = record["scale"]  # the UNet was trained on latents at the exported scale
+    if not args.export_only and recipe["unet_steps"] > done:
+        encoder = CLIPTextModel.from_pretrained(str(args.continue_from / "generator" / "text_encoder"),
+                                                torch_dtype=torch.float32).eval()
+        stage_unet(args.work, gen, lat, recipe["unet_steps"] - done, start=args.work / "start_unet",
+                   cond_encoder=encoder, seed=recipe["seed"], device=args.device,
+                   noise_offset=recipe["noise_offset"], zero_snr=recipe.get("zero_snr", False), resume_at=done)
+    stage_export(args.work, args.out or args.work / "weights", lat, seed=recipe["seed"], step_offset=done,
+                 scheduler=recipe["scheduler"], zero_snr=recipe.get("zero_snr", False),
+                 extra={"world": world2.WORLD_VERSION, "recipe": recipe,
+                        "continued_from": record["continued_from"]})
     return 0
 
 
