@@ -96,6 +96,21 @@ def test_trace_parts_subset_and_cached_rerun(spec_file, tmp_path, tiny_generator
 
 
 @pytest.mark.slow
+def test_trace_call_shape_is_the_sweeps(spec_file, tmp_path, tiny_generator, tiny_measurer, fresh_cache):
+    """--call-shape means what it means for sweep: the plain images are the sweep's at that shape."""
+    result = _invoke(["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "20", "--parts", "conditioning",
+                      "--call-shape", "2", "--format", "json", "--out", str(tmp_path / "run"), "--no-report"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["config"]["settings"]["call_shape"] == 2
+
+    def cached(*extra):
+        plan = _invoke(["sweep", str(spec_file), *TINY, "--steps", "3", "--dry-run", "--format", "json", *extra])
+        return json.loads(plan.stdout)["counts"]["cached"]
+
+    assert cached("--call-shape", "2") == 8 and cached() == 0
+
+
+@pytest.mark.slow
 def test_trace_default_run_folders_never_collide(spec_file, tmp_path, monkeypatch, fresh_cache):
     monkeypatch.chdir(tmp_path)
     args = ["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "20", "--parts", "conditioning",
