@@ -255,17 +255,25 @@ def build_whole(work: Path, seeds: int) -> tuple[Path, np.ndarray]:
 
 
 def whole(sizes: list[int], folder: Path, extra: list[str], compare: Path | None = None,
-          profile: Path | None = None) -> int:
-    work = Path(tempfile.mkdtemp(prefix="bench-whole-", dir=folder))
+          profile: Path | None = None, keep: bool = False) -> int:
+    seeds = {n: max(1, n // CELLS) for n in sizes}
+    if keep:  # one folder per largest size, built once and reused by later runs
+        work = folder / f"bench-whole-{max(seeds.values())}"
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="bench-whole-", dir=folder))
     try:
-        seeds = {n: max(1, n // CELLS) for n in sizes}
         t0 = time.perf_counter()
-        # built in a child process: a forked child starts with its parent's resident memory, so a
-        # parent that held the build would inflate every peak measured below
-        subprocess.run([sys.executable, __file__, "--build-whole", str(work), str(max(seeds.values()))],
-                       env={**os.environ, "PYTHONPATH": _env(work)["PYTHONPATH"]}, check=True)
+        if not (work / "vectors.npy").is_file():  # written last by the build: its presence means a whole cache
+            shutil.rmtree(work / "cache", ignore_errors=True)
+            # built in a child process: a forked child starts with its parent's resident memory, so a
+            # parent that held the build would inflate every peak measured below
+            subprocess.run([sys.executable, __file__, "--build-whole", str(work), str(max(seeds.values()))],
+                           env={**os.environ, "PYTHONPATH": _env(work)["PYTHONPATH"]}, check=True)
+            print(f"# cache built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        else:
+            print(f"# reusing the cache in {work}", file=sys.stderr)
         root, vectors = work / "cache", np.load(work / "vectors.npy", mmap_mode="r")
-        print(f"# cache of {len(vectors)} images built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         env, rows = _env(root), []
         for n in sizes:
             items = seeds[n] * CELLS
@@ -276,12 +284,14 @@ def whole(sizes: list[int], folder: Path, extra: list[str], compare: Path | None
                 other["compare_s"], other["compare_peak_mb"] = run_process(
                     [sys.executable, *command], {**env, "PYTHONPATH": str(compare.resolve())}, work / f"cmp-{items}.log")
                 compared = json.loads((out / "results.json").read_text())
+                compared_items = hashlib.sha256((out / "items.jsonl").read_bytes()).hexdigest()
                 shutil.rmtree(out, ignore_errors=True)
             seconds, peak = run_process([sys.executable, *command], env, work / f"run-{items}.log")
             document = json.loads((out / "results.json").read_text())
             assert document["counts"]["generated"] == 0 and (out / "report.html").is_file()
             if compare is not None:  # the same results: every key but provenance (timings) and the folder's path
                 other["same_results"] = _comparable(document) == _comparable(compared)
+                other["same_items"] = hashlib.sha256((out / "items.jsonl").read_bytes()).hexdigest() == compared_items
             if profile is not None and n == sizes[-1]:
                 shutil.rmtree(out, ignore_errors=True)
                 try:
@@ -299,7 +309,8 @@ def whole(sizes: list[int], folder: Path, extra: list[str], compare: Path | None
                          "embeddings_mb": vectors[:items].nbytes / 2**20, **other})
             shutil.rmtree(out, ignore_errors=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"{'items':>8} {'ldmprobe s':>10} {'numpy s':>8} {'ratio':>7} {'peak MB':>8} {'numpy MB':>8} "
           f"{'folder MB':>9}   (whole process, cold start, all cached)")
     for row in rows:
@@ -317,11 +328,16 @@ def whole(sizes: list[int], folder: Path, extra: list[str], compare: Path | None
               f"embeddings held at once ({a['embeddings_mb']:.1f} and {b['embeddings_mb']:.1f} MB): x{rest:.2f}")
     if compare is not None:
         print(f"\ncompared with {compare} (run just before each row above, same cache):")
-        print(f"{'items':>8} {'other s':>8} {'this s':>8} {'this/other':>10} {'other MB':>9} {'this MB':>8} same results")
+        print(f"{'items':>8} {'other s':>8} {'this s':>8} {'this/other':>10} {'other MB':>9} {'this MB':>8} "
+              "same results.json / items.jsonl bytes")
         for row in rows:
             print(f"{row['items']:>8} {row['compare_s']:>8.2f} {row['seconds']:>8.2f} "
                   f"{row['seconds'] / row['compare_s']:>10.2f} {row['compare_peak_mb']:>9.0f} {row['peak_mb']:>8.0f} "
-                  f"{row['same_results']}")
+                  f"{row['same_results']} / {row['same_items']}")
+        if len(rows) > 1:
+            a, b = rows[0], rows[-1]
+            print(f"peak memory {b['items']} / {a['items']}: x{b['compare_peak_mb'] / a['compare_peak_mb']:.2f} with the "
+                  f"other checkout, x{b['peak_mb'] / a['peak_mb']:.2f} with this one")
         for a, b in zip(rows, rows[1:]):
             extra = b["items"] - a["items"]
             print(f"{a['items']} -> {b['items']}: {1e3 * (b['compare_s'] - a['compare_s']) / extra:.3f} ms per extra "
@@ -358,14 +374,20 @@ def main(argv=None) -> int:
                              "also run with it, just before, on the same cache, and the two are put side by side")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also run the largest size once more under cProfile, writing the profile here")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the built cache in --dir (bench-whole-SEEDS) and reuse it when it is there")
     parser.add_argument("--build-whole", nargs=2, metavar=("WORK", "SEEDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build_whole:  # the child process of the whole-command benchmark that builds its cache
         _, vectors = build_whole(Path(args.build_whole[0]), int(args.build_whole[1]))
-        np.save(Path(args.build_whole[0]) / "vectors.npy", vectors)
+        done = Path(args.build_whole[0]) / "vectors.npy"
+        with open(done.with_suffix(".part"), "wb") as fh:  # renamed when whole: --keep trusts its presence
+            np.save(fh, vectors)
+        os.replace(done.with_suffix(".part"), done)
         return 0
     if not args.parts:
-        return whole(args.sizes or [1000, 10000, 100000], args.dir, args.sweep_args.split(), args.compare, args.profile)
+        return whole(args.sizes or [1000, 10000, 100000], args.dir, args.sweep_args.split(), args.compare, args.profile,
+                     args.keep)
     args.sizes = args.sizes or [1000, 10000]
     rows = []
     for n in args.sizes:

@@ -106,11 +106,12 @@ def test_item_records_answer_as_a_dict_of_item_records():
 
 
 @pytest.mark.parametrize("shuffled", [False, True])
-def test_the_sweeps_image_grid_is_a_view_of_the_records_in_plan_order(shuffled):
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_the_sweeps_image_grid_reads_the_records_rows_in_plan_order(shuffled, in_memory):
     items = _items()
     spec = SimpleNamespace(templates=("a {}", "b {}"), all_terms=("", "x", "y"), seeds=(0, 1, 2))
     order = np.random.default_rng(1).permutation(len(items)) if shuffled else np.arange(len(items))
-    records = ItemRecords([items[i] for i in order])
+    records = ItemRecords([items[i] for i in order], in_memory=in_memory)
     rng = np.random.default_rng(2)
     for i in range(len(records)):
         if i != 4:
@@ -118,7 +119,7 @@ def test_the_sweeps_image_grid_is_a_view_of_the_records_in_plan_order(shuffled):
     records.failed[4] = "black"
     records.set_nsfw(5, True)
     grid = image_grid(SimpleNamespace(spec=spec, items=items), records)
-    assert np.shares_memory(grid.vectors, records.vectors) == (not shuffled)
+    assert grid.vectors is records.rows and records.rows.on_disk == (not in_memory)  # no copy of the embeddings
     for item in items:
         cell, record = grid[(item.template_index, item.term, item.seed)], records[item.key]
         assert cell.failed == (record.failed is not None) and cell.nsfw == bool(record.nsfw)

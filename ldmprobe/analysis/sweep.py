@@ -152,7 +152,7 @@ def _template_result(data: SweepEmbeddings, t: int, cells: TermCells, base: Term
     pairs.flagged += int(cells.flagged[t].sum())
     pairs.dropped += int(cells.dropped[t].sum())
     pairs.excluded += int(cells.excluded[t].sum())
-    tm, tb = cells.raw[t][both], base.raw[t][both]
+    tm, tb = cells.template(t)[both], base.template(t)[both]
     m_prompt, b_prompt = data.prompts[(t, term)], data.prompts[(t, data.baseline)]
     drift = TemplateImageDrift()
     if len(tm):

@@ -16,7 +16,7 @@ from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import (
     crossed_test, neighbour_null, sign_flip_test, unbiased_drift, vocabulary_z,
 )
-from ldmprobe.analysis.image_grid import ImageGrid
+from ldmprobe.analysis.image_grid import ImageGrid, TermVectors
 from ldmprobe.analysis.inference_core import BadEmbeddingError, unit_rows
 from ldmprobe.analysis.sweep_results import ImageDrift, Neighbours, ProbeRow
 from ldmprobe.digest import canonical_json, sha256_hex
@@ -43,12 +43,21 @@ class TermCells:
     """One modifier's (templates × seeds) images as arrays, gathered once per analysis so that
     every statistic selects its cells with a mask instead of visiting them one by one."""
 
-    raw: np.ndarray  # (T, S, d) embeddings as given (NaN rows: no embedding)
+    vectors: np.ndarray | TermVectors  # (T, S, d) embeddings as given (NaN rows: no embedding), or read when asked
     usable: np.ndarray  # (T, S): kept (not failed, not a dropped NSFW image) and normalisable
     failed: np.ndarray
     flagged: np.ndarray  # NSFW-flagged
     dropped: np.ndarray  # flagged and dropped (``drop_nsfw``)
     excluded: np.ndarray  # kept, but the embedding is non-finite or zero
+
+    @property
+    def raw(self) -> np.ndarray:
+        """The (T, S, d) embeddings (read whole when they are held in a row source)."""
+        return self.vectors if isinstance(self.vectors, np.ndarray) else self.vectors.read()
+
+    def template(self, t: int) -> np.ndarray:
+        """Template ``t``'s (S, d) embeddings."""
+        return self.vectors[t] if isinstance(self.vectors, np.ndarray) else self.vectors.template(t)
 
 
 def term_cells(data, term: str) -> TermCells:
@@ -58,12 +67,13 @@ def term_cells(data, term: str) -> TermCells:
     block = data.images.term_block(term, data.seeds) if isinstance(data.images, ImageGrid) else None
     if block is not None and block[1].any():
         vectors, have, failed, flagged = block
-        raw = vectors.reshape(*shape, -1)
+        raw = vectors.reshape(*shape, -1) if isinstance(vectors, np.ndarray) else vectors.read()
         kept = ~failed & have & ~(flagged & bool(data.drop_nsfw))
         finite = np.isfinite(raw).all(axis=-1)
         normalisable = finite & (raw != 0).any(axis=-1)  # unit_rows' mask, without its float64 copies
         dropped = flagged & bool(data.drop_nsfw)
-        return TermCells(raw, kept & normalisable, failed.copy(), flagged.copy(), dropped, kept & ~normalisable)
+        held = raw if isinstance(vectors, np.ndarray) else vectors  # read again when asked for
+        return TermCells(held, kept & normalisable, failed.copy(), flagged.copy(), dropped, kept & ~normalisable)
     cells = [data.images[(t, term, s)] for t in range(shape[0]) for s in data.seeds]
     failed = np.array([bool(c.failed) for c in cells], dtype=bool)
     flagged = np.array([bool(c.nsfw) for c in cells], dtype=bool)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,8 @@ from ldmprobe.engine import cache
 from ldmprobe.engine.distributed import check_stop
 from ldmprobe.engine.progress import GenerationProgress
 from ldmprobe.engine.sweep_setup import SweepSetup
-from ldmprobe.engine.workitems import WorkItem, unique_items
+from ldmprobe.engine.row_file import RowFile
+from ldmprobe.engine.workitems import PlanItems, WorkItem, unique_items
 from ldmprobe.errors import ExitCode, LdmprobeError
 from ldmprobe.models import sources as models
 from ldmprobe.models.loader import ModelLoader
@@ -120,30 +121,58 @@ ENCODE_BATCH = 64
 
 
 class ItemRecords(Mapping):
-    """Each item's :class:`ItemRecord` by key, held compactly: one matrix of embeddings and a few
-    flag arrays instead of an object and an array per image, so that a run's records cost the
-    embeddings themselves and a few bytes per image. A record is made when it is asked for."""
+    """Each item's :class:`ItemRecord` by key, held compactly: the embeddings in one
+    :class:`~ldmprobe.engine.row_file.RowFile` (a temporary file, read back a block at a time)
+    and a few flag arrays instead of an object and an array per image, so that a run's records
+    cost a few bytes per image in memory. A record is made when it is asked for.
 
-    def __init__(self, items: list[WorkItem]):
+    ``items``: the items (the first of each key kept), a :class:`~ldmprobe.engine.workitems.PlanItems`
+    (keys found through its sorted table) or any list of objects with a ``key``.
+    ``in_memory``: hold the embeddings in memory instead of a temporary file."""
+
+    def __init__(self, items, *, in_memory: bool = False):
         self.items = unique_items(items)
-        self._row = {item.key: i for i, item in enumerate(self.items)}
+        self._plan = self.items if isinstance(self.items, PlanItems) else None
+        self._row = None if self._plan is not None else {item.key: i for i, item in enumerate(self.items)}
         n = len(self.items)
         self.cached = np.ones(n, bool)
         self.nsfw = np.full(n, -1, np.int8)  # -1: unknown (None)
         self.has = np.zeros(n, bool)
         self.failed: dict[int, str] = {}
         self._flags: dict[int, Any] = {}  # a safety flag other than None, True or False, as recorded
-        self.vectors: np.ndarray | None = None  # (n, *shape) once one embedding is set; NaN rows: none
+        self.rows: RowFile | None = None  # (n, *shape) once one embedding is set; NaN rows: none
+        self._in_memory = in_memory
         self._odd: dict[int, np.ndarray] = {}  # embeddings of another shape or dtype than the first
 
     def row(self, key: str) -> int:
-        return self._row[key]
+        return self._plan.index_of(key) if self._plan is not None else self._row[key]
+
+    def key(self, i: int) -> str:
+        return self._plan.key(i) if self._plan is not None else self.items[i].key
 
     def __getitem__(self, key: str) -> ItemRecord:
-        i = self._row[key]
+        return self.record(self.row(key))
+
+    def record(self, i: int, item: WorkItem | None = None, *, embedding: bool = True) -> ItemRecord:
+        """The record of row ``i`` (``item``: its item, when the caller has it already; without
+        ``embedding``, the record's embedding is None: its flags alone, nothing read)."""
         nsfw = int(self.nsfw[i])
-        return ItemRecord(item=self.items[i], cached=bool(self.cached[i]), failed=self.failed.get(i),
-                          nsfw=self._flags.get(i) if nsfw < 0 else bool(nsfw), embedding=self.embedding(i))
+        return ItemRecord(item=self.items[i] if item is None else item, cached=bool(self.cached[i]),
+                          failed=self.failed.get(i), nsfw=self._flags.get(i) if nsfw < 0 else bool(nsfw),
+                          embedding=self.embedding(i) if embedding else None)
+
+    def flag_records(self, items) -> Iterator[tuple[WorkItem, ItemRecord]]:
+        """(item, its record without the embedding) for each of ``items`` (KeyError for an item
+        not held); the rows of a compact plan's items are found at once."""
+        if self._plan is not None and isinstance(items, PlanItems):
+            rows = self._plan.positions(items)
+            for item, i in zip(items, rows.tolist()):
+                if i < 0:
+                    raise KeyError(item.key)
+                yield item, self.record(i, item, embedding=False)
+        else:
+            for item in items:
+                yield item, self.record(self.row(item.key), item, embedding=False)
 
     def set_nsfw(self, i: int, flag) -> None:
         if flag is True or flag is False:
@@ -151,34 +180,50 @@ class ItemRecords(Mapping):
         elif flag is not None:
             self._flags[i] = flag
 
+    def flagged(self) -> np.ndarray:
+        """Per row: the safety flag is truthy."""
+        flagged = self.nsfw == 1
+        flagged[[i for i, flag in self._flags.items() if flag]] = True
+        return flagged
+
     def __iter__(self):
+        if self._plan is not None:
+            return iter(self._plan.keys())
         return iter(self._row)
 
     def __len__(self) -> int:
-        return len(self._row)
+        return len(self.items)
 
     def __contains__(self, key) -> bool:
-        return key in self._row
+        try:
+            self.row(key)
+        except KeyError:
+            return False
+        return True
 
     def embedding(self, i: int) -> np.ndarray | None:
         if i in self._odd:
             return self._odd[i]
-        return self.vectors[i] if self.has[i] else None
+        return self.rows.take(i) if self.has[i] else None
+
+    @property
+    def vectors(self) -> np.ndarray | None:
+        """Every row of embeddings as one array (NaN rows: none); read whole, for a small run or an export."""
+        return None if self.rows is None else self.rows.read()
 
     def set_embedding(self, i: int, vector) -> None:
         vector = np.asarray(vector)
-        if self.vectors is None:
-            fill = np.nan if np.issubdtype(vector.dtype, np.floating) else 0
-            self.vectors = np.full((len(self.items), *vector.shape), fill, vector.dtype)
-        if vector.shape == self.vectors.shape[1:] and vector.dtype == self.vectors.dtype:
-            self.vectors[i] = vector
+        if self.rows is None:
+            self.rows = RowFile(len(self.items), vector.shape, vector.dtype, in_memory=self._in_memory)
+        if vector.shape == self.rows.row_shape and vector.dtype == self.rows.dtype:
+            self.rows.set(i, vector)
             self.has[i] = True
         else:
             self._odd[i] = vector
 
     @property
     def uniform(self) -> bool:
-        """Every embedding is a row of ``vectors`` (one shape and dtype)."""
+        """Every embedding is a row of ``rows`` (one shape and dtype)."""
         return not self._odd
 
 
@@ -196,9 +241,9 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     todo_items = records.items
     to_embed: list[tuple[int, Any]] = []
     absent: list[str] = []
-    recorded = store.failures([item.key for item in todo_items])  # one listing per folder when many
+    recorded = store.failures(_keys(todo_items))  # one listing per folder when many
     for start in range(0, len(todo_items), READ_CHUNK):
-        chunk = todo_items[start: start + READ_CHUNK]
+        chunk = list(todo_items[start: start + READ_CHUNK])
         cached_vectors = emb_store.get_many([item.key for item in chunk])  # one checked read per batch
         emb_store.forget()  # the records keep the values; the store need not keep them too
         for i, (item, vector) in enumerate(zip(chunk, cached_vectors), start):
@@ -237,13 +282,17 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     return records
 
 
+def _keys(items) -> list[str]:
+    return items.keys() if isinstance(items, PlanItems) else [item.key for item in items]
+
+
 def _encode(loaded: ModelLoader, emb_store, records: ItemRecords, batch: list[tuple[int, Any]]) -> None:
     """Embed one batch of decoded images, cache the embeddings, keep them in ``records``; empties ``batch``."""
     from ldmprobe.engine.encode import encode_images
 
     check_stop()
     vectors = encode_images(loaded.get_measurer(), [image for _, image in batch])
-    emb_store.put_many([records.items[i].key for i, _ in batch], list(vectors))
+    emb_store.put_many([records.key(i) for i, _ in batch], list(vectors))
     emb_store.forget()
     for (i, _), vector in zip(batch, vectors):
         records.set_embedding(i, vector)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.engine import cache
-from ldmprobe.engine.workitems import Recipe, WorkItem, call_shape, recipe_call_shape, unique_items, work_items
+from ldmprobe.engine.workitems import PlanItems, Recipe, WorkItem, call_shape, recipe_call_shape, unique_items, work_items
 from ldmprobe.errors import BadInputError, ModelUnavailableError
 from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
@@ -205,11 +205,11 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
     prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
     truncated = _check_lengths(generator_ref, folder, prompts, options, notes, reporter)
     check_measurer_texts(spec, options, measurer_ref)
-    levels = tuple(PlanLevel(r.guidance, r.steps, r, tuple(work_items(spec, r))) for r in recipes)
+    levels = tuple(PlanLevel(r.guidance, r.steps, r, _held(work_items(spec, r))) for r in recipes)
     return SweepSetup(
         spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
         generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
-        items=[item for level in levels for item in level.items], truncated=list(truncated), notes=notes,
+        items=levels[0].items if len(levels) == 1 else [item for level in levels for item in level.items], truncated=list(truncated), notes=notes,
         levels=levels,
     )
 
@@ -322,6 +322,11 @@ def _vae_factor(folder: Path) -> int:
         return 2 ** (len(json.loads(config.read_text()).get("block_out_channels", [0] * 4)) - 1)
     except (OSError, ValueError, TypeError):
         return 8
+
+
+def _held(items):
+    """The plan's items as held: a compact :class:`PlanItems` as it is, a list as a tuple."""
+    return items if isinstance(items, PlanItems) else tuple(items)
 
 
 def dry_run_document(setup: SweepSetup) -> dict:

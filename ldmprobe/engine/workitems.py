@@ -20,16 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from ldmprobe.digest import canonical_json, digest, sha256_hex  # noqa: F401  (importable from here)
 from ldmprobe.specs.sweep import Spec, expand
 
 __all__ = [
     "KEY_VERSION",
+    "PlanItems",
     "Recipe",
     "call_shape",
     "default_call_shape",
@@ -232,7 +235,7 @@ def _key_text_parts(recipe: Recipe) -> tuple[str, str, str] | None:
     return before, between, after
 
 
-def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
+def work_items(spec: Spec, recipe: Recipe) -> Sequence[WorkItem]:
     """Every (template, term, seed) of the spec as a work item, in a fixed order.
 
     Order: templates in spec order; within a template the baseline first, then the terms in
@@ -242,9 +245,34 @@ def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
 
     The recipe is used as given: merging the spec's ``steps``/``guidance``/``width``/
     ``height``/``negative_prompt`` defaults with command-line options is the caller's job.
+
+    Returned as :class:`PlanItems` (the same items held as arrays, each made when it is asked
+    for) when every seed is a valid one; else as a list (whose making raises for a bad seed).
     """
-    items: list[WorkItem] = []
     parts = _key_text_parts(recipe)
+    templates, terms, seeds = tuple(spec.templates), tuple(spec.all_terms), tuple(spec.seeds)
+    if parts is not None and all(_is_int(seed) and seed >= 0 for seed in seeds):
+        prompts = tuple(tuple(expand(template, term) for term in terms) for template in templates)
+        if all(isinstance(p, str) for row in prompts for p in row):
+            digests = np.empty((len(templates) * len(terms) * len(seeds), 32), np.uint8)
+            at = 0
+            tails = [f"{int(seed)}{parts[2]}".encode("utf-8") for seed in seeds]
+            for row in prompts:
+                for prompt in row:  # item_key's text up to the seed, hashed once per prompt
+                    head = hashlib.sha256(f"{parts[0]}{_json_text(prompt)}{parts[1]}".encode("utf-8"))
+                    block = bytearray(32 * len(seeds))
+                    for j, tail in enumerate(tails):
+                        hashed = head.copy()
+                        hashed.update(tail)
+                        block[32 * j: 32 * j + 32] = hashed.digest()
+                    digests[at: at + len(seeds)] = np.frombuffer(bytes(block), np.uint8).reshape(-1, 32)
+                    at += len(seeds)
+            return PlanItems(recipe, templates, terms, seeds, prompts, digests)
+    return _work_item_list(spec, recipe, parts)
+
+
+def _work_item_list(spec: Spec, recipe: Recipe, parts) -> list[WorkItem]:
+    items: list[WorkItem] = []
     for t_index, template in enumerate(spec.templates):
         for term_index, term in enumerate(spec.all_terms):
             is_baseline = term_index == 0
@@ -274,8 +302,122 @@ def work_items(spec: Spec, recipe: Recipe) -> list[WorkItem]:
     return items
 
 
-def unique_items(items: Iterable[WorkItem]) -> list[WorkItem]:
-    """The first item for each key, in the given order (what a generator needs to make)."""
+class PlanItems(Sequence):
+    """A plan's work items held as arrays: each (template, term, seed) cell's key as 32 bytes,
+    and the templates, terms, seeds and prompts once, so that a plan of N images costs about
+    40 bytes per image instead of an object and a key string each. A :class:`WorkItem` is made
+    when it is asked for (equal to the one :func:`work_items` made as a list).
+
+    ``digests``: one row per cell of the full grid, in plan order (templates, then terms with
+    the baseline first, then seeds); ``rows``: the cells this sequence holds, in its order (None:
+    all of them). Keys are found by a sorted table made on the first lookup.
+    """
+
+    def __init__(self, recipe: Recipe, templates: tuple, terms: tuple, seeds: tuple, prompts: tuple,
+                 digests: np.ndarray, rows: np.ndarray | None = None):
+        self.recipe, self.templates, self.terms, self.seeds, self.prompts = recipe, templates, terms, seeds, prompts
+        self.digests, self.rows = digests, rows
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (digests as S32, sorted; their positions)
+        self._unique: PlanItems | None = None
+
+    def __len__(self) -> int:
+        return len(self.digests) if self.rows is None else len(self.rows)
+
+    def cell(self, i: int) -> int:
+        """The grid row of this sequence's ``i``-th item."""
+        return i if self.rows is None else int(self.rows[i])
+
+    def cells(self) -> np.ndarray:
+        """The grid rows of every item, in this sequence's order."""
+        return np.arange(len(self.digests)) if self.rows is None else self.rows
+
+    def key(self, i: int) -> str:
+        return self.digests[self.cell(i)].tobytes().hex()
+
+    def keys(self) -> list[str]:
+        return [row.tobytes().hex() for row in self.digests[self.cells()]]
+
+    def _item(self, g: int) -> WorkItem:
+        n_terms, n_seeds = len(self.terms), len(self.seeds)
+        t, k, s = g // (n_terms * n_seeds), (g // n_seeds) % n_terms, g % n_seeds
+        return WorkItem(template=self.templates[t], template_index=t, term=self.terms[k], is_baseline=k == 0,
+                        seed=self.seeds[s], prompt=self.prompts[t][k], recipe=self.recipe,
+                        key=self.digests[g].tobytes().hex())
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return PlanItems(self.recipe, self.templates, self.terms, self.seeds, self.prompts, self.digests,
+                             self.cells()[i])
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("plan item index out of range")
+        return self._item(self.cell(i % n))
+
+    def __iter__(self):
+        for g in (range(len(self.digests)) if self.rows is None else self.rows.tolist()):
+            yield self._item(g)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash((self.recipe, self.digests[self.cells()].tobytes()))
+
+    def __repr__(self) -> str:
+        return f"PlanItems({len(self)} items)"
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._sorted is None:
+            held = np.ascontiguousarray(self.digests[self.cells()]).view("S32").ravel()
+            order = np.argsort(held, kind="stable")  # equal keys keep their order: the first comes first
+            self._sorted = (held[order], order)
+        return self._sorted
+
+    def index_of(self, key: str) -> int:
+        """The position of the first item with ``key``; KeyError when none has it."""
+        try:
+            raw = bytes.fromhex(key) if isinstance(key, str) and len(key) == 64 else None
+        except ValueError:
+            raw = None
+        if raw is None:
+            raise KeyError(key)
+        held, order = self._table()
+        at = int(np.searchsorted(held, np.array(raw, "S32")))
+        if at == len(held) or held[at] != raw.rstrip(b"\0"):  # a numpy S32 item drops trailing NULs
+            raise KeyError(key)
+        return int(order[at])
+
+    def positions(self, other: PlanItems) -> np.ndarray:
+        """For each item of ``other`` (a plan over the same digests or not), the position of the
+        first item of this sequence with its key; -1 where none has it."""
+        held, order = self._table()
+        wanted = np.ascontiguousarray(other.digests[other.cells()]).view("S32").ravel()
+        at = np.minimum(np.searchsorted(held, wanted), len(held) - 1) if len(held) else np.zeros(len(wanted), int)
+        found = held[at] == wanted if len(held) else np.zeros(len(wanted), bool)
+        return np.where(found, order[at] if len(held) else -1, -1)
+
+    def unique(self) -> PlanItems:
+        """The first item for each key, in this sequence's order (itself when every key differs)."""
+        if self._unique is None:
+            held, order = self._table()
+            first = np.ones(len(held), bool)
+            first[1:] = held[1:] != held[:-1]
+            if first.all():
+                self._unique = self
+            else:
+                self._unique = PlanItems(self.recipe, self.templates, self.terms, self.seeds, self.prompts,
+                                         self.digests, self.cells()[np.sort(order[first])])
+                self._unique._unique = self._unique
+        return self._unique
+
+
+def unique_items(items: Iterable[WorkItem]) -> Sequence[WorkItem]:
+    """The first item for each key, in the given order (what a generator needs to make): a
+    list, or for :class:`PlanItems` a :class:`PlanItems` of those items."""
+    if isinstance(items, PlanItems):
+        return items.unique()
     seen: set[str] = set()
     out: list[WorkItem] = []
     for item in items:

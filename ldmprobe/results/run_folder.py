@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from ldmprobe.engine import cache
-from ldmprobe.engine.sweep_images import ItemRecord
+from ldmprobe.engine.sweep_images import ItemRecord, ItemRecords
+from ldmprobe.engine.workitems import PlanItems
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.errors import BadInputError, LdmprobeError
 from ldmprobe.records import jsonable, to_json
@@ -264,8 +265,7 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, c
     (images of the top level's first seeds; ``ldmprobe export`` copies the rest)."""
     drop = setup.options.nsfw == "drop"
     with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
-        for item in setup.items:
-            record = records[item.key]
+        for item, record in _flag_records(records, setup.items):
             fh.write(json.dumps({  # plain values; anything else goes through the one JSON converter
                 "template": item.template, "template_index": item.template_index, "term": item.term,
                 "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
@@ -273,6 +273,25 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, c
                 "image": copied.get(item.key), "cached": record.cached,
                 "flags": {"failed": record.failed, "nsfw": record.nsfw, "dropped": drop and bool(record.nsfw)},
             }, ensure_ascii=False, allow_nan=False, default=jsonable) + "\n")
+
+
+def _flag_records(records, items):
+    """(item, record) per item; a record's embedding is not needed here (none is read where the
+    records can leave it out)."""
+    if isinstance(records, ItemRecords):
+        return records.flag_records(items)
+    return ((item, records[item.key]) for item in items)
+
+
+def _sheet_items(setup: SweepSetup, t: int, seeds: list) -> dict:
+    """(term, seed) -> the work item of template ``t``, for the sampled ``seeds``."""
+    spec, items = setup.spec, setup.items
+    if isinstance(items, PlanItems) and items.rows is None and items.terms == tuple(spec.all_terms) \
+            and items.seeds == tuple(spec.seeds) and len(set(items.seeds)) == len(items.seeds):
+        n_terms, n_seeds = len(items.terms), len(items.seeds)  # a compact plan's cells are grid cells
+        return {(term, seed): items[(t * n_terms + k) * n_seeds + items.seeds.index(seed)]
+                for k, term in enumerate(items.terms) for seed in seeds}
+    return {(i.term, i.seed): i for i in items if i.template_index == t and i.seed in set(seeds)}
 
 
 def _sample_image(out: Path, key: str, store: cache.ImageStore, copied: dict[str, str], copy: bool):
@@ -310,7 +329,7 @@ def _write_contact_sheet(out: Path, t: int, records: dict[str, ItemRecord], setu
     """The template's sheet of the sampled seeds; each sampled image is copied on the way."""
     spec = setup.spec
     seeds = sample_seeds(spec.seeds)
-    by_cell = {(i.term, i.seed): i for i in setup.items if i.template_index == t and i.seed in set(seeds)}
+    by_cell = _sheet_items(setup, t, seeds)
     copy = setup.options.write_images
     rows = []
     for term in spec.all_terms:

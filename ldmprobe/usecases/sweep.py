@@ -21,7 +21,7 @@ from ldmprobe.engine.sweep_images import (Interrupted, ItemRecord, ItemRecords, 
 from ldmprobe.engine.sweep_setup import (SweepOptions, SweepSetup, call_groups, config_block, dry_run_document,
                                          make_plan)
 from ldmprobe.digest import digest
-from ldmprobe.engine.workitems import unique_items
+from ldmprobe.engine.workitems import PlanItems, unique_items
 from ldmprobe.errors import BadInputError, ExitCode, LdmprobeError
 from ldmprobe.models import sources as models
 from ldmprobe.models.loader import ModelLoader
@@ -115,11 +115,11 @@ def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore, out=None, report
     checks that the images to make and the run folder fit on their disks (before any model
     loads)."""
     unique = unique_items(setup.items)
-    plan_digest = digest([item.key for item in setup.items])
+    plan_digest = digest(_keys(setup.items))
     view = None
     if ctx.is_main:
         emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
-        to_make, to_embed = cached_work(store, emb_store, [item.key for item in unique])
+        to_make, to_embed = cached_work(store, emb_store, _keys(unique))
         view = (plan_digest, sorted(to_make | to_embed), len(to_make), None)
         try:
             _check_disk_space(setup, store, unique, to_make, out, reporter)
@@ -133,8 +133,14 @@ def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore, out=None, report
         raise BadInputError(
             f"{ctx} planned other images than rank 0: every rank must run the same command "
             "(same spec, options, models and LDMPROBE_CACHE).")
+    if isinstance(unique, PlanItems):
+        return [unique[unique.index_of(key)] for key in work_keys], n_to_make
     by_key = {item.key: item for item in unique}
     return [by_key[key] for key in work_keys], n_to_make
+
+
+def _keys(items) -> list[str]:
+    return items.keys() if isinstance(items, PlanItems) else [item.key for item in items]
 
 
 def _check_disk_space(setup: SweepSetup, store: cache.ImageStore, unique, to_make: set, out, reporter) -> None:
@@ -236,8 +242,8 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
         "unique": len(unique),
         "generated": len(work.made),
         "cached": len(unique) - len(work.made),
-        "failed": sum(records[i.key].failed is not None for i in unique),
-        "flagged": sum(bool(records[i.key].nsfw) for i in unique),
+        "failed": len(records.failed),  # the records hold the unique items
+        "flagged": int(records.flagged().sum()),
     }
     extra = {"distributed": {"world_size": ctx.world_size, "backend": "gloo"}} if ctx.distributed else {}
     result = SweepResult(
@@ -337,29 +343,39 @@ def sweep_embeddings(setup: SweepSetup, loaded: ModelLoader, records: dict[str, 
 
 
 def image_grid(setup: SweepSetup, records: ItemRecords) -> ImageGrid | None:
-    """The plan's images as an :class:`ImageGrid` over the records' arrays: a view of the records'
-    embeddings when the plan lists each of them once, in their order (a single-level sweep), else
-    one copy. None where a grid cannot hold them (embeddings of several shapes or dtypes, or
-    other than float32 / float64: the analysis then gets a dict of cells)."""
+    """The plan's images as an :class:`ImageGrid` over the records' rows (the embeddings stay
+    where the records hold them; the grid reads a term's when the analysis asks). None where a
+    grid cannot hold them (embeddings of several shapes or dtypes, or other than float32 /
+    float64: the analysis then gets a dict of cells)."""
     spec = setup.spec
     terms, seeds = tuple(spec.all_terms), tuple(spec.seeds)
     shape = (len(spec.templates), len(terms), len(seeds))
-    vectors = records.vectors
-    if vectors is None or not records.uniform or vectors.dtype not in (np.float32, np.float64) \
+    source = records.rows
+    if source is None or not records.uniform or source.dtype not in (np.float32, np.float64) \
             or len(setup.items) != shape[0] * shape[1] * shape[2]:
         return None
-    term_index, seed_index = {term: k for k, term in enumerate(terms)}, {seed: j for j, seed in enumerate(seeds)}
-    rows = np.fromiter((records.row(item.key) for item in setup.items), np.int64, len(setup.items))
-    order = np.fromiter(((item.template_index * shape[1] + term_index[item.term]) * shape[2] + seed_index[item.seed]
-                         for item in setup.items), np.int64, len(setup.items))
-    if not (np.unique(order) == np.arange(len(order))).all():
+    rows, order = _grid_rows(setup, records, shape)
+    if rows is None or not (np.unique(order) == np.arange(len(order))).all():
         return None  # a cell planned twice or not at all
     rows[order] = rows.copy()  # rows in grid order
     failed = np.zeros(len(records), bool)
     failed[list(records.failed)] = True
-    flagged = records.nsfw == 1
-    flagged[[i for i, flag in records._flags.items() if flag]] = True
-    grid = vectors.reshape(len(vectors), -1) if (rows == np.arange(len(rows))).all() and len(rows) == len(vectors) \
-        else vectors.reshape(len(vectors), -1)[rows]
-    return ImageGrid(terms, seeds, grid.reshape(*shape, -1), records.has[rows].reshape(shape),
-                     failed[rows].reshape(shape), flagged[rows].reshape(shape))
+    flagged = records.flagged()
+    return ImageGrid(terms, seeds, source, records.has[rows].reshape(shape), failed[rows].reshape(shape),
+                     flagged[rows].reshape(shape), rows=rows.reshape(shape))
+
+
+def _grid_rows(setup: SweepSetup, records: ItemRecords, shape) -> tuple[np.ndarray | None, np.ndarray]:
+    """(each planned item's row in the records, its cell's position in the grid)."""
+    items = setup.items
+    if isinstance(items, PlanItems) and isinstance(records.items, PlanItems) \
+            and (items.templates, items.terms, items.seeds) == (tuple(setup.spec.templates), tuple(setup.spec.all_terms),
+                                                                tuple(setup.spec.seeds)):
+        rows = records.items.positions(items)
+        return (None if (rows < 0).any() else rows.astype(np.int64)), items.cells()  # a plan's cells are grid cells
+    term_index = {term: k for k, term in enumerate(setup.spec.all_terms)}
+    seed_index = {seed: j for j, seed in enumerate(setup.spec.seeds)}
+    rows = np.fromiter((records.row(item.key) for item in items), np.int64, len(items))
+    order = np.fromiter(((item.template_index * shape[1] + term_index[item.term]) * shape[2] + seed_index[item.seed]
+                         for item in items), np.int64, len(items))
+    return rows, order
