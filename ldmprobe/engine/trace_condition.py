@@ -187,8 +187,9 @@ def variant_parts(variants: Sequence[str], parts: Sequence[str] = PARTS) -> dict
 
 
 def build_hybrids(loaded, template: str, terms: Sequence[str], baseline: str = "",
-                  variants: Sequence[str] | None = None, *, base_states=None) -> list[Hybrids]:
-    """Hybrid conditionings of each term under one template (the encoder runs once per prompt).
+                  variants: Sequence[str] | None = None, *, base_states=None, term_states=None) -> list[Hybrids]:
+    """Hybrid conditionings of each term under one template (the encoder runs once per prompt;
+    not at all for ``base_states`` / ``term_states`` given, e.g. the plain images' own).
 
     ``variants`` None: each of the architecture's parts."""
     from ldmprobe.engine.trace_text import as_cond, encode, layout
@@ -198,10 +199,11 @@ def build_hybrids(loaded, template: str, terms: Sequence[str], baseline: str = "
     variants = allowed if variants is None else variants
     absent_parts(variants, text_layout.family, ValueError)
     chosen = variant_parts(variants, allowed)
-    prompts = [fill(template, t) for t in terms]
-    encoded = encode(loaded, ([] if base_states is not None else [fill(template, baseline)]) + prompts)
+    prompts = [] if term_states is not None else [fill(template, t) for t in terms]
+    todo = ([] if base_states is not None else [fill(template, baseline)]) + prompts
+    encoded = encode(loaded, todo) if todo else []
     base = as_cond(base_states) if base_states is not None else encoded[0]
-    term_states = encoded[len(encoded) - len(terms):]
+    term_states = [as_cond(c) for c in term_states] if term_states is not None else encoded[len(encoded) - len(terms):]
     out = []
     for term, states in zip(terms, term_states):
         spans = block_spans(text_layout, template, term, baseline)

@@ -138,7 +138,8 @@ def conditioning(run: Run, plain: dict) -> tuple[EffectTable, ...]:
     names, jobs = list(run.o.variants), []
     for template in o.templates:
         base = plain["states"][(o.baseline, template)]
-        for hyb in build_hybrids(run.g, template, o.terms, o.baseline, names, base_states=base):
+        terms = [plain["states"][(term, template)] for term in o.terms]
+        for hyb in build_hybrids(run.g, template, o.terms, o.baseline, names, base_states=base, term_states=terms):
             jobs += [CondJob(seed, hyb.states[name], label=_hybrid_label(hyb, o.baseline, name, run.layout.parts),
                              slot=run.slot(template, hyb.term, seed)) for name in names for seed in o.seeds]
     made, _ = run.generate("conditioning", jobs)
@@ -181,8 +182,9 @@ def steps(run: Run, plain: dict) -> tuple[EffectTable, ...]:
                 for template in o.templates:
                     b, t = plain["states"][(o.baseline, template)], plain["states"][(term, template)]
                     labels = (_label(template, o.baseline), _label(template, term))[:: 1 if forward else -1]
-                    jobs += [CondJob(seed, b if forward else t, t if forward else b, k, slot=run.slot(template, term, seed),
-                                     label=f"switch:{labels[0]}>{labels[1]}@{k}") for seed in o.seeds]
+                    jobs += [CondJob(seed, b if forward else t, t if forward else b, k,
+                                     label=f"switch:{labels[0]}>{labels[1]}@{k}", slot=run.slot(template, term, seed))
+                             for seed in o.seeds]
     made, _ = run.generate("steps", jobs)
     emb = run.grid(run.embed(made.pixels, made.failed), len(jobs) // (run.n_t * run.n_s))
     run.pictures["steps_pixels"] = run.grid(made.pixels, len(jobs) // (run.n_t * run.n_s))  # (term, k, dir) major
