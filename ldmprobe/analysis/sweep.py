@@ -25,7 +25,8 @@ from ldmprobe.analysis.image_grid import Cell, ImageCell, ImageGrid  # noqa: F40
 from ldmprobe.analysis.inference_core import BadEmbeddingError
 from ldmprobe.analysis.sweep_controls import against_controls
 from ldmprobe.analysis.sweep_terms import (
-    DIRECTION_K, Pairs, TermCells, bad_embedding, check_probes, image_drift, nan_to_none, neighbours, probe_rows,
+    DIRECTION_K, Pairs, TermCells, bad_embedding, check_probes, finish_image_drift, nan_to_none,
+    neighbours, prepare_image_drift, probe_rows,
     term_cells, term_seed,
 )
 
@@ -177,11 +178,15 @@ def _analyse_term(data: SweepEmbeddings, settings: StatisticsSettings, term: str
     if pairs.n:
         m_arr, b_arr = pairs.arrays()
         seed = term_seed(settings.seed, term)
-        drift = image_drift(m_arr, b_arr, pairs.groups, settings, seed, spread_all)
         text_m = np.stack([data.prompt_embeddings[p] for p in m_prompts])
         text_b = np.stack([data.prompt_embeddings[p] for p in b_prompts])
+        # each statistic draws from its own stream (seeded by the term), so their order is free:
+        # the pairs' rows go before the drift's resampling, whose memory is the largest
         probes = probe_rows(data, settings, m_arr, b_arr, pairs, seed, text_m, text_b)
         near = neighbours(data, m_arr, b_arr, seed)
+        prepared = prepare_image_drift(m_arr, b_arr, pairs.groups, seed, spread_all)
+        del m_arr, b_arr
+        drift = finish_image_drift(prepared, settings)
     return TermResult(
         term=term, n_pairs=pairs.n, failed=pairs.failed, flagged=pairs.flagged, dropped=pairs.dropped,
         excluded=pairs.excluded, text_drift=_text_drift(data, m_prompts, b_prompts), templates=per_template,

@@ -14,8 +14,9 @@ import numpy as np
 
 from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import (
-    crossed_test, neighbour_null, sign_flip_test, unbiased_drift, vocabulary_z,
+    crossed_test, neighbour_null, sign_flip_test, vocabulary_z,
 )
+from ldmprobe.analysis.inference_drift import drift_parts, resampled_drift
 from ldmprobe.analysis.image_grid import ImageGrid, TermVectors
 from ldmprobe.analysis.inference_core import BadEmbeddingError, unit_rows
 from ldmprobe.analysis.sweep_results import ImageDrift, Neighbours, ProbeRow
@@ -133,12 +134,39 @@ def image_drift(m: np.ndarray, b: np.ndarray, groups: list[int], settings, seed:
                 spread_all: float) -> ImageDrift:
     """Unbiased drift with its bootstrap CI and the within-pairs p (the headline verdict until
     controls replace it); centroid and paired drift kept for continuity."""
+    return finish_image_drift(prepare_image_drift(m, b, groups, seed, spread_all), settings)
+
+
+@dataclass(frozen=True)
+class PreparedDrift:
+    """:func:`image_drift` up to its resampling: what needs the rows is done (the caller may let
+    them go before :func:`finish_image_drift`)."""
+
+    base: ImageDrift
+    parts: object | None  # inference_drift.DriftParts; None: no template with two usable pairs
+    seed: int
+    spread_all: float
+
+
+def prepare_image_drift(m: np.ndarray, b: np.ndarray, groups: list[int], seed: int,
+                        spread_all: float) -> PreparedDrift:
     base = ImageDrift(centroid=stats.centroid_drift(m, b), paired=stats.paired_drift(m, b),
                       baseline_spread=spread_all, seed=seed)
     try:
-        u = unbiased_drift(m, b, groups, n_boot=settings.bootstrap, n_resamples=settings.permutations,
-                           seed=_rng(seed, 1))
+        parts = drift_parts(m, b, groups)
     except ValueError:  # no template with two usable pairs: no unbiased estimate
+        parts = None
+    return PreparedDrift(base, parts, seed, spread_all)
+
+
+def finish_image_drift(prepared: PreparedDrift, settings) -> ImageDrift:
+    base, seed, spread_all = prepared.base, prepared.seed, prepared.spread_all
+    if prepared.parts is None:
+        return base
+    try:
+        u = resampled_drift(prepared.parts, n_boot=settings.bootstrap, n_resamples=settings.permutations,
+                            seed=_rng(seed, 1))
+    except ValueError:
         return base
     return ImageDrift(
         estimate=u.estimate, ci_low=u.ci_low, ci_high=u.ci_high, standardised=u.standardised,
