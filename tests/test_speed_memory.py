@@ -194,3 +194,53 @@ def test_a_released_manifest_answers_as_before(tmp_path):
     index.release()
     assert index._first is None and len(index._flag) == 0 and index._own == own
     assert [index.flag(f"{i:064x}", os.stat(p)) for i, p in enumerate(paths)] == answers == [False, True, False]
+
+
+def _held_by_the_analysis(n_seeds: int, *, in_memory: bool = False, as_list: bool = False) -> int:
+    """Traced bytes still held once a sweep's plan, records, image grid and every term's cells
+    are made (what the analysis keeps from start to end), for 2 templates x 4 modifiers x
+    ``n_seeds`` items with 64-d embeddings. ``in_memory`` / ``as_list``: the embeddings held in
+    memory, the plan as a list of WorkItems (what the compact forms replace)."""
+    import gc
+    import tracemalloc
+
+    from ldmprobe.analysis.sweep_terms import term_cells
+    from ldmprobe.engine.workitems import _key_text_parts, _work_item_list, work_items
+    from tests.test_plan import make_recipe, make_spec
+
+    spec = make_spec(terms=("fancy", "poor", "old"), seeds=tuple(range(n_seeds)))
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(64, 64)).astype(np.float32)  # a few rows, reused: made before tracing
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        recipe = make_recipe()
+        items = _work_item_list(spec, recipe, _key_text_parts(recipe)) if as_list else work_items(spec, recipe)
+        records = ItemRecords(items, in_memory=in_memory)
+        for i in range(len(records)):
+            records.set_embedding(i, vectors[i % 64])
+        grid = image_grid(SimpleNamespace(spec=spec, items=items), records)
+        data = SimpleNamespace(templates=spec.templates, seeds=spec.seeds, images=grid, drop_nsfw=False)
+        cells = {term: term_cells(data, term) for term in spec.all_terms}
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert all(c.usable.all() for c in cells.values()) and grid is not None
+    return held
+
+
+def test_what_the_analysis_holds_stays_flat_in_the_number_of_images():
+    small, large = 250, 2500  # 2,000 and 20,000 items
+    extra = 8 * (large - small)
+
+    def growth(**how) -> float:
+        _held_by_the_analysis(small, **how)  # once first: what is made once per process is not counted
+        return (_held_by_the_analysis(large, **how) - _held_by_the_analysis(small, **how)) / extra
+
+    # bytes per extra image: the 32-byte key and its sorted copy and position, a few flags and row numbers
+    assert growth() < 128
+    # what it replaced grows by the embedding itself (64 x 4 bytes) or a WorkItem and its key string
+    for replaced in (dict(in_memory=True), dict(as_list=True)):
+        assert growth(**replaced) > 250, replaced
