@@ -500,7 +500,26 @@ def test_image_path_runs_and_gives_finite_numbers(image_result):
         ("X", "a photo of a cat", 0), ("X", "a photo of a cat", 1)]
     gen = r.config["generation"]
     assert gen["steps"] == 2 and gen["guidance"] == 7.5 and gen["width"] == gen["height"] == 64
+    assert gen["call_shape"] == 4  # the device's default (CPU), recorded like the sweep's config.call_shape
     assert r.config["pipeline"]["spec"] == "tiny" and r.tiny
+
+
+def test_call_shape_is_in_the_image_keys_like_the_sweeps(image_result, tiny_measurer, tiny_generator, tmp_path):
+    """--call-shape changes each image's recipe (its float noise), so its keys, as in a sweep; the
+    device's default shape keeps the keys the sweep gives the same prompts and seeds."""
+    from ldmprobe.engine.workitems import Recipe, item_key
+
+    path = write(tmp_path, IMAGES)
+    other = run_assoc(load_assoc_spec(path), measurer=tiny_measurer, generator=tiny_generator,
+                      permutations=1000, seed=0, call_shape=2)
+    assert other.config["generation"]["call_shape"] == 2
+    assert not {im.key for im in other.images} & {im.key for im in image_result.images}
+    gen = image_result.config["generation"]
+    recipe = Recipe(pipeline=gen["pipeline"], scheduler=gen["scheduler"], steps=gen["steps"],
+                    guidance=gen["guidance"], width=gen["width"], height=gen["height"], dtype=gen["dtype"],
+                    negative_prompt=gen["negative_prompt"])
+    assert [item_key(recipe, im.prompt, im.seed) for im in image_result.images] == [
+        im.key for im in image_result.images]
 
 
 def test_unit_image_is_an_opt_in_with_a_warning(image_result, tiny_measurer, tiny_generator, tmp_path):

@@ -35,8 +35,10 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
               help="Guidance scale for prompt sets (default: the spec's, else the generator's own: "
                    "SD 1.x 7.5, SDXL 5, SD 3 7, Flux.1 dev 3.5).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images generated and saved per step, in calls of the device's call shape (8 on CUDA, 4 "
-                   "elsewhere, as the sweep's default); changes no image.")
+              help="Images generated and saved per step, in calls of --call-shape; changes no image.")
+@click.option("--call-shape", type=click.IntRange(min=1), default=None,
+              help="Images per generation call (default 8 on CUDA, 4 elsewhere, as the sweep's); lower it when "
+                   "CUDA runs out of memory. Part of each image's recipe, as in a sweep.")
 @click.option("--allow-truncation", is_flag=True,
               help="Generate from prompts longer than 77 tokens (truncated) instead of failing.")
 @click.option("--unit", type=click.Choice(["prompt", "image"]), default=None,
@@ -46,7 +48,7 @@ from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_op
 @output_options
 @click.pass_obj
 def assoc(obj: CliState | None, spec, set_paths, set_labels, pipeline, revision, measurer, device, dtype,
-          permutations, seed, ddof, steps, guidance, batch_size, allow_truncation, unit, fmt):
+          permutations, seed, ddof, steps, guidance, batch_size, call_shape, allow_truncation, unit, fmt):
     """Run an embedding association test (WEAT / iEAT / T2IAT) from SPEC.
 
     SPEC is a TOML file or the name of a shipped test (prompts/assoc/NAME.toml), with target
@@ -75,7 +77,7 @@ def assoc(obj: CliState | None, spec, set_paths, set_labels, pipeline, revision,
     _warn_ignored(loaded, obj.terminal)
     _run(obj, loaded, measurer=measurer, pipeline=pipeline, revision=revision, device=device, dtype=dtype,
          ddof=ddof, permutations=permutations, seed=seed, steps=steps, guidance=guidance,
-         batch_size=batch_size, allow_truncation=allow_truncation, unit=unit, fmt=fmt)
+         batch_size=batch_size, call_shape=call_shape, allow_truncation=allow_truncation, unit=unit, fmt=fmt)
 
 
 def _pairs(values, option: str) -> dict[str, str]:
@@ -97,7 +99,7 @@ def _warn_ignored(spec, terminal) -> None:
     """Options given on the command line that this spec's sets make irrelevant."""
     ctx = click.get_current_context()
     options = () if spec.needs_generator else ("pipeline", "revision", "steps", "guidance", "dtype",
-                                               "batch-size", "allow-truncation")
+                                               "batch-size", "call-shape", "allow-truncation")
     options += () if spec.needs_measurer else ("measurer", "device")
     ignored = [f"--{name}" for name in options if ctx.get_parameter_source(name.replace("-", "_"))
                == click.core.ParameterSource.COMMANDLINE]
@@ -108,7 +110,7 @@ def _warn_ignored(spec, terminal) -> None:
 
 
 def _run(obj: CliState, spec, *, measurer, pipeline, revision, device, dtype, ddof, permutations, seed,
-         steps, guidance, batch_size, allow_truncation, unit, fmt) -> None:
+         steps, guidance, batch_size, call_shape, allow_truncation, unit, fmt) -> None:
     from ldmprobe.render.emit import emit
     from ldmprobe.usecases.assoc import assoc_from_names
 
@@ -116,7 +118,7 @@ def _run(obj: CliState, spec, *, measurer, pipeline, revision, device, dtype, dd
         spec, measurer=measurer, pipeline=pipeline, revision=revision, device=device,
         dtype=dtype, offline=obj.offline, reporter=obj.terminal,
         ddof=None if ddof is None else int(ddof), permutations=permutations, seed=seed,
-        steps=steps, guidance=guidance, batch_size=batch_size,
+        steps=steps, guidance=guidance, batch_size=batch_size, call_shape=call_shape,
         allow_truncation=allow_truncation, unit=unit,
     )
     emit(result, fmt, obj.terminal)

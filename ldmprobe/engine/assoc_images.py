@@ -52,16 +52,19 @@ def _image_size(pipe) -> tuple[int, int]:
     return int(sample) * factor, int(sample) * factor
 
 
-def generation_recipe(generator, *, steps: int, guidance: float, negative_prompt: str | None):
-    """The :class:`~ldmprobe.engine.workitems.Recipe` the images are made with (keys match the sweep's)."""
+def generation_recipe(generator, *, steps: int, guidance: float, negative_prompt: str | None,
+                      call_shape: int | None = None):
+    """The :class:`~ldmprobe.engine.workitems.Recipe` the images are made with (keys match the sweep's;
+    ``call_shape``: images per pipeline call, None or the device's default leaves keys as they were)."""
     from ldmprobe.models import sources as models
-    from ldmprobe.engine.workitems import Recipe
+    from ldmprobe.engine.workitems import Recipe, recipe_call_shape
 
     height, width = generator.image_size if hasattr(generator, "image_size") else _image_size(generator.pipe)
     return Recipe(
         pipeline=generator.identity, scheduler=models.scheduler_identity(generator.folder),
         steps=int(steps), guidance=float(guidance), width=width, height=height,
         dtype=generator.dtype, negative_prompt=negative_prompt,
+        call_shape=recipe_call_shape(call_shape, getattr(generator, "device", "cpu")),
     )
 
 
@@ -74,6 +77,7 @@ def embed_prompt_sets(
     guidance: float = DEFAULT_GUIDANCE,
     negative_prompt: str | None = None,
     batch_size: int = 8,
+    call_shape: int | None = None,
     reporter: Reporter | None = None,
 ) -> tuple[dict[str, Any], list[ImageRecord], Any]:
     """Generate every (prompt, seed) image of the prompt sets, embed them, return per set.
@@ -96,7 +100,7 @@ def embed_prompt_sets(
     from ldmprobe.engine.workitems import WorkItem, item_key
 
     recipe = generation_recipe(generator, steps=steps, guidance=guidance,
-                               negative_prompt=negative_prompt)
+                               negative_prompt=negative_prompt, call_shape=call_shape)
     records: list[ImageRecord] = []
     unique: dict[str, WorkItem] = {}
     for aset in sets:

@@ -63,6 +63,7 @@ def run_assoc(
     steps: int | None = None,
     guidance: float | None = None,
     batch_size: int = 8,
+    call_shape: int | None = None,
     allow_truncation: bool = False,
     reporter: Reporter | None = None,
     started: str | None = None,
@@ -90,7 +91,7 @@ def run_assoc(
         raise ValueError(f"spec {spec.name!r} has sets the measurer embeds: pass a loaded measurer")
     embeddings, records, generation = _embed_sets(
         spec, sources, measurer, generator, steps=steps, guidance=guidance, batch_size=batch_size,
-        allow_truncation=allow_truncation, reporter=reporter)
+        call_shape=call_shape, allow_truncation=allow_truncation, reporter=reporter)
     check_set_dimensions(spec, embeddings, sources)
     unit, blocks = _permutation_unit(spec, records, unit, reporter, sources)
     outcome = association_test(embeddings["X"], embeddings["Y"], embeddings["A"], embeddings["B"],
@@ -115,7 +116,7 @@ def run_assoc(
 
 
 def _embed_sets(spec: AssocSpec, sources, measurer, generator, *, steps, guidance, batch_size: int,
-                allow_truncation: bool, reporter) -> tuple[dict, list, dict | None]:
+                call_shape: int | None, allow_truncation: bool, reporter) -> tuple[dict, list, dict | None]:
     """(embeddings by set, generated-image records, generation recipe or None) of the four sets."""
     embeddings = {}
     for name, aset in spec.sets.items():
@@ -130,9 +131,12 @@ def _embed_sets(spec: AssocSpec, sources, measurer, generator, *, steps, guidanc
         return embeddings, [], None
     image_embeddings, records, recipe = _embed_images(
         spec, prompt_sets, measurer, generator, steps=steps, guidance=guidance, batch_size=batch_size,
-        allow_truncation=allow_truncation, reporter=reporter)
+        call_shape=call_shape, allow_truncation=allow_truncation, reporter=reporter)
     embeddings.update(image_embeddings)
-    return embeddings, records, {**recipe.to_dict(), "batch_size": batch_size}
+    from ldmprobe.engine.workitems import call_shape as shape_of
+
+    return embeddings, records, {**recipe.to_dict(), "batch_size": batch_size,
+                                 "call_shape": shape_of(recipe, getattr(generator, "device", "cpu"))}
 
 
 ITEM_SCOPE = ("items like these (each row or image re-partitioned alone; rows that share a source, such as "
@@ -213,7 +217,7 @@ def _file_unit(spec: AssocSpec, unit: str | None, reporter, sources: dict) -> tu
 
 
 def _embed_images(spec: AssocSpec, prompt_sets, measurer, generator, *, steps, guidance, batch_size: int,
-                  allow_truncation: bool, reporter: Reporter | None):
+                  call_shape: int | None, allow_truncation: bool, reporter: Reporter | None):
     """Check the prompts' lengths, then make and embed the prompt sets' images."""
     from ldmprobe.specs.sweep import check_prompt_lengths
 
@@ -233,7 +237,8 @@ def _embed_images(spec: AssocSpec, prompt_sets, measurer, generator, *, steps, g
         or_silent(reporter).warn(f"{len(truncated)} prompt(s) are truncated to 77 tokens: "
                                  + "; ".join(repr(p) for p in truncated))
     return embed_prompt_sets(generator, measurer, prompt_sets, steps=chosen.steps, guidance=chosen.guidance,
-                             negative_prompt=spec.negative_prompt, batch_size=batch_size, reporter=reporter)
+                             negative_prompt=spec.negative_prompt, batch_size=batch_size, call_shape=call_shape,
+                             reporter=reporter)
 
 
 def _config(measurer, generator, generation: dict | None, settings: dict, embeddings: dict) -> dict[str, Any]:
