@@ -56,7 +56,7 @@ def test_a_probe_over_the_limit_is_refused_before_generating(cli, fresh_cache, t
 
 def test_short_texts_do_not_load_the_tokenizer(monkeypatch):
     """The early check costs nothing on ordinary specs: no tokenizer load when every text is short."""
-    from ldmprobe.engine import sweep_setup
+    from ldmprobe.engine import text_limits
     from ldmprobe.models import load as model_load
     import tomllib
 
@@ -69,7 +69,7 @@ def test_short_texts_do_not_load_the_tokenizer(monkeypatch):
     monkeypatch.setattr(model_load, "measurer_context_length", lambda ref: 77)
     spec = spec_from_dict(tomllib.loads(SPEC.replace(LONG + " ", "")))
     options = type("Options", (), {"probe_templates": None, "offline": True})()
-    sweep_setup.check_measurer_texts(spec, options, measurer_ref=None)
+    text_limits.check_measurer_texts(spec, options, measurer_ref=None)
     long_spec = spec_from_dict(tomllib.loads(SPEC))
     with pytest.raises(AssertionError, match="tokenizer loaded"):
-        sweep_setup.check_measurer_texts(long_spec, options, measurer_ref=None)
+        text_limits.check_measurer_texts(long_spec, options, measurer_ref=None)

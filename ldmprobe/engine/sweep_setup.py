@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldmprobe import SCHEMA_VERSION
-from ldmprobe.engine import cache
+from ldmprobe.engine import cache, text_limits
 from ldmprobe.engine.workitems import PlanItems, Recipe, WorkItem, call_shape, recipe_call_shape, unique_items, work_items
 from ldmprobe.errors import BadInputError, ModelUnavailableError
 from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
 from ldmprobe.specs.generation import GenerationSettings, check_guidance, check_image_side
-from ldmprobe.specs.sweep import Spec, check_prompt_lengths, expand
+from ldmprobe.specs.sweep import Spec, expand
 
 
 @dataclass
@@ -203,8 +203,8 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
                     reporter.warn(note)
     recipe = recipes[0]
     prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
-    truncated = _check_lengths(generator_ref, folder, prompts, options, notes, reporter)
-    check_measurer_texts(spec, options, measurer_ref)
+    truncated = text_limits.check_prompt_limits(generator_ref, folder, prompts, options, notes, reporter)
+    text_limits.check_measurer_texts(spec, options, measurer_ref)
     levels = tuple(PlanLevel(r.guidance, r.steps, r, _held(work_items(spec, r))) for r in recipes)
     return SweepSetup(
         spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
@@ -220,61 +220,6 @@ def plan_levels(spec: Spec, options: SweepOptions) -> list[tuple[float | None, i
     guidance = (options.guidance,) if options.guidance is not None else (spec.guidance_levels or (spec.guidance,))
     steps = (options.steps,) if options.steps is not None else (spec.steps_levels or (spec.steps,))
     return [(g, s) for g in guidance for s in steps]
-
-
-def _check_lengths(generator_ref, folder: Path, prompts: list[str], options, notes: list, reporter) -> list[str]:
-    """Check the prompts against the encoders' token limits; the prompts that will be truncated.
-
-    Without T5, CLIP's limit binds (over it: exit 2 unless --allow-truncation). With T5 (SD 3,
-    Flux), T5's limit binds, and a prompt over CLIP's 77 tokens is a note: CLIP then reads only its
-    first 77 tokens (the pooled vector, and SD 3's CLIP token rows), T5 reads it whole."""
-    from ldmprobe.models.configs import t5_tokenizer
-
-    t5 = t5_tokenizer(folder)
-    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
-    try:
-        over_clip = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
-                                         allow_truncation=options.allow_truncation or t5 is not None)
-    finally:
-        counter.save()
-    if t5 is None:
-        return list(over_clip)
-    if over_clip:
-        note = (f"{len(over_clip)} prompt(s) are over CLIP's {counter.max_length} tokens: CLIP reads only their "
-                f"first {counter.max_length} (the pooled vector and, on SD 3, the CLIP token rows); T5 reads them whole")
-        notes.append(note)
-        if reporter is not None:
-            reporter.warn(note)
-    t5_counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline, component=t5[0],
-                                         limit=t5[1])
-    try:
-        return list(check_prompt_lengths(prompts, t5_counter, max_tokens=t5[1],
-                                         allow_truncation=options.allow_truncation))
-    finally:
-        t5_counter.save()
-
-
-def check_measurer_texts(spec: Spec, options: SweepOptions, measurer_ref) -> None:
-    """Refuse (exit 2), before anything is generated, a probe or attribute option text that the
-    measurer's tokenizer would cut off inside a probe template. The tokenizer is loaded only when
-    a text is long enough that it might be over the limit (read from a local measurer's config,
-    else CLIP's 77); embedding checks again with the loaded measurer's own limit."""
-    from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, fill_templates
-    from ldmprobe.engine.vocab_store import check_lengths, surely_fits
-
-    templates = tuple(options.probe_templates) if options.probe_templates is not None else DEFAULT_PROBE_TEMPLATES
-    groups = [("The probe (in its probe template)", tuple(spec.probes))]
-    groups += [(f"[attributes.{g.name}]: the option text in its probe template", tuple(g.texts))
-               for g in getattr(spec, "attributes", ())]
-    limit = model_load.measurer_context_length(measurer_ref) or 77
-    long = [(what, text) for what, words in groups for text in fill_templates(words, templates)
-            if not surely_fits(text, limit)]
-    if not long:
-        return
-    tokenizer = model_load.load_measurer_tokenizer(measurer_ref, offline=options.offline)
-    holder = type("TokenizerHolder", (), {"tokenizer": tokenizer})
-    for what, text in long:
-        check_lengths(holder, [text], what)
 
 
 def _first_sentence(exc: Exception) -> str:

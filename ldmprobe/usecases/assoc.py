@@ -62,8 +62,7 @@ def run_assoc(
     seed: int | None = None,
     steps: int | None = None,
     guidance: float | None = None,
-    batch_size: int = 8,
-    call_shape: int | None = None,
+    batch_size: int = 8, call_shape: int | None = None,  # images per saved step / per pipeline call
     allow_truncation: bool = False,
     reporter: Reporter | None = None,
     started: str | None = None,

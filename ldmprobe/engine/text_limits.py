@@ -1,0 +1,65 @@
+"""Token limits checked when a plan is made, before anything slow: the prompts against the
+generator's text encoders (CLIP's 77, T5's), the probe and attribute option texts against the
+measurer's tokenizer inside their probe templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ldmprobe.models import load as model_load
+from ldmprobe.specs.sweep import check_prompt_lengths
+
+
+def check_prompt_limits(generator_ref, folder: Path, prompts: list[str], options, notes: list, reporter) -> list[str]:
+    """Check the prompts against the encoders' token limits; the prompts that will be truncated.
+
+    Without T5, CLIP's limit binds (over it: exit 2 unless --allow-truncation). With T5 (SD 3,
+    Flux), T5's limit binds, and a prompt over CLIP's 77 tokens is a note: CLIP then reads only its
+    first 77 tokens (the pooled vector, and SD 3's CLIP token rows), T5 reads it whole."""
+    from ldmprobe.models.configs import t5_tokenizer
+
+    t5 = t5_tokenizer(folder)
+    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
+    try:
+        over_clip = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
+                                         allow_truncation=options.allow_truncation or t5 is not None)
+    finally:
+        counter.save()
+    if t5 is None:
+        return list(over_clip)
+    if over_clip:
+        note = (f"{len(over_clip)} prompt(s) are over CLIP's {counter.max_length} tokens: CLIP reads only their "
+                f"first {counter.max_length} (the pooled vector and, on SD 3, the CLIP token rows); T5 reads them whole")
+        notes.append(note)
+        if reporter is not None:
+            reporter.warn(note)
+    t5_counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline, component=t5[0],
+                                         limit=t5[1])
+    try:
+        return list(check_prompt_lengths(prompts, t5_counter, max_tokens=t5[1],
+                                         allow_truncation=options.allow_truncation))
+    finally:
+        t5_counter.save()
+
+
+def check_measurer_texts(spec, options, measurer_ref) -> None:
+    """Refuse (exit 2), before anything is generated, a probe or attribute option text that the
+    measurer's tokenizer would cut off inside a probe template. The tokenizer is loaded only when
+    a text is long enough that it might be over the limit (read from a local measurer's config,
+    else CLIP's 77); embedding checks again with the loaded measurer's own limit."""
+    from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, fill_templates
+    from ldmprobe.engine.vocab_store import check_lengths, surely_fits
+
+    templates = tuple(options.probe_templates) if options.probe_templates is not None else DEFAULT_PROBE_TEMPLATES
+    groups = [("The probe (in its probe template)", tuple(spec.probes))]
+    groups += [(f"[attributes.{g.name}]: the option text in its probe template", tuple(g.texts))
+               for g in getattr(spec, "attributes", ())]
+    limit = model_load.measurer_context_length(measurer_ref) or 77
+    long = [(what, text) for what, words in groups for text in fill_templates(words, templates)
+            if not surely_fits(text, limit)]
+    if not long:
+        return
+    tokenizer = model_load.load_measurer_tokenizer(measurer_ref, offline=options.offline)
+    holder = type("TokenizerHolder", (), {"tokenizer": tokenizer})
+    for what, text in long:
+        check_lengths(holder, [text], what)
