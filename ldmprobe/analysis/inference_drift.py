@@ -197,51 +197,37 @@ def unbiased_drift(
     which only says the wording changed these templates' images; judge a term against
     control terms (``control_comparison``) for anything more.
     """
-    check_level(confidence_level)
-    check_resamples(n_boot, "n_boot"), check_resamples(n_resamples)
+    check_level(confidence_level), check_resamples(n_boot, "n_boot"), check_resamples(n_resamples)
     return resampled_drift(drift_parts(term_emb, base_emb, groups), n_boot=n_boot, n_resamples=n_resamples,
                            confidence_level=confidence_level, seed=seed, max_enumerate=max_enumerate)
 
 
-@dataclass(frozen=True)
-class DriftParts:
-    """What :func:`unbiased_drift` resamples: each template's pair positions, :class:`PairGram`
-    and spread, and the pairs dropped; made from the rows by :func:`drift_parts`, so that a
-    caller can let the rows go before the resampling (:func:`resampled_drift`)."""
-
-    parts: list
-    n_dropped: int
-
-
-def drift_parts(term_emb, base_emb, groups=None) -> DriftParts:
-    """:func:`unbiased_drift`'s per-template parts (ValueError as it raises them)."""
+def drift_parts(term_emb, base_emb, groups=None) -> tuple[list, int]:
+    """(Each template's (pair positions, :class:`PairGram`, spread), pairs dropped): what
+    :func:`resampled_drift` needs, so that the rows can go before it (ValueError as unbiased_drift)."""
     m, b, kept, n_dropped = pair_mask(term_emb, base_emb, name="drift pairs", min_rows=2)
     groups = None if groups is None else np.asarray(groups)[kept]
-    parts = _template_parts(m, b, groups, rows=np.flatnonzero(kept))  # unit rows a template at a time
-    return DriftParts(parts, n_dropped)
+    return _template_parts(m, b, groups, rows=np.flatnonzero(kept)), n_dropped  # unit rows a template at a time
 
 
-def resampled_drift(prepared: DriftParts, *, n_boot: int = 2000, n_resamples: int = 9999,
+def resampled_drift(prepared: tuple[list, int], *, n_boot: int = 2000, n_resamples: int = 9999,
                     confidence_level: float = 0.95, seed=None, max_enumerate: int | None = None) -> UnbiasedDrift:
     """:func:`unbiased_drift` from its :func:`drift_parts` (the same result)."""
     level = check_level(confidence_level)
     n_boot, n_resamples = check_resamples(n_boot, "n_boot"), check_resamples(n_resamples)
-    parts, n_dropped = prepared.parts, prepared.n_dropped
+    parts, n_dropped = prepared
     grams = [g for _, g, _ in parts]
     per = tuple(g.u for g in grams)
     estimate = require_finite(np.mean(per), "drift estimate")
     spread = float(np.mean([s for _, _, s in parts]))
-    perm_rng, boot_rng = (np.random.default_rng(s) for s in
-                          np.random.SeedSequence(_entropy(seed)).spawn(2))
+    perm_rng, boot_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(_entropy(seed)).spawn(2))
     boot = boot_drift(grams, n_boot, boot_rng)
     low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     p, min_p, exact, total = _sign_flip_drift(grams, n_resamples, perm_rng, max_enumerate)
-    return UnbiasedDrift(
-        estimate, float(low), float(high), level, n_boot,
-        estimate / spread if spread > 0 else math.nan, spread, per, p, min_p, exact, total,
-        "these templates and seeds (the wording changed the images)",
-        int(sum(len(i) for i, _, _ in parts)), n_dropped,
-    )
+    return UnbiasedDrift(estimate, float(low), float(high), level, n_boot,
+                         estimate / spread if spread > 0 else math.nan, spread, per, p, min_p, exact, total,
+                         "these templates and seeds (the wording changed the images)",
+                         int(sum(len(i) for i, _, _ in parts)), n_dropped)
 
 
 def drift_estimate(term_emb, base_emb, groups=None) -> float:

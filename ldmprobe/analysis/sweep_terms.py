@@ -143,7 +143,7 @@ class PreparedDrift:
     them go before :func:`finish_image_drift`)."""
 
     base: ImageDrift
-    parts: object | None  # inference_drift.DriftParts; None: no template with two usable pairs
+    parts: tuple | None  # inference_drift.drift_parts'; None: no template with two usable pairs
     seed: int
     spread_all: float
 
