@@ -127,7 +127,8 @@ class Calibration:
 
     def log_half_p(self, ms: np.ndarray) -> np.ndarray:
         """log(p/2) of the generalised p at |ȳ|·√n = M_GRID, for mean squares ms (..., 3)."""
-        w = ms[..., 0, None] * self.u[0] + ms[..., 1, None] * self.u[1] - ms[..., 2, None] * self.u[2]
+        w = (ms[..., 0, None] * self.u[0] + ms[..., 1, None] * self.u[1]
+             - ms[..., 2, None] * self.u[2])
         lp = log_ndtr(-M_GRID[:, None] / np.sqrt(np.maximum(w, 1e-300))[..., None, :])
         top = lp.max(-1, keepdims=True)
         return top[..., 0] + np.log(np.exp(lp - top).mean(-1))

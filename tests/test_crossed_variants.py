@@ -58,7 +58,8 @@ def _direct_rate(lam, reps, alpha, seed):
     sd_t, sd_s = np.sqrt((lam[0] - 1) / 4), np.sqrt((lam[1] - 1) / 8)
     k = 0
     for _ in range(reps):
-        y = sd_t * rng.normal(size=(8, 1)) + sd_s * rng.normal(size=(1, 4)) + rng.normal(size=(8, 4))
+        y = (sd_t * rng.normal(size=(8, 1)) + sd_s * rng.normal(size=(1, 4))
+             + rng.normal(size=(8, 4)))
         k += I.crossed_test(y, interval=False).p_value <= alpha
     return k / reps
 
