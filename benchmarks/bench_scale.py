@@ -17,10 +17,15 @@ peak memory (the child's ru_maxrss; the cache is built in another child, so the 
 and a forked child inherits no large resident set) are put beside a new process that reads the same N
 embeddings with ``numpy.load`` from one .npy file. Figures: seconds, ms per extra cached image
 between the sizes, and the ratio. Targets (issue 32): <= 0.5 ms per extra cached image, 100,000
-in < 60 s, peak memory flat in N: the last line puts the largest size's peak over the smallest's,
-also without the N x d float32 embeddings, which the analysis holds at once (criterion: <= 1.15).
+in < 60 s, peak memory flat in N: the last line puts the largest size's peak over the smallest's
+(criterion: <= 1.15), also less the N x d float32 embeddings' size (a run no longer holds them at
+once: they wait in a temporary file, ``engine/row_file.py``). ``--compare`` also says whether
+results.json (but provenance and the folder's path) and items.jsonl (byte for byte) are the same.
+``--keep`` builds the cache once in ``--dir`` (``bench-whole-SEEDS``) and reuses it in later runs.
 Where the memory goes: ``benchmarks/mem_profile.py`` (resident memory by ldmprobe function, and
-a tracemalloc snapshot) run on a cache this benchmark's ``--build-whole`` leaves.
+a tracemalloc snapshot) run in that folder: ``LDMPROBE_CACHE=DIR/bench-whole-SEEDS/cache python
+benchmarks/mem_profile.py -m ldmprobe sweep DIR/bench-whole-SEEDS/scale-N.toml --pipeline tiny
+--measurer tiny --steps 2 --width 64 --height 64 -q --format json --out OUT``.
 
 **--parts** (issue 16): with N real 512 x 512 PNGs and N packed embeddings, the warm plan before
 and after the manifest, the embedding load, and the statistics per item:
@@ -324,8 +329,8 @@ def whole(sizes: list[int], folder: Path, extra: list[str], compare: Path | None
     if len(rows) > 1:  # issue 32's criterion: the peak at the largest size within 1.15 x the smallest's
         a, b = rows[0], rows[-1]
         rest = (b["peak_mb"] - b["embeddings_mb"]) / (a["peak_mb"] - a["embeddings_mb"])
-        print(f"peak memory {b['items']} / {a['items']}: x{b['peak_mb'] / a['peak_mb']:.2f}; without the N x d "
-              f"embeddings held at once ({a['embeddings_mb']:.1f} and {b['embeddings_mb']:.1f} MB): x{rest:.2f}")
+        print(f"peak memory {b['items']} / {a['items']}: x{b['peak_mb'] / a['peak_mb']:.2f}; less the N x d "
+              f"embeddings' size ({a['embeddings_mb']:.1f} and {b['embeddings_mb']:.1f} MB): x{rest:.2f}")
     if compare is not None:
         print(f"\ncompared with {compare} (run just before each row above, same cache):")
         print(f"{'items':>8} {'other s':>8} {'this s':>8} {'this/other':>10} {'other MB':>9} {'this MB':>8} "

@@ -8,7 +8,7 @@ the innermost ldmprobe function running, and the stack at the highest sample. Wi
 ``--tracemalloc`` it also traces Python allocations and keeps the snapshot taken at the
 largest traced total (a new snapshot each time the traced total grows 15 % past the last
 one), printed as the allocation sites holding the most bytes at that moment, each attributed
-to its innermost ldmprobe line. Used by ``bench_scale.py --memory`` (issue 32).
+to its innermost ldmprobe line. For issue 32: see ``bench_scale.py``'s docstring for the command.
 """
 
 from __future__ import annotations
