@@ -361,8 +361,8 @@ def design_check(
         df = (n_templates - 1) if n_templates > 1 else (n_seeds - 1)
         if min(n_templates, n_seeds) == 2:
             which = "templates" if n_templates == 2 else "seeds"
-            messages.append(f"only 2 {which}: their variance cannot be estimated and the "
-                            "crossed test can reject ~0.10 of true nulls when it dominates; "
+            messages.append(f"only 2 {which}: their variance rests on 1 degree of freedom; the "
+                            "crossed test stays valid but finds little when it dominates; "
                             "use >= 4 seeds and >= 8 templates")
         if df < 3:
             from scipy import stats as sps  # only here: scipy.stats costs a second to import
