@@ -60,8 +60,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ldmprobe.engine import cache  # noqa: E402
-from ldmprobe.engine.packed_cache import VerifiedStore  # noqa: E402
+from ldmprobe.store import images, png_check  # noqa: E402
+from ldmprobe.store.files import atomic_write_bytes  # noqa: E402
+from ldmprobe.store.packed_cache import VerifiedStore, embedding_store  # noqa: E402
 from ldmprobe.engine.sweep_images import cached_work  # noqa: E402
 
 BASE_PICTURES = 6
@@ -86,7 +87,7 @@ def pictures(n: int, seed: int = 0):
 
 def build(root: Path, n: int, dim: int) -> list[str]:
     """N cached images (through ImageStore.save) and N packed embeddings; returns the keys."""
-    store = cache.ImageStore(root)
+    store = images.ImageStore(root)
     encoded = []
     for picture in pictures(BASE_PICTURES):  # encode each picture once; ImageStore.save re-encodes
         buffer = io.BytesIO()
@@ -96,10 +97,10 @@ def build(root: Path, n: int, dim: int) -> list[str]:
     for i, key in enumerate(keys):
         recipe = {"key": key, "prompt": f"a photo of a term{i % 5} house", "seed": i, "nsfw": False}
         png = encoded[i % BASE_PICTURES]
-        text = cache.PNG_RECIPE_KEY.encode() + b"\0" + json.dumps(recipe, sort_keys=True).encode()
+        text = png_check.PNG_RECIPE_KEY.encode() + b"\0" + json.dumps(recipe, sort_keys=True).encode()
         at = 8 + 12 + int.from_bytes(png[8:12], "big")  # after IHDR, where Pillow writes text chunks
         path = store.path(key)
-        cache.atomic_write_bytes(path, cache.png_with_digest(png[:at] + cache._chunk(b"tEXt", text) + png[at:]))
+        atomic_write_bytes(path, png_check.png_with_digest(png[:at] + png_check._chunk(b"tEXt", text) + png[at:]))
         store.index.record(key, path, recipe)  # what ImageStore.save records
     assert store.load(keys[-1])[1] == recipe  # a valid image, decoded and digest-checked
     emb = VerifiedStore(NAMESPACE, "image embeddings", root)
@@ -114,18 +115,18 @@ def build(root: Path, n: int, dim: int) -> list[str]:
 
 def plan_before(root: Path, keys: list[str]) -> tuple[set, set]:
     """The warm plan as it was: a failure check and a header check per image, a lookup per key."""
-    store = cache.ImageStore(root)
+    store = images.ImageStore(root)
     emb = VerifiedStore(NAMESPACE, "image embeddings", root)
     to_make = set()
     for key in keys:
-        if store.failure(key) is None and cache.light_check(store.path(key), key) is not None:
+        if store.failure(key) is None and png_check.light_check(store.path(key), key) is not None:
             to_make.add(key)
     to_embed = {k for k in keys if k not in to_make and store.failure(k) is None and not emb.has(k)}
     return to_make, to_embed
 
 
 def plan_after(root: Path, keys: list[str]) -> tuple[set, set]:
-    return cached_work(cache.ImageStore(root), VerifiedStore(NAMESPACE, "image embeddings", root), keys)
+    return cached_work(images.ImageStore(root), VerifiedStore(NAMESPACE, "image embeddings", root), keys)
 
 
 def load_all(root: Path, keys: list[str]) -> np.ndarray:
@@ -224,15 +225,15 @@ def build_whole(work: Path, seeds: int) -> tuple[Path, np.ndarray]:
 
     setup = make_plan(load_spec(_spec_file(work, seeds)), SweepOptions(pipeline="tiny", measurer="tiny", steps=2,
                                                                         width=64, height=64))
-    store = cache.ImageStore(root)
-    emb = cache.embedding_store(sources.measurer_identity(setup.measurer_ref), root)
+    store = images.ImageStore(root)
+    emb = embedding_store(sources.measurer_identity(setup.measurer_ref), root)
     cells = {(i.template_index, i.term): i for i in setup.items if i.seed == setup.spec.seeds[0]}
     plain, recipes = {}, {}
     for cell, item in cells.items():  # each cell's real image, re-encoded without ldmprobe's chunks
         with Image.open(store.path(item.key)) as image:
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, format="PNG")
-        plain[cell], recipes[cell] = buffer.getvalue(), cache.png_recipe(store.path(item.key))
+        plain[cell], recipes[cell] = buffer.getvalue(), png_check.png_recipe(store.path(item.key))
     base = dict(zip(cells, emb.get_many([i.key for i in cells.values()])))
     rng = np.random.default_rng(0)
     todo = [i for i in setup.items if not store.path(i.key).is_file()]
@@ -242,17 +243,17 @@ def build_whole(work: Path, seeds: int) -> tuple[Path, np.ndarray]:
             cell = (item.template_index, item.term)
             recipe = {**recipes[cell], "key": item.key, "seed": item.seed}
             png = plain[cell]
-            text = cache.PNG_RECIPE_KEY.encode() + b"\0" + json.dumps(recipe, sort_keys=True).encode()
+            text = png_check.PNG_RECIPE_KEY.encode() + b"\0" + json.dumps(recipe, sort_keys=True).encode()
             at = 8 + 12 + int.from_bytes(png[8:12], "big")  # after IHDR, where Pillow writes text chunks
             path = store.path(item.key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(cache.png_with_digest(png[:at] + cache._chunk(b"tEXt", text) + png[at:]))
+            path.write_bytes(png_check.png_with_digest(png[:at] + png_check._chunk(b"tEXt", text) + png[at:]))
             store.index.record(item.key, path, recipe)
         vectors = np.stack([base[(i.template_index, i.term)] for i in chunk])
         vectors = vectors + 0.05 * rng.normal(size=vectors.shape).astype(vectors.dtype)
         emb.put_many([i.key for i in chunk], list(vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
     emb.close()
-    emb = cache.embedding_store(sources.measurer_identity(setup.measurer_ref), root)
+    emb = embedding_store(sources.measurer_identity(setup.measurer_ref), root)
     keys = [i.key for i in setup.items]
     values = emb.get_many(keys)
     assert all(v is not None for v in values)

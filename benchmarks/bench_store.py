@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ldmprobe.engine.cache import ArrayStore  # noqa: E402
-from ldmprobe.engine.packed_store import PackedStore  # noqa: E402
+from ldmprobe.store.array_store import ArrayStore
+from ldmprobe.store.packed_store import PackedStore  # noqa: E402
 
 BATCH = 64
 

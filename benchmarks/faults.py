@@ -111,7 +111,7 @@ def temp_files(root: Path) -> list[Path]:
 
 
 def bad_png(path: Path) -> bool:
-    from ldmprobe.engine.cache import check_png
+    from ldmprobe.store.png_check import check_png
 
     return check_png(path.read_bytes(), path.stem) is not None
 
@@ -191,7 +191,7 @@ class Bench:
             note = (note + "; " if note else "") + "rerun: " + " ".join(proc.stderr.strip().splitlines()[-1:])[:200]
         # temp files the rerun could not yet remove (they are removed once an hour old): the
         # stale-file sweep is run here at age 0 with live processes excepted, as it would run later
-        from ldmprobe.storage import remove_stale_temp
+        from ldmprobe.store.cleanup import remove_stale_temp
 
         remove_stale_temp(cache, max_age=0, every=0)
         left = temp_files(cache)

@@ -63,7 +63,7 @@ USER_IMAGE_TRIAL = """
 from pathlib import Path
 from PIL import Image
 from ldmprobe.engine.assoc_images import embed_image_folder, user_image_key
-from ldmprobe.engine.cache import embedding_store
+from ldmprobe.store.packed_cache import embedding_store
 from ldmprobe.errors import BadInputError
 from ldmprobe.models.load import load_measurer
 from ldmprobe.models.sources import resolve_measurer

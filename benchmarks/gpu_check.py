@@ -254,7 +254,7 @@ def main() -> int:
     import diffusers
 
     from ldmprobe import __version__
-    from ldmprobe.engine import cache
+    from ldmprobe.store.files import models_dir
     from ldmprobe.models import load as model_load
     from ldmprobe.models import sources as models
 
@@ -265,7 +265,7 @@ def main() -> int:
     else:
         card = "CPU"
     print(f"device: {card}; torch {torch.__version__}, diffusers {diffusers.__version__}, ldmprobe {__version__}; "
-          f"models cached in {cache.models_dir()}", flush=True)
+          f"models cached in {models_dir()}", flush=True)
     steps = args.steps or (20 if on_cuda else 2)
     n_items = args.items or (96 if on_cuda else 16)
     checks = Checks()

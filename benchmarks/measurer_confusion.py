@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=4, help="how many off-diagonal confusions to follow")
     args = ap.parse_args(argv)
 
-    from ldmprobe.engine.cache import ImageStore
+    from ldmprobe.store.images import ImageStore
     from ldmprobe.models.loader import ModelLoader
     from ldmprobe.specs.calibration import calibration_files
     from ldmprobe.specs.sweep import load_spec

@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reference_world/ lives at the repository root
 
-from ldmprobe.engine.cache import ImageStore  # noqa: E402
+from ldmprobe.store.images import ImageStore
 from reference_world import world  # noqa: E402
 
 

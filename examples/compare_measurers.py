@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 
 import ldmprobe
 from ldmprobe.analysis import stats
-from ldmprobe.engine.cache import ImageStore
+from ldmprobe.store.images import ImageStore
 from ldmprobe.engine.generate import embed_stored_images
 
 

@@ -95,13 +95,13 @@ def test_replay_through_embeddings_gives_every_statistic(generated, cli):
 
 
 def test_export_holds_the_cached_embeddings(generated):
-    from ldmprobe.engine import cache
+    from ldmprobe.store.packed_cache import embedding_store
     from ldmprobe.models import sources as models
 
     folder, _ = generated
     arrays = np.load(folder / "own.npz")
     items = [json.loads(line) for line in (folder / "run" / "items.jsonl").read_text().splitlines()]
-    store = cache.embedding_store(models.measurer_identity(models.resolve_measurer("tiny")))
+    store = embedding_store(models.measurer_identity(models.resolve_measurer("tiny")))
     by_cell = {(i["template"], i["term"], i["seed"]): store.load(i["key"]) for i in items}
     assert len(arrays["image"]) == len(by_cell) == 12
     for row, template, term, seed in zip(arrays["image"], arrays["template"], arrays["term"], arrays["seed"]):
@@ -135,9 +135,9 @@ def test_images_manifest_is_embedded_and_analysed_like_generated(generated, cli,
     from PIL import Image
 
     from ldmprobe.digest import CACHE_KINDS, cache_key
-    from ldmprobe.engine import cache
     from ldmprobe.engine.assoc_images import user_image_key
     from ldmprobe.engine.encode import encode_images
+    from ldmprobe.store.packed_cache import embedding_store
 
     folder, document = generated
     manifest = write_manifest(tmp_path, folder / "run", kind, extra=True)
@@ -151,7 +151,7 @@ def test_images_manifest_is_embedded_and_analysed_like_generated(generated, cli,
     assert mine["config"]["measurer"]["spec"] == "tiny" and mine["config"]["steps"] is None
     # every image's embedding is the measurer's, stored under its content key
     items = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
-    store = cache.embedding_store(tiny_measurer.identity)
+    store = embedding_store(tiny_measurer.identity)
     for item in items[:3]:
         sha = hashlib.sha256((tmp_path / item["source_path"]).read_bytes()).hexdigest()
         assert item["key"] == user_image_key(sha) == cache_key("user-image", CACHE_KINDS["user-image"], {"sha256": sha})

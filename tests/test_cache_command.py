@@ -131,7 +131,7 @@ def test_verify_finds_each_damage_and_repair_removes_it(swept, tmp_path):
 
 
 def test_prune_by_model_and_age(swept):
-    from ldmprobe.engine.cache import ImageStore
+    from ldmprobe.store.images import ImageStore
     from PIL import Image
 
     root, _ = swept

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ldmprobe.engine.claims import Claims
+from ldmprobe.store.claims import Claims
 
 
 def test_a_claim_is_exclusive_until_released(tmp_path):

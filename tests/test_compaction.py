@@ -8,8 +8,8 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from ldmprobe.engine import packed_maint
-from ldmprobe.engine.packed_store import PackedStore
+from ldmprobe.store import packed_maint
+from ldmprobe.store.packed_store import PackedStore
 
 
 def shard_count(packed) -> int:
@@ -71,7 +71,7 @@ def test_each_image_records_the_batch_it_was_made_in(tmp_path, fresh_cache):
     """Images made in calls of 2: the one left over is padded to a call of 2 (a fixed call shape,
     so an image never depends on what else was made with it), and the recipe chunk says so per image."""
     from ldmprobe.cli.main import main
-    from ldmprobe.engine import cache
+    from ldmprobe.store.images import ImageStore
 
     spec = tmp_path / "s.toml"
     spec.write_text('name = "s"\ntemplates = ["a {} house"]\nbaseline = ""\nterms = ["red", "blue"]\n'
@@ -81,6 +81,6 @@ def test_each_image_records_the_batch_it_was_made_in(tmp_path, fresh_cache):
                                        "--format", "json", "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     items = [json.loads(line) for line in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
-    store = cache.ImageStore()
+    store = ImageStore()
     sizes = sorted(store.load(item["key"])[1]["batch_size"] for item in items)
     assert sizes == [2, 2, 2]  # 3 images, two calls of 2 (the second padded)

@@ -296,13 +296,13 @@ def test_compare_out_is_never_overwritten_silently(runs, tmp_path):
 def test_a_planted_change_in_run_b_is_found(runs, tmp_path, tiny_measurer):
     """Run B's cached embeddings replaced by run A's plus noise, and 'red' images pushed toward
     'fire': compare finds red/fire worse and leaves blue alone."""
-    from ldmprobe.engine import cache
+    from ldmprobe.store.packed_cache import embedding_store
     from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, encode_in_templates
 
     planted = tmp_path / "planted"
     shutil.copytree(runs["b"], planted)
     doc_a = runs["docs"]["a"]
-    store = cache.embedding_store(doc_a["config"]["measurer"]["identity"])
+    store = embedding_store(doc_a["config"]["measurer"]["identity"])
     fire = encode_in_templates(tiny_measurer, ["fire"], DEFAULT_PROBE_TEMPLATES)[0]
     rng = np.random.default_rng(4)
     items = lambda folder: [json.loads(x) for x in (folder / "items.jsonl").read_text().splitlines()]  # noqa: E731

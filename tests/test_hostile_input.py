@@ -175,7 +175,7 @@ def test_huge_images_and_bombs_exit_2(cache, tmp_path, side, words):
 def test_prune_of_an_unknown_model_names_the_known_ones(cache):
     from PIL import Image
 
-    from ldmprobe.engine.cache import ImageStore
+    from ldmprobe.store.images import ImageStore
 
     ImageStore().save("f" * 64, Image.new("RGB", (8, 8)), {"key": "f" * 64, "pipeline": {"source": "hub",
                                                                                           "id": "org/other"}})
@@ -186,7 +186,8 @@ def test_prune_of_an_unknown_model_names_the_known_ones(cache):
 def test_cache_info_names_trace_maps_by_their_image_model(cache):
     from PIL import Image
 
-    from ldmprobe.engine.cache import ArrayStore, ImageStore
+    from ldmprobe.store.array_store import ArrayStore
+    from ldmprobe.store.images import ImageStore
     from ldmprobe.usecases.cache import cache_info
 
     for key in ("ab" + "1" * 62, "cd" + "2" * 62):

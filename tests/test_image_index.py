@@ -9,14 +9,16 @@ import time
 import pytest
 from PIL import Image
 
-from ldmprobe.engine import cache
-from ldmprobe.engine.image_index import ImageIndex
+from ldmprobe.store import images
+from ldmprobe.store.images import ImageStore
+from ldmprobe.store.png_check import PNG_RECIPE_KEY, _light_check
+from ldmprobe.store.image_index import ImageIndex
 
 KEY = "ab" + "0" * 62
 
 
 def _save(root, key=KEY, colour=(200, 30, 30)):
-    store = cache.ImageStore(root)
+    store = ImageStore(root)
     recipe = {"key": key, "prompt": "a photo of a fancy house", "seed": 3, "nsfw": False}
     store.save(key, Image.new("RGB", (32, 32), colour), recipe)
     return store, recipe
@@ -24,20 +26,20 @@ def _save(root, key=KEY, colour=(200, 30, 30)):
 
 def _count_light_checks(monkeypatch):
     calls = []
-    real = cache._light_check
+    real = _light_check
 
     def counting(path, key=None):
         calls.append(key)
         return real(path, key)
 
-    monkeypatch.setattr(cache, "_light_check", counting)
+    monkeypatch.setattr(images, "_light_check", counting)
     return calls
 
 
 def test_saved_image_is_valid_with_one_stat_and_no_open(tmp_path, monkeypatch):
     _, recipe = _save(tmp_path)
     calls = _count_light_checks(monkeypatch)
-    fresh = cache.ImageStore(tmp_path)  # another process: reads the manifest from disk
+    fresh = ImageStore(tmp_path)  # another process: reads the manifest from disk
     assert fresh.valid(KEY)
     assert fresh.metadata(KEY) == recipe
     assert calls == []
@@ -48,7 +50,7 @@ def test_metadata_from_manifest_equals_the_png_chunk(tmp_path):
     store, _ = _save(tmp_path)
     from_index = store.metadata(KEY)
     with Image.open(store.path(KEY)) as im:
-        from_png = json.loads(im.info[cache.PNG_RECIPE_KEY])
+        from_png = json.loads(im.info[PNG_RECIPE_KEY])
     assert from_index == from_png
 
 
@@ -58,7 +60,7 @@ def test_truncated_in_place_is_not_trusted_and_is_removed(tmp_path, monkeypatch)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # same inode, new size and mtime
     calls = _count_light_checks(monkeypatch)
-    assert not cache.ImageStore(tmp_path).valid(KEY)
+    assert not ImageStore(tmp_path).valid(KEY)
     assert calls == [KEY]
     assert not path.exists()
 
@@ -72,7 +74,7 @@ def test_same_size_edit_falls_back_to_the_header_check_and_the_digest(tmp_path, 
     path.write_bytes(bytes(data))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     calls = _count_light_checks(monkeypatch)
-    fresh = cache.ImageStore(tmp_path)
+    fresh = ImageStore(tmp_path)
     fresh.valid(KEY)
     assert calls == [KEY]  # not answered from the manifest
     assert fresh.load(KEY) is None  # the digest of every byte catches it where pixels are read
@@ -85,7 +87,7 @@ def test_replaced_file_is_not_trusted(tmp_path, monkeypatch):
     other.write_bytes(path.read_bytes())
     os.replace(other, path)  # same bytes, new inode
     calls = _count_light_checks(monkeypatch)
-    assert cache.ImageStore(tmp_path).valid(KEY)
+    assert ImageStore(tmp_path).valid(KEY)
     assert calls == [KEY]
 
 
@@ -94,10 +96,10 @@ def test_old_cache_joins_the_manifest_once(tmp_path, monkeypatch):
     for f in (store.base / "index").glob("*"):
         f.unlink()
     calls = _count_light_checks(monkeypatch)
-    assert cache.ImageStore(tmp_path).valid(KEY)
-    assert cache.ImageStore(tmp_path).valid(KEY)
+    assert ImageStore(tmp_path).valid(KEY)
+    assert ImageStore(tmp_path).valid(KEY)
     assert calls == [KEY]
-    assert cache.ImageStore(tmp_path).metadata(KEY) == recipe
+    assert ImageStore(tmp_path).metadata(KEY) == recipe
 
 
 def test_torn_lines_and_foreign_rows_are_ignored(tmp_path):
@@ -106,7 +108,7 @@ def test_torn_lines_and_foreign_rows_are_ignored(tmp_path):
         fh.write('{"k": "ab00", "s": 1, "m"')  # a killed writer's last line
     bad = store.base / "index" / "zz.jsonl"
     bad.write_text('[1, 2]\n{"k": "x", "s": "?", "m": 0, "i": 0, "r": {}}\n')
-    fresh = cache.ImageStore(tmp_path)
+    fresh = ImageStore(tmp_path)
     assert fresh.metadata(KEY) == recipe
 
 
@@ -157,11 +159,11 @@ def test_forked_child_writes_its_own_file(tmp_path):
 def test_cached_work_plans_what_is_missing_with_batched_lookups(tmp_path, monkeypatch):
     import numpy as np
 
-    from ldmprobe.engine.packed_cache import VerifiedStore
+    from ldmprobe.store.packed_cache import VerifiedStore
     from ldmprobe.engine.sweep_images import cached_work
 
     keys = [f"{i:02x}" + "a" * 62 for i in range(5)]
-    store = cache.ImageStore(tmp_path)
+    store = ImageStore(tmp_path)
     for key in keys[:3]:
         store.save(key, Image.new("RGB", (16, 16)), {"key": key})
     store.save_failure(keys[3], {"key": keys[3], "failed": "black image"})
@@ -170,7 +172,7 @@ def test_cached_work_plans_what_is_missing_with_batched_lookups(tmp_path, monkey
     calls = _count_light_checks(monkeypatch)
     per_key = []
     monkeypatch.setattr(VerifiedStore, "has", lambda self, key: per_key.append(key))
-    to_make, to_embed = cached_work(cache.ImageStore(tmp_path),
+    to_make, to_embed = cached_work(ImageStore(tmp_path),
                                     VerifiedStore("embeddings/test", "image embeddings", tmp_path), keys + keys[:1])
     assert to_make == {keys[4]}  # no image, no failure record
     assert to_embed == {keys[2]}  # an image without an embedding; the failure needs none

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ldmprobe import diskspace
+from ldmprobe.store import diskspace
 from ldmprobe.errors import BadInputError
 
 SPEC = """name = "disk"

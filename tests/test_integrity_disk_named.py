@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ldmprobe import storage
-from ldmprobe import diskspace
+from ldmprobe.store.files import atomic_write_bytes, atomic_write_text
+from ldmprobe.store import diskspace
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -29,14 +29,14 @@ def test_a_failed_atomic_write_names_its_file(tmp_path, monkeypatch):
     target = tmp_path / "deep" / "cache" / "images" / "ab" / "x.png"
     _full_fsync(monkeypatch)
     with pytest.raises(OSError) as err:
-        storage.atomic_write_bytes(target, b"data")
+        atomic_write_bytes(target, b"data")
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
     assert "the disk holding " + str(target.parent) in diskspace.disk_full_message(err.value.filename)
     assert not list(target.parent.iterdir())  # no temp file left
 
 
 def test_a_failed_append_to_the_packed_store_names_its_shard(tmp_path, monkeypatch):
-    from ldmprobe.engine.packed_store import PackedStore
+    from ldmprobe.store.packed_store import PackedStore
 
     store = PackedStore(tmp_path / "embeddings" / "ns")
     _full_fsync(monkeypatch)
@@ -56,7 +56,7 @@ def test_the_cli_names_the_full_disk_not_the_working_folder(tmp_path, monkeypatc
     report = tmp_path / "elsewhere" / "run" / "report.html"
 
     def writes_a_report():
-        storage.atomic_write_text(report, "<html>")
+        atomic_write_text(report, "<html>")
 
     _full_fsync(monkeypatch)
     monkeypatch.chdir(tmp_path)

@@ -143,7 +143,7 @@ def test_batch_size_changes_no_number_and_no_pixel(fresh_cache, cache_root, tmp_
 
 
 def test_another_call_shape_is_another_recipe_never_mixed(fresh_cache, tmp_path):
-    from ldmprobe.engine.cache import png_recipe
+    from ldmprobe.store.png_check import png_recipe
 
     default = sweep(tmp_path, "default")
     assert sweep(tmp_path, "four", "--call-shape", "4")["counts"]["generated"] == 0  # the CPU's default: same keys

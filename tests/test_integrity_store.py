@@ -94,17 +94,18 @@ def test_flipped_bytes_in_a_cached_value_are_remade_and_reported(fresh_cache, tm
 
 def test_old_per_file_cache_is_still_used(fresh_cache, tmp_path, monkeypatch):
     """Values only in the old ``<ns>/ab/<key>.npy`` layout are read, imported, not recomputed."""
-    from ldmprobe.engine import cache, encode
+    from ldmprobe.engine import encode
+    from ldmprobe.store.array_store import ArrayStore
 
     cold, _ = run_sweep(tmp_path, "a")
     for kind in ("embeddings", "text", "conditioning"):
         for packed in sorted((fresh_cache / kind).glob("*/packed")):
-            from ldmprobe.engine.packed_store import PackedStore
+            from ldmprobe.store.packed_store import PackedStore
 
             with PackedStore(packed) as store:
                 keys = store.keys()
                 values = [store.get(k) for k in keys]
-            legacy = cache.ArrayStore(str(packed.parent.relative_to(fresh_cache)), root=fresh_cache)
+            legacy = ArrayStore(str(packed.parent.relative_to(fresh_cache)), root=fresh_cache)
             for key, value in zip(keys, values):
                 legacy.save(key, value)
             shutil.rmtree(packed)
@@ -120,15 +121,16 @@ def test_old_per_file_cache_is_still_used(fresh_cache, tmp_path, monkeypatch):
 
 
 def test_verified_store_treats_a_bad_value_as_missing(tmp_path):
-    from ldmprobe.engine import packed_cache
+    from ldmprobe.store import packed_cache
+    from ldmprobe.store.run_state import begin_run
 
+    state = begin_run()
     store = packed_cache.VerifiedStore("embeddings/x", "image embeddings", root=tmp_path)
     keys = [f"{i:064x}" for i in range(5)]
     store.put_many(keys, np.arange(5 * 8, dtype=np.float32).reshape(5, 8))
     store.close()
     flip(next((tmp_path / "embeddings/x/packed").glob("*.bin")), 2 * 32 + 4, 4)  # the third value
-    packed_cache.repair_summary()
     fresh = packed_cache.VerifiedStore("embeddings/x", "image embeddings", root=tmp_path)
     assert fresh.has_many(keys).tolist() == [True, True, False, True, True]
-    assert "image embeddings 1" in packed_cache.repair_summary()
-    assert packed_cache.repair_summary() is None
+    assert "image embeddings 1" in state.repair_summary()
+    assert state.repair_summary() is None

@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from ldmprobe import storage
+from ldmprobe.store.cleanup import STALE_AFTER_S, remove_stale_temp
+from ldmprobe.store.files import atomic_write_bytes, staging_dir
 
 
 def _touch(path, age: float):
@@ -21,7 +22,7 @@ def _touch(path, age: float):
 
 def test_stale_temp_files_and_staging_folders_are_removed(tmp_path):
     root = tmp_path / "cache"
-    hour = storage.STALE_AFTER_S
+    hour = STALE_AFTER_S
     dead = 2 ** 22 + 12345  # above pid_max's default: no such process
     old_image_tmp = _touch(root / "images/ab" / f".abcd.png.{dead}-x1y2.tmp", 2 * hour)
     old_legacy_tmp = _touch(root / "embeddings/ns/ab" / ".abcd.npy.q8w9e7.tmp", 2 * hour)  # before pids were named
@@ -38,20 +39,20 @@ def test_stale_temp_files_and_staging_folders_are_removed(tmp_path):
         _touch(building / "weights.bin", 10)  # still being written: the tree's newest mtime counts
         kept = [_touch(root / "images/ab" / "abcd.png", 2 * hour), _touch(root / ".hidden.cfg", 2 * hour)]
 
-        removed = set(storage.remove_stale_temp(root))
+        removed = set(remove_stale_temp(root))
         assert removed == {old_image_tmp, old_legacy_tmp, staging}
         assert fresh_tmp.exists() and held_tmp.exists() and building.exists()
         assert all(p.exists() for p in kept)
-        assert storage.remove_stale_temp(root) == []  # at most once per CLEANUP_EVERY_S
+        assert remove_stale_temp(root) == []  # at most once per CLEANUP_EVERY_S
     finally:
         live.kill()
         live.wait()
-    assert held_tmp in storage.remove_stale_temp(root, every=0)  # its process is gone now
+    assert held_tmp in remove_stale_temp(root, every=0)  # its process is gone now
 
 
 def test_atomic_writes_name_their_process(tmp_path):
     target = tmp_path / "x" / "f.bin"
-    storage.atomic_write_bytes(target, b"1")
+    atomic_write_bytes(target, b"1")
     assert target.read_bytes() == b"1" and not list(target.parent.glob(".*"))
-    staged = storage.staging_dir(tmp_path / "models" / "m")
+    staged = staging_dir(tmp_path / "models" / "m")
     assert f".m.{os.getpid()}-" in staged.name

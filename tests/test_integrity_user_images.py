@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ldmprobe.engine.assoc_images import embed_image_folder, user_image_key
-from ldmprobe.engine.cache import embedding_store
+from ldmprobe.store.packed_cache import embedding_store
 from ldmprobe.errors import BadInputError
 from ldmprobe.specs.embedding_files import read_image_folder
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ldmprobe.engine import cache
+from ldmprobe.store.files import atomic_write_bytes, cache_root
 from ldmprobe.models import load as model_load
 from ldmprobe.models import sources as models
 from ldmprobe.models import tiny
@@ -151,17 +151,17 @@ def test_local_folder_generator_has_fingerprint_identity(tiny_generator):
 
 def test_cache_root_env_and_default(monkeypatch, tmp_path):
     monkeypatch.setenv("LDMPROBE_CACHE", str(tmp_path / "c"))
-    assert cache.cache_root() == tmp_path / "c"
+    assert cache_root() == tmp_path / "c"
     monkeypatch.delenv("LDMPROBE_CACHE")
     import platformdirs
 
-    assert cache.cache_root() == __import__("pathlib").Path(platformdirs.user_cache_dir("ldmprobe", appauthor=False))
+    assert cache_root() == __import__("pathlib").Path(platformdirs.user_cache_dir("ldmprobe", appauthor=False))
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "sub" / "file.bin"
-    cache.atomic_write_bytes(target, b"one")
-    cache.atomic_write_bytes(target, b"two")
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
 
@@ -187,14 +187,14 @@ def test_atomic_write_respects_umask(tmp_path):
     """mkstemp makes 0600 files; a shared cache needs what a plain open() would give."""
     import os
 
-    from ldmprobe import storage
+    from ldmprobe.store import files
 
     old = os.umask(0o022)
     try:
-        mode = storage._file_mode()
-        storage._FILE_MODE, saved = mode, storage._FILE_MODE
-        storage.atomic_write_bytes(tmp_path / "f.bin", b"x")
-        storage._FILE_MODE = saved
+        mode = files._file_mode()
+        files._FILE_MODE, saved = mode, files._FILE_MODE
+        files.atomic_write_bytes(tmp_path / "f.bin", b"x")
+        files._FILE_MODE = saved
     finally:
         os.umask(old)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644

@@ -20,6 +20,7 @@ from ldmprobe.engine.vocab_store import text_cache_key
 from ldmprobe.usecases.neighbours import find_neighbours
 from ldmprobe.errors import BadInputError, ExitCode
 from ldmprobe.specs.vocab import Vocabulary
+from ldmprobe.store.word_lists import read_word_list
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "ldmprobe" / "schemas" / "neighbours.schema.json"
@@ -264,11 +265,11 @@ def test_clip_word_list_is_cached_and_checksummed(private_cache):
     vocab.clip_bpe_words.cache_clear()
     words = vocab.clip_bpe_words()
     [path] = (private_cache / "vocab").glob("clip-bpe-*.txt")
-    assert vocab._read_word_list(path) == words
+    assert read_word_list(path) == words
     path.write_text(path.read_text(encoding="utf-8").replace("\nhouse\n", "\nhorse\n"), encoding="utf-8")
-    assert vocab._read_word_list(path) is None  # the checksum catches the edit
+    assert read_word_list(path) is None  # the checksum catches the edit
     vocab.clip_bpe_words.cache_clear()
-    assert vocab.clip_bpe_words() == words and vocab._read_word_list(path) == words  # rebuilt
+    assert vocab.clip_bpe_words() == words and read_word_list(path) == words  # rebuilt
 
 
 # ----------------------------------------------------------------------------- exclusion

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from ldmprobe.engine import packed_format as fmt
-from ldmprobe.engine import packed_maint as maint
-from ldmprobe.engine.packed_store import PackedStore
+from ldmprobe.store import packed_format as fmt
+from ldmprobe.store import packed_maint as maint
+from ldmprobe.store.packed_store import PackedStore
 
 DIM = 32
 _CTX = multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context()
@@ -217,7 +217,7 @@ def test_a_truncated_shard_is_a_miss(tmp_path):
 
 
 def test_an_existing_per_file_cache_is_read_through_and_migrated(tmp_path):
-    from ldmprobe.engine.cache import ArrayStore
+    from ldmprobe.store.array_store import ArrayStore
 
     old = ArrayStore("embeddings/abc", root=tmp_path)
     keys = [key_of(i) for i in range(40)]

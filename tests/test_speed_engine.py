@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from ldmprobe.engine import cache, sweep_images
+from ldmprobe.engine import sweep_images
+from ldmprobe.store.images import ImageStore
 from ldmprobe.engine.sweep_images import failure_records
 
 
@@ -13,7 +14,7 @@ def _keys(n: int) -> list[str]:
 
 
 def test_failure_records_listed_once_are_the_ones_found_per_key(tmp_path, monkeypatch):
-    store = cache.ImageStore(tmp_path)
+    store = ImageStore(tmp_path)
     keys = _keys(300)
     for key in keys[::7]:
         store.save_failure(key, {"failed": "out of memory"})
@@ -24,4 +25,4 @@ def test_failure_records_listed_once_are_the_ones_found_per_key(tmp_path, monkey
     monkeypatch.setattr(sweep_images, "LIST_FAILURES_FROM", 1)
     listed = failure_records(store, keys)
     assert listed == {key for key in keys if store.failure(key) is not None} == set(keys[::7])
-    assert failure_records(cache.ImageStore(tmp_path / "empty"), keys) == set()
+    assert failure_records(ImageStore(tmp_path / "empty"), keys) == set()

@@ -157,7 +157,7 @@ def test_unit_rows_by_blocks_are_the_rows_one_by_one():
 def test_the_manifests_key_table_answers_as_a_dict_of_first_entries():
     import hashlib
 
-    from ldmprobe.engine.image_index import _Keys
+    from ldmprobe.store.image_index import _Keys
 
     rng = np.random.default_rng(5)
     hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
@@ -181,7 +181,7 @@ def test_the_manifests_key_table_answers_as_a_dict_of_first_entries():
 def test_a_released_manifest_answers_as_before(tmp_path):
     import os
 
-    from ldmprobe.engine.image_index import ImageIndex
+    from ldmprobe.store.image_index import ImageIndex
 
     index = ImageIndex(tmp_path)
     paths = []

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from ldmprobe.digest import digest
-from ldmprobe.engine import cache, image_index
-from ldmprobe.engine.image_index import ImageIndex
+from ldmprobe.store import image_index
+from ldmprobe.store.images import ImageStore
+from ldmprobe.store.image_index import ImageIndex
 from ldmprobe.engine.workitems import Recipe, item_key, key_document, work_items
 
 
@@ -113,16 +114,16 @@ def test_a_changed_file_does_not_match_and_a_rerecorded_one_does(tmp_path):
 
 
 def test_store_flags_and_valid_many_match_the_per_key_answers(tmp_path):
-    store = cache.ImageStore(tmp_path)
+    store = ImageStore(tmp_path)
     keys = _keys(8)
     for i, key in enumerate(keys[:6]):
         store.save(key, Image.new("RGB", (8, 8), (i, 0, 0)), {"key": key, "nsfw": [True, False, None][i % 3]})
     store.save_failure(keys[6], {"failed": "black image"})
     path = store.path(keys[1])
     path.write_bytes(path.read_bytes()[:-5])  # truncated: not valid, removed
-    fresh = cache.ImageStore(tmp_path)
-    per_key = {key for key in keys if cache.ImageStore(tmp_path).valid(key)}
-    assert cache.ImageStore(tmp_path).valid_many(keys) == per_key == {keys[0], *keys[2:7]}
+    fresh = ImageStore(tmp_path)
+    per_key = {key for key in keys if ImageStore(tmp_path).valid(key)}
+    assert ImageStore(tmp_path).valid_many(keys) == per_key == {keys[0], *keys[2:7]}
     for key in (keys[0], *keys[2:6]):
         assert fresh.nsfw(key, "missing") == fresh.metadata(key)["nsfw"]
     assert fresh.nsfw(keys[7], "missing") == "missing"
@@ -130,7 +131,7 @@ def test_store_flags_and_valid_many_match_the_per_key_answers(tmp_path):
 
 @pytest.mark.parametrize("list_from", [1, 10_000])
 def test_bulk_failures_are_the_per_key_ones(tmp_path, list_from):
-    store = cache.ImageStore(tmp_path)
+    store = ImageStore(tmp_path)
     keys = _keys(120)
     for key in keys[::5]:
         store.save_failure(key, {"failed": "out of memory"})
@@ -138,7 +139,7 @@ def test_bulk_failures_are_the_per_key_ones(tmp_path, list_from):
         store.save_failure(key, {"failed": "nsfw"})
     store.save(keys[1], Image.new("RGB", (8, 8)), {"key": keys[1]})
     assert store.failures(keys, list_from=list_from) == {k for k in keys if store.failure(k) is not None}
-    assert cache.ImageStore(tmp_path / "empty").failures(keys, list_from=list_from) == set()
+    assert ImageStore(tmp_path / "empty").failures(keys, list_from=list_from) == set()
 
 
 def _recipe(**extra) -> Recipe:
@@ -174,10 +175,10 @@ def test_work_items_keys_are_item_keys():
 
 
 def test_disk_space_check_makes_paths_for_its_sample_only(tmp_path, monkeypatch):
-    from ldmprobe import diskspace
+    from ldmprobe.store import diskspace
     from ldmprobe.usecases import sweep as sweep_usecase
 
-    store = cache.ImageStore(tmp_path)
+    store = ImageStore(tmp_path)
     keys = _keys(diskspace.SAMPLE * 3)
     asked = []
     real = store.path

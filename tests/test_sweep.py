@@ -145,7 +145,7 @@ def test_bytes_flipped_inside_a_cached_pngs_pixels_are_remade_in_the_same_run(fr
             fh.write(bytes(data))
     doc = sweep_json(spec_file, "--out", tmp_path / "b")
     assert doc["counts"]["generated"] == 2
-    from ldmprobe.engine.cache import check_png
+    from ldmprobe.store.png_check import check_png
 
     for victim in victims:
         assert check_png(victim.read_bytes(), victim.stem) is None
@@ -385,12 +385,13 @@ def test_planted_effect_is_found_through_the_whole_sweep(fresh_cache, tmp_path, 
     'blue' changes nothing. The sweep must pair, test and label them correctly."""
     from ldmprobe.models import sources as models
     from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, encode_in_templates
+    from ldmprobe.store.packed_cache import embedding_store
 
     spec = tmp_path / "planted.toml"
     spec.write_text(SPEC.replace("seeds = 2", "seeds = 8"))
     first = sweep_json(spec, "--out", tmp_path / "a", "--no-report")
     items = [json.loads(x) for x in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
-    store = cache_module().embedding_store(models.measurer_identity(models.resolve_measurer("tiny")))
+    store = embedding_store(models.measurer_identity(models.resolve_measurer("tiny")))
     fire = encode_in_templates(tiny_measurer, ["fire"], DEFAULT_PROBE_TEMPLATES)[0]
     rng = np.random.default_rng(7)
     dim = fire.shape[0]
@@ -452,8 +453,3 @@ def test_spec_with_controls_runs_end_to_end(fresh_cache, tmp_path):
                                       "--bootstrap", "99", "--out", str(tmp_path / "run2"), "--no-report"])
     assert table.exit_code == 0 and "vs 3 controls" in table.output and "p fixed" in table.output
 
-
-def cache_module():
-    from ldmprobe.engine import cache
-
-    return cache

@@ -255,7 +255,7 @@ def _tiny_models(generator, measurer):
 
 @pytest.mark.slow
 def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, fresh_cache):
-    from ldmprobe.engine import cache
+    from ldmprobe.store.images import ImageStore
     from ldmprobe.records import to_json
     from ldmprobe.specs.sweep import Spec
     from ldmprobe.usecases.trace import TraceOptions, plan_trace, run_trace
@@ -273,7 +273,7 @@ def test_run_trace_end_to_end_on_tiny(tiny_generator, tiny_measurer, fresh_cache
     assert data["config"]["settings"]["steps"] == STEPS and data["config"]["settings"]["call_shape"] == 4
     # the plain images are the sweep's own: a sweep of the same spec finds every image it plans cached
     setup = plan_trace(spec, options)
-    assert len(setup.items) == 8 and all(cache.ImageStore().has(i.key) for i in setup.items)
+    assert len(setup.items) == 8 and all(ImageStore().has(i.key) for i in setup.items)
     (cond,) = result.conditioning
     assert cond.variant("none").drift_share == pytest.approx(0.0, abs=0.02)
     (steps,) = result.steps

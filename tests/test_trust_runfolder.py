@@ -92,7 +92,7 @@ def test_an_edited_cached_image_is_detected_reported_and_remade(fresh_cache, tmp
     assert json.loads(result.stdout)["counts"]["generated"] == 1
     lines = [line for line in result.stderr.splitlines() if REPAIRED in line]
     assert len(lines) == 1 and "images 1" in lines[0]
-    from ldmprobe.engine.cache import check_png
+    from ldmprobe.store.png_check import check_png
 
     assert check_png(victim.read_bytes()) is None  # remade (in a batch of one: pixels within 1)
     assert np.abs(np.asarray(Image.open(victim).convert("RGB"), dtype=np.int16) - original).max() <= 1
@@ -253,7 +253,7 @@ def test_provenance_jsonl_and_contact_sheet_say_how_and_that_models_are_tiny(fre
 
 
 def test_clone_file_shares_nothing(tmp_path):
-    from ldmprobe.storage import clone_file
+    from ldmprobe.store.files import clone_file
 
     source = tmp_path / "s.bin"
     source.write_bytes(os.urandom(3 << 20))
@@ -268,7 +268,7 @@ def test_clone_file_shares_nothing(tmp_path):
 
 def test_a_damaged_tiny_model_is_rebuilt_and_named(tmp_path, cache_root, monkeypatch):
     from ldmprobe.models import tiny
-    from ldmprobe.storage import repair_summary
+    from ldmprobe.store.run_state import active
 
     root = tmp_path / "cache"
     shutil.copytree(cache_root / "models" / "tiny-measurer-v1", root / "models" / "tiny-measurer-v1")
@@ -277,10 +277,10 @@ def test_a_damaged_tiny_model_is_rebuilt_and_named(tmp_path, cache_root, monkeyp
     good = sha(weights)
     with open(weights, "r+b") as fh:
         fh.truncate(100_000)
-    repair_summary()
+    active().repair_summary()
     folder = tiny.ensure_tiny_measurer(root / "models")
     assert sha(weights) == good and tiny.damage(folder, "open_clip_config.json") is None
-    line = repair_summary()
+    line = active().repair_summary()
     assert "tiny models 1" in line and str(folder) in line and "safetensors" in line
 
 
@@ -289,7 +289,7 @@ def test_bytes_changed_inside_tiny_weights_are_found_and_rebuilt(tmp_path, cache
     """4 KiB changed in the middle of the tiny UNet keep its size and header: only the recorded
     sha256 finds it; the rebuilt model is byte-identical to the first build."""
     from ldmprobe.models import tiny, weights_hash
-    from ldmprobe.storage import repair_summary
+    from ldmprobe.store.run_state import active
 
     root = tmp_path / "cache"
     shutil.copytree(cache_root / "models" / "tiny-generator-v1", root / "models" / "tiny-generator-v1")
@@ -305,9 +305,9 @@ def test_bytes_changed_inside_tiny_weights_are_found_and_rebuilt(tmp_path, cache
     data[middle:middle + 4096] = bytes(b ^ 0xFF for b in data[middle:middle + 4096])
     weights.write_bytes(bytes(data))
     assert "sha256" in tiny.damage(folder, "model_index.json")
-    repair_summary()
+    active().repair_summary()
     weights_hash.forget_memory()
     rebuilt = tiny.ensure_tiny_generator(root / "models")
     assert sha(weights) == good and tiny.damage(rebuilt, "model_index.json") is None
-    line = repair_summary()
+    line = active().repair_summary()
     assert "tiny models 1" in line and "does not match its sha256" in line

@@ -21,7 +21,7 @@ def check_out(out: Path | None) -> None:
     would treat the run's files as cache entries and delete them."""
     if out is None:
         return
-    from ldmprobe.storage import cache_root
+    from ldmprobe.store.files import cache_root
 
     root, target = cache_root().expanduser().resolve(), Path(out).expanduser().resolve()
     if target == root or root in target.parents:

@@ -45,11 +45,11 @@ class Group(click.Group):
             ctx.exit(_closed_pipe_exit())
         except OSError as exc:  # disk full, permissions, a vanished file
             self._traceback(ctx)
-            from ldmprobe.storage import cache_hint
+            from ldmprobe.store.files import cache_hint
 
             full = ""
             if exc.errno == errno.ENOSPC:
-                from ldmprobe.diskspace import disk_full_message
+                from ldmprobe.store.diskspace import disk_full_message
 
                 full = f": {disk_full_message(exc.filename)}"
             Terminal().error(f"{exc.strerror or exc} ({exc.filename or 'no file name'}){full}. Nothing cached "
@@ -108,6 +108,9 @@ def main(ctx, verbose: bool, offline: bool, quiet: bool = False, threads: int | 
     ldmprobe check --pipeline tiny --measurer tiny
                                          load models and run one image through them
     """
+    from ldmprobe.store.run_state import begin_run
+
+    begin_run()  # this command's own store state: its repairs are reported at its end
     ctx.obj = CliState(verbose=verbose, offline=offline, quiet=quiet)
     ctx.obj.threads = threads
     _remove_stale_temp()
@@ -127,7 +130,7 @@ def _closed_pipe_exit() -> int:
 
 def _remove_stale_temp() -> None:
     """Temp files and staging folders that killed processes left in the cache (issue 17)."""
-    from ldmprobe.storage import remove_stale_temp
+    from ldmprobe.store.cleanup import remove_stale_temp
 
     try:
         remove_stale_temp()
@@ -137,9 +140,9 @@ def _remove_stale_temp() -> None:
 
 def _report_repairs(quiet: bool = False) -> None:
     """One stderr line when cached values failed their integrity check this command (issue 17)."""
-    from ldmprobe.storage import repair_summary
+    from ldmprobe.store.run_state import active
 
-    line = repair_summary()
+    line = active().repair_summary()
     if line:
         Terminal(quiet=quiet).warn(line)
 

@@ -95,7 +95,7 @@ def embed_prompt_sets(
     """
     import numpy as np
 
-    from ldmprobe.engine.cache import ImageStore
+    from ldmprobe.store.images import ImageStore
     from ldmprobe.engine.generate import embed_stored_images, generate_into_store, missing_items
     from ldmprobe.engine.workitems import WorkItem, item_key
 
@@ -182,7 +182,7 @@ def embed_image_folder(measurer, source, *, batch_size: int = 32, reporter: Repo
     import numpy as np
     from pathlib import Path
 
-    from ldmprobe.engine.cache import embedding_store
+    from ldmprobe.store.packed_cache import embedding_store
     from ldmprobe.engine.encode import encode_images
 
     store = embedding_store(measurer.identity)

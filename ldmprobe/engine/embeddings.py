@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ldmprobe.engine import cache
-from ldmprobe.engine.packed_cache import VerifiedStore
+from ldmprobe.store.packed_cache import identity_namespace
+from ldmprobe.store.packed_cache import VerifiedStore
 from ldmprobe.models.loader import ModelLoader
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.digest import CACHE_KINDS, cache_key
@@ -16,7 +16,7 @@ CONDITIONING_VERSION = CACHE_KINDS["conditioning"]
 
 
 def measurer_namespace(setup: SweepSetup) -> str:
-    return cache.identity_namespace(models.measurer_identity(setup.measurer_ref))
+    return identity_namespace(models.measurer_identity(setup.measurer_ref))
 
 
 def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], templates: tuple[str, ...] = (),
@@ -51,7 +51,7 @@ def conditioning_embeddings(setup: SweepSetup, loaded: ModelLoader, prompts: lis
     """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt (None if it has none)."""
     from ldmprobe.engine.conditioning_arch import encode_conditioning  # every architecture (SD 1.x unchanged)
 
-    namespace = cache.identity_namespace(setup.recipe.pipeline_dict)
+    namespace = identity_namespace(setup.recipe.pipeline_dict)
     store = VerifiedStore(f"conditioning/{namespace}", "conditionings")
     keys = [cache_key("conditioning", CONDITIONING_VERSION, {"prompt": p}) for p in prompts]
     rows = store.get_many(keys)

@@ -250,10 +250,10 @@ def generate_into_store(loaded, recipe: Recipe, missing: Sequence[WorkItem], sto
     takes up to ``batch_size`` items, rounded up to whole calls, at most a call's worth per slot:
     ``batch_size`` changes no image. Each call's images are written before the next call starts,
     so an interruption, or a CUDA out-of-memory (:class:`CallTooLarge`), loses at most one call.
-    Items are claimed first (:mod:`ldmprobe.engine.claims`): items another live process has
+    Items are claimed first (:mod:`ldmprobe.store.claims`): items another live process has
     claimed are left to it and waited for, so processes sharing a cache divide the work.
     """
-    from ldmprobe.engine.claims import Claims
+    from ldmprobe.store.claims import Claims
     from ldmprobe.engine.distributed import check_stop
 
     slots: dict[str, int] = {}
@@ -332,7 +332,7 @@ def _after_wait(store, claims, waiting: list[str], on_batch, poll: float) -> tup
 
 def embed_stored_images(measurer, keys: Sequence[str], store, *, batch_size: int = 64) -> dict:
     """Image embeddings by key, from the measurer's embedding cache or computed and cached."""
-    from ldmprobe.engine.cache import embedding_store
+    from ldmprobe.store.packed_cache import embedding_store
     from ldmprobe.engine.encode import encode_images
 
     emb_store = embedding_store(measurer.identity)

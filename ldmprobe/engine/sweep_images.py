@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ldmprobe.engine import cache
+from ldmprobe.store.images import ImageStore, LIST_FAILURES_FROM
+from ldmprobe.store.packed_cache import embedding_store
 from ldmprobe.engine.distributed import check_stop
 from ldmprobe.engine.progress import GenerationProgress
 from ldmprobe.engine.sweep_setup import SweepSetup
@@ -46,7 +47,7 @@ class ItemRecord:
 READ_CHUNK = 4096
 
 
-def cached_work(store: cache.ImageStore, emb_store, keys) -> tuple[set[str], set[str]]:
+def cached_work(store: ImageStore, emb_store, keys) -> tuple[set[str], set[str]]:
     """(keys whose image must be made, keys whose cached image must still be embedded).
 
     The warm path in O(1) file operations per item: one ``stat`` per image answered by the
@@ -67,10 +68,10 @@ def cached_work(store: cache.ImageStore, emb_store, keys) -> tuple[set[str], set
 
 #: From this many keys on, failure records are found by listing the cache's folders once
 #: (a few entries per key) instead of one ``stat`` of a missing file per key.
-LIST_FAILURES_FROM = cache.LIST_FAILURES_FROM
+LIST_FAILURES_FROM = LIST_FAILURES_FROM
 
 
-def failure_records(store: cache.ImageStore, keys: list[str]) -> set[str] | None:
+def failure_records(store: ImageStore, keys: list[str]) -> set[str] | None:
     """The keys among ``keys`` that have a failure record file, from one listing of each folder
     they live in (``ImageStore.failures``); None (ask ``store.failure`` per key) for few keys."""
     if len(keys) < LIST_FAILURES_FROM:
@@ -78,7 +79,7 @@ def failure_records(store: cache.ImageStore, keys: list[str]) -> set[str] | None
     return store.failures(keys, list_from=LIST_FAILURES_FROM)
 
 
-def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: cache.ImageStore,
+def generate_missing(setup: SweepSetup, loaded: ModelLoader, reporter, store: ImageStore,
                      items: list[WorkItem] | None = None, progress: GenerationProgress | None = None) -> tuple[set[str], int]:
     """Make every image not yet cached; return (keys generated now, the call shape).
 
@@ -227,7 +228,7 @@ class ItemRecords(Mapping):
         return not self._odd
 
 
-def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore, made: set[str],
+def embed_items(setup: SweepSetup, loaded: ModelLoader, store: ImageStore, made: set[str],
                 items: list[WorkItem] | None = None, merge: bool = False) -> ItemRecords:
     """Image embeddings of every item (or of ``items``) by the measurer (cached per image key + measurer).
 
@@ -236,7 +237,7 @@ def embed_items(setup: SweepSetup, loaded: ModelLoader, store: cache.ImageStore,
     Cached embeddings are read :data:`READ_CHUNK` keys at a time and images still to embed are
     encoded :data:`ENCODE_BATCH` at a time, so only the records grow with the number of images.
     """
-    emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
+    emb_store = embedding_store(models.measurer_identity(setup.measurer_ref))
     records = ItemRecords(unique_items(setup.items) if items is None else items)
     todo_items = records.items
     to_embed: list[tuple[int, Any]] = []

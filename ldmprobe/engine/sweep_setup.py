@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldmprobe import SCHEMA_VERSION
-from ldmprobe.engine import cache, text_limits
+from ldmprobe.engine import text_limits
+from ldmprobe.store.files import check_cache_root
+from ldmprobe.store.images import ImageStore
 from ldmprobe.engine.workitems import PlanItems, Recipe, WorkItem, call_shape, recipe_call_shape, unique_items, work_items
 from ldmprobe.errors import BadInputError, ModelUnavailableError
 from ldmprobe.models import load as model_load
@@ -159,7 +161,7 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
     is not an error: the plan says what it could not know (keys, cache, size, prompt lengths)
     in ``notes``, warned through ``reporter``."""
     check_options(spec, options)
-    cache.check_cache_root()  # an unwritable LDMPROBE_CACHE is named now, not after generating
+    check_cache_root()  # an unwritable LDMPROBE_CACHE is named now, not after generating
     generator_ref = models.resolve_generator(options.pipeline, options.revision)
     measurer_ref = models.resolve_measurer(options.measurer)
     notes: list[str] = []
@@ -278,7 +280,7 @@ def dry_run_document(setup: SweepSetup) -> dict:
     """The plan, printed by --dry-run without loading any model."""
     if setup.recipe is None:
         return _partial_plan(setup)
-    store = cache.ImageStore()
+    store = ImageStore()
     unique = unique_items(setup.items)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -55,7 +55,7 @@ def cached_generate(loaded, jobs: Sequence[CondJob], recipe: Recipe, store, *, s
     made now)."""
     from PIL import Image
 
-    from ldmprobe.engine.cache import ArrayStore
+    from ldmprobe.store.array_store import ArrayStore
 
     maps_store = ArrayStore("trace_attention", root=store.base.parent)
     document = recipe.to_dict()

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ldmprobe.specs.neighbours import check_contexts, check_term
-from ldmprobe.engine import cache
+from ldmprobe.store.array_store import ArrayStore
 from ldmprobe.engine import encode as embed
 from ldmprobe.digest import CACHE_KINDS, cache_key
 from ldmprobe.errors import BadInputError
@@ -84,8 +84,8 @@ def text_cache_key(identity: dict[str, Any], vocabulary: Vocabulary, contexts: S
     })
 
 
-def _store() -> cache.ArrayStore:
-    return cache.ArrayStore("text/vocab")
+def _store() -> ArrayStore:
+    return ArrayStore("text/vocab")
 
 
 def _cache_problem(vectors: np.ndarray, rows: int, dim: int) -> str | None:

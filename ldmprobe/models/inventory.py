@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ldmprobe import storage as cache
+from ldmprobe.store import files
 from ldmprobe.models import sources as models
 from ldmprobe.models import tiny, tiny_arch
 from ldmprobe.models.reference import REFERENCE_WEIGHTS, is_reference_folder
@@ -24,7 +24,7 @@ def _reference_row(role: str, name: str, preset: dict) -> dict:
 
 def model_inventory() -> dict:
     """Presets with what they resolve to and whether they are on disk (no torch import)."""
-    models_dir = cache.models_dir()
+    models_dir = files.models_dir()
     generators = []
     for name, preset in models.GENERATOR_PRESETS.items():
         if name == "tiny" or name in tiny_arch.GENERATORS:
@@ -69,7 +69,7 @@ def model_inventory() -> dict:
                 "status": "cached" if cached else "not cached (needs network once)",
             })
     return {
-        "cache": str(cache.cache_root()),
+        "cache": str(files.cache_root()),
         "default_generator": models.DEFAULT_GENERATOR,
         "default_measurer": models.DEFAULT_MEASURER,
         "generators": generators,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ldmprobe import storage as cache
 from ldmprobe.digest import CACHE_KINDS, cache_key
 from ldmprobe.errors import BadInputError, ModelUnavailableError
 from ldmprobe.models import tiny
@@ -98,9 +97,9 @@ class TokenCounter:
         tok_dir = folder / component
         fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
         key = cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint})
-        self.path = cache.cache_root() / "token_counts" / f"{key[:24]}.json"
-        from ldmprobe.token_counts import read_counts
+        from ldmprobe.store.token_counts import counts_path, read_counts
 
+        self.path = counts_path(key)
         self.counts: dict[str, int] = read_counts(self.path)  # digest checked; damage counted again, reported
         self._tokenizer = None
         self._dirty = False
@@ -127,7 +126,7 @@ class TokenCounter:
 
     def save(self) -> None:
         if self._dirty:
-            from ldmprobe.token_counts import write_counts
+            from ldmprobe.store.token_counts import write_counts
 
             write_counts(self.path, self.counts)
             self._dirty = False

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ldmprobe import storage as cache
+from ldmprobe.store.files import models_dir
 from ldmprobe.models import presets as _presets
 from ldmprobe.models import tiny, tiny_arch
 from ldmprobe.models.configs import architecture, guidance_semantics, native_image_size, scheduler_identity  # noqa: F401
@@ -167,8 +167,8 @@ def locate_generator(ref: GeneratorRef, *, offline: bool = False, configs_only: 
     """The local folder holding the generator (built or fetched as needed)."""
     if ref.source == "tiny":
         if ref.spec in tiny_arch.GENERATORS:
-            return tiny_arch.ensure_generator(cache.models_dir(), ref.spec)
-        return tiny.ensure_tiny_generator(cache.models_dir())
+            return tiny_arch.ensure_generator(models_dir(), ref.spec)
+        return tiny.ensure_tiny_generator(models_dir())
     if ref.source == "local":
         return Path(ref.location)
     is_offline = _resolve_offline(offline)
@@ -343,8 +343,8 @@ def measurer_identity(ref: MeasurerRef) -> dict[str, Any]:
 def tiny_measurer_folder(ref: MeasurerRef) -> Path:
     """The built folder of a tiny measurer (``tiny`` CLIP or ``tiny-siglip``), built on first use."""
     if ref.name in tiny_arch.MEASURERS:
-        return tiny_arch.ensure_measurer(cache.models_dir(), ref.name)
-    return tiny.ensure_tiny_measurer(cache.models_dir())
+        return tiny_arch.ensure_measurer(models_dir(), ref.name)
+    return tiny.ensure_tiny_measurer(models_dir())
 
 
 def ensure_measurer_available(ref: MeasurerRef, *, offline: bool = False) -> None:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ldmprobe.specs.clip_bpe import N_MERGES as _N_MERGES  # lines 1..N of the BPE file (line 0: header)
-from ldmprobe.storage import publish_dir, staging_dir
+from ldmprobe.store.files import publish_dir, staging_dir
 
 TINY_VERSION = 1
 TINY_SEED = 0
@@ -188,7 +188,7 @@ def _list_unhashed(folder: Path, digests: dict) -> None:
         return
     missing = [rel for rel in listed if rel not in digests and (folder / rel).is_file()]
     if missing:
-        from ldmprobe.storage import atomic_write_text
+        from ldmprobe.store.files import atomic_write_text
 
         digests = {**digests, **{rel: _sha256(folder / rel) for rel in missing}}
         try:
@@ -241,7 +241,8 @@ def _set_aside(final: Path, reason: str) -> None:
     import shutil
 
     from ldmprobe.errors import ModelUnavailableError
-    from ldmprobe.storage import cache_hint, record_repair
+    from ldmprobe.store.files import cache_hint
+    from ldmprobe.store.run_state import active
 
     aside = final.parent / f".{final.name}.{os.getpid()}-damaged"
     try:
@@ -253,7 +254,7 @@ def _set_aside(final: Path, reason: str) -> None:
             f"The cached tiny model at {final} is damaged ({reason}) and cannot be moved away to rebuild it: "
             f"{exc.strerror or exc}. Delete that folder and rerun." + cache_hint()) from None
     shutil.rmtree(aside, ignore_errors=True)
-    record_repair("tiny models", reason, detail=f"The tiny model at {final} was damaged ({reason}) and was rebuilt")
+    active().record_repair("tiny models", reason, detail=f"The tiny model at {final} was damaged ({reason}) and was rebuilt")
 
 
 def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
@@ -263,7 +264,7 @@ def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:
         if reason is None:
             return final
         _set_aside(final, reason)
-    from ldmprobe.diskspace import build_failure_message, check_model_build
+    from ldmprobe.store.diskspace import build_failure_message, check_model_build
     from ldmprobe.models.libraries import quiet_libraries
 
     check_model_build(models_dir, name)  # a disk too small: exit 2 with the figures, before building

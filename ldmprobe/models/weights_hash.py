@@ -17,7 +17,7 @@ import json
 import threading
 from pathlib import Path
 
-from ldmprobe.storage import atomic_write_text, cache_root
+from ldmprobe.store.files import atomic_write_text, cache_root
 
 CACHE_NAME = "weight-hashes.json"
 CHUNK = 8 << 20

@@ -128,7 +128,7 @@ def write_report(run_dir):
     """Write ``report.html`` into a sweep's run folder (from results.json and items.jsonl)."""
     from pathlib import Path
 
-    from ldmprobe.engine.cache import atomic_write_text
+    from ldmprobe.store.files import atomic_write_text
 
     from ldmprobe.results.run_folder_place import add_to_marker
 

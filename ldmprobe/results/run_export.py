@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldmprobe.engine import cache
+from ldmprobe.store.files import atomic_write_bytes, atomic_write_text
+from ldmprobe.store.images import ImageStore
+from ldmprobe.store.png_check import check_png
 from ldmprobe.errors import BadInputError, LdmprobeError
 from ldmprobe.records import Record, to_json
 from ldmprobe.results import run_folder_place as place
@@ -57,14 +59,14 @@ def _wants_image(item: dict) -> bool:
     return not (isinstance(flags, dict) and flags.get("failed"))
 
 
-def export_images(run_dir: Path, store: cache.ImageStore | None = None) -> ExportResult:
+def export_images(run_dir: Path, store: ImageStore | None = None) -> ExportResult:
     """Copy every image items.jsonl references into ``run_dir/images`` (see the module doc).
 
     Images the cache no longer holds (pruned, or damaged and removed) are counted and named in
     the error raised after every other image is copied: rerunning the sweep remakes them."""
     run_dir = Path(run_dir)
     items = _read_items(run_dir)
-    store = store or cache.ImageStore()
+    store = store or ImageStore()
     copied = present = 0
     missing: list[str] = []
     written: list[str] = []
@@ -72,7 +74,7 @@ def export_images(run_dir: Path, store: cache.ImageStore | None = None) -> Expor
         if not _wants_image(item):
             continue
         rel = f"images/{item['key']}.png"
-        if (run_dir / rel).is_file() and cache.check_png((run_dir / rel).read_bytes(), item["key"]) is None:
+        if (run_dir / rel).is_file() and check_png((run_dir / rel).read_bytes(), item["key"]) is None:
             item["image"] = rel  # already in the folder (the sample, or an earlier export)
             present += 1
             continue
@@ -80,12 +82,12 @@ def export_images(run_dir: Path, store: cache.ImageStore | None = None) -> Expor
         if data is None:
             missing.append(item["key"])
             continue
-        cache.atomic_write_bytes(run_dir / rel, data)
+        atomic_write_bytes(run_dir / rel, data)
         item["image"] = rel
         written.append(rel)
         copied += 1
     if written or present:
-        cache.atomic_write_text(run_dir / "items.jsonl", "".join(to_json(i, indent=None) + "\n" for i in items))
+        atomic_write_text(run_dir / "items.jsonl", "".join(to_json(i, indent=None) + "\n" for i in items))
         place.add_to_marker(run_dir, written)
     if missing:
         raise LdmprobeError(

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ldmprobe.engine import cache
+from ldmprobe.store.files import atomic_write_text
+from ldmprobe.store.images import ImageStore
+from ldmprobe.store.png_check import check_png
 from ldmprobe.engine.sweep_images import ItemRecord, ItemRecords
 from ldmprobe.engine.workitems import PlanItems
 from ldmprobe.engine.sweep_setup import SweepSetup
@@ -24,7 +26,7 @@ from ldmprobe.results import run_folder_place as place
 from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
 from ldmprobe.specs.sweep import Spec
-from ldmprobe.storage import clone_file
+from ldmprobe.store.files import clone_file
 
 #: Under each contact sheet's title when tiny models made it.
 TINY_SHEET_NOTE = "tiny models: random weights, numbers mean nothing"
@@ -169,7 +171,7 @@ def check_out_dir(out: Path) -> None:
 
 
 def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemRecord], setup: SweepSetup,
-                     store: cache.ImageStore, finish: Callable[[Path], None] | None = None) -> SweepResult:
+                     store: ImageStore, finish: Callable[[Path], None] | None = None) -> SweepResult:
     """results.json, items.jsonl, the sampled images and one contact sheet per template.
     ``setup``: the whole sweep's (every guidance / steps level: items.jsonl lists them all; the
     contact sheets and copied images are the top level's, the first listed).
@@ -192,13 +194,13 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
                       for t in range(len(setup.spec.templates))]
             _write_items(staging, records, setup, copied)
             written = result.with_contact_sheets(sheets)
-            cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
+            atomic_write_text(staging / "results.json", to_json(written) + "\n")
             if finish is not None:
                 finish(staging)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        from ldmprobe.diskspace import disk_full_message
+        from ldmprobe.store.diskspace import disk_full_message
 
         raise LdmprobeError(
             f"the run folder {out} could not be written: {disk_full_message(None, out=out.parent)}. Nothing was "
@@ -294,7 +296,7 @@ def _sheet_items(setup: SweepSetup, t: int, seeds: list) -> dict:
     return {(i.term, i.seed): i for i in items if i.template_index == t and i.seed in set(seeds)}
 
 
-def _sample_image(out: Path, key: str, store: cache.ImageStore, copied: dict[str, str], copy: bool):
+def _sample_image(out: Path, key: str, store: ImageStore, copied: dict[str, str], copy: bool):
     """A cached image of the sample: copied into the folder (with ``copy``; a reflink where the
     filesystem has them), every byte of the copy checked against its digest, and decoded to a
     contact-sheet tile."""
@@ -308,7 +310,7 @@ def _sample_image(out: Path, key: str, store: cache.ImageStore, copied: dict[str
             data = None
         else:
             data = (out / rel).read_bytes()
-            if cache.check_png(data, key) is not None:
+            if check_png(data, key) is not None:
                 (out / rel).unlink(missing_ok=True)
                 data = None
         copied[key] = rel
@@ -325,7 +327,7 @@ def _sample_image(out: Path, key: str, store: cache.ImageStore, copied: dict[str
 
 
 def _write_contact_sheet(out: Path, t: int, records: dict[str, ItemRecord], setup: SweepSetup,
-                         store: cache.ImageStore, copied: dict[str, str]) -> ContactSheet:
+                         store: ImageStore, copied: dict[str, str]) -> ContactSheet:
     """The template's sheet of the sampled seeds; each sampled image is copied on the way."""
     spec = setup.spec
     seeds = sample_seeds(spec.seeds)

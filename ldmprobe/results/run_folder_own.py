@@ -13,12 +13,12 @@ import contextlib
 import contextvars
 from pathlib import Path
 
-from ldmprobe.engine import cache
+from ldmprobe.store.files import atomic_write_text
 from ldmprobe.records import to_json
 from ldmprobe.results import run_folder
 from ldmprobe.results.contact_sheet import contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
-from ldmprobe.storage import clone_file
+from ldmprobe.store.files import clone_file
 
 
 def write_own_run_folder(out: Path, result: SweepResult, items: list[dict], copies: dict[str, Path], *,
@@ -29,10 +29,10 @@ def write_own_run_folder(out: Path, result: SweepResult, items: list[dict], copi
         for rel, source in copies.items():
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             clone_file(Path(source), staging / rel)
-        cache.atomic_write_text(staging / "items.jsonl", "".join(to_json(i, indent=None) + "\n" for i in items))
+        atomic_write_text(staging / "items.jsonl", "".join(to_json(i, indent=None) + "\n" for i in items))
         sheets = _contact_sheets(staging, result.spec, items, note) if copies else []
         written = result.with_contact_sheets(sheets)
-        cache.atomic_write_text(staging / "results.json", to_json(written) + "\n")
+        atomic_write_text(staging / "results.json", to_json(written) + "\n")
         finish = _FINISH.get()
         if finish is not None:
             finish(staging)

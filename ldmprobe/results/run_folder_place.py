@@ -194,7 +194,7 @@ def add_to_marker(folder: Path, names) -> None:
     listed = marker_files(folder)
     if listed is None:
         return
-    from ldmprobe.storage import atomic_write_text
+    from ldmprobe.store.files import atomic_write_text
 
     body = {"made_by": "ldmprobe", "files": sorted(set(listed) | set(names))}
     atomic_write_text(folder / MARKER, json.dumps(body, indent=0) + "\n")

@@ -94,12 +94,12 @@ class TraceResult(Record):
 
 def write_results(out: Path, result: TraceResult) -> Path:
     """``results.json`` in the run folder (written atomically)."""
-    from ldmprobe.engine import cache
+    from ldmprobe.store.files import atomic_write_text
     from ldmprobe.records import to_json
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    cache.atomic_write_text(path, to_json(result) + "\n")
+    atomic_write_text(path, to_json(result) + "\n")
     return path
 
 

@@ -12,7 +12,6 @@ and the extracted word list is kept in the cache (``vocab/``) so later queries s
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import gzip
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ldmprobe import storage as cache
+from ldmprobe.store.word_lists import read_word_list, word_list_path, write_word_list
 from ldmprobe import resources
 from ldmprobe.specs.clip_bpe import N_MERGES
 from ldmprobe.errors import BadInputError, LdmprobeError
@@ -126,17 +125,6 @@ def _extract_clip_bpe_words(path: Path) -> tuple[str, ...]:
     return tuple(words)
 
 
-def _read_word_list(path: Path) -> tuple[str, ...] | None:
-    """A cached word list whose checksum line matches its body, else None."""
-    try:
-        header, _, body = path.read_text(encoding="utf-8").partition("\n")
-    except (OSError, UnicodeDecodeError):
-        return None
-    if header != f"# sha256={hashlib.sha256(body.encode('utf-8')).hexdigest()}" or not body:
-        return None
-    return tuple(body.split("\n"))
-
-
 @functools.lru_cache(maxsize=1)
 def clip_bpe_words() -> tuple[str, ...]:
     """Word-final tokens of CLIP's BPE vocabulary made only of letters, lowercased, deduplicated.
@@ -147,13 +135,11 @@ def clip_bpe_words() -> tuple[str, ...]:
     """
     source = _bpe_path()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    path = cache.cache_root() / "vocab" / f"clip-bpe-v{_WORDS_VERSION}-{digest[:20]}.txt"
-    words = _read_word_list(path)
+    path = word_list_path(f"clip-bpe-v{_WORDS_VERSION}-{digest[:20]}")
+    words = read_word_list(path)
     if words is None:
         words = _extract_clip_bpe_words(source)
-        body = "\n".join(words)
-        with contextlib.suppress(OSError):  # an unwritable cache only costs the next query time
-            cache.atomic_write_text(path, f"# sha256={hashlib.sha256(body.encode('utf-8')).hexdigest()}\n{body}")
+        write_word_list(path, words)
     return words
 
 

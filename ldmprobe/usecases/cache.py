@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Iterator
 
 from ldmprobe import SCHEMA_VERSION
-from ldmprobe.engine import cache
 from ldmprobe.errors import BadInputError
-from ldmprobe.storage import CLEANUP_MARKER, cache_hint, cache_root
+from ldmprobe.store import token_counts
+from ldmprobe.store.array_store import NPY_NO_DIGEST, check_npy
+from ldmprobe.store.cleanup import CLEANUP_MARKER
+from ldmprobe.store.files import cache_hint, cache_root
+from ldmprobe.store.packed_cache import IDENTITY_FILE, identity_namespace
+from ldmprobe.store.png_check import check_png, png_recipe
 
 #: Namespace folders (one per model identity) and the kind of value they hold.
 _NAMESPACED = {"embeddings": "image embeddings", "text": "text embeddings", "conditioning": "conditionings",
@@ -72,7 +76,7 @@ def _entry(kind: str, model: str, path: Path) -> Entry:
 
 def _namespace_model(folder: Path, pipelines: dict[str, str]) -> str:
     try:
-        return model_label(json.loads((folder / cache.IDENTITY_FILE).read_text()).get("identity"))
+        return model_label(json.loads((folder / IDENTITY_FILE).read_text()).get("identity"))
     except (OSError, ValueError, AttributeError):
         return pipelines.get(folder.name, f"unknown ({folder.name})")
 
@@ -87,11 +91,11 @@ def entries(root: Path | None = None) -> Iterator[Entry]:
     for path in sorted((root / "images").glob("??/*")):
         if path.name.startswith("."):
             continue
-        recipe = cache.png_recipe(path) if path.suffix == ".png" else _json_or_none(path)
+        recipe = png_recipe(path) if path.suffix == ".png" else _json_or_none(path)
         identity = (recipe or {}).get("pipeline") if isinstance(recipe, dict) else None
         label = model_label(identity)
         if identity:
-            pipelines.setdefault(cache.identity_namespace(identity), label)
+            pipelines.setdefault(identity_namespace(identity), label)
         image_models[path.stem] = label
         yield _entry("images" if path.suffix == ".png" else "image failure records", label, path)
     for path in sorted((root / "images" / "index").glob("*.jsonl")):
@@ -108,9 +112,9 @@ def entries(root: Path | None = None) -> Iterator[Entry]:
                 yield _entry(kind, _namespace_model(folder, pipelines), folder)
     for folder in sorted(p for p in (root / "models").glob("*") if not p.name.startswith(".")):
         yield _entry("models", folder.name, folder)
-    for path in sorted((root / "token_counts").glob("*.json")):
+    for path in sorted((root / token_counts.FOLDER).glob("*.json")):
         yield _entry("token counts", "generator tokenizer", path)
-    known = {"images", "models", "token_counts", CLEANUP_MARKER, *_NAMESPACED}
+    known = {"images", "models", token_counts.FOLDER, CLEANUP_MARKER, *_NAMESPACED}
     for path in sorted(p for p in root.glob("*") if p.name not in known) if root.is_dir() else ():
         yield _entry("other", path.name, path)
 
@@ -217,12 +221,10 @@ def _remove(path: Path) -> None:
 def _check_entry(e: Entry) -> list[tuple[Path, str]]:
     """(path, reason) for each bad value in an entry; packed values are audited whole."""
     if e.kind == "images":
-        reason = cache.check_png(e.path.read_bytes(), e.path.name[: -len(".png")])
+        reason = check_png(e.path.read_bytes(), e.path.name[: -len(".png")])
         return [(e.path, reason)] if reason else []
     if e.kind == "token counts":
-        from ldmprobe.token_counts import check_file
-
-        reason = check_file(e.path)
+        reason = token_counts.check_file(e.path)
         return [(e.path, reason)] if reason else []
     if e.kind == "image failure records" or e.path.suffix == ".json":
         return [] if isinstance(_json_or_none(e.path), (dict, list)) else [(e.path, "unreadable JSON")]
@@ -246,10 +248,10 @@ def _check_digested_arrays(paths) -> list[tuple[Path, str]]:
     bad = []
     for path in paths:
         try:
-            reason = cache.check_npy(path.read_bytes())[1]
+            reason = check_npy(path.read_bytes())[1]
         except OSError:
             reason = "unreadable"
-        if reason is not None and reason != cache.NPY_NO_DIGEST:
+        if reason is not None and reason != NPY_NO_DIGEST:
             bad.append((path, reason))
     return bad
 
@@ -265,8 +267,8 @@ def _check_arrays(folder: Path) -> list[tuple[Path, str]]:
         return _check_digested_arrays(sorted(folder.glob("??/*.npy")))
     bad = []
     if (folder / "packed").is_dir():
-        from ldmprobe.engine import packed_maint
-        from ldmprobe.engine.packed_store import PackedStore
+        from ldmprobe.store import packed_maint
+        from ldmprobe.store.packed_store import PackedStore
 
         with PackedStore(folder / "packed", import_legacy=False) as store:
             _good, n_bad, n_lost = packed_maint.verify_keys(store)
@@ -284,8 +286,8 @@ def _check_arrays(folder: Path) -> list[tuple[Path, str]]:
 def _repair(path: Path) -> None:
     """Remove a bad file or model folder; a packed namespace is compacted (bad values dropped)."""
     if path.name == "packed" and path.is_dir():
-        from ldmprobe.engine import packed_maint
-        from ldmprobe.engine.packed_store import PackedStore
+        from ldmprobe.store import packed_maint
+        from ldmprobe.store.packed_store import PackedStore
 
         with PackedStore(path, import_legacy=False) as store:
             packed_maint.verify(store)  # marks the bad values, which compaction then leaves out

@@ -15,15 +15,16 @@ import numpy as np
 
 from ldmprobe.analysis.compare import CompareEmbeddings, CompareSettings, compare_embeddings, unpaired_analysis
 from ldmprobe.digest import CACHE_KINDS, cache_key
-from ldmprobe.engine import cache
+from ldmprobe.store.files import atomic_write_text
+from ldmprobe.store.packed_cache import embedding_store, identity_namespace
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
-from ldmprobe.engine.packed_cache import VerifiedStore
+from ldmprobe.store.packed_cache import VerifiedStore
 from ldmprobe.errors import BadInputError
 from ldmprobe.records import to_json
 from ldmprobe.results.compare import CompareResult, RunData, check_comparable, level_notes, read_run, run_summary
 from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.results.run_folder import prepare_out, release_out, staged_folder
-from ldmprobe.storage import cache_root
+from ldmprobe.store.files import cache_root
 
 
 def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = CompareSettings(), out: Path | None = None,
@@ -97,13 +98,13 @@ def write_outputs(result: CompareResult, out: Path, *, replace: bool = False) ->
     from ldmprobe.render.compare import compare_html
 
     with staged_folder(out, replace=replace) as staging:
-        cache.atomic_write_text(staging / "compare.json", to_json(result) + "\n")
-        cache.atomic_write_text(staging / "compare.html", compare_html(result.to_dict()))
+        atomic_write_text(staging / "compare.json", to_json(result) + "\n")
+        atomic_write_text(staging / "compare.html", compare_html(result.to_dict()))
 
 
 def _image_embeddings(run: RunData, label: str) -> dict:
     """(template index, term, seed) -> the cached embedding (None for failed or dropped images)."""
-    store = cache.embedding_store(run.measurer["identity"])
+    store = embedding_store(run.measurer["identity"])
     usable = [item for item in run.items if item.usable]
     try:
         vectors = store.get_many([item.key for item in usable])
@@ -158,7 +159,7 @@ def probe_embeddings(run: RunData, probes: list[str], *, offline: bool, device: 
     """The probes' template-averaged text embeddings by the run's measurer, from the sweep's text
     cache; the measurer is loaded only for those not cached (and must still be the recorded one)."""
     identity = run.measurer["identity"]
-    store = VerifiedStore(f"text/{cache.identity_namespace(identity)}", "text embeddings")
+    store = VerifiedStore(f"text/{identity_namespace(identity)}", "text embeddings")
     templates = list(DEFAULT_PROBE_TEMPLATES)
     keys = [cache_key("text-embedding", CACHE_KINDS["text-embedding"], {"text": p, "templates": templates})
             for p in probes]

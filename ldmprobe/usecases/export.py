@@ -9,7 +9,7 @@ from ldmprobe.results.run_export import ExportResult, export_images
 
 def export_run(run_dir: Path | str) -> ExportResult:
     """Make ``run_dir`` whole (see :mod:`ldmprobe.results.run_export`); the cache is only read."""
-    from ldmprobe.engine import cache
+    from ldmprobe.store.files import check_cache_root
 
-    cache.check_cache_root()
+    check_cache_root()
     return export_images(Path(run_dir))

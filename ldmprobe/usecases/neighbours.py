@@ -11,7 +11,7 @@ import numpy as np
 from ldmprobe.analysis.neighbours import (
     BARE_TEMPLATE, DEFAULT_K, check_contexts, check_k, check_term, overlap, rank_by_image, rank_words,
 )
-from ldmprobe.engine import cache
+from ldmprobe.store.images import ImageStore
 from ldmprobe.engine.sweep_images import embed_items, generate_missing, model_loader
 from ldmprobe.engine.sweep_setup import make_plan, recipe_settings
 from ldmprobe.engine.workitems import unique_items
@@ -50,7 +50,7 @@ def term_images(term: str, contexts: Sequence[str], count: int, options, *, repo
                 seeds=tuple(range(int(count))))
     term_setup = make_plan(spec, options)
     term_setup = dataclasses.replace(term_setup, items=[item for item in term_setup.items if not item.is_baseline])
-    store = cache.ImageStore()
+    store = ImageStore()
     loaded = model_loader(term_setup, measurer=measurer)
     made, _ = generate_missing(term_setup, loaded, or_silent(reporter), store)
     records = embed_items(term_setup, loaded, store, made)

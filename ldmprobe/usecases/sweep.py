@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ldmprobe.analysis.sweep import ImageCell, ImageGrid, StatisticsSettings, SweepEmbeddings, analyse_sweep
-from ldmprobe.engine import cache, distributed
+from ldmprobe.engine import distributed
+from ldmprobe.store.images import ImageStore
+from ldmprobe.store.packed_cache import embedding_store
 from ldmprobe.engine.embeddings import conditioning_embeddings, direction_vocabulary, text_embeddings
 from ldmprobe.usecases.sweep_attributes import attribute_fields
 from ldmprobe.usecases.sweep_levels import generate_levels, level_setups, levels_and_trends
@@ -98,7 +100,7 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
         if setup.truncated and ctx.is_main:
             reporter.warn(f"{len(setup.truncated)} prompt(s) exceed the tokenizer limit and will be truncated.")
         loaded = model_loader(setup)
-        store = cache.ImageStore()  # one per run: its manifest is read once
+        store = ImageStore()  # one per run: its manifest is read once
         work = _make_and_embed(ctx, setup, loaded, reporter, out, store)
     finally:
         ctx.close()
@@ -109,7 +111,7 @@ def _run_in(spec: Spec, options: SweepOptions, reporter, started: str, out,
     return result
 
 
-def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore, out=None, reporter=None) -> tuple[list, int]:
+def _work_list(ctx, setup: SweepSetup, store: ImageStore, out=None, reporter=None) -> tuple[list, int]:
     """The global work list, read from the shared cache by rank 0 alone so that every rank
     agrees on it: items whose image or image embedding is missing, sorted by key. Rank 0 also
     checks that the images to make and the run folder fit on their disks (before any model
@@ -118,7 +120,7 @@ def _work_list(ctx, setup: SweepSetup, store: cache.ImageStore, out=None, report
     plan_digest = digest(_keys(setup.items))
     view = None
     if ctx.is_main:
-        emb_store = cache.embedding_store(models.measurer_identity(setup.measurer_ref))
+        emb_store = embedding_store(models.measurer_identity(setup.measurer_ref))
         to_make, to_embed = cached_work(store, emb_store, _keys(unique))
         view = (plan_digest, sorted(to_make | to_embed), len(to_make), None)
         try:
@@ -143,10 +145,10 @@ def _keys(items) -> list[str]:
     return items.keys() if isinstance(items, PlanItems) else [item.key for item in items]
 
 
-def _check_disk_space(setup: SweepSetup, store: cache.ImageStore, unique, to_make: set, out, reporter) -> None:
-    from ldmprobe import diskspace
+def _check_disk_space(setup: SweepSetup, store: ImageStore, unique, to_make: set, out, reporter) -> None:
+    from ldmprobe.store import diskspace
     from ldmprobe.results.contact_sheet import CELL
-    from ldmprobe.storage import cache_root
+    from ldmprobe.store.files import cache_root
 
     cached = []
     for item in unique:  # a sample of the cached images: paths made for the sample only
@@ -161,9 +163,9 @@ def _check_disk_space(setup: SweepSetup, store: cache.ImageStore, unique, to_mak
 
 
 def _make_and_embed(ctx, setup: SweepSetup, loaded: ModelLoader, reporter, out=None,
-                    store: cache.ImageStore | None = None) -> _RankWork:
+                    store: ImageStore | None = None) -> _RankWork:
     """This rank's share: generate the missing images, embed them, meet the other ranks."""
-    store = cache.ImageStore() if store is None else store
+    store = ImageStore() if store is None else store
     work_items, n_to_make = _work_list(ctx, setup, store, out, reporter if ctx.is_main else None)
     mine = ctx.shard(work_items, call_groups(setup) if ctx.distributed else None)  # whole calls per rank (issue 28)
     n_unique = len(unique_items(setup.items))
@@ -215,9 +217,9 @@ def _rank_failure(ctx, exc: Exception) -> distributed.RankFailure:
 
 def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work: _RankWork, ctx,
                        started: str, out, export: Path | None = None, report: bool = False,
-                       store: cache.ImageStore | None = None) -> SweepResult:
+                       store: ImageStore | None = None) -> SweepResult:
     """Rank 0: merge every image embedding, analyse, write the run folder."""
-    store = cache.ImageStore() if store is None else store
+    store = ImageStore() if store is None else store
     t0 = time.perf_counter()
     try:
         records = embed_items(setup, loaded, store, work.made, merge=ctx.distributed)
@@ -264,11 +266,11 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
     return write_run_folder(out, result, records, setup, store, finish=write_report)
 
 
-def tidy_cache(store: cache.ImageStore, reporter) -> None:
+def tidy_cache(store: ImageStore, reporter) -> None:
     """After the run folder is written: fold crowded embedding shards and image manifests, so
     warm reruns keep opening few files. Optional upkeep: a failure is a warning, never an error."""
-    from ldmprobe.engine.packed_maint import compact_crowded
-    from ldmprobe.storage import cache_root
+    from ldmprobe.store.packed_maint import compact_crowded
+    from ldmprobe.store.files import cache_root
 
     try:
         folded = compact_crowded(cache_root())

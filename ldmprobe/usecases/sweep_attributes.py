@@ -39,7 +39,7 @@ def attribute_fields(setup, loaded, templates: tuple[str, ...], reporter=None) -
 def logit_scale(setup, loaded) -> float:
     """The measurer's own softmax temperature exp(logit_scale) (CLIP's 100), cached with its texts."""
     from ldmprobe.engine.embeddings import TEXT_VERSION, measurer_namespace
-    from ldmprobe.engine.packed_cache import VerifiedStore
+    from ldmprobe.store.packed_cache import VerifiedStore
 
     store = VerifiedStore(f"text/{measurer_namespace(setup)}", "text embeddings")
     key = cache_key("text-embedding", TEXT_VERSION, {"logit_scale": "exp"})

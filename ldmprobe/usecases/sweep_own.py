@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ldmprobe.analysis.sweep import ImageCell, SweepEmbeddings, analyse_sweep
-from ldmprobe.engine import cache
+from ldmprobe.store.files import check_cache_root
 from ldmprobe.engine.sweep_setup import SweepOptions
 from ldmprobe.errors import BadInputError
 from ldmprobe.models import sources as models
@@ -47,7 +47,7 @@ def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path |
     started = now_iso()
     path, read = (embeddings, read_embeddings_file) if embeddings is not None else (images, read_image_manifest)
     if images is not None:
-        cache.check_cache_root()  # the images' embeddings are cached
+        check_cache_root()  # the images' embeddings are cached
     sources = []
     for level in levels_in(path, "embeddings" if embeddings is not None else "images") or [None]:
         source, extra = read(path, spec, level)

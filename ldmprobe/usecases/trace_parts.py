@@ -29,7 +29,7 @@ class Run:
     """State shared by the sections of one run (models, plan, grid, plain images and embeddings)."""
 
     def __init__(self, spec, setup: SweepSetup, loader, options, on_progress: Progress | None):
-        from ldmprobe.engine.cache import ImageStore
+        from ldmprobe.store.images import ImageStore
         from ldmprobe.engine.encode import encode_in_templates
         from ldmprobe.engine.trace_text import layout
         from ldmprobe.engine.workitems import call_shape, unique_items

@@ -1,4 +1,4 @@
-"""The cache folder: where built tiny models, images and embeddings live, written atomically."""
+"""Generated images in the cache (``images/``), each checked before it is trusted."""
 
 from __future__ import annotations
 
@@ -7,17 +7,9 @@ import json
 import os
 from pathlib import Path
 
-from ldmprobe.digest import digest
-from ldmprobe.storage import (  # noqa: F401  (the stores' foundation, importable from here)
-    IDENTITY_FILE, atomic_write_bytes, atomic_write_text, cache_root, check_cache_root, models_dir,
-    namespace_identity, publish_dir, read_for_check,
-    record_repair, remember_namespace, staging_dir,
-)
-
-
-from ldmprobe.engine.png_check import (  # noqa: F401  (the PNG checks, importable from here as before)
-    NO_DIGEST, PNG_DIGEST_KEY, PNG_RECIPE_KEY, _DamagedChunk, _PNG_END, _PNG_SIGNATURE, _chunk, _digest_parts, _head_texts, _light_check, _png_digest, _text_chunk, check_png, light_check, png_recipe, png_with_digest,
-)
+from ldmprobe.store.files import atomic_write_bytes, atomic_write_text, cache_root, read_for_check
+from ldmprobe.store.png_check import PNG_RECIPE_KEY, _light_check, check_png, png_with_digest
+from ldmprobe.store.run_state import active
 
 # --------------------------------------------------------------------------- stores
 
@@ -36,11 +28,11 @@ class ImageStore:
     Items that could not be made (NaN or black images) get a ``.failed.json`` record instead,
     so a rerun does not regenerate what is known to fail; flags such as the safety checker's
     travel in the PNG's metadata. Every image carries a digest of its bytes (:func:`check_png`):
-    a damaged or edited file is removed, reported (``storage.record_repair``) and remade.
+    a damaged or edited file is removed, reported (``RunState.record_repair``) and remade.
     """
 
     def __init__(self, root: Path | None = None):
-        from ldmprobe.engine.image_index import ImageIndex
+        from ldmprobe.store.image_index import ImageIndex
 
         self.base = (root or cache_root()) / "images"
         self.index = ImageIndex(self.base)
@@ -104,7 +96,7 @@ class ImageStore:
     @staticmethod
     def _remove(path: Path, kind: str, reason: str) -> None:
         path.unlink(missing_ok=True)
-        record_repair(kind, reason)
+        active().record_repair(kind, reason)
 
     def checked_bytes(self, key: str) -> bytes | None:
         """The file's bytes when they pass :func:`check_png`; a failing file is removed and reported."""
@@ -183,7 +175,7 @@ class ImageStore:
         edited-and-resized image is remade (issue 15). Where the bytes are read anyway
         (:meth:`load`, the run folder's copy) the digest of every byte is checked too.
 
-        An image recorded in the save-time manifest (:mod:`ldmprobe.engine.image_index`) whose
+        An image recorded in the save-time manifest (:mod:`ldmprobe.store.image_index`) whose
         size, mtime and inode are unchanged costs one ``stat`` and opens nothing (issue 16); one
         recorded whose stat changed (edited in place, or the cache was copied) has every byte
         checked against its digest once; one never recorded that passes the header check is
@@ -224,24 +216,3 @@ class ImageStore:
             if (st is not None and matches(key, st)) or self.valid(key):
                 found.add(key)
         return found
-
-
-from ldmprobe.engine.array_store import (  # noqa: E402,F401  (importable from here, as before)
-    NPY_DIGEST_TAG, NPY_NO_DIGEST, ArrayStore, check_npy, npy_with_digest,
-)
-
-
-def identity_namespace(identity: dict) -> str:
-    """A short stable folder name for a model identity (sha256 of its canonical JSON); the
-    identity is remembered (``storage.namespace_identity``) for the namespace's ``identity.json``."""
-    namespace = digest(identity)[:20]
-    remember_namespace(namespace, identity)
-    return namespace
-
-
-def embedding_store(measurer_identity: dict, root: Path | None = None):
-    """Image embeddings by one measurer, keyed by image key: a packed store whose values are
-    checked before use (the old per-file ``ab/<key>.npy`` cache is read through and imported)."""
-    from ldmprobe.engine.packed_cache import VerifiedStore
-
-    return VerifiedStore(f"embeddings/{identity_namespace(measurer_identity)}", "image embeddings", root)

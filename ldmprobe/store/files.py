@@ -1,15 +1,19 @@
-"""The cache folder and atomic writes: the storage every stage builds on (no heavy imports)."""
+"""The cache folder and atomic writes: what every other store module builds on (no heavy imports).
+
+Also where an error about a cached file says which cache it is (:func:`cache_hint`), and copies
+that share no bytes with their source (:func:`clone_file`, for run folders)."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
-import re
 import shutil
 import tempfile
-import threading
 from pathlib import Path
+
+
+#: The suffix of every temp file the store writes (the stale-temp cleanup looks for it).
+TEMP_SUFFIX = ".tmp"
 
 
 def cache_root() -> Path:
@@ -95,120 +99,7 @@ def staging_dir(final_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.{os.getpid()}-"))
 
 
-# --------------------------------------------------------------------------- stale temp files
-
-TEMP_SUFFIX = ".tmp"
-#: Temp files and staging folders untouched this long are left over from a killed process.
-STALE_AFTER_S = 3600.0
-#: How often (at most) a command walks the cache for them (the walk lists every image folder).
-CLEANUP_EVERY_S = 3600.0
-CLEANUP_MARKER = ".last-cleanup"
-_PID = re.compile(r"\.(\d+)-[^.]*(?:\.tmp)?$")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists
-        return True
-    return True
-
-
-def _newest_mtime(path: Path) -> float:
-    """A folder's newest modification time over its whole tree (a live build keeps writing)."""
-    newest = path.lstat().st_mtime
-    if path.is_dir() and not path.is_symlink():
-        for sub in path.rglob("*"):
-            with contextlib.suppress(OSError):
-                newest = max(newest, sub.lstat().st_mtime)
-    return newest
-
-
-def _stale(entry: os.DirEntry, now: float, max_age: float) -> bool:
-    name = entry.name
-    is_temp_file = name.endswith(TEMP_SUFFIX) and entry.is_file(follow_symlinks=False)
-    is_staging = (entry.is_dir(follow_symlinks=False) and name.count(".") >= 2
-                  and Path(entry.path).parent.name == "models")  # staging_dir's model builds
-    if not name.startswith(".") or not (is_temp_file or is_staging):
-        return False
-    match = _PID.search(name)
-    if match and int(match.group(1)) != os.getpid() and pid_alive(int(match.group(1))):
-        return False  # held by a live process on this machine (named in the temp name)
-    try:
-        return now - _newest_mtime(Path(entry.path)) > max_age
-    except OSError:
-        return False
-
-
-def remove_stale_temp(root: Path | None = None, *, max_age: float = STALE_AFTER_S,
-                      every: float = CLEANUP_EVERY_S, now: float | None = None) -> list[Path]:
-    """Remove temp files (``.NAME.PID-XXXX.tmp``) and staging folders (``.NAME.PID-XXXX``) left
-    by killed processes: untouched for ``max_age`` seconds and not named after a live local
-    process. Walks the cache at most once per ``every`` seconds; returns what it removed."""
-    import time
-
-    root = Path(root or cache_root())
-    now = time.time() if now is None else now
-    marker = root / CLEANUP_MARKER
-    with contextlib.suppress(OSError):
-        if now - marker.stat().st_mtime < every:
-            return []
-    removed: list[Path] = []
-    for folder, dirs, _files in os.walk(root):
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(folder):
-                if _stale(entry, now, max_age):
-                    path = Path(entry.path)
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(path, ignore_errors=True)
-                        dirs[:] = [d for d in dirs if d != entry.name]
-                    else:
-                        path.unlink(missing_ok=True)
-                    removed.append(path)
-    with contextlib.suppress(OSError):
-        root.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-    return removed
-
-
-# --------------------------------------------------------------------------- repairs and hints
-
-#: Cached values that failed a check this process and were removed or skipped, by (kind, reason);
-#: a command reports them in one stderr line at its end (:func:`repair_summary`), then resets.
-REPAIRS: collections.Counter = collections.Counter()
-_DETAILS: list[str] = []
-_REPAIRS_LOCK = threading.Lock()
-
-
-def record_repair(kind: str, reason: str = "unreadable", detail: str | None = None) -> None:
-    """Count one cached value of ``kind`` (e.g. "images") that failed its check and was removed;
-    ``detail`` (e.g. which model folder was rebuilt) is added to the summary line."""
-    with _REPAIRS_LOCK:
-        REPAIRS[(kind, reason)] += 1
-        if detail and detail not in _DETAILS:
-            _DETAILS.append(detail)
-
-
-def repair_summary(reset: bool = True) -> str | None:
-    """One line with the number of cached values per kind that failed their check, or None."""
-    counts: dict[str, int] = {}
-    with _REPAIRS_LOCK:
-        for (kind, _reason), n in sorted(REPAIRS.items()):
-            counts[kind] = counts.get(kind, 0) + n
-        details = list(_DETAILS)
-        if reset:
-            REPAIRS.clear()
-            _DETAILS.clear()
-    total = sum(counts.values())
-    if not total:
-        return None
-    parts = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
-    return (f"{total} cached value(s) failed their integrity check and were treated as missing "
-            f"(remade where this run needed them): {parts}." + "".join(f" {d}." for d in details))
-
+# --------------------------------------------------------------------------- hints
 
 def cache_hint(path=None) -> str:
     """Where the cache is and how to move it: for errors about files in the cache."""
@@ -221,21 +112,6 @@ def cache_hint(path=None) -> str:
     source = "LDMPROBE_CACHE" if os.environ.get("LDMPROBE_CACHE", "").strip() else "the default; set LDMPROBE_CACHE"
     return (f" This is ldmprobe's cache {root} ({source}): free space or fix permissions there, or set "
             "LDMPROBE_CACHE=/another/folder to use another cache.")
-
-
-#: The identities behind the namespaces named this process (written beside a namespace's values
-#: as ``identity.json``, so ``ldmprobe cache info`` can say which model a folder belongs to).
-_IDENTITIES: dict[str, dict] = {}
-IDENTITY_FILE = "identity.json"
-
-
-def remember_namespace(namespace: str, identity: dict) -> None:
-    _IDENTITIES.setdefault(namespace, identity)
-
-
-def namespace_identity(namespace: str) -> dict | None:
-    """The identity a cache namespace was made from in this process (None if not named here)."""
-    return _IDENTITIES.get(namespace)
 
 
 def check_cache_root() -> Path:

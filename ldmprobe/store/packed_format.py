@@ -217,7 +217,7 @@ class ShardWriter:
             if self.durable:
                 os.fsync(self._index)
         except BaseException as exc:
-            from ldmprobe.storage import named
+            from ldmprobe.store.files import named
 
             named(exc, self.directory / (self.stem + SHARD_SUFFIX))  # a full disk is named where it is
             self.close(seal=False)  # a torn write: the next append starts a fresh pair

@@ -12,7 +12,8 @@ import hashlib
 import io
 from pathlib import Path
 
-from ldmprobe.storage import atomic_write_bytes, cache_root, read_for_check, record_repair
+from ldmprobe.store.files import atomic_write_bytes, cache_root, read_for_check
+from ldmprobe.store.run_state import active
 
 
 def _digest(data: bytes) -> str:
@@ -85,5 +86,5 @@ class ArrayStore:
         if reason is not None:
             path.unlink(missing_ok=True)
             if reason != NPY_NO_DIGEST:
-                record_repair(self.kind, reason)
+                active().record_repair(self.kind, reason)
         return array

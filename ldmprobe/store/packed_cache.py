@@ -1,14 +1,15 @@
 """The sweep's embedding caches (image, text, conditioning) on the packed store, every value verified.
 
-``VerifiedStore`` is what ``cache.embedding_store`` and ``engine.embeddings`` hand out: a
-:class:`~ldmprobe.engine.packed_store.PackedStore` for one namespace (the old per-file
+``VerifiedStore`` is what :func:`embedding_store` and ``engine.embeddings`` hand out: a
+:class:`~ldmprobe.store.packed_store.PackedStore` for one namespace (the old per-file
 ``<namespace>/ab/<key>.npy`` cache read through and imported as it is met), with the per-key
 ``has`` / ``load`` / ``save`` of the old ``ArrayStore`` kept for callers that work key by key
 and ``prefetch`` / ``get_many`` / ``put_many`` per batch. ``has`` answers for a *verified* value
 (its crc32 checked), so a corrupt entry is planned as missing and remade, never used.
 
-Every failed check is counted here by cache kind; :func:`repair_summary` gives the one stderr
-line a command prints at its end (issue 17).
+Every failed check is counted by cache kind in the run's state
+(:meth:`~ldmprobe.store.run_state.RunState.repair_summary` gives the one stderr line a command
+prints at its end, issue 17).
 """
 
 from __future__ import annotations
@@ -18,22 +19,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ldmprobe.engine.packed_store import PackedStore
-from ldmprobe import storage
-from ldmprobe.storage import cache_root
+from ldmprobe.digest import digest
+from ldmprobe.store.files import atomic_write_text, cache_root
+from ldmprobe.store.packed_store import PackedStore
+from ldmprobe.store.run_state import active
 
-#: Failed checks this process, by (cache kind, reason): kept in ``storage`` with every other
-#: cache's repairs, so that one line reports them all at a command's end.
-REPAIRS = storage.REPAIRS
-
-
-def _record_repair(kind: str, reason: str) -> None:
-    storage.record_repair(kind, reason)
-
-
-def repair_summary(reset: bool = True) -> str | None:
-    """One line naming how many cached values failed their check and were remade, or None."""
-    return storage.repair_summary(reset)
+#: Written beside a namespace's values: which model the folder belongs to (``ldmprobe cache info``).
+IDENTITY_FILE = "identity.json"
 
 
 class VerifiedStore:
@@ -43,7 +35,7 @@ class VerifiedStore:
         self.kind = kind
         self.namespace = namespace
         self.store = PackedStore.for_namespace(namespace, root=Path(root or cache_root()),
-                                               on_repair=lambda key, reason: _record_repair(kind, reason))
+                                               on_repair=lambda key, reason: active().record_repair(kind, reason))
         self._memo: dict[str, np.ndarray] = {}
         self._labelled = False
 
@@ -87,12 +79,12 @@ class VerifiedStore:
     def _label(self) -> None:
         """Write which model this namespace belongs to (for ``ldmprobe cache``), once."""
         self._labelled = True
-        path = self.store.directory.parent / storage.IDENTITY_FILE
-        identity = storage.namespace_identity(self.namespace.rsplit("/", 1)[-1])
+        path = self.store.directory.parent / IDENTITY_FILE
+        identity = active().namespace_identity(self.namespace.rsplit("/", 1)[-1])
         if identity is not None and not path.is_file():
             import json
 
-            storage.atomic_write_text(path, json.dumps({"kind": self.kind, "identity": identity}, sort_keys=True))
+            atomic_write_text(path, json.dumps({"kind": self.kind, "identity": identity}, sort_keys=True))
 
     # ----------------------------------------------------------------- per key (ArrayStore's API)
 
@@ -113,3 +105,17 @@ class VerifiedStore:
     def close(self) -> None:
         self._memo.clear()
         self.store.close()
+
+
+def identity_namespace(identity: dict) -> str:
+    """A short stable folder name for a model identity (sha256 of its canonical JSON); the
+    identity is remembered (``RunState.namespace_identity``) for the namespace's ``identity.json``."""
+    namespace = digest(identity)[:20]
+    active().remember_namespace(namespace, identity)
+    return namespace
+
+
+def embedding_store(measurer_identity: dict, root: Path | None = None) -> VerifiedStore:
+    """Image embeddings by one measurer, keyed by image key: a packed store whose values are
+    checked before use (the old per-file ``ab/<key>.npy`` cache is read through and imported)."""
+    return VerifiedStore(f"embeddings/{identity_namespace(measurer_identity)}", "image embeddings", root)

@@ -13,10 +13,17 @@ import hashlib
 import json
 from pathlib import Path
 
-from ldmprobe.storage import atomic_write_text, record_repair
+from ldmprobe.store.files import atomic_write_text, cache_root
+from ldmprobe.store.run_state import active
 
 KIND = "token counts"
+FOLDER = "token_counts"
 NO_DIGEST = "no digest (written by an older version)"
+
+
+def counts_path(key: str) -> Path:
+    """Where the counts of the tokenizer with cache key ``key`` are kept."""
+    return cache_root() / FOLDER / f"{key[:24]}.json"
 
 
 def _digest(counts: dict) -> str:
@@ -47,7 +54,7 @@ def read_counts(path: Path) -> dict[str, int]:
         counts, reason = {}, "unreadable"
     if reason is not None and reason != NO_DIGEST:
         path.unlink(missing_ok=True)  # reported once, not by every reader this run
-        record_repair(KIND, reason)
+        active().record_repair(KIND, reason)
     return counts
 
 

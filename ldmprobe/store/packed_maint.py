@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmprobe.engine import packed_format as fmt
-from ldmprobe.storage import atomic_write_bytes, pid_alive
-from ldmprobe.engine.packed_legacy import load_legacy
-from ldmprobe.engine.packed_store import LEGACY_MARKER, PackedStore
+from ldmprobe.store import packed_format as fmt
+from ldmprobe.store.cleanup import pid_alive
+from ldmprobe.store.files import atomic_write_bytes
+from ldmprobe.store.packed_legacy import load_legacy
+from ldmprobe.store.packed_store import LEGACY_MARKER, PackedStore
 
 # ---------------------------------------------------------------------------- legacy cache
 

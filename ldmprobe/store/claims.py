@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ldmprobe.storage import pid_alive
+from ldmprobe.store.cleanup import pid_alive
 
 HEARTBEAT_S = 20.0
 STALE_AFTER_S = 120.0

@@ -383,7 +383,7 @@ class ImageIndex:
                     lines[line] = None
             except OSError:
                 continue
-        from ldmprobe.storage import atomic_write_text
+        from ldmprobe.store.files import atomic_write_text
 
         target = self.dir / f"{time.time_ns():x}-{os.getpid()}-c{secrets.token_hex(4)}.jsonl"
         atomic_write_text(target, "".join(f"{line}\n" for line in lines))

@@ -25,8 +25,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ldmprobe.engine import packed_format as fmt
-from ldmprobe.engine.packed_legacy import read_legacy
+from ldmprobe.store import packed_format as fmt
+from ldmprobe.store.packed_legacy import read_legacy
 
 RepairCallback = Callable[[str, str], None]
 LEGACY_MARKER = "legacy-imported"
@@ -79,7 +79,7 @@ class PackedStore:
     def for_namespace(cls, namespace: str, root: Path | None = None, **kwargs) -> "PackedStore":
         """The packed store of an ``ArrayStore`` namespace, reading its per-file cache through."""
         if root is None:
-            from ldmprobe.storage import cache_root
+            from ldmprobe.store.files import cache_root
 
             root = cache_root()
         base = Path(root) / namespace
