@@ -48,23 +48,31 @@ def named(exc: BaseException, path) -> BaseException:
     return exc
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers only ever see the old or the complete new content."""
+@contextlib.contextmanager
+def _replacing(path: Path):
+    """A temp file beside ``path`` as (fd, name), renamed over ``path`` when the block ends; removed
+    (and the error named after ``path``) when the block raises."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX)
     try:
-        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
-            os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         named(exc, path)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers only ever see the old or the complete new content."""
+    with _replacing(path) as (fd, _tmp):
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def read_for_check(path: Path) -> bytes | None:
@@ -140,18 +148,10 @@ def clone_file(source: Path, target: Path) -> str:
     """Copy ``source`` to ``target`` (replacing it atomically) so that a later edit of either
     cannot change the other: a reflink where the filesystem has them, else a kernel copy, else a
     plain one. Returns how ("reflink", "copy_file_range" or "copy"); never a hard link."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-", suffix=TEMP_SUFFIX)
-    try:
+    with _replacing(target) as (fd, tmp):
         with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
             how = _clone_into(src, dst)
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        named(exc, target)
-        raise
     return how
 
 
