@@ -97,10 +97,9 @@ class TokenCounter:
         tok_dir = folder / component
         fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
         key = cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint})
-        from ldmprobe.store.token_counts import counts_path, read_counts
+        from ldmprobe.store.token_counts import cached_counts
 
-        self.path = counts_path(key)
-        self.counts: dict[str, int] = read_counts(self.path)  # digest checked; damage counted again, reported
+        self.path, self.counts = cached_counts(key)  # digest checked; damage counted again, reported
         self._tokenizer = None
         self._dirty = False
 

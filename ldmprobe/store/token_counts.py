@@ -21,9 +21,11 @@ FOLDER = "token_counts"
 NO_DIGEST = "no digest (written by an older version)"
 
 
-def counts_path(key: str) -> Path:
-    """Where the counts of the tokenizer with cache key ``key`` are kept."""
-    return cache_root() / FOLDER / f"{key[:24]}.json"
+def cached_counts(key: str) -> tuple[Path, dict[str, int]]:
+    """Where the counts of the tokenizer with cache key ``key`` are kept, and those counts
+    (:func:`read_counts`)."""
+    path = cache_root() / FOLDER / f"{key[:24]}.json"
+    return path, read_counts(path)
 
 
 def _digest(counts: dict) -> str:
