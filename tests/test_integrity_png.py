@@ -9,7 +9,7 @@ import json
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ldmprobe.store.run_state import active
+from ldmprobe.store import run_state
 from ldmprobe.store.images import ImageStore
 from ldmprobe.store.png_check import NO_DIGEST, PNG_DIGEST_KEY, PNG_RECIPE_KEY, check_png, light_check
 
@@ -41,11 +41,11 @@ def test_an_image_resaved_without_its_digest_is_remade(tmp_path):
     path.write_bytes(data)
     assert check_png(data, KEY) == NO_DIGEST
     assert light_check(path, KEY) == NO_DIGEST
-    active().repairs.clear()
+    run_state.current.repairs.clear()
     fresh = ImageStore(tmp_path)  # another process, the manifest on disk
     assert not fresh.valid(KEY) and not path.exists()
-    assert ("images", NO_DIGEST) in active().repairs
-    active().repairs.clear()
+    assert ("images", NO_DIGEST) in run_state.current.repairs
+    run_state.current.repairs.clear()
 
 
 def _flip_bit_in_digest_keyword(data: bytes) -> bytes:
@@ -60,7 +60,7 @@ def test_a_flipped_bit_in_the_digest_keyword_does_not_skip_the_check(tmp_path):
     path.write_bytes(data)
     assert light_check(path, KEY) == "damaged chunk (CRC mismatch)"
     assert not ImageStore(tmp_path).valid(KEY) and not path.exists()
-    active().repairs.clear()
+    run_state.current.repairs.clear()
 
 
 def test_a_flipped_bit_in_any_chunk_fails_its_crc(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ldmprobe.store.run_state import active
+from ldmprobe.store import run_state
 from ldmprobe.cli.main import main
 from ldmprobe.store.array_store import ArrayStore
 from ldmprobe.specs.vocab import Vocabulary
@@ -44,12 +44,12 @@ def test_flipped_signs_in_cached_vocabulary_embeddings_are_found_and_remade(fres
     _flip_signs(first.path)
     found = _verify()
     assert [(row["kind"], row["path"]) for row in found["bad"]] == [("vocabulary embeddings", str(first.path))]
-    active().repairs.clear()
+    run_state.current.repairs.clear()
     assert cached_vocabulary(tiny_measurer.identity, vocabulary) is None  # what a sweep asks first
     again = embed_vocabulary(tiny_measurer, vocabulary)  # then it embeds again
     assert again.status == "built" and np.array_equal(again.vectors, first.vectors)
-    assert sum(active().repairs.values()) == 1  # reported once, not by each reader
-    active().repairs.clear()
+    assert sum(run_state.current.repairs.values()) == 1  # reported once, not by each reader
+    run_state.current.repairs.clear()
     assert embed_vocabulary(tiny_measurer, vocabulary).status == "hit" and _verify()["bad"] == []
 
 
@@ -59,8 +59,8 @@ def test_an_array_store_file_without_its_digest_is_made_again_silently(tmp_path)
     path = store.path("ab" + "0" * 62)
     assert np.load(path).shape == (2, 3)  # still an ordinary .npy to any tool
     np.save(path, np.ones((2, 3), np.float32))  # as an older version wrote it
-    active().repairs.clear()
-    assert store.load("ab" + "0" * 62) is None and not active().repairs
+    run_state.current.repairs.clear()
+    assert store.load("ab" + "0" * 62) is None and not run_state.current.repairs
 
 
 SPEC = """\

@@ -37,9 +37,9 @@ def test_each_command_starts_its_own_state(tmp_path, monkeypatch):
     before = run_state.begin_run()
     before.record_repair("images", "unreadable")
     namespace = identity_namespace({"model": "x"})
-    assert run_state.active() is before and before.namespace_identity(namespace) == {"model": "x"}
+    assert run_state.current is before and before.namespace_identity(namespace) == {"model": "x"}
     result = CliRunner().invoke(main, ["cache", "info"])
     assert result.exit_code == 0, result.output
     assert "failed their integrity check" not in result.output  # the earlier state's repair is not this command's
-    assert run_state.active() is not before and run_state.active().namespace_identity(namespace) is None
+    assert run_state.current is not before and run_state.current.namespace_identity(namespace) is None
     assert before.repair_summary() is not None  # left as it was

@@ -268,7 +268,7 @@ def test_clone_file_shares_nothing(tmp_path):
 
 def test_a_damaged_tiny_model_is_rebuilt_and_named(tmp_path, cache_root, monkeypatch):
     from ldmprobe.models import tiny
-    from ldmprobe.store.run_state import active
+    from ldmprobe.store import run_state
 
     root = tmp_path / "cache"
     shutil.copytree(cache_root / "models" / "tiny-measurer-v1", root / "models" / "tiny-measurer-v1")
@@ -277,10 +277,10 @@ def test_a_damaged_tiny_model_is_rebuilt_and_named(tmp_path, cache_root, monkeyp
     good = sha(weights)
     with open(weights, "r+b") as fh:
         fh.truncate(100_000)
-    active().repair_summary()
+    run_state.current.repair_summary()
     folder = tiny.ensure_tiny_measurer(root / "models")
     assert sha(weights) == good and tiny.damage(folder, "open_clip_config.json") is None
-    line = active().repair_summary()
+    line = run_state.current.repair_summary()
     assert "tiny models 1" in line and str(folder) in line and "safetensors" in line
 
 
@@ -289,7 +289,7 @@ def test_bytes_changed_inside_tiny_weights_are_found_and_rebuilt(tmp_path, cache
     """4 KiB changed in the middle of the tiny UNet keep its size and header: only the recorded
     sha256 finds it; the rebuilt model is byte-identical to the first build."""
     from ldmprobe.models import tiny, weights_hash
-    from ldmprobe.store.run_state import active
+    from ldmprobe.store import run_state
 
     root = tmp_path / "cache"
     shutil.copytree(cache_root / "models" / "tiny-generator-v1", root / "models" / "tiny-generator-v1")
@@ -305,9 +305,9 @@ def test_bytes_changed_inside_tiny_weights_are_found_and_rebuilt(tmp_path, cache
     data[middle:middle + 4096] = bytes(b ^ 0xFF for b in data[middle:middle + 4096])
     weights.write_bytes(bytes(data))
     assert "sha256" in tiny.damage(folder, "model_index.json")
-    active().repair_summary()
+    run_state.current.repair_summary()
     weights_hash.forget_memory()
     rebuilt = tiny.ensure_tiny_generator(root / "models")
     assert sha(weights) == good and tiny.damage(rebuilt, "model_index.json") is None
-    line = active().repair_summary()
+    line = run_state.current.repair_summary()
     assert "tiny models 1" in line and "does not match its sha256" in line

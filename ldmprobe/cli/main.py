@@ -140,9 +140,9 @@ def _remove_stale_temp() -> None:
 
 def _report_repairs(quiet: bool = False) -> None:
     """One stderr line when cached values failed their integrity check this command (issue 17)."""
-    from ldmprobe.store.run_state import active
+    from ldmprobe.store import run_state
 
-    line = active().repair_summary()
+    line = run_state.current.repair_summary()
     if line:
         Terminal(quiet=quiet).warn(line)
 

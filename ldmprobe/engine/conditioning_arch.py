@@ -129,8 +129,7 @@ def conditioning_by_encoder(setup, loaded, prompts: list[str]) -> dict | None:
     """{(component, part, label): {prompt: array}} per encoder output, cached per pipeline +
     prompt + output (as the conditioning is); None without a generator folder."""
     from ldmprobe.digest import CACHE_KINDS, cache_key
-    from ldmprobe.store.packed_cache import identity_namespace
-    from ldmprobe.store.packed_cache import VerifiedStore
+    from ldmprobe.store.packed_cache import identity_store
 
     folder = getattr(setup, "generator_folder", None)
     if folder is None or setup.recipe is None:
@@ -138,7 +137,7 @@ def conditioning_by_encoder(setup, loaded, prompts: list[str]) -> dict | None:
     parts = encoder_parts(folder)
     if not parts:
         return None
-    store = VerifiedStore(f"conditioning/{identity_namespace(setup.recipe.pipeline_dict)}", "conditionings")
+    store = identity_store("conditioning", setup.recipe.pipeline_dict, "conditionings")
     keys = {(c, p): [cache_key("conditioning", CACHE_KINDS["conditioning"], {"prompt": q, "encoder": c, "part": p})
                      for q in prompts] for c, p, _ in parts}
     rows = {cp: store.get_many(k) for cp, k in keys.items()}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ldmprobe.store.packed_cache import identity_namespace
-from ldmprobe.store.packed_cache import VerifiedStore
+from ldmprobe.store.packed_cache import VerifiedStore, identity_store
 from ldmprobe.models.loader import ModelLoader
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.digest import CACHE_KINDS, cache_key
@@ -15,8 +14,9 @@ TEXT_VERSION = CACHE_KINDS["text-embedding"]
 CONDITIONING_VERSION = CACHE_KINDS["conditioning"]
 
 
-def measurer_namespace(setup: SweepSetup) -> str:
-    return identity_namespace(models.measurer_identity(setup.measurer_ref))
+def text_store(setup: SweepSetup) -> VerifiedStore:
+    """The measurer's text embeddings (and its logit scale), cached."""
+    return identity_store("text", models.measurer_identity(setup.measurer_ref), "text embeddings")
 
 
 def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], templates: tuple[str, ...] = (),
@@ -28,7 +28,7 @@ def text_embeddings(setup: SweepSetup, loaded: ModelLoader, texts: list[str], te
     texts that differ only after the limit would otherwise measure the same thing."""
     from ldmprobe.engine.encode import encode_in_templates, fill_templates
 
-    store = VerifiedStore(f"text/{measurer_namespace(setup)}", "text embeddings")
+    store = text_store(setup)
     keys = [cache_key("text-embedding", TEXT_VERSION, {"text": t, "templates": list(templates)}) for t in texts]
     rows = store.get_many(keys)
     missing = [i for i, row in enumerate(rows) if row is None]
@@ -51,8 +51,7 @@ def conditioning_embeddings(setup: SweepSetup, loaded: ModelLoader, prompts: lis
     """The generator's (77, d) conditioning per prompt, cached per pipeline + prompt (None if it has none)."""
     from ldmprobe.engine.conditioning_arch import encode_conditioning  # every architecture (SD 1.x unchanged)
 
-    namespace = identity_namespace(setup.recipe.pipeline_dict)
-    store = VerifiedStore(f"conditioning/{namespace}", "conditionings")
+    store = identity_store("conditioning", setup.recipe.pipeline_dict, "conditionings")
     keys = [cache_key("conditioning", CONDITIONING_VERSION, {"prompt": p}) for p in prompts]
     rows = store.get_many(keys)
     missing = [i for i, row in enumerate(rows) if row is None]

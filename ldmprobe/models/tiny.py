@@ -242,7 +242,7 @@ def _set_aside(final: Path, reason: str) -> None:
 
     from ldmprobe.errors import ModelUnavailableError
     from ldmprobe.store.files import cache_hint
-    from ldmprobe.store.run_state import active
+    from ldmprobe.store import run_state
 
     aside = final.parent / f".{final.name}.{os.getpid()}-damaged"
     try:
@@ -254,7 +254,7 @@ def _set_aside(final: Path, reason: str) -> None:
             f"The cached tiny model at {final} is damaged ({reason}) and cannot be moved away to rebuild it: "
             f"{exc.strerror or exc}. Delete that folder and rerun." + cache_hint()) from None
     shutil.rmtree(aside, ignore_errors=True)
-    active().record_repair("tiny models", reason, detail=f"The tiny model at {final} was damaged ({reason}) and was rebuilt")
+    run_state.current.record_repair("tiny models", reason, detail=f"The tiny model at {final} was damaged ({reason}) and was rebuilt")
 
 
 def _ensure(models_dir: Path, name: str, builder, probe_file: str) -> Path:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ldmprobe.store.files import atomic_write_text
+from ldmprobe.store.files import atomic_write_text, clone_file
 from ldmprobe.store.images import ImageStore
 from ldmprobe.store.png_check import check_png
 from ldmprobe.engine.sweep_images import ItemRecord, ItemRecords
@@ -26,7 +26,6 @@ from ldmprobe.results import run_folder_place as place
 from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
 from ldmprobe.specs.sweep import Spec
-from ldmprobe.store.files import clone_file
 
 #: Under each contact sheet's title when tiny models made it.
 TINY_SHEET_NOTE = "tiny models: random weights, numbers mean nothing"

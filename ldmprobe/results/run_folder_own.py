@@ -13,12 +13,11 @@ import contextlib
 import contextvars
 from pathlib import Path
 
-from ldmprobe.store.files import atomic_write_text
+from ldmprobe.store.files import atomic_write_text, clone_file
 from ldmprobe.records import to_json
 from ldmprobe.results import run_folder
 from ldmprobe.results.contact_sheet import contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
-from ldmprobe.store.files import clone_file
 
 
 def write_own_run_folder(out: Path, result: SweepResult, items: list[dict], copies: dict[str, Path], *,

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 
 from ldmprobe.store.files import atomic_write_bytes, cache_root, read_for_check
-from ldmprobe.store.run_state import active
+from ldmprobe.store import run_state
 
 
 def _digest(data: bytes) -> str:
@@ -86,5 +86,5 @@ class ArrayStore:
         if reason is not None:
             path.unlink(missing_ok=True)
             if reason != NPY_NO_DIGEST:
-                active().record_repair(self.kind, reason)
+                run_state.current.record_repair(self.kind, reason)
         return array

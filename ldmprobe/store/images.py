@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ldmprobe.store.files import atomic_write_bytes, atomic_write_text, cache_root, read_for_check
 from ldmprobe.store.png_check import PNG_RECIPE_KEY, _light_check, check_png, png_with_digest
-from ldmprobe.store.run_state import active
+from ldmprobe.store import run_state
 
 # --------------------------------------------------------------------------- stores
 
@@ -96,7 +96,7 @@ class ImageStore:
     @staticmethod
     def _remove(path: Path, kind: str, reason: str) -> None:
         path.unlink(missing_ok=True)
-        active().record_repair(kind, reason)
+        run_state.current.record_repair(kind, reason)
 
     def checked_bytes(self, key: str) -> bytes | None:
         """The file's bytes when they pass :func:`check_png`; a failing file is removed and reported."""

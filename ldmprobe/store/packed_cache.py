@@ -22,7 +22,7 @@ import numpy as np
 from ldmprobe.digest import digest
 from ldmprobe.store.files import atomic_write_text, cache_root
 from ldmprobe.store.packed_store import PackedStore
-from ldmprobe.store.run_state import active
+from ldmprobe.store import run_state
 
 #: Written beside a namespace's values: which model the folder belongs to (``ldmprobe cache info``).
 IDENTITY_FILE = "identity.json"
@@ -35,7 +35,7 @@ class VerifiedStore:
         self.kind = kind
         self.namespace = namespace
         self.store = PackedStore.for_namespace(namespace, root=Path(root or cache_root()),
-                                               on_repair=lambda key, reason: active().record_repair(kind, reason))
+                                               on_repair=lambda key, reason: run_state.current.record_repair(kind, reason))
         self._memo: dict[str, np.ndarray] = {}
         self._labelled = False
 
@@ -80,7 +80,7 @@ class VerifiedStore:
         """Write which model this namespace belongs to (for ``ldmprobe cache``), once."""
         self._labelled = True
         path = self.store.directory.parent / IDENTITY_FILE
-        identity = active().namespace_identity(self.namespace.rsplit("/", 1)[-1])
+        identity = run_state.current.namespace_identity(self.namespace.rsplit("/", 1)[-1])
         if identity is not None and not path.is_file():
             import json
 
@@ -111,11 +111,17 @@ def identity_namespace(identity: dict) -> str:
     """A short stable folder name for a model identity (sha256 of its canonical JSON); the
     identity is remembered (``RunState.namespace_identity``) for the namespace's ``identity.json``."""
     namespace = digest(identity)[:20]
-    active().remember_namespace(namespace, identity)
+    run_state.current.remember_namespace(namespace, identity)
     return namespace
+
+
+def identity_store(folder: str, identity: dict, kind: str, root: Path | None = None) -> VerifiedStore:
+    """The values one model made, in ``<folder>/<identity_namespace(identity)>`` (``text``,
+    ``conditioning``, ...); ``kind`` names them in repair reports."""
+    return VerifiedStore(f"{folder}/{identity_namespace(identity)}", kind, root)
 
 
 def embedding_store(measurer_identity: dict, root: Path | None = None) -> VerifiedStore:
     """Image embeddings by one measurer, keyed by image key: a packed store whose values are
     checked before use (the old per-file ``ab/<key>.npy`` cache is read through and imported)."""
-    return VerifiedStore(f"embeddings/{identity_namespace(measurer_identity)}", "image embeddings", root)
+    return identity_store("embeddings", measurer_identity, "image embeddings", root)

@@ -5,7 +5,7 @@ A :class:`RunState` counts the cached values that failed their check and were re
 model identities behind the namespaces named (written beside a namespace's values as
 ``identity.json``, so ``ldmprobe cache info`` can say which model a folder belongs to).
 
-The store's readers report to the run's state, :func:`active`; a command of the command line
+The store's readers report to the run's state, :data:`current`; a command of the command line
 starts its own (:func:`begin_run`). Code that starts none (the Python API, tests) shares the one
 made at import, as a process did before. Safe to use from several threads.
 """
@@ -59,16 +59,12 @@ class RunState:
         return self.identities.get(namespace)
 
 
-_active = RunState()
-
-
-def active() -> RunState:
-    """The state the store reports to now."""
-    return _active
+#: The state the store reports to now (replaced by :func:`begin_run`; read it at each use).
+current = RunState()
 
 
 def begin_run() -> RunState:
-    """Start a run's own state (the command line, once per command) and make it the active one."""
-    global _active
-    _active = RunState()
-    return _active
+    """Start a run's own state (the command line, once per command) and make it :data:`current`."""
+    global current
+    current = RunState()
+    return current

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ldmprobe.store.files import atomic_write_text, cache_root
-from ldmprobe.store.run_state import active
+from ldmprobe.store import run_state
 
 KIND = "token counts"
 FOLDER = "token_counts"
@@ -56,7 +56,7 @@ def read_counts(path: Path) -> dict[str, int]:
         counts, reason = {}, "unreadable"
     if reason is not None and reason != NO_DIGEST:
         path.unlink(missing_ok=True)  # reported once, not by every reader this run
-        active().record_repair(KIND, reason)
+        run_state.current.record_repair(KIND, reason)
     return counts
 
 

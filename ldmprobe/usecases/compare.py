@@ -15,16 +15,14 @@ import numpy as np
 
 from ldmprobe.analysis.compare import CompareEmbeddings, CompareSettings, compare_embeddings, unpaired_analysis
 from ldmprobe.digest import CACHE_KINDS, cache_key
-from ldmprobe.store.files import atomic_write_text
-from ldmprobe.store.packed_cache import embedding_store, identity_namespace
+from ldmprobe.store.files import atomic_write_text, cache_root
+from ldmprobe.store.packed_cache import embedding_store, identity_store
 from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES
-from ldmprobe.store.packed_cache import VerifiedStore
 from ldmprobe.errors import BadInputError
 from ldmprobe.records import to_json
 from ldmprobe.results.compare import CompareResult, RunData, check_comparable, level_notes, read_run, run_summary
 from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.results.run_folder import prepare_out, release_out, staged_folder
-from ldmprobe.store.files import cache_root
 
 
 def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = CompareSettings(), out: Path | None = None,
@@ -159,7 +157,7 @@ def probe_embeddings(run: RunData, probes: list[str], *, offline: bool, device: 
     """The probes' template-averaged text embeddings by the run's measurer, from the sweep's text
     cache; the measurer is loaded only for those not cached (and must still be the recorded one)."""
     identity = run.measurer["identity"]
-    store = VerifiedStore(f"text/{identity_namespace(identity)}", "text embeddings")
+    store = identity_store("text", identity, "text embeddings")
     templates = list(DEFAULT_PROBE_TEMPLATES)
     keys = [cache_key("text-embedding", CACHE_KINDS["text-embedding"], {"text": p, "templates": templates})
             for p in probes]

@@ -38,10 +38,9 @@ def attribute_fields(setup, loaded, templates: tuple[str, ...], reporter=None) -
 
 def logit_scale(setup, loaded) -> float:
     """The measurer's own softmax temperature exp(logit_scale) (CLIP's 100), cached with its texts."""
-    from ldmprobe.engine.embeddings import TEXT_VERSION, measurer_namespace
-    from ldmprobe.store.packed_cache import VerifiedStore
+    from ldmprobe.engine.embeddings import TEXT_VERSION, text_store
 
-    store = VerifiedStore(f"text/{measurer_namespace(setup)}", "text embeddings")
+    store = text_store(setup)
     key = cache_key("text-embedding", TEXT_VERSION, {"logit_scale": "exp"})
     try:
         (value,) = store.get_many([key])
