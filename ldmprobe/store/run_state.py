@@ -1,4 +1,4 @@
-"""What the store notices during one run, held in one object rather than in module globals.
+"""What the store notices during one run, held in one object per run rather than module counters.
 
 A :class:`RunState` counts the cached values that failed their check and were removed or skipped
 (by kind and reason; a command reports them in one stderr line at its end), and remembers the
