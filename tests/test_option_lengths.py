@@ -29,7 +29,7 @@ def test_option_texts_over_the_measurers_limit_exit_2(cli, fresh_cache, tmp_path
     out = CliRunner().invoke(cli, ["sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny",
                                    "--out", str(tmp_path / "run"), "--format", "json"])
     assert out.exit_code == 2, out.output
-    assert "[attributes.colour]" in out.output and "over the measurer's limit of 77" in out.output
+    assert "[attributes.colour] option 'red'" in out.output and "over the measurer's limit of 77" in out.output
     assert not (tmp_path / "run" / "results.json").exists()
     assert _made_images(fresh_cache) == [], "refused only after generating"
 
@@ -50,7 +50,7 @@ def test_a_probe_over_the_limit_is_refused_before_generating(cli, fresh_cache, t
     out = CliRunner().invoke(cli, ["sweep", str(spec), "--pipeline", "tiny", "--measurer", "tiny",
                                    "--out", str(tmp_path / "run"), "--format", "json"])
     assert out.exit_code == 2, out.output
-    assert "The probe" in out.output and "over the measurer's limit of 77" in out.output
+    assert "The probe" in out.output and "over the measurer's limit of 77" in out.output and "Shorten it" in out.output
     assert _made_images(fresh_cache) == []
 
 

@@ -220,6 +220,22 @@ def test_replace_refuses_a_folder_without_the_marker_or_with_other_files(tmp_pat
         check_replaceable(folder)
 
 
+def test_replace_refuses_another_commands_run_folder(tmp_path):
+    """A trace's --replace does not delete a sweep's run folder (both have results.json and the
+    marker); the same command's folder is replaced as before."""
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.results.run_folder import prepare_out
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({"kind": "sweep"}))
+    place.write_marker(folder)
+    with pytest.raises(BadInputError, match="holds a sweep run folder; --replace replaces only a trace's"):
+        prepare_out(folder, spec_name="x", runs_dir=tmp_path, replace=True, kind="trace")
+    assert (folder / "results.json").is_file()
+    assert prepare_out(folder, spec_name="x", runs_dir=tmp_path, replace=True, kind="sweep") == folder
+
+
 def test_files_ldmprobe_adds_later_join_the_marker(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()

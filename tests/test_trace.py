@@ -313,3 +313,23 @@ def test_trace_modules_import_no_torch():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_trace_plans_one_level_with_a_note_and_reads_no_attributes(tiny_generator, tiny_measurer):
+    """A spec with guidance / steps lists is traced at its first level, said in a warning and a
+    note; its [attributes] (which trace never embeds) are not checked, even when too long."""
+    from ldmprobe.specs.attributes import AttributeGroup
+    from ldmprobe.specs.sweep import Spec
+    from ldmprobe.usecases.trace import TraceOptions, plan_trace
+
+    long_text = " ".join(["big"] * 80)
+    spec = Spec(name="levels", templates=(TEMPLATE,), baseline="", terms=("red",), seeds=(0,),
+                probes=("a yellow background",), guidance=3.0, guidance_levels=(3.0, 5.0), pipeline="tiny",
+                measurer="tiny", attributes=(AttributeGroup("colour", ("red", "blue"),
+                                                            (f"{long_text} red", f"{long_text} blue")),))
+    warned = []
+    reporter = type("R", (), {"warn": lambda self, m: warned.append(m), "__getattr__": lambda self, n: lambda *a, **k: None})()
+    setup = plan_trace(spec, TraceOptions(device="cpu"), reporter)
+    assert setup.recipe.guidance == 3.0 and len(setup.levels) == 1
+    (note,) = [n for n in setup.notes if "one level" in n]
+    assert "guidance 3" in note and "[3.0, 5.0]" in note and note in warned

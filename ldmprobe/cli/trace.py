@@ -1,6 +1,6 @@
 """``ldmprobe trace SPEC``: follow each term through the conditioning, the cross-attention, the
 denoising steps and the autoencoder. Parsing and checks only; the work is
-:func:`ldmprobe.usecases.trace.trace_from_names`. Every check here runs before a model loads.
+:func:`ldmprobe.usecases.trace.trace`. Every check here runs before a model loads.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
 @click.option("--height", type=SIDE, default=None,
               help=f"Image height, a multiple of 8 up to {MAX_SIDE} (default: the model's).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
+@click.option("--allow-truncation", is_flag=True, help="Allow prompts over the tokenizer's 77 tokens (truncated), "
+              "as in sweep.")
 @click.option("--switch-steps", default=None,
               help="Steps part: switch points k, comma-separated (default: the quarters of --steps).")
 @click.option("--variants", default=None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ldmprobe.errors import BadInputError
 from ldmprobe.models import load as model_load
 from ldmprobe.specs.sweep import check_prompt_lengths
 
@@ -48,18 +49,28 @@ def check_measurer_texts(spec, options, measurer_ref) -> None:
     a text is long enough that it might be over the limit (read from a local measurer's config,
     else CLIP's 77); embedding checks again with the loaded measurer's own limit."""
     from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, fill_templates
-    from ldmprobe.engine.vocab_store import check_lengths, surely_fits
+    from ldmprobe.engine.vocab_store import surely_fits
 
     templates = tuple(options.probe_templates) if options.probe_templates is not None else DEFAULT_PROBE_TEMPLATES
-    groups = [("The probe (in its probe template)", tuple(spec.probes))]
-    groups += [(f"[attributes.{g.name}]: the option text in its probe template", tuple(g.texts))
-               for g in getattr(spec, "attributes", ())]
+    named = [(f"probe {_short(p)}", p) for p in spec.probes]
+    named += [(f"[attributes.{g.name}] option {key!r} ({_short(text)})", text)
+              for g in getattr(spec, "attributes", ()) for key, text in zip(g.options, g.texts)]
     limit = model_load.measurer_context_length(measurer_ref) or 77
-    long = [(what, text) for what, words in groups for text in fill_templates(words, templates)
-            if not surely_fits(text, limit)]
+    long = [(what, template, filled) for what, text in named
+            for template, filled in zip(templates, fill_templates([text], templates)) if not surely_fits(filled, limit)]
     if not long:
         return
     tokenizer = model_load.load_measurer_tokenizer(measurer_ref, offline=options.offline)
-    holder = type("TokenizerHolder", (), {"tokenizer": tokenizer})
-    for what, text in long:
-        check_lengths(holder, [text], what)
+    limit = int(getattr(tokenizer, "context_length", limit) or limit)
+    encode = getattr(tokenizer, "encode", None)
+    for what, template, filled in long if callable(encode) else ():
+        n = len(encode(filled)) + 2  # + start and end tokens
+        if n > limit:
+            raise BadInputError(
+                f"The {what} is {n} tokens inside the probe template {template!r}, over the measurer's limit "
+                f"of {limit} (start and end tokens counted); it would silently lose its last {n - limit}. "
+                "Shorten it.")
+
+
+def _short(text: str, width: int = 50) -> str:
+    return repr(text if len(text) <= width else text[: width - 3] + "...")

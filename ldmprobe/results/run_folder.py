@@ -70,7 +70,7 @@ def _probe_writable(folder: Path, what: str, shown: Path) -> None:
 
 
 def prepare_out(out: Path | None, *, spec_name: str, runs_dir: Path, replace: bool = False,
-                markers: tuple[str, ...] = _MARKERS) -> Path:
+                markers: tuple[str, ...] = _MARKERS, kind: str | None = None) -> Path:
     """Check and reserve a sweep's run folder before any work (bad ``--out``: exit 2, naming it).
 
     Without ``out`` a new ``runs/NAME-STAMP[-N]`` is reserved (a hidden reservation file, so
@@ -104,13 +104,14 @@ def prepare_out(out: Path | None, *, spec_name: str, runs_dir: Path, replace: bo
         raise BadInputError(
             f"--out {out} already holds files. A run folder is never reused silently: choose a new folder, "
             "leave out --out for a new one under runs/, or pass --replace to replace this one whole.")
-    check_replaceable(out, markers)
+    check_replaceable(out, markers, kind)
     _probe_writable(out.parent, "--out", out)  # the new folder is written beside it, then swapped in
     return out
 
 
-def check_replaceable(out: Path, markers: tuple[str, ...] = _MARKERS) -> None:
-    """``--replace`` replaces only a folder ldmprobe made that holds nothing else (exit 2 otherwise)."""
+def check_replaceable(out: Path, markers: tuple[str, ...] = _MARKERS, kind: str | None = None) -> None:
+    """``--replace`` replaces only a folder ldmprobe made that holds nothing else, and (``kind``)
+    only one this command made: a trace does not replace a sweep's folder (exit 2 otherwise)."""
     foreign = place.foreign_files(out)
     if foreign is None:
         raise BadInputError(
@@ -127,6 +128,20 @@ def check_replaceable(out: Path, markers: tuple[str, ...] = _MARKERS) -> None:
         raise BadInputError(
             f"--out {out} holds no {' or '.join(markers)}, so it is not a folder ldmprobe wrote for this command; "
             "--replace only replaces those. Choose another folder.")
+    found = _results_kind(out) if kind else None
+    if found is not None and found != kind:
+        raise BadInputError(
+            f"--out {out} holds a {found} run folder; --replace replaces only a {kind}'s, so it refuses "
+            "(nothing was touched). Choose another --out.")
+
+
+def _results_kind(out: Path) -> str | None:
+    """The ``kind`` its results.json states (None: no readable results.json, or no kind)."""
+    try:
+        kind = json.loads((out / "results.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def _reserve_new(runs_dir: Path, name: str) -> Path:

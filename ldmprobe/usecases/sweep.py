@@ -78,7 +78,8 @@ def run_sweep(spec: Spec, options: SweepOptions, reporter, *,
     started = now_iso()
     if export_embeddings is not None:
         check_export_path(export_embeddings)
-    out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
+    out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace,
+                      kind="sweep")
     try:
         result = _run_in(spec, options, reporter, started, out, export_embeddings, report)
     except BaseException:

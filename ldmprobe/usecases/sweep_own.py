@@ -60,7 +60,8 @@ def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path |
         attributes = file_attributes(embeddings, spec, sources[0][1].source.dim)
     else:
         models.ensure_measurer_available(models.resolve_measurer(options.measurer), offline=options.offline)
-    out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace)
+    out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace,
+                      kind="sweep")
     finish = None
     if report:  # report.html is written into the folder before it is published
         from ldmprobe.render.report import write_report as finish

@@ -51,6 +51,7 @@ class TraceOptions:
     width: int | None = None
     height: int | None = None
     negative_prompt: str | None = None
+    allow_truncation: bool = False  # prompts over the encoder's limit truncated instead of refused, as in sweep
     call_shape: int | None = None  # images per generation call (None: the device's default), as in sweep
     batch_size: int | None = None  # images made per step (changes no image)
     offline: bool = False
@@ -85,7 +86,9 @@ def plan_trace(spec, options: TraceOptions, reporter=None) -> SweepSetup:
     missing = [t for t in spec.templates if options.noun and options.noun not in t]
     if missing:
         raise BadInputError(f"--noun {options.noun!r} is not in template(s) {missing}; every template must contain it.")
-    setup = make_plan(spec, sweep_options(spec, options), reporter=reporter)
+    # trace reads no [attributes]: their texts are neither checked nor embedded here
+    planned = dataclasses.replace(spec, attributes=(), reference_rates=(), reference_source=None, calibration=None)
+    setup = make_plan(planned, sweep_options(spec, options), reporter=reporter)
     from ldmprobe.engine.trace_condition import check_variants
     from ldmprobe.engine.trace_generate import refuse_architecture
 
@@ -96,7 +99,15 @@ def plan_trace(spec, options: TraceOptions, reporter=None) -> SweepSetup:
     if bad:
         raise BadInputError(f"--switch-steps must lie strictly between 0 and the steps ({steps}); got {bad}. "
                             "k = 0 and k = steps are the plain images, always included.")
-    return setup.level_setup(0) if setup.several_levels else setup
+    if not setup.several_levels:
+        return setup
+    level = setup.level_setup(0)
+    note = (f"trace makes one level, guidance {level.recipe.guidance:g} and {level.recipe.steps} steps (the spec's "
+            f"first); the spec lists guidance {list(spec.guidance_levels) or [spec.guidance]} and steps "
+            f"{list(spec.steps_levels) or [spec.steps]}: pass --guidance / --steps for another")
+    if reporter is not None:
+        reporter.warn(note)
+    return dataclasses.replace(level, notes=[*level.notes, note])
 
 
 def run_trace(spec, options: TraceOptions, *, models=None, on_progress: Progress | None = None,
@@ -124,7 +135,8 @@ def _traced(spec, options: TraceOptions, setup: SweepSetup, loader, on_progress:
     n_plain, plain_made, plain_seconds = run.costs[0][1:]
     per = plain_seconds if plain_made == n_plain and plain_seconds > 0 else math.nan  # NaN: plain was cached
     costs = tuple(TraceCost(name, n, made, s, n / n_plain, s / per) for name, n, made, s in run.costs)
-    notes = (["tiny models: random weights, these numbers mean nothing"] if setup.tiny else []) + run.notes
+    notes = (["tiny models: random weights, these numbers mean nothing"] if setup.tiny else []) + [
+        n for n in setup.notes if n not in run.notes] + run.notes  # the plan's notes (levels, truncation) too
     return TraceResult(_config(spec, options, setup), effects, attended, switches, round_trips, folder, costs,
                        overhead, tuple(notes), spec=spec.to_dict(),
                        pictures={**run.pictures, "plain_pixels": plain["pixels"]})
@@ -158,7 +170,7 @@ def trace(spec, options: TraceOptions, reporter=None, *, report: bool = True) ->
 
     started = now_iso()
     out = prepare_out(options.out, spec_name=f"{spec.name}-trace", runs_dir=Path(options.runs_dir),
-                      replace=options.replace)
+                      replace=options.replace, kind="trace")
     try:
         setup = plan_trace(spec, options, reporter)
         loader = model_loader(setup)
