@@ -18,7 +18,7 @@ class Reporter(Protocol):
     def warn(self, message: str) -> None:
         """Something the user should know: tiny models, truncated prompts, rebuilt caches."""
 
-    def progress(self, label: str, done: int, total: int) -> None:
+    def progress(self, label: str, done: int, total: int) -> None:  # first call per label: before any work
         """``done`` of ``total`` units of the work called ``label``; the last call has done == total."""
 
 
@@ -31,7 +31,7 @@ class SilentReporter:
     def warn(self, message: str) -> None:
         pass
 
-    def progress(self, label: str, done: int, total: int) -> None:
+    def progress(self, label: str, done: int, total: int) -> None:  # first call per label: before any work
         pass
 
 

@@ -410,6 +410,12 @@ def test_terminal_progress_is_throttled_and_quiet_is_silent(monkeypatch):
     lines = err.getvalue().splitlines()
     assert lines[0] == "encoding: 1000 to do" and lines[-1] == "encoding: 1000/1000"
     assert len(lines) <= 10 / engine_progress.LINE_INTERVAL_S + 2
+    first = Terminal(stdout=io.StringIO(), stderr=io.StringIO())
+    first.progress("trace: plain", 6, 18)  # a label's first call: what the cache already held
+    first.progress("trace: vae", 8, 8)
+    first.progress("images", 0, 4)
+    assert first.stderr.getvalue().splitlines()[:3] == [
+        "trace: plain: 12 to do (6 of 18 cached)", "trace: vae: all 8 cached", "images: 4 to do"]
     quiet = Terminal(stdout=io.StringIO(), stderr=io.StringIO(), quiet=True)
     quiet.progress("encoding", 0, 10)
     quiet.info("status")

@@ -118,6 +118,7 @@ def embed_prompt_sets(
         done[0] += n
         or_silent(reporter).progress("images", done[0], len(items))
 
+    advance(0)  # first report: what the cache already holds
     generate_into_store(generator, recipe, missing_items(items, store), store, batch_size=batch_size,
                         on_batch=advance, plan=items)
     _refuse_bad_images(items, store)
@@ -190,6 +191,8 @@ def embed_image_folder(measurer, source, *, batch_size: int = 32, reporter: Repo
     vectors = dict(zip(keys, store.get_many(keys)))
     todo = [(name, key) for (name, _), key in zip(source.files, keys) if vectors[key] is None]
     recorded = dict(source.files)
+    if todo:
+        or_silent(reporter).progress(f"images of {source.set}", 0, len(todo))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         images = []

@@ -62,8 +62,8 @@ def cached_generate(loaded, jobs: Sequence[CondJob], recipe: Recipe, store, *, s
     keys = [job_key(document, job) for job in jobs]
     hits = _load_hits(store, maps_store, keys, recorder is not None)
     todo = [i for i in range(len(jobs)) if i not in hits]
-    if on_batch is not None and hits:
-        on_batch(len(hits))
+    if on_batch is not None:
+        on_batch(len(hits))  # first report: what the cache already holds (0: none)
     made = generate_jobs(loaded, [jobs[i] for i in todo], recipe, shape=shape, recorder=recorder,
                          on_batch=on_batch)
     for n, i in enumerate(todo):

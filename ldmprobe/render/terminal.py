@@ -77,15 +77,19 @@ class Terminal:
 
     def progress(self, label: str, done: int, total: int) -> None:
         """Reporter protocol: a transient bar per label on a terminal; elsewhere a line at the
-        start, at most one every few seconds after it, and the final one."""
+        start, at most one every few seconds after it, and the final one. A label's first call
+        comes before any work: its ``done`` is what was already there (cached)."""
         if self.quiet:
             return
         from ldmprobe.engine.progress import Throttle
 
         bars = self.__dict__.setdefault("_bars", {})
         if label not in bars:
+            if done >= total > 0:
+                self.info(f"{label}: all {total} cached")
+                return
             console = self.err_console()
-            self.info(f"{label}: {total} to do")
+            self.info(f"{label}: {total - done} to do" + (f" ({done} of {total} cached)" if done else ""))
             bar, lines = None, Throttle()
             lines.ready()  # the start line counts as the first
             if console.is_terminal:

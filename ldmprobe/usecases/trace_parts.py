@@ -103,6 +103,7 @@ def plain_images(run: Run) -> dict:
         run.progress("plain", done[0], len(needed))
 
     progress = SimpleNamespace(advance=advance, close=lambda: None)  # the sweep's progress, as trace reports it
+    advance(0)  # first report: what the cache already holds
     start = time.perf_counter()
     made, _ = generate_missing(run.setup, run.loader, None, store, items=needed, progress=progress)
     seconds = time.perf_counter() - start
@@ -282,7 +283,7 @@ def vae(run: Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, ..
     pixels = plain["pixels"].reshape(-1, *plain["pixels"].shape[3:])
     start = time.perf_counter()
     rt = round_trip(run.g, pixels, batch_size=run.shape)
-    run.costs.append(("vae", len(pixels), len(pixels), time.perf_counter() - start))
+    run.costs.append(("vae", len(pixels), 0, time.perf_counter() - start))  # round trips of the plain images: none made
     rt_emb = run.grid(run.embed(rt), 1 + len(o.terms))
     values = run.grid(psnr(pixels, rt), 1 + len(o.terms))
     emb = plain["emb"]
