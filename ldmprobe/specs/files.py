@@ -75,6 +75,15 @@ def read_text(path: Path) -> str:
     return text
 
 
+def read_spec_file(path_or_name: str | Path, *, what: str, folder_fix: str, syntax_hint: str,
+                   subdir: str = "") -> tuple[Path, str, dict[str, Any] | None]:
+    """:func:`resolve`, :func:`read_text`, then (a ``.toml`` file) :func:`load_toml`: the file's
+    path, its text and its TOML table (None when the file is not TOML)."""
+    path = resolve(path_or_name, subdir=subdir, what=what, folder_fix=folder_fix)
+    text = read_text(path)
+    return path, text, load_toml(path, text, syntax_hint=syntax_hint) if path.suffix.lower() == ".toml" else None
+
+
 def load_toml(path: Path, text: str, *, syntax_hint: str) -> dict[str, Any]:
     """Parse TOML; a syntax error names the line and column and quotes the line."""
     try:

@@ -47,9 +47,7 @@ from ldmprobe.specs.attributes import attribute_dict
 from ldmprobe.specs.sweep_fields import (  # noqa: F401  (the spec's constants, importable from here)
     DEFAULT_SEED_COUNT, MAX_SEED, MAX_SEED_COUNT, PLACEHOLDER, SPEC_KEYS, _Ctx, _squash,
 )
-from ldmprobe.specs.sweep_validate import (
-    _as_str_list, _check_keys, _read_plain, _read_toml, _resolve, _seeds_override, _validate,
-)
+from ldmprobe.specs.sweep_validate import _check_keys, _validate, read_spec
 
 
 __all__ = [
@@ -179,55 +177,11 @@ def load_spec(
     distinct non-negative ints; as an override it may also be a string: ``"8"`` (a count) or
     ``"0,3,7"`` (a list), as typed on a command line.
     """
-    path = _resolve(path_or_name)
-    ctx = _Ctx(str(path))
-    raw = _read_toml(path, ctx) if path.suffix.lower() == ".toml" else _read_plain(path, ctx)
-    _apply_overrides(raw, ctx, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
-    _require_baseline_and_terms(raw, ctx, path)
-    raw.setdefault("name", path.stem if path.suffix else path.name)
-    clean = _validate(raw, ctx)
-    return Spec(**clean, source=str(path))
-
-
-def _apply_overrides(raw: dict[str, Any], ctx: _Ctx, *, terms, baseline, probes, seeds) -> None:
-    """Overrides replace the file's values; errors in them are reported as command-line ones."""
-    if terms:
-        raw["terms"] = _as_str_list(terms, ctx, "--term")
-        ctx.overridden.add("terms")
-    if probes:
-        raw["probes"] = _as_str_list(probes, ctx, "--probe")
-        ctx.overridden.add("probes")
-    if baseline is not None:
-        raw["baseline"] = baseline
-        ctx.overridden.add("baseline")
-    if seeds is not None:
-        raw["seeds"] = _seeds_override(seeds, ctx)
-        ctx.overridden.add("seeds")
-
-
-def _require_baseline_and_terms(raw: dict[str, Any], ctx: _Ctx, path: Path) -> None:
-    if "baseline" not in raw:
-        if ctx.plain:
-            raise SpecError(
-                f"{path}: a plain-text spec has no baseline. Pass --baseline TERM (the "
-                f"neutral term the others are compared with; --baseline '' means no "
-                f"modifier, e.g. 'a photo of a house')."
-            )
-        raise SpecError(
-            f"{path}: the spec has no 'baseline' key. Add a line such as baseline = \"\" "
-            f"(the neutral term the others are compared with; an empty string means no "
-            f"modifier) or pass --baseline TERM."
-        )
-    if "terms" not in raw:
-        if ctx.plain:
-            raise SpecError(
-                f"{path}: a plain-text spec has no terms. Pass one or more --term TERM "
-                f"(each is put into every template's {{}} and compared with the baseline)."
-            )
-        raise SpecError(
-            f"{path}: the spec has no 'terms' key. Add terms = [\"...\", ...] (the "
-            f"modifiers compared with the baseline) or pass --term TERM."
-        )
+    clean, source = read_spec(path_or_name, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    spec = object.__new__(Spec)  # checked once, above (``Spec(...)`` would check the values again)
+    for f in fields(Spec):
+        object.__setattr__(spec, f.name, source if f.name == "source" else clean.get(f.name, f.default))
+    return spec
 
 
 def spec_from_dict(data: Mapping[str, Any], *, source: str = "<inline>") -> Spec:

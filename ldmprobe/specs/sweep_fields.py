@@ -120,13 +120,34 @@ _is_int = specfile.is_int
 _type = specfile.type_name
 
 
+def validate_fields(raw, ctx: _Ctx) -> dict[str, Any]:
+    """The name, templates, baseline, terms, controls, probes and seeds, checked in that order and
+    normalised (tuples, collapsed whitespace)."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(
+            f"{ctx.label('name')}: the name must be a non-empty string, not {name!r}; write "
+            f'e.g. name = "fancy-house".'
+        )
+    out: dict[str, Any] = {"name": _squash(name), "templates": _validate_templates(raw.get("templates"), ctx)}
+    out["baseline"], out["terms"] = _validate_terms(raw.get("baseline"), raw.get("terms"), ctx)
+    out["controls"] = _validate_controls(raw.get("controls"), out["baseline"], out["terms"], ctx)
+    out["probes"] = _validate_probes(raw.get("probes", ()), ctx)
+    out["seeds"] = _validate_seeds(raw.get("seeds", DEFAULT_SEED_COUNT), ctx)
+    return out
+
+
+def _str_list(value: Any, ctx: _Ctx, key: str, example: str) -> None:
+    specfile.check_str_list(value, ctx.label(key), key, example)
+
+
 def _validate_templates(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     if value is None:
         raise SpecError(
             f"{ctx.source}: the spec has no 'templates' key. Add templates = [\"a photo of "
             f"a {{}} house\", ...] with {{}} where the term goes."
         )
-    specfile.check_str_list(value, ctx.label("templates"), "templates", 'templates = ["a photo of a {} house"]')
+    _str_list(value, ctx, "templates", 'templates = ["a photo of a {} house"]')
     if not value:
         raise SpecError(
             f"{ctx.label('templates')}: there are no templates. Add at least one, e.g. "
@@ -244,7 +265,7 @@ def _check_term_list(terms: Any, ctx: _Ctx) -> None:
         raise SpecError(
             f"{ctx.source}: the spec has no terms. Add terms = [\"...\"] or pass --term TERM."
         )
-    specfile.check_str_list(terms, ctx.label("terms"), "terms", 'e.g. terms = ["fancy", "poor"]')
+    _str_list(terms, ctx, "terms", 'e.g. terms = ["fancy", "poor"]')
     if not terms:
         raise SpecError(
             f"{ctx.label('terms')}: there are no terms to compare with the baseline. Add at "
@@ -253,7 +274,7 @@ def _check_term_list(terms: Any, ctx: _Ctx) -> None:
 
 
 def _validate_probes(value: Any, ctx: _Ctx) -> tuple[str, ...]:
-    specfile.check_str_list(value, ctx.label("probes"), "probes", 'e.g. probes = ["mansion", "hut"]')
+    _str_list(value, ctx, "probes", 'e.g. probes = ["mansion", "hut"]')
     out: list[str] = []
     seen: dict[str, int] = {}
     for i, probe in enumerate(value):
@@ -337,8 +358,7 @@ def _validate_controls(value: Any, baseline: str, terms: tuple[str, ...], ctx: _
     none may repeat the baseline, a term or another control."""
     if value is None or (isinstance(value, (list, tuple)) and not value):
         return ()
-    specfile.check_str_list(value, ctx.label("controls"), "controls",
-                            'e.g. controls = ["wooden", "small"] (modifiers the study holds irrelevant)')
+    _str_list(value, ctx, "controls", 'e.g. controls = ["wooden", "small"] (modifiers the study holds irrelevant)')
     taken = {base.casefold(): "the baseline" for base in (baseline,)}
     taken.update({t.casefold(): f"term {t!r}" for t in terms})
     out: list[str] = []

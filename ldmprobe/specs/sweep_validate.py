@@ -9,32 +9,32 @@ from typing import Any
 
 from ldmprobe.errors import SpecError
 from ldmprobe.specs import files as specfile
-from ldmprobe.specs.sweep_fields import (
-    _KEY_ALIASES, _TOML_LINE, DEFAULT_SEED_COUNT, SPEC_KEYS, _Ctx, _is_int,
-    _squash, _type, _validate_controls, _validate_probes, _validate_seeds, _validate_templates, _validate_terms,
-)
+from ldmprobe.specs.sweep_fields import _KEY_ALIASES, _TOML_LINE, SPEC_KEYS, _Ctx, _is_int, _type, validate_fields
 
 
-def _resolve(path_or_name: str | Path) -> Path:
-    return specfile.resolve(
+def read_spec(path_or_name: str | Path, *, terms, baseline, probes, seeds) -> tuple[dict[str, Any], str]:
+    """A spec file read and checked in one pass: its fields' normalised values and its path.
+    The overrides (the command line's) replace the file's values (see ``specs.sweep.load_spec``)."""
+    path, text, data = specfile.read_spec_file(
         path_or_name, what="spec",
         folder_fix="Give the path of a .toml spec or a plain-text file with one template per line.",
-    )
-
-
-def _read_toml(path: Path, ctx: _Ctx) -> dict[str, Any]:
-    text = _read_text(path)
-    ctx.text = text
-    data = specfile.load_toml(
-        path, text, syntax_hint="Fix the TOML syntax there (strings need double quotes, lists need "
+        syntax_hint="Fix the TOML syntax there (strings need double quotes, lists need "
         "commas between items, keys are written key = value).",
     )
-    _check_keys(data, ctx)
-    return data
+    ctx = _Ctx(str(path))
+    if data is not None:
+        ctx.text = text
+        _check_keys(data, ctx)
+        raw = data
+    else:
+        raw = _read_plain(path, text, ctx)
+    _apply_overrides(raw, ctx, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
+    _require_baseline_and_terms(raw, ctx, path)
+    raw.setdefault("name", path.stem if path.suffix else path.name)
+    return _validate(raw, ctx), str(path)
 
 
-def _read_plain(path: Path, ctx: _Ctx) -> dict[str, Any]:
-    text = _read_text(path)
+def _read_plain(path: Path, text: str, ctx: _Ctx) -> dict[str, Any]:
     ctx.plain = True
     templates: list[str] = []
     lines: list[int] = []
@@ -61,7 +61,45 @@ def _read_plain(path: Path, ctx: _Ctx) -> dict[str, Any]:
     return {"templates": templates}
 
 
-_read_text = specfile.read_text
+def _apply_overrides(raw: dict[str, Any], ctx: _Ctx, *, terms, baseline, probes, seeds) -> None:
+    """Overrides replace the file's values; errors in them are reported as command-line ones."""
+    if terms:
+        raw["terms"] = _as_str_list(terms, ctx, "--term")
+        ctx.overridden.add("terms")
+    if probes:
+        raw["probes"] = _as_str_list(probes, ctx, "--probe")
+        ctx.overridden.add("probes")
+    if baseline is not None:
+        raw["baseline"] = baseline
+        ctx.overridden.add("baseline")
+    if seeds is not None:
+        raw["seeds"] = _seeds_override(seeds, ctx)
+        ctx.overridden.add("seeds")
+
+
+def _require_baseline_and_terms(raw: dict[str, Any], ctx: _Ctx, path: Path) -> None:
+    if "baseline" not in raw:
+        if ctx.plain:
+            raise SpecError(
+                f"{path}: a plain-text spec has no baseline. Pass --baseline TERM (the "
+                f"neutral term the others are compared with; --baseline '' means no "
+                f"modifier, e.g. 'a photo of a house')."
+            )
+        raise SpecError(
+            f"{path}: the spec has no 'baseline' key. Add a line such as baseline = \"\" "
+            f"(the neutral term the others are compared with; an empty string means no "
+            f"modifier) or pass --baseline TERM."
+        )
+    if "terms" not in raw:
+        if ctx.plain:
+            raise SpecError(
+                f"{path}: a plain-text spec has no terms. Pass one or more --term TERM "
+                f"(each is put into every template's {{}} and compared with the baseline)."
+            )
+        raise SpecError(
+            f"{path}: the spec has no 'terms' key. Add terms = [\"...\", ...] (the "
+            f"modifiers compared with the baseline) or pass --term TERM."
+        )
 
 
 def end_sentence(text: str) -> str:
@@ -94,29 +132,13 @@ def _check_keys(data: Mapping[str, Any], ctx: _Ctx) -> None:
 
 def _validate(raw: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
     """Check every field and return the normalised values (tuples, collapsed whitespace)."""
-    out: dict[str, Any] = {}
-
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise SpecError(
-            f"{ctx.label('name')}: the name must be a non-empty string, not {name!r}; write "
-            f'e.g. name = "fancy-house".'
-        )
-    out["name"] = _squash(name)
-
-    out["templates"] = _validate_templates(raw.get("templates"), ctx)
-    baseline, terms = _validate_terms(raw.get("baseline"), raw.get("terms"), ctx)
-    out["baseline"], out["terms"] = baseline, terms
-    out["controls"] = _validate_controls(raw.get("controls"), baseline, terms, ctx)
-    out["probes"] = _validate_probes(raw.get("probes", ()), ctx)
-    out["seeds"] = _validate_seeds(raw.get("seeds", DEFAULT_SEED_COUNT), ctx)
-
+    out = validate_fields(raw, ctx)  # name, templates, baseline, terms, controls, probes, seeds
     out.update(_validate_generation(raw, ctx))
     for key in ("pipeline", "measurer"):
         out[key] = _validate_model_name(raw.get(key), key, ctx)
     from ldmprobe.specs.attributes import validate_attribute_fields
 
-    out.update(validate_attribute_fields(raw, (baseline, *terms, *out["controls"]), ctx.source))
+    out.update(validate_attribute_fields(raw, (out["baseline"], *out["terms"], *out["controls"]), ctx.source))
     return out
 
 
