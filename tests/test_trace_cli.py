@@ -164,3 +164,23 @@ def test_help_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "--switch-steps" in out.stdout and "--vae-images" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_a_failure_to_draw_the_figures_keeps_the_results(spec_file, tmp_path, tiny_generator, tiny_measurer,
+                                                          monkeypatch):
+    """Plotting can fail (a broken backend, fonts): results.json is still written, with a note
+    saying why report.html is missing, and the command exits 0."""
+    from ldmprobe.render import trace_report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(trace_report, "draw_figures", broken)
+    out = tmp_path / "run"
+    result = _invoke(["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "50", "--parts", "vae",
+                      "--format", "json", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads((out / "results.json").read_text())
+    assert any("drawing failed (RuntimeError: no backend)" in n for n in document["notes"])
+    assert not (out / "report.html").exists() and not (out / "figures").exists()
+    assert document["run"]["report"] is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,7 +199,15 @@ def _write_folder(out: Path, result: TraceResult, report: bool, replace: bool) -
     from ldmprobe.results.trace import TraceRun, write_results
 
     with staged_folder(out, replace=replace) as staging:
-        page, figures = draw_figures(staging, result) if report else ({}, [])
+        page, figures = {}, []
+        if report:
+            try:
+                page, figures = draw_figures(staging, result)
+            except Exception as exc:  # plotting failed (backend, fonts): the results still count
+                shutil.rmtree(staging / "figures", ignore_errors=True)
+                report = False
+                result = dataclasses.replace(result, notes=(*result.notes, f"report.html and its figures were not "
+                                                            f"written: drawing failed ({type(exc).__name__}: {exc})"))
         result = result.with_run(TraceRun(out=str(out), report=REPORT_NAME if report else None,
                                           figures=tuple(p.relative_to(staging).as_posix() for p in figures)))
         write_results(staging, result)
