@@ -28,14 +28,19 @@ from ldmprobe.store import run_state
 IDENTITY_FILE = "identity.json"
 
 
+def _reporter(kind: str):
+    """The repair callback of a store of ``kind``: each failed value counted once per run by its key
+    (a bad value stays in its shard until compaction, so every store opened on it meets it again)."""
+    return lambda key, reason: run_state.current.record_repair(kind, reason, key=key)
+
+
 class VerifiedStore:
     """Arrays by key in one packed namespace; ``kind`` names it in repair reports."""
 
     def __init__(self, namespace: str, kind: str, root: Path | None = None):
         self.kind = kind
         self.namespace = namespace
-        self.store = PackedStore.for_namespace(namespace, root=Path(root or cache_root()),
-                                               on_repair=lambda key, reason: run_state.current.record_repair(kind, reason))
+        self.store = PackedStore.for_namespace(namespace, root=Path(root or cache_root()), on_repair=_reporter(kind))
         self._memo: dict[str, np.ndarray] = {}
         self._labelled = False
 

@@ -134,18 +134,43 @@ def parse_index(data: bytes) -> tuple[np.ndarray, int, bool]:
     by a live writer is read again on the next refresh; invalid records followed by valid ones
     (never made by our writer, but possible after a crash of the filesystem) are skipped.
     """
+    recs, ok = _records(data)
+    good = np.flatnonzero(ok)
+    consumed = int(good[-1] + 1) * RECORD_SIZE if len(good) else 0
+    sealed = bool(len(good)) and int(recs["kind"][good[-1]]) == KIND_SEAL
+    values = recs[ok & (recs["kind"] == KIND_VALUE)]
+    return values, consumed, sealed
+
+
+def damaged_records(data: bytes) -> np.ndarray:
+    """The records of one index file that fail their checks although a valid record follows them:
+    damage (a flipped byte), never a record still being written, since a writer only appends.
+    Their values are lost to readers (remade when needed); ``cache verify`` reports them."""
+    recs, ok = _records(data)
+    good = np.flatnonzero(ok)
+    if not len(good):
+        return recs[:0]
+    return recs[: int(good[-1])][~ok[: int(good[-1])]]
+
+
+def _records(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The whole records in ``data`` and which are valid (magic, own crc32, sane fields)."""
     n = len(data) // RECORD_SIZE
     recs = np.frombuffer(data, RECORD, count=n)
     raw = memoryview(data)
     crcs = np.fromiter((zlib.crc32(raw[i * RECORD_SIZE: i * RECORD_SIZE + _BODY]) for i in range(n)),
                        np.uint32, n)
     ok = (recs["magic"] == MAGIC) & (crcs == recs["rcrc"])
-    ok &= _sane(recs)
-    good = np.flatnonzero(ok)
-    consumed = int(good[-1] + 1) * RECORD_SIZE if len(good) else 0
-    sealed = bool(len(good)) and int(recs["kind"][good[-1]]) == KIND_SEAL
-    values = recs[ok & (recs["kind"] == KIND_VALUE)]
-    return values, consumed, sealed
+    return recs, ok & _sane(recs)
+
+
+def readable_key(rec) -> bytes | None:
+    """A damaged record's key when its bytes still form a valid key (else None: unknowable)."""
+    key = bytes(rec["key"])
+    try:
+        return key if _KEY_RE.fullmatch(key.decode("ascii")) else None
+    except UnicodeDecodeError:
+        return None
 
 
 def _sane(recs: np.ndarray) -> np.ndarray:

@@ -112,11 +112,13 @@ def compact(store: PackedStore, stale_after: float = 24 * 3600) -> CompactReport
 
 
 def _has_waste(store: PackedStore, stems: list[str]) -> bool:
-    """A lone retired file still worth rewriting: duplicates or values known to be bad."""
+    """A lone retired file still worth rewriting: duplicates, values known to be bad, or damaged
+    index records."""
     if not stems:
         return False
     mask = np.isin(store._src, [store._stems.index(s) for s in stems])
-    return bool(store._badmask[mask].any()) or len(np.unique(store._recs["key"][mask])) < int(mask.sum())
+    return (bool(store._badmask[mask].any()) or len(np.unique(store._recs["key"][mask])) < int(mask.sum())
+            or any(stem in stems for stem, _rec in _damaged_index_records(store)))
 
 
 def _write_merged_shard(store: PackedStore, stems: list[str], new_stem: str, report) -> np.ndarray:
@@ -186,13 +188,34 @@ def verify(store: PackedStore) -> tuple[int, int]:
 def verify_keys(store: PackedStore) -> tuple[int, int, int]:
     """``verify``, and how many keys have no good value at all: the damage a read would meet. A
     bad value whose key also has a good one (a sweep appended a repaired copy) is only waiting
-    for compaction; reads skip it."""
+    for compaction; reads skip it. Damaged index records (:func:`~packed_format.damaged_records`)
+    count as bad values, lost unless a good value has their key (when it is still readable) or their
+    checksums (the flip hit another field; a value is remade bit-identical)."""
     store.refresh(force=True)
     n = len(store._recs)
     ok = np.fromiter((_checked_bytes(store, i, strong=True) is not None for i in range(n)), bool, n)
     keys = store._recs["key"]
-    lost = set(keys[~ok].tolist()) - set(keys[ok].tolist())
-    return int(ok.sum()), int(n - ok.sum()), len(lost)
+    good = set(keys[ok].tolist())
+    lost: set = set(keys[~ok].tolist()) - good
+    good_sums = set(zip(store._recs["crc"][ok].tolist(), store._recs["digest"][ok].tolist()))
+    damaged = _damaged_index_records(store)
+    for i, (stem, rec) in enumerate(damaged):
+        key = fmt.readable_key(rec)
+        if key not in good and (int(rec["crc"]), bytes(rec["digest"])) not in good_sums:
+            lost.add(key if key is not None else (stem, i))
+    return int(ok.sum()), int(n - ok.sum()) + len(damaged), len(lost)
+
+
+def _damaged_index_records(store: PackedStore) -> list[tuple[str, np.void]]:
+    """(stem, record) of every damaged record in the store's index files."""
+    found = []
+    for stem in store._stems:
+        try:
+            data = (store.directory / (stem + fmt.INDEX_SUFFIX)).read_bytes()
+        except FileNotFoundError:  # compacted away meanwhile: its records are in the new file
+            continue
+        found += [(stem, rec) for rec in fmt.damaged_records(data)]
+    return found
 
 
 def _remove_leftovers(store: PackedStore, stale_after: float, now: float) -> list[str]:

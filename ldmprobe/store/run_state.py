@@ -1,7 +1,8 @@
 """What the store notices during one run, held in one object per run rather than module counters.
 
 A :class:`RunState` counts the cached values that failed their check and were removed or skipped
-(by kind and reason; a command reports them in one stderr line at its end), and remembers the
+(by kind and reason; a command reports them in one stderr line at its end; a value read and
+found bad by two readers in one run is counted once), and remembers the
 model identities behind the namespaces named (written beside a namespace's values as
 ``identity.json``, so ``ldmprobe cache info`` can say which model a folder belongs to).
 
@@ -22,13 +23,21 @@ class RunState:
     def __init__(self) -> None:
         self.repairs: collections.Counter = collections.Counter()  # (kind, reason) -> count
         self.details: list[str] = []
+        self.seen: set[tuple[str, str]] = set()  # (kind, key) of the values counted
         self.identities: dict[str, dict] = {}
         self._lock = threading.Lock()
 
-    def record_repair(self, kind: str, reason: str = "unreadable", detail: str | None = None) -> None:
+    def record_repair(self, kind: str, reason: str = "unreadable", detail: str | None = None,
+                      key: str | None = None) -> None:
         """Count one cached value of ``kind`` (e.g. "images") that failed its check and was removed;
-        ``detail`` (e.g. which model folder was rebuilt) is added to the summary line."""
+        ``detail`` (e.g. which model folder was rebuilt) is added to the summary line. A value
+        named by ``key`` is counted once per run, however many readers found it bad (a packed
+        value stays in its shard until compaction, so each store opened on it checks it again)."""
         with self._lock:
+            if key is not None:
+                if (kind, key) in self.seen:
+                    return
+                self.seen.add((kind, key))
             self.repairs[(kind, reason)] += 1
             if detail and detail not in self.details:
                 self.details.append(detail)
@@ -43,6 +52,7 @@ class RunState:
             if reset:
                 self.repairs.clear()
                 self.details.clear()
+                self.seen.clear()
         total = sum(counts.values())
         if not total:
             return None
