@@ -66,10 +66,9 @@ def test_short_texts_do_not_load_the_tokenizer(monkeypatch):
         raise AssertionError("tokenizer loaded for short texts")
 
     monkeypatch.setattr(model_load, "load_measurer_tokenizer", boom)
-    monkeypatch.setattr(model_load, "measurer_context_length", lambda ref: 77)
     spec = spec_from_dict(tomllib.loads(SPEC.replace(LONG + " ", "")))
     options = type("Options", (), {"probe_templates": None, "offline": True})()
-    text_limits.check_measurer_texts(spec, options, measurer_ref=None)
+    text_limits.check_measurer_texts(spec, options, measurer_ref=None, context_length=77)
     long_spec = spec_from_dict(tomllib.loads(SPEC))
     with pytest.raises(AssertionError, match="tokenizer loaded"):
-        text_limits.check_measurer_texts(long_spec, options, measurer_ref=None)
+        text_limits.check_measurer_texts(long_spec, options, measurer_ref=None, context_length=77)

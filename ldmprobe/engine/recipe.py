@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ldmprobe.digest import canonical_json
+from ldmprobe.specs.generation import GenerationSettings, check_image_side
 
 _DTYPE_ALIASES = {
     "fp16": "float16",
@@ -27,8 +28,6 @@ _DTYPE_ALIASES = {
     "double": "float64",
     "float64": "float64",
 }
-
-
 
 
 @dataclass(frozen=True)
@@ -108,6 +107,34 @@ class Recipe:
             "negative_prompt": self.negative_prompt,
             **({} if self.call_shape is None else {"call_shape": self.call_shape}),
         }
+
+
+def plan_recipe(spec, options, models, guidance: float | None = None, steps: int | None = None) -> Recipe:
+    """The generation recipe of one level of a plan (``models``: a ``models.plan.PlanModels``;
+    ``guidance`` / ``steps``: the level's, None: the model's default), the size from the options,
+    else the spec, else the model's native size; the call shape from ``--call-shape`` (in the key
+    only when it is not the device's default). A side that is not a multiple of what the model
+    takes exits 2 naming where it came from."""
+    described = models.configs
+    size = described.native_size[0]
+    generation = GenerationSettings.resolve(steps=steps, guidance=guidance, tiny=models.generator_tiny,
+                                            model_guidance=described.default_guidance)
+    recipe = Recipe(
+        pipeline=models.pipeline,
+        scheduler=described.scheduler,
+        steps=generation.steps,
+        guidance=generation.guidance,
+        width=options.width or spec.width or size,
+        height=options.height or spec.height or size,
+        dtype=models.dtype,
+        negative_prompt=options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt,
+        call_shape=recipe_call_shape(options.call_shape, models.device),
+    )
+    for side in ("width", "height"):
+        label = (f"--{side}" if getattr(options, side) else f"{side} (the spec's)" if getattr(spec, side)
+                 else f"{side} (the model's native size)")
+        check_image_side(getattr(recipe, side), label, described.side_multiple)
+    return recipe
 
 
 def default_call_shape(device: str) -> int:

@@ -12,10 +12,12 @@ from ldmprobe import SCHEMA_VERSION
 from ldmprobe.engine import text_limits
 from ldmprobe.store.files import check_cache_root
 from ldmprobe.store.images import ImageStore
-from ldmprobe.engine.workitems import PlanItems, Recipe, WorkItem, call_shape, recipe_call_shape, unique_items, work_items
-from ldmprobe.errors import BadInputError, ModelUnavailableError
-from ldmprobe.models import load as model_load
+from ldmprobe.engine.recipe import plan_recipe
+from ldmprobe.engine.workitems import PlanItems, Recipe, WorkItem, call_shape, unique_items, work_items
+from ldmprobe.errors import BadInputError
 from ldmprobe.models import sources as models
+from ldmprobe.models.plan import resolve_models
+from ldmprobe.models.runtime import check_device_name
 from ldmprobe.specs.generation import GenerationSettings, check_guidance, check_image_side
 from ldmprobe.specs.sweep import Spec, expand
 
@@ -114,11 +116,6 @@ def call_groups(setup: SweepSetup) -> dict[str, int]:
     return groups
 
 
-def native_size(folder: Path) -> int:
-    """The generator's native image side (the height when it is not square)."""
-    return models.native_image_size(folder)[0]
-
-
 _DTYPES = ("auto", "float16", "bfloat16", "float32")
 
 
@@ -137,7 +134,7 @@ def check_options(spec: Spec, options: SweepOptions) -> None:
                         ("--permutations", options.permutations), ("--bootstrap", options.bootstrap)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise BadInputError(f"{name} must be a whole number ≥ 1, not {value!r}")
-    model_load.check_device_name(options.device)
+    check_device_name(options.device)
     check_vocabularies(options.vocab)
 
 
@@ -162,58 +159,30 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
     in ``notes``, warned through ``reporter``."""
     check_options(spec, options)
     check_cache_root()  # an unwritable LDMPROBE_CACHE is named now, not after generating
-    generator_ref = models.resolve_generator(options.pipeline, options.revision)
-    measurer_ref = models.resolve_measurer(options.measurer)
-    notes: list[str] = []
-    try:
-        folder = models.locate_generator(generator_ref, offline=options.offline, configs_only=True)
-    except ModelUnavailableError as exc:
-        if not dry_run:
-            raise
-        folder = None
-        notes.append(f"{_first_sentence(exc)}; the plan lists prompts and seeds, but its image keys, cache "
-                     "status, scheduler, native size and prompt lengths are unknown until the generator's "
-                     "configs are cached.")
-    try:
-        models.ensure_measurer_available(measurer_ref, offline=options.offline)
-    except ModelUnavailableError as exc:
-        if not dry_run:
-            raise
-        notes.append(_first_sentence(exc) + "; a sweep needs it.")
-    device, dtype = model_load.pick_device(options.device)
-    if options.dtype != "auto":
-        dtype = options.dtype
-    for note in notes:
-        if reporter is not None:
-            reporter.warn(note)
-    if folder is None:
-        return SweepSetup(spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
-                          generator_folder=None, device=device, dtype=dtype, recipe=None, items=[], notes=notes)
-    if options.dtype == "auto":  # SD 3 / Flux on CUDA: bfloat16, as they are released (float16 overflows)
-        from ldmprobe.models.runtime import preferred_dtype
-
-        dtype = preferred_dtype(folder, device, dtype)
-    recipes = [_recipe(spec, options, generator_ref, folder, dtype, guidance, steps, device=device)
-               for guidance, steps in plan_levels(spec, options)]
-    from ldmprobe.models.runtime import guidance_notes
-
-    for recipe in recipes:  # Flux: distilled or no guidance (each note once)
-        for note in guidance_notes(folder, recipe.guidance, recipe.negative_prompt):
-            if note not in notes:
-                notes.append(note)
-                if reporter is not None:
-                    reporter.warn(note)
-    recipe = recipes[0]
-    prompts = spec.prompts() + ([recipe.negative_prompt] if recipe.negative_prompt else [])
-    truncated = text_limits.check_prompt_limits(generator_ref, folder, prompts, options, notes, reporter)
-    text_limits.check_measurer_texts(spec, options, measurer_ref)
-    levels = tuple(PlanLevel(r.guidance, r.steps, r, _held(work_items(spec, r))) for r in recipes)
-    return SweepSetup(
-        spec=spec, options=options, generator_ref=generator_ref, measurer_ref=measurer_ref,
-        generator_folder=folder, device=device, dtype=dtype, recipe=recipe,
-        items=levels[0].items if len(levels) == 1 else [item for level in levels for item in level.items], truncated=list(truncated), notes=notes,
-        levels=levels,
-    )
+    levels = plan_levels(spec, options)
+    negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
+    prompts = spec.prompts() + ([negative] if negative else [])
+    resolved = resolve_models(options.pipeline, options.revision, options.measurer, offline=options.offline,
+                              device=options.device, dtype=options.dtype, prompts=prompts,
+                              guidances=[guidance for guidance, _ in levels], negative_prompt=negative,
+                              dry_run=dry_run, reporter=reporter)
+    notes = list(resolved.notes)
+    setup = SweepSetup(spec=spec, options=options, generator_ref=resolved.generator_ref,
+                       measurer_ref=resolved.measurer_ref, generator_folder=resolved.folder, device=resolved.device,
+                       dtype=resolved.dtype, recipe=None, items=[], notes=notes)
+    if resolved.folder is None:
+        return setup
+    recipes = [plan_recipe(spec, options, resolved, guidance, steps) for guidance, steps in levels]
+    for note in resolved.guidance_notes:  # Flux: distilled or no guidance (each note once)
+        if note not in notes:
+            notes.append(note)
+            if reporter is not None:
+                reporter.warn(note)
+    truncated = text_limits.check_texts(spec, options, resolved, prompts, notes, reporter)
+    setup.levels = tuple(PlanLevel(r.guidance, r.steps, r, _held(work_items(spec, r))) for r in recipes)
+    setup.recipe, setup.truncated = recipes[0], list(truncated)
+    setup.items = setup.levels[0].items if len(recipes) == 1 else [i for level in setup.levels for i in level.items]
+    return setup
 
 
 def plan_levels(spec: Spec, options: SweepOptions) -> list[tuple[float | None, int | None]]:
@@ -222,53 +191,6 @@ def plan_levels(spec: Spec, options: SweepOptions) -> list[tuple[float | None, i
     guidance = (options.guidance,) if options.guidance is not None else (spec.guidance_levels or (spec.guidance,))
     steps = (options.steps,) if options.steps is not None else (spec.steps_levels or (spec.steps,))
     return [(g, s) for g in guidance for s in steps]
-
-
-def _first_sentence(exc: Exception) -> str:
-    text = str(exc)
-    return text.split(". Ways forward")[0].rstrip(".")
-
-
-def _recipe(spec: Spec, options: SweepOptions, generator_ref, folder: Path, dtype: str,
-            guidance: float | None = None, steps: int | None = None, *, device: str) -> Recipe:
-    """The generation recipe of one level (``guidance`` / ``steps``: the level's, from
-    :func:`plan_levels`; None: the model's default), the size from the options, else the spec,
-    else the model's native size; the call shape from ``--call-shape`` (in the key only when it
-    is not ``device``'s default)."""
-    size = native_size(folder)
-    negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
-    from ldmprobe.models.configs import default_guidance
-
-    generation = GenerationSettings.resolve(steps=steps, guidance=guidance, tiny=generator_ref.is_tiny,
-                                            model_guidance=default_guidance(folder))
-    recipe = Recipe(
-        pipeline=models.generator_identity(generator_ref, folder),
-        scheduler=models.scheduler_identity(folder),
-        steps=generation.steps,
-        guidance=generation.guidance,
-        width=options.width or spec.width or size,
-        height=options.height or spec.height or size,
-        dtype=dtype,
-        negative_prompt=negative,
-        call_shape=recipe_call_shape(options.call_shape, device),
-    )
-    multiple = max(8, _vae_factor(folder))
-    for side in ("width", "height"):
-        label = (f"--{side}" if getattr(options, side) else f"{side} (the spec's)" if getattr(spec, side)
-                 else f"{side} (the model's native size)")
-        check_image_side(getattr(recipe, side), label, multiple)
-    return recipe
-
-
-def _vae_factor(folder: Path) -> int:
-    """How much the generator's autoencoder downsamples (8 for Stable Diffusion)."""
-    import json
-
-    config = folder / "vae" / "config.json"
-    try:
-        return 2 ** (len(json.loads(config.read_text()).get("block_out_channels", [0] * 4)) - 1)
-    except (OSError, ValueError, TypeError):
-        return 8
 
 
 def _held(items):

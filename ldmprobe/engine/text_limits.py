@@ -4,50 +4,46 @@ measurer's tokenizer inside their probe templates."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ldmprobe.errors import BadInputError
 from ldmprobe.models import load as model_load
 from ldmprobe.specs.sweep import check_prompt_lengths
 
 
-def check_prompt_limits(generator_ref, folder: Path, prompts: list[str], options, notes: list, reporter) -> list[str]:
-    """Check the prompts against the encoders' token limits; the prompts that will be truncated.
+def check_texts(spec, options, models, prompts: list[str], notes: list, reporter) -> list[str]:
+    """The prompts against the generator's encoders, then the probe and attribute option texts
+    against the measurer (``models``: a ``models.plan.PlanModels``); the prompts that will be truncated."""
+    truncated = check_prompt_limits(models.texts, prompts, options, notes, reporter)
+    check_measurer_texts(spec, options, models.measurer_ref, models.texts.measurer_context)
+    return truncated
+
+
+def check_prompt_limits(texts, prompts: list[str], options, notes: list, reporter) -> list[str]:
+    """Check the prompts against the encoders' token limits (``texts``: ``models.load.TextLimits``);
+    the prompts that will be truncated.
 
     Without T5, CLIP's limit binds (over it: exit 2 unless --allow-truncation). With T5 (SD 3,
     Flux), T5's limit binds, and a prompt over CLIP's 77 tokens is a note: CLIP then reads only its
     first 77 tokens (the pooled vector, and SD 3's CLIP token rows), T5 reads it whole."""
-    from ldmprobe.models.configs import t5_tokenizer
-
-    t5 = t5_tokenizer(folder)
-    counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline)
-    try:
-        over_clip = check_prompt_lengths(prompts, counter, max_tokens=counter.max_length,
-                                         allow_truncation=options.allow_truncation or t5 is not None)
-    finally:
-        counter.save()
-    if t5 is None:
+    t5 = texts.t5_counts is not None
+    over_clip = check_prompt_lengths(prompts, texts.clip_counts.__getitem__, max_tokens=texts.clip_limit,
+                                     allow_truncation=options.allow_truncation or t5)
+    if not t5:
         return list(over_clip)
     if over_clip:
-        note = (f"{len(over_clip)} prompt(s) are over CLIP's {counter.max_length} tokens: CLIP reads only their "
-                f"first {counter.max_length} (the pooled vector and, on SD 3, the CLIP token rows); T5 reads them whole")
+        note = (f"{len(over_clip)} prompt(s) are over CLIP's {texts.clip_limit} tokens: CLIP reads only their "
+                f"first {texts.clip_limit} (the pooled vector and, on SD 3, the CLIP token rows); T5 reads them whole")
         notes.append(note)
         if reporter is not None:
             reporter.warn(note)
-    t5_counter = model_load.TokenCounter(generator_ref, folder, offline=options.offline, component=t5[0],
-                                         limit=t5[1])
-    try:
-        return list(check_prompt_lengths(prompts, t5_counter, max_tokens=t5[1],
-                                         allow_truncation=options.allow_truncation))
-    finally:
-        t5_counter.save()
+    return list(check_prompt_lengths(prompts, texts.t5_counts.__getitem__, max_tokens=texts.t5_limit,
+                                     allow_truncation=options.allow_truncation))
 
 
-def check_measurer_texts(spec, options, measurer_ref) -> None:
+def check_measurer_texts(spec, options, measurer_ref, context_length: int | None) -> None:
     """Refuse (exit 2), before anything is generated, a probe or attribute option text that the
     measurer's tokenizer would cut off inside a probe template. The tokenizer is loaded only when
-    a text is long enough that it might be over the limit (read from a local measurer's config,
-    else CLIP's 77); embedding checks again with the loaded measurer's own limit."""
+    a text is long enough that it might be over the limit (``context_length``: read from a local
+    measurer's config, else CLIP's 77); embedding checks again with the loaded measurer's own limit."""
     from ldmprobe.engine.encode import DEFAULT_PROBE_TEMPLATES, fill_templates
     from ldmprobe.engine.vocab_store import surely_fits
 
@@ -55,7 +51,7 @@ def check_measurer_texts(spec, options, measurer_ref) -> None:
     named = [(f"probe {_short(p)}", p) for p in spec.probes]
     named += [(f"[attributes.{g.name}] option {key!r} ({_short(text)})", text)
               for g in getattr(spec, "attributes", ()) for key, text in zip(g.options, g.texts)]
-    limit = model_load.measurer_context_length(measurer_ref) or 77
+    limit = context_length or 77
     long = [(what, template, filled) for what, text in named
             for template, filled in zip(templates, fill_templates([text], templates)) if not surely_fits(filled, limit)]
     if not long:

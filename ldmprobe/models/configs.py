@@ -4,6 +4,7 @@ guidance semantics and scheduler (no torch)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,28 @@ def scheduler_identity(folder: Path) -> dict[str, Any]:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     public = {k: v for k, v in sorted(config.items()) if not k.startswith("_")}
     return {"class": entry[1] or config.get("_class_name", ""), "config": public}
+
+
+@dataclass(frozen=True)
+class GeneratorConfigs:
+    """Everything a plan reads from the generator folder's configs, read in one pass."""
+
+    architecture: str
+    native_size: tuple[int, int]  # (height, width)
+    side_multiple: int  # an image side is a multiple of this: 8, or the autoencoder's larger downscale
+    guidance: dict[str, Any]  # :func:`guidance_semantics`
+    default_guidance: float
+    scheduler: dict[str, Any]  # :func:`scheduler_identity`
+    t5: tuple[str, int] | None  # :func:`t5_tokenizer`
+
+
+def describe(folder: Path) -> GeneratorConfigs:
+    """The generator folder's configs as a plan needs them (no torch)."""
+    try:
+        factor = _vae_factor(folder)
+    except TypeError:  # block_out_channels that is not a list
+        factor = 8
+    return GeneratorConfigs(
+        architecture=architecture(folder),
+        native_size=native_image_size(folder), side_multiple=max(8, factor), guidance=guidance_semantics(folder),
+        default_guidance=default_guidance(folder), scheduler=scheduler_identity(folder), t5=t5_tokenizer(folder))

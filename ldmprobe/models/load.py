@@ -6,17 +6,15 @@ Torch, diffusers and open_clip are imported inside the functions that need them.
 from __future__ import annotations
 
 import json
-import os
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ldmprobe.digest import CACHE_KINDS, cache_key
-from ldmprobe.errors import BadInputError, ModelUnavailableError
+from ldmprobe.errors import ModelUnavailableError
 from ldmprobe.models import tiny
 from ldmprobe.models.libraries import quiet_libraries, torch_dtype
+from ldmprobe.models.runtime import _surely_cpu_only, check_device_name, pick_device  # noqa: F401 (their old home)
 from ldmprobe.models.sources import (
     GeneratorRef, MeasurerRef, ensure_measurer_available, folder_fingerprint, generator_identity, locate_generator,
     measurer_identity, tiny_measurer_folder, unavailable_message,
@@ -81,54 +79,6 @@ def load_generator(
         identity=generator_identity(ref, folder),
         safety_checker=checker,
     )
-
-
-class TokenCounter:
-    """Counts the generator tokenizer's tokens (start/end included), cached per tokenizer.
-
-    The tokenizer loads only when a prompt's count is not cached yet, so a rerun's
-    prompt-length check costs no transformers import.
-    """
-
-    def __init__(self, ref: GeneratorRef, folder: Path, *, offline: bool = False, component: str = "tokenizer",
-                 limit: int | None = None):
-        self.ref, self.folder, self.offline = ref, folder, offline
-        self.component, self.limit = component, limit
-        tok_dir = folder / component
-        fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
-        key = cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint})
-        from ldmprobe.store.token_counts import cached_counts
-
-        self.path, self.counts = cached_counts(key)  # digest checked; damage counted again, reported
-        self._tokenizer = None
-        self._dirty = False
-
-    @property
-    def max_length(self) -> int:
-        """The given ``limit``, else the tokenizer's ``model_max_length`` (77 when it states none)."""
-        if self.limit is not None:
-            return int(self.limit)
-        config = self.folder / self.component / "tokenizer_config.json"
-        try:
-            limit = int(json.loads(config.read_text()).get("model_max_length", 77))
-        except (OSError, ValueError, TypeError):
-            limit = 77
-        return 77 if limit > 10_000 else limit
-
-    def __call__(self, text: str) -> int:
-        if text not in self.counts:
-            if self._tokenizer is None:
-                self._tokenizer = load_generator_tokenizer(self.ref, offline=self.offline, component=self.component)
-            self.counts[text] = len(self._tokenizer(text, truncation=False).input_ids)
-            self._dirty = True
-        return self.counts[text]
-
-    def save(self) -> None:
-        if self._dirty:
-            from ldmprobe.store.token_counts import write_counts
-
-            write_counts(self.path, self.counts)
-            self._dirty = False
 
 
 def load_generator_tokenizer(ref: GeneratorRef, *, offline: bool = False, component: str = "tokenizer"):
@@ -201,17 +151,66 @@ def _open_clip_name(ref: MeasurerRef) -> tuple[str, str | None]:
     return ref.name, ref.pretrained
 
 
-def measurer_context_length(ref: MeasurerRef) -> int | None:
-    """The text context length in a local measurer's open_clip config (tiny, local folder), read
-    without importing open_clip; None when it is not known without loading."""
+def measurer_context_length(ref: MeasurerRef, folder: Path | None = None) -> int | None:
+    """The text context length in a local measurer's open_clip config (tiny, local folder; its
+    ``folder`` when known), read without importing open_clip; None when it is not known without loading."""
     if ref.source not in {"tiny", "local-dir"}:
         return None
     try:
-        folder = tiny_measurer_folder(ref) if ref.source == "tiny" else Path(ref.name)
+        folder = folder or (tiny_measurer_folder(ref) if ref.source == "tiny" else Path(ref.name))
         config = json.loads((folder / "open_clip_config.json").read_text())
         return int(config["model_cfg"]["text_cfg"]["context_length"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    """What a plan's text checks need: each prompt's token count under the generator's CLIP
+    tokenizer and (SD 3, Flux) its T5 one, their limits, and the measurer's context length."""
+
+    clip_counts: dict[str, int]
+    clip_limit: int
+    t5_counts: dict[str, int] | None  # None: no T5
+    t5_limit: int | None
+    measurer_context: int | None
+
+
+def text_limits(generator_ref: GeneratorRef, folder: Path, prompts, t5: tuple[str, int] | None,
+                measurer_ref: MeasurerRef, measurer_folder: Path | None, *, offline: bool) -> TextLimits:
+    """Count ``prompts`` with the generator's tokenizers (``t5``: ``configs.t5_tokenizer``) and
+    read the measurer's context length."""
+    clip = _count_tokens(generator_ref, folder, prompts, "tokenizer", None, offline)
+    t5_counts, t5_limit = _count_tokens(generator_ref, folder, prompts, *t5, offline) if t5 else (None, None)
+    return TextLimits(*clip, t5_counts, t5_limit, measurer_context_length(measurer_ref, measurer_folder))
+
+
+def _count_tokens(ref: GeneratorRef, folder: Path, prompts, component: str, limit: int | None,
+                  offline: bool) -> tuple[dict[str, int], int]:
+    """Each prompt's token count (start and end included) under one of the generator's
+    tokenizers, cached per tokenizer: it loads only when a count is not cached yet (a rerun's
+    check imports no transformers); and the limit: ``limit``, else the tokenizer's
+    ``model_max_length`` (77 when it states none)."""
+    from ldmprobe.store.token_counts import cached_counts, write_counts
+
+    tok_dir = folder / component
+    fingerprint = folder_fingerprint(tok_dir) if tok_dir.is_dir() else "none"
+    path, counts = cached_counts(cache_key("token-counts", CACHE_KINDS["token-counts"], {"tokenizer": fingerprint}))
+    new = [prompt for prompt in dict.fromkeys(prompts) if prompt not in counts]
+    try:
+        tokenizer = load_generator_tokenizer(ref, offline=offline, component=component) if new else None
+        for prompt in new:
+            counts[prompt] = len(tokenizer(prompt, truncation=False).input_ids)
+    finally:
+        if new and new[0] in counts:  # something was counted
+            write_counts(path, counts)
+    if limit is None:
+        try:
+            limit = int(json.loads((tok_dir / "tokenizer_config.json").read_text()).get("model_max_length", 77))
+        except (OSError, ValueError, TypeError):
+            limit = 77
+        limit = 77 if limit > 10_000 else limit
+    return {prompt: counts[prompt] for prompt in prompts}, int(limit)
 
 
 def load_measurer_tokenizer(ref: MeasurerRef, *, offline: bool = False):
@@ -248,43 +247,3 @@ def load_measurer(ref: MeasurerRef, *, device: str = "cpu", offline: bool = Fals
         ref=ref, model=model, preprocess=preprocess, tokenizer=tokenizer, device=device,
         identity=measurer_identity(ref),
     )
-
-
-def _surely_cpu_only() -> bool:
-    """True on Linux with no NVIDIA or ROCm device nodes: no GPU torch could use (no import)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
-
-
-_DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def check_device_name(requested: str, option: str = "--device") -> None:
-    """Refuse a device name torch would not take, before torch is imported."""
-    if not isinstance(requested, str) or not _DEVICE_NAME.match(requested):
-        raise BadInputError(f"{option} {requested!r}: not a device; use auto (CUDA, then MPS, then CPU), cpu, "
-                            "cuda, cuda:N or mps.")
-
-
-def pick_device(requested: str = "auto") -> tuple[str, str]:
-    """(device, dtype) for ``--device``: auto = CUDA (float16), then MPS, then CPU (float32)."""
-    check_device_name(requested)
-    if requested in ("auto", "cpu") and (requested == "cpu" or _surely_cpu_only()):
-        return "cpu", "float32"
-    import torch
-
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda", "float16"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps", "float32"
-        return "cpu", "float32"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"--device {requested}: CUDA is not available on this machine (try --device cpu).")
-    if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
-        raise BadInputError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                            f"numbered from 0 (try --device cuda:0).")
-    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BadInputError("--device mps: MPS is not available on this machine (try --device cpu).")
-    return requested, ("float16" if requested.startswith("cuda") else "float32")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
+import sys
 from pathlib import Path
 
 from ldmprobe.errors import BadInputError
@@ -67,10 +69,27 @@ def preferred_dtype(folder: Path | None, device: str, dtype: str) -> str:
     """``--dtype auto``'s choice for this generator: bfloat16 for SD 3 / Flux on CUDA."""
     from ldmprobe.models.configs import architecture
 
-    if folder is not None and device.startswith("cuda") and dtype == "float16" \
-            and architecture(folder) in ("sd3", "flux"):
-        return "bfloat16"
-    return dtype
+    return _released_dtype(architecture(folder) if folder is not None else None, device, dtype)
+
+
+def _released_dtype(architecture: str | None, device: str, dtype: str) -> str:
+    return "bfloat16" if device.startswith("cuda") and dtype == "float16" and architecture in ("sd3", "flux") else dtype
+
+
+def settle(device: str, dtype: str, described=None, guidances=(), negative_prompt: str | None = None):
+    """How a generator runs for a plan: ``(device, dtype, memory options, guidance notes)``.
+
+    ``--device`` by :func:`pick_device`; ``--dtype auto`` on SD 3 / Flux on CUDA: bfloat16. With
+    the generator's configs (``described``, a ``configs.GeneratorConfigs``; None: a plan made
+    without them, which makes no key) also the memory options and what each requested guidance
+    (None: the model's default) and the negative prompt do on it (:func:`guidance_notes`)."""
+    chosen, auto_dtype = pick_device(device)
+    if described is None:
+        return chosen, auto_dtype if dtype == "auto" else dtype, (), []
+    if dtype == "auto":
+        dtype = _released_dtype(described.architecture, chosen, auto_dtype)
+    levels = [described.default_guidance if g is None else g for g in guidances]
+    return chosen, dtype, memory_options(), guidance_notes(described.guidance["kind"], levels, negative_prompt)
 
 
 class CallAdapter:
@@ -107,19 +126,58 @@ def adapt_call(pipe):
     return CallAdapter(pipe, dropped) if dropped else pipe
 
 
-def guidance_notes(folder: Path, guidance: float, negative_prompt: str | None) -> list[str]:
-    """What the recipe's guidance and negative prompt do on this generator, when it is not
-    classifier-free guidance (read from the folder: Flux's ``guidance_embeds``)."""
-    from ldmprobe.models.configs import guidance_semantics
-
-    kind = guidance_semantics(folder)["kind"]
+def guidance_notes(kind: str, guidances, negative_prompt: str | None) -> list[str]:
+    """What each guidance scale and the negative prompt do on a generator whose guidance is of
+    ``kind`` (``configs.guidance_semantics``: Flux's ``guidance_embeds``), when it is not
+    classifier-free guidance; each note once, in order."""
     notes = []
-    if kind == "distilled":
-        notes.append(f"guidance {guidance:g} is an input of this guidance-distilled model (FLUX.1 dev style: 3.5 is "
-                     "typical), not classifier-free guidance")
-    elif kind == "none" and guidance:
-        notes.append(f"guidance {guidance:g} has no effect: this model takes no guidance (FLUX.1 schnell style)")
-    if kind != "cfg" and negative_prompt is not None:
-        notes.append("the negative prompt has no effect on this model (no classifier-free guidance); it still "
-                     "names a separate recipe")
-    return notes
+    for guidance in guidances:
+        if kind == "distilled":
+            notes.append(f"guidance {guidance:g} is an input of this guidance-distilled model (FLUX.1 dev style: "
+                         "3.5 is typical), not classifier-free guidance")
+        elif kind == "none" and guidance:
+            notes.append(f"guidance {guidance:g} has no effect: this model takes no guidance (FLUX.1 schnell style)")
+        if kind != "cfg" and negative_prompt is not None:
+            notes.append("the negative prompt has no effect on this model (no classifier-free guidance); it still "
+                         "names a separate recipe")
+    return list(dict.fromkeys(notes))
+
+
+def _surely_cpu_only() -> bool:
+    """True on Linux with no NVIDIA or ROCm device nodes: no GPU torch could use (no import)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
+
+
+_DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(requested: str, option: str = "--device") -> None:
+    """Refuse a device name torch would not take, before torch is imported."""
+    if not isinstance(requested, str) or not _DEVICE_NAME.match(requested):
+        raise BadInputError(f"{option} {requested!r}: not a device; use auto (CUDA, then MPS, then CPU), cpu, "
+                            "cuda, cuda:N or mps.")
+
+
+def pick_device(requested: str = "auto") -> tuple[str, str]:
+    """(device, dtype) for ``--device``: auto = CUDA (float16), then MPS, then CPU (float32)."""
+    check_device_name(requested)
+    if requested in ("auto", "cpu") and (requested == "cpu" or _surely_cpu_only()):
+        return "cpu", "float32"
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda", "float16"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps", "float32"
+        return "cpu", "float32"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInputError(f"--device {requested}: CUDA is not available on this machine (try --device cpu).")
+    if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+        raise BadInputError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"numbered from 0 (try --device cuda:0).")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BadInputError("--device mps: MPS is not available on this machine (try --device cpu).")
+    return requested, ("float16" if requested.startswith("cuda") else "float32")

@@ -57,7 +57,7 @@ MEASURER_PRESETS: dict[str, dict[str, str]] = {
 MEASURER_PRESETS.update({**_presets.TINY_MEASURERS, **_presets.REAL_MEASURERS})
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-_TINY_WARNING = "tiny models have random weights: their numbers mean nothing"
+TINY_WARNING = "tiny models have random weights: their numbers mean nothing"
 
 
 # --------------------------------------------------------------------------- generators
@@ -223,8 +223,10 @@ def _fingerprint(folder: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def generator_identity(ref: GeneratorRef, folder: Path) -> dict[str, Any]:
-    """What identifies the generator's weights in a cache key: hub id + commit, or a fingerprint."""
+def generator_identity(ref: GeneratorRef, folder: Path, described=None, memory: tuple[str, ...] | None = None
+                       ) -> dict[str, Any]:
+    """What identifies the generator's weights in a cache key: hub id + commit, or a fingerprint
+    (``described``: ``configs.describe``, ``memory``: ``runtime.memory_options``, when read)."""
     index = json.loads((folder / "model_index.json").read_text())
     identity: dict[str, Any] = {"class": index.get("_class_name", "")}
     if ref.source == "hub":
@@ -232,13 +234,39 @@ def generator_identity(ref: GeneratorRef, folder: Path) -> dict[str, Any]:
         identity.update(source="hub", id=ref.location, revision=folder.name)
     else:
         identity.update(source=ref.source, fingerprint=folder_fingerprint(folder))
-    if architecture(folder) != "sd1":  # SD 1.x identities (and so their cache keys) stay as they were
-        identity.update(architecture=architecture(folder), guidance=guidance_semantics(folder)["kind"])
-    from ldmprobe.models.runtime import memory_options
-
-    if memory_options():  # LDMPROBE_MEMORY: recorded with the run and in every key (tiling changes pixels)
-        identity["memory"] = list(memory_options())
+    family = architecture(folder) if described is None else described.architecture
+    if family != "sd1":  # SD 1.x identities (and so their cache keys) stay as they were
+        kind = guidance_semantics(folder)["kind"] if described is None else described.guidance["kind"]
+        identity.update(architecture=family, guidance=kind)
+    if memory is None:
+        from ldmprobe.models.runtime import memory_options
+        memory = memory_options()
+    if memory:  # LDMPROBE_MEMORY: recorded with the run and in every key (tiling changes pixels)
+        identity["memory"] = list(memory)
     return identity
+
+
+def locate_pair(pipeline: str, revision: str | None, measurer: str, *, offline: bool, tolerate: bool = False):
+    """Both models resolved and made sure of, unloaded: ``(generator_ref, measurer_ref, generator
+    folder (configs only), measurer folder (tiny, local), why each could not be had)``; ``tolerate``:
+    a model that cannot be had is no error (why: its message's first sentence; no folders)."""
+    generator_ref, measurer_ref = resolve_generator(pipeline, revision), resolve_measurer(measurer)
+    missing: list[str | None] = [None, None]
+    try:
+        folder = locate_generator(generator_ref, offline=offline, configs_only=True)
+    except ModelUnavailableError as exc:
+        if not tolerate:
+            raise
+        folder, missing[0] = None, str(exc).split(". Ways forward")[0].rstrip(".")
+    try:
+        ensure_measurer_available(measurer_ref, offline=offline)
+    except ModelUnavailableError as exc:
+        if not tolerate:
+            raise
+        missing[1] = str(exc).split(". Ways forward")[0].rstrip(".")
+    measurer_folder = None if folder is None or measurer_ref.source not in {"tiny", "local-dir"} else (
+        tiny_measurer_folder(measurer_ref) if measurer_ref.source == "tiny" else Path(measurer_ref.name))
+    return generator_ref, measurer_ref, folder, measurer_folder, missing
 
 
 # --------------------------------------------------------------------------- measurers
@@ -370,6 +398,3 @@ def ensure_measurer_available(ref: MeasurerRef, *, offline: bool = False) -> Non
                 + ("was not contacted (offline mode)" if offline_requested(offline) else "could not be reached"),
             )
         )
-
-
-TINY_WARNING = _TINY_WARNING

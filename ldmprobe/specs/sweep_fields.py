@@ -141,6 +141,19 @@ def _str_list(value: Any, ctx: _Ctx, key: str, example: str) -> None:
     specfile.check_str_list(value, ctx.label(key), key, example)
 
 
+def _texts(value, ctx: _Ctx, key: str, noun: str, empty: str):
+    """Each item of a list of texts: (index, where it is, its text with whitespace collapsed); an
+    item that is not a string, or is empty, exits naming where (``empty``: the fix for an empty one)."""
+    for i, item in enumerate(value):
+        where = ctx.label(key, i, item)
+        if not isinstance(item, str):
+            raise SpecError(f"{where}: each {noun} must be a string, not {_type(item)} {item!r}; quote it.")
+        text = _squash(item)
+        if not text:
+            raise SpecError(f"{where}: {empty}")
+        yield i, where, text
+
+
 def _validate_templates(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     if value is None:
         raise SpecError(
@@ -155,23 +168,15 @@ def _validate_templates(value: Any, ctx: _Ctx) -> tuple[str, ...]:
         )
     out: list[str] = []
     seen: dict[str, int] = {}
-    for i, template in enumerate(value):
-        where = ctx.label("templates", i, template)
-        if not isinstance(template, str):
-            raise SpecError(
-                f"{where}: each template must be a string, not {_type(template)} "
-                f"{template!r}; quote it."
-            )
-        text = _squash(template)
-        if not text:
-            raise SpecError(f"{where}: the template is empty; remove it or write one with {{}}.")
+    for i, where, text in _texts(value, ctx, "templates", "template",
+                                 "the template is empty; remove it or write one with {}."):
         _check_placeholder(text, where, ctx)
         key = text.casefold()
         if key in seen:
             raise SpecError(
                 f"{where}: template {text!r} repeats template {seen[key] + 1}"
                 + (" (they differ only in case or spacing, which CLIP's tokenizer ignores)"
-                   if value[seen[key]] != template else "")
+                   if value[seen[key]] != value[i] else "")
                 + "; remove the duplicate (it would count the same images twice)."
             )
         seen[key] = i
@@ -227,18 +232,9 @@ def _validate_terms(baseline: Any, terms: Any, ctx: _Ctx) -> tuple[str, tuple[st
     _check_term_list(terms, ctx)
     out: list[str] = []
     seen: dict[str, int] = {}
-    for i, term in enumerate(terms):
-        where = ctx.label("terms", i, term)
-        if not isinstance(term, str):
-            raise SpecError(
-                f"{where}: each term must be a string, not {_type(term)} {term!r}; quote it."
-            )
-        text = _squash(term)
-        if not text:
-            raise SpecError(
-                f"{where}: the term is empty. Only the baseline may be empty (meaning no "
-                f"modifier); remove the empty term."
-            )
+    for i, where, text in _texts(terms, ctx, "terms", "term",
+                                 "the term is empty. Only the baseline may be empty (meaning no modifier); "
+                                 "remove the empty term."):
         key = text.casefold()
         if key == base.casefold():
             raise SpecError(
@@ -277,15 +273,8 @@ def _validate_probes(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     _str_list(value, ctx, "probes", 'e.g. probes = ["mansion", "hut"]')
     out: list[str] = []
     seen: dict[str, int] = {}
-    for i, probe in enumerate(value):
-        where = ctx.label("probes", i, probe)
-        if not isinstance(probe, str):
-            raise SpecError(
-                f"{where}: each probe must be a string, not {_type(probe)} {probe!r}; quote it."
-            )
-        text = _squash(probe)
-        if not text:
-            raise SpecError(f"{where}: the probe is an empty string; remove it or write a word.")
+    for i, where, text in _texts(value, ctx, "probes", "probe",
+                                 "the probe is an empty string; remove it or write a word."):
         key = text.casefold()
         if key in seen:
             raise SpecError(
@@ -362,15 +351,8 @@ def _validate_controls(value: Any, baseline: str, terms: tuple[str, ...], ctx: _
     taken = {base.casefold(): "the baseline" for base in (baseline,)}
     taken.update({t.casefold(): f"term {t!r}" for t in terms})
     out: list[str] = []
-    for i, control in enumerate(value):
-        where = ctx.label("controls", i, control)
-        if not isinstance(control, str):
-            raise SpecError(
-                f"{where}: each control must be a string, not {_type(control)} {control!r}; quote it."
-            )
-        text = _squash(control)
-        if not text:
-            raise SpecError(f"{where}: the control is empty; remove it or write a modifier.")
+    for i, where, text in _texts(value, ctx, "controls", "control",
+                                 "the control is empty; remove it or write a modifier."):
         key = text.casefold()
         if key in taken:
             raise SpecError(
