@@ -10,33 +10,28 @@ from ldmprobe.specs.sweep import check_prompt_lengths
 
 
 def check_texts(spec, options, models, prompts: list[str], notes: list, reporter) -> list[str]:
-    """The prompts against the generator's encoders, then the probe and attribute option texts
-    against the measurer (``models``: a ``models.plan.PlanModels``); the prompts that will be truncated."""
-    truncated = check_prompt_limits(models.texts, prompts, options, notes, reporter)
-    check_measurer_texts(spec, options, models.measurer_ref, models.texts.measurer_context)
-    return truncated
-
-
-def check_prompt_limits(texts, prompts: list[str], options, notes: list, reporter) -> list[str]:
-    """Check the prompts against the encoders' token limits (``texts``: ``models.load.TextLimits``);
-    the prompts that will be truncated.
+    """The prompts against the generator's encoders' token limits (``models``: a
+    ``models.plan.PlanModels``, its ``texts`` the counts), then the probe and attribute option
+    texts against the measurer's (:func:`check_measurer_texts`); the prompts that will be truncated.
 
     Without T5, CLIP's limit binds (over it: exit 2 unless --allow-truncation). With T5 (SD 3,
     Flux), T5's limit binds, and a prompt over CLIP's 77 tokens is a note: CLIP then reads only its
     first 77 tokens (the pooled vector, and SD 3's CLIP token rows), T5 reads it whole."""
+    texts = models.texts
     t5 = texts.t5_counts is not None
-    over_clip = check_prompt_lengths(prompts, texts.clip_counts.__getitem__, max_tokens=texts.clip_limit,
+    truncated = check_prompt_lengths(prompts, texts.clip_counts.__getitem__, max_tokens=texts.clip_limit,
                                      allow_truncation=options.allow_truncation or t5)
-    if not t5:
-        return list(over_clip)
-    if over_clip:
-        note = (f"{len(over_clip)} prompt(s) are over CLIP's {texts.clip_limit} tokens: CLIP reads only their "
+    if t5 and truncated:
+        note = (f"{len(truncated)} prompt(s) are over CLIP's {texts.clip_limit} tokens: CLIP reads only their "
                 f"first {texts.clip_limit} (the pooled vector and, on SD 3, the CLIP token rows); T5 reads them whole")
         notes.append(note)
         if reporter is not None:
             reporter.warn(note)
-    return list(check_prompt_lengths(prompts, texts.t5_counts.__getitem__, max_tokens=texts.t5_limit,
-                                     allow_truncation=options.allow_truncation))
+    if t5:
+        truncated = check_prompt_lengths(prompts, texts.t5_counts.__getitem__, max_tokens=texts.t5_limit,
+                                         allow_truncation=options.allow_truncation)
+    check_measurer_texts(spec, options, models.measurer_ref, texts.measurer_context)
+    return list(truncated)
 
 
 def check_measurer_texts(spec, options, measurer_ref, context_length: int | None) -> None:
