@@ -10,8 +10,8 @@ Every sweep is a real ``python -m ldmprobe sweep`` process on a private cache (2
   runs on what it left);
 - SIGTERM and SIGINT at a random moment (exit 143 / 130 expected);
 - 16 bytes flipped in every kind of cache entry: a cached PNG's pixel data, a packed shard of
-  image embeddings, of text embeddings and of conditionings, the image manifest, and the tiny
-  UNet's weights;
+  image embeddings, of text embeddings and of conditionings, a record of a packed index, the
+  image manifest, and the tiny UNet's weights;
 - a full disk: the cache on a 1 MiB tmpfs (when this process may mount one; else skipped and
   said so) and the run folder on one.
 - (``publish``, issue 28) kills while report.html is written (with and without ``--out``) and
@@ -271,6 +271,8 @@ class Bench:
             "image embeddings shard": lambda: self._shard_targets("embeddings"),
             "text embeddings shard": lambda: self._shard_targets("text"),
             "conditioning shard": lambda: self._shard_targets("conditioning"),
+            "packed index record (text embeddings)": lambda: [(p, 140 + 20) for p in  # records: 140 bytes; the 2nd key
+                                                               sorted((self.cache / "text").glob("*/packed/*.idx"))[:1]],
             "image manifest": lambda: [(p, p.stat().st_size // 2) for p in
                                        sorted((self.cache / "images" / "index").glob("*.jsonl"))[:1]],
             "tiny UNet weights": lambda: [(p, p.stat().st_size // 2) for p in
@@ -522,6 +524,10 @@ def main() -> int:
                         help="comma-separated groups to run (default: all): kills, signals, flips, integrity2, "
                              "rebatch, publish, disk")
     args = parser.parse_args()
+    # Started in the background (``nohup ... &``), this process ignores SIGINT and its sweeps would
+    # inherit that (a sweep then rightly ignores SIGINT too: the SIGINT row read exit 0, not 130).
+    # A handled signal is reset to the default in a child, so the sweeps see SIGINT as from a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     groups = set(args.only.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="ldmprobe-faults-"))
     work.mkdir(parents=True, exist_ok=True)
