@@ -16,6 +16,31 @@ import numpy as np
 
 #: Rows written are gathered up to this many before they go to the file in contiguous runs.
 WRITE_BUFFER_ROWS = 4096
+#: The most bytes one system call reads or writes (Linux moves at most ~2 GiB per call).
+IO_CHUNK = 1 << 30
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """All of ``data`` at ``offset``: a short write (a signal, a filling disk) is continued, and a
+    write that moves nothing is an error, never a silently missing part of a row."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view[:IO_CHUNK], offset)
+        if written <= 0:
+            raise OSError(f"could not write the run's embeddings to their temporary file ({len(view)} bytes left)")
+        view, offset = view[written:], offset + written
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    """Exactly ``size`` bytes from ``offset`` (in calls of at most :data:`IO_CHUNK`)."""
+    parts, left = [], size
+    while left:
+        part = os.pread(fd, min(left, IO_CHUNK), offset)
+        if not part:
+            raise OSError(f"the run's embeddings' temporary file ended {left} bytes early")
+        parts.append(part)
+        left, offset = left - len(part), offset + len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class RowFile:
@@ -34,7 +59,7 @@ class RowFile:
                 block = np.full((min(self.n, WRITE_BUFFER_ROWS), *self.row_shape), fill, self.dtype).tobytes()
                 for start in range(0, self.n, WRITE_BUFFER_ROWS):
                     rows = min(WRITE_BUFFER_ROWS, self.n - start)
-                    os.pwrite(self._file.fileno(), block[: rows * self.row_bytes], start * self.row_bytes)
+                    _pwrite_all(self._file.fileno(), block[: rows * self.row_bytes], start * self.row_bytes)
             except OSError:  # no temporary folder to write in: the rows are held in memory
                 self.close()
                 self._file = None
@@ -66,7 +91,7 @@ class RowFile:
         rows.sort()
         for run in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):  # contiguous runs, one write each
             data = b"".join(self._pending[int(i)].tobytes() for i in run)
-            os.pwrite(self._file.fileno(), data, int(run[0]) * self.row_bytes)
+            _pwrite_all(self._file.fileno(), data, int(run[0]) * self.row_bytes)
         self._pending.clear()
 
     def take(self, rows) -> np.ndarray:
@@ -84,7 +109,7 @@ class RowFile:
         breaks = np.flatnonzero(np.diff(wanted) > 1) + 1  # runs of rows next to each other (repeats included)
         for positions in np.split(np.arange(len(wanted)), breaks):
             first, last = int(wanted[positions[0]]), int(wanted[positions[-1]])
-            data = os.pread(self._file.fileno(), (last - first + 1) * self.row_bytes, first * self.row_bytes)
+            data = _pread_all(self._file.fileno(), (last - first + 1) * self.row_bytes, first * self.row_bytes)
             block = np.frombuffer(data, self.dtype).reshape(-1, *self.row_shape)
             out[order[positions]] = block[wanted[positions] - first]
         return out.reshape(*rows.shape, *self.row_shape)
