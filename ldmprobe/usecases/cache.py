@@ -274,7 +274,8 @@ def _check_arrays(folder: Path) -> list[tuple[Path, str]]:
             _good, n_bad, n_lost = packed_maint.verify_keys(store)
         if n_lost:  # values already replaced by a good copy (a sweep's repair) wait for compaction: harmless
             more = f" (and {n_bad - n_lost} already replaced by a good copy)" if n_bad > n_lost else ""
-            bad.append((folder / "packed", f"{n_lost} packed value(s) fail their checksum{more}"))
+            bad.append((folder / "packed", f"{n_lost} packed value(s) fail their checksum or their index "
+                                           f"record is damaged{more}"))
     for path in sorted(folder.glob("??/*.npy")):
         try:
             np.load(path, allow_pickle=False)
