@@ -6,7 +6,9 @@
 Runs ``ldmprobe ARGS`` in this process under a profiler hook (issue 31's measure of "back and
 forth"). A module is *entered* when one of its functions is called while no frame of it is on
 the stack (calls within a module, and callbacks into a module that is still running, are not
-entries). Import-time code is not counted.
+entries). Import-time code is not counted: nothing that runs under an import (the module body,
+its class bodies, decorators and module-level calls, and any module that import imports in
+turn) is an entry, whether the import is at the top of a file or inside a function.
 
 A *stage* is one call from a use-case module (``ldmprobe/usecases/``, ``ldmprobe/cli/``) into
 a module outside them: everything that call runs belongs to that stage. Within a stage, an
@@ -34,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PACKAGE = str(ROOT / "ldmprobe") + os.sep
+#: Frames of the import system: everything below one of them runs as part of an import.
+IMPORT_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
 
 
 def module_of(filename: str) -> str | None:
@@ -58,6 +62,7 @@ class Walk:
         self.all_entries: dict[str, set] = defaultdict(set)
         self.order: list[str] = []
         self._module_cache: dict[str, str | None] = {}
+        self.importing = 0   # import-system and module-body frames on the stack
 
     def _module(self, code) -> str | None:
         name = code.co_filename
@@ -68,8 +73,11 @@ class Walk:
     def hook(self, frame, event, arg) -> None:  # noqa: ARG002
         if event == "call":
             code = frame.f_code
+            if code.co_name == "<module>" or code.co_filename in IMPORT_FILES:
+                self.importing += 1
+                return
             module = self._module(code)
-            if module is None or code.co_name == "<module>":
+            if module is None or self.importing:
                 return
             caller = self.stack[-1] if self.stack else (None, None)
             if self.active[module] == 0:
@@ -78,8 +86,11 @@ class Walk:
             self.stack.append((module, code.co_name))
         elif event == "return":
             code = frame.f_code
+            if code.co_name == "<module>" or code.co_filename in IMPORT_FILES:
+                self.importing = max(0, self.importing - 1)
+                return
             module = self._module(code)
-            if module is None or code.co_name == "<module>" or not self.stack:
+            if module is None or self.importing or not self.stack:
                 return
             self.stack.pop()
             self.active[module] -= 1
