@@ -113,7 +113,7 @@ class Walk:
         stages = []
         for s in self.stages:
             returns = {m: len(n) - 1 for m, n in s["entries"].items() if len(n) > 1}
-            stages.append({"stage": s["name"], "modules": len(s["entries"]),
+            stages.append({"stage": s["name"], "modules": len(s["entries"]), "entered": list(s["entries"]),
                            "returns": sum(returns.values()), "returned_to": returns})
         return {
             "modules": len(self.order),

@@ -109,6 +109,7 @@ def test_import_inside_a_function_is_not_an_entry(walk_module):
     assert out["order"] == ["usecases.run", "engine.work", "engine.lazy"]
     assert [s["stage"] for s in out["stages"]] == ["usecases.run:engine.work.step",
                                                    "usecases.run:engine.work.again"]
+    assert [s["entered"] for s in out["stages"]] == [["engine.work", "engine.lazy"]] * 2
     assert [s["modules"] for s in out["stages"]] == [2, 2]
     assert out["returns_in_stages"] == 0
     assert out["paths"] == 5   # go; step, again; step->use, again->use
