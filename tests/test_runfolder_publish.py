@@ -84,6 +84,22 @@ def test_a_stop_while_report_html_is_written_publishes_nothing_and_the_same_comm
 
 
 @pytest.mark.slow
+def test_a_plot_that_cannot_be_drawn_leaves_a_note_not_a_lost_run(fresh_cache, tmp_path, monkeypatch):
+    """A plotting failure (backend, fonts) costs the plots, not the run folder: report.html is
+    written with a note where each plot would be, and the command exits 0."""
+    from ldmprobe.render import report
+
+    def broken(fig):
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(report, "_svg", broken)
+    out, path = tmp_path / "run", spec(tmp_path)
+    sweep(path, "--out", out)
+    page = (out / "report.html").read_text()
+    assert "This plot could not be drawn (RuntimeError: no backend)" in page and "<svg" not in page
+    assert (out / "results.json").is_file()
+
+
 def test_images_past_the_first_seeds_are_referenced_and_export_copies_them_in(fresh_cache, tmp_path):
     out = tmp_path / "run"
     doc = json.loads(sweep(spec(tmp_path, seeds=10), "--out", out).stdout)

@@ -113,15 +113,30 @@ def trend_plot(term: str, trends: list[dict]) -> str:
     return _svg(fig)
 
 
+def _or_note(draw):
+    """``draw`` whose failure (a plotting backend, fonts) becomes a line in the page, not a lost
+    run folder: the numbers it would show are in the tables and results.json."""
+    def drawn(*args):
+        try:
+            return draw(*args)
+        except Exception as exc:  # noqa: BLE001 - any plotting failure; a stop (KeyboardInterrupt) passes
+            from html import escape
+
+            return (f'<p class="note">This plot could not be drawn ({escape(type(exc).__name__)}: '
+                    f"{escape(str(exc))}); its numbers are in the tables and in results.json.</p>")
+    return drawn
+
+
 def render_report(document: dict, items: list[dict]) -> str:
     """The whole HTML page for a sweep document (paths relative to the run folder)."""
     from ldmprobe.render.html import render, safe
     from ldmprobe.render.rates_html import rates_html
     from ldmprobe.render.report_parts import page_values
 
-    return render("report.html.j2", **page_values(document, items), rates=safe("\n".join(rates_html(document, trend_plot, items))),
-                  drift_plot=safe(drift_plot(document["terms"], document["summary"].get("baseline_spread"))),
-                  probe_plot=lambda term: safe(probe_plot(term)))
+    trend, drift, probe = _or_note(trend_plot), _or_note(drift_plot), _or_note(probe_plot)
+    return render("report.html.j2", **page_values(document, items), rates=safe("\n".join(rates_html(document, trend, items))),
+                  drift_plot=safe(drift(document["terms"], document["summary"].get("baseline_spread"))),
+                  probe_plot=lambda term: safe(probe(term)))
 
 
 def write_report(run_dir):
