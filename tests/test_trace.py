@@ -335,3 +335,17 @@ def test_trace_plans_one_level_with_a_note_and_reads_no_attributes(tiny_generato
     assert setup.recipe.guidance == 3.0 and len(setup.levels) == 1
     (note,) = [n for n in setup.notes if "one level" in n]
     assert "guidance 3" in note and "[3.0, 5.0]" in note and note in warned
+
+
+def test_a_spec_with_one_step_cannot_trace_the_steps_part(tiny_generator, tiny_measurer):
+    """`--steps 1` is refused on the command line; a spec's `steps = 1` is refused the same way
+    (it ran with an empty steps part), before any model loads; without the part it plans."""
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.specs.sweep import Spec
+    from ldmprobe.usecases.trace import TraceOptions, plan_trace
+
+    spec = Spec(name="one-step", templates=(TEMPLATE,), baseline="", terms=("red",), seeds=(0,),
+                probes=("a yellow background",), steps=1, pipeline="tiny", measurer="tiny")
+    with pytest.raises(BadInputError, match="at least 2 denoising steps"):
+        plan_trace(spec, TraceOptions(device="cpu"))
+    assert plan_trace(spec, TraceOptions(device="cpu", sections=("conditioning",))).recipe.steps == 1

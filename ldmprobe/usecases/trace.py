@@ -96,6 +96,9 @@ def plan_trace(spec, options: TraceOptions, reporter=None) -> SweepSetup:
     refuse_architecture(setup.generator_folder)
     check_variants(options.variants, setup.generator_folder)
     steps = setup.recipe.steps
+    if steps < 2 and "steps" in options.sections:  # as --steps (at least 2) on the command line
+        raise BadInputError(f"the steps part needs at least 2 denoising steps to switch between; the spec makes "
+                            f"{steps}. Set steps >= 2 (or --steps), or leave the part out (--parts).")
     bad = [k for k in options.switch_ks or () if not 0 < k < steps]
     if bad:
         raise BadInputError(f"--switch-steps must lie strictly between 0 and the steps ({steps}); got {bad}. "
