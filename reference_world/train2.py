@@ -160,11 +160,8 @@ def main(argv=None) -> int:
 
 def continue_training(args) -> int:
     """Train an exported part-way world-2 UNet to its recipe's end (see ``--continue-from``)."""
-    import torch
-    from transformers import CLIPTextModel
-
     from .export import stage_export
-    from .nets import log
+    from .nets import convert_text_tower, load_measurer, log
     from .train import stage_data, stage_latents, stage_seed_from_weights, stage_unet
 
     marker_path = args.continue_from / "generator" / "ldmprobe_reference.json"
@@ -193,8 +190,9 @@ def continue_training(args) -> int:
     lat = stage_latents(args.work, gen)
     lat["scale"] = record["scale"]  # the UNet was trained on latents at the exported scale
     if not args.export_only and recipe["unet_steps"] > done:
-        encoder = CLIPTextModel.from_pretrained(str(args.continue_from / "generator" / "text_encoder"),
-                                                torch_dtype=torch.float32).eval()
+        # the text tower the UNet was trained on, made from the export's measurer as the export made it (so a
+        # carried export needs no text_encoder/ or tokenizer/ folder)
+        encoder = convert_text_tower(load_measurer(args.work))
         stage_unet(args.work, gen, lat, recipe["unet_steps"] - done, start=args.work / "start_unet",
                    cond_encoder=encoder, seed=recipe["seed"], device=args.device,
                    noise_offset=recipe["noise_offset"], zero_snr=recipe.get("zero_snr", False), resume_at=done)
