@@ -180,6 +180,10 @@ def continue_training(args) -> int:
         print(f"error: {args.continue_from} was trained with another recipe ({json.dumps(recipe)}); "
               "a continuation keeps it", file=sys.stderr)
         return 2
+    if args.export_only and not (args.work / "unet.pt").exists():
+        print(f"error: {args.work} has not trained past {args.continue_from} yet: nothing new to export",
+              file=sys.stderr)
+        return 2
     check_recipe(args.work, recipe)
     done = int(marker["unet_steps"])
     log(f"reference world 2 in {args.work}: continuing {args.continue_from} at UNet step {done} "
