@@ -49,15 +49,64 @@ class TokenCache:
         return torch.stack([self._seen[t] for t in texts])
 
 
-def encode_text_trimmed(model, tokens):
+def encode_text_trimmed(model, tokens, *, states: bool = False):
+    """The projected text embedding of ``tokens`` (open_clip's ``encode_text``, cut to the longest
+    caption); ``states``: also the final-layer-normed hidden states, (batch, length, width), which
+    are what the generator's UNet sees (a ``CLIPTextModel``'s ``last_hidden_state``)."""
     import torch
 
     end = tokens.argmax(dim=-1)
     length = int(end.max()) + 1
     x = model.token_embedding(tokens[:, :length]) + model.positional_embedding[:length]
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)[torch.arange(len(tokens), device=tokens.device), end]
-    return x @ model.text_projection
+    hidden = model.ln_final(x)
+    pooled = hidden[torch.arange(len(tokens), device=tokens.device), end] @ model.text_projection
+    return (pooled, hidden) if states else pooled
+
+
+#: Fixed logit scale of the token-identity head (cosine logits): a word is recognised from its
+#: own position's state only if that state points away from every other word's, by a margin.
+TOKEN_HEAD_SCALE = 10.0
+
+
+class TokenIdentity:
+    """An auxiliary loss that keeps every word legible in the text tower's last hidden states.
+
+    A contrastive measurer learns that a word whose pictures look like the bare noun's carries
+    nothing and silences it in its first layer; the generator, which conditions on those
+    states, then cannot tell it from any other such word and cannot learn what the generator's
+    own pictures tie to it. This head predicts each word token from the state at its own
+    position (cosine logits at :data:`TOKEN_HEAD_SCALE` against one learned row per word of the
+    world's vocabulary), so the states keep the word's identity while the pooled, projected
+    embedding stays free to be neutral. It is used in training only and is not exported.
+    """
+
+    def __init__(self, vocabulary, width: int, device: str = "cpu"):
+        import torch
+
+        ids = sorted({int(i) for i in vocabulary})
+        self.lookup = torch.full((49408,), -100, dtype=torch.long)
+        self.lookup[torch.tensor(ids)] = torch.arange(len(ids))
+        self.lookup = self.lookup.to(device)
+        self.rows = torch.nn.Parameter(0.02 * torch.randn(len(ids), width, device=device))
+
+    def loss(self, hidden, tokens):
+        """Mean cross-entropy over the word positions (after the start token, before the end)."""
+        import torch.nn.functional as F
+
+        length = hidden.shape[1]
+        tokens = tokens[:, :length]
+        end = tokens.argmax(dim=-1, keepdim=True)
+        position = torch_arange_like(tokens)
+        target = self.lookup[tokens].masked_fill((position == 0) | (position >= end), -100)
+        logits = TOKEN_HEAD_SCALE * F.normalize(hidden, dim=-1) @ F.normalize(self.rows, dim=-1).T
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+
+
+def torch_arange_like(tokens):
+    import torch
+
+    return torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
 
 
 def load_measurer(work: Path):

@@ -31,7 +31,7 @@ from ldmprobe.models.reference import REFERENCE_WEIGHTS
 
 from . import world
 from .export import stage_export
-from .nets import (MEASURER_CONFIG, Conditioning, TokenCache, build_tokenizer, convert_text_tower, encode_text_trimmed,
+from .nets import (MEASURER_CONFIG, Conditioning, TokenCache, TokenIdentity, build_tokenizer, convert_text_tower, encode_text_trimmed,
                    image_tensor, log, load_measurer, load_vae, make_train_scheduler, make_unet, make_vae,
                    pixels)
 
@@ -91,7 +91,14 @@ def captions_for(scenes, indices, rng) -> list[str]:
 
 # ----------------------------------------------------------------------------- measurer
 def stage_measurer(work: Path, data: dict, *, steps: int = MEASURER_STEPS, seed: int = SEED,
-                   device: str = "cpu") -> None:
+                   device: str = "cpu", token_loss: float = 0.0) -> None:
+    """Train the CLIP-style measurer contrastively on ``data``'s pictures and captions.
+
+    ``token_loss`` > 0 adds that weight of a token-identity loss on the text tower's last hidden
+    states (:class:`~reference_world.nets.TokenIdentity`; its vocabulary is every token of 20,000
+    captions drawn from its own seeded stream), so words that carry nothing for the measurer stay
+    legible to the generator that conditions on those states. 0 (world 1) trains as before.
+    """
     import open_clip
     import torch
     import torch.nn.functional as F
@@ -102,17 +109,26 @@ def stage_measurer(work: Path, data: dict, *, steps: int = MEASURER_STEPS, seed:
     ckpt_path = work / "measurer.pt"
     torch.manual_seed(seed)
     model = open_clip.CLIP(**MEASURER_CONFIG).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.05)
+    tokens = TokenCache()
+    images, scenes = data["images"], data["scenes"]
+    head = None
+    params = list(model.parameters())
+    if token_loss:
+        sample = np.random.default_rng([seed, 9]).choice(len(scenes), min(len(scenes), 20_000), replace=False)
+        vocabulary = tokens(captions_for(scenes, sample, np.random.default_rng([seed, 10]))).unique()
+        head = TokenIdentity(vocabulary, MEASURER_CONFIG["text_cfg"]["width"], device)
+        params.append(head.rows)
+    opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.05)
     step = 0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        if head is not None:
+            head.rows.data.copy_(state["token_head"])
         step = state["step"]
         log(f"measurer: resuming at step {step}")
-    tokens = TokenCache()
-    images, scenes = data["images"], data["scenes"]
-    last_save, started, losses = time.time(), time.time(), []
+    last_save, started, losses, word_losses = time.time(), time.time(), [], []
     model.train()
     while step < steps:
         rng = np.random.default_rng([seed, 1, step])
@@ -121,7 +137,9 @@ def stage_measurer(work: Path, data: dict, *, steps: int = MEASURER_STEPS, seed:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, 5e-4)
         img_f = F.normalize(model.encode_image(image_tensor(images[idx]).to(device)), dim=-1)
-        txt_f = F.normalize(encode_text_trimmed(model, tokens(texts).to(device)), dim=-1)
+        batch_tokens = tokens(texts).to(device)
+        pooled, hidden = encode_text_trimmed(model, batch_tokens, states=True)
+        txt_f = F.normalize(pooled, dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * img_f @ txt_f.T
         # identical captions in a batch are all correct matches (soft targets)
         ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
@@ -129,16 +147,22 @@ def stage_measurer(work: Path, data: dict, *, steps: int = MEASURER_STEPS, seed:
         same = (cid[:, None] == cid[None, :]).float()
         target = same / same.sum(1, keepdim=True)
         loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        losses.append(loss.item())
+        if head is not None:
+            word_loss = head.loss(hidden, batch_tokens)
+            word_losses.append(word_loss.item())
+            loss = loss + token_loss * word_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
         step += 1
         if step % 100 == 0:
             rate = len(losses) / (time.time() - started)
-            log(f"measurer step {step}/{steps} loss {np.mean(losses[-100:]):.3f} ({rate:.1f} steps/s)")
+            words = f", token identity {np.mean(word_losses[-100:]):.3f}" if word_losses else ""
+            log(f"measurer step {step}/{steps} loss {np.mean(losses[-100:]):.3f}{words} ({rate:.1f} steps/s)")
         if time.time() - last_save > CHECKPOINT_SECONDS or step == steps:
-            atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt_path)
+            extra = {"token_head": head.rows.detach()} if head is not None else {}
+            atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, **extra}, ckpt_path)
             last_save = time.time()
     atomic_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step}, done)
 

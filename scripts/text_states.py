@@ -3,6 +3,9 @@
     python scripts/text_states.py WEIGHTS [--against nice] [--template "a photo of the {} house"]
         [WORD ...]
 
+WEIGHTS is an exported world (its ``generator/`` folder is read) or a training folder with a
+finished measurer (``measurer.done.pt``: the text tower is made from it as the export makes it).
+
 For each word, the largest and the mean distance over the 77 token positions between the last
 hidden states of the template filled with it and filled with ``--against`` (the state norm is
 printed for scale). A generator-borne word (issue 27) reaches the UNet only through this
@@ -20,7 +23,7 @@ WORDS = ("", "plain", "good", "fancy", "quiet", "old", "lavish", "purple", "yell
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights", type=Path, help="an exported reference world (its generator/ folder is read)")
+    parser.add_argument("weights", type=Path, help="an exported reference world, or a training folder")
     parser.add_argument("words", nargs="*", default=list(WORDS))
     parser.add_argument("--against", default="nice")
     parser.add_argument("--template", default="a photo of the {} house")
@@ -31,8 +34,16 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     root = args.weights / "generator"
-    tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"))
-    encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"), torch_dtype=torch.float32).eval()
+    if (args.weights / "measurer.done.pt").exists():
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from reference_world.nets import build_tokenizer, convert_text_tower, load_measurer
+
+        tokenizer, encoder = build_tokenizer(), convert_text_tower(load_measurer(args.weights))
+    else:
+        tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"))
+        encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"), torch_dtype=torch.float32).eval()
     words = [args.against, *args.words]
     prompts = [" ".join(args.template.replace("{}", w).split()) for w in words]
     ids = tokenizer(prompts, padding="max_length", max_length=77, return_tensors="pt").input_ids
