@@ -129,9 +129,15 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
                   "", f"Fewest pictures of one control word: {got['per_control_min']:,}."]
     parts += ["", "## Models and recipe", "",
               f"- Recipe (`generator/ldmprobe_reference.json`): `{json.dumps(recipe)}`.",
-              f"- UNet {marker['unet_steps']:,} steps of batch 64 (EMA weights), offset noise "
-              f"{recipe.get('noise_offset')}; autoencoder round-trip PSNR {marker['vae_psnr_db']} dB; "
-              f"sampler {recipe.get('scheduler')}.",
+              f"- UNet {marker['unet_steps']:,} steps of batch 64 (EMA weights), "
+              + ("v-prediction on a zero-terminal-SNR schedule (trailing sampler steps)" if recipe.get("zero_snr")
+                 else "epsilon prediction") + f", offset noise {recipe.get('noise_offset')}; "
+              f"autoencoder round-trip PSNR {marker['vae_psnr_db']} dB; sampler {recipe.get('scheduler')}.",
+              f"- Measurer: contrastive, plus a token-identity loss of weight {recipe.get('token_loss', 0.0)} on its "
+              "text tower's last hidden states (each word predicted from the state at its own position), so "
+              "words that carry nothing for the measurer stay legible to the generator that conditions on "
+              "those states; the pooled text embedding the measurer compares with pictures is not asked to "
+              "keep them.",
               "- Weights in float16 safetensors: " + ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in sizes.items())
               + f"; {sum(sizes.values()) / 1e6:.1f} MB.",
               "- Rebuild: `python -m reference_world.train --world 2 --work WORK` (seeded, resumable; "
@@ -151,6 +157,10 @@ def main(argv=None) -> int:
     if not marker_path.is_file() or json.loads(marker_path.read_text()).get("world") != world2.WORLD_VERSION:
         parser.error(f"{args.weights} is not an exported reference world 2")
     recipe = json.loads(marker_path.read_text())["recipe"]
+    for path in [args.weights / "evaluation.json", *args.other_guidance]:
+        if Path(path).is_file() and json.loads(Path(path).read_text()).get("settings", {}).get("seed_use") == "tuning":
+            parser.error(f"{path} was measured on tuning seeds (evaluate2 --tuning); the card states "
+                         "held-out figures only")
     evaluation = record_other_guidance(args.weights, args.other_guidance, ("planted", "objectless", "following"))
     stats = training_statistics(recipe["images"], recipe["seed"])
     (args.weights / "MODEL_CARD.md").write_text(render_card(stats, evaluation, args.weights))

@@ -307,6 +307,14 @@ def test_card_states_routes_recipe_and_every_target(tmp_path):
     with pytest.raises(SystemExit) as stop:
         card2.main(["--weights", str(bad)])
     assert stop.value.code == 2
+    # figures measured on the tuning seeds (which chose the spec's settings) never reach the card
+    tuned = dict(report, settings=dict(settings, seed_use="tuning", first_seed=evaluate2.TUNING_SEED))
+    (tmp_path / "tuned.json").write_text(json.dumps(tuned))
+    with pytest.raises(SystemExit) as stop:
+        card2.main(["--weights", str(weights), "--other-guidance", str(tmp_path / "tuned.json")])
+    assert stop.value.code == 2
+    assert "Measurer: contrastive, plus a token-identity loss of weight 0.2" in text
+    assert "zero-terminal-SNR" in text
 
 
 def test_world2_spec_reference_rates_are_the_story_mixed_over_its_nouns():
