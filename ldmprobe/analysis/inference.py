@@ -12,6 +12,9 @@ results out (each with ``to_dict()``). Every p-value result carries ``p_value``,
 - inference_drift:   ``unbiased_drift``, ``control_comparison``, ``neighbour_null``,
                      ``vocabulary_z``, ``comparable_shifts``
 - inference_perm:    ``block_weat`` (prompts permuted as blocks), ``spearman_test``
+- inference_level:   ``level_check`` (where the crossed p is conservative at a row's own
+                     estimated components: the probe rows' ``conservative`` flag),
+                     ``generalised_level``
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .inference_drift import (
     ComparableShifts, ControlComparison, NeighbourNull, UnbiasedDrift, comparable_shifts,
     control_comparison, neighbour_null, unbiased_drift, vocabulary_z,
 )
+from .inference_level import generalised_level, level_check
 from .inference_perm import BlockWeat, SpearmanTest, block_weat, spearman_test
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "DesignCheck", "NeighbourNull", "SignFlipTest", "SpearmanTest", "UnbiasedDrift",
     "block_weat", "choose_exact", "clean_pairs", "clean_rows", "comparable_shifts",
     "complete_subtable", "control_comparison", "crossed_test", "design_check", "format_p",
-    "format_p_adjusted", "mc_error", "neighbour_null", "require_finite", "sign_flip_test", "spearman_test",
+    "format_p_adjusted", "generalised_level", "level_check", "mc_error", "neighbour_null",
+    "require_finite", "sign_flip_test", "spearman_test",
     "unbiased_drift", "variance_components", "vocabulary_z",
 ]

@@ -92,7 +92,9 @@ class ProbeRow(Record):
     random factors (method-of-moments variance components on every usable cell, generalised
     p; ``df`` is the Satterthwaite df, descriptive); ``n_cells``: the cells used by the shift,
     p and ``p_fixed`` alike; ``generalises_to`` says to what. ``p_fixed``: exact or sampled sign-flip p over these pairs, "these templates and
-    seeds only"; ``min_p``, ``exact`` and ``n_resamples`` describe it. ``p_controls``: rank
+    seeds only"; ``min_p``, ``exact`` and ``n_resamples`` describe it. ``level_05``,
+    ``conservative``, ``level_note``: where the crossed p is conservative at this row's own
+    estimated variance components (``inference_level.level_check``). ``p_controls``: rank
     p of |shift| among the controls' shifts toward the probe (None without controls).
     ``text_shift`` is the same shift of the prompts' text embeddings; ``text_z`` and
     ``image_z`` put both on one scale (z among the shifts toward the vocabulary's words).
@@ -118,6 +120,9 @@ class ProbeRow(Record):
     text_z: float | None
     image_z: float | None
     n_cells: int | None = None  # template × seed cells used: shift, p_value and p_fixed all use these
+    level_05: float | None = None  # the crossed p's rejection rate at 0.05 at this row's estimated components
+    conservative: bool = False  # level_05 below 0.05's Monte Carlo interval (inference_level)
+    level_note: str | None = None  # what conservative means for a reader (None unless conservative)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ldmprobe.analysis.inference import (
     crossed_test, neighbour_null, sign_flip_test, vocabulary_z,
 )
 from ldmprobe.analysis.inference_drift import drift_parts, resampled_drift
+from ldmprobe.analysis.inference_level import level_check
 from ldmprobe.analysis.image_grid import ImageGrid, TermVectors
 from ldmprobe.analysis.inference_core import BadEmbeddingError, unit_rows
 from ldmprobe.analysis.sweep_results import ImageDrift, Neighbours, ProbeRow
@@ -234,7 +235,7 @@ def probe_rows(data, settings, m: np.ndarray, b: np.ndarray, pairs: Pairs, seed:
             exact=fixed.exact, n_resamples=fixed.n_resamples,
             fixed_generalises_to=fixed.generalises_to + " only", p_controls=None,
             controls_ratio=None, text_shift=float(text[i]), text_z=text_z[i], image_z=image_z[i],
-            n_cells=crossed.n_cells,
+            n_cells=crossed.n_cells, **level_check(y, crossed),
         ))
     rows.sort(key=lambda row: row.shift, reverse=True)
     return tuple(rows)

@@ -270,14 +270,20 @@ def _probe_table(document: dict):
         rows.append(term["term"])
         for row in term.get("probes", []):
             mark = "*" if _significant(row["p_adjusted"]) else ""
-            rows.append((row["probe"], f"{shift(row['shift'])}{mark}", _interval(row, ci), _p(row["p_value"]),
+            low = "°" if row.get("conservative") else ""  # the crossed p is conservative here
+            rows.append((row["probe"], f"{shift(row['shift'])}{mark}", _interval(row, ci), _p(row["p_value"]) + low,
                          _padj(row["p_adjusted"]), _p(row["p_fixed"], row),
                          f"{_z(row.get('image_z'))}/{_z(row.get('text_z'))}", _z(row.get("image_z"))))
+
+    levels = [row["level_05"] for row in all_rows if row.get("conservative")]
+    span = sorted({f"{v:.2f}" for v in (min(levels), max(levels))}) if levels else []
+    low = (f"p°: conservative here (true level about {'–'.join(span)} at 0.05 at the row's "
+           "variance components; a non-significant p is weak evidence of no shift); " if levels else "")
 
     def caption(dropped):
         moved = [name for name in ("p fixed", "p") if name in dropped]
         text_z = "text z, " if "z img/txt" in dropped else ""
-        return (f"z: the image shift among the shifts toward the vocabulary's words; {text_z}"
+        return (f"{low}z: the image shift among the shifts toward the vocabulary's words; {text_z}"
                 f"{''.join(m + ', ' for m in moved)}p controls in the JSON")
 
     return shrinking_table("probe shifts", ("probe", "shift", "95% CI", "p", "p adj", "p fixed", "z img/txt", "z img"),
