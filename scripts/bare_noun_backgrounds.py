@@ -1,7 +1,7 @@
 """The bare noun's background colours as a reference world draws them, per sampler (issue 27).
 
     python scripts/bare_noun_backgrounds.py [--weights ldmprobe/reference/weights]
-        [--schedulers ddim,ddim-trailing,dpmsolver++] [--seeds 30] [--steps 15] [--guidance 5]
+        [--schedulers ddim,ddim-trailing,dpmsolver++,sde-dpmsolver++,euler-a] [--seeds 30] [--steps 15] [--guidance 5]
         [--leaked]
 
 Prompts "a photo of the NOUN" for the world's five nouns, seeds from 10,000 on, attributes read
@@ -31,6 +31,12 @@ def scheduler(name: str, base):
         return DDIMScheduler.from_config(base, timestep_spacing="trailing")
     if name == "dpmsolver++":
         return DPMSolverMultistepScheduler.from_config(base, algorithm_type="dpmsolver++", solver_order=2)
+    if name == "sde-dpmsolver++":  # stochastic: fresh noise each step, as ancestral samplers add
+        return DPMSolverMultistepScheduler.from_config(base, algorithm_type="sde-dpmsolver++", solver_order=2)
+    if name == "euler-a":
+        from diffusers import EulerAncestralDiscreteScheduler
+
+        return EulerAncestralDiscreteScheduler.from_config(base)
     raise SystemExit(f"error: unknown scheduler {name!r}")
 
 
