@@ -11,7 +11,8 @@ from .nets import (MEASURER_CONFIG, OPENAI_MEAN, OPENAI_STD, build_tokenizer, co
 
 
 def make_scheduler(name: str = "ddim", zero_snr: bool = False):
-    """The exported pipeline's sampler: DDIM (world 1) or DPM-Solver++ (2nd order, multistep);
+    """The exported pipeline's sampler: DDIM (world 1) or DPM-Solver++ (2nd order, multistep; its
+    stochastic form ``sde-dpmsolver++`` adds fresh noise each step, drawn from each image's generator);
     ``zero_snr``: for a UNet trained by ``make_train_scheduler(zero_snr=True)`` (trailing steps)."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
@@ -20,8 +21,8 @@ def make_scheduler(name: str = "ddim", zero_snr: bool = False):
         common.update(rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing")
     if name == "ddim":
         return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
-    if name == "dpmsolver++":
-        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    if name in ("dpmsolver++", "sde-dpmsolver++"):  # the second draws fresh noise each step (from the image's seed)
+        return DPMSolverMultistepScheduler(**common, algorithm_type=name, solver_order=2)
     raise ValueError(f"unknown scheduler {name!r} (ddim or dpmsolver++)")
 
 

@@ -52,6 +52,7 @@ RECIPE = {
 }
 #: The settings a key missing from a recorded recipe had when it was written (older recipes).
 RECIPE_BEFORE = {"zero_snr": False, "token_loss": 0.0}
+SCHEDULERS = ("ddim", "dpmsolver++", "sde-dpmsolver++")
 KEYS = ("images", "measurer_steps", "vae_steps", "unet_steps", "noise_offset", "scheduler", "zero_snr",
         "token_loss")
 
@@ -69,6 +70,9 @@ def recipe_from(args, work: Path) -> dict:
 
 #: Settings that only the UNet stage and the export read: they may change until the UNet starts.
 UNET_KEYS = frozenset({"unet_steps", "noise_offset", "zero_snr", "scheduler"})
+#: Settings only the export reads: they may change at any time (an ``--export-only`` with another
+#: sampler writes the same trained weights with that sampler, and the recipe records it).
+EXPORT_KEYS = frozenset({"scheduler"})
 
 
 def check_recipe(work: Path, recipe: dict) -> None:
@@ -83,6 +87,11 @@ def check_recipe(work: Path, recipe: dict) -> None:
         changed = {k for k in set(recorded) | set(recipe) if recorded.get(k) != recipe.get(k)}
         if changed and changed <= UNET_KEYS and not (work / "unet.pt").exists():
             print(f"note: {work}: UNet settings changed before the UNet started ({', '.join(sorted(changed))})",
+                  file=sys.stderr)
+            recorded = recipe
+        elif changed and changed <= EXPORT_KEYS:
+            what = ", ".join(f"{k}: {recorded.get(k)!r} -> {recipe.get(k)!r}" for k in sorted(changed))
+            print(f"note: {work}: the exported sampler changed ({what}); the trained weights are the same",
                   file=sys.stderr)
             recorded = recipe
         if recorded != recipe:
@@ -116,7 +125,7 @@ def parse(argv=None):
     parser.add_argument("--vae-steps", type=int, default=None, help=f"({RECIPE['vae_steps']})")
     parser.add_argument("--unet-steps", type=int, default=None, help=f"({RECIPE['unet_steps']})")
     parser.add_argument("--noise-offset", type=float, default=None, help=f"({RECIPE['noise_offset']})")
-    parser.add_argument("--scheduler", choices=("ddim", "dpmsolver++"), default=None,
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                         help=f"exported sampler ({RECIPE['scheduler']})")
     parser.add_argument("--zero-snr", dest="zero_snr", action="store_const", const=True, default=None,
                         help="v-prediction on a zero-terminal-SNR schedule, trailing sampler steps (the default)")

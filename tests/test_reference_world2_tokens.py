@@ -130,3 +130,29 @@ def test_the_recipe_trains_the_token_loss_and_zero_snr_by_default():
 
     assert train2.RECIPE["token_loss"] > 0 and train2.RECIPE["zero_snr"] is True
     assert np.isclose(train2.RECIPE["noise_offset"], 0.0)  # offset noise would put back the start mismatch
+
+
+def test_the_exported_sampler_may_change_after_the_unet_trained(tmp_path, capsys):
+    """Only the export reads the sampler: an --export-only with another one is allowed and recorded."""
+    from reference_world import train2
+
+    recipe = train2.recipe_from(train2.parse(["--work", str(tmp_path)]), tmp_path)
+    train2.check_recipe(tmp_path, recipe)
+    (tmp_path / "unet.pt").write_bytes(b"")
+    other = train2.recipe_from(train2.parse(["--work", str(tmp_path), "--scheduler", "sde-dpmsolver++"]), tmp_path)
+    train2.check_recipe(tmp_path, other)
+    assert "the exported sampler changed" in capsys.readouterr().err
+    assert json.loads((tmp_path / "recipe.json").read_text())["scheduler"] == "sde-dpmsolver++"
+    longer = train2.recipe_from(train2.parse(["--work", str(tmp_path), "--scheduler", "ddim", "--unet-steps", "9"]),
+                                tmp_path)
+    with pytest.raises(SystemExit) as stop:  # a UNet setting with it is still refused
+        train2.check_recipe(tmp_path, longer)
+    assert stop.value.code == 2
+
+
+def test_the_stochastic_sampler_is_dpm_solver_sde():
+    from reference_world.export import make_scheduler
+
+    sched = make_scheduler("sde-dpmsolver++", zero_snr=True)
+    assert sched.config.algorithm_type == "sde-dpmsolver++" and sched.config.prediction_type == "v_prediction"
+    assert sched.config.timestep_spacing == "trailing" and sched.config.rescale_betas_zero_snr
