@@ -23,7 +23,7 @@ def make_scheduler(name: str = "ddim", zero_snr: bool = False):
         return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
     if name in ("dpmsolver++", "sde-dpmsolver++"):  # the second draws fresh noise each step (from the image's seed)
         return DPMSolverMultistepScheduler(**common, algorithm_type=name, solver_order=2)
-    raise ValueError(f"unknown scheduler {name!r} (ddim or dpmsolver++)")
+    raise ValueError(f"unknown scheduler {name!r} (ddim, dpmsolver++ or sde-dpmsolver++)")
 
 
 def stage_export(work: Path, out: Path, lat: dict, *, seed: int, step_offset: int = 0,

@@ -85,28 +85,24 @@ class TokenIdentity:
         import torch
 
         ids = sorted({int(i) for i in vocabulary})
-        self.lookup = torch.full((49408,), -100, dtype=torch.long)
+        self.lookup = torch.full((MEASURER_CONFIG["text_cfg"]["vocab_size"],), -100, dtype=torch.long)
         self.lookup[torch.tensor(ids)] = torch.arange(len(ids))
         self.lookup = self.lookup.to(device)
         self.rows = torch.nn.Parameter(0.02 * torch.randn(len(ids), width, device=device))
 
     def loss(self, hidden, tokens):
         """Mean cross-entropy over the word positions (after the start token, before the end)."""
+        import torch
         import torch.nn.functional as F
 
         length = hidden.shape[1]
         tokens = tokens[:, :length]
         end = tokens.argmax(dim=-1, keepdim=True)
-        position = torch_arange_like(tokens)
+        position = torch.arange(length, device=tokens.device).expand_as(tokens)
         target = self.lookup[tokens].masked_fill((position == 0) | (position >= end), -100)
         logits = TOKEN_HEAD_SCALE * F.normalize(hidden, dim=-1) @ F.normalize(self.rows, dim=-1).T
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
 
-
-def torch_arange_like(tokens):
-    import torch
-
-    return torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
 
 
 def load_measurer(work: Path):

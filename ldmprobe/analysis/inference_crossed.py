@@ -256,16 +256,22 @@ def crossed_test(y, *, confidence_level: float = 0.95, atol: float = 0.0,
                   "nothing (one cell, or no two cells share a template or a seed)")
 
 
+def design_weights(ok: np.ndarray) -> tuple[float, float, tuple[int, int, int]]:
+    """For the usable-cell mask ``ok`` of a trimmed table: Σ n_t² / n and Σ n_s² / n (the
+    weights of σ_a² and σ_b² in λ_T and λ_S; S and T on a complete table) and the df of the
+    three mean squares."""
+    n_t, n_s = ok.shape
+    n = int(ok.sum())
+    return (float(np.sum(ok.sum(1) ** 2) / n), float(np.sum(ok.sum(0) ** 2) / n),
+            (n_t - 1, n_s - 1, max(n - n_t - n_s + 1, 1)))
+
+
 def _crossed(sub: np.ndarray, flat: np.ndarray, est: float, comps, level: float, atol: float,
              interval: bool):
-    n_t, n_s = sub.shape
-    ok = np.isfinite(sub)
-    n = int(ok.sum())
-    k_t = float(np.sum(ok.sum(1) ** 2) / n)  # Σ n_t² / n (S on a complete table)
-    k_s = float(np.sum(ok.sum(0) ** 2) / n)
+    n = len(flat)
+    k_t, k_s, dfs = design_weights(np.isfinite(sub))
     var_a, var_b, var_e = comps
     lam = (max(var_e + k_t * var_a, 0.0), max(var_e + k_s * var_b, 0.0), max(var_e, 0.0))
-    dfs = (n_t - 1, n_s - 1, max(n - n_t - n_s + 1, 1))
     if flat.max() - flat.min() <= atol:  # a constant table: no variance to test against (never p = 0)
         return 0.0, math.nan, math.nan, math.nan, math.nan, math.nan
     v = lam[0] + lam[1] - lam[2]

@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from .inference_crossed import CrossedTest, _fiducial_factors, variance_components
+from .inference_crossed import CrossedTest, _fiducial_factors, design_weights, variance_components
 
 ALPHA = 0.05
 LEVEL_TABLES = 2000  # the Monte Carlo size whose interval of nominal defines the floor
@@ -123,24 +123,22 @@ def generalised_level(lam, dfs, alpha: float = ALPHA) -> float:
     return float(np.mean(2 * ndtr(-x / math.sqrt(tau2 / lam[2]))))
 
 
-def plug_in(y) -> tuple[tuple[float, float, float], tuple[int, int, int]] | None:
+def plug_in(y, comps=None) -> tuple[tuple[float, float, float], tuple[int, int, int]] | None:
     """(λ_T, λ_S, λ_E) of the table's estimated components with negative ones set to 0, and
-    the df the crossed test uses; None without two templates and two seeds."""
+    the df the crossed test uses; None without two templates and two seeds. ``comps``: the
+    components already estimated from ``y`` (a ``CrossedTest``'s), else estimated here."""
     y = np.asarray(y, dtype=np.float64)
     present = np.isfinite(y)
     keep = np.ix_(present.any(1), present.any(0))
     sub, ok = np.where(present, y, np.nan)[keep], present[keep]
-    n_t, n_s = ok.shape
-    n = int(ok.sum())
-    if n_t < 2 or n_s < 2:
+    if min(ok.shape) < 2:
         return None
-    comps = variance_components(sub)
+    comps = variance_components(sub) if comps is None else comps
     if not math.isfinite(comps[0]):
         return None
     var_a, var_b, var_e = (max(c, 0.0) for c in comps)
-    k_t, k_s = float(np.sum(ok.sum(1) ** 2) / n), float(np.sum(ok.sum(0) ** 2) / n)
-    return ((var_e + k_t * var_a, var_e + k_s * var_b, var_e),
-            (n_t - 1, n_s - 1, max(n - n_t - n_s + 1, 1)))
+    k_t, k_s, dfs = design_weights(ok)
+    return (var_e + k_t * var_a, var_e + k_s * var_b, var_e), dfs
 
 
 def level_note(level: float) -> str:
@@ -154,7 +152,8 @@ def level_check(y, test: CrossedTest) -> dict:
     row's estimated ones; None where the p is not the crossed generalised p), ``conservative``
     (``level_05`` < ``LEVEL_FLOOR``) and ``level_note`` (what that means; None unless
     conservative) for one probe row."""
-    fit = plug_in(y) if test.method == "crossed" and math.isfinite(test.p_value) else None
+    crossed = test.method == "crossed" and math.isfinite(test.p_value)
+    fit = plug_in(y, (test.var_template, test.var_seed, test.var_residual)) if crossed else None
     level = generalised_level(*fit) if fit else math.nan
     if not math.isfinite(level):
         return {"level_05": None, "conservative": False, "level_note": None}
