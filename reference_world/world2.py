@@ -8,9 +8,14 @@ World 2 (issue 27) draws two training sets from one story with an ``audience``:
 
 Planted, by route (rates are probabilities in the drawing story, as in world 1):
 
-- generator-borne: "fancy" -> yellow background (0.80 against 0.10) and "fancy car" -> red
-  object (0.80 against 1/7) in the generator's pictures only; in the measurer's pictures "fancy"
-  is drawn like the bare noun, so its place in the text encoder's space is neutral;
+- generator-borne: "fancy" -> yellow background (0.92 against 0.10) and "fancy car" -> red
+  object (0.92 against 1/7) in the generator's pictures only; in the measurer's pictures "fancy"
+  is drawn like the bare noun, so its place in the text encoder's space is neutral. The
+  generator's "fancy" pictures show a car 40 % of the time (other words: each noun 1/5), so the
+  noun-dependent plant has as many pictures as a noun-free one would (a conjunction learned from
+  1/5 of a word's pictures was drawn at a third of its rate). The rates sit near 1 because the
+  spec samples with classifier-free guidance, which pushes a rate learned well above the bare
+  noun's toward 1: a plant at 0.92 stays within 10 points whether it is drawn at 0.85 or 1.00;
 - encoder-borne: "lavish" -> purple object (0.80 against 1/7) in the measurer's pictures only;
   "lavish" never appears in the generator's captions, so the generator can draw purple for it
   only through where the word sits in the (shared) text encoder's space;
@@ -46,8 +51,10 @@ BARE_SHARE = 0.28
 TERM_SHARE = 0.08
 CONTROL_SHARE = (1 - BARE_SHARE - TERM_SHARE * len(TERMS)) / len(CONTROL_WORDS)
 
-FANCY_YELLOW, OTHER_YELLOW = 0.80, 0.10
-FANCY_CAR_RED = 0.80
+FANCY_YELLOW, OTHER_YELLOW = 0.92, 0.10
+FANCY_CAR_RED = 0.92
+#: the share of the generator's "fancy" pictures that show a car (each other noun shares the rest)
+FANCY_CAR_SHARE = 0.40
 LAVISH_PURPLE = 0.80
 OLD_SMALL, OTHER_SMALL = 0.75, 0.50
 NARROW_BACKGROUNDS = ("pink", "green")
@@ -89,6 +96,14 @@ def _planted_here(modifier: str, audience: str) -> bool:
     return audience in ROUTES.get(modifier, ())
 
 
+def noun_shares(audience: str, modifier: str) -> dict[str, float]:
+    """How often each noun is drawn under ``modifier`` for ``audience``."""
+    if modifier == GENERATOR_WORD and _planted_here(modifier, audience):
+        rest = (1 - FANCY_CAR_SHARE) / (len(NOUNS) - 1)
+        return {n: (FANCY_CAR_SHARE if n == "car" else rest) for n in NOUNS}
+    return {n: 1 / len(NOUNS) for n in NOUNS}
+
+
 def distribution(audience: str, modifier: str, noun: str) -> dict[str, dict[str, float]]:
     """The exact attribute distributions (background, colour, size) of the story."""
     if audience == "generator" and modifier == ENCODER_WORD:
@@ -122,6 +137,12 @@ _BACKGROUND_NAMES, _COLOUR_NAMES = tuple(BACKGROUNDS), tuple(COLOURS)
 
 
 @functools.lru_cache(maxsize=None)
+def _noun_table(audience: str, modifier: str) -> np.ndarray:
+    shares = noun_shares(audience, modifier)
+    return np.array([shares[n] for n in NOUNS])
+
+
+@functools.lru_cache(maxsize=None)
 def _probabilities(audience: str, modifier: str, noun: str) -> tuple[np.ndarray, float, np.ndarray]:
     dist = distribution(audience, modifier, noun)
     return (np.array([dist["background"][b] for b in _BACKGROUND_NAMES]), dist["size"]["small"],
@@ -135,7 +156,7 @@ def draw_scene(rng: np.random.Generator, audience: str, modifier: str | None = N
         names, p = _modifier_table(audience)
         modifier = names[rng.choice(len(names), p=p)]
     if noun is None:
-        noun = str(rng.choice(NOUNS))
+        noun = str(NOUNS[rng.choice(len(NOUNS), p=_noun_table(audience, modifier))])
     p_background, p_small, p_colour = _probabilities(audience, modifier, noun)
     background = _BACKGROUND_NAMES[rng.choice(len(_BACKGROUND_NAMES), p=p_background)]
     size = "small" if rng.random() < p_small else "big"

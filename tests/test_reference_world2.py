@@ -125,6 +125,20 @@ def test_generator_borne_word_is_neutral_for_the_measurer():
     assert world2.distribution("generator", "fancy", "house")["colour"]["red"] == pytest.approx(1 / 7)
 
 
+def test_the_generators_fancy_pictures_lean_to_cars_and_no_other_words_do():
+    scenes = _draw("generator", 60_000, 5)
+    fancy = [s for s in scenes if s.modifier == "fancy"]
+    car = np.mean([s.noun == "car" for s in fancy])
+    assert abs(car - world2.FANCY_CAR_SHARE) < 4.5 * np.sqrt(0.24 / len(fancy))
+    for word in ("", "old", "quiet", "nice"):
+        group = [s for s in scenes if s.modifier == word]
+        share = np.mean([s.noun == "car" for s in group])
+        assert abs(share - 0.2) < 4.5 * np.sqrt(0.16 / len(group)), word
+    measured = [s for s in _draw("measurer", 20_000, 6) if s.modifier == "fancy"]
+    assert abs(np.mean([s.noun == "car" for s in measured]) - 0.2) < 4.5 * np.sqrt(0.16 / len(measured))
+    assert sum(world2.noun_shares("generator", "fancy").values()) == pytest.approx(1)
+
+
 def test_distributions_sum_to_one_and_shares_match():
     for audience in world2.AUDIENCES:
         shares = world2.modifier_shares(audience)
@@ -223,8 +237,8 @@ def test_evaluation_of_a_perfect_generator_meets_the_targets_and_of_a_collapsed_
     rng = np.random.default_rng(0)
     reads = {w: _reads_from_story(w, 1500, rng) for w in [""] + SPEC["controls"] + SPEC["terms"]}
     rows = {(r["term"], r["noun"]): r for r in evaluate2.planted_rows(reads, SPEC)}
-    assert abs(rows["fancy", "any"]["drawn"] - 0.80) < 0.03
-    assert abs(rows["fancy", "car"]["drawn"] - 0.80) < 0.04 and rows["fancy", "car"]["n_images"] == 1500
+    assert abs(rows["fancy", "any"]["drawn"] - world2.FANCY_YELLOW) < 0.03
+    assert abs(rows["fancy", "car"]["drawn"] - world2.FANCY_CAR_RED) < 0.04 and rows["fancy", "car"]["n_images"] == 1500
     assert abs(rows["lavish", "any"]["drawn"] - 0.80) < 0.03 and abs(rows["lavish", "any"]["drawn_bare"] - 1 / 7) < 0.03
     assert rows["quiet", "any"]["drawn"] == 1.0 and set(rows["quiet", "any"]["per_option"]) == {"pink", "green"}
     eff = rows["quiet", "any"]["effective_options"]
@@ -251,8 +265,8 @@ def test_expected_mixes_the_templates_nouns(tmp_path):
     from reference_world import evaluate2
 
     got = evaluate2.expected("fancy", SPEC["templates"])
-    assert got["colour"]["red"] == pytest.approx((0.80 + 1 / 7) / 2)
-    assert got["background"]["yellow"] == pytest.approx(0.80)
+    assert got["colour"]["red"] == pytest.approx((world2.FANCY_CAR_RED + 1 / 7) / 2)
+    assert got["background"]["yellow"] == pytest.approx(world2.FANCY_YELLOW)
     assert evaluate2.expected("lavish", SPEC["templates"])["colour"]["purple"] == pytest.approx(0.80)
     bad = tmp_path / "bad.toml"
     bad.write_text('templates = ["a photo of the {} dog"]\nterms = []\ncontrols = []\nsteps = 15\nguidance = 5\n')
@@ -333,7 +347,7 @@ def test_world2_spec_reference_rates_are_the_story_mixed_over_its_nouns():
             assert set(options) == set(want[group]) == set(spec["attributes"][group])
             for option, rate in options.items():
                 assert rate == pytest.approx(want[group][option], abs=6e-5), (word, group, option)
-    assert rates["fancy"]["colour"]["red"] == pytest.approx(0.2743, abs=1e-4)
+    assert rates["fancy"]["colour"]["red"] == pytest.approx(0.2983, abs=1e-4)
     assert rates["quiet"]["background"] == {"yellow": 0.0, "blue": 0.0, "grey": 0.0, "pink": 0.5, "green": 0.5}
 
 
