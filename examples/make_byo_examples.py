@@ -1,9 +1,11 @@
 """Make the small example files of README's "Your own images and embeddings" (examples/byo/).
 
 Everything comes from the shipped reference world (a small model trained on synthetic pictures
-with planted associations: "fancy" -> a yellow background), nothing is downloaded:
+with planted associations: "fancy" -> a yellow background, planted in the generator's pictures;
+"nice" and "plain" are two of its control words), nothing is downloaded:
 
-- spec.toml, vocab.txt   a small sweep of that world (4 templates x 4 terms x 6 seeds);
+- spec.toml, vocab.txt   a small sweep of that world (4 templates x 4 terms x 6 seeds, at the
+                         steps and guidance of prompts/reference-world.toml);
 - embeddings.npz         what the sweep analysed (``ldmprobe sweep ... --export-embeddings``);
 - images/, manifest.csv  its 96 images, listed by template, term and seed;
 - assoc/                 iEAT-layout CSVs (fancy and plain images; yellow and other background
@@ -21,6 +23,7 @@ import json
 import shutil
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +33,18 @@ from ldmprobe.render.terminal import Terminal
 from ldmprobe.usecases.sweep import sweep
 
 OUT = Path(__file__).resolve().parent / "byo"
-SPEC = """# A small sweep of the shipped reference world (made by examples/make_byo_examples.py).
+#: The shipped spec's settings (its guidance is set there, in one place).
+SHIPPED = tomllib.loads((Path(__file__).resolve().parents[1] / "prompts" / "reference-world.toml").read_text())
+SPEC = f"""# A small sweep of the shipped reference world (made by examples/make_byo_examples.py).
 name = "byo-example"
-templates = ["a photo of the {} house", "the {} car", "the {} square", "the {} circle"]
+templates = ["a photo of the {{}} house", "the {{}} car", "the {{}} square", "the {{}} circle"]
 baseline = ""
 terms = ["fancy"]
 controls = ["nice", "plain"]
 probes = ["a yellow background", "a blue background", "a small object"]
 seeds = 6
-steps = 15
-guidance = 5
+steps = {SHIPPED["steps"]}
+guidance = {SHIPPED["guidance"]}
 width = 32
 height = 32
 """

@@ -1,6 +1,6 @@
 """Measure reference world 2 against its story, at its spec's own steps and guidance, on held-out seeds.
 
-    python -m reference_world.evaluate2 --weights DIR [--spec prompts/reference-world-2.toml]
+    python -m reference_world.evaluate2 --weights DIR [--spec prompts/reference-world.toml]
         [--seeds 24] [--guidance G] [--device cpu] [--format json]
 
 Every word of the spec (bare noun, controls, terms) is drawn under every template of the spec
@@ -35,7 +35,7 @@ from . import evaluate, world, world2
 HELD_OUT_SEED = 1_000_000
 #: Seeds for choosing settings (the spec's guidance, a recipe): never the card's held-out ones.
 TUNING_SEED = 2_000_000
-DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "prompts" / "reference-world-2.toml"
+DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "prompts" / "reference-world.toml"
 OBJECTLESS_SHARE = 0.02
 TOLERANCE = 0.10
 PROBES = {"background": "a {} background", "colour": "a {} object", "size": "a {} object"}
@@ -66,14 +66,20 @@ def expected(word: str, templates: list[str]) -> dict[str, dict[str, float]]:
 
 
 def word_images(pipe, spec: dict, n_seeds: int) -> dict[str, list[dict]]:
-    """The pixel reader's attributes of every (word, template, seed) image, per word."""
+    """The pixel reader's attributes of every (word, template, seed) image, per word.
+
+    Each template has its own block of ``n_seeds`` seeds, and every word uses the same blocks
+    (paired across words). A picture's background is decided mostly by its starting noise, so
+    seeds shared across templates would leave a word's background shares resting on only
+    ``n_seeds`` draws; with a block per template they rest on templates x ``n_seeds``.
+    """
     words = [""] + list(spec["controls"]) + list(spec["terms"])
     prompts, seeds, labels = [], [], []
     for word in words:
-        for template in spec["templates"]:
+        for t, template in enumerate(spec["templates"]):
             for seed in range(n_seeds):
                 prompts.append(" ".join(template.format(word).split()))
-                seeds.append(seed)
+                seeds.append(t * n_seeds + seed)
                 labels.append(word)
     images = evaluate.generate(pipe, prompts, seeds)
     read = {w: [] for w in words}

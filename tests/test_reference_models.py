@@ -1,12 +1,17 @@
-"""The shipped reference world: presets load, a sweep finds what was planted, the pixels agree.
+"""The shipped reference world (world 2): presets load, a sweep finds what was planted by the
+route it took, the pixels agree, and the calibration set is the shipped generator's.
 
-These run the real trained models on the CPU (32 x 32 images, a few seconds each) and check
-effect sizes and directions, not only p-values.
+These run the real trained models on the CPU (32 x 32 images) and check effect sizes and
+directions, not only p-values. The truth comes from the world's story
+(``reference_world.world2``: PLANTED, CONTROL_WORDS, distribution), the settings from the
+shipped spec (its steps and guidance).
 """
 
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,23 +19,38 @@ from click.testing import CliRunner
 
 from ldmprobe.cli.main import main
 from ldmprobe.models import sources
-from ldmprobe.models.reference import REFERENCE_WEIGHTS
-from reference_world import world
+from ldmprobe.models.reference import MARKER, REFERENCE_WEIGHTS
+from reference_world import world2
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = tomllib.loads((ROOT / "prompts" / "reference-world.toml").read_text())
 
 pytestmark = pytest.mark.skipif(not (REFERENCE_WEIGHTS / "generator" / "model_index.json").is_file(),
                                 reason="reference world weights not built")
 
-SPEC = """
+PROBE = {"background": "a {} background", "colour": "a {} object", "size": "a {} object"}
+RATE_PLANTS = [p for p in world2.PLANTED if p["kind"] == "rate"]
+NARROWING = next(p for p in world2.PLANTED if p["kind"] == "narrowing")
+
+
+def probe_of(plant: dict) -> str:
+    return PROBE[plant["attribute"]].format(plant["value"])
+
+
+SPEC = f"""
 name = "reference-test"
-templates = ["a photo of the {} house", "a photo of the {} car", "a photo of the {} square",
-             "a photo of the {} circle", "a photo of the {} triangle"]
+templates = ["a photo of the {{}} house", "a photo of the {{}} car", "a photo of the {{}} square",
+             "a photo of the {{}} circle", "a photo of the {{}} triangle"]
 baseline = ""
-terms = ["fancy", "old"]
-controls = ["nice", "plain"]
-probes = ["a yellow background", "a small object", "a red object"]
-seeds = 6
-steps = 12
-guidance = 5
+terms = {json.dumps(list(world2.TERMS))}
+controls = {json.dumps(list(world2.CONTROL_WORDS))}
+probes = {json.dumps(sorted({probe_of(p) for p in RATE_PLANTS}))}
+seeds = 4
+steps = {SHIPPED["steps"]}
+guidance = {SHIPPED["guidance"]}
+
+[attributes.background]
+{chr(10).join(f'{b} = "a {b} background"' for b in world2.BACKGROUNDS)}
 """
 
 
@@ -46,20 +66,26 @@ def reference_sweep(tmp_path_factory):
 
 
 def _term(doc, name):
-    return next(t for t in doc["terms"] if t["term"] == name)
+    return next(t for t in doc["terms"] + doc["controls"] if t["term"] == name)
 
 
 def _shift(term, probe):
     return next(p for p in term["probes"] if p["probe"] == probe)
 
 
-def test_presets_resolve_to_shipped_folders():
+def _route(route):
+    return [p for p in RATE_PLANTS if p["route"] == route and p["noun"] == "any"]
+
+
+def test_presets_resolve_to_shipped_world2_folders():
     gen = sources.resolve_generator("reference")
     meas = sources.resolve_measurer("reference")
     assert gen.is_reference and not gen.is_tiny and gen.source == "local"
     assert meas.is_reference and not meas.is_tiny and meas.source == "local-dir"
-    card = (REFERENCE_WEIGHTS / "MODEL_CARD.md")
-    assert card.is_file() and "Planted associations" in card.read_text()
+    for role in ("generator", "measurer"):
+        assert json.loads((REFERENCE_WEIGHTS / role / MARKER).read_text())["world"] == world2.WORLD_VERSION
+    card = (REFERENCE_WEIGHTS / "MODEL_CARD.md").read_text()
+    assert "encoder-borne" in card and "generator-borne" in card and "narrowing" in card
 
 
 def test_outputs_say_reference_world_not_tiny(reference_sweep):
@@ -67,23 +93,63 @@ def test_outputs_say_reference_world_not_tiny(reference_sweep):
     assert prov["tiny"] is False and prov["reference_world"] is True and "true of that world" in prov["reference_note"]
 
 
-def test_sweep_finds_fancy_toward_yellow_and_controls_negligible(reference_sweep):
-    fancy, old = (_term(reference_sweep, n) for n in ("fancy", "old"))
-    controls = reference_sweep["controls"]
-    yellow = _shift(fancy, "a yellow background")
-    assert fancy["probes"][0]["probe"] == "a yellow background"
-    # a large effect that generalises over templates and seeds (headline CI), not only these
-    assert yellow["shift"] > 0.15 and yellow["ci_low"] > 0 and yellow["p_fixed"] < 0.01
-    for control in controls:
-        assert abs(_shift(control, "a yellow background")["shift"]) < yellow["shift"] / 5
-        assert fancy["image_drift"]["estimate"] > 10 * abs(control["image_drift"]["estimate"])
-    small = _shift(old, "a small object")
-    assert small["shift"] > 0.02 and small["p_fixed"] < 0.05
-    assert all(small["shift"] > abs(_shift(c, "a small object")["shift"]) for c in controls)
+def test_generator_borne_words_move_the_images_and_not_the_text(reference_sweep):
+    encoder = _route("encoder-borne")[0]
+    encoder_text = _shift(_term(reference_sweep, encoder["term"]), probe_of(encoder))["text_shift"]
+    for plant in _route("generator-borne"):
+        term = _term(reference_sweep, plant["term"])
+        image = _shift(term, probe_of(plant))
+        # a large image shift that generalises over templates and seeds (headline CI)
+        assert image["shift"] > 0.1 and image["ci_low"] > 0, plant
+        # the text side is neutral: far smaller than the encoder-borne word's, toward its own probe
+        assert abs(image["text_shift"]) < encoder_text / 3, plant
+        assert term["text_drift"]["measurer"] < _term(reference_sweep, encoder["term"])["text_drift"]["measurer"] / 3
+        for control in world2.CONTROL_WORDS:
+            assert abs(_shift(_term(reference_sweep, control), probe_of(plant))["shift"]) < image["shift"] / 3
+
+
+def test_encoder_borne_words_move_both_sides(reference_sweep):
+    for plant in _route("encoder-borne"):
+        shift = _shift(_term(reference_sweep, plant["term"]), probe_of(plant))
+        assert shift["shift"] > 0.1 and shift["ci_low"] > 0, plant
+        controls_text = [abs(_shift(_term(reference_sweep, c), probe_of(plant))["text_shift"])
+                         for c in world2.CONTROL_WORDS]
+        assert shift["text_shift"] > 3 * max(controls_text), plant
+
+
+def test_a_word_planted_on_both_routes_moves_its_attribute(reference_sweep):
+    for plant in _route("both"):
+        shift = _shift(_term(reference_sweep, plant["term"]), probe_of(plant))
+        assert shift["shift"] > 0.02 and shift["p_fixed"] < 0.05, plant
+        assert all(shift["shift"] > abs(_shift(_term(reference_sweep, c), probe_of(plant))["shift"])
+                   for c in world2.CONTROL_WORDS)
+
+
+def test_the_narrowing_word_has_fewer_options_than_the_bare_noun(reference_sweep):
+    """Effective number of background options, against the story's own: 2 for the narrowing word,
+    about 4.6 for the bare noun; the measured one must sit nearer the planted than the bare one."""
+    def effective(dist):
+        p = np.array([v for v in dist.values() if v > 0])
+        return float(np.exp(-(p * np.log(p)).sum()))
+
+    planted = effective(world2.distribution("generator", NARROWING["term"], "house")[NARROWING["attribute"]])
+    bare = effective(world2.distribution("generator", "", "house")[NARROWING["attribute"]])
+    group = next(g for g in _term(reference_sweep, NARROWING["term"])["diversity"]["groups"]
+                 if g["group"] == NARROWING["attribute"])
+    assert group["effective_number"] < (planted + bare) / 2 < group["baseline_effective_number"]
+    assert group["versus_baseline"] == "narrows"
+
+
+def test_drift_is_judged_against_every_control(reference_sweep):
+    assert [c["term"] for c in reference_sweep["controls"]] == list(world2.CONTROL_WORDS)
+    floor = 1 / (len(world2.CONTROL_WORDS) + 1)
+    for plant in _route("generator-borne") + _route("encoder-borne"):
+        drift = _term(reference_sweep, plant["term"])["image_drift"]
+        assert drift["versus"] == "controls" and drift["p_controls"] == pytest.approx(floor), plant
 
 
 def test_pixels_follow_the_planted_rates():
-    """Independent of the measurer: read background colour and size off generated pixels."""
+    """Independent of the measurer: read the attributes off generated pixels (the world's reader)."""
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -92,16 +158,26 @@ def test_pixels_follow_the_planted_rates():
     pipe.set_progress_bar_config(disable=True)
     n = 24
 
-    def shares(prompt):
+    def share(prompt, attribute, values):
         gens = [torch.Generator().manual_seed(s) for s in range(n)]
-        images = pipe([prompt] * n, generator=gens, num_inference_steps=12, guidance_scale=5.0, output_type="np").images
-        read = [world.read_attributes(np.round(im * 255).astype(np.uint8)) for im in images]
-        return (np.mean([r["background"] == "yellow" for r in read]),
-                np.mean([r["size"] == "small" for r in read]))
+        images = pipe([prompt] * n, generator=gens, num_inference_steps=SHIPPED["steps"],
+                      guidance_scale=SHIPPED["guidance"], output_type="np").images
+        read = [world2.read_attributes(np.round(im * 255).astype(np.uint8)) for im in images]
+        return float(np.mean([r[attribute] in values for r in read]))
 
-    fancy_yellow, _ = shares("a photo of the fancy house")
-    bare_yellow, bare_small = shares("a photo of the house")
-    _, old_small = shares("a photo of the old house")
-    # planted: fancy 80 % yellow against 10 %; old 75 % small against 50 % (see the model card)
-    assert fancy_yellow >= 0.6 and bare_yellow <= 0.25
-    assert old_small > bare_small
+    for plant in world2.PLANTED:
+        noun = "house" if plant["noun"] == "any" else plant["noun"]
+        values = plant["value"].split("+")
+        drawn = share(f"a photo of the {plant['term']} {noun}", plant["attribute"], values)
+        bare = share(f"a photo of the {noun}", plant["attribute"], values)
+        assert drawn >= plant["rate"] - 0.2 and bare <= plant["otherwise"] + 0.2, (plant, drawn, bare)
+
+
+def test_the_calibration_set_was_made_by_the_shipped_generator_at_the_spec_settings():
+    from ldmprobe.models.weights_hash import hash_file
+    from reference_world.calibration import MADE_BY
+
+    made = json.loads((ROOT / "prompts" / "calibration" / "reference-world" / MADE_BY).read_text())
+    unet = REFERENCE_WEIGHTS / "generator" / "unet" / "diffusion_pytorch_model.safetensors"
+    assert made["world"] == world2.WORLD_VERSION and made["unet_sha256"] == hash_file(unet)
+    assert made["steps"] == SHIPPED["steps"] and made["guidance"] == SHIPPED["guidance"]

@@ -71,7 +71,7 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
 
     SPEC is a TOML spec, a plain-text file of templates, or a shipped name: reference-world
     (the main job: offline, on the shipped reference world, whose spec picks --pipeline
-    reference --measurer reference), reference-world-2, fancy-house, descriptors,
+    reference --measurer reference), fancy-house, descriptors,
     professions. Everything is cached: rerun the same command to resume.
     With --embeddings FILE.npz or --images MANIFEST nothing is generated: your own
     embeddings or images are analysed as SPEC plans them.

@@ -4,6 +4,7 @@ guidance semantics and scheduler (no torch)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,26 @@ def text_encoders(folder: Path) -> list[dict[str, Any]]:
     return found
 
 
+def _json_safe(value: Any) -> Any:
+    """A config value with its non-finite floats as the strings JSON would not hold ("-Infinity":
+    diffusers writes ``lambda_min_clipped = -inf`` into every DPM-Solver scheduler config)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
 def scheduler_identity(folder: Path) -> dict[str, Any]:
-    """Scheduler class and public config, read from the folder (no torch needed)."""
+    """Scheduler class and public config, read from the folder (no torch needed); non-finite
+    numbers become strings so the identity is strict JSON (it goes into recipes and cache keys)."""
     index = json.loads((folder / "model_index.json").read_text())
     entry = index.get("scheduler") or [None, None]
     config_path = folder / "scheduler" / "scheduler_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    public = {k: v for k, v in sorted(config.items()) if not k.startswith("_")}
+    public = {k: _json_safe(v) for k, v in sorted(config.items()) if not k.startswith("_")}
     return {"class": entry[1] or config.get("_class_name", ""), "config": public}
 
 

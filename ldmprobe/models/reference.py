@@ -27,7 +27,8 @@ def reference_folder(role: str) -> Path:
         raise ModelUnavailableError(
             f"The reference world's {role} is missing from this install ({folder}). Reinstall ldmprobe "
             "from a full checkout (the weights are part of the repository), or rebuild them with "
-            "`python -m reference_world.train --work WORK_DIR` (hours on a CPU, minutes on a GPU)."
+            "`python -m reference_world.train --world 2 --work WORK_DIR` (hours on a CPU, minutes on a GPU) "
+            "and ship them with `python scripts/ship_world2.py WORK_DIR/weights`."
         )
     return folder
 
