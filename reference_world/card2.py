@@ -58,7 +58,9 @@ def _measured(evaluation: dict) -> list[str]:
     parts = ["## Measured at the spec's settings", "",
              f"`python -m reference_world.evaluate2 --seeds {s['seeds']} --guidance {s['guidance']}`: every "
              f"word of `{s['spec']}` under its {len(s['templates'])} templates, {s['steps']} {s['scheduler']} "
-             f"steps, guidance {s['guidance']}, held-out seeds {s['first_seed']:,}-{s['first_seed'] + s['seeds'] - 1:,}; "
+             f"steps, guidance {s['guidance']}, held-out seeds {s['first_seed']:,}-"
+             f"{s['first_seed'] + s['seeds'] * len(s['templates']) - 1:,} (a block of {s['seeds']} per template, the "
+             "same blocks for every word); "
              "attributes read from the pixels, not by the measurer.", ""]
     rows = []
     for r in evaluation["planted"]:
