@@ -36,11 +36,12 @@ from reference_world import world, world2
 GROUPS = {"background": tuple(world.BACKGROUNDS), "size": world.SIZES, "colour": tuple(world.COLOURS)}
 
 
-def scenes_with(rng: np.random.Generator, group: str, option: str, count: int) -> list[world.Scene]:
-    """``count`` scenes from the world's story that have ``option`` in ``group``."""
+def scenes_with(rng: np.random.Generator, group: str, option: str, count: int,
+                world_version: int = 1) -> list[world.Scene]:
+    """``count`` scenes of ``world_version``'s story (world 2: its generator's) that have ``option`` in ``group``."""
     out = []
     while len(out) < count:
-        scene = world.draw_scene(rng)
+        scene = world2.draw_scene(rng, "generator") if world_version == 2 else world.draw_scene(rng)
         if getattr(scene, group) == option:
             out.append(scene)
     return out
@@ -73,20 +74,6 @@ def spec_settings(spec: Path = SHIPPED_SPEC) -> tuple[int, float]:
     return int(data["steps"]), float(data["guidance"])
 
 
-def _draw(rng: np.random.Generator, world_version: int) -> world.Scene:
-    return world2.draw_scene(rng, "generator") if world_version == 2 else world.draw_scene(rng)
-
-
-def scenes_from(rng: np.random.Generator, group: str, option: str, count: int, world_version: int) -> list[world.Scene]:
-    """``count`` scenes of ``world_version``'s (generator's) story that have ``option`` in ``group``."""
-    out = []
-    while len(out) < count:
-        scene = _draw(rng, world_version)
-        if getattr(scene, group) == option:
-            out.append(scene)
-    return out
-
-
 def write_generated_calibration(folder: Path, weights: Path, per_option: int = 20, seed: int = 7, *,
                                 steps: int = 15, guidance: float = 5.0, batch: int = 64,
                                 max_images: int = 20_000, prompts: list[str] | None = None,
@@ -117,7 +104,7 @@ def write_generated_calibration(folder: Path, weights: Path, per_option: int = 2
             scenes = []
             for i in range(batch):  # scenes that have a needed option, captioned as the world captions them
                 group, option = needed[i % len(needed)]
-                scenes += scenes_from(rng, group, option, 1, world_version)
+                scenes += scenes_with(rng, group, option, 1, world_version)
             chosen = [world.caption(scene, rng) for scene in scenes]
         seeds = list(range(SEED_BASE + made, SEED_BASE + made + batch))
         images = evaluate.generate(pipe, chosen, seeds, batch=batch, guidance=guidance)

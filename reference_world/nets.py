@@ -104,7 +104,6 @@ class TokenIdentity:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
 
 
-
 def load_measurer(work: Path):
     """The trained open_clip measurer from a training folder."""
     import open_clip

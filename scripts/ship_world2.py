@@ -48,6 +48,8 @@ BAD_INPUT = 2
 
 sys.path.insert(0, str(ROOT))
 
+from reference_world.calibration import spec_settings  # noqa: E402  (the repository root first)
+
 
 def say(message: str) -> None:
     print(f"ship_world2: {message}", file=sys.stderr, flush=True)
@@ -83,11 +85,6 @@ def check_export(weights: Path) -> list[str]:
         if (folder / DIGESTS).is_file():
             problems += [f"{role}/{bad}" for bad in damaged_files(folder)]
     return problems
-
-
-def spec_guidance() -> tuple[int, float]:
-    spec = tomllib.loads(SPEC.read_text())
-    return int(spec["steps"]), float(spec["guidance"])
 
 
 def replace_weights(weights: Path) -> None:
@@ -150,7 +147,7 @@ def main(argv=None) -> int:
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
-        steps, guidance = spec_guidance()
+        steps, guidance = spec_settings(SPEC)
     except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
         parser.error(f"cannot read the spec's steps and guidance from {SPEC}: {exc}")
     if not args.skip_evaluation and not args.skip_other_guidance and args.other_guidance == guidance:

@@ -76,7 +76,7 @@ def test_a_bad_export_exits_2_with_the_reason(ship, tmp_path, capsys, damage, me
 def test_bad_options_exit_2(ship, tmp_path, capsys):
     export = fake_export(tmp_path / "w")
     assert exit_code(ship, [export, "--seeds", "0"]) == 2
-    _, guidance = ship.spec_guidance()
+    _, guidance = ship.spec_settings(ship.SPEC)
     assert exit_code(ship, [export, "--other-guidance", guidance]) == 2
     assert "the spec's own guidance" in capsys.readouterr().err
     assert exit_code(ship, [REFERENCE_WEIGHTS]) == 2  # the shipped folder is not an export to ship
