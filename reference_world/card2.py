@@ -91,12 +91,30 @@ def _measured(evaluation: dict) -> list[str]:
                   f"{t}: " + ", ".join(f"{p} {v:+.3f}" for p, v in evaluation["text_side"][t].items())
                   for t in s["terms"]) + ".",
               "", "Targets (issue 27): " + "; ".join(f"{k}: {'met' if ok else 'NOT met'}"
-                                                     for k, ok in evaluation["targets"].items()) + "."]
+                                                     for k, ok in evaluation["targets"].items()) + ".",
+              "", _resolution(evaluation)]
     for other in evaluation.get("at_other_guidance", []):
         drawn = ", ".join(f"{r['term']} / {r['noun']} → {r['value']} {r['drawn']:.3f}" for r in other["planted"])
         parts += ["", f"The same evaluation at guidance {other['guidance']}: {drawn}; objectless "
                   f"{other['objectless']:.4f}. Targets missed there: {'; '.join(other['missed']) or 'none'}."]
     return parts
+
+
+def _resolution(evaluation: dict) -> str:
+    from .evaluate2 import target_resolution
+
+    res = target_resolution(evaluation)
+    missed = res["missed"]
+    text = (f"Resolution (`reference_world/resolution.py`): at {evaluation['settings']['seeds']} seeds per template "
+            f"a generator drawing the story exactly would miss on average {res['expected_misses_exact_generator']:.2f} "
+            f"of these {res['targets_judged']} share targets by sampling error alone.")
+    if missed:
+        worst = max(missed.values())
+        text += (f" Of the {len(missed)} share targets missed here, an exact generator misses each at most "
+                 f"{worst:.3f} of the time" + (", so these misses are the generator's, not the evaluation's."
+                                                if worst < 0.05 else "; a miss that likely is the evaluation's "
+                                                "needs more seeds before it says anything."))
+    return text
 
 
 def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:

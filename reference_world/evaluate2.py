@@ -21,16 +21,18 @@ its planted probe) is reported too: it is how the encoder-borne route shows.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from . import evaluate, world, world2
+from . import evaluate, resolution, world, world2
 
 HELD_OUT_SEED = 1_000_000
 #: Seeds for choosing settings (the spec's guidance, a recipe): never the card's held-out ones.
@@ -38,6 +40,8 @@ TUNING_SEED = 2_000_000
 DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "prompts" / "reference-world.toml"
 OBJECTLESS_SHARE = 0.02
 TOLERANCE = 0.10
+#: seeds per template for the card (see :mod:`reference_world.resolution` and --seeds' help)
+DEFAULT_SEEDS = 24
 PROBES = {"background": "a {} background", "colour": "a {} object", "size": "a {} object"}
 
 
@@ -159,22 +163,43 @@ def text_side(folder: Path, spec: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def targets_met(report: dict) -> dict[str, bool]:
-    checks = {}
+def _targets(report: dict) -> list[tuple[str, bool, Callable[[], float] | None]]:
+    """(name, met, the chance that a generator drawing the story exactly meets it, when asked) per
+    target; None for targets that are not a share within TOLERANCE of the story."""
+    rows = []
     for row in report["planted"]:
         name = f"{row['term']}/{row['noun']} -> {row['value']} {row['attribute']} ({row['route']})"
-        checks[f"{name} within 10 points of planted"] = abs(row["drawn"] - row["rate"]) <= TOLERANCE
+        rows.append((f"{name} within 10 points of planted", abs(row["drawn"] - row["rate"]) <= TOLERANCE,
+                     functools.partial(resolution.rate_chance, row["rate"], row["n_images"], TOLERANCE)))
         for value, share in row.get("per_option", {}).items():
-            checks[f"{name}: {value} within 10 points of 0.5"] = abs(share - 0.5) <= TOLERANCE
+            rows.append((f"{name}: {value} within 10 points of 0.5", abs(share - 0.5) <= TOLERANCE,
+                         functools.partial(resolution.rate_chance, 0.5, row["n_images"], TOLERANCE)))
     for word, dev in report["words"].items():
         if word == "bare" or word in report["settings"]["controls"]:
-            checks[f"{word}: every option within 10 points of training"] = dev["max_deviation"] <= TOLERANCE
-    checks["blank or objectless <= 0.5 %"] = report["objectless"] <= 0.005
+            rows.append((f"{word}: every option within 10 points of training", dev["max_deviation"] <= TOLERANCE,
+                         functools.partial(_word_chance, report, dev["training"])))
+    rows.append(("blank or objectless <= 0.5 %", report["objectless"] <= 0.005, None))
     for attribute, share in report["following"].items():
-        checks[f"{attribute} words followed >= 0.9"] = share >= 0.9
+        rows.append((f"{attribute} words followed >= 0.9", share >= 0.9, None))
     for attribute, acc in report["measurer_zero_shot"].items():
-        checks[f"measurer zero-shot {attribute} >= 0.95"] = acc >= 0.95
-    return checks
+        rows.append((f"measurer zero-shot {attribute} >= 0.95", acc >= 0.95, None))
+    return rows
+
+
+def _word_chance(report: dict, training: dict) -> float:
+    n_word = report["settings"]["seeds"] * len(report["settings"]["templates"])
+    return resolution.options_chance(training, n_word, TOLERANCE)
+
+
+def targets_met(report: dict) -> dict[str, bool]:
+    return {name: ok for name, ok, _ in _targets(report)}
+
+
+def target_resolution(report: dict) -> dict:
+    """How often a generator drawing the story exactly would meet each share target here."""
+    rows = _targets(report)
+    return resolution.summary({name: chance() for name, _, chance in rows if chance is not None},
+                              {name: ok for name, ok, _ in rows})
 
 
 def run(weights: Path, spec_path: Path, n_seeds: int, guidance: float | None, device: str,
@@ -204,6 +229,7 @@ def run(weights: Path, spec_path: Path, n_seeds: int, guidance: float | None, de
     }
     report["total_seconds"] = round(time.time() - started, 1)
     report["targets"] = targets_met(report)
+    report["resolution"] = target_resolution(report)
     return report
 
 
@@ -220,15 +246,24 @@ def print_table(report: dict) -> None:
     print("measurer zero-shot:", ", ".join(f"{k} {v:.3f}" for k, v in report["measurer_zero_shot"].items()))
     for term in report["settings"]["terms"]:
         print(f"text side {term}:", ", ".join(f"{k} {v:+.3f}" for k, v in report["text_side"][term].items()))
+    chances = report["resolution"]["chance_exact_generator_meets"]
     for name, ok in report["targets"].items():
-        print(f"  [{'ok' if ok else 'MISS'}] {name}")
+        chance = f"  (an exact generator meets it {chances[name]:.3f})" if name in chances else ""
+        print(f"  [{'ok' if ok else 'MISS'}] {name}{chance}")
+    res = report["resolution"]
+    print(f"a generator drawing the story exactly would miss {res['expected_misses_exact_generator']:.2f} of "
+          f"these {res['targets_judged']} share targets on average at {report['settings']['seeds']} seeds "
+          "per template")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, required=True, help="an exported world-2 folder")
     parser.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
-    parser.add_argument("--seeds", type=int, default=24, help="held-out seeds per word and template")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                        help=f"held-out seeds per word and template (default {DEFAULT_SEEDS}). With the spec's 10 "
+                             "templates a generator drawing the story exactly misses on average 0.06 of the share "
+                             "targets at 24 seeds, 0.5 at 16 and 4.4 at 8 (the table prints this for each run)")
     parser.add_argument("--guidance", type=float, default=None, help="(the spec's by default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
