@@ -85,6 +85,17 @@ def output_options(func):
     return wrapper
 
 
+def given(name: str) -> bool:
+    """Whether the current command's parameter ``name`` was given (not left at its default)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def given_models(**models) -> dict:
+    """The models named on the command line; the others are left to the spec, else the defaults."""
+    return {key: value for key, value in models.items() if given(key)}
+
+
 def model_options(func):
     """--pipeline / --measurer / --device / --dtype, shared by commands that load models."""
 

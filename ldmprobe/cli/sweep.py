@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ldmprobe.cli.checks import MAX_ITEMS, MAX_SIDE, SIDE, check_items, check_out
-from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
+from ldmprobe.cli.options import CliState, FiniteFloat, given, given_models, model_options, output_options
 
 
 
@@ -84,17 +84,12 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
     check_out(flags.get("out"))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
     check_items(spec, max_items)
-    ctx = click.get_current_context()
     own = {"embeddings": flags.pop("embeddings"), "images": flags.pop("images")}
     export = flags.pop("export_embeddings")
-    _check_own_flags(ctx, own, export, dry_run=dry_run, vocabs=vocabs)
-    for key in ("pipeline", "measurer"):  # the spec names default models; a flag given on the command line wins
-        given = ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)
-        if getattr(spec, key) is not None and not given:
-            flags[key] = getattr(spec, key)
-    options = SweepOptions(**flags, offline=obj.offline)
-    if vocabs:
-        options.vocab = tuple(vocabs)
+    _check_own_flags(own, export, dry_run=dry_run, vocabs=vocabs)
+    # a model not named on the command line is the spec's, else the default (the sweep's plan resolves it)
+    named = given_models(pipeline=flags.pop("pipeline"), measurer=flags.pop("measurer"))
+    options = SweepOptions(**flags, **named, offline=obj.offline, **({"vocab": tuple(vocabs)} if vocabs else {}))
     if own["embeddings"] is not None or own["images"] is not None:
         from ldmprobe.usecases.sweep_own import sweep_own
 
@@ -117,27 +112,23 @@ _GENERATION_FLAGS = ("pipeline", "revision", "steps", "guidance", "width", "heig
                      "allow_truncation", "dtype", "call_shape")
 
 
-def _given(ctx, name: str) -> bool:
-    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
-
-
-def _check_own_flags(ctx, own: dict, export, *, dry_run: bool, vocabs) -> None:
+def _check_own_flags(own: dict, export, *, dry_run: bool, vocabs) -> None:
     """--embeddings / --images: one of them, and none of the flags that only a generated sweep uses."""
-    given = [f"--{k}" for k, v in own.items() if v is not None]
-    if len(given) == 2:
+    sources = [f"--{k}" for k, v in own.items() if v is not None]
+    if len(sources) == 2:
         raise click.UsageError("give --embeddings or --images, not both.")
     if export is not None and dry_run:
         raise click.UsageError("--export-embeddings writes a finished sweep's embeddings; leave out --dry-run.")
-    if not given:
+    if not sources:
         return
-    refused = [f"--{k.replace('_', '-')}" for k in _GENERATION_FLAGS if _given(ctx, k)]
+    refused = [f"--{k.replace('_', '-')}" for k in _GENERATION_FLAGS if given(k)]
     if own["embeddings"] is not None:
-        refused += [f"--{k}" for k in ("measurer", "device", "batch-size") if _given(ctx, k.replace("-", "_"))]
+        refused += [f"--{k}" for k in ("measurer", "device", "batch-size") if given(k.replace("-", "_"))]
         refused += ["--vocab"] if vocabs else []
     refused += ["--dry-run"] if dry_run else []
     refused += ["--export-embeddings"] if export is not None else []
     if refused:
         what = ("the embeddings, their vocabulary and the model that made them come from the file"
                 if own["embeddings"] is not None else "nothing is generated")
-        raise click.UsageError(f"{', '.join(refused)} cannot be used with {given[0]}: {what}. Leave "
+        raise click.UsageError(f"{', '.join(refused)} cannot be used with {sources[0]}: {what}. Leave "
                                f"{'them' if len(refused) > 1 else 'it'} out.")

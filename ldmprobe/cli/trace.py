@@ -11,7 +11,7 @@ import click
 
 from ldmprobe.cli.checks import MAX_SIDE, SIDE, check_out
 
-from ldmprobe.cli.options import CliState, FiniteFloat, model_options, output_options
+from ldmprobe.cli.options import CliState, FiniteFloat, given_models, model_options, output_options
 
 PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
 
@@ -128,15 +128,8 @@ def trace_command(obj: CliState | None, spec_path, parts, terms, baseline, probe
     obj = obj if isinstance(obj, CliState) else CliState(verbose=False, offline=False)
     check_out(flags["out"])
     options = TraceOptions(sections=_parts(parts), variants=_variants(variants), switch_ks=_switch_steps(switch_steps),
-                           offline=obj.offline, **flags, **_given(pipeline=pipeline, measurer=measurer))
+                           offline=obj.offline, **flags, **given_models(pipeline=pipeline, measurer=measurer))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
     result = trace(spec, options, obj.terminal, report=not no_report)
     emit(result, fmt, obj.terminal)
     obj.terminal.info(f"run folder: {result.run.out}")
-
-
-def _given(**models) -> dict:
-    """The models named on the command line (the rest: the spec's, else the sweep's defaults)."""
-    ctx = click.get_current_context(silent=True)
-    return {key: value for key, value in models.items()
-            if ctx is not None and ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)}

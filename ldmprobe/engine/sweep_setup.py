@@ -22,13 +22,15 @@ from ldmprobe.specs.generation import GenerationSettings, check_guidance, check_
 from ldmprobe.specs.sweep import Spec, expand
 
 
-@dataclass
-class SweepOptions:
-    """Everything a sweep needs besides the spec (CLI flags map one to one)."""
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How images are made and where the run goes: the settings sweep and trace share (CLI flags
+    map one to one). A model left None is the spec's, else the default (:func:`models_for`);
+    steps, guidance, size and negative prompt left None are the spec's, else the generator's."""
 
-    pipeline: str = models.DEFAULT_GENERATOR
+    pipeline: str | None = None
     revision: str | None = None
-    measurer: str = models.DEFAULT_MEASURER
+    measurer: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     steps: int | None = None
@@ -38,18 +40,31 @@ class SweepOptions:
     negative_prompt: str | None = None
     batch_size: int | None = None  # images per step of the generation loop: changes no image
     call_shape: int | None = None  # images per generation call (None: the device's default); in each image's key
-    allow_truncation: bool = False
-    nsfw: str = "keep"  # keep | drop
+    allow_truncation: bool = False  # prompts over the encoder's limit truncated instead of refused
     offline: bool = False
     out: Path | None = None
     replace: bool = False  # --replace: an --out run folder that holds files is replaced whole
     runs_dir: Path = Path("runs")
+
+
+@dataclass(frozen=True)
+class SweepOptions(GenerationOptions):
+    """Everything a sweep needs besides the spec: the generation settings and the statistics'."""
+
+    nsfw: str = "keep"  # keep | drop
     stats_seed: int = 0
     permutations: int = 9999
     bootstrap: int = 2000
     probe_templates: tuple[str, ...] | None = None
     vocab: tuple[str, ...] = ("adjectives", "nationalities", "objects", "professions")
     write_images: bool = True
+
+
+def models_for(spec: Spec, options: GenerationOptions) -> tuple[str, str]:
+    """(generator, measurer): the options', else the spec's, else the defaults; the one place
+    sweep, trace and a sweep of your own images resolve them."""
+    return (options.pipeline or spec.pipeline or models.DEFAULT_GENERATOR,
+            options.measurer or spec.measurer or models.DEFAULT_MEASURER)
 
 
 @dataclass(frozen=True)
@@ -162,7 +177,8 @@ def make_plan(spec: Spec, options: SweepOptions, *, dry_run: bool = False, repor
     levels = plan_levels(spec, options)
     negative = options.negative_prompt if options.negative_prompt is not None else spec.negative_prompt
     prompts = spec.prompts() + ([negative] if negative else [])
-    resolved = resolve_models(options.pipeline, options.revision, options.measurer, offline=options.offline,
+    pipeline, measurer = models_for(spec, options)
+    resolved = resolve_models(pipeline, options.revision, measurer, offline=options.offline,
                               device=options.device, dtype=options.dtype, prompts=prompts,
                               guidances=[guidance for guidance, _ in levels], negative_prompt=negative,
                               dry_run=dry_run, reporter=reporter)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ldmprobe.analysis.sweep import ImageCell, SweepEmbeddings, analyse_sweep
 from ldmprobe.store.files import check_cache_root
-from ldmprobe.engine.sweep_setup import SweepOptions
+from ldmprobe.engine.sweep_setup import SweepOptions, models_for
 from ldmprobe.errors import BadInputError
 from ldmprobe.models import sources as models
 from ldmprobe.results.provenance import now_iso, provenance
@@ -59,7 +59,7 @@ def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path |
     if embeddings is not None:
         attributes = file_attributes(embeddings, spec, sources[0][1].source.dim)
     else:
-        models.ensure_measurer_available(models.resolve_measurer(options.measurer), offline=options.offline)
+        models.ensure_measurer_available(models.resolve_measurer(models_for(spec, options)[1]), offline=options.offline)
     out = prepare_out(options.out, spec_name=spec.name, runs_dir=options.runs_dir, replace=options.replace,
                       kind="sweep")
     finish = None
@@ -231,8 +231,8 @@ def _from_images(spec: Spec, options: SweepOptions, reporter, sources: list, sta
     from ldmprobe.engine.assoc_images import user_image_key
     from ldmprobe.models.loader import ModelLoader
 
-    loaded = ModelLoader.from_names(pipeline=None, revision=None, measurer=options.measurer, device=options.device,
-                                    dtype=options.dtype, offline=options.offline, needs_generator=False)
+    loaded = ModelLoader.from_names(pipeline=None, revision=None, measurer=models_for(spec, options)[1],
+                                    device=options.device, dtype=options.dtype, offline=options.offline, needs_generator=False)
     if loaded.tiny:
         reporter.warn(models.TINY_WARNING)
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldmprobe.engine.sweep_setup import SweepOptions, SweepSetup, make_plan
+from ldmprobe.engine.sweep_setup import GenerationOptions, SweepOptions, SweepSetup, make_plan
 from ldmprobe.errors import BadInputError
 from ldmprobe.results.trace import SECTIONS, TraceCost, TraceResult  # noqa: F401  (re-exported)
 from ldmprobe.usecases.trace_parts import Progress, Run, attention, conditioning, plain_images, steps, vae
@@ -26,12 +26,12 @@ from ldmprobe.usecases.trace_parts import switch_grid  # noqa: F401  (re-exporte
 
 
 @dataclass(frozen=True)
-class TraceOptions:
+class TraceOptions(GenerationOptions):
     """How to trace a spec (the spec says what: templates, terms, baseline, seeds, probes).
 
     ``switch_ks`` None: the quarters of the steps; ``noun`` None: the last content token;
     ``variants`` None: each of the architecture's hybrid parts. The models and generation
-    settings are a sweep's (None: the spec's, else the sweep's default)."""
+    settings are a sweep's (:class:`GenerationOptions`)."""
 
     sections: tuple[str, ...] = SECTIONS
     variants: tuple[str, ...] | None = None
@@ -42,34 +42,13 @@ class TraceOptions:
     attention_mass: float = 0.5
     region: str = "auto"  # attention: "object", "noun", or "auto" (object where pictures have plain backgrounds)
     image_folder: str | None = None
-    pipeline: str | None = None
-    revision: str | None = None
-    measurer: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    steps: int | None = None
-    guidance: float | None = None
-    width: int | None = None
-    height: int | None = None
-    negative_prompt: str | None = None
-    allow_truncation: bool = False  # prompts over the encoder's limit truncated instead of refused, as in sweep
-    call_shape: int | None = None  # images per generation call (None: the device's default), as in sweep
-    batch_size: int | None = None  # images made per step (changes no image)
-    offline: bool = False
-    out: Path | None = None
-    replace: bool = False
-    runs_dir: Path = Path("runs")
 
 
-def sweep_options(spec, options: TraceOptions) -> SweepOptions:
-    """The sweep's options for ``options``: the models named by the options, else by the spec, else
-    the sweep's defaults; the rest is resolved by the sweep's plan."""
-    from ldmprobe.models import sources as models
-
-    same = {f.name: getattr(options, f.name) for f in dataclasses.fields(SweepOptions) if hasattr(options, f.name)}
-    return SweepOptions(**{**same, "pipeline": options.pipeline or spec.pipeline or models.DEFAULT_GENERATOR,
-                           "measurer": options.measurer or spec.measurer or models.DEFAULT_MEASURER,
-                           "vocab": ()})  # trace reads no vocabulary
+def sweep_options(options: TraceOptions) -> SweepOptions:
+    """The sweep's options for ``options``: its generation settings (the sweep's plan resolves
+    them with the spec); trace reads no vocabulary."""
+    return SweepOptions(**{f.name: getattr(options, f.name) for f in dataclasses.fields(GenerationOptions)},
+                        vocab=())
 
 
 def plan_trace(spec, options: TraceOptions, reporter=None) -> SweepSetup:
@@ -89,7 +68,7 @@ def plan_trace(spec, options: TraceOptions, reporter=None) -> SweepSetup:
         raise BadInputError(f"--noun {options.noun!r} is not in template(s) {missing}; every template must contain it.")
     # trace reads no [attributes]: their texts are neither checked nor embedded here
     planned = dataclasses.replace(spec, attributes=(), reference_rates=(), reference_source=None, calibration=None)
-    setup = make_plan(planned, sweep_options(spec, options), reporter=reporter)
+    setup = make_plan(planned, sweep_options(options), reporter=reporter)
     from ldmprobe.engine.trace_condition import check_variants
     from ldmprobe.engine.trace_generate import refuse_architecture
 
