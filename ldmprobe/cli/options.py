@@ -96,6 +96,44 @@ def given_models(**models) -> dict:
     return {key: value for key, value in models.items() if given(key)}
 
 
+def generation_options(*, command: str):
+    """--steps, --guidance, --width, --height, --negative-prompt, --batch-size, --call-shape and
+    --allow-truncation: how images are made, the same for sweep and trace (GenerationOptions).
+    Trace's steps part needs two steps to switch between, so its --steps starts at 2."""
+    from ldmprobe.cli.checks import MAX_SIDE, SIDE
+
+    min_steps = 2 if command == "trace" else 1
+    decorators = [
+        click.option("--steps", type=click.IntRange(min=min_steps), default=None,
+                      help="Denoising steps (default: the spec's, else 50; tiny: 4)."),
+        click.option("--guidance", type=FiniteFloat(min=0), default=None,
+                     help="Guidance scale (default: the spec's, else the generator's own: SD 1.x 7.5, SDXL 5, SD 3 7, "
+                          "Flux.1 dev 3.5)."),
+        click.option("--width", type=SIDE, default=None,
+                     help=f"Image width, a multiple of 8 up to {MAX_SIDE} (default: the model's native size)."),
+        click.option("--height", type=SIDE, default=None,
+                     help=f"Image height, a multiple of 8 up to {MAX_SIDE} (default: the model's native size)."),
+        click.option("--negative-prompt", default=None, help="Negative prompt for every image."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                     help="Images made and saved per step, in calls of --call-shape (rounded up to a whole number "
+                          "of calls; default: one call). Changes no image: the numbers are the same at any "
+                          "--batch-size."),
+        click.option("--call-shape", type=click.IntRange(min=1), default=None,
+                     help="Images per generation call (default 8 on CUDA, 4 elsewhere); lower it when CUDA runs out "
+                          "of memory. A call's shape changes an image's float noise, so it is part of each image's "
+                          "recipe: images made at another shape are never reused (sweep and trace share them)."),
+        click.option("--allow-truncation", is_flag=True,
+                     help="Allow prompts over the tokenizer's 77 tokens (truncated)."),
+    ]
+
+    def decorate(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return decorate
+
+
 def model_options(func):
     """--pipeline / --measurer / --device / --dtype, shared by commands that load models."""
 

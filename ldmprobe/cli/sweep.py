@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from ldmprobe.cli.checks import MAX_ITEMS, MAX_SIDE, SIDE, check_items, check_out
-from ldmprobe.cli.options import CliState, FiniteFloat, given, given_models, model_options, output_options
+from ldmprobe.cli.checks import MAX_ITEMS, check_items, check_out
+from ldmprobe.cli.options import (CliState, generation_options, given, given_models, model_options,
+                                  output_options)
 
 
 
@@ -18,22 +19,7 @@ from ldmprobe.cli.options import CliState, FiniteFloat, given, given_models, mod
 @click.option("--probe", "probes", multiple=True, help="A probe word (repeatable).")
 @click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
 @model_options
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (default: spec, else 50; tiny: 4).")
-@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: the spec's, else the generator's own: SD 1.x 7.5, "
-              "SDXL 5, SD 3 7, Flux.1 dev 3.5).")
-@click.option("--width", type=SIDE, default=None,
-              help=f"Image width, a multiple of 8 up to {MAX_SIDE} (default: the model's native size).")
-@click.option("--height", type=SIDE, default=None,
-              help=f"Image height, a multiple of 8 up to {MAX_SIDE} (default: the model's native size).")
-@click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images made and saved per step, in calls of --call-shape (rounded up to a whole number of "
-                   "calls; default: one call). Changes no image: the numbers are the same at any --batch-size.")
-@click.option("--call-shape", type=click.IntRange(min=1), default=None,
-              help="Images per generation call (default 8 on CUDA, 4 elsewhere); lower it when CUDA runs out of "
-                   "memory. A call's shape changes an image's float noise, so it is part of each image's recipe: "
-                   "images made at another shape are never reused.")
-@click.option("--allow-truncation", is_flag=True, help="Allow prompts over the tokenizer's 77 tokens (truncated).")
+@generation_options(command="sweep")
 @click.option("--nsfw", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
               help="Whether images flagged by the safety checker count in the statistics.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from ldmprobe.cli.checks import MAX_SIDE, SIDE, check_out
+from ldmprobe.cli.checks import check_out
 
-from ldmprobe.cli.options import CliState, FiniteFloat, given_models, model_options, output_options
+from ldmprobe.cli.options import CliState, generation_options, given_models, model_options, output_options
 
 PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
 
@@ -66,17 +66,7 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
 @click.option("--probe", "probes", multiple=True, help="A probe text (repeatable; replaces the spec's probes).")
 @click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
 @model_options
-@click.option("--steps", type=click.IntRange(min=2), default=None,
-              help="Denoising steps (default: the spec's, else the sweep's: 50; tiny: 4).")
-@click.option("--guidance", type=FiniteFloat(min=0), default=None, help="Guidance scale (default: the spec's, else the generator's own: SD 1.x 7.5, SDXL 5, "
-                   "SD 3 7, Flux.1 dev 3.5).")
-@click.option("--width", type=SIDE, default=None,
-              help=f"Image width, a multiple of 8 up to {MAX_SIDE} (default: the model's).")
-@click.option("--height", type=SIDE, default=None,
-              help=f"Image height, a multiple of 8 up to {MAX_SIDE} (default: the model's).")
-@click.option("--negative-prompt", default=None, help="Negative prompt for every image.")
-@click.option("--allow-truncation", is_flag=True, help="Allow prompts over the tokenizer's 77 tokens (truncated), "
-              "as in sweep.")
+@generation_options(command="trace")
 @click.option("--switch-steps", default=None,
               help="Steps part: switch points k, comma-separated (default: the quarters of --steps).")
 @click.option("--variants", default=None,
@@ -92,11 +82,6 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
               show_default=True, help="Attention part: share of the noun's attention its region holds.")
 @click.option("--vae-images", "image_folder", type=click.Path(exists=True, file_okay=False), default=None,
               help="VAE part: also round-trip your images from FOLDER (subfolders = groups).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images made per step, in calls of --call-shape, as in sweep. Changes no image.")
-@click.option("--call-shape", type=click.IntRange(min=1), default=None,
-              help="Images per generation call (default 8 on CUDA, 4 elsewhere), as in sweep: part of each "
-                   "image's recipe, so the plain images are the sweep's at the same shape.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap resamples for the shares' intervals.")
 @click.option("--stats-seed", "random_state", type=int, default=0, show_default=True, help="Seed of the statistics.")
