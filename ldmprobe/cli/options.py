@@ -96,6 +96,19 @@ def given_models(**models) -> dict:
     return {key: value for key, value in models.items() if given(key)}
 
 
+def spec_options(func):
+    """--term, --baseline, --probe, --seeds: what a sweep spec says, replaced from the command line."""
+    for decorator in reversed([
+        click.option("--term", "terms", multiple=True,
+                     help="A term (repeatable; for a plain-text spec, or replacing a TOML spec's terms)."),
+        click.option("--baseline", default=None, help="The baseline term (may be empty: --baseline '')."),
+        click.option("--probe", "probes", multiple=True, help="A probe text (repeatable; replaces the spec's probes)."),
+        click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list."),
+    ]):
+        func = decorator(func)
+    return func
+
+
 def generation_options(*, command: str):
     """--steps, --guidance, --width, --height, --negative-prompt, --batch-size, --call-shape and
     --allow-truncation: how images are made, the same for sweep and trace (GenerationOptions).

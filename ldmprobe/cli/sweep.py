@@ -8,16 +8,13 @@ import click
 
 from ldmprobe.cli.checks import MAX_ITEMS, check_items, check_out
 from ldmprobe.cli.options import (CliState, generation_options, given, given_models, model_options,
-                                  output_options)
+                                  output_options, spec_options)
 
 
 
 @click.command("sweep")
 @click.argument("spec_path", metavar="SPEC")
-@click.option("--term", "terms", multiple=True, help="A term (repeatable; plain-text specs, or to replace a TOML spec's terms).")
-@click.option("--baseline", default=None, help="The baseline term (may be empty: --baseline '').")
-@click.option("--probe", "probes", multiple=True, help="A probe word (repeatable).")
-@click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
+@spec_options
 @model_options
 @generation_options(command="sweep")
 @click.option("--nsfw", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,

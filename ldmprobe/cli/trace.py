@@ -11,7 +11,8 @@ import click
 
 from ldmprobe.cli.checks import check_out
 
-from ldmprobe.cli.options import CliState, generation_options, given_models, model_options, output_options
+from ldmprobe.cli.options import (CliState, generation_options, given_models, model_options, output_options,
+                                  spec_options)
 
 PARTS_CHOICES = ("conditioning", "attention", "steps", "vae")
 
@@ -61,10 +62,7 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
 @click.argument("spec_path", metavar="SPEC")
 @click.option("--parts", default=",".join(PARTS_CHOICES), show_default=True,
               help="Which parts of the model to trace, comma-separated.")
-@click.option("--term", "terms", multiple=True, help="A term (repeatable; replaces the spec's terms).")
-@click.option("--baseline", default=None, help="The baseline term (may be empty: --baseline '').")
-@click.option("--probe", "probes", multiple=True, help="A probe text (repeatable; replaces the spec's probes).")
-@click.option("--seeds", default=None, help="Seed count (N means 0..N-1) or a comma-separated list.")
+@spec_options
 @model_options
 @generation_options(command="trace")
 @click.option("--switch-steps", default=None,
