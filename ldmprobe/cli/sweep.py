@@ -62,7 +62,8 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
     from ldmprobe.engine.sweep_setup import SweepOptions
     from ldmprobe.render.emit import emit
     from ldmprobe.specs.sweep import load_spec
-    from ldmprobe.usecases.sweep import preview_sweep, sweep
+    from ldmprobe.api import run_sweep
+    from ldmprobe.usecases.sweep import preview_sweep
 
     check_out(flags.get("out"))
     spec = load_spec(spec_path, terms=terms, baseline=baseline, probes=probes, seeds=seeds)
@@ -73,20 +74,19 @@ def sweep_command(obj: CliState, spec_path, terms, baseline, probes, seeds, voca
     # a model not named on the command line is the spec's, else the default (the sweep's plan resolves it)
     named = given_models(pipeline=flags.pop("pipeline"), measurer=flags.pop("measurer"))
     options = SweepOptions(**flags, **named, offline=obj.offline, **({"vocab": tuple(vocabs)} if vocabs else {}))
-    if own["embeddings"] is not None or own["images"] is not None:
-        from ldmprobe.usecases.sweep_own import sweep_own
-
-        result = sweep_own(spec, options, obj.terminal, report=not no_report, **own)
-        emit(result, fmt, obj.terminal)
-        obj.terminal.info(f"{result.source['kind']} from {result.source['path']} (sha256 {result.source['sha256'][:12]}…); "
-                          f"no generator, so no conditioning drift. run folder: {result.run.out}")
+    if dry_run:
+        plan = preview_sweep(spec, options, obj.terminal)
+        if plan is not None:  # a distributed run's other ranks: rank 0 prints the plan
+            emit(plan, fmt, obj.terminal)
         return
-    kwargs = {} if dry_run else {"export_embeddings": export}
-    result = (preview_sweep if dry_run else sweep)(spec, options, obj.terminal, report=not no_report, **kwargs)
+    result = run_sweep(spec, options, terminal=obj.terminal, report=not no_report, export_embeddings=export, **own)
     if result is None:  # a distributed run's other ranks: rank 0 writes the output
         return
     emit(result, fmt, obj.terminal)
-    if not dry_run:
+    if result.source is not None:
+        obj.terminal.info(f"{result.source['kind']} from {result.source['path']} (sha256 {result.source['sha256'][:12]}…); "
+                          f"no generator, so no conditioning drift. run folder: {result.run.out}")
+    else:
         obj.terminal.info(f"run folder: {result.run.out}")
 
 
