@@ -20,7 +20,8 @@ At the defaults the reader reads the size of 3,000 clean renders right 1.000 (sm
 0.05-0.14 of the picture, big ones 0.16-0.43; radius 0.19-0.23 would overlap them). The shipped
 world is not changed: the bigger small objects live only in this script (the story's
 scenes are redrawn with the new radius; captions and everything else as shipped). WORK is a new
-folder (a folder that holds a training resumes it). About 23 min on 2 CPU threads for 1,000 steps (0.74 steps/s here), plus 3 min to render and encode.
+folder (a folder that holds a training resumes it). About 23 min on 2 CPU threads for 1,000
+steps (0.74 steps/s here), plus 3 min to render and encode.
 """
 
 from __future__ import annotations
