@@ -232,7 +232,8 @@ def _from_images(spec: Spec, options: SweepOptions, reporter, sources: list, sta
     from ldmprobe.models.loader import ModelLoader
 
     loaded = ModelLoader.from_names(pipeline=None, revision=None, measurer=models_for(spec, options)[1],
-                                    device=options.device, dtype=options.dtype, offline=options.offline, needs_generator=False)
+                                    device=options.device, dtype=options.dtype, offline=options.offline,
+                                    needs_generator=False)
     if loaded.tiny:
         reporter.warn(models.TINY_WARNING)
     t0 = time.perf_counter()
