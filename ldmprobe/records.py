@@ -47,8 +47,9 @@ class Record:
     """Base of typed results: ``to_dict`` / ``from_dict`` and read access by key."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict, fields in declaration order; non-finite floats become None."""
-        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """JSON-safe dict, fields in the constructor's order (a record's own fields before the
+        keyword-only ones a shared base adds); non-finite floats become None."""
+        return {f.name: jsonable(getattr(self, f.name)) for f in _ordered_fields(self)}
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
@@ -70,7 +71,11 @@ class Record:
             return default
 
     def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)]
+        return [f.name for f in _ordered_fields(self)]
+
+
+def _ordered_fields(record) -> list[dataclasses.Field]:
+    return sorted(dataclasses.fields(record), key=lambda f: f.kw_only is True)  # stable: declaration order within each
 
 
 def _from_json(hint: Any, value: Any) -> Any:

@@ -238,7 +238,7 @@ def stage_latents(work: Path, data: dict) -> dict:
 
 def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Path | None = None,
                cond_encoder=None, seed: int = SEED, device: str = "cpu", noise_offset: float = 0.0,
-               zero_snr: bool = False, resume_at: int = 0) -> None:
+               zero_snr: bool = False, resume_at: int = 0, high_noise: float = 0.0) -> None:
     """Train the UNet for ``total_steps``; from scratch, or from the UNet folder ``start``.
 
     ``noise_offset`` adds that much of one normal draw per image and channel to the noise (the
@@ -248,6 +248,8 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
     carried over between machines): the steps, batches and learning-rate schedule go on where it
     stopped (``total_steps`` more of ``resume_at + total_steps``), with the rate re-warmed over
     :data:`REWARM_STEPS` because the optimiser's moments start again.
+    ``high_noise``: that share of each batch draws its timestep from the noisier half (500-999)
+    instead of all 1,000 (0: uniform, as every shipped recipe).
     """
     import copy
 
@@ -291,6 +293,9 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (UNET_BATCH,), generator=gen)
+        if high_noise:
+            n_high = int(round(high_noise * UNET_BATCH))
+            t[:n_high] = torch.randint(500, 1000, (n_high,), generator=gen)
         if noise_offset:
             noise = noise + noise_offset * torch.randn(x0.shape[:2] + (1, 1), generator=gen)
         x0, noise, t = x0.to(device), noise.to(device), t.to(device)

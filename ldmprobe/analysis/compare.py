@@ -27,6 +27,7 @@ import numpy as np
 
 from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import crossed_test, design_check, sign_flip_test
+from ldmprobe.analysis.inference_crossed import CrossedRow, crossed_fields, fixed_fields
 from ldmprobe.analysis.inference_drift import boot_drift  # the sweep's templates-then-pairs bootstrap
 from ldmprobe.analysis.sweep import StatisticsSettings, term_seed
 from ldmprobe.records import Record
@@ -54,50 +55,26 @@ CompareSettings = StatisticsSettings  # the sweep's resampling settings, under t
 
 
 @dataclass(frozen=True)
-class DriftChange(Record):
+class DriftChange(CrossedRow):
     """B − A in a term's unbiased image drift; p and CI from the crossed test on the c table."""
 
     drift_a: float | None
     drift_b: float | None
     difference: float | None  # mean of the c table's complete part (= drift_b − drift_a when complete)
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    p_adjusted: float | None
-    df: float | None
-    method: str
-    generalises_to: str
     boot_ci_low: float | None
     boot_ci_high: float | None
     n_boot: int
-    p_fixed: float | None
-    min_p: float | None
-    exact: bool
-    n_resamples: int
-    fixed_generalises_to: str
     verdict: str  # "better" (B drifts less), "worse", "no clear change", "untested"
 
 
 @dataclass(frozen=True)
-class ProbeChange(Record):
+class ProbeChange(CrossedRow):
     """B − A in a term's shift toward one probe word."""
 
     probe: str
     shift_a: float | None
     shift_b: float | None
     difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    p_adjusted: float | None
-    df: float | None
-    method: str
-    generalises_to: str
-    p_fixed: float | None
-    min_p: float | None
-    exact: bool
-    n_resamples: int
-    fixed_generalises_to: str
     verdict: str  # "better" (|shift_b| < |shift_a|), "worse", "no clear change", "untested"
 
 
@@ -203,22 +180,6 @@ def _tests(y: np.ndarray, settings: CompareSettings, rng: np.random.Generator):
                                            seed=rng)
 
 
-def _crossed_fields(crossed) -> dict:
-    if crossed is None:
-        return dict(difference=None, ci_low=None, ci_high=None, p_value=None, df=None, method="none",
-                    generalises_to="nothing (fewer than 2 usable cells)")
-    return dict(difference=_none(crossed.estimate), ci_low=_none(crossed.ci_low), ci_high=_none(crossed.ci_high),
-                p_value=_none(crossed.p_value), df=_none(crossed.df), method=crossed.method,
-                generalises_to=crossed.generalises_to)
-
-
-def _fixed_fields(fixed) -> dict:
-    if fixed is None:
-        return dict(p_fixed=None, min_p=None, exact=False, n_resamples=0, fixed_generalises_to=FIXED_NOTE)
-    return dict(p_fixed=_none(fixed.p_value), min_p=fixed.min_p, exact=fixed.exact, n_resamples=fixed.n_resamples,
-                fixed_generalises_to=FIXED_NOTE)
-
-
 def drift_change(da: np.ndarray, db: np.ndarray, settings: CompareSettings = CompareSettings(), *,
                  seed: int = 0) -> DriftChange:
     """B − A in unbiased drift from (T, S, d) drift-vector arrays (NaN rows: unusable cells)."""
@@ -234,8 +195,9 @@ def drift_change(da: np.ndarray, db: np.ndarray, settings: CompareSettings = Com
     return DriftChange(
         drift_a=_none(u_a[both].mean()) if both.any() else None,
         drift_b=_none(u_b[both].mean()) if both.any() else None,
-        **_crossed_fields(crossed), p_adjusted=None, boot_ci_low=low, boot_ci_high=high,
-        n_boot=settings.bootstrap if grams else 0, **_fixed_fields(fixed), verdict="untested")
+        difference=_none(crossed.estimate) if crossed else None, **crossed_fields(crossed), boot_ci_low=low,
+        boot_ci_high=high, n_boot=settings.bootstrap if grams else 0, **fixed_fields(fixed, FIXED_NOTE),
+        verdict="untested")
 
 
 def probe_change(da: np.ndarray, db: np.ndarray, probe: np.ndarray, name: str,
@@ -246,8 +208,9 @@ def probe_change(da: np.ndarray, db: np.ndarray, probe: np.ndarray, name: str,
     ok = np.isfinite(y_a) & np.isfinite(y_b)
     return ProbeChange(
         probe=name, shift_a=_none(y_a[ok].mean()) if ok.any() else None,
-        shift_b=_none(y_b[ok].mean()) if ok.any() else None, **_crossed_fields(crossed), p_adjusted=None,
-        **_fixed_fields(fixed), verdict="untested")
+        shift_b=_none(y_b[ok].mean()) if ok.any() else None,
+        difference=_none(crossed.estimate) if crossed else None, **crossed_fields(crossed),
+        **fixed_fields(fixed, FIXED_NOTE), verdict="untested")
 
 
 # ----------------------------------------------------------------------------- the comparison

@@ -78,6 +78,53 @@ class SignFlipTest(Result):
     generalises_to: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class CrossedRow(Result):
+    """The test fields of a result row that reports a crossed headline beside a fixed-effects p.
+
+    Sweep probe rows and compare's drift and probe changes carry these, filled from
+    :func:`crossed_fields` and :func:`fixed_fields`. Keyword-only, so each row declares its own
+    fields first and ``to_dict`` writes them first. ``p_value``, ``ci_*``, ``df``: the crossed
+    test (``generalises_to`` says to what); ``p_fixed``, ``min_p``, ``exact``, ``n_resamples``: the
+    sign-flip test over these templates and seeds only (``fixed_generalises_to``);
+    ``p_adjusted``: BH across the rows it is set for (None until then).
+    """
+
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_adjusted: float | None = None
+    df: float | None
+    method: str
+    generalises_to: str
+    p_fixed: float | None
+    min_p: float | None
+    exact: bool
+    n_resamples: int
+    fixed_generalises_to: str
+
+
+def _finite(x) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def crossed_fields(crossed: CrossedTest | None) -> dict:
+    """:class:`CrossedRow`'s crossed-test fields (None: too few usable cells, nothing tested)."""
+    if crossed is None:
+        return dict(ci_low=None, ci_high=None, p_value=None, df=None, method="none",
+                    generalises_to="nothing (fewer than 2 usable cells)")
+    return dict(ci_low=_finite(crossed.ci_low), ci_high=_finite(crossed.ci_high), p_value=_finite(crossed.p_value),
+                df=_finite(crossed.df), method=crossed.method, generalises_to=crossed.generalises_to)
+
+
+def fixed_fields(fixed: SignFlipTest | None, generalises_to: str) -> dict:
+    """:class:`CrossedRow`'s sign-flip fields (None: no test), with what its p generalises to."""
+    if fixed is None:
+        return dict(p_fixed=None, min_p=None, exact=False, n_resamples=0, fixed_generalises_to=generalises_to)
+    return dict(p_fixed=_finite(fixed.p_value), min_p=fixed.min_p, exact=fixed.exact,
+                n_resamples=fixed.n_resamples, fixed_generalises_to=generalises_to)
+
+
 # ----------------------------------------------------------------------------- missing cells
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ldmprobe.records import Record
+from ldmprobe.analysis.inference_crossed import CrossedRow
 from ldmprobe.analysis.rates_results import BaselineAttributes, Diversity, RateRow
 
 
@@ -85,7 +86,7 @@ class ImageDrift(Record):
 
 
 @dataclass(frozen=True)
-class ProbeRow(Record):
+class ProbeRow(CrossedRow):
     """Shift of the images toward one probe word.
 
     Headline (``shift``, ``ci_low``/``ci_high``, ``p_value``): templates and seeds as crossed
@@ -102,18 +103,6 @@ class ProbeRow(Record):
 
     probe: str
     shift: float
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    p_adjusted: float | None
-    df: float | None
-    method: str
-    generalises_to: str
-    p_fixed: float
-    min_p: float
-    exact: bool
-    n_resamples: int
-    fixed_generalises_to: str
     p_controls: float | None
     controls_ratio: float | None
     text_shift: float

@@ -17,6 +17,7 @@ from ldmprobe.analysis.inference import (
     crossed_test, neighbour_null, sign_flip_test, vocabulary_z,
 )
 from ldmprobe.analysis.inference_drift import drift_parts, resampled_drift
+from ldmprobe.analysis.inference_crossed import crossed_fields, fixed_fields
 from ldmprobe.analysis.inference_level import level_check
 from ldmprobe.analysis.image_grid import ImageGrid, TermVectors
 from ldmprobe.analysis.inference_core import BadEmbeddingError, unit_rows
@@ -229,11 +230,8 @@ def probe_rows(data, settings, m: np.ndarray, b: np.ndarray, pairs: Pairs, seed:
         fixed = sign_flip_test(np.where(np.abs(d) <= ROUNDING, 0.0, d), n_resamples=settings.permutations,
                                seed=_rng(seed, 2, i))
         rows.append(ProbeRow(
-            probe=name, shift=crossed.estimate, ci_low=crossed.ci_low, ci_high=crossed.ci_high,
-            p_value=crossed.p_value, p_adjusted=None, df=crossed.df, method=crossed.method,
-            generalises_to=crossed.generalises_to, p_fixed=fixed.p_value, min_p=fixed.min_p,
-            exact=fixed.exact, n_resamples=fixed.n_resamples,
-            fixed_generalises_to=fixed.generalises_to + " only", p_controls=None,
+            probe=name, shift=crossed.estimate, **crossed_fields(crossed),
+            **fixed_fields(fixed, fixed.generalises_to + " only"), p_controls=None,
             controls_ratio=None, text_shift=float(text[i]), text_z=text_z[i], image_z=image_z[i],
             n_cells=crossed.n_cells, **level_check(y, crossed),
         ))

@@ -285,15 +285,10 @@ def _str_list(value: Any, table: str, key: str, where: _Where, *, what: str) -> 
         text = " ".join(item.split())
         if not text:
             raise SpecError(f"{at}: the {what} is empty; remove it.")
-        fold = text.casefold()
-        if fold in seen:
-            j = seen[fold]
-            raise SpecError(
-                f"{at}: {what} {text!r} is listed twice in {table}.{key} (also [{j}]"
-                + (f" = {out[j]!r}; CLIP's tokenizer ignores case" if out[j] != text else "")
-                + "); remove the duplicate (it would count the same embedding twice)."
-            )
-        seen[fold] = i
+        specfile.first_time(seen, text.casefold(), i, lambda j: (
+            f"{at}: {what} {text!r} is listed twice in {table}.{key} (also [{j}]"
+            + (f" = {out[j]!r}; CLIP's tokenizer ignores case" if out[j] != text else "")
+            + "); remove the duplicate (it would count the same embedding twice)."))
         out.append(text)
     return tuple(out)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ldmprobe.errors import SpecError
+from ldmprobe.specs import files as specfile
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 MAX_OPTIONS = 32
@@ -115,13 +116,9 @@ def validate_attributes(value: Any, source: str) -> tuple[AttributeGroup, ...]:
                     f"\"a {option} background\"; got {text!r}."
                 )
             text = _squash(text)
-            key = text.casefold()
-            if key in seen:
-                raise SpecError(
-                    f"{where}: options {seen[key]} and {option} have the same text {text!r}; the measurer "
-                    f"could not tell them apart. Give each option its own text."
-                )
-            seen[key] = option
+            specfile.first_time(seen, text.casefold(), option, lambda other: (
+                f"{where}: options {other} and {option} have the same text {text!r}; the measurer "
+                f"could not tell them apart. Give each option its own text."))
             names.append(option)
             texts.append(text)
         groups.append(AttributeGroup(group, tuple(names), tuple(texts)))

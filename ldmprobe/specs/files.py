@@ -6,6 +6,7 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ldmprobe import resources
@@ -22,6 +23,14 @@ def type_name(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
              list: "a list", tuple: "a list", dict: "a table"}
     return names.get(type(value), type(value).__name__)
+
+
+def first_time(seen: dict, key: Any, value: Any, refuse: Callable[[Any], str]) -> None:
+    """Note ``key`` (with ``value``) in ``seen``; a key noted before is refused with
+    ``refuse(the value noted with it)`` (a list's duplicate entries, one message per list)."""
+    if key in seen:
+        raise SpecError(refuse(seen[key]))
+    seen[key] = value
 
 
 def check_str_list(value: Any, label: str, key: str, example: str) -> None:

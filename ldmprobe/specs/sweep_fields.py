@@ -171,15 +171,10 @@ def _validate_templates(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     for i, where, text in _texts(value, ctx, "templates", "template",
                                  "the template is empty; remove it or write one with {}."):
         _check_placeholder(text, where, ctx)
-        key = text.casefold()
-        if key in seen:
-            raise SpecError(
-                f"{where}: template {text!r} repeats template {seen[key] + 1}"
-                + (" (they differ only in case or spacing, which CLIP's tokenizer ignores)"
-                   if value[seen[key]] != value[i] else "")
-                + "; remove the duplicate (it would count the same images twice)."
-            )
-        seen[key] = i
+        specfile.first_time(seen, text.casefold(), i, lambda j: (
+            f"{where}: template {text!r} repeats template {j + 1}"
+            + (" (they differ only in case or spacing, which CLIP's tokenizer ignores)" if value[j] != value[i] else "")
+            + "; remove the duplicate (it would count the same images twice)."))
         out.append(text)
     return tuple(out)
 
@@ -243,14 +238,9 @@ def _validate_terms(baseline: Any, terms: Any, ctx: _Ctx) -> tuple[str, tuple[st
                 + ". The baseline is compared with every term automatically; remove it from "
                 "the terms."
             )
-        if key in seen:
-            j = seen[key]
-            raise SpecError(
-                f"{where}: term {text!r} is listed twice (also terms[{j}]"
-                + (f" = {out[j]!r}; CLIP's tokenizer ignores case" if out[j] != text else "")
-                + "). Remove the duplicate."
-            )
-        seen[key] = i
+        specfile.first_time(seen, key, i, lambda j: (
+            f"{where}: term {text!r} is listed twice (also terms[{j}]"
+            + (f" = {out[j]!r}; CLIP's tokenizer ignores case" if out[j] != text else "") + "). Remove the duplicate."))
         out.append(text)
     return base, tuple(out)
 
@@ -275,13 +265,8 @@ def _validate_probes(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     seen: dict[str, int] = {}
     for i, where, text in _texts(value, ctx, "probes", "probe",
                                  "the probe is an empty string; remove it or write a word."):
-        key = text.casefold()
-        if key in seen:
-            raise SpecError(
-                f"{where}: probe {text!r} is listed twice (also probes[{seen[key]}]); remove "
-                f"the duplicate."
-            )
-        seen[key] = i
+        specfile.first_time(seen, text.casefold(), i,
+                   lambda j: f"{where}: probe {text!r} is listed twice (also probes[{j}]); remove the duplicate.")
         out.append(text)
     return tuple(out)
 
@@ -353,13 +338,9 @@ def _validate_controls(value: Any, baseline: str, terms: tuple[str, ...], ctx: _
     out: list[str] = []
     for i, where, text in _texts(value, ctx, "controls", "control",
                                  "the control is empty; remove it or write a modifier."):
-        key = text.casefold()
-        if key in taken:
-            raise SpecError(
-                f"{where}: control {text!r} is also {taken[key]}; a control must be a modifier "
-                f"that is neither the baseline nor a term. Remove or rename it."
-            )
-        taken[key] = f"controls[{i}]"
+        specfile.first_time(taken, text.casefold(), f"controls[{i}]", lambda other: (
+            f"{where}: control {text!r} is also {other}; a control must be a modifier "
+            f"that is neither the baseline nor a term. Remove or rename it."))
         out.append(text)
     return tuple(out)
 
