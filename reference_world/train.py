@@ -324,6 +324,35 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
             last_save = time.time()
 
 
+def fine_tune_shipped(work: Path, steps: int, *, experiment: str, high_noise: float = 0.0,
+                      weights: Path = REFERENCE_WEIGHTS) -> Path:
+    """Fine-tune the shipped world 2 UNet for ``steps`` on its own story (as the story module
+    draws it when called: an experiment may patch it first); returns the exported weights.
+
+    The recipe is the shipped one's (read from its marker); ``experiment`` is recorded in the
+    export. ``work`` resumes a fine-tune it holds.
+    """
+    import json
+
+    from . import world2
+
+    recipe = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())["recipe"]
+    record = stage_seed_from_weights(work, weights)
+    gen = stage_data(work, name="data.npz", count=recipe["images"],
+                     make=lambda n: world2.dataset(n, recipe["seed"], "generator"))
+    lat = stage_latents(work, gen)
+    lat["scale"] = record["scale"]
+    stage_unet(work, gen, lat, steps, start=work / "start_unet", cond_encoder=convert_text_tower(load_measurer(work)),
+               seed=recipe["seed"], noise_offset=recipe["noise_offset"], zero_snr=recipe.get("zero_snr", False),
+               high_noise=high_noise)
+    out = work / "weights"
+    if not (out / "generator" / "model_index.json").exists():
+        stage_export(work, out, lat, seed=recipe["seed"], step_offset=record["unet_steps"],
+                     scheduler=recipe["scheduler"], zero_snr=recipe.get("zero_snr", False),
+                     extra={"world": world2.WORLD_VERSION, "recipe": recipe, "experiment": experiment})
+    return out
+
+
 def stage_seed_from_weights(work: Path, weights: Path) -> dict:
     """Seed a training folder from an exported world; returns what the continuation starts from."""
     import hashlib

@@ -67,27 +67,9 @@ def patch_world(small: tuple[float, float], threshold: float) -> None:
 
 
 def train(work: Path, steps: int) -> Path:
-    from reference_world import world2
-    from reference_world.export import stage_export
-    from reference_world.nets import convert_text_tower, load_measurer
-    from reference_world.train import stage_data, stage_latents, stage_seed_from_weights, stage_unet
+    from reference_world.train import fine_tune_shipped
 
-    marker = json.loads((SHIPPED / "generator" / "ldmprobe_reference.json").read_text())
-    recipe = marker["recipe"]
-    record = stage_seed_from_weights(work, SHIPPED)
-    gen = stage_data(work, name="data.npz", count=recipe["images"],
-                     make=lambda n: world2.dataset(n, recipe["seed"], "generator"))
-    lat = stage_latents(work, gen)
-    lat["scale"] = record["scale"]
-    encoder = convert_text_tower(load_measurer(work))
-    stage_unet(work, gen, lat, steps, start=work / "start_unet", cond_encoder=encoder, seed=recipe["seed"],
-               noise_offset=recipe["noise_offset"], zero_snr=recipe.get("zero_snr", False))
-    out = work / "weights"
-    if not (out / "generator" / "model_index.json").exists():
-        stage_export(work, out, lat, seed=recipe["seed"], step_offset=record["unet_steps"],
-                     scheduler=recipe["scheduler"], zero_snr=recipe.get("zero_snr", False),
-                     extra={"world": world2.WORLD_VERSION, "recipe": recipe, "experiment": "bigger small objects"})
-    return out
+    return fine_tune_shipped(work, steps, experiment="bigger small objects")
 
 
 def small_shares(weights: Path, seeds: int) -> dict:
