@@ -22,56 +22,44 @@ def _reference_row(role: str, name: str, preset: dict) -> dict:
             "status": "shipped" if shipped else "missing from this install"}
 
 
+def _tiny_row(role: str, name: str, preset: dict, models_dir) -> dict:
+    """A built-in tiny model: built into the models folder on first use."""
+    arch = tiny_arch.GENERATORS if role == "generator" else tiny_arch.MEASURERS
+    folder = models_dir / (tiny_arch.folder_name(name) if name in arch else f"tiny-{role}-v{tiny.TINY_VERSION}")
+    marker = "model_index.json" if role == "generator" else "open_clip_config.json"
+    return {"role": role, "name": name, "resolves_to": ("local-dir:" if role == "measurer" else "") + str(folder),
+            "about": preset["about"], "local": True,
+            "status": "built" if (folder / marker).is_file() else "built on first use (offline)"}
+
+
+def _hub_row(role: str, name: str, preset: dict) -> dict:
+    """A hub checkpoint: cached or not (gated ones say what they need first)."""
+    if role == "generator":
+        hub, cached = preset["hub_id"], _hub_cached(preset["hub_id"], "model_index.json")
+        about = preset["about"] + "".join(f"; {preset[k]}" for k in ("licence", "needs") if k in preset)
+    else:
+        hub, cached = preset["hf_hub"], bool(models.measurer_cached(models.resolve_measurer(name)))
+        about = preset["about"]
+    missing = ("not cached (gated: accept the licence on the hub, then needs network once)" if preset.get("gated")
+               else "not cached (needs network once)")
+    return {"role": role, "name": name, "resolves_to": f"hf-hub:{hub}", "about": about, "local": cached,
+            "status": "cached" if cached else missing,
+            **{k: preset[k] for k in ("architecture", "licence", "gated", "dtype", "needs") if k in preset}}
+
+
+def _rows(role: str, presets: dict, tiny_names, models_dir) -> list[dict]:
+    return [_tiny_row(role, name, preset, models_dir) if name == "tiny" or name in tiny_names
+            else _reference_row(role, name, preset) if name == "reference"
+            else _hub_row(role, name, preset) for name, preset in presets.items()]
+
+
 def model_inventory() -> dict:
     """Presets with what they resolve to and whether they are on disk (no torch import)."""
     models_dir = files.models_dir()
-    generators = []
-    for name, preset in models.GENERATOR_PRESETS.items():
-        if name == "tiny" or name in tiny_arch.GENERATORS:
-            folder = models_dir / (tiny_arch.folder_name(name) if name in tiny_arch.GENERATORS
-                                   else f"tiny-generator-v{tiny.TINY_VERSION}")
-            built = (folder / "model_index.json").is_file()
-            generators.append({
-                "role": "generator", "name": name, "resolves_to": str(folder), "about": preset["about"],
-                "local": True, "status": "built" if built else "built on first use (offline)",
-            })
-        elif name == "reference":
-            generators.append(_reference_row("generator", name, preset))
-        else:
-            cached = _hub_cached(preset["hub_id"], "model_index.json")
-            generators.append({
-                "role": "generator", "name": name, "resolves_to": f"hf-hub:{preset['hub_id']}",
-                "about": preset["about"] + "".join(f"; {preset[k]}" for k in ("licence", "needs") if k in preset),
-                "local": cached,
-                "status": "cached" if cached else ("not cached (gated: accept the licence on the hub, then needs "
-                                                   "network once)" if preset.get("gated") else
-                                                   "not cached (needs network once)"),
-                **{k: preset[k] for k in ("architecture", "licence", "gated", "dtype", "needs") if k in preset},
-            })
-    measurers = []
-    for name, preset in models.MEASURER_PRESETS.items():
-        if name == "tiny" or name in tiny_arch.MEASURERS:
-            folder = models_dir / (tiny_arch.folder_name(name) if name in tiny_arch.MEASURERS
-                                   else f"tiny-measurer-v{tiny.TINY_VERSION}")
-            built = (folder / "open_clip_config.json").is_file()
-            measurers.append({
-                "role": "measurer", "name": name, "resolves_to": f"local-dir:{folder}",
-                "about": preset["about"], "local": True,
-                "status": "built" if built else "built on first use (offline)",
-            })
-        elif name == "reference":
-            measurers.append(_reference_row("measurer", name, preset))
-        else:
-            cached = models.measurer_cached(models.resolve_measurer(name))
-            measurers.append({
-                "role": "measurer", "name": name, "resolves_to": f"hf-hub:{preset['hf_hub']}",
-                "about": preset["about"], "local": bool(cached),
-                "status": "cached" if cached else "not cached (needs network once)",
-            })
     return {
         "cache": str(files.cache_root()),
         "default_generator": models.DEFAULT_GENERATOR,
         "default_measurer": models.DEFAULT_MEASURER,
-        "generators": generators,
-        "measurers": measurers,
+        "generators": _rows("generator", models.GENERATOR_PRESETS, tiny_arch.GENERATORS, models_dir),
+        "measurers": _rows("measurer", models.MEASURER_PRESETS, tiny_arch.MEASURERS, models_dir),
     }
