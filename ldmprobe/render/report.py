@@ -157,47 +157,23 @@ def write_report(run_dir):
 
 def read_run(run_dir) -> tuple[dict, list[dict]]:
     """results.json and items.jsonl of a sweep run folder, checked before any page is written:
-    the document against the sweep schema, and every image and contact sheet it links to."""
-    import json
-
+    the document against the sweep schema, and every image and contact sheet it links to. Only
+    the items the page shows are kept (an image in the run folder, or a failed image), so memory
+    stays flat in the number of images."""
     from ldmprobe.errors import BadInputError
+    from ldmprobe.results.sweep_folder import item_lines, read_document
 
-    results = run_dir / "results.json"
-    if not results.is_file():
-        raise BadInputError(f"{run_dir} is not a sweep run folder (no results.json). Pass the folder a sweep wrote.")
-    try:
-        document = json.loads(results.read_text())
-        items_path = run_dir / "items.jsonl"
-        items, objects = _shown_items(items_path) if items_path.is_file() else ([], True)
-    except ValueError as exc:
-        raise BadInputError(f"{results} (or items.jsonl beside it) is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict) or document.get("kind", "sweep") != "sweep":
-        kind = document.get("kind") if isinstance(document, dict) else f"a JSON {type(document).__name__}"
-        raise BadInputError(f"{results} is not a sweep result (kind={kind!r}).")
-    _check_schema(document, results)
-    if not objects:
-        raise BadInputError(f"{run_dir / 'items.jsonl'}: every line must be a JSON object (one image each).")
+    document = read_document(run_dir)
+    _check_schema(document, run_dir / "results.json")
+    items = []
+    for number, item in item_lines(run_dir, required=False):
+        if not isinstance(item, dict):
+            raise BadInputError(f"{run_dir / 'items.jsonl'} line {number}: every line must be a JSON object "
+                                "(one image each).")
+        if item.get("image") or (item.get("flags") or {}).get("failed"):
+            items.append(item)
     _check_files(run_dir, document, items)
     return document, items
-
-
-def _shown_items(path) -> tuple[list[dict], bool]:
-    """The items.jsonl lines the page shows (an image in the run folder, or a failed image), read
-    line by line so that memory stays flat in the number of images; and whether every line is a
-    JSON object."""
-    import json
-
-    shown, objects = [], True
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            if not isinstance(item, dict):
-                objects = False
-            elif item.get("image") or (item.get("flags") or {}).get("failed"):
-                shown.append(item)
-    return shown, objects
 
 
 def _check_schema(document: dict, results) -> None:

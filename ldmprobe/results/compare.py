@@ -15,6 +15,7 @@ from ldmprobe import SCHEMA_VERSION
 from ldmprobe.analysis.compare import CompareAnalysis
 from ldmprobe.errors import BadInputError
 from ldmprobe.records import Record, jsonable
+from ldmprobe.results.sweep_folder import item_lines, read_document
 
 #: The spec fields two runs must share to be paired image by image.
 SPEC_FIELDS = ("templates", "baseline", "terms", "seeds", "probes")
@@ -61,16 +62,6 @@ class RunData:
         return (self.document.get("config") or {}).get("measurer") or {}
 
 
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist: {what} is not a sweep run folder (it needs results.json and "
-                            "items.jsonl, as `ldmprobe sweep SPEC --out DIR` writes them).") from None
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path} is not readable JSON ({exc}); rerun the sweep to rewrite it.") from None
-
-
 def _item(line: dict, path: Path, number: int) -> RunItem:
     try:
         flags = line.get("flags") or {}
@@ -88,24 +79,8 @@ def _item(line: dict, path: Path, number: int) -> RunItem:
 def read_run(folder: Path, label: str) -> RunData:
     """Read RUN_A / RUN_B (``label``): results.json of kind "sweep" and every line of items.jsonl."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInputError(f"{label} {folder} is not a folder; give the run folder of a sweep (its --out).")
-    document = _read_json(folder / "results.json", f"{label} {folder}")
-    if not isinstance(document, dict) or document.get("kind") != "sweep":
-        raise BadInputError(f"{folder / 'results.json'} is not a sweep result (kind "
-                            f"{document.get('kind') if isinstance(document, dict) else None!r}); compare "
-                            "takes two sweep run folders.")
-    path = folder / "items.jsonl"
-    if not path.is_file():
-        raise BadInputError(f"{path} does not exist; {label} is not a complete sweep run folder.")
-    items = []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if text.strip():
-            try:
-                line = json.loads(text)
-            except ValueError:
-                raise BadInputError(f"{path} line {number} is not JSON; rerun the sweep to rewrite it.") from None
-            items.append(_item(line, path, number))
+    document = read_document(folder, label)
+    items = [_item(line, folder / "items.jsonl", number) for number, line in item_lines(folder)]
     return RunData(folder, document, tuple(top_level(items, document)))
 
 

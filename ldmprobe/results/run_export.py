@@ -10,7 +10,6 @@ cache, checked byte for byte against its digest and its recipe's key, written in
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from ldmprobe.store.png_check import check_png
 from ldmprobe.errors import BadInputError, LdmprobeError
 from ldmprobe.records import Record, to_json
 from ldmprobe.results import run_folder_place as place
+from ldmprobe.results.sweep_folder import item_lines, read_document
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
@@ -37,20 +37,13 @@ class ExportResult(Record):
 
 
 def _read_items(run_dir: Path) -> list[dict]:
-    results, items_path = run_dir / "results.json", run_dir / "items.jsonl"
-    if not results.is_file() or not items_path.is_file():
-        raise BadInputError(f"{run_dir} is not a sweep run folder (no results.json and items.jsonl). Pass the "
-                            "folder a sweep wrote.")
-    try:
-        if json.loads(results.read_text()).get("kind", "sweep") != "sweep":
-            raise BadInputError(f"{results} is not a sweep result; only a sweep's run folder has images to export.")
-        items = [json.loads(line) for line in items_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (ValueError, AttributeError) as exc:
-        raise BadInputError(f"{results} or items.jsonl beside it is not valid JSON: {exc}") from None
-    for n, item in enumerate(items, 1):
+    read_document(run_dir)
+    items = []
+    for n, item in item_lines(run_dir):
         if not isinstance(item, dict) or not _KEY.match(str(item.get("key", ""))):
-            raise BadInputError(f"{items_path} line {n}: not an image record with a 64-hex-digit key; "
+            raise BadInputError(f"{run_dir / 'items.jsonl'} line {n}: not an image record with a 64-hex-digit key; "
                                 "restore the file the sweep wrote.")
+        items.append(item)
     return items
 
 
