@@ -82,7 +82,7 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
               help="VAE part: also round-trip your images from FOLDER (subfolders = groups).")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap resamples for the shares' intervals.")
-@click.option("--stats-seed", "random_state", type=int, default=0, show_default=True, help="Seed of the statistics.")
+@click.option("--stats-seed", type=int, default=0, show_default=True, help="Seed of the statistics.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder (default: a new runs/NAME-trace-YYYYmmdd-HHMMSS).")
 @click.option("--replace", is_flag=True, help="Replace the --out run folder whole if it holds an earlier run.")

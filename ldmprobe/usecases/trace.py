@@ -38,7 +38,7 @@ class TraceOptions(GenerationOptions):
     switch_ks: tuple[int, ...] | None = None
     noun: str | None = None
     n_boot: int = 2000
-    random_state: int = 0
+    stats_seed: int = 0  # seed of the statistics (bootstrap, sign flips), as a sweep's
     attention_mass: float = 0.5
     region: str = "auto"  # attention: "object", "noun", or "auto" (object where pictures have plain backgrounds)
     image_folder: str | None = None
@@ -132,13 +132,13 @@ def _config(spec, options: TraceOptions, setup: SweepSetup) -> dict:
 
     shape = call_shape(setup.recipe, setup.device)
     return {"templates": spec.templates, "terms": spec.terms, "baseline": spec.baseline, "seeds": spec.seeds,
-            "probes": spec.probes, **{k: getattr(options, k) for k in _CONFIG}, "batch_size": shape,
+            "probes": spec.probes, **{k: getattr(options, k) for k in _CONFIG},
+            "random_state": options.stats_seed, "batch_size": shape,
             "settings": {**recipe_settings(setup.recipe), "negative_prompt": setup.recipe.negative_prompt,
                          "call_shape": shape}}
 
 
-_CONFIG = ("noun", "sections", "variants", "switch_ks", "n_boot", "random_state", "attention_mass", "region",
-           "image_folder")
+_CONFIG = ("noun", "sections", "variants", "switch_ks", "n_boot", "attention_mass", "region", "image_folder")
 
 
 def trace(spec, options: TraceOptions, reporter=None, *, report: bool = True) -> TraceResult:

@@ -164,7 +164,7 @@ def _hybrid_label(hyb, baseline: str, variant: str, all_parts: Sequence[str]) ->
 def _effects(run: Run, term: str, base, term_emb, variants: dict) -> EffectTable:
     arrays = _complete(base, term_emb, *variants.values())
     return variant_effects(term, arrays[0], arrays[1], dict(zip(variants, arrays[2:])), run.probes,
-                           run.spec.probes, n_boot=run.o.n_boot, seed=run.o.random_state)
+                           run.spec.probes, n_boot=run.o.n_boot, seed=run.o.stats_seed)
 
 
 def switch_grid(steps: int, ks: Sequence[int] | None = None) -> tuple[int, ...]:
@@ -292,11 +292,11 @@ def vae(run: Run, plain: dict) -> tuple[tuple[VaeTrace, ...], tuple[VaeGroup, ..
         tables = _complete(emb[1 + i], rt_emb[1 + i], emb[0], rt_emb[0], values[1 + i][..., None],
                            values[0][..., None])
         out.append(vae_effects(term, tables[4][..., 0], tables[5][..., 0], *tables[:4], run.probes, o.probes,
-                               seed=run.o.random_state))
+                               seed=run.o.stats_seed))
     groups: tuple[VaeGroup, ...] = ()
     if run.o.image_folder:
         folder = load_folder(run.o.image_folder, (run.recipe.height, run.recipe.width))
         folder_rt = round_trip(run.g, folder.pixels, batch_size=run.shape)
         groups = vae_groups(folder.groups, psnr(folder.pixels, folder_rt), run.embed(folder.pixels),
-                            run.embed(folder_rt), n_boot=run.o.n_boot, seed=run.o.random_state)
+                            run.embed(folder_rt), n_boot=run.o.n_boot, seed=run.o.stats_seed)
     return tuple(out), groups
