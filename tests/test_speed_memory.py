@@ -131,6 +131,7 @@ def test_the_sweeps_image_grid_reads_the_records_rows_in_plan_order(shuffled, in
 
 
 def test_the_report_keeps_only_the_items_it_shows(tmp_path):
+    from ldmprobe.errors import BadInputError
     from ldmprobe.render.report import _shown_items
 
     lines = [{"term": "a", "image": "images/k1.png", "flags": {"failed": None}},
@@ -138,9 +139,15 @@ def test_the_report_keeps_only_the_items_it_shows(tmp_path):
              {"term": "c", "image": None, "flags": {"failed": None}}]
     path = tmp_path / "items.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines) + "\n")
-    assert _shown_items(path) == (lines[:2], True)
+    assert _shown_items(tmp_path) == lines[:2]
     path.write_text(path.read_text() + "[1, 2]\n")
-    assert _shown_items(path) == (lines[:2], False)
+    with pytest.raises(BadInputError, match="line 5: every line must be a JSON object"):
+        _shown_items(tmp_path)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines) + "{not json\n")
+    with pytest.raises(BadInputError, match="line 4 is not JSON"):
+        _shown_items(tmp_path)
+    path.unlink()
+    assert _shown_items(tmp_path) == []  # a run folder without items.jsonl shows no image
 
 
 def test_unit_rows_by_blocks_are_the_rows_one_by_one():

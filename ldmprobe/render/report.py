@@ -160,20 +160,28 @@ def read_run(run_dir) -> tuple[dict, list[dict]]:
     the document against the sweep schema, and every image and contact sheet it links to. Only
     the items the page shows are kept (an image in the run folder, or a failed image), so memory
     stays flat in the number of images."""
-    from ldmprobe.errors import BadInputError
-    from ldmprobe.results.sweep_folder import item_lines, read_document
+    from ldmprobe.results.sweep_folder import read_document
 
     document = read_document(run_dir)
     _check_schema(document, run_dir / "results.json")
-    items = []
+    items = _shown_items(run_dir)
+    _check_files(run_dir, document, items)
+    return document, items
+
+
+def _shown_items(run_dir) -> list[dict]:
+    """The items.jsonl lines the page shows: an image in the run folder, or a failed image."""
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.results.sweep_folder import item_lines
+
+    shown = []
     for number, item in item_lines(run_dir, required=False):
         if not isinstance(item, dict):
             raise BadInputError(f"{run_dir / 'items.jsonl'} line {number}: every line must be a JSON object "
                                 "(one image each).")
         if item.get("image") or (item.get("flags") or {}).get("failed"):
-            items.append(item)
-    _check_files(run_dir, document, items)
-    return document, items
+            shown.append(item)
+    return shown
 
 
 def _check_schema(document: dict, results) -> None:
