@@ -36,13 +36,31 @@ SLOW_MODULES = {
 #: Fixtures that run a sweep, build models or draw large samples: "name" anywhere, or "module::name".
 SLOW_FIXTURES = {
     "tiny_run", "arch_generators", "siglip", "swept", "reference_sweep", "image_result", "gen_scenes", "mes_scenes",
-    "test_byo_sweep.py::generated", "test_compare.py::runs", "test_reference_world.py::scenes",
+    "test_byo_sweep.py::generated", "test_compare.py::runs", "test_compare_own.py::runs",
+    "test_reference_world.py::scenes",
 }
 #: Single slow tests named here rather than marked in their module.
 SLOW_TESTS = {
     "test_reference_world2.py::test_evaluation_of_a_perfect_generator_meets_the_targets_and_of_a_collapsed_one_does_not",
     "test_trace_region.py::test_spatial_signal_false_positive_rate_near_alpha",
     "test_trace_region.py::test_noun_region_is_still_the_default",
+    # each over a second in the fast tier (durations of `-m "not slow" --durations=40`, 2-core machine)
+    "test_speed_memory.py::test_what_the_analysis_holds_stays_flat_in_the_number_of_images",
+    "test_speed_memory.py::test_the_analysis_of_an_image_grid_is_the_analysis_of_the_same_cells_as_a_dict",
+    "test_runfolder_publish.py::test_images_past_the_first_seeds_are_referenced_and_export_copies_them_in",
+    "test_reference_world2.py::test_the_generators_fancy_pictures_lean_to_cars_and_no_other_words_do",
+    "test_sweep_analysis.py::test_nonfinite_and_zero_embeddings_are_excluded_and_counted",
+    "test_sweep_analysis.py::test_every_usable_cell_is_used_and_counted",
+    "test_sweep_analysis.py::test_rank_correlation_is_exact_for_few_terms",
+    "test_sweep_analysis.py::test_probe_rows_carry_min_p_exact_and_resamples",
+    "test_sweep_analysis.py::test_failed_and_dropped_images_are_excluded_and_counted",
+    "test_trace_cli.py::test_a_failure_to_draw_the_figures_keeps_the_results",
+    "test_byo_edges.py::test_compare_refuses_runs_whose_calibration_arrays_differ",
+    "test_byo_edges.py::test_file_levels_against_the_spec_give_notes_config_and_a_compare_note",
+    "test_byo_sweep.py::test_extra_rows_are_ignored_with_a_count",
+    "test_byo_sweep.py::test_export_and_read_back_keep_failed_flagged_and_excluded_images",
+    "test_inference_level.py::test_the_flag_on_planted_truths",
+    "test_inference_level.py::test_critical_value_is_where_the_shipped_p_equals_alpha",
 }
 #: Markers a run selects only by naming them in -m (they need a GPU or downloaded weights).
 OPT_IN_MARKERS = ("gpu", "weights")
