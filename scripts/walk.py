@@ -10,7 +10,8 @@ entries). Import-time code is not counted: nothing that runs under an import (th
 its class bodies, decorators and module-level calls, and any module that import imports in
 turn) is an entry, whether the import is at the top of a file or inside a function.
 
-A *stage* is one call from a use-case module (``ldmprobe/usecases/``, ``ldmprobe/cli/``) into
+A *stage* is one call from a use-case module (``ldmprobe/usecases/``, ``ldmprobe/cli/``, and
+``ldmprobe/api.py``, the library's face of the same use cases, which the CLI calls) into
 a module outside them: everything that call runs belongs to that stage. Within a stage, an
 entry into a module it had already left is a *return*. Loops make the same entry many times
 (one per image), so returns are counted by *path*: an entry is identified by the calling
@@ -47,7 +48,7 @@ def module_of(filename: str) -> str | None:
 
 
 def is_usecase(module: str | None) -> bool:
-    return module is not None and module.split(".")[0] in ("usecases", "cli")
+    return module is not None and module.split(".")[0] in ("usecases", "cli", "api")
 
 
 class Walk:

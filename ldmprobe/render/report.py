@@ -140,7 +140,17 @@ def render_report(document: dict, items: list[dict]) -> str:
 
 
 def write_report(run_dir):
-    """Write ``report.html`` into a sweep's run folder (from results.json and items.jsonl)."""
+    """Write ``report.html`` into a sweep's run folder, from its results.json and items.jsonl
+    (checked first: ``ldmprobe report RUN``)."""
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    return write_report_of(run_dir, *read_run(run_dir))
+
+
+def write_report_of(run_dir, document: dict, items: list[dict]):
+    """Write ``report.html`` into ``run_dir`` from a sweep's JSON document and the items.jsonl lines
+    it shows, as the run folder's writer holds them (nothing read back from disk)."""
     from pathlib import Path
 
     from ldmprobe.store.files import atomic_write_text
@@ -148,7 +158,6 @@ def write_report(run_dir):
     from ldmprobe.results.run_folder_place import add_to_marker
 
     run_dir = Path(run_dir)
-    document, items = read_run(run_dir)
     target = run_dir / REPORT_NAME
     atomic_write_text(target, render_report(document, items))
     add_to_marker(run_dir, [REPORT_NAME])  # a file ldmprobe wrote: --replace may replace it

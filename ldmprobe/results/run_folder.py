@@ -21,7 +21,7 @@ from ldmprobe.engine.sweep_images import ItemRecord, ItemRecords
 from ldmprobe.engine.workitems import PlanItems
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.errors import BadInputError, LdmprobeError
-from ldmprobe.records import jsonable, to_json
+from ldmprobe.records import jsonable
 from ldmprobe.results import run_folder_place as place
 from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
@@ -191,7 +191,8 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
     contact sheets and copied images are the top level's, the first listed).
 
     Written into a new folder beside ``out`` and published at the end, complete, ``finish``
-    (e.g. writing report.html) included, so a stop or failure leaves neither a half-written run
+    (``finish(folder, document, shown_items)``, e.g. writing report.html from the document in
+    memory and the items.jsonl lines it shows) included, so a stop or failure leaves neither a half-written run
     folder nor a damaged old one (``--replace``: the old folder is exchanged whole). The folder
     holds copies of the images it shows (the first :data:`SAMPLE_SEEDS` seeds of every template
     and term: contact sheets and report), checked byte for byte against their digests; every
@@ -206,11 +207,13 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
             copied: dict[str, str] = {}
             sheets = [_write_contact_sheet(staging, t, records, first, store, copied)
                       for t in range(len(setup.spec.templates))]
-            _write_items(staging, records, setup, copied)
+            shown = _write_items(staging, records, setup, copied)
             written = result.with_contact_sheets(sheets)
-            atomic_write_text(staging / "results.json", to_json(written) + "\n")
+            document = jsonable(written)
+            atomic_write_text(staging / "results.json", json.dumps(document, indent=2, ensure_ascii=False,
+                                                                   allow_nan=False) + "\n")
             if finish is not None:
-                finish(staging)
+                finish(staging, document, shown)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -275,20 +278,28 @@ def _publish(staging: Path, out: Path, *, replace: bool) -> None:
     shutil.rmtree(staging, ignore_errors=True)  # now the old folder
 
 
-def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, copied: dict[str, str]) -> None:
+def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, copied: dict[str, str]) -> list[dict]:
     """items.jsonl: one line per planned image of every guidance / steps level, its level (the
     ``guidance`` and ``steps`` it was made with), its cache key, and its copy in the folder if any
-    (images of the top level's first seeds; ``ldmprobe export`` copies the rest)."""
+    (images of the top level's first seeds; ``ldmprobe export`` copies the rest). Returns the lines
+    a report shows (an image in the folder, or a failed image), as read back they would be."""
     drop = setup.options.nsfw == "drop"
+    shown = []
     with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
         for item, record in _flag_records(records, setup.items):
-            fh.write(json.dumps({  # plain values; anything else goes through the one JSON converter
+            line = {
                 "template": item.template, "template_index": item.template_index, "term": item.term,
                 "is_baseline": item.is_baseline, "seed": item.seed, "prompt": item.prompt, "key": item.key,
                 "guidance": item.recipe.guidance, "steps": item.recipe.steps,
                 "image": copied.get(item.key), "cached": record.cached,
                 "flags": {"failed": record.failed, "nsfw": record.nsfw, "dropped": drop and bool(record.nsfw)},
-            }, ensure_ascii=False, allow_nan=False, default=jsonable) + "\n")
+            }
+            # plain values; anything else goes through the one JSON converter
+            text = json.dumps(line, ensure_ascii=False, allow_nan=False, default=jsonable)
+            fh.write(text + "\n")
+            if line["image"] or record.failed:
+                shown.append(json.loads(text))
+    return shown
 
 
 def _flag_records(records, items):

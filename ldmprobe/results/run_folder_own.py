@@ -14,7 +14,7 @@ import contextvars
 from pathlib import Path
 
 from ldmprobe.store.files import atomic_write_text, clone_file
-from ldmprobe.records import to_json
+from ldmprobe.records import jsonable, to_json
 from ldmprobe.results import run_folder
 from ldmprobe.results.contact_sheet import contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
@@ -28,13 +28,15 @@ def write_own_run_folder(out: Path, result: SweepResult, items: list[dict], copi
         for rel, source in copies.items():
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             clone_file(Path(source), staging / rel)
-        atomic_write_text(staging / "items.jsonl", "".join(to_json(i, indent=None) + "\n" for i in items))
+        lines = [jsonable(i) for i in items]
+        atomic_write_text(staging / "items.jsonl", "".join(to_json(i, indent=None) + "\n" for i in lines))
         sheets = _contact_sheets(staging, result.spec, items, note) if copies else []
         written = result.with_contact_sheets(sheets)
-        atomic_write_text(staging / "results.json", to_json(written) + "\n")
+        document = jsonable(written)
+        atomic_write_text(staging / "results.json", to_json(document) + "\n")
         finish = _FINISH.get()
         if finish is not None:
-            finish(staging)
+            finish(staging, document, [i for i in lines if i.get("image") or (i.get("flags") or {}).get("failed")])
     return written
 
 
@@ -43,7 +45,7 @@ _FINISH: contextvars.ContextVar = contextvars.ContextVar("own_run_folder_finish"
 
 @contextlib.contextmanager
 def finishing(finish):
-    """Within the block, :func:`write_own_run_folder` calls ``finish(staging)`` (e.g. writing
+    """Within the block, :func:`write_own_run_folder` calls ``finish(staging, document, shown_items)`` (e.g. writing
     report.html) before the folder is published, so a stop never publishes it without."""
     token = _FINISH.set(finish)
     try:

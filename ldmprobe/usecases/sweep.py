@@ -261,7 +261,7 @@ def _analyse_and_write(spec: Spec, setup: SweepSetup, loaded: ModelLoader, work:
     )
     write_report = None
     if report:  # report.html is written into the folder before it is published
-        from ldmprobe.render.report import write_report
+        from ldmprobe.render.report import write_report_of as write_report
 
     # items.jsonl lists every level's images; contact sheets and copied images are the top level's
     return write_run_folder(out, result, records, setup, store, finish=write_report)

@@ -64,7 +64,7 @@ def sweep_own(spec: Spec, options: SweepOptions, reporter, *, embeddings: Path |
                       kind="sweep")
     finish = None
     if report:  # report.html is written into the folder before it is published
-        from ldmprobe.render.report import write_report as finish
+        from ldmprobe.render.report import write_report_of as finish
     try:
         with finishing(finish):
             if embeddings is not None:
