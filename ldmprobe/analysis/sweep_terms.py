@@ -119,15 +119,6 @@ class Pairs:
         return m, b
 
 
-@dataclass(frozen=True)
-class TermStatistics:
-    """What the controls comparison needs besides the rows themselves."""
-
-    drift: ImageDrift
-    probes: tuple[ProbeRow, ...]
-    neighbours: Neighbours
-
-
 def _rng(seed: int, *salt: int) -> np.random.Generator:
     return np.random.default_rng([seed, *salt])
 

@@ -25,7 +25,6 @@ from ldmprobe.records import jsonable
 from ldmprobe.results import run_folder_place as place
 from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
-from ldmprobe.specs.sweep import Spec
 
 #: Under each contact sheet's title when tiny models made it.
 TINY_SHEET_NOTE = "tiny models: random weights, numbers mean nothing"
@@ -45,12 +44,6 @@ def safe_name(name: str) -> str:
     and ``._+=-`` kept, anything else a dash; never empty, hidden, or longer than 80 characters."""
     cleaned = re.sub(r"[^\w.+=-]+", "-", name or "").strip(".-")[:80].strip(".-")
     return cleaned or "sweep"
-
-
-def default_out(spec: Spec, runs_dir: Path) -> Path:
-    """``runs/NAME-YYYYmmdd-HHMMSS`` (not created; :func:`prepare_out` reserves a unique one)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(runs_dir) / f"{safe_name(spec.name)}-{stamp}"
 
 
 def _cannot_write(what: str, path: Path, exc: OSError) -> BadInputError:
@@ -175,17 +168,8 @@ def release_out(out: Path) -> None:
                 out.rmdir()
 
 
-def check_out_dir(out: Path) -> None:
-    """A run folder path that is not a file and can be written (for commands that write in place)."""
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out} is a file, not a folder. Choose another path for the run folder.")
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not os.access(existing, os.W_OK):
-        raise BadInputError(f"--out {out} is not writable.")
-
-
 def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemRecord], setup: SweepSetup,
-                     store: ImageStore, finish: Callable[[Path], None] | None = None) -> SweepResult:
+                     store: ImageStore, finish: Callable[[Path, dict, list], None] | None = None) -> SweepResult:
     """results.json, items.jsonl, the sampled images and one contact sheet per template.
     ``setup``: the whole sweep's (every guidance / steps level: items.jsonl lists them all; the
     contact sheets and copied images are the top level's, the first listed).

@@ -4,7 +4,7 @@
 :class:`~ldmprobe.store.packed_store.PackedStore` for one namespace (the old per-file
 ``<namespace>/ab/<key>.npy`` cache read through and imported as it is met), with the per-key
 ``has`` / ``load`` / ``save`` of the old ``ArrayStore`` kept for callers that work key by key
-and ``prefetch`` / ``get_many`` / ``put_many`` per batch. ``has`` answers for a *verified* value
+and ``get_many`` / ``put_many`` per batch. ``has`` answers for a *verified* value
 (its crc32 checked), so a corrupt entry is planned as missing and remade, never used.
 
 Every failed check is counted by cache kind in the run's state
@@ -45,12 +45,6 @@ class VerifiedStore:
         self._labelled = False
 
     # ----------------------------------------------------------------- per batch
-
-    def prefetch(self, keys: Sequence[str]) -> None:
-        """Read and check the values of ``keys`` at once (later ``has`` / ``load`` answer from memory)."""
-        todo = [k for k in dict.fromkeys(keys) if k not in self._memo]
-        if todo:
-            self.get_many(todo)
 
     def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
         """Each key's verified value, or None (missing, or failed its check: remake it)."""
