@@ -49,3 +49,25 @@ def test_trace_options_carry_every_generation_setting_into_the_sweeps_plan():
 def test_options_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SweepOptions().vocab = ()
+
+
+@pytest.mark.parametrize("command", ["sweep", "trace"])
+def test_help_says_the_specs_models_come_before_the_defaults(command):
+    """A spec naming its models is run with them, so the help may not promise sd15 as the default."""
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    said = " ".join(CliRunner().invoke(main, [command, "--help"], terminal_width=200).output.split())
+    assert f"the spec's pipeline, else {models.DEFAULT_GENERATOR}" in said
+    assert f"the spec's measurer, else {models.DEFAULT_MEASURER}" in said
+    assert "[default: sd15]" not in said
+
+
+def test_commands_without_a_spec_show_the_defaults_the_models_module_uses():
+    from click.testing import CliRunner
+
+    from ldmprobe.cli.main import main
+
+    said = " ".join(CliRunner().invoke(main, ["check", "--help"], terminal_width=200).output.split())
+    assert f"[default: {models.DEFAULT_GENERATOR}]" in said and f"[default: {models.DEFAULT_MEASURER}]" in said

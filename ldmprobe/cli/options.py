@@ -147,16 +147,23 @@ def generation_options(*, command: str):
     return decorate
 
 
-def model_options(func):
-    """--pipeline / --measurer / --device / --dtype, shared by commands that load models."""
+def model_options(func=None, *, spec_models: bool = False):
+    """--pipeline / --measurer / --device / --dtype, shared by commands that load models.
+    ``spec_models``: the command reads a sweep spec, whose ``pipeline`` / ``measurer`` keys come
+    before the defaults (:func:`ldmprobe.engine.sweep_setup.models_for`); the help says so."""
+    if func is None:
+        return functools.partial(model_options, spec_models=spec_models)
+    first = " (default: the spec's {key}, else {default})" if spec_models else ""
 
-    @click.option("--pipeline", default="sd15", show_default=True,
+    @click.option("--pipeline", default="sd15", show_default=not spec_models,
                   help="Generator: a preset (sd15, sdxl, tiny, reference: the shipped reference world; "
-                       "`ldmprobe models` lists them all), a hub id ORG/NAME, or a local diffusers folder.")
+                       "`ldmprobe models` lists them all), a hub id ORG/NAME, or a local diffusers folder"
+                       + first.format(key="pipeline", default="sd15") + ".")
     @click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of --pipeline.")
-    @click.option("--measurer", default="ViT-L-14-quickgelu:openai", show_default=True,
+    @click.option("--measurer", default="ViT-L-14-quickgelu:openai", show_default=not spec_models,
                   help="open_clip model: NAME:PRETRAINED, hf-hub:ORG/REPO, local-dir:PATH, or a preset (tiny, "
-                       "reference: the reference world's own CLIP).")
+                       "reference: the reference world's own CLIP)"
+                       + first.format(key="measurer", default="ViT-L-14-quickgelu:openai") + ".")
     @click.option("--device", default="auto", show_default=True, callback=check_device,
                   help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu.")
     @click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]), default="auto",

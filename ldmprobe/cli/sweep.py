@@ -15,7 +15,7 @@ from ldmprobe.cli.options import (CliState, generation_options, given, given_mod
 @click.command("sweep")
 @click.argument("spec_path", metavar="SPEC")
 @spec_options
-@model_options
+@model_options(spec_models=True)
 @generation_options(command="sweep")
 @click.option("--nsfw", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
               help="Whether images flagged by the safety checker count in the statistics.")

@@ -63,7 +63,7 @@ def _switch_steps(value: str | None) -> tuple[int, ...] | None:
 @click.option("--parts", default=",".join(PARTS_CHOICES), show_default=True,
               help="Which parts of the model to trace, comma-separated.")
 @spec_options
-@model_options
+@model_options(spec_models=True)
 @generation_options(command="trace")
 @click.option("--switch-steps", default=None,
               help="Steps part: switch points k, comma-separated (default: the quarters of --steps).")
