@@ -37,6 +37,7 @@ _EXPORTS = {
     "direction_neighbours": "analysis.stats",
     # neighbours and association tests
     "load_vocabulary": "specs.vocab", "find_neighbours": "usecases.neighbours",
+    "query_neighbours": "usecases.neighbours", "NeighboursOptions": "usecases.neighbours",
     "load_assoc_spec": "specs.assoc", "run_assoc": "usecases.assoc",
     # tracing a word through the model
     "run_trace": "usecases.trace", "TraceOptions": "usecases.trace", "TraceResult": "results.trace",

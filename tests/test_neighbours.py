@@ -388,6 +388,19 @@ def test_cli_json_validates_and_warns_tiny(cli, tiny_measurer, private_cache, vo
         validator().validate(broken)
 
 
+def test_the_library_call_gives_the_commands_ranking(cli, tiny_measurer, private_cache, vocab_file):
+    """ldmprobe.query_neighbours(term, NeighboursOptions) is what the command runs: same words, same scores."""
+    import ldmprobe
+
+    result = CliRunner().invoke(cli, ["neighbours", "poor", "--measurer", "tiny", "--device", "cpu", "--vocab",
+                                      str(vocab_file), "-k", "5", "--context", CONTEXTS[0], "--format", "json"])
+    assert result.exit_code == 0, result.output
+    options = ldmprobe.NeighboursOptions(measurer="tiny", device="cpu", vocabs=(str(vocab_file),), k=5,
+                                         contexts=(CONTEXTS[0],))
+    got = ldmprobe.query_neighbours("poor", options).to_dict()["neighbours"]
+    assert got == json.loads(result.stdout)["neighbours"] and len(got) == 5
+
+
 def test_cli_jsonl_one_record_per_line(cli, tiny_measurer, private_cache, vocab_file):
     result = CliRunner().invoke(cli, ["neighbours", "poor", "--measurer", "tiny", "--device", "cpu",
                                       "--vocab", str(vocab_file), "-k", "6", "--format", "jsonl",

@@ -46,11 +46,10 @@ def neighbours(obj: CliState, term, k, contexts, vocabs, keep_self, images, pipe
     --pipeline, --revision, --dtype, --steps and --guidance matter only with --images.
     """
     from ldmprobe.render.emit import emit
-    from ldmprobe.usecases.neighbours import query_neighbours
+    from ldmprobe.usecases.neighbours import NeighboursOptions, query_neighbours
 
-    result = query_neighbours(
-        term, k=k, contexts=contexts, vocabs=vocabs, keep_self=keep_self, images=images, pipeline=pipeline,
-        revision=revision, measurer=measurer, device=device, dtype=dtype, steps=steps, guidance=guidance,
-        offline=obj.offline, reporter=obj.terminal,
-    )
+    options = NeighboursOptions(k=k, contexts=tuple(contexts), vocabs=tuple(vocabs), keep_self=keep_self,
+                                images=images, pipeline=pipeline, revision=revision, measurer=measurer, device=device,
+                                dtype=dtype, steps=steps, guidance=guidance, offline=obj.offline)
+    result = query_neighbours(term, options, reporter=obj.terminal)
     emit(result, fmt, obj.terminal)

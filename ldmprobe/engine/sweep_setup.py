@@ -5,6 +5,7 @@ Nothing here loads a model or imports torch: ``--dry-run`` stops here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,13 @@ class SweepOptions(GenerationOptions):
     probe_templates: tuple[str, ...] | None = None
     vocab: tuple[str, ...] = ("adjectives", "nationalities", "objects", "professions")
     write_images: bool = True
+
+
+def as_sweep_options(options: GenerationOptions, **changes) -> SweepOptions:
+    """A sweep's options with ``options``' generation settings (and ``changes``): how trace and
+    neighbours make their images as a sweep makes them."""
+    return SweepOptions(**{**{f.name: getattr(options, f.name) for f in dataclasses.fields(GenerationOptions)},
+                           **changes})
 
 
 def models_for(spec: Spec, options: GenerationOptions) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -13,7 +14,7 @@ from ldmprobe.analysis.neighbours import (
 )
 from ldmprobe.store.images import ImageStore
 from ldmprobe.engine.sweep_images import embed_items, generate_missing, model_loader
-from ldmprobe.engine.sweep_setup import make_plan, recipe_settings
+from ldmprobe.engine.sweep_setup import GenerationOptions, as_sweep_options, make_plan, recipe_settings
 from ldmprobe.engine.workitems import unique_items
 from ldmprobe.engine.vocab_store import embed_term, embed_vocabulary
 from ldmprobe.errors import BadInputError
@@ -125,38 +126,51 @@ def find_neighbours(measurer, term: str, vocabulary: Vocabulary, *, contexts: Se
     )
 
 
-def query_neighbours(term: str, *, k: int = DEFAULT_K, contexts: Sequence[str] = (), vocabs: Sequence[str] = (),
-                     keep_self: bool = False, images: int | None = None, pipeline: str = "sd15",
-                     revision: str | None = None, measurer: str = "ViT-L-14-quickgelu:openai",
-                     device: str = "auto", dtype: str = "auto", steps: int | None = None,
-                     guidance: float | None = None, offline: bool = False,
+@dataclass(frozen=True)
+class NeighboursOptions(GenerationOptions):
+    """What ``ldmprobe neighbours TERM`` takes besides the term: ``k`` words, ranked in each of
+    ``contexts`` (templates with one {}; none: the bare term) among the words of ``vocabs`` (shipped
+    list names or files; none: the default lists), the term itself left out unless ``keep_self``.
+    With ``images`` N, N seeds of the term in each context are also generated (cached, as a
+    sweep's images are) with the generation settings, and the vocabulary ranked against their
+    mean embedding. A model left None is the default (``sd15``, ``ViT-L-14-quickgelu:openai``)."""
+
+    k: int = DEFAULT_K
+    contexts: tuple[str, ...] = ()
+    vocabs: tuple[str, ...] = ()
+    keep_self: bool = False
+    images: int | None = None
+
+
+def query_neighbours(term: str, options: NeighboursOptions = NeighboursOptions(), *,
                      reporter: Reporter | None = None) -> NeighbourResult:
-    """Resolve and load the measurer (and, with ``images``, the generator), then find the
-    neighbours, reporting warnings and progress to ``reporter``."""
+    """Resolve and load the measurer (and, with ``options.images``, the generator), then find
+    the neighbours, reporting warnings and progress to ``reporter``."""
     reporter = or_silent(reporter)
-    from ldmprobe.engine.sweep_setup import SweepOptions
     from ldmprobe.models import sources as models
     from ldmprobe.models.loader import ModelLoader
     from ldmprobe.specs.vocab import load_vocabulary
 
     started = now_iso()
-    term, k, contexts = check_term(term), check_k(k), check_contexts(contexts)
-    vocabulary = load_vocabulary(vocabs)
-    loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
-                                    dtype=dtype, offline=offline, needs_generator=images is not None)
+    term, k, contexts = check_term(term), check_k(options.k), check_contexts(options.contexts)
+    vocabulary = load_vocabulary(options.vocabs)
+    options = dataclasses.replace(options, pipeline=options.pipeline or models.DEFAULT_GENERATOR,
+                                  measurer=options.measurer or models.DEFAULT_MEASURER)
+    loader = ModelLoader.from_names(pipeline=options.pipeline, revision=options.revision, measurer=options.measurer,
+                                    device=options.device, dtype=options.dtype, offline=options.offline,
+                                    needs_generator=options.images is not None)
     if loader.tiny:
         reporter.warn(models.TINY_WARNING)
     t0 = time.perf_counter()
     loaded = loader.measurer()
     timings = {"load_measurer_s": time.perf_counter() - t0}
     found_images = None
-    if images is not None:
-        options = SweepOptions(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
-                               dtype=dtype, steps=steps, guidance=guidance, offline=offline)
+    if options.images is not None:
         t0 = time.perf_counter()
-        found_images = term_images(term, contexts, images, options, reporter=reporter, measurer=loaded)
+        found_images = term_images(term, contexts, options.images, as_sweep_options(options), reporter=reporter,
+                                   measurer=loaded)
         timings["images_s"] = time.perf_counter() - t0
-    result = find_neighbours(loaded, term, vocabulary, contexts=contexts, k=k, keep_self=keep_self,
+    result = find_neighbours(loaded, term, vocabulary, contexts=contexts, k=k, keep_self=options.keep_self,
                              images=found_images, reporter=reporter, started=started)
     result.timings = {**timings, **result.timings}
     _warn_about(result, found_images, k, reporter)

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldmprobe.engine.sweep_setup import GenerationOptions, SweepOptions, SweepSetup, make_plan
+from ldmprobe.engine.sweep_setup import GenerationOptions, SweepOptions, SweepSetup, as_sweep_options, make_plan
 from ldmprobe.errors import BadInputError
 from ldmprobe.results.trace import SECTIONS, TraceCost, TraceResult  # noqa: F401  (re-exported)
 from ldmprobe.usecases.trace_parts import Progress, Run, attention, conditioning, plain_images, steps, vae
@@ -47,8 +47,7 @@ class TraceOptions(GenerationOptions):
 def sweep_options(options: TraceOptions) -> SweepOptions:
     """The sweep's options for ``options``: its generation settings (the sweep's plan resolves
     them with the spec); trace reads no vocabulary."""
-    return SweepOptions(**{f.name: getattr(options, f.name) for f in dataclasses.fields(GenerationOptions)},
-                        vocab=())
+    return as_sweep_options(options, vocab=())
 
 
 def plan_trace(spec, options: TraceOptions, reporter=None) -> SweepSetup:
