@@ -312,3 +312,12 @@ def test_a_tiny_sweep_over_two_guidance_levels_end_to_end(tmp_path, cli, fresh_c
     assert single["terms"] == document["levels"][1]["terms"]
     items = (tmp_path / "single" / "items.jsonl").read_text().splitlines()
     assert {(json.loads(i)["guidance"], json.loads(i)["steps"]) for i in items} == {(6.0, 2)}  # one level: its own
+
+
+def test_the_trend_plot_joins_levels_in_increasing_guidance():
+    """A spec may list guidance 7.5, 1, 3: the line runs 1 -> 3 -> 7.5, not back and forth."""
+    from ldmprobe.render.report import trend_points
+
+    row = {"guidance": [7.5, 1.0, 3.0, 5.0], "rates": [0.9, 0.2, None, 0.6]}
+    assert trend_points(row) == [(1.0, 0.2), (5.0, 0.6), (7.5, 0.9)]
+    assert trend_points({"guidance": [2.0], "rates": None}) == []

@@ -90,6 +90,12 @@ def probe_plot(term: dict) -> str:
     return _svg(fig)
 
 
+def trend_points(trend: dict) -> list[tuple[float, float]]:
+    """(guidance, rate) of a trend row's levels in increasing guidance (a spec may list its levels
+    in any order; a line joins neighbours on the axis), levels without a rate left out."""
+    return sorted((g, r) for g, r in zip(trend["guidance"], trend.get("rates") or ()) if r is not None)
+
+
 def trend_plot(term: str, trends: list[dict]) -> str:
     """One term's rate of each shown option against guidance (one line per option), the slope
     and its interval in the legend."""
@@ -98,7 +104,7 @@ def trend_plot(term: str, trends: list[dict]) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for t in trends:
-        points = [(g, r) for g, r in zip(t["guidance"], t.get("rates") or ()) if r is not None]
+        points = trend_points(t)
         if not points:
             continue
         label = (f"{t['group']}: {t['option']} ({t['slope']:+.3f}/unit"
