@@ -22,6 +22,7 @@ from ldmprobe.results.assoc import schema_path
 from ldmprobe.specs.assoc import AssocSpec, assoc_from_dict, load_assoc_spec
 from ldmprobe.usecases.assoc import assoc_from_names, run_assoc
 from ldmprobe.errors import BadInputError, ExitCode, SpecError
+from tests.support import undeclared_keys
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = resources.list_shipped("assoc")
@@ -602,6 +603,7 @@ def test_json_documents_validate_against_the_schema(tiny_measurer, image_result)
     for result in (text, image_result):
         document = json.loads(json.dumps(result.to_dict()))
         validator().validate(document)
+        assert undeclared_keys(document, json.loads(schema_path().read_text(encoding="utf-8"))) == []
         assert document["kind"] == "assoc" and document["schema_version"]
         assert set(document["result"]) == {
             "effect_size", "statistic", "p_value", "exact", "n_partitions", "n_resamples",

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from ldmprobe.errors import ExitCode
-from ldmprobe.results.provenance import validate_document
+from ldmprobe.results.provenance import load_schema, validate_document
+from tests.support import undeclared_keys
 
 TEMPLATES = ["a {} house", "the {} house", "a photo of a {} house", "my {} house"]
 SEEDS = [0, 1, 2, 3, 4]
@@ -76,6 +77,7 @@ def test_embeddings_file_gives_rates_corrected_rates_and_diversity(cli, tmp_path
     doc = json.loads(_run(cli, "sweep", _spec(tmp_path), "--embeddings", tmp_path / "raw.npz", "--bootstrap", "99",
                           "--permutations", "99", "--format", "json", "--out", tmp_path / "raw").stdout)
     validate_document(doc, "sweep")
+    assert undeclared_keys(doc, load_schema("sweep")) == []  # the published schema names every key
     for term, entry in (("", doc["baseline_result"]), ("fancy", doc["terms"][0])):
         labels = [r[3] for r in rows if r[1] == term]
         for j, option in enumerate(OPTIONS):  # the share of the planted labels, counted here
@@ -175,6 +177,7 @@ def test_compare_two_embeddings_runs_finds_a_planted_rate_change(cli, tmp_path):
     doc = json.loads(_run(cli, "compare", tmp_path / "a", tmp_path / "b", "--bootstrap", "99", "--permutations", "99",
                           "--format", "json").stdout)
     validate_document(doc, "compare")
+    assert undeclared_keys(doc, load_schema("compare")) == []
     red = next(r for r in doc["rates"] if r["term"] == "fancy" and r["option"] == "red")
     assert red["verdict"] == "higher" and red["paired"] and red["ci_low"] > 0.4
     assert red["rate_b"] - red["rate_a"] == pytest.approx(red["difference"])

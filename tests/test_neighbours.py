@@ -21,6 +21,7 @@ from ldmprobe.usecases.neighbours import find_neighbours
 from ldmprobe.errors import BadInputError, ExitCode
 from ldmprobe.specs.vocab import Vocabulary
 from ldmprobe.store.word_lists import read_word_list
+from tests.support import undeclared_keys
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "ldmprobe" / "schemas" / "neighbours.schema.json"
@@ -369,6 +370,7 @@ def test_cli_json_validates_and_warns_tiny(cli, tiny_measurer, private_cache, vo
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)  # stdout is the document and nothing else
     validator().validate(document)
+    assert undeclared_keys(document, json.loads(SCHEMA.read_text())) == []  # the published schema names every key
     assert document["kind"] == "neighbours" and document["term"] == "fancy"
     assert document["provenance"]["tiny"] is True
     assert "tiny models have random weights" in result.stderr

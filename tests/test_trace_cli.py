@@ -41,8 +41,9 @@ def _invoke(args):
 @pytest.mark.slow
 def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_generator, tiny_measurer, fresh_cache):
     from ldmprobe.render.trace import render_trace, trace_records
-    from ldmprobe.results.provenance import validate_document
+    from ldmprobe.results.provenance import load_schema, validate_document
     from ldmprobe.results.trace import read_results
+    from tests.support import undeclared_keys
 
     out = tmp_path / "run"
     result = _invoke(["trace", str(spec_file), *TINY, "--steps", "3", "--bootstrap", "100", "--format", "json",
@@ -50,6 +51,7 @@ def test_trace_runs_on_tiny_and_writes_run_folder(spec_file, tmp_path, tiny_gene
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     validate_document(document, "trace")
+    assert undeclared_keys(document, load_schema("trace")) == []  # the published schema names every key
     assert document["provenance"]["tiny"] and "mean nothing" in document["provenance"]["tiny_note"]
     assert [len(document[s]) for s in ("conditioning", "attention", "steps", "vae")] == [1, 1, 1, 1]
     assert document["conditioning"][0]["variants"][0]["drift_share"] == pytest.approx(0.0, abs=0.05)

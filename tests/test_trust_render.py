@@ -115,3 +115,25 @@ def test_a_topic_is_noted_once_with_its_fuller_sentence():
                                        "only 2 seeds: their variance cannot be estimated", NO_CONTROLS_NOTE]}}
     assert summary_notes(summary) == [NO_CONTROLS_NOTE, "only 2 seeds: their variance cannot be estimated"]
     assert summary_notes({"notes": [], "design": None}) == []
+
+
+def test_every_key_of_a_generated_sweeps_document_is_in_the_published_schema(tiny_run):
+    import json
+
+    from ldmprobe.results.provenance import load_schema
+    from tests.support import undeclared_keys
+
+    document = json.loads(json.dumps(tiny_run.to_dict()))
+    assert undeclared_keys(document, load_schema("sweep")) == []
+
+
+def test_the_schema_check_finds_a_key_the_schema_does_not_name():
+    from tests.support import undeclared_keys
+
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/row"}, "b": {"type": "array", "items": {
+        "anyOf": [{"type": "null"}, {"$ref": "#/$defs/row"}]}}, "free": {"type": "object"},
+        "closed": {"type": "object", "additionalProperties": False, "properties": {}}},
+        "$defs": {"row": {"type": "object", "properties": {"x": {"type": "number"}}}}}
+    document = {"a": {"x": 1, "y": 2}, "b": [None, {"x": 1, "z": 3}], "free": {"anything": 1}, "closed": {"q": 1},
+                "new": 0}
+    assert undeclared_keys(document, schema) == ["/a/y", "/b/[]/z", "/new"]  # "closed" is the validator's to refuse
