@@ -38,7 +38,8 @@ _EXPORTS = {
     # neighbours and association tests
     "load_vocabulary": "specs.vocab", "find_neighbours": "usecases.neighbours",
     "query_neighbours": "usecases.neighbours", "NeighboursOptions": "usecases.neighbours",
-    "load_assoc_spec": "specs.assoc", "run_assoc": "usecases.assoc",
+    "load_assoc_spec": "specs.assoc", "run_assoc": "usecases.assoc", "assoc_from_names": "usecases.assoc",
+    "AssocOptions": "usecases.assoc",
     # tracing a word through the model
     "run_trace": "usecases.trace", "TraceOptions": "usecases.trace", "TraceResult": "results.trace",
     # comparing two runs of one spec

@@ -20,7 +20,7 @@ from ldmprobe import resources
 from ldmprobe.engine.assoc_images import BadImagesError, embed_prompt_sets
 from ldmprobe.results.assoc import schema_path
 from ldmprobe.specs.assoc import AssocSpec, assoc_from_dict, load_assoc_spec
-from ldmprobe.usecases.assoc import assoc_from_names, run_assoc
+from ldmprobe.usecases.assoc import AssocOptions, assoc_from_names, run_assoc
 from ldmprobe.errors import BadInputError, ExitCode, SpecError
 from tests.support import undeclared_keys
 
@@ -355,7 +355,7 @@ def test_text_run_equals_weat_on_encode_texts(tiny_measurer):
     from ldmprobe.engine.encode import encode_texts
 
     spec = load_assoc_spec("weat1-flowers-insects")
-    result = run_assoc(spec, measurer=tiny_measurer, permutations=3000, seed=5)
+    result = run_assoc(spec, AssocOptions(permutations=3000, seed=5), measurer=tiny_measurer)
     X, Y, A, B = (encode_texts(tiny_measurer, list(s.words)) for s in spec.sets.values())
     direct = association.weat(X, Y, A, B, ddof=1, permutations=3000, seed=5)
     assert result.effect_size == pytest.approx(direct.effect_size, rel=1e-12)
@@ -392,16 +392,16 @@ def test_text_run_with_templates_averages_them(tiny_measurer, tmp_path):
 
 def test_seed_determinism(tiny_measurer):
     spec = load_assoc_spec("weat1-flowers-insects")
-    first = run_assoc(spec, measurer=tiny_measurer, permutations=2000, seed=11)
-    again = run_assoc(spec, measurer=tiny_measurer, permutations=2000, seed=11)
+    first = run_assoc(spec, AssocOptions(permutations=2000, seed=11), measurer=tiny_measurer)
+    again = run_assoc(spec, AssocOptions(permutations=2000, seed=11), measurer=tiny_measurer)
     assert not first.exact and first.n_resamples == 2000 and first.seed == 11
     assert first.result_dict() == again.result_dict()
-    others = {run_assoc(spec, measurer=tiny_measurer, permutations=2000, seed=s).p_value
+    others = {run_assoc(spec, AssocOptions(permutations=2000, seed=s), measurer=tiny_measurer).p_value
               for s in (12, 13, 14)}
     assert others != {first.p_value}, "the seed drives the sampled p-value"
     # an exact test does not depend on the seed
     w6 = load_assoc_spec("weat6-career-family")
-    a, b = (run_assoc(w6, measurer=tiny_measurer, seed=s) for s in (0, 99))
+    a, b = (run_assoc(w6, AssocOptions(seed=s), measurer=tiny_measurer) for s in (0, 99))
     assert a.exact and a.n_partitions == a.n_resamples == 12870 and a.min_p == 1 / 12870
     assert a.p_value == b.p_value
 
@@ -412,7 +412,7 @@ def test_spec_test_table_and_arguments(tiny_measurer, tmp_path):
     from_spec = run_assoc(spec, measurer=tiny_measurer)
     assert (from_spec.ddof, from_spec.permutations, from_spec.seed) == (0, 5, 3)
     assert not from_spec.exact  # comb(6, 3) = 20 partitions > 5
-    overridden = run_assoc(spec, measurer=tiny_measurer, ddof=1, permutations=100, seed=4)
+    overridden = run_assoc(spec, AssocOptions(ddof=1, permutations=100, seed=4), measurer=tiny_measurer)
     assert (overridden.ddof, overridden.permutations, overridden.seed) == (1, 100, 4)
     assert overridden.exact and overridden.n_resamples == 20
     assert overridden.config["test"] == {"ddof": 1, "permutations": 100, "seed": 4}
@@ -431,7 +431,7 @@ def test_text_only_never_loads_the_generator(tiny_measurer, monkeypatch):
     monkeypatch.setattr(models, "resolve_generator", forbidden)
     monkeypatch.setattr(model_load, "load_generator", forbidden)
     monkeypatch.setattr(model_load, "load_measurer", lambda ref, **kw: tiny_measurer)
-    result = assoc_from_names("weat7-math-arts", measurer="tiny", pipeline="tiny", device="cpu")
+    result = assoc_from_names("weat7-math-arts", AssocOptions(measurer="tiny", pipeline="tiny", device="cpu"))
     assert result.config["pipeline"] is None and result.n_x == 8
 
 
@@ -442,13 +442,13 @@ def test_cached_image_sets_load_no_pipeline(tiny_measurer, tmp_path, monkeypatch
 
     monkeypatch.setenv("LDMPROBE_CACHE", str(tmp_path / "cache"))
     path = write(tmp_path, IMAGES)
-    first = assoc_from_names(path, measurer="tiny", pipeline="tiny", device="cpu", permutations=99)
+    first = assoc_from_names(path, AssocOptions(measurer="tiny", pipeline="tiny", device="cpu", permutations=99))
 
     def forbidden(*args, **kwargs):
         raise AssertionError("every image is cached: the pipeline must not be loaded")
 
     monkeypatch.setattr(model_load, "load_generator", forbidden)
-    again = assoc_from_names(path, measurer="tiny", pipeline="tiny", device="cpu", permutations=99)
+    again = assoc_from_names(path, AssocOptions(measurer="tiny", pipeline="tiny", device="cpu", permutations=99))
     assert again.result_dict() == first.result_dict()
     assert again.config["generation"] == first.config["generation"]
     assert again.config["pipeline"] == first.config["pipeline"]
@@ -482,8 +482,8 @@ def test_text_only_cli_does_not_import_diffusers(tiny_measurer, tmp_path):
 @pytest.fixture(scope="module")
 def image_result(tiny_measurer, tiny_generator, tmp_path_factory):
     path = write(tmp_path_factory.mktemp("img"), IMAGES)
-    return run_assoc(load_assoc_spec(path), measurer=tiny_measurer, generator=tiny_generator,
-                     permutations=1000, seed=0)
+    return run_assoc(load_assoc_spec(path), AssocOptions(permutations=1000, seed=0), measurer=tiny_measurer,
+                     generator=tiny_generator)
 
 
 def test_image_path_runs_and_gives_finite_numbers(image_result):
@@ -511,8 +511,8 @@ def test_call_shape_is_in_the_image_keys_like_the_sweeps(image_result, tiny_meas
     from ldmprobe.engine.workitems import Recipe, item_key
 
     path = write(tmp_path, IMAGES)
-    other = run_assoc(load_assoc_spec(path), measurer=tiny_measurer, generator=tiny_generator,
-                      permutations=1000, seed=0, call_shape=2)
+    other = run_assoc(load_assoc_spec(path), AssocOptions(permutations=1000, seed=0, call_shape=2),
+                      measurer=tiny_measurer, generator=tiny_generator)
     assert other.config["generation"]["call_shape"] == 2
     assert not {im.key for im in other.images} & {im.key for im in image_result.images}
     gen = image_result.config["generation"]
@@ -536,8 +536,8 @@ def test_unit_image_is_an_opt_in_with_a_warning(image_result, tiny_measurer, tin
 
     reporter = Warnings()
     path = write(tmp_path, IMAGES)
-    r = run_assoc(load_assoc_spec(path), measurer=tiny_measurer, generator=tiny_generator,
-                  permutations=1000, seed=0, unit="image", reporter=reporter)
+    r = run_assoc(load_assoc_spec(path), AssocOptions(permutations=1000, seed=0, unit="image"), measurer=tiny_measurer,
+                  generator=tiny_generator, reporter=reporter)
     assert r.unit == "image" and r.n_partitions == 70 and any("--unit image" in m for m in reporter.seen)
     # same sets, same effect size and S; only what is re-partitioned differs
     assert r.statistic == pytest.approx(image_result.statistic) and r.effect_size == pytest.approx(image_result.effect_size)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from ldmprobe.errors import ExitCode
 from ldmprobe.results.assoc import schema_path
-from ldmprobe.usecases.assoc import assoc_from_names
+from ldmprobe.usecases.assoc import AssocOptions, assoc_from_names
 
 
 def write_csv(path: Path, rows, labels=None, prompts=None) -> Path:
@@ -81,7 +81,7 @@ def test_effect_and_p_equal_a_brute_force_computation(tmp_path):
     rng = np.random.default_rng(3)
     sets = planted(rng, 5, strength=0.3)
     sets["Y"] = sets["Y"][:4]  # unequal target sizes: comb(9, 5) = 126 re-partitions
-    result = assoc_from_names(None, measurer="unused", sets=write_sets(tmp_path, sets))
+    result = assoc_from_names(None, AssocOptions(measurer="unused", sets=write_sets(tmp_path, sets)))
     d, S, p, n = brute_force(sets)
     assert result.exact and result.n_partitions == n == 126 and result.unit == "item"
     assert result.effect_size == pytest.approx(d, abs=1e-9)
@@ -92,15 +92,15 @@ def test_effect_and_p_equal_a_brute_force_computation(tmp_path):
 
 @pytest.mark.slow
 def test_planted_association_is_found_and_a_null_one_is_not(tmp_path):
-    found = assoc_from_names(None, measurer="unused",
-                             sets=write_sets(tmp_path, planted(np.random.default_rng(0), 8)))
+    found = assoc_from_names(None, AssocOptions(measurer="unused",
+                                                sets=write_sets(tmp_path, planted(np.random.default_rng(0), 8))))
     assert found.effect_size > 1.5 and found.p_value == pytest.approx(1 / math.comb(16, 8))
     rejections = 0
     for seed in range(30):
         folder = tmp_path / f"null{seed}"
         folder.mkdir()
-        null = assoc_from_names(None, measurer="unused",
-                                sets=write_sets(folder, planted(np.random.default_rng(100 + seed), 6, strength=0)))
+        sets = write_sets(folder, planted(np.random.default_rng(100 + seed), 6, strength=0))
+        null = assoc_from_names(None, AssocOptions(measurer="unused", sets=sets))
         rejections += null.p_value <= 0.05
     assert rejections <= 5  # about 1.5 expected of 30 at the 5 % level
 
@@ -109,12 +109,13 @@ def test_a_prompt_column_makes_prompts_the_permutation_unit(tmp_path):
     rng = np.random.default_rng(7)
     sets = planted(rng, 9, strength=0.4)
     prompts = {"X": [f"x prompt {i // 3}" for i in range(9)], "Y": [f"y prompt {i // 3}" for i in range(9)]}
-    grouped = assoc_from_names(None, measurer="unused", sets=write_sets(tmp_path, sets, prompts))
+    grouped = assoc_from_names(None, AssocOptions(measurer="unused", sets=write_sets(tmp_path, sets, prompts)))
     blocks = [("x", p) for p in prompts["X"]] + [("y", p) for p in prompts["Y"]]
     d, _, p, n = brute_force(sets, blocks=blocks)
     assert grouped.unit == "prompt" and grouped.n_blocks_x == 3 and grouped.n_partitions == n == 20
     assert grouped.p_value == pytest.approx(p, abs=1e-12) and grouped.effect_size == pytest.approx(d)
-    plain = assoc_from_names(None, measurer="unused", sets=write_sets(tmp_path / ".." / tmp_path.name, sets))
+    plain = assoc_from_names(None, AssocOptions(measurer="unused",
+                                                sets=write_sets(tmp_path / ".." / tmp_path.name, sets)))
     assert plain.unit == "item" and plain.n_partitions == math.comb(18, 9)
     assert plain.p_value != grouped.p_value and plain.effect_size == pytest.approx(grouped.effect_size)
 
@@ -211,12 +212,12 @@ def test_image_folders_are_embedded_by_the_measurer_and_cached(tmp_path, tiny_me
         for i in range(3):
             Image.new("RGB", (32, 32), tuple(min(255, c + 5 * i) for c in colour)).save(folder / f"{i}.png")
         paths[k] = str(folder)
-    first = assoc_from_names(None, measurer="tiny", device="cpu", sets=paths)
+    first = assoc_from_names(None, AssocOptions(measurer="tiny", device="cpu", sets=paths))
     assert first.n_x == 3 and first.sources["X"].files[0][0] == "0.png" and math.isfinite(first.effect_size)
     monkeypatch.setattr(encode, "encode_images", lambda *a, **k: pytest.fail("cached: nothing to embed"))
-    again = assoc_from_names(None, measurer="tiny", device="cpu", sets=paths)
+    again = assoc_from_names(None, AssocOptions(measurer="tiny", device="cpu", sets=paths))
     assert again.result_dict() == first.result_dict()
     (tmp_path / "X" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(Exception) as info:
-        assoc_from_names(None, measurer="tiny", device="cpu", sets=paths)
+        assoc_from_names(None, AssocOptions(measurer="tiny", device="cpu", sets=paths))
     assert "broken.png" in str(info.value) and getattr(info.value, "exit_code", None) == ExitCode.BAD_INPUT

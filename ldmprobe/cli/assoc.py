@@ -112,13 +112,11 @@ def _warn_ignored(spec, terminal) -> None:
 def _run(obj: CliState, spec, *, measurer, pipeline, revision, device, dtype, ddof, permutations, seed,
          steps, guidance, batch_size, call_shape, allow_truncation, unit, fmt) -> None:
     from ldmprobe.render.emit import emit
-    from ldmprobe.usecases.assoc import assoc_from_names
+    from ldmprobe.usecases.assoc import AssocOptions, assoc_from_names
 
-    result = assoc_from_names(
-        spec, measurer=measurer, pipeline=pipeline, revision=revision, device=device,
-        dtype=dtype, offline=obj.offline, reporter=obj.terminal,
-        ddof=None if ddof is None else int(ddof), permutations=permutations, seed=seed,
-        steps=steps, guidance=guidance, batch_size=batch_size, call_shape=call_shape,
-        allow_truncation=allow_truncation, unit=unit,
-    )
+    options = AssocOptions(measurer=measurer, pipeline=pipeline, revision=revision, device=device, dtype=dtype,
+                           offline=obj.offline, ddof=None if ddof is None else int(ddof), permutations=permutations,
+                           seed=seed, steps=steps, guidance=guidance, batch_size=batch_size, call_shape=call_shape,
+                           allow_truncation=allow_truncation, unit=unit)
+    result = assoc_from_names(spec, options, reporter=obj.terminal)
     emit(result, fmt, obj.terminal)

@@ -8,10 +8,12 @@ from typing import Any
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from ldmprobe.engine.assoc_images import embed_image_folder, embed_prompt_sets, embed_word_set
+from ldmprobe.engine.sweep_setup import GenerationOptions
 from ldmprobe.errors import BadInputError, SpecError
 from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.results.assoc import AssocResult
@@ -52,47 +54,51 @@ def _warned(notes, reporter):
     return notes
 
 
-def run_assoc(
-    spec: AssocSpec,
-    *,
-    measurer=None,
-    generator=None,
-    ddof: int | None = None,
-    permutations: int | None = None,
-    seed: int | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    batch_size: int = 8, call_shape: int | None = None,  # images per saved step / per pipeline call
-    allow_truncation: bool = False,
-    reporter: Reporter | None = None,
-    started: str | None = None,
-    unit: str | None = None,
-    sources: dict[str, SetSource] | None = None,
-) -> AssocResult:
+@dataclass(frozen=True)
+class AssocOptions(GenerationOptions):
+    """How to run an association test besides the spec: the test's settings (None: the spec's
+    [test] values, else ddof 1, 100,000 permutations, seed 0), the permutation ``unit``, the sets
+    given on the command line (``sets``: X, Y, A, B -> a file of embeddings or a folder of images,
+    replacing the spec's set; ``labels`` renames sets), and how prompt sets' images are made
+    (the generation settings; steps and guidance None: the spec's, else 50 and 7.5; ``batch_size``
+    None: 8). A model left None is the default."""
+
+    ddof: int | None = None
+    permutations: int | None = None
+    seed: int | None = None
+    unit: str | None = None
+    sets: Mapping[str, str] | None = None
+    labels: Mapping[str, str] | None = None
+
+
+def run_assoc(spec: AssocSpec, options: AssocOptions = AssocOptions(), *, measurer=None, generator=None,
+              reporter: Reporter | None = None, started: str | None = None,
+              sources: dict[str, SetSource] | None = None) -> AssocResult:
     """Embed the four sets with loaded models (or read them from files) and run the WEAT statistics.
 
     ``measurer`` is needed unless every set is a file of embeddings; ``generator`` only when a
-    set is made of prompts (it is never touched otherwise). Arguments left as None fall back
-    to the spec's [test] / generation values, then to the defaults (ddof 1, 100,000
-    permutations, seed 0, 50 steps, guidance 7.5). ``unit``: None permutes prompts as blocks
-    when a target set is made of prompts or has a ``prompt`` column (single rows otherwise);
-    "image" permutes single images (anti-conservative; warned). ``sources``: the sets already
+    set is made of prompts (it is never touched otherwise). Settings left None in ``options``
+    fall back to the spec's [test] / generation values, then to the defaults (ddof 1, 100,000
+    permutations, seed 0, 50 steps, guidance 7.5). ``options.unit``: None permutes prompts as
+    blocks when a target set is made of prompts or has a ``prompt`` column (single rows
+    otherwise); "image" permutes single images (anti-conservative; warned). ``sources``: the sets already
     read by :func:`~ldmprobe.specs.assoc_sources.read_set_sources` (read here when None).
     """
     from ldmprobe.analysis.association import association_test
     from ldmprobe.results.provenance import now_iso, provenance
 
     started = started or now_iso()
-    settings = resolve_test_settings(spec, ddof=ddof, permutations=permutations, seed=seed)
+    settings = resolve_test_settings(spec, ddof=options.ddof, permutations=options.permutations, seed=options.seed)
     if sources is None:
         spec, sources = read_set_sources(spec)
     if measurer is None and spec.needs_measurer:
         raise ValueError(f"spec {spec.name!r} has sets the measurer embeds: pass a loaded measurer")
     embeddings, records, generation = _embed_sets(
-        spec, sources, measurer, generator, steps=steps, guidance=guidance, batch_size=batch_size,
-        call_shape=call_shape, allow_truncation=allow_truncation, reporter=reporter)
+        spec, sources, measurer, generator, steps=options.steps, guidance=options.guidance,
+        batch_size=options.batch_size or 8, call_shape=options.call_shape,
+        allow_truncation=options.allow_truncation, reporter=reporter)
     check_set_dimensions(spec, embeddings, sources)
-    unit, blocks = _permutation_unit(spec, records, unit, reporter, sources)
+    unit, blocks = _permutation_unit(spec, records, options.unit, reporter, sources)
     outcome = association_test(embeddings["X"], embeddings["Y"], embeddings["A"], embeddings["B"],
                                x_blocks=blocks.get("X"), y_blocks=blocks.get("Y"),
                                unit="image" if unit == "item" else unit, ddof=settings["ddof"],
@@ -256,47 +262,36 @@ def _config(measurer, generator, generation: dict | None, settings: dict, embedd
     }
 
 
-def assoc_from_names(
-    spec: AssocSpec | str | Path | None,
-    *,
-    measurer: str,
-    pipeline: str = "sd15",
-    revision: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    offline: bool = False,
-    reporter: Reporter | None = None,
-    sets: Mapping[str, str] | None = None,
-    labels: Mapping[str, str] | None = None,
-    **options,
-) -> AssocResult:
+def assoc_from_names(spec: AssocSpec | str | Path | None, options: AssocOptions = AssocOptions(), *,
+                     reporter: Reporter | None = None) -> AssocResult:
     """Read the spec and the sets' files, resolve and load the models it needs, then :func:`run_assoc`.
 
-    ``sets`` maps X, Y, A, B to a file of embeddings or a folder of images (``--set``), replacing
-    the spec's set (``spec`` may be None when all four are given); ``labels`` renames sets. Files
-    are read and checked before any model loads. No model is loaded (nor torch imported) when
-    every set is a file of embeddings; the generator only when the spec has prompt sets, so a
-    text-only test never imports diffusers. ``reporter`` gets the tiny-model warning, warnings
-    and progress; ``options`` go to :func:`run_assoc`.
+    ``options.sets`` maps X, Y, A, B to a file of embeddings or a folder of images (``--set``),
+    replacing the spec's set (``spec`` may be None when all four are given); ``options.labels``
+    renames sets. Files are read and checked before any model loads. No model is loaded (nor
+    torch imported) when every set is a file of embeddings; the generator only when the spec has
+    prompt sets, so a text-only test never imports diffusers. ``reporter`` gets the tiny-model
+    warning, warnings and progress.
     """
     from ldmprobe.results.provenance import now_iso
 
     started = now_iso()
     if spec is not None and not isinstance(spec, AssocSpec):
         spec = load_assoc_spec(spec)
-    if sets or labels or spec is None:
-        spec = with_set_paths(spec, sets or {}, labels)
+    if options.sets or options.labels or spec is None:
+        spec = with_set_paths(spec, dict(options.sets or {}), options.labels)
     spec, sources = read_set_sources(spec)
     if not spec.needs_measurer:
-        return run_assoc(spec, measurer=None, started=started, reporter=reporter, sources=sources, **options)
+        return run_assoc(spec, options, measurer=None, started=started, reporter=reporter, sources=sources)
     from ldmprobe.models import sources as models
     from ldmprobe.models.loader import LazyGenerator, ModelLoader
 
-    loader = ModelLoader.from_names(pipeline=pipeline, revision=revision, measurer=measurer, device=device,
-                                    dtype=dtype, offline=offline, needs_generator=spec.needs_generator)
+    loader = ModelLoader.from_names(pipeline=options.pipeline or models.DEFAULT_GENERATOR, revision=options.revision,
+                                    measurer=options.measurer or models.DEFAULT_MEASURER, device=options.device,
+                                    dtype=options.dtype, offline=options.offline, needs_generator=spec.needs_generator)
     if loader.tiny:
         or_silent(reporter).warn(models.TINY_WARNING)
     generator = LazyGenerator(loader) if spec.needs_generator else None  # weights load only if images are missing
     loaded = loader.get_measurer()
-    return run_assoc(spec, measurer=loaded, generator=generator, started=started, reporter=reporter,
-                     sources=sources, **options)
+    return run_assoc(spec, options, measurer=loaded, generator=generator, started=started, reporter=reporter,
+                     sources=sources)
