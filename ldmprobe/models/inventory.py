@@ -14,43 +14,36 @@ def _hub_cached(repo_id: str, filename: str) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, filename), str)
 
 
-def _reference_row(role: str, name: str, preset: dict) -> dict:
-    folder = REFERENCE_WEIGHTS / role
-    shipped = is_reference_folder(folder)
-    return {"role": role, "name": name, "resolves_to": ("local-dir:" if role == "measurer" else "") + str(folder),
-            "about": preset["about"], "local": shipped,
-            "status": "shipped" if shipped else "missing from this install"}
-
-
-def _tiny_row(role: str, name: str, preset: dict, models_dir) -> dict:
-    """A built-in tiny model: built into the models folder on first use."""
-    arch = tiny_arch.GENERATORS if role == "generator" else tiny_arch.MEASURERS
-    folder = models_dir / (tiny_arch.folder_name(name) if name in arch else f"tiny-{role}-v{tiny.TINY_VERSION}")
-    marker = "model_index.json" if role == "generator" else "open_clip_config.json"
-    return {"role": role, "name": name, "resolves_to": ("local-dir:" if role == "measurer" else "") + str(folder),
-            "about": preset["about"], "local": True,
-            "status": "built" if (folder / marker).is_file() else "built on first use (offline)"}
-
-
-def _hub_row(role: str, name: str, preset: dict) -> dict:
-    """A hub checkpoint: cached or not (gated ones say what they need first)."""
-    if role == "generator":
-        hub, cached = preset["hub_id"], _hub_cached(preset["hub_id"], "model_index.json")
-        about = preset["about"] + "".join(f"; {preset[k]}" for k in ("licence", "needs") if k in preset)
+def _row(role: str, name: str, preset: dict, models_dir, tiny_names) -> dict:
+    """One preset: where it resolves to and whether it is here (tiny: built on first use; the
+    reference world: shipped; a hub checkpoint: cached or not, gated ones saying what they need)."""
+    local_dir = "local-dir:" if role == "measurer" else ""
+    about, extra = preset["about"], {}
+    if name == "tiny" or name in tiny_names:
+        folder = models_dir / (tiny_arch.folder_name(name) if name in tiny_names
+                               else f"tiny-{role}-v{tiny.TINY_VERSION}")
+        marker = "model_index.json" if role == "generator" else "open_clip_config.json"
+        where, local = local_dir + str(folder), True
+        status = "built" if (folder / marker).is_file() else "built on first use (offline)"
+    elif name == "reference":
+        folder = REFERENCE_WEIGHTS / role
+        where, local = local_dir + str(folder), is_reference_folder(folder)
+        status = "shipped" if local else "missing from this install"
     else:
-        hub, cached = preset["hf_hub"], bool(models.measurer_cached(models.resolve_measurer(name)))
-        about = preset["about"]
-    missing = ("not cached (gated: accept the licence on the hub, then needs network once)" if preset.get("gated")
-               else "not cached (needs network once)")
-    return {"role": role, "name": name, "resolves_to": f"hf-hub:{hub}", "about": about, "local": cached,
-            "status": "cached" if cached else missing,
-            **{k: preset[k] for k in ("architecture", "licence", "gated", "dtype", "needs") if k in preset}}
+        if role == "generator":
+            hub, local = preset["hub_id"], _hub_cached(preset["hub_id"], "model_index.json")
+            about += "".join(f"; {preset[k]}" for k in ("licence", "needs") if k in preset)
+        else:
+            hub, local = preset["hf_hub"], bool(models.measurer_cached(models.resolve_measurer(name)))
+        where = f"hf-hub:{hub}"
+        status = "cached" if local else ("not cached (gated: accept the licence on the hub, then needs network once)"
+                                         if preset.get("gated") else "not cached (needs network once)")
+        extra = {k: preset[k] for k in ("architecture", "licence", "gated", "dtype", "needs") if k in preset}
+    return {"role": role, "name": name, "resolves_to": where, "about": about, "local": local, "status": status, **extra}
 
 
 def _rows(role: str, presets: dict, tiny_names, models_dir) -> list[dict]:
-    return [_tiny_row(role, name, preset, models_dir) if name == "tiny" or name in tiny_names
-            else _reference_row(role, name, preset) if name == "reference"
-            else _hub_row(role, name, preset) for name, preset in presets.items()]
+    return [_row(role, name, preset, models_dir, tiny_names) for name, preset in presets.items()]
 
 
 def model_inventory() -> dict:
