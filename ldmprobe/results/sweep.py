@@ -21,11 +21,17 @@ class ContactSheet(Record):
 
 
 @dataclass(frozen=True)
-class RunFolder(Record):
-    """Where the run folder is and what is in it (contact sheets once they are written)."""
+class RunFiles(Record):
+    """Where a run folder is and its results document (paths in it relative to ``out``)."""
 
     out: str
     results: str = "results.json"
+
+
+@dataclass(frozen=True)
+class RunFolder(RunFiles):
+    """A sweep's run folder: its results, item list and (once written) contact sheets."""
+
     items: str = "items.jsonl"
     contact_sheets: tuple[ContactSheet, ...] | None = None
 

@@ -15,6 +15,7 @@ from typing import Any
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.analysis.trace import AttentionTrace, EffectTable, VaeGroup, VaeTrace
 from ldmprobe.records import Record, jsonable
+from ldmprobe.results.sweep import RunFiles
 
 SECTIONS = ("conditioning", "attention", "steps", "vae")
 
@@ -37,11 +38,9 @@ class TraceCost(Record):
 
 
 @dataclass(frozen=True)
-class TraceRun(Record):
-    """The run folder and what is in it (paths relative to ``out``)."""
+class TraceRun(RunFiles):
+    """A trace's run folder: its results, report and figures."""
 
-    out: str
-    results: str = "results.json"
     report: str | None = None
     figures: tuple[str, ...] = ()
 
