@@ -38,6 +38,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def nan_to_none(x) -> float | None:
+    """``x`` as a float, or None when it is None, NaN or infinite (as :func:`jsonable` writes it)."""
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
 def to_json(value: Any, *, indent: int | None = 2) -> str:
     """The one JSON writer: records, numpy values and paths converted, NaN/inf as null."""
     return json.dumps(jsonable(value), indent=indent, ensure_ascii=False, allow_nan=False)

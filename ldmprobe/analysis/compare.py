@@ -19,7 +19,6 @@ D^R_ts = e^R(t, m, s) − e^R(t, b, s) the pair's drift vector in run R.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from ldmprobe.analysis.inference import crossed_test, design_check, sign_flip_te
 from ldmprobe.analysis.inference_crossed import CrossedRow, crossed_fields, fixed_fields
 from ldmprobe.analysis.inference_drift import boot_drift  # the sweep's templates-then-pairs bootstrap
 from ldmprobe.analysis.sweep import StatisticsSettings, term_seed
-from ldmprobe.records import Record
+from ldmprobe.records import Record, nan_to_none
 
 Cell = tuple[int, str, int]  # (template index, term, seed)
 FIXED_NOTE = "these templates and seeds only (run A's and run B's images swapped within cells)"
@@ -168,10 +167,6 @@ def _grams(da: np.ndarray, db: np.ndarray) -> list[np.ndarray]:
 # ----------------------------------------------------------------------------- statistics
 
 
-def _none(x) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
 def _tests(y: np.ndarray, settings: CompareSettings, rng: np.random.Generator):
     """Crossed test and sign-flip test of a template × seed table (None, None: too few cells)."""
     if np.count_nonzero(np.isfinite(y)) < 2:
@@ -193,9 +188,9 @@ def drift_change(da: np.ndarray, db: np.ndarray, settings: CompareSettings = Com
         boot = boot_drift(grams, settings.bootstrap, np.random.default_rng([seed, 12]))
         low, high = (float(q) for q in np.quantile(boot, [0.025, 0.975]))
     return DriftChange(
-        drift_a=_none(u_a[both].mean()) if both.any() else None,
-        drift_b=_none(u_b[both].mean()) if both.any() else None,
-        difference=_none(crossed.estimate) if crossed else None, **crossed_fields(crossed), boot_ci_low=low,
+        drift_a=nan_to_none(u_a[both].mean()) if both.any() else None,
+        drift_b=nan_to_none(u_b[both].mean()) if both.any() else None,
+        difference=nan_to_none(crossed.estimate) if crossed else None, **crossed_fields(crossed), boot_ci_low=low,
         boot_ci_high=high, n_boot=settings.bootstrap if grams else 0, **fixed_fields(fixed, FIXED_NOTE),
         verdict="untested")
 
@@ -207,9 +202,9 @@ def probe_change(da: np.ndarray, db: np.ndarray, probe: np.ndarray, name: str,
     crossed, fixed = _tests(y_b - y_a, settings, np.random.default_rng([seed, 13, index]))
     ok = np.isfinite(y_a) & np.isfinite(y_b)
     return ProbeChange(
-        probe=name, shift_a=_none(y_a[ok].mean()) if ok.any() else None,
-        shift_b=_none(y_b[ok].mean()) if ok.any() else None,
-        difference=_none(crossed.estimate) if crossed else None, **crossed_fields(crossed),
+        probe=name, shift_a=nan_to_none(y_a[ok].mean()) if ok.any() else None,
+        shift_b=nan_to_none(y_b[ok].mean()) if ok.any() else None,
+        difference=nan_to_none(crossed.estimate) if crossed else None, **crossed_fields(crossed),
         **fixed_fields(fixed, FIXED_NOTE), verdict="untested")
 
 
@@ -251,13 +246,13 @@ def _adjust(terms: list[TermChange], alpha: float) -> list[TermChange]:
     probe_adj = bh([row.p_value for t in terms for row in t.probes])
     out = []
     for term in terms:
-        adj = _none(next(drift_adj))
+        adj = nan_to_none(next(drift_adj))
         d = term.drift
         drift = dataclasses.replace(d, p_adjusted=adj, verdict=_verdict(adj, alpha, (d.difference or 0) < 0,
                                                                       d.difference))
         rows = []
         for row in term.probes:
-            p_adj = _none(next(probe_adj))
+            p_adj = nan_to_none(next(probe_adj))
             less = row.shift_a is not None and abs(row.shift_b) < abs(row.shift_a)
             rows.append(dataclasses.replace(row, p_adjusted=p_adj, verdict=_verdict(p_adj, alpha, less, row.difference)))
         out.append(dataclasses.replace(

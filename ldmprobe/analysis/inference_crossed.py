@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ldmprobe.records import nan_to_none
 from .inference_core import (
     TIE_RTOL, Result, check_level, check_resamples, choose_exact, chunk_rows, fair_bits, perm_p,
     sign_chunks,
@@ -104,24 +105,20 @@ class CrossedRow(Result):
     fixed_generalises_to: str
 
 
-def _finite(x) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
 def crossed_fields(crossed: CrossedTest | None) -> dict:
     """:class:`CrossedRow`'s crossed-test fields (None: too few usable cells, nothing tested)."""
     if crossed is None:
         return dict(ci_low=None, ci_high=None, p_value=None, df=None, method="none",
                     generalises_to="nothing (fewer than 2 usable cells)")
-    return dict(ci_low=_finite(crossed.ci_low), ci_high=_finite(crossed.ci_high), p_value=_finite(crossed.p_value),
-                df=_finite(crossed.df), method=crossed.method, generalises_to=crossed.generalises_to)
+    return dict(ci_low=nan_to_none(crossed.ci_low), ci_high=nan_to_none(crossed.ci_high), p_value=nan_to_none(crossed.p_value),
+                df=nan_to_none(crossed.df), method=crossed.method, generalises_to=crossed.generalises_to)
 
 
 def fixed_fields(fixed: SignFlipTest | None, generalises_to: str) -> dict:
     """:class:`CrossedRow`'s sign-flip fields (None: no test), with what its p generalises to."""
     if fixed is None:
         return dict(p_fixed=None, min_p=None, exact=False, n_resamples=0, fixed_generalises_to=generalises_to)
-    return dict(p_fixed=_finite(fixed.p_value), min_p=fixed.min_p, exact=fixed.exact,
+    return dict(p_fixed=nan_to_none(fixed.p_value), min_p=fixed.min_p, exact=fixed.exact,
                 n_resamples=fixed.n_resamples, fixed_generalises_to=generalises_to)
 
 

@@ -23,9 +23,10 @@ from ldmprobe.analysis.sweep_results import (
 )
 from ldmprobe.analysis.image_grid import Cell, ImageCell, ImageGrid  # noqa: F401  (importable from here)
 from ldmprobe.analysis.inference_core import BadEmbeddingError
+from ldmprobe.records import nan_to_none
 from ldmprobe.analysis.sweep_controls import against_controls
 from ldmprobe.analysis.sweep_terms import (
-    DIRECTION_K, Pairs, TermCells, bad_embedding, check_probes, finish_image_drift, nan_to_none,
+    DIRECTION_K, Pairs, TermCells, bad_embedding, check_probes, finish_image_drift,
     neighbours, prepare_image_drift, probe_rows,
     term_cells, term_seed,
 )

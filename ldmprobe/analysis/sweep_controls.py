@@ -16,7 +16,8 @@ from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference import control_comparison
 from ldmprobe.analysis.inference_drift import drift_estimate
 from ldmprobe.analysis.sweep_results import TermResult
-from ldmprobe.analysis.sweep_terms import TermCells, nan_to_none
+from ldmprobe.records import nan_to_none
+from ldmprobe.analysis.sweep_terms import TermCells
 
 
 def _arrays(own: TermCells, base: TermCells, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -7,7 +7,6 @@ terms and the adjustment across the run are in :mod:`ldmprobe.analysis.sweep`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -243,10 +242,6 @@ def neighbours(data, m: np.ndarray, b: np.ndarray, seed: int) -> Neighbours:
                             seed=_rng(seed, 3))
     return Neighbours(toward=result.toward, away=result.away, threshold=result.threshold,
                       alpha=result.alpha, n_resamples=result.n_resamples, null=result.null)
-
-
-def nan_to_none(x) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
 def term_seed(stats_seed: int, term: str) -> int:
