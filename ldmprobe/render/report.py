@@ -187,14 +187,14 @@ def read_run(run_dir) -> tuple[dict, list[dict]]:
 def _shown_items(run_dir) -> list[dict]:
     """The items.jsonl lines the page shows: an image in the run folder, or a failed image."""
     from ldmprobe.errors import BadInputError
-    from ldmprobe.results.sweep_folder import item_lines
+    from ldmprobe.results.sweep_folder import item_lines, shown_in_report
 
     shown = []
     for number, item in item_lines(run_dir, required=False):
         if not isinstance(item, dict):
             raise BadInputError(f"{run_dir / 'items.jsonl'} line {number}: every line must be a JSON object "
                                 "(one image each).")
-        if item.get("image") or (item.get("flags") or {}).get("failed"):
+        if shown_in_report(item):
             shown.append(item)
     return shown
 

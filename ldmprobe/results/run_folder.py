@@ -21,10 +21,11 @@ from ldmprobe.engine.sweep_images import ItemRecord, ItemRecords
 from ldmprobe.engine.workitems import PlanItems
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.errors import BadInputError, LdmprobeError
-from ldmprobe.records import jsonable
+from ldmprobe.records import jsonable, to_json
 from ldmprobe.results import run_folder_place as place
 from ldmprobe.results.contact_sheet import CELL, contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
+from ldmprobe.results.sweep_folder import shown_in_report
 
 #: Under each contact sheet's title when tiny models made it.
 TINY_SHEET_NOTE = "tiny models: random weights, numbers mean nothing"
@@ -194,8 +195,7 @@ def write_run_folder(out: Path, result: SweepResult, records: dict[str, ItemReco
             shown = _write_items(staging, records, setup, copied)
             written = result.with_contact_sheets(sheets)
             document = jsonable(written)
-            atomic_write_text(staging / "results.json", json.dumps(document, indent=2, ensure_ascii=False,
-                                                                   allow_nan=False) + "\n")
+            atomic_write_text(staging / "results.json", to_json(document) + "\n")
             if finish is not None:
                 finish(staging, document, shown)
     except OSError as exc:
@@ -281,7 +281,7 @@ def _write_items(out: Path, records: dict[str, ItemRecord], setup: SweepSetup, c
             # plain values; anything else goes through the one JSON converter
             text = json.dumps(line, ensure_ascii=False, allow_nan=False, default=jsonable)
             fh.write(text + "\n")
-            if line["image"] or record.failed:
+            if shown_in_report(line):
                 shown.append(json.loads(text))
     return shown
 

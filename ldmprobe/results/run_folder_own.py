@@ -18,6 +18,7 @@ from ldmprobe.records import jsonable, to_json
 from ldmprobe.results import run_folder
 from ldmprobe.results.contact_sheet import contact_sheet
 from ldmprobe.results.sweep import ContactSheet, SweepResult
+from ldmprobe.results.sweep_folder import shown_in_report
 
 
 def write_own_run_folder(out: Path, result: SweepResult, items: list[dict], copies: dict[str, Path], *,
@@ -36,7 +37,7 @@ def write_own_run_folder(out: Path, result: SweepResult, items: list[dict], copi
         atomic_write_text(staging / "results.json", to_json(document) + "\n")
         finish = _FINISH.get()
         if finish is not None:
-            finish(staging, document, [i for i in lines if i.get("image") or (i.get("flags") or {}).get("failed")])
+            finish(staging, document, [i for i in lines if shown_in_report(i)])
     return written
 
 

@@ -15,6 +15,11 @@ from typing import Any
 from ldmprobe.errors import BadInputError
 
 
+def shown_in_report(line: dict) -> bool:
+    """Whether report.html shows this items.jsonl line: an image copied into the folder, or a failed image."""
+    return bool(line.get("image") or (line.get("flags") or {}).get("failed"))
+
+
 def read_document(folder: Path, label: str = "") -> dict:
     """results.json of the sweep run folder ``folder`` (``label``: how the command names it, e.g.
     "RUN_A"); a document without a ``kind`` is a sweep's (runs written before kinds)."""
