@@ -20,6 +20,9 @@ def test_models_for_prefers_options_then_spec_then_defaults():
     plain = load_spec("fancy-house")
     assert plain.pipeline is None
     assert models_for(plain, SweepOptions()) == (models.DEFAULT_GENERATOR, models.DEFAULT_MEASURER)
+    # neighbours and assoc have no sweep spec: the options', else the defaults
+    assert models_for(None, SweepOptions()) == (models.DEFAULT_GENERATOR, models.DEFAULT_MEASURER)
+    assert models_for(None, SweepOptions(measurer="tiny")) == (models.DEFAULT_GENERATOR, "tiny")
 
 
 def test_the_library_plan_follows_the_specs_models_as_the_command_line_does():

@@ -68,11 +68,12 @@ def as_sweep_options(options: GenerationOptions, **changes) -> SweepOptions:
                            **changes})
 
 
-def models_for(spec: Spec, options: GenerationOptions) -> tuple[str, str]:
+def models_for(spec: Spec | None, options: GenerationOptions) -> tuple[str, str]:
     """(generator, measurer): the options', else the spec's, else the defaults; the one place
-    sweep, trace and a sweep of your own images resolve them."""
-    return (options.pipeline or spec.pipeline or models.DEFAULT_GENERATOR,
-            options.measurer or spec.measurer or models.DEFAULT_MEASURER)
+    sweep, trace, a sweep of your own images, neighbours and assoc (``spec`` None: no sweep spec
+    names models there) resolve them."""
+    return (options.pipeline or (spec and spec.pipeline) or models.DEFAULT_GENERATOR,
+            options.measurer or (spec and spec.measurer) or models.DEFAULT_MEASURER)
 
 
 @dataclass(frozen=True)

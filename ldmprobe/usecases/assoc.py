@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldmprobe.engine.assoc_images import embed_image_folder, embed_prompt_sets, embed_word_set
-from ldmprobe.engine.sweep_setup import GenerationOptions
+from ldmprobe.engine.sweep_setup import GenerationOptions, models_for
 from ldmprobe.errors import BadInputError, SpecError
 from ldmprobe.reporting import Reporter, or_silent
 from ldmprobe.results.assoc import AssocResult
@@ -286,9 +286,10 @@ def assoc_from_names(spec: AssocSpec | str | Path | None, options: AssocOptions 
     from ldmprobe.models import sources as models
     from ldmprobe.models.loader import LazyGenerator, ModelLoader
 
-    loader = ModelLoader.from_names(pipeline=options.pipeline or models.DEFAULT_GENERATOR, revision=options.revision,
-                                    measurer=options.measurer or models.DEFAULT_MEASURER, device=options.device,
-                                    dtype=options.dtype, offline=options.offline, needs_generator=spec.needs_generator)
+    pipeline, measurer = models_for(None, options)  # an association spec names no models
+    loader = ModelLoader.from_names(pipeline=pipeline, revision=options.revision, measurer=measurer,
+                                    device=options.device, dtype=options.dtype, offline=options.offline,
+                                    needs_generator=spec.needs_generator)
     if loader.tiny:
         or_silent(reporter).warn(models.TINY_WARNING)
     generator = LazyGenerator(loader) if spec.needs_generator else None  # weights load only if images are missing

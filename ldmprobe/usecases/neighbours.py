@@ -14,7 +14,7 @@ from ldmprobe.analysis.neighbours import (
 )
 from ldmprobe.store.images import ImageStore
 from ldmprobe.engine.sweep_images import embed_items, generate_missing, model_loader
-from ldmprobe.engine.sweep_setup import GenerationOptions, as_sweep_options, make_plan, recipe_settings
+from ldmprobe.engine.sweep_setup import GenerationOptions, as_sweep_options, make_plan, models_for, recipe_settings
 from ldmprobe.engine.workitems import unique_items
 from ldmprobe.engine.vocab_store import embed_term, embed_vocabulary
 from ldmprobe.errors import BadInputError
@@ -154,8 +154,8 @@ def query_neighbours(term: str, options: NeighboursOptions = NeighboursOptions()
     started = now_iso()
     term, k, contexts = check_term(term), check_k(options.k), check_contexts(options.contexts)
     vocabulary = load_vocabulary(options.vocabs)
-    options = dataclasses.replace(options, pipeline=options.pipeline or models.DEFAULT_GENERATOR,
-                                  measurer=options.measurer or models.DEFAULT_MEASURER)
+    pipeline, measurer = models_for(None, options)
+    options = dataclasses.replace(options, pipeline=pipeline, measurer=measurer)
     loader = ModelLoader.from_names(pipeline=options.pipeline, revision=options.revision, measurer=options.measurer,
                                     device=options.device, dtype=options.dtype, offline=options.offline,
                                     needs_generator=options.images is not None)
