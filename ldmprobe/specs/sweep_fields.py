@@ -265,8 +265,8 @@ def _validate_probes(value: Any, ctx: _Ctx) -> tuple[str, ...]:
     seen: dict[str, int] = {}
     for i, where, text in _texts(value, ctx, "probes", "probe",
                                  "the probe is an empty string; remove it or write a word."):
-        specfile.first_time(seen, text.casefold(), i,
-                   lambda j: f"{where}: probe {text!r} is listed twice (also probes[{j}]); remove the duplicate.")
+        specfile.first_time(seen, text.casefold(), i, lambda j: (
+            f"{where}: probe {text!r} is listed twice (also probes[{j}]); remove the duplicate."))
         out.append(text)
     return tuple(out)
 
