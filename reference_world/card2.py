@@ -117,6 +117,16 @@ def _resolution(evaluation: dict) -> str:
     return text
 
 
+def _vae_line(marker: dict) -> str:
+    pick = marker.get("vae_pick")
+    if not pick:
+        return "- Autoencoder: one trained (its latent midpoints were not checked for a favoured colour)."
+    return (f"- Autoencoder: candidate {pick['chosen']} (seed {pick['seed']}) of "
+            f"{marker['recipe'].get('vae_candidates')} trained, kept by the {pick['rule']} "
+            "(decoded between pictures, an autoencoder can favour one colour, which its generator then "
+            "over-draws; `reference_world/vae_pick.py`, `WORK/vae_pick.json`).")
+
+
 def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
     marker = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())
     recipe = marker.get("recipe", {})
@@ -153,6 +163,7 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
               + ("v-prediction on a zero-terminal-SNR schedule (trailing sampler steps)" if recipe.get("zero_snr")
                  else "epsilon prediction") + f", offset noise {recipe.get('noise_offset')}; "
               f"autoencoder round-trip PSNR {marker['vae_psnr_db']} dB; sampler {recipe.get('scheduler')}.",
+              _vae_line(marker),
               f"- Measurer: contrastive, plus a token-identity loss of weight {recipe.get('token_loss', 0.0)} on its "
               "text tower's last hidden states (each word predicted from the state at its own position), so "
               "words that carry nothing for the measurer stay legible to the generator that conditions on "

@@ -49,12 +49,13 @@ RECIPE = {
     "scheduler": "dpmsolver++",
     "zero_snr": True,
     "token_loss": 0.2,
+    "vae_candidates": 4,
 }
 #: The settings a key missing from a recorded recipe had when it was written (older recipes).
-RECIPE_BEFORE = {"zero_snr": False, "token_loss": 0.0}
+RECIPE_BEFORE = {"zero_snr": False, "token_loss": 0.0, "vae_candidates": 1}
 SCHEDULERS = ("ddim", "dpmsolver++", "sde-dpmsolver++")
 KEYS = ("images", "measurer_steps", "vae_steps", "unet_steps", "noise_offset", "scheduler", "zero_snr",
-        "token_loss")
+        "token_loss", "vae_candidates")
 
 
 def recipe_from(args, work: Path) -> dict:
@@ -131,10 +132,13 @@ def parse(argv=None):
                         help="v-prediction on a zero-terminal-SNR schedule, trailing sampler steps (the default)")
     parser.add_argument("--no-zero-snr", dest="zero_snr", action="store_const", const=False,
                         help="epsilon prediction on the plain schedule (the first recipe)")
+    parser.add_argument("--vae-candidates", type=int, default=None,
+                        help=f"autoencoders trained (seeds SEED, SEED+1, ...); the one whose latent midpoints "
+                             f"favour no colour most is kept ({RECIPE['vae_candidates']}; 1 = one, no choice)")
     parser.add_argument("--token-loss", type=float, default=None,
                         help=f"weight of the measurer's token-identity loss ({RECIPE['token_loss']}; 0 = none)")
     args = parser.parse_args(argv)
-    for key in ("images", "measurer_steps", "vae_steps", "unet_steps", "threads"):
+    for key in ("images", "measurer_steps", "vae_steps", "unet_steps", "threads", "vae_candidates"):
         value = getattr(args, key)
         if value is not None and value < 1:
             parser.error(f"--{key.replace('_', '-')} must be at least 1")
@@ -154,7 +158,8 @@ def main(argv=None) -> int:
 
     from .export import stage_export
     from .nets import log
-    from .train import stage_data, stage_latents, stage_measurer, stage_unet, stage_vae
+    from .train import stage_data, stage_latents, stage_measurer, stage_unet
+    from .vae_pick import stage_vae_pick
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but torch sees no GPU", file=sys.stderr)
@@ -176,13 +181,17 @@ def main(argv=None) -> int:
         stage_measurer(args.work, mes, steps=recipe["measurer_steps"], seed=seed, device=args.device,
                        token_loss=recipe.get("token_loss", 0.0))
         del mes
-        stage_vae(args.work, gen, steps=recipe["vae_steps"], seed=seed, device=args.device)
+        stage_vae_pick(args.work, gen, candidates=recipe.get("vae_candidates", 1),
+                              steps=recipe["vae_steps"], seed=seed, device=args.device)
+    pick_path = args.work / "vae_pick.json"
+    pick = json.loads(pick_path.read_text()) if pick_path.exists() else None
     lat = stage_latents(args.work, gen)
     if not args.export_only:
         stage_unet(args.work, gen, lat, recipe["unet_steps"], seed=seed, device=args.device,
                    noise_offset=recipe["noise_offset"], zero_snr=recipe.get("zero_snr", False))
     stage_export(args.work, out, lat, seed=seed, scheduler=recipe["scheduler"], zero_snr=recipe.get("zero_snr", False),
-                 extra={"world": world2.WORLD_VERSION, "recipe": recipe})
+                 extra={"world": world2.WORLD_VERSION, "recipe": recipe,
+                        **({"vae_pick": {k: pick[k] for k in ("chosen", "seed", "rule")}} if pick else {})})
     return 0
 
 

@@ -19,13 +19,10 @@ So the generator's purple excess is the autoencoder's latent geometry, not the U
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,39 +39,15 @@ def main(argv=None) -> int:
     import torch
     from diffusers import AutoencoderKL
 
-    from reference_world import world, world2
+    from reference_world.vae_pick import latent_probe, palette_blends
 
     torch.set_num_threads(1)
     vae = AutoencoderKL.from_pretrained(str(args.weights / "generator"), subfolder="vae", use_safetensors=True)
-    images, _ = world2.dataset(args.pictures, 7_000_000 + args.seed, "generator")  # not the training pictures
-    x = torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1
-
-    def decode(z):
-        with torch.no_grad():
-            out = vae.decode(z).sample.clamp(-1, 1)
-        return np.round((out + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
-
-    def shares(pictures):
-        reads = [world.read_attributes(p) for p in pictures]
-        return {c: round(float(np.mean([r["colour"] == c for r in reads])), 3) for c in world.COLOURS}
-
     with torch.no_grad():
-        latents = vae.encode(x).latent_dist.mean
-    rng = np.random.default_rng(args.seed)
-    i, j = rng.choice(len(latents), args.pairs), rng.choice(len(latents), args.pairs)
-    mean = world.read_attributes(decode(latents.mean(0, keepdim=True))[0])
-    palette = np.array(list(world.COLOURS.values()), float)
-    names = list(world.COLOURS)
-    blends = {n: 0 for n in names}
-    for a, b in itertools.combinations(range(len(palette)), 2):
-        blends[names[int(np.argmin(((palette - (palette[a] + palette[b]) / 2) ** 2).sum(1)))]] += 1
-    print(json.dumps({
-        "round_trip": shares(decode(latents[: args.pairs])),
-        "latent_midpoints": shares(decode((latents[i] + latents[j]) / 2)),
-        "mean_latent": {k: mean[k] for k in ("colour", "size", "background")},
-        "pixel_midpoints_of_colour_pairs": blends,
-        "pictures": args.pictures, "pairs": args.pairs,
-    }, indent=1))
+        probe = latent_probe(vae, pictures=args.pictures, pairs=args.pairs, seed=args.seed)
+    for key in ("round_trip", "latent_midpoints"):
+        probe[key] = {c: round(v, 3) for c, v in probe[key].items()}
+    print(json.dumps({**probe, "pixel_midpoints_of_colour_pairs": palette_blends()}, indent=1))
     return 0
 
 

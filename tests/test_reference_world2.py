@@ -330,6 +330,12 @@ def test_card_states_routes_recipe_and_every_target(tmp_path):
     assert stop.value.code == 2
     assert "Measurer: contrastive, plus a token-identity loss of weight 0.2" in text
     assert "zero-terminal-SNR" in text
+    assert "Autoencoder: one trained" in text
+    marker = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())
+    marker["vae_pick"] = {"chosen": 2, "seed": train2.SEED + 2, "rule": "smallest share of the latent midpoints' most favoured colour"}
+    (weights / "generator" / "ldmprobe_reference.json").write_text(json.dumps(marker))
+    assert card2.main(["--weights", str(weights), "--other-guidance", str(tmp_path / "other.json")]) == 0
+    assert f"candidate 2 (seed {train2.SEED + 2}) of 4 trained" in (weights / "MODEL_CARD.md").read_text()
 
 
 def test_world2_spec_reference_rates_are_the_story_mixed_over_its_nouns():
@@ -359,3 +365,62 @@ def test_world2_spec_loads_by_bare_name_with_its_attributes():
     assert spec.controls == world2.CONTROL_WORDS and len(spec.controls) >= 19
     assert len(spec.prompts()) == len(spec.templates) * len(spec.all_terms)
     assert spec.reference_rates and spec.attributes and spec.steps == 15 and spec.guidance > 0
+
+
+def _probe(**midpoints):
+    shares = {c: 0.0 for c in world.COLOURS}
+    shares.update(midpoints)
+    return {"latent_midpoints": shares}
+
+
+def test_vae_pick_keeps_the_candidate_whose_midpoints_favour_no_colour_most():
+    from reference_world import vae_pick
+
+    probes = [_probe(purple=0.52, orange=0.48), _probe(brown=0.29, orange=0.25, purple=0.46),
+              _probe(brown=0.29, red=0.29, teal=0.42), _probe(purple=0.34, brown=0.32, red=0.34)]
+    assert [vae_pick.favoured(p) for p in probes] == [("purple", 0.52), ("purple", 0.46), ("teal", 0.42),
+                                                     ("red", 0.34)]
+    assert vae_pick.choose(probes) == 3
+    assert vae_pick.choose([_probe(red=0.4), _probe(teal=0.4)]) == 0  # ties: the lowest seed
+    # pixel blends of the palette's 21 colour pairs (a brute-force nearest colour)
+    blends = vae_pick.palette_blends()
+    assert sum(blends.values()) == 21 and set(blends) == set(world.COLOURS)
+
+
+@pytest.mark.slow
+def test_vae_pick_trains_probes_installs_and_resumes(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from reference_world import train, vae_pick
+
+    images, _ = world2.dataset(120, 5, "generator")
+    monkeypatch.setattr(train, "VAE_BATCH", 8)
+    real_probe = vae_pick.latent_probe
+    monkeypatch.setattr(vae_pick, "latent_probe", lambda vae: real_probe(vae, pictures=60, pairs=30))
+    record = vae_pick.stage_vae_pick(tmp_path, {"images": images}, candidates=2, steps=3, seed=11)
+    assert record == json.loads((tmp_path / "vae_pick.json").read_text())
+    assert record["chosen"] == vae_pick.choose(record["probes"]) and record["seed"] == 11 + record["chosen"]
+    for probe in record["probes"]:
+        assert abs(sum(probe["latent_midpoints"].values()) - 1) < 1e-9 and probe["pairs"] == 30
+    installed = torch.load(tmp_path / "vae.done.pt", weights_only=True)["model"]
+    chosen = torch.load(tmp_path / "vae_candidates" / str(record["chosen"]) / "vae.done.pt", weights_only=True)["model"]
+    other = torch.load(tmp_path / "vae_candidates" / str(1 - record["chosen"]) / "vae.done.pt", weights_only=True)["model"]
+    assert all(torch.equal(installed[k], chosen[k]) for k in chosen)
+    assert not all(torch.equal(installed[k], other[k]) for k in other)  # the seeds differ
+    assert not list(tmp_path.glob("vae_candidates/*/vae.pt"))  # optimiser checkpoints dropped
+    monkeypatch.setattr(train, "stage_vae", lambda *a, **k: pytest.fail("a finished pick retrained"))
+    assert vae_pick.stage_vae_pick(tmp_path, {"images": images}, candidates=2, steps=3, seed=11) == record
+
+
+def test_old_recipes_read_as_one_autoencoder_and_the_new_one_picks_among_four(tmp_path):
+    import json
+
+    from reference_world import train2
+
+    (tmp_path / "recipe.json").write_text(json.dumps({k: v for k, v in train2.RECIPE.items() if k != "vae_candidates"}))
+    assert train2.recipe_from(train2.parse(["--work", str(tmp_path)]), tmp_path)["vae_candidates"] == 1
+    assert train2.RECIPE["vae_candidates"] == 4
+    with pytest.raises(SystemExit):
+        train2.parse(["--work", str(tmp_path), "--vae-candidates", "0"])
