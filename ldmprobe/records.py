@@ -12,7 +12,7 @@ import json
 import math
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -101,3 +101,90 @@ def _from_json(hint: Any, value: Any) -> Any:
     if hint is float and isinstance(value, int):
         return float(value)
     return value
+
+
+# --- JSON Schema from a record's fields (the published schemas' $defs are derived here) ---------
+
+#: Field metadata key: ``field(metadata=schema(...))`` merges JSON Schema keywords
+#: (``description``, ``minimum``, ``enum``, ``minLength`` ...) into what the field's type derives.
+SCHEMA_KEY = "json_schema"
+
+
+def schema(description: str | None = None, **keywords: Any) -> dict[str, Any]:
+    """Field metadata adding JSON Schema keywords to what a field's type derives."""
+    return {SCHEMA_KEY: ({"description": description} if description else {}) | keywords}
+
+
+class Keywords(tuple):
+    """JSON Schema keywords carried by an ``Annotated`` type (hashable, as typing needs)."""
+
+    def __new__(cls, **keywords: Any):
+        return super().__new__(cls, tuple(keywords.items()))
+
+
+#: A probability (p-values): a number in [0, 1], null where not computed.
+Probability = Annotated[float | None, Keywords(minimum=0, maximum=1)]
+#: A count of things: an integer >= 0.
+Count = Annotated[int, Keywords(minimum=0)]
+#: A sentence a reader needs (what a p-value generalises to): a string, never empty.
+Said = Annotated[str, Keywords(minLength=1)]
+
+
+def type_schema(hint: Any, ref) -> dict[str, Any]:
+    """The JSON Schema of a value of type ``hint`` as :meth:`Record.to_dict` writes it: a float
+    may be null (NaN and inf are written as null); ``ref(cls)`` names a nested record's $def."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        out = type_schema(args[0], ref)
+        for extra in hint.__metadata__:
+            out = out | (dict(extra) if isinstance(extra, Keywords) else {})
+        return out
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        inner = type_schema(options[0], ref) if len(options) == 1 else {}
+        if "$ref" in inner:
+            return {"oneOf": [inner, {"type": "null"}]}
+        if "enum" in inner:
+            return {**inner, "enum": [*inner["enum"], None]}
+        kind = inner.get("type")
+        return {**inner, "type": [kind, "null"]} if isinstance(kind, str) else inner
+    if origin is Literal:
+        return {"enum": list(args)}
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return {"$ref": f"#/$defs/{ref(hint)}"}
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return {"type": "array", "items": type_schema(args[0], ref)}
+        if args and all(a == args[0] for a in args):
+            return {"type": "array", "items": type_schema(args[0], ref), "minItems": len(args), "maxItems": len(args)}
+        return {"type": "array", "prefixItems": [type_schema(a, ref) for a in args],
+                "minItems": len(args), "maxItems": len(args)}
+    if origin is dict or hint is dict:
+        return {"type": "object", **({"additionalProperties": type_schema(args[1], ref)} if args else {})}
+    simple = {bool: "boolean", int: "integer", str: "string", float: ["number", "null"]}
+    return {"type": simple[hint]} if hint in simple else {}
+
+
+def record_schema(cls: type, ref, *, closed: bool = True) -> dict[str, Any]:
+    """The JSON Schema of ``cls(...).to_dict()``: one property per field in the document's order,
+    typed from the field's annotation and refined by its :func:`schema` metadata.
+
+    Every field is written, so every field is required unless the class's ``json_schema``
+    attribute keeps a ``required`` list as first published (fields added later stay optional,
+    so older documents still validate); it may also set ``description``,
+    ``additionalProperties`` (else ``not closed``) and per-property keywords (``properties``) where a shared base's
+    field means something particular in this record.
+    """
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = _ordered_fields(cls)
+    settings = getattr(cls, "json_schema", {})
+    own = settings.get("properties", {})
+    properties = {f.name: type_schema(hints[f.name], ref) | f.metadata.get(SCHEMA_KEY, {}) | own.get(f.name, {})
+                  for f in fields}
+    out: dict[str, Any] = {"type": "object"}
+    if "description" in settings:
+        out["description"] = settings["description"]
+    out["required"] = list(settings.get("required", [f.name for f in fields]))
+    out["additionalProperties"] = settings.get("additionalProperties", not closed)
+    out["properties"] = properties
+    return out

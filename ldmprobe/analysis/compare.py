@@ -20,7 +20,8 @@ D^R_ts = e^R(t, m, s) − e^R(t, b, s) the pair's drift vector in run R.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from ldmprobe.analysis.inference import crossed_test, design_check, sign_flip_te
 from ldmprobe.analysis.inference_crossed import CrossedRow, crossed_fields, fixed_fields
 from ldmprobe.analysis.inference_drift import boot_drift  # the sweep's templates-then-pairs bootstrap
 from ldmprobe.analysis.sweep import StatisticsSettings, term_seed
-from ldmprobe.records import Record, nan_to_none
+from ldmprobe.records import Count, Record, nan_to_none, schema
 
 Cell = tuple[int, str, int]  # (template index, term, seed)
 FIXED_NOTE = "these templates and seeds only (run A's and run B's images swapped within cells)"
@@ -53,40 +54,63 @@ class CompareEmbeddings:
 CompareSettings = StatisticsSettings  # the sweep's resampling settings, under the name the compare API uses
 
 
+#: A verdict on one change from run A to run B.
+Verdict = Literal["better", "worse", "no clear change", "untested"]
+
+#: What the crossed-row fields mean in a comparison (compare.schema.json's words).
+CHANGE_FIELDS = {
+    "p_value": {"description": "Headline two-sided p of B − A = 0: crossed variance-components t-test on the"
+                    " template × seed table of per-cell differences (templates and seeds as "
+                    "random factors, Satterthwaite df)."},
+    "p_adjusted": {"description": "Benjamini–Hochberg adjusted p_value (drift: across terms; probes: across "
+                    "every (term, probe) test)."},
+    "p_fixed": {"description": "Paired sign-flip p: run A's and run B's images swapped within cells (these "
+                    "templates and seeds only)."},
+    "generalises_to": {"minLength": 1}, "fixed_generalises_to": {"minLength": 1}}
+
+
 @dataclass(frozen=True)
 class DriftChange(CrossedRow):
     """B − A in a term's unbiased image drift; p and CI from the crossed test on the c table."""
 
+    json_schema = {"description": "B − A in the term's unbiased image drift (squared distance of mean embeddings from the baseline's).",
+                   "properties": CHANGE_FIELDS}
+
     drift_a: float | None
     drift_b: float | None
-    difference: float | None  # mean of the c table's complete part (= drift_b − drift_a when complete)
-    boot_ci_low: float | None
+    difference: float | None = field(metadata=schema(
+        "mean of the template x seed table's complete part (= drift_b - drift_a when complete)"))
+    boot_ci_low: float | None = field(metadata=schema("Percentile bootstrap over templates then pairs, the same draws for both runs."))
     boot_ci_high: float | None
-    n_boot: int
-    verdict: str  # "better" (B drifts less), "worse", "no clear change", "untested"
+    n_boot: Count
+    verdict: Verdict = field(metadata=schema("better: B drifts less"))
 
 
 @dataclass(frozen=True)
 class ProbeChange(CrossedRow):
     """B − A in a term's shift toward one probe word."""
 
+    json_schema = {"description": "B − A in the term's mean shift in cosine toward one probe word.",
+                   "properties": CHANGE_FIELDS}
+
     probe: str
     shift_a: float | None
     shift_b: float | None
     difference: float | None
-    verdict: str  # "better" (|shift_b| < |shift_a|), "worse", "no clear change", "untested"
+    verdict: Verdict = field(metadata=schema("better: |shift_b| < |shift_a|"))
 
 
 @dataclass(frozen=True)
 class TermChange(Record):
     term: str
-    n_pairs: int  # cells whose four images are usable
-    n_excluded: int  # cells left out: an image failed, was dropped, or is non-finite / zero-norm
+    n_pairs: Count = field(metadata=schema("cells whose four images are usable"))
+    n_excluded: Count = field(metadata=schema(
+        "cells left out: an image failed, was dropped, or is non-finite / zero-norm"))
     drift: DriftChange
     probes: tuple[ProbeChange, ...]
-    n_better: int  # probes that moved less in B (after BH)
-    n_worse: int
-    verdict: str  # the drift verdict
+    n_better: Count = field(metadata=schema("probes that moved less in B (after Benjamini-Hochberg)"))
+    n_worse: Count
+    verdict: Verdict = field(metadata=schema("the drift's verdict"))
 
 
 @dataclass(frozen=True)

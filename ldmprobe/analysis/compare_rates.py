@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from ldmprobe.analysis import stats
 from ldmprobe.analysis.diversity import _boot_p, _interval, _num, _verdict, run_stats, verdict_note
 from ldmprobe.analysis.inference_crossed import crossed_test
 from ldmprobe.analysis.rates import _calibration_var, _wilson, label_table, option_values, table_mean
-from ldmprobe.records import Record
+from ldmprobe.records import Count, Probability, Record, Said, schema
 
 PAIRED_NOTE = ("templates and seeds (paired by template × seed cell: both runs made the same cells, so the "
                "effects they share cancel)")
@@ -46,30 +47,53 @@ UNPAIRED_NOTE = ("templates and seeds (unpaired: the runs' cells differ; each ru
 
 @dataclass(frozen=True)
 class RateChange(Record):
-    """B − A in the share of one term's images labelled ``option`` in ``group`` (shares 0-1)."""
+    """B − A in the share of one term's images labelled ``option`` in ``group`` (shares 0-1);
+    the fields are described in ``json_schema`` (the published schema's words)."""
+
+    json_schema = {"description": "B − A in the share of one term's images (the baseline '' included, then "
+                        "terms and controls) that the measurer labels with one option of one "
+                        "attribute group (spec [attributes.GROUP]). rate_a, rate_b: shares of "
+                        "images 0-1; difference: rate_b − rate_a (share of images); "
+                        "ci_low/ci_high: its 95% interval (level 1 − alpha) and p_value its two-"
+                        "sided p, both treating templates and seeds as random factors: paired "
+                        "(both runs made the same template × seed cells) the crossed test of the "
+                        "per-cell differences, unpaired (other seeds) Welch–Satterthwaite on the "
+                        "two runs' crossed means (generalises_to says which). corrected: true "
+                        "when corrected for the measurer's errors through the spec's calibration "
+                        "set (the calibration's own uncertainty is in the interval). p_adjusted: "
+                        "Benjamini–Hochberg across the options of the term's group. verdict: "
+                        "higher / lower only where p_adjusted < alpha."}
 
     term: str
     group: str
     option: str
     rate_a: float | None
     rate_b: float | None
-    difference: float | None  # rate_b − rate_a (paired: the mean of the per-cell differences)
+    difference: float | None = field(metadata=schema(
+        "rate_b - rate_a (paired: the mean of the per-cell differences)"))
     ci_low: float | None
     ci_high: float | None
-    p_value: float | None
-    p_adjusted: float | None  # Benjamini–Hochberg across the options of the term's group
-    corrected: bool  # corrected for the measurer's errors through the spec's calibration set
+    p_value: Probability
+    p_adjusted: Probability
+    corrected: bool
     paired: bool
-    n_a: int  # images of the term in run A
-    n_b: int
+    n_a: Count = field(metadata=schema("images of the term in run A"))
+    n_b: Count
     method: str
-    generalises_to: str
-    verdict: str  # "higher" (B's share is larger), "lower", "no clear change", "untested"
+    generalises_to: Said
+    verdict: Literal["higher", "lower", "no clear change", "untested"] = field(metadata=schema(
+        "higher: B's share is larger"))
 
 
 @dataclass(frozen=True)
 class GroupDiversityChange(Record):
     """B − A in the effective number of options of one group (exp of the entropy of the rates)."""
+
+    json_schema = {"description": "B − A in one group's effective number of options (exp of the entropy of "
+                        "the term's rates: 1 = every image one option, k = all k equally often). "
+                        "ci_low/ci_high: interval by resampling templates and seeds; verdict "
+                        "narrows (B spreads over fewer options) / widens only where it excludes "
+                        "0."}
 
     group: str
     effective_number_a: float | None
@@ -77,12 +101,24 @@ class GroupDiversityChange(Record):
     difference: float | None
     ci_low: float | None
     ci_high: float | None
-    verdict: str | None  # "narrows" (B spreads over fewer options) / "widens" / None (interval holds 0)
+    verdict: Literal["narrows", "widens"] | None = field(metadata=schema(
+        "narrows: B spreads over fewer options; null: the interval holds 0"))
 
 
 @dataclass(frozen=True)
 class DiversityChange(Record):
     """B − A in one term's Vendi score (effective number of distinct images) and per group."""
+
+    json_schema = {
+        "description": "B − A in one term's Vendi score of its image embeddings (effective "
+                        "number of distinct images: exp of the entropy of the eigenvalues of the "
+                        "cosine-similarity matrix / n) and per attribute group its effective "
+                        "number of options. ci_low/ci_high: interval by resampling templates and "
+                        "seeds (the same draws for both runs when paired, independent draws "
+                        "otherwise), centred on the estimate; p_value: bootstrap, two-sided; "
+                        "verdict narrows / widens only where the interval excludes 0.",
+        "required": ("term", "vendi_a", "vendi_b", "difference", "ci_low", "ci_high", "p_value", "verdict", "groups",
+                     "paired", "n_resamples", "generalises_to")}
 
     term: str
     vendi_a: float | None
@@ -90,13 +126,16 @@ class DiversityChange(Record):
     difference: float | None
     ci_low: float | None
     ci_high: float | None
-    p_value: float | None  # bootstrap, two-sided
-    verdict: str | None  # "narrows" / "widens" / None
+    p_value: Probability = field(metadata=schema("bootstrap, two-sided"))
+    verdict: Literal["narrows", "widens"] | None
     groups: tuple[GroupDiversityChange, ...]
     paired: bool
-    n_resamples: int
-    generalises_to: str
-    verdict_note: str | None = None  # why no verdict on these designs (too few templates, seeds or cells)
+    n_resamples: Count
+    generalises_to: Said
+    verdict_note: str | None = field(default=None, metadata=schema(
+        "Why no narrows/widens verdict is said (a run's design has too few templates, seeds or "
+        "template x seed cells for the resampling intervals to hold their level); null when "
+        "verdicts can be said."))
 
 
 # ----------------------------------------------------------------------------- rates

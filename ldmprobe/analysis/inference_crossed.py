@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ldmprobe.records import nan_to_none
+from ldmprobe.records import Count, Probability, nan_to_none, schema
 from .inference_core import (
     TIE_RTOL, Result, check_level, check_resamples, choose_exact, chunk_rows, fair_bits, perm_p,
     sign_chunks,
@@ -44,39 +44,46 @@ FIDUCIAL_SEED = 20240611
 class CrossedTest(Result):
     """Templates and seeds as crossed random factors: estimate, generalised p and CI."""
 
-    estimate: float  # mean of every usable cell
-    se: float  # √(V/n), V = max(λ_T + λ_S − λ_E, λ_T, λ_S, λ_E): for reading, p does not use it
-    df: float  # Satterthwaite df of λ_T + λ_S − λ_E (descriptive; p is not a t-test)
-    statistic: float  # estimate / se
-    p_value: float  # two-sided generalised p
+    json_schema = {"required": ("estimate", "p_value", "ci_low", "ci_high", "method"), "additionalProperties": True}
+
+    estimate: float = field(metadata=schema("mean of every usable cell"))
+    se: float = field(metadata=schema("sqrt(V/n), V = max(lambda_T + lambda_S - lambda_E, lambda_T, lambda_S, "
+                                      "lambda_E): for reading; p does not use it"))
+    df: float = field(metadata=schema("Satterthwaite df of lambda_T + lambda_S - lambda_E (descriptive; p is "
+                                      "not a t-test)"))
+    statistic: float = field(metadata=schema("estimate / se"))
+    p_value: Probability = field(metadata=schema("two-sided generalised p"))
     ci_low: float
     ci_high: float
     confidence_level: float
-    min_p: float
-    exact: bool  # False: an approximation, no resampling floor
-    n_resamples: int  # 0: no resampling
-    method: str  # "crossed", "one-way over templates", "one-way over seeds", "none"
+    min_p: Probability
+    exact: bool = field(metadata=schema("false: an approximation, no resampling floor"))
+    n_resamples: Count = field(metadata=schema("0: no resampling"))
+    method: str = field(metadata=schema(enum=["crossed", "one-way over templates", "one-way over seeds", "none"]))
     generalises_to: str
-    n_templates: int  # templates with at least one usable cell
-    n_seeds: int
-    dropped_templates: tuple[int, ...]  # templates / seeds with no usable cell
-    dropped_seeds: tuple[int, ...]
-    var_template: float  # method-of-moments σ_a², σ_b², σ_e² (may be negative; NaN if n/a)
-    var_seed: float
-    var_residual: float
-    n_cells: int = 0  # usable cells: estimate, p and CI all use exactly these
+    n_templates: int = field(metadata=schema("templates with at least one usable cell"))
+    n_seeds: Count = field(metadata=schema("seeds with at least one usable cell"))
+    dropped_templates: tuple[int, ...] = field(metadata=schema("templates with no usable cell"))
+    dropped_seeds: tuple[int, ...] = field(metadata=schema("seeds with no usable cell"))
+    var_template: float = field(metadata=schema(
+        "method-of-moments variance component of templates (may be negative; null if not estimable)"))
+    var_seed: float = field(metadata=schema("the same for seeds"))
+    var_residual: float = field(metadata=schema("the same for the residual"))
+    n_cells: Count = field(default=0, metadata=schema("usable cells: estimate, p and CI all use exactly these"))
 
 
 @dataclass(frozen=True)
 class SignFlipTest(Result):
     """Two-sided paired sign-flip test of a mean ("these templates and seeds only")."""
 
+    json_schema = {"required": ("estimate", "p_value"), "additionalProperties": True}
+
     estimate: float
-    p_value: float
-    min_p: float
-    exact: bool
-    n_resamples: int
-    generalises_to: str
+    p_value: Probability
+    min_p: Probability = field(metadata=schema("the smallest p this test can give"))
+    exact: bool = field(metadata=schema("every sign pattern enumerated (else sampled)"))
+    n_resamples: Count
+    generalises_to: str = field(metadata=schema("what the p generalises to: these templates and seeds only"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,15 +100,15 @@ class CrossedRow(Result):
 
     ci_low: float | None
     ci_high: float | None
-    p_value: float | None
-    p_adjusted: float | None = None
+    p_value: Probability
+    p_adjusted: Probability = None
     df: float | None
     method: str
     generalises_to: str
-    p_fixed: float | None
-    min_p: float | None
+    p_fixed: Probability
+    min_p: Probability
     exact: bool
-    n_resamples: int
+    n_resamples: Count
     fixed_generalises_to: str
 
 

@@ -5,9 +5,10 @@ Field order is the JSON order of ``ldmprobe sweep --format json`` (``terms`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-from ldmprobe.records import Record
+from ldmprobe.records import Count, Probability, Record, schema
 from ldmprobe.analysis.inference_crossed import CrossedRow
 from ldmprobe.analysis.rates_results import BaselineAttributes, Diversity, RateRow
 
@@ -17,10 +18,12 @@ class EncoderDrift(Record):
     """Conditioning drift in one output of one of the generator's text encoders: ``tokens``
     (mean over positions of 1 − cos, then over templates) or ``pooled`` (1 − cos)."""
 
-    encoder: str  # the pipeline component, e.g. "text_encoder_2"
-    part: str  # "tokens" | "pooled"
+    json_schema = {"required": ("encoder", "part", "estimate")}
+
+    encoder: str = field(metadata=schema('the pipeline component, e.g. "text_encoder_2"'))
+    part: Literal["tokens", "pooled"]
     estimate: float | None
-    model: str = ""  # what the encoder is, e.g. "CLIP-L", "OpenCLIP-bigG", "T5"
+    model: str = field(default="", metadata=schema('what the encoder is, e.g. "CLIP-L", "OpenCLIP-bigG", "T5"'))
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class TextDrift(Record):
     """Text drift between term and baseline prompts: in the measurer's space and in the
     generator's own conditioning (None when the generator has no CLIP text encoder), and per
     encoder output the generator reads (``conditioning_by_encoder``; empty without a generator)."""
+
+    json_schema = {"required": ("measurer", "conditioning")}
 
     measurer: float | None
     conditioning: float | None
@@ -45,9 +50,11 @@ class TemplateImageDrift(Record):
 class TemplateResult(Record):
     """One template's share of a term: its pairs, prompt, text drift and image drift."""
 
+    json_schema = {"required": ("template", "n_pairs", "image_drift", "text_drift")}
+
     template: str
-    n_pairs: int
-    prompt: str
+    n_pairs: Count = field(metadata=schema("usable term / baseline image pairs of this template"))
+    prompt: str = field(metadata=schema("the template filled with the term"))
     text_drift: TextDrift
     image_drift: TemplateImageDrift
 
@@ -65,24 +72,31 @@ class ImageDrift(Record):
     ``p_value``; ``p_pairs`` is the within-pairs p either way.
     """
 
+    json_schema = {
+        "description": "Term image drift. estimate: unbiased squared distance of mean embeddings; p_value: "
+                       "headline verdict (versus controls when the spec has controls, else versus pairs: 'the "
+                       "wording changed the images'); min_p/exact/n_resamples describe p_value.",
+        "required": ("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "versus", "p_controls", "p_pairs",
+                     "min_p", "exact", "n_resamples", "generalises_to", "centroid", "paired", "baseline_spread")}
+
     estimate: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     standardised: float | None = None
-    p_value: float | None = None
-    p_adjusted: float | None = None
-    versus: str | None = None
-    p_controls: float | None = None
+    p_value: Probability = None
+    p_adjusted: Probability = None
+    versus: Literal["controls", "pairs"] | None = None
+    p_controls: Probability = None
     controls_ratio: float | None = None
-    p_pairs: float | None = None
-    min_p: float | None = None
+    p_pairs: Probability = None
+    min_p: Probability = None
     exact: bool | None = None
-    n_resamples: int | None = None
+    n_resamples: Count | None = None
     generalises_to: str | None = None
     centroid: float | None = None
     paired: float | None = None
     baseline_spread: float | None = None
-    seed: int | None = None
+    seed: Count | None = None
 
 
 @dataclass(frozen=True)
@@ -101,17 +115,35 @@ class ProbeRow(CrossedRow):
     ``image_z`` put both on one scale (z among the shifts toward the vocabulary's words).
     """
 
+    json_schema = {
+        "description": "Headline shift, ci_low/ci_high, p_value: templates and seeds as crossed random factors "
+                       "(generalises_to). p_fixed: sign-flip p over these pairs (these templates and seeds only); "
+                       "min_p, exact, n_resamples describe p_fixed. p_controls: rank p of |shift| among the "
+                       "controls' shifts.",
+        "required": ("probe", "shift", "ci_low", "ci_high", "p_value", "p_adjusted", "df", "method", "generalises_to",
+                     "p_fixed", "min_p", "exact", "n_resamples", "fixed_generalises_to", "p_controls",
+                     "controls_ratio", "text_shift", "text_z", "image_z"),
+        "properties": {"p_fixed": {"type": "number", "exclusiveMinimum": 0},
+                       "min_p": {"type": "number", "exclusiveMinimum": 0}, "n_resamples": {"minimum": 1}}}
+
     probe: str
-    shift: float
-    p_controls: float | None
+    shift: float = field(metadata=schema(type="number"))
+    p_controls: Probability
     controls_ratio: float | None
-    text_shift: float
+    text_shift: float = field(metadata=schema(
+        "null when there are no prompt embeddings (a sweep on your own embeddings without them)"))
     text_z: float | None
     image_z: float | None
-    n_cells: int | None = None  # template × seed cells used: shift, p_value and p_fixed all use these
-    level_05: float | None = None  # the crossed p's rejection rate at 0.05 at this row's estimated components
-    conservative: bool = False  # level_05 below 0.05's Monte Carlo interval (inference_level)
-    level_note: str | None = None  # what conservative means for a reader (None unless conservative)
+    n_cells: int | None = field(default=None, metadata=schema(
+        "template x seed cells used; shift, p_value and p_fixed all use exactly these"))
+    level_05: Probability = field(default=None, metadata=schema(
+        "rejection rate at 0.05 of the crossed p if the true variance components were this row's estimated "
+        "ones (negative ones as 0); null where p_value is not the crossed generalised p"))
+    conservative: bool = field(default=False, metadata=schema(
+        "level_05 below 0.0404, the lower end of the 95% Monte Carlo interval of 0.05 over 2,000 tables: the "
+        "crossed p is conservative here (docs/CALIBRATION.md)"))
+    level_note: str | None = field(default=None, metadata=schema(
+        "what a conservative p means for a reader; null unless conservative"))
 
 
 @dataclass(frozen=True)
@@ -120,29 +152,38 @@ class Neighbours(Record):
     ``threshold``: the (1 − alpha) quantile of the largest |cos| over the vocabulary under a
     sign-flip null of the paired differences (None: no test was possible)."""
 
+    json_schema = {
+        "description": "words listed only where |cos| exceeds threshold: the (1 - alpha) quantile of the largest "
+                       "|cos| over the vocabulary under sign flips of the paired differences"}
+
     toward: tuple[tuple[str, float], ...] = ()
     away: tuple[tuple[str, float], ...] = ()
     threshold: float | None = None
     alpha: float | None = None
-    n_resamples: int | None = None
+    n_resamples: Count | None = None
     null: str | None = None
 
 
 @dataclass(frozen=True)
 class TermResult(Record):
+    json_schema = {"required": ("term", "n_pairs", "image_drift", "templates", "probes", "text_drift",
+                                "direction_neighbours", "failed", "flagged", "excluded")}
+
     term: str
-    n_pairs: int
-    failed: int
-    flagged: int
-    dropped: int
-    excluded: int  # images of this term with a non-finite or zero-norm embedding
+    n_pairs: Count
+    failed: Count
+    flagged: Count
+    dropped: Count = field(metadata=schema("images left out because --nsfw drop dropped them"))
+    excluded: Count = field(metadata=schema("images with a non-finite or zero-norm embedding, left out"))
     text_drift: TextDrift
     templates: tuple[TemplateResult, ...]
     image_drift: ImageDrift
     probes: tuple[ProbeRow, ...]
     direction_neighbours: Neighbours
-    rates: tuple[RateRow, ...] | None = None  # attribute rates (spec [attributes]; analysis.rates)
-    diversity: Diversity | None = None  # Vendi score and effective numbers (analysis.diversity)
+    rates: tuple[RateRow, ...] | None = field(default=None, metadata=schema(
+        "attribute rates (null: the spec has no [attributes])"))
+    diversity: Diversity | None = field(default=None, metadata=schema(
+        "Vendi score and effective numbers of options (null: not measured)"))
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,11 @@ these. A share is only meaningful where the term's own effect is clearly non-zer
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 
-from ldmprobe.analysis.inference import CrossedTest, SignFlipTest, crossed_test, sign_flip_test
-from ldmprobe.records import Record
+from ldmprobe.analysis.inference import crossed_test, sign_flip_test
+from ldmprobe.analysis.trace_results import AttentionTrace, EffectTable, VaeGroup, VaeTrace, VariantEffect
 
-GENERALISES = "templates and seeds (bootstrap over templates, then seeds within template)"
 #: PSNR of two identical images is infinite; it is reported as this many dB.
 PSNR_CAP = 99.0
 
@@ -88,44 +85,6 @@ def _ratio(num, den):
         return np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
 
 
-@dataclass(frozen=True)
-class VariantEffect(Record):
-    """One variant's effect against the baseline, and its share of the term's effect."""
-
-    variant: str
-    drift: float
-    drift_share: float
-    drift_share_ci: tuple[float, float]
-    projection_share: float
-    projection_share_ci: tuple[float, float]
-    probe_shift: tuple[float, ...]
-    probe_share: tuple[float, ...]
-    probe_share_ci: tuple[tuple[float, float], ...]
-    probe_test: tuple[CrossedTest, ...]
-
-
-@dataclass(frozen=True)
-class EffectTable(Record):
-    """A term's variants (hybrids or step switches) against its baseline and its own effect."""
-
-    term: str
-    probes: tuple[str, ...]
-    term_drift: float
-    term_drift_ci: tuple[float, float]
-    term_probe_shift: tuple[float, ...]
-    term_probe_test: tuple[CrossedTest, ...]
-    variants: tuple[VariantEffect, ...]
-    n_templates: int
-    n_seeds: int
-    n_boot: int
-    confidence_level: float
-    random_state: int | None
-    generalises_to: str = GENERALISES
-
-    def variant(self, name: str) -> VariantEffect:
-        return next(v for v in self.variants if v.variant == name)
-
-
 def _check(name: str, x: np.ndarray, shape) -> np.ndarray:
     x = np.asarray(x, np.float64)
     if x.shape != shape:
@@ -172,31 +131,6 @@ def variant_effects(term: str, base, term_emb, variants: dict, probes, probe_nam
 
 
 # ----------------------------------------------------------------------------- attention
-
-
-@dataclass(frozen=True)
-class AttentionTrace(Record):
-    """Where a term's modifier attention lands relative to the noun's region, and how spread it is."""
-
-    term: str
-    mass: float  # the noun region holds this share of the noun map's attention
-    inside_share: float  # mean share of the modifier's attention inside the noun region
-    region_area: float  # mean share of the image the region covers
-    excess_test: CrossedTest  # inside_share − region_area (0: attention indifferent to the object)
-    enrichment: float  # mean (inside_share / region_area)
-    entropy: float  # mean normalised entropy of the modifier map (1 = uniform)
-    gini: float  # mean Gini coefficient of the modifier map (0 = uniform)
-    token_shares: dict  # group -> mean share of all cross-attention (start, modifier, noun, ...)
-    n_images: int
-    # The region the excess is measured against: "object" (each picture's own object, segmented
-    # from its plain background: :func:`object_region`) or "noun" (the noun map's top ``mass``).
-    region: str = "noun"
-    # With an object region: does the noun's own attention land on the object? Its share inside
-    # the object minus the object's area (0: the maps carry no spatial signal about the object).
-    noun_inside_share: float = math.nan
-    noun_excess_test: CrossedTest | None = None
-    n_regions: int = 0  # images with a usable object region (the rest are left out of the tests)
-    spatial_signal: str = "untested"  # "yes", "no" (the noun's excess is not significant) or "untested"
 
 
 def noun_region(noun_map: np.ndarray, mass: float = 0.5) -> np.ndarray:
@@ -321,26 +255,6 @@ def psnr(a, b) -> np.ndarray:
     return np.minimum(value, PSNR_CAP)
 
 
-@dataclass(frozen=True)
-class VaeTrace(Record):
-    """What a VAE round trip does to a term's images, against the baseline's (paired by seed)."""
-
-    term: str
-    probes: tuple[str, ...]
-    psnr: float
-    psnr_baseline: float
-    psnr_test: CrossedTest  # term − baseline PSNR per (template, seed)
-    embedding_change: float  # mean 1 − cos(e(x), e(round trip x))
-    embedding_change_baseline: float
-    embedding_change_test: CrossedTest
-    probe_change: tuple[float, ...]  # mean cos(e(rt), τ_p) − cos(e(x), τ_p), term images
-    probe_change_baseline: tuple[float, ...]
-    probe_test: tuple[CrossedTest, ...]  # term − baseline probe change (templates, seeds random)
-    probe_sign_flip: tuple[SignFlipTest, ...]  # the same, these templates and seeds only
-    n_templates: int
-    n_seeds: int
-
-
 def _rt_numbers(orig, rt, probes):
     """Per image: 1 − cos(orig, rt) and the probe score change (T, S, P)."""
     return 1.0 - (orig * rt).sum(-1), (rt - orig) @ probes.T
@@ -366,19 +280,6 @@ def vae_effects(term: str, psnr_term, psnr_base, term_orig, term_rt, base_orig, 
               for p in range(len(probes))),
         p_t.shape[0], p_t.shape[1],
     )
-
-
-@dataclass(frozen=True)
-class VaeGroup(Record):
-    """Round trip of a folder's group of user images (no pairing: image-level means and CIs)."""
-
-    group: str
-    n_images: int
-    psnr: float
-    psnr_ci: tuple[float, float]
-    embedding_change: float
-    embedding_change_ci: tuple[float, float]
-    generalises_to: str = "images like these (bootstrap over images; no pairing across groups)"
 
 
 def vae_groups(groups, psnr_values, orig, rt, *, n_boot: int = 2000, confidence_level: float = 0.95,

@@ -20,24 +20,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ldmprobe.analysis import stats
 from ldmprobe.analysis.inference_crossed import crossed_test
 from ldmprobe.analysis.rates import embedding_table, label_table, option_values, table_mean
-from ldmprobe.records import Record
+from ldmprobe.records import Count, Probability, Record, schema
 
 
 @dataclass(frozen=True)
 class TrendRow(Record):
-    """The slope of one term's rate of ``option`` over the guidance levels (at ``steps`` steps).
+    """The slope of one term's rate of ``option`` over the guidance levels (at ``steps`` steps);
+    the fields are described in ``json_schema`` (the published schema's words)."""
 
-    ``slope``: share of images per unit of guidance, with ``ci_low``/``ci_high`` and
-    ``p_value`` (slope 0), templates and seeds as crossed random factors; ``p_adjusted``:
-    Benjamini–Hochberg across the group's options of the term. ``rates``: the rate at each
-    of ``guidance`` (the levels' own rates, for plots). ``corrected``: through the calibration."""
+    json_schema = {
+        "description": "The slope of one term's rate of one option over the guidance levels (at "
+                        "'steps' steps). slope, ci_low, ci_high: share of images per unit of "
+                        "guidance scale (0.02 = two more images in a hundred for each 1 of "
+                        "guidance), from the least-squares slope over the levels of each "
+                        "(template, seed) cell's label indicator (or corrected value, where "
+                        "'corrected'), tested with templates and seeds as crossed random factors;"
+                        " a corrected slope's interval adds the calibration set's own "
+                        "uncertainty. p_value: slope 0; p_adjusted: Benjamini-Hochberg across the"
+                        " options of the term's group. rates: the rate (share of images 0-1) at "
+                        "each level of 'guidance'. term '' is the baseline.",
+        "required": ("term", "group", "option", "slope", "ci_low", "ci_high", "p_value")}
 
     term: str
     group: str
@@ -45,13 +54,14 @@ class TrendRow(Record):
     slope: float | None
     ci_low: float | None
     ci_high: float | None
-    p_value: float | None
-    p_adjusted: float | None = None
+    p_value: Probability
+    p_adjusted: Probability = None
     corrected: bool = False
-    steps: int | None = None
-    guidance: tuple[float, ...] = ()
-    rates: tuple[float | None, ...] = ()
-    n_cells: int = 0
+    steps: int | None = field(default=None, metadata=schema(minimum=1))
+    guidance: tuple[float, ...] = field(default=(), metadata=schema(items={"type": "number", "minimum": 0}, minItems=2))
+    rates: tuple[float | None, ...] = field(default=(), metadata=schema(
+        items={"type": ["number", "null"], "minimum": 0, "maximum": 1}))
+    n_cells: Count = 0
     method: str = ""
     generalises_to: str = ""
 

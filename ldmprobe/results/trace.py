@@ -10,11 +10,11 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ldmprobe import SCHEMA_VERSION
-from ldmprobe.analysis.trace import AttentionTrace, EffectTable, VaeGroup, VaeTrace
-from ldmprobe.records import Record, jsonable
+from ldmprobe.analysis.trace_results import AttentionTrace, EffectTable, VaeGroup, VaeTrace
+from ldmprobe.records import Count, Record, jsonable
 from ldmprobe.results.sweep import RunFiles
 
 SECTIONS = ("conditioning", "attention", "steps", "vae")
@@ -29,9 +29,9 @@ class TraceCost(Record):
     costs only when both were generated now.
     """
 
-    section: str
-    images: int
-    generated: int
+    section: Literal["plain", "conditioning", "steps", "attention", "vae"]
+    images: Count
+    generated: Count
     seconds: float
     images_vs_plain: float
     seconds_vs_plain: float
@@ -40,6 +40,8 @@ class TraceCost(Record):
 @dataclass(frozen=True)
 class TraceRun(RunFiles):
     """A trace's run folder: its results, report and figures."""
+
+    json_schema = {"required": ("out", "results")}
 
     report: str | None = None
     figures: tuple[str, ...] = ()

@@ -14,10 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ldmprobe.analysis.trace import (
-    AttentionTrace, EffectTable, VaeGroup, VaeTrace, attention_numbers, psnr, vae_effects, vae_groups,
-    variant_effects,
-)
+from ldmprobe.analysis.trace import attention_numbers, psnr, vae_effects, vae_groups, variant_effects
+from ldmprobe.analysis.trace_results import AttentionTrace, EffectTable, VaeGroup, VaeTrace
 from ldmprobe.engine.sweep_setup import SweepSetup
 from ldmprobe.engine.trace_condition import build_hybrids, fill
 from ldmprobe.engine.trace_generate import CondJob, encode_prompts
