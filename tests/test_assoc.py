@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -664,3 +665,17 @@ def test_cli_bad_spec_exits_2_with_one_paragraph(cli, tmp_path):
     assert result.exit_code == int(ExitCode.BAD_INPUT)
     assert result.stdout == ""
     assert "'ant' is listed twice" in result.stderr
+
+
+def test_set_paths_are_told_apart_and_bad_ones_refused(tmp_path):
+    from ldmprobe.errors import BadInputError
+    from ldmprobe.specs.assoc_sources import kind_of_path
+
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "e.npy").write_bytes(b"")
+    (tmp_path / "e.txt").write_text("x")
+    assert kind_of_path("X", str(tmp_path / "pics")) == ("images", tmp_path / "pics")
+    assert kind_of_path("X", str(tmp_path / "e.npy")) == ("embeddings", tmp_path / "e.npy")
+    for name, said in (("missing.csv", "is not found"), ("e.txt", "is neither .csv (iEAT layout) nor .npy")):
+        with pytest.raises(BadInputError, match=r"--set X=.*" + re.escape(said)):
+            kind_of_path("X", str(tmp_path / name))

@@ -58,18 +58,27 @@ def validate_file_set(set_name: str, value: Mapping[str, Any], where) -> AssocSe
     return AssocSet(set_name, " ".join(label.split()), **{field: str(path)})
 
 
+def _embeddings_problem(path: Path) -> str | None:
+    """Why ``path`` is not an embeddings file ldmprobe reads (None: a .csv or .npy file)."""
+    if path.is_dir():
+        return "a folder"
+    if not path.exists():
+        return "not found"
+    if path.suffix.lower() not in EMBEDDING_SUFFIXES:
+        return "neither .csv (iEAT layout) nor .npy; export the embeddings as one of those"
+    return None
+
+
 def _check_path(set_name: str, kind: str, path: Path, at: str) -> None:
     if kind == "images":
         if not path.is_dir():
             raise SpecError(f"{at}: {path} is {'not a folder' if path.exists() else 'not found'}; images = "
                             f"\"...\" names a folder of image files (set {set_name}).")
         return
-    if not path.is_file():
-        raise SpecError(f"{at}: {path} is {'a folder' if path.is_dir() else 'not found'}; embeddings = "
-                        f"\"...\" names a .csv or .npy file (a folder of images is images = \"...\").")
-    if path.suffix.lower() not in EMBEDDING_SUFFIXES:
-        raise SpecError(f"{at}: {path} is neither .csv (iEAT layout) nor .npy; export the embeddings "
-                        f"as one of those.")
+    problem = _embeddings_problem(path)
+    if problem:
+        raise SpecError(f"{at}: {path} is {problem}; embeddings = \"...\" names a .csv or .npy file (a folder "
+                        f"of images is images = \"...\").")
 
 
 def check_file_pair(first: AssocSet, second: AssocSet, where) -> None:
@@ -97,12 +106,10 @@ def kind_of_path(set_name: str, text: str) -> tuple[str, Path]:
     path = Path(text).expanduser().resolve()
     if path.is_dir():
         return "images", path
-    if not path.exists():
-        raise BadInputError(f"--set {set_name}={text}: {path} not found; give a .csv or .npy file of "
+    problem = _embeddings_problem(path)
+    if problem:
+        raise BadInputError(f"--set {set_name}={text}: {path} is {problem}; give a .csv or .npy file of "
                             f"embeddings or a folder of images.")
-    if path.suffix.lower() not in EMBEDDING_SUFFIXES:
-        raise BadInputError(f"--set {set_name}={text}: {path} is neither a .csv (iEAT layout) nor a .npy "
-                            f"file nor a folder of images; export the embeddings as one of those.")
     return "embeddings", path
 
 
