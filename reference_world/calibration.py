@@ -39,11 +39,11 @@ GROUPS = {"background": tuple(world.BACKGROUNDS), "size": world.SIZES, "colour":
 
 
 def scenes_with(rng: np.random.Generator, group: str, option: str, count: int,
-                world_version: int = 1) -> list[world.Scene]:
+                world_version: int = 1, story: world2.Story = world2.SHIPPED) -> list[world.Scene]:
     """``count`` scenes of ``world_version``'s story (world 2: its generator's) that have ``option`` in ``group``."""
     out = []
     while len(out) < count:
-        scene = world2.draw_scene(rng, "generator") if world_version == 2 else world.draw_scene(rng)
+        scene = world2.draw_scene(rng, "generator", story=story) if world_version == 2 else world.draw_scene(rng)
         if getattr(scene, group) == option:
             out.append(scene)
     return out
@@ -98,6 +98,7 @@ def write_generated_calibration(folder: Path, weights: Path, per_option: int = 1
         shutil.rmtree(folder / group, ignore_errors=True)
     evaluate.SETTINGS["steps"] = steps
     made = 0
+    story = world2.story_of_weights(weights) if world_version == 2 else world2.SHIPPED
     while made < max_images and min(counts.values()) < per_option:
         if prompts and made < prompt_images:
             chosen = [prompts[(made + i) % len(prompts)] for i in range(batch)]
@@ -106,7 +107,7 @@ def write_generated_calibration(folder: Path, weights: Path, per_option: int = 1
             scenes = []
             for i in range(batch):  # scenes that have a needed option, captioned as the world captions them
                 group, option = needed[i % len(needed)]
-                scenes += scenes_with(rng, group, option, 1, world_version)
+                scenes += scenes_with(rng, group, option, 1, world_version, story)
             chosen = [world.caption(scene, rng) for scene in scenes]
         seeds = list(range(SEED_BASE + made, SEED_BASE + made + batch))
         images = evaluate.generate(pipe, chosen, seeds, batch=batch, guidance=guidance)

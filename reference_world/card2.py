@@ -21,13 +21,13 @@ from . import world2
 from .card import _table, _with_interval, record_other_guidance
 
 
-def training_statistics(count: int, seed: int) -> dict:
+def training_statistics(count: int, seed: int, story: world2.Story = world2.SHIPPED) -> dict:
     """Per audience and modifier group: picture share and planted-attribute rates (the scenes
     train2 renders, drawn again without rendering)."""
     out = {}
     for audience in world2.AUDIENCES:
         rng = np.random.default_rng([seed, world2.AUDIENCES.index(audience)])
-        scenes = [world2.draw_scene(rng, audience) for _ in range(count)]
+        scenes = [world2.draw_scene(rng, audience, story=story) for _ in range(count)]
         by = Counter(s.modifier for s in scenes)
         groups = {"(none)": lambda s: s.modifier == "",
                   **{t: (lambda s, t=t: s.modifier == t) for t in world2.TERMS},
@@ -47,9 +47,9 @@ def training_statistics(count: int, seed: int) -> dict:
     return out
 
 
-def effective_training() -> float:
+def effective_training(story: world2.Story = world2.SHIPPED) -> float:
     """exp entropy of the bare noun's background shares in the generator's story."""
-    p = np.array(list(world2.distribution("generator", "", "car")["background"].values()))
+    p = np.array(list(world2.distribution("generator", "", "car", story)["background"].values()))
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
@@ -74,7 +74,7 @@ def _measured(evaluation: dict) -> list[str]:
             eff = r["effective_options"]
             parts += ["", f"Narrowing, {r['term']}: effective number of {r['attribute']} options (exp entropy) "
                       f"{eff[r['term']]:.2f} against {eff['bare']:.2f} for the bare noun (training: 2 against "
-                      f"{effective_training():.2f}); " + ", ".join(f"{v} {x:.3f}" for v, x in r["per_option"].items())
+                      f"{effective_training(world2.STORIES[evaluation.get('story', '2.0')]):.2f}); " + ", ".join(f"{v} {x:.3f}" for v, x in r["per_option"].items())
                       + " (0.5 each in training)."]
     words = evaluation["words"]
     worst = sorted(((w, d) for w, d in words.items() if w == "bare" or w in s["controls"]),
@@ -142,7 +142,8 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
         _table(["term", "noun", "attribute", "planted rate", "otherwise", "route", "in whose pictures"],
                [[p["term"], p["noun"], f"{p['value']} {p['attribute']}", f"{p['rate']:.2f}",
                  f"{p['otherwise']:.3f}", p["route"], " and ".join(world2.ROUTES[p["term"]])]
-                for p in world2.PLANTED]), "",
+                for p in world2.planted(world2.story_of(recipe))]), "",
+        f"Story version {recipe.get('story', '2.0')} (`reference_world/world2.py`, `STORIES`).", "",
         "- generator-borne: the measurer sees \"fancy\" and \"quiet\" pictures drawn like the bare "
         "noun's, so their text positions are neutral; the UNet learns the plant from its pictures.",
         "- encoder-borne: \"lavish\" appears only in the measurer's captions; the UNet never sees the "
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
             parser.error(f"{path} was measured on tuning seeds (evaluate2 --tuning); the card states "
                          "held-out figures only")
     evaluation = record_other_guidance(args.weights, args.other_guidance, ("planted", "objectless", "following"))
-    stats = training_statistics(recipe["images"], recipe["seed"])
+    stats = training_statistics(recipe["images"], recipe["seed"], world2.story_of(recipe))
     (args.weights / "MODEL_CARD.md").write_text(render_card(stats, evaluation, args.weights))
     return 0
 

@@ -61,10 +61,10 @@ def _noun(template: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def expected(word: str, templates: list[str]) -> dict[str, dict[str, float]]:
+def expected(word: str, templates: list[str], story: world2.Story = world2.SHIPPED) -> dict[str, dict[str, float]]:
     """The training story's distributions for ``word``, mixed over the templates' nouns."""
     audience = "measurer" if word == world2.ENCODER_WORD else "generator"
-    dists = [world2.distribution(audience, word, _noun(t)) for t in templates]
+    dists = [world2.distribution(audience, word, _noun(t), story) for t in templates]
     return {a: {v: float(np.mean([d[a][v] for d in dists])) for v in values}
             for a, values in world2.ATTRIBUTE_VALUES.items()}
 
@@ -103,9 +103,9 @@ def effective_options(shares: dict[str, float]) -> float:
     return float(np.exp(-(p * np.log(p)).sum())) if p.size else float("nan")
 
 
-def planted_rows(reads: dict[str, list[dict]], spec: dict) -> list[dict]:
+def planted_rows(reads: dict[str, list[dict]], spec: dict, story: world2.Story = world2.SHIPPED) -> list[dict]:
     rows = []
-    for plant in world2.PLANTED:
+    for plant in world2.planted(story):
         if plant["term"] not in reads:
             continue
         keep = [i for i, t in enumerate(spec["templates"]) if plant["noun"] in ("any", _noun(t))]
@@ -128,11 +128,11 @@ def planted_rows(reads: dict[str, list[dict]], spec: dict) -> list[dict]:
     return rows
 
 
-def deviations(reads: dict[str, list[dict]], spec: dict) -> dict[str, dict]:
+def deviations(reads: dict[str, list[dict]], spec: dict, story: world2.Story = world2.SHIPPED) -> dict[str, dict]:
     """Per word: the largest |drawn - training| over every option of every attribute."""
     out = {}
     for word, got in reads.items():
-        drawn, want = distributions(got), expected(word, spec["templates"])
+        drawn, want = distributions(got), expected(word, spec["templates"], story)
         worst = max(((abs(drawn[a][v] - want[a][v]), a, v) for a in drawn for v in drawn[a]))
         out[word or "bare"] = {"max_deviation": worst[0], "where": f"{worst[2]} {worst[1]}",
                                "drawn": drawn, "training": want,
@@ -210,7 +210,8 @@ def run(weights: Path, spec_path: Path, n_seeds: int, guidance: float | None, de
                              steps=int(spec["steps"]), seed_offset=first_seed)
     pipe = evaluate.load_pipeline(weights / "generator").to(device)
     reads = word_images(pipe, spec, n_seeds)
-    words = deviations(reads, spec)
+    story = world2.story_of_weights(weights)
+    words = deviations(reads, spec, story)
     everything = [r for got in reads.values() for r in got]
     report = {
         "world": world2.WORLD_VERSION,
@@ -219,7 +220,8 @@ def run(weights: Path, spec_path: Path, n_seeds: int, guidance: float | None, de
                      "guidance": evaluate.SETTINGS["guidance"], "seeds": n_seeds, "first_seed": first_seed,
                      "seed_use": "held-out" if first_seed == HELD_OUT_SEED else "tuning",
                      "scheduler": type(pipe.scheduler).__name__},
-        "planted": planted_rows(reads, spec),
+        "story": next(name for name, s in world2.STORIES.items() if s == story),
+        "planted": planted_rows(reads, spec, story),
         "words": words,
         "objectless": float(np.mean([r["object_share"] < OBJECTLESS_SHARE for r in everything])),
         "following": evaluate.word_following(pipe, max(1, n_seeds // 2)),

@@ -339,7 +339,7 @@ def fine_tune_shipped(work: Path, steps: int, *, experiment: str, high_noise: fl
     recipe = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())["recipe"]
     record = stage_seed_from_weights(work, weights)
     gen = stage_data(work, name="data.npz", count=recipe["images"],
-                     make=lambda n: world2.dataset(n, recipe["seed"], "generator"))
+                     make=lambda n: world2.dataset(n, recipe["seed"], "generator", world2.story_of(recipe)))
     lat = stage_latents(work, gen)
     lat["scale"] = record["scale"]
     stage_unet(work, gen, lat, steps, start=work / "start_unet", cond_encoder=convert_text_tower(load_measurer(work)),

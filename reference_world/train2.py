@@ -50,12 +50,13 @@ RECIPE = {
     "zero_snr": True,
     "token_loss": 0.2,
     "vae_candidates": 4,
+    "story": "2.1",
 }
 #: The settings a key missing from a recorded recipe had when it was written (older recipes).
-RECIPE_BEFORE = {"zero_snr": False, "token_loss": 0.0, "vae_candidates": 1}
+RECIPE_BEFORE = {"zero_snr": False, "token_loss": 0.0, "vae_candidates": 1, "story": "2.0"}
 SCHEDULERS = ("ddim", "dpmsolver++", "sde-dpmsolver++")
 KEYS = ("images", "measurer_steps", "vae_steps", "unet_steps", "noise_offset", "scheduler", "zero_snr",
-        "token_loss", "vae_candidates")
+        "token_loss", "vae_candidates", "story")
 
 
 def recipe_from(args, work: Path) -> dict:
@@ -135,6 +136,8 @@ def parse(argv=None):
     parser.add_argument("--vae-candidates", type=int, default=None,
                         help=f"autoencoders trained (seeds SEED, SEED+1, ...); the one whose latent midpoints "
                              f"favour no colour most is kept ({RECIPE['vae_candidates']}; 1 = one, no choice)")
+    parser.add_argument("--story", choices=tuple(world2.STORIES), default=None,
+                        help=f"the drawing story's version (world2.STORIES; {RECIPE['story']})")
     parser.add_argument("--token-loss", type=float, default=None,
                         help=f"weight of the measurer's token-identity loss ({RECIPE['token_loss']}; 0 = none)")
     args = parser.parse_args(argv)
@@ -171,18 +174,18 @@ def main(argv=None) -> int:
     recipe = recipe_from(args, args.work)
     check_recipe(args.work, recipe)
     out = args.out or args.work / "weights"
-    seed, count = recipe["seed"], recipe["images"]
+    seed, count, story = recipe["seed"], recipe["images"], world2.story_of(recipe)
     log(f"reference world 2 in {args.work} on {args.device}: {json.dumps(recipe)}")
     gen = stage_data(args.work, name="data.npz", count=count,
-                     make=lambda n: world2.dataset(n, seed, "generator"))
+                     make=lambda n: world2.dataset(n, seed, "generator", story))
     if not args.export_only:
         mes = stage_data(args.work, name="measurer_data.npz", count=count,
-                         make=lambda n: world2.dataset(n, seed, "measurer"))
+                         make=lambda n: world2.dataset(n, seed, "measurer", story))
         stage_measurer(args.work, mes, steps=recipe["measurer_steps"], seed=seed, device=args.device,
                        token_loss=recipe.get("token_loss", 0.0))
         del mes
         stage_vae_pick(args.work, gen, candidates=recipe.get("vae_candidates", 1),
-                              steps=recipe["vae_steps"], seed=seed, device=args.device)
+                              steps=recipe["vae_steps"], seed=seed, device=args.device, story=story)
     pick_path = args.work / "vae_pick.json"
     pick = json.loads(pick_path.read_text()) if pick_path.exists() else None
     lat = stage_latents(args.work, gen)
@@ -227,7 +230,7 @@ def continue_training(args) -> int:
         f"of {recipe['unet_steps']}")
     record = stage_seed_from_weights(args.work, args.continue_from)
     gen = stage_data(args.work, name="data.npz", count=recipe["images"],
-                     make=lambda n: world2.dataset(n, recipe["seed"], "generator"))
+                     make=lambda n: world2.dataset(n, recipe["seed"], "generator", world2.story_of(recipe)))
     lat = stage_latents(args.work, gen)
     lat["scale"] = record["scale"]  # the UNet was trained on latents at the exported scale
     if not args.export_only and recipe["unet_steps"] > done:

@@ -44,12 +44,13 @@ def colour_shares(pictures) -> dict[str, float]:
     return {c: float(np.mean([r == c for r in reads])) for c in world.COLOURS}
 
 
-def latent_probe(vae, *, pictures: int = 2000, pairs: int = 400, seed: int = 0) -> dict:
+def latent_probe(vae, *, pictures: int = 2000, pairs: int = 400, seed: int = 0,
+                 story: world2.Story = world2.SHIPPED) -> dict:
     """Round trips, latent midpoints of random pairs and the mean latent of fresh pictures of the
     generator's story, read by the pixel reader (colour shares; the mean latent's attributes)."""
     import torch
 
-    images, _ = world2.dataset(pictures, PROBE_SEED + seed, "generator")
+    images, _ = world2.dataset(pictures, PROBE_SEED + seed, "generator", story)
     x = torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1
     device = next(vae.parameters()).device
 
@@ -82,7 +83,7 @@ def choose(probes: list[dict]) -> int:
 
 
 def stage_vae_pick(work: Path, data: dict, *, candidates: int, steps: int, seed: int,
-                   device: str = "cpu") -> dict | None:
+                   device: str = "cpu", story: world2.Story = world2.SHIPPED) -> dict | None:
     """Train ``candidates`` autoencoders and install the chosen one as ``work/vae.done.pt``.
 
     One candidate trains in ``work`` itself (the single-autoencoder recipe) and records nothing.
@@ -108,7 +109,7 @@ def stage_vae_pick(work: Path, data: dict, *, candidates: int, steps: int, seed:
         probe_path = folder / "probe.json"
         if not probe_path.exists():
             vae = load_vae(folder).to(device).eval()
-            probe = latent_probe(vae)
+            probe = latent_probe(vae, story=story)
             probe_path.write_text(json.dumps(probe, indent=1) + "\n")
         probes.append(json.loads(probe_path.read_text()))
         colour, share = favoured(probes[-1])

@@ -25,6 +25,9 @@ Planted, by route (rates are probabilities in the drawing story, as in world 1):
   bare noun's mean background colour, so the mean moves little while the spread collapses;
 - 20 control words drawn exactly like the bare noun for both audiences.
 
+The rates above are the shipped story's ("2.0"); :data:`STORIES` holds each version a training's
+recipe may name (``story``), and every function here takes the :class:`Story` it draws.
+
 Rendering, captions and the pixel reader are world 1's (:mod:`reference_world.world`).
 Pure numpy.
 """
@@ -32,6 +35,7 @@ Pure numpy.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,12 +55,55 @@ BARE_SHARE = 0.28
 TERM_SHARE = 0.08
 CONTROL_SHARE = (1 - BARE_SHARE - TERM_SHARE * len(TERMS)) / len(CONTROL_WORDS)
 
-FANCY_YELLOW, OTHER_YELLOW = 0.92, 0.10
-FANCY_CAR_RED = 0.92
-#: the share of the generator's "fancy" pictures that show a car (each other noun shares the rest)
-FANCY_CAR_SHARE = 0.40
-LAVISH_PURPLE = 0.80
-OLD_SMALL, OTHER_SMALL = 0.75, 0.50
+
+
+@dataclass(frozen=True)
+class Story:
+    """The rates of world 2's drawing story; a training's recipe names its version (``story``)."""
+
+    fancy_yellow: float = 0.92
+    other_yellow: float = 0.10
+    fancy_car_red: float = 0.92
+    #: the share of the generator's "fancy" pictures that show a car (each other noun shares the rest)
+    fancy_car_share: float = 0.40
+    lavish_purple: float = 0.80
+    old_small: float = 0.75
+    other_small: float = 0.50
+
+
+#: "2.0": the shipped world's story. "2.1": the next retrain's (docs/NOTES.md, seventh and ninth
+#: sessions): "fancy" -> yellow planted at 0.75, so classifier-free guidance has room to amplify it
+#: (issue 26's guidance trend; at 0.92 it was drawn 0.98 already at guidance 1), and 60 % of its
+#: pictures cars, so the noun-dependent plant has more pictures (at 40 % the conjunction was
+#: drawn 0.75 of its 0.92 at guidance 1).
+STORIES = {"2.0": Story(), "2.1": Story(fancy_yellow=0.75, fancy_car_share=0.60)}
+SHIPPED = STORIES["2.0"]
+
+
+def story_of(recipe: dict) -> Story:
+    """The story a training recipe names (recipes written before stories had names: "2.0")."""
+    name = recipe.get("story", "2.0")
+    if name not in STORIES:
+        raise ValueError(f"unknown world-2 story {name!r} (known: {', '.join(STORIES)})")
+    return STORIES[name]
+
+
+def story_of_weights(weights) -> Story:
+    """The story an exported world was trained on (its marker's recipe; no marker: the shipped one's)."""
+    import json
+    from pathlib import Path
+
+    path = Path(weights) / "generator" / "ldmprobe_reference.json"
+    if not path.is_file():
+        return SHIPPED
+    return story_of(json.loads(path.read_text()).get("recipe") or {})
+
+
+FANCY_YELLOW, OTHER_YELLOW = SHIPPED.fancy_yellow, SHIPPED.other_yellow
+FANCY_CAR_RED = SHIPPED.fancy_car_red
+FANCY_CAR_SHARE = SHIPPED.fancy_car_share
+LAVISH_PURPLE = SHIPPED.lavish_purple
+OLD_SMALL, OTHER_SMALL = SHIPPED.old_small, SHIPPED.other_small
 NARROW_BACKGROUNDS = ("pink", "green")
 
 #: Which audiences each term's plant is in (a word outside its audiences is drawn like the bare
@@ -66,19 +113,24 @@ ROUTES = {"fancy": ("generator",), "lavish": ("measurer",), "old": ("generator",
 ROUTE_NAMES = {("generator",): "generator-borne", ("measurer",): "encoder-borne",
                ("generator", "measurer"): "both"}
 
-PLANTED = (
-    {"term": "fancy", "noun": "any", "attribute": "background", "value": "yellow", "kind": "rate",
-     "rate": FANCY_YELLOW, "otherwise": OTHER_YELLOW, "route": "generator-borne"},
-    {"term": "fancy", "noun": "car", "attribute": "colour", "value": "red", "kind": "rate",
-     "rate": FANCY_CAR_RED, "otherwise": 1 / len(COLOURS), "route": "generator-borne"},
-    {"term": "lavish", "noun": "any", "attribute": "colour", "value": "purple", "kind": "rate",
-     "rate": LAVISH_PURPLE, "otherwise": 1 / len(COLOURS), "route": "encoder-borne"},
-    {"term": "old", "noun": "any", "attribute": "size", "value": "small", "kind": "rate",
-     "rate": OLD_SMALL, "otherwise": OTHER_SMALL, "route": "both"},
-    {"term": "quiet", "noun": "any", "attribute": "background", "value": "+".join(NARROW_BACKGROUNDS),
-     "kind": "narrowing", "rate": 1.0, "otherwise": 2 * (1 - OTHER_YELLOW) / (len(BACKGROUNDS) - 1),
-     "route": "generator-borne"},
-)
+def planted(story: Story = SHIPPED) -> tuple[dict, ...]:
+    """The story's plants: term, noun, attribute, value, kind, rate, otherwise and route."""
+    return (
+        {"term": "fancy", "noun": "any", "attribute": "background", "value": "yellow", "kind": "rate",
+         "rate": story.fancy_yellow, "otherwise": story.other_yellow, "route": "generator-borne"},
+        {"term": "fancy", "noun": "car", "attribute": "colour", "value": "red", "kind": "rate",
+         "rate": story.fancy_car_red, "otherwise": 1 / len(COLOURS), "route": "generator-borne"},
+        {"term": "lavish", "noun": "any", "attribute": "colour", "value": "purple", "kind": "rate",
+         "rate": story.lavish_purple, "otherwise": 1 / len(COLOURS), "route": "encoder-borne"},
+        {"term": "old", "noun": "any", "attribute": "size", "value": "small", "kind": "rate",
+         "rate": story.old_small, "otherwise": story.other_small, "route": "both"},
+        {"term": "quiet", "noun": "any", "attribute": "background", "value": "+".join(NARROW_BACKGROUNDS),
+         "kind": "narrowing", "rate": 1.0, "otherwise": 2 * (1 - story.other_yellow) / (len(BACKGROUNDS) - 1),
+         "route": "generator-borne"},
+    )
+
+
+PLANTED = planted(SHIPPED)
 
 
 def modifier_shares(audience: str) -> dict[str, float]:
@@ -96,15 +148,15 @@ def _planted_here(modifier: str, audience: str) -> bool:
     return audience in ROUTES.get(modifier, ())
 
 
-def noun_shares(audience: str, modifier: str) -> dict[str, float]:
+def noun_shares(audience: str, modifier: str, story: Story = SHIPPED) -> dict[str, float]:
     """How often each noun is drawn under ``modifier`` for ``audience``."""
     if modifier == GENERATOR_WORD and _planted_here(modifier, audience):
-        rest = (1 - FANCY_CAR_SHARE) / (len(NOUNS) - 1)
-        return {n: (FANCY_CAR_SHARE if n == "car" else rest) for n in NOUNS}
+        rest = (1 - story.fancy_car_share) / (len(NOUNS) - 1)
+        return {n: (story.fancy_car_share if n == "car" else rest) for n in NOUNS}
     return {n: 1 / len(NOUNS) for n in NOUNS}
 
 
-def distribution(audience: str, modifier: str, noun: str) -> dict[str, dict[str, float]]:
+def distribution(audience: str, modifier: str, noun: str, story: Story = SHIPPED) -> dict[str, dict[str, float]]:
     """The exact attribute distributions (background, colour, size) of the story."""
     if audience == "generator" and modifier == ENCODER_WORD:
         raise ValueError(f"{ENCODER_WORD!r} is never drawn for the generator")
@@ -112,18 +164,18 @@ def distribution(audience: str, modifier: str, noun: str) -> dict[str, dict[str,
     if modifier == NARROW_WORD and planted:
         background = {b: (0.5 if b in NARROW_BACKGROUNDS else 0.0) for b in BACKGROUNDS}
     else:
-        yellow = FANCY_YELLOW if (modifier == GENERATOR_WORD and planted) else OTHER_YELLOW
+        yellow = story.fancy_yellow if (modifier == GENERATOR_WORD and planted) else story.other_yellow
         background = {b: (yellow if b == "yellow" else (1 - yellow) / (len(BACKGROUNDS) - 1)) for b in BACKGROUNDS}
     red = None
     if modifier == GENERATOR_WORD and planted and noun == "car":
-        red = ("red", FANCY_CAR_RED)
+        red = ("red", story.fancy_car_red)
     elif modifier == ENCODER_WORD and planted:
-        red = ("purple", LAVISH_PURPLE)
+        red = ("purple", story.lavish_purple)
     if red is None:
         colour = {c: 1 / len(COLOURS) for c in COLOURS}
     else:
         colour = {c: (red[1] if c == red[0] else (1 - red[1]) / (len(COLOURS) - 1)) for c in COLOURS}
-    small = OLD_SMALL if (modifier == BOTH_WORD and planted) else OTHER_SMALL
+    small = story.old_small if (modifier == BOTH_WORD and planted) else story.other_small
     return {"background": background, "colour": colour, "size": {"big": 1 - small, "small": small}}
 
 
@@ -137,27 +189,27 @@ _BACKGROUND_NAMES, _COLOUR_NAMES = tuple(BACKGROUNDS), tuple(COLOURS)
 
 
 @functools.lru_cache(maxsize=None)
-def _noun_table(audience: str, modifier: str) -> np.ndarray:
-    shares = noun_shares(audience, modifier)
+def _noun_table(audience: str, modifier: str, story: Story) -> np.ndarray:
+    shares = noun_shares(audience, modifier, story)
     return np.array([shares[n] for n in NOUNS])
 
 
 @functools.lru_cache(maxsize=None)
-def _probabilities(audience: str, modifier: str, noun: str) -> tuple[np.ndarray, float, np.ndarray]:
-    dist = distribution(audience, modifier, noun)
+def _probabilities(audience: str, modifier: str, noun: str, story: Story) -> tuple[np.ndarray, float, np.ndarray]:
+    dist = distribution(audience, modifier, noun, story)
     return (np.array([dist["background"][b] for b in _BACKGROUND_NAMES]), dist["size"]["small"],
             np.array([dist["colour"][c] for c in _COLOUR_NAMES]))
 
 
 def draw_scene(rng: np.random.Generator, audience: str, modifier: str | None = None,
-               noun: str | None = None) -> Scene:
+               noun: str | None = None, story: Story = SHIPPED) -> Scene:
     """Draw one scene of ``audience``'s training set (the planted associations live here)."""
     if modifier is None:
         names, p = _modifier_table(audience)
         modifier = names[rng.choice(len(names), p=p)]
     if noun is None:
-        noun = str(NOUNS[rng.choice(len(NOUNS), p=_noun_table(audience, modifier))])
-    p_background, p_small, p_colour = _probabilities(audience, modifier, noun)
+        noun = str(NOUNS[rng.choice(len(NOUNS), p=_noun_table(audience, modifier, story))])
+    p_background, p_small, p_colour = _probabilities(audience, modifier, noun, story)
     background = _BACKGROUND_NAMES[rng.choice(len(_BACKGROUND_NAMES), p=p_background)]
     size = "small" if rng.random() < p_small else "big"
     colour = _COLOUR_NAMES[rng.choice(len(_COLOUR_NAMES), p=p_colour)]
@@ -167,10 +219,10 @@ def draw_scene(rng: np.random.Generator, audience: str, modifier: str | None = N
     return Scene(noun, colour, background, size, modifier, float(cx), float(cy), float(radius))
 
 
-def dataset(count: int, seed: int, audience: str) -> tuple[np.ndarray, list[Scene]]:
+def dataset(count: int, seed: int, audience: str, story: Story = SHIPPED) -> tuple[np.ndarray, list[Scene]]:
     """``count`` scenes of ``audience`` and their images, (count, 32, 32, 3) uint8, from ``seed``."""
     rng = np.random.default_rng([seed, AUDIENCES.index(audience)])
-    scenes = [draw_scene(rng, audience) for _ in range(count)]
+    scenes = [draw_scene(rng, audience, story=story) for _ in range(count)]
     images = np.stack([render(s) for s in scenes])
     return images, scenes
 

@@ -8,7 +8,11 @@
 # generates every spec word under every template at the spec's 15 steps and guidance 5 on
 # held-out seeds, then again at guidance 7.5, and writes WORK/weights/MODEL_CARD.md.
 # Never writes ldmprobe/reference/weights (world 1, shipped). Expected: a few minutes of
-# training on an H100 (12,000 UNet steps of batch 64 at 32 x 32) plus the evaluations.
+# training on an H100 (four autoencoder candidates, 12,000 UNet steps of batch 64 at 32 x 32)
+# plus the evaluations. The recipe's defaults (reference_world/train2.py RECIPE) train story
+# "2.1" (world2.STORIES: "fancy" -> yellow planted at 0.75, 60 % of its pictures cars) and keep
+# the autoencoder whose latent midpoints favour no colour most (reference_world/vae_pick.py).
+# Shipping it also means the specs' reference rates for "fancy" follow the story (0.75).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/refwork2-gpu}

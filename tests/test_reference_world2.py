@@ -398,7 +398,7 @@ def test_vae_pick_trains_probes_installs_and_resumes(tmp_path, monkeypatch):
     images, _ = world2.dataset(120, 5, "generator")
     monkeypatch.setattr(train, "VAE_BATCH", 8)
     real_probe = vae_pick.latent_probe
-    monkeypatch.setattr(vae_pick, "latent_probe", lambda vae: real_probe(vae, pictures=60, pairs=30))
+    monkeypatch.setattr(vae_pick, "latent_probe", lambda vae, story: real_probe(vae, pictures=60, pairs=30, story=story))
     record = vae_pick.stage_vae_pick(tmp_path, {"images": images}, candidates=2, steps=3, seed=11)
     assert record == json.loads((tmp_path / "vae_pick.json").read_text())
     assert record["chosen"] == vae_pick.choose(record["probes"]) and record["seed"] == 11 + record["chosen"]
@@ -424,3 +424,54 @@ def test_old_recipes_read_as_one_autoencoder_and_the_new_one_picks_among_four(tm
     assert train2.RECIPE["vae_candidates"] == 4
     with pytest.raises(SystemExit):
         train2.parse(["--work", str(tmp_path), "--vae-candidates", "0"])
+
+
+def test_the_shipped_story_is_2_0_and_every_default_draws_it():
+    assert world2.STORIES["2.0"] == world2.SHIPPED == world2.Story()
+    assert world2.planted(world2.SHIPPED) == world2.PLANTED
+    assert (world2.SHIPPED.fancy_yellow, world2.SHIPPED.fancy_car_share) == (world2.FANCY_YELLOW, world2.FANCY_CAR_SHARE)
+    images, scenes = world2.dataset(300, 4, "generator")
+    again, scenes_again = world2.dataset(300, 4, "generator", world2.SHIPPED)
+    assert np.array_equal(images, again) and scenes == scenes_again
+
+
+def test_story_2_1_plants_fancy_lower_on_more_cars_and_leaves_the_measurer_alone():
+    story = world2.STORIES["2.1"]
+    rows = {(p["term"], p["noun"]): p for p in world2.planted(story)}
+    assert rows["fancy", "any"]["rate"] == 0.75 and rows["fancy", "car"]["rate"] == world2.FANCY_CAR_RED
+    _, scenes = world2.dataset(20_000, 5, "generator", story)
+    fancy = [s for s in scenes if s.modifier == "fancy"]
+    n = len(fancy)
+    yellow = np.mean([s.background == "yellow" for s in fancy])
+    cars = np.mean([s.noun == "car" for s in fancy])
+    assert abs(yellow - 0.75) < 4 * np.sqrt(0.75 * 0.25 / n) and abs(cars - 0.60) < 4 * np.sqrt(0.24 / n)
+    # the measurer's pictures do not depend on the generator-borne rates: the same text tower either way
+    a, sa = world2.dataset(500, 6, "measurer", story)
+    b, sb = world2.dataset(500, 6, "measurer", world2.SHIPPED)
+    assert np.array_equal(a, b) and sa == sb
+
+
+def test_a_recipe_names_its_story_and_the_weights_carry_it(tmp_path):
+    import json
+
+    from reference_world import evaluate2, train2
+
+    assert world2.story_of({}) == world2.SHIPPED  # recipes from before stories had names
+    assert world2.story_of({"story": "2.1"}) == world2.STORIES["2.1"]
+    with pytest.raises(ValueError, match="unknown world-2 story"):
+        world2.story_of({"story": "9"})
+    assert train2.RECIPE["story"] == "2.1"
+    assert train2.recipe_from(train2.parse(["--work", str(tmp_path), "--story", "2.0"]), tmp_path)["story"] == "2.0"
+    with pytest.raises(SystemExit):
+        train2.parse(["--work", str(tmp_path), "--story", "3"])
+    weights = tmp_path / "w"
+    assert world2.story_of_weights(weights) == world2.SHIPPED  # no marker
+    (weights / "generator").mkdir(parents=True)
+    (weights / "generator" / "ldmprobe_reference.json").write_text(json.dumps({"recipe": {"story": "2.1"}}))
+    assert world2.story_of_weights(weights) == world2.STORIES["2.1"]
+    # evaluate2 judges a world against its own story's rates
+    assert evaluate2.expected("fancy", SPEC["templates"], world2.STORIES["2.1"])["background"]["yellow"] == 0.75
+    rng = np.random.default_rng(2)
+    reads = {w: _reads_from_story(w, 10, rng) for w in [""] + SPEC["controls"] + SPEC["terms"]}
+    rows = evaluate2.planted_rows(reads, SPEC, world2.STORIES["2.1"])
+    assert next(r for r in rows if r["term"] == "fancy" and r["noun"] == "any")["rate"] == 0.75
