@@ -105,3 +105,12 @@ def _refs(value):
     elif isinstance(value, list):
         for v in value:
             yield from _refs(v)
+
+
+def test_the_schema_layout_round_trips_and_keeps_lines_short():
+    value = {"a": [1, 2, {"b": "x" * 30, "c": [None, True, 0.5]}], "long": ["word%d" % i for i in range(40)],
+             "empty": {}, "nested": {"k%d" % i: {"type": "integer", "minimum": i} for i in range(12)}}
+    text = schema_defs.formatted(value, width=60)
+    assert json.loads(text) == value
+    assert max(len(line) for line in text.splitlines()) <= 60
+    assert schema_defs.formatted({"a": [1, 2]}) == '{"a": [1, 2]}'  # what fits stays on one line

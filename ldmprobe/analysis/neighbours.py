@@ -7,11 +7,12 @@ the same embeddings against the centroid of the term's images and compares the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
+from ldmprobe.records import Count, Record, schema
 from ldmprobe.specs.neighbours import check_contexts, check_k, check_term  # noqa: F401  (re-exported)
 
 
@@ -19,25 +20,24 @@ DEFAULT_K = 20
 
 
 @dataclass(frozen=True)
-class Neighbour:
-    rank: int
-    word: str
-    score: float  # cosine similarity in the measurer's joint space
+class Neighbour(Record):
+    """One vocabulary entry of a ranking."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "word": self.word, "score": self.score}
+    rank: int = field(metadata=schema(minimum=1))
+    word: str = field(metadata=schema(minLength=1))
+    score: float = field(metadata=schema("cosine similarity in the measurer's joint space", type="number",
+                                         minimum=-1.001, maximum=1.001))
 
 
 @dataclass(frozen=True)
-class Overlap:
+class Overlap(Record):
     """How far two top-k lists agree: shared words, their count and the Jaccard index."""
 
-    count: int
-    jaccard: float
-    shared: tuple[str, ...]
+    json_schema = {"description": "With --images: agreement between the text and image top-k word sets."}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "jaccard": self.jaccard, "shared": list(self.shared)}
+    count: Count
+    jaccard: float = field(metadata=schema(type="number", minimum=0, maximum=1))
+    shared: tuple[str, ...]
 
 
 def _plurals(word: str) -> set[str]:

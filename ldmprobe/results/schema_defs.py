@@ -16,6 +16,7 @@ import sys
 from ldmprobe.analysis.compare import DriftChange, ProbeChange, TermChange
 from ldmprobe.analysis.compare_rates import DiversityChange, GroupDiversityChange, RateChange
 from ldmprobe.analysis.inference_crossed import CrossedTest, SignFlipTest
+from ldmprobe.analysis.neighbours import Neighbour, Overlap
 from ldmprobe.analysis.rates_results import Diversity, GroupDiversity, RateRow
 from ldmprobe.analysis.sweep_results import (EncoderDrift, ImageDrift, Neighbours, ProbeRow, TemplateImageDrift,
                                              TemplateResult, TermResult, TextDrift)
@@ -34,6 +35,7 @@ DERIVED: dict[str, dict[str, type]] = {
     "trace": {"crossed_test": CrossedTest, "sign_flip_test": SignFlipTest, "variant_effect": VariantEffect,
               "effect_table": EffectTable, "attention_trace": AttentionTrace, "vae_trace": VaeTrace,
               "vae_group": VaeGroup, "cost": TraceCost, "run": TraceRun},
+    "neighbours": {"neighbour": Neighbour, "overlap": Overlap},
     "compare": {"drift": DriftChange, "probe": ProbeChange, "term": TermChange, "rate_change": RateChange,
                 "group_diversity_change": GroupDiversityChange, "diversity_change": DiversityChange},
 }
@@ -54,6 +56,32 @@ def derived_defs(name: str) -> dict[str, dict]:
     return {key: record_schema(cls, ref, closed=name not in OPEN) for key, cls in DERIVED[name].items()}
 
 
+def formatted(value, column: int = 0, indent: int = 0, width: int = 110) -> str:
+    """JSON as the schema files are laid out: a value that fits on its line stays on one line,
+    a longer object or array has one member per line (json.dumps gives all or nothing)."""
+    line = json.dumps(value, ensure_ascii=False)
+    if column + len(line) <= width or not isinstance(value, (dict, list)) or not value:
+        return line
+    pad = " " * (indent + 2)
+    if isinstance(value, dict):
+        members = []
+        for key, item in value.items():
+            prefix = json.dumps(key, ensure_ascii=False) + ": "
+            members.append(pad + prefix + formatted(item, indent + 2 + len(prefix), indent + 2, width))
+        return "{\n" + ",\n".join(members) + "\n" + " " * indent + "}"
+    if not any(isinstance(item, (dict, list)) for item in value):  # scalars: as many to a line as fit
+        lines, line = [], pad
+        for item in value:
+            text = json.dumps(item, ensure_ascii=False) + ","
+            if line != pad and len(line) + 1 + len(text) > width:
+                lines.append(line)
+                line = pad
+            line += ("" if line == pad else " ") + text
+        return "[\n" + "\n".join(lines + [line[:-1]]) + "\n" + " " * indent + "]"
+    members = [pad + formatted(item, indent + 2, indent + 2, width) for item in value]
+    return "[\n" + ",\n".join(members) + "\n" + " " * indent + "]"
+
+
 def rewritten(name: str) -> tuple[str, str]:
     """Schema file ``name`` as it is, and as it is with its derived ``$defs`` entries rewritten."""
     text = schema_path(name).read_text(encoding="utf-8")
@@ -61,7 +89,7 @@ def rewritten(name: str) -> tuple[str, str]:
     defs = document.setdefault("$defs", {})
     for key, value in derived_defs(name).items():
         defs[key] = value
-    return text, json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return text, formatted(document) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
