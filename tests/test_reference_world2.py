@@ -439,8 +439,8 @@ def test_story_2_1_plants_fancy_lower_on_more_cars_and_leaves_the_measurer_alone
     story = world2.STORIES["2.1"]
     rows = {(p["term"], p["noun"]): p for p in world2.planted(story)}
     assert rows["fancy", "any"]["rate"] == 0.75 and rows["fancy", "car"]["rate"] == world2.FANCY_CAR_RED
-    _, scenes = world2.dataset(20_000, 5, "generator", story)
-    fancy = [s for s in scenes if s.modifier == "fancy"]
+    rng = np.random.default_rng(5)
+    fancy = [world2.draw_scene(rng, "generator", modifier="fancy", story=story) for _ in range(4000)]
     n = len(fancy)
     yellow = np.mean([s.background == "yellow" for s in fancy])
     cars = np.mean([s.noun == "car" for s in fancy])
