@@ -676,6 +676,6 @@ def test_set_paths_are_told_apart_and_bad_ones_refused(tmp_path):
     (tmp_path / "e.txt").write_text("x")
     assert kind_of_path("X", str(tmp_path / "pics")) == ("images", tmp_path / "pics")
     assert kind_of_path("X", str(tmp_path / "e.npy")) == ("embeddings", tmp_path / "e.npy")
-    for name, said in (("missing.csv", "is not found"), ("e.txt", "is neither .csv (iEAT layout) nor .npy")):
+    for name, said in (("missing.csv", "missing.csv not found"), ("e.txt", "is neither .csv (iEAT layout) nor .npy")):
         with pytest.raises(BadInputError, match=r"--set X=.*" + re.escape(said)):
             kind_of_path("X", str(tmp_path / name))

@@ -9,11 +9,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from ldmprobe.analysis.stats import _CHUNK, _TIE_RTOL, _Result, _check_resamples, _unit
+from ldmprobe.records import Count, schema
+
+_P = schema(type="number", exclusiveMinimum=0, maximum=1)  # a permutation p is never 0
+_SIZE = schema(minimum=1)
 
 
 @dataclass(frozen=True)
@@ -22,22 +27,25 @@ class WeatResult(_Result):
 
     effect_size: float
     statistic: float
-    p_value: float
+    p_value: float = field(metadata=_P)
     exact: bool
-    n_partitions: int
-    n_resamples: int
-    seed: int
-    ddof: int
-    min_p: float
-    n_x: int
-    n_y: int
-    n_a: int
-    n_b: int
-    unit: str = "word"  # what was permuted: "word", "prompt" (a prompt's images together) or "image"
+    n_partitions: int = field(metadata=_SIZE)
+    n_resamples: int = field(metadata=_SIZE)
+    seed: Count
+    ddof: Literal[0, 1]
+    min_p: float = field(metadata=_P)
+    n_x: int = field(metadata=_SIZE)
+    n_y: int = field(metadata=_SIZE)
+    n_a: int = field(metadata=_SIZE)
+    n_b: int = field(metadata=_SIZE)
+    unit: Literal["prompt", "image", "word", "item"] = field(default="word", metadata=schema(
+        "what the test re-partitions: prompts as blocks (a prompt's images, or a file's rows of one prompt "
+        "column value, stay together), single images (opt-in, anti-conservative), words, or items (each "
+        "row of a file or image of a folder alone)"))
     generalises_to: str = "words like these"
-    n_blocks_x: int | None = None
-    n_blocks_y: int | None = None
-    n_dropped: int = 0  # rows of X, Y, A, B left out as non-finite or zero-norm
+    n_blocks_x: Count | None = None
+    n_blocks_y: Count | None = None
+    n_dropped: Count = field(default=0, metadata=schema("rows of X, Y, A, B left out as non-finite or zero-norm"))
 
 
 def _weat_s(W, A, B) -> np.ndarray:

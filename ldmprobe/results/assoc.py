@@ -10,10 +10,25 @@ from typing import Any, ClassVar
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.analysis.association import WeatResult
 from ldmprobe.engine.assoc_images import ImageRecord
+from ldmprobe.records import schema
 from ldmprobe.specs.assoc_types import AssocSpec
 from ldmprobe.specs.embedding_files import SetSource
 
 _WEAT_FIELDS = frozenset(f.name for f in dataclasses.fields(WeatResult))
+_SET_LABELS = {"type": "string"}
+
+
+@dataclass(frozen=True)
+class AssocTestResult(WeatResult):
+    """The document's ``result``: the WEAT fields, the sets' labels and the requested permutations."""
+
+    json_schema = {"description": "The WEAT fields (Caliskan et al. 2017) plus set labels and the requested number "
+                                  "of permutations. effect_size/statistic are null when undefined (e.g. zero spread).",
+                   "additionalProperties": True}
+
+    labels: dict[str, str] = field(kw_only=True, metadata=schema(
+        required=["X", "Y", "A", "B"], additionalProperties=False, properties=dict.fromkeys("XYAB", _SET_LABELS)))
+    permutations: int = field(kw_only=True, metadata=schema(minimum=1))
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,8 @@ class AssocResult:
 
     def result_dict(self) -> dict[str, Any]:
         """The ``result`` object of the JSON document."""
-        return {**self.test.to_dict(), "labels": dict(self.labels), "permutations": int(self.permutations)}
+        fields = {f.name: getattr(self.test, f.name) for f in dataclasses.fields(WeatResult)}
+        return AssocTestResult(**fields, labels=dict(self.labels), permutations=int(self.permutations)).to_dict()
 
     def record(self) -> dict[str, Any]:
         """One JSONL record: the result, named, with the tiny-model flag and the design's notes."""

@@ -24,6 +24,7 @@ from ldmprobe.analysis.trace_results import AttentionTrace, EffectTable, VaeGrou
 from ldmprobe.analysis.trends import TrendRow
 from ldmprobe.records import record_schema
 from ldmprobe.resources import schema_path
+from ldmprobe.results.assoc import AssocTestResult
 from ldmprobe.results.trace import TraceCost, TraceRun
 
 #: schema name -> {$defs name: record class}, in the order the entries are written.
@@ -36,6 +37,7 @@ DERIVED: dict[str, dict[str, type]] = {
               "effect_table": EffectTable, "attention_trace": AttentionTrace, "vae_trace": VaeTrace,
               "vae_group": VaeGroup, "cost": TraceCost, "run": TraceRun},
     "neighbours": {"neighbour": Neighbour, "overlap": Overlap},
+    "assoc": {"result_core": AssocTestResult},
     "compare": {"drift": DriftChange, "probe": ProbeChange, "term": TermChange, "rate_change": RateChange,
                 "group_diversity_change": GroupDiversityChange, "diversity_change": DiversityChange},
 }

@@ -59,13 +59,13 @@ def validate_file_set(set_name: str, value: Mapping[str, Any], where) -> AssocSe
 
 
 def _embeddings_problem(path: Path) -> str | None:
-    """Why ``path`` is not an embeddings file ldmprobe reads (None: a .csv or .npy file)."""
+    """Why ``path`` is not an embeddings file ldmprobe reads, said of it (None: a .csv or .npy file)."""
     if path.is_dir():
-        return "a folder"
+        return "is a folder"
     if not path.exists():
         return "not found"
     if path.suffix.lower() not in EMBEDDING_SUFFIXES:
-        return "neither .csv (iEAT layout) nor .npy; export the embeddings as one of those"
+        return "is neither .csv (iEAT layout) nor .npy; export the embeddings as one of those"
     return None
 
 
@@ -77,7 +77,7 @@ def _check_path(set_name: str, kind: str, path: Path, at: str) -> None:
         return
     problem = _embeddings_problem(path)
     if problem:
-        raise SpecError(f"{at}: {path} is {problem}; embeddings = \"...\" names a .csv or .npy file (a folder "
+        raise SpecError(f"{at}: {path} {problem}; embeddings = \"...\" names a .csv or .npy file (a folder "
                         f"of images is images = \"...\").")
 
 
@@ -108,7 +108,7 @@ def kind_of_path(set_name: str, text: str) -> tuple[str, Path]:
         return "images", path
     problem = _embeddings_problem(path)
     if problem:
-        raise BadInputError(f"--set {set_name}={text}: {path} is {problem}; give a .csv or .npy file of "
+        raise BadInputError(f"--set {set_name}={text}: {path} {problem}; give a .csv or .npy file of "
                             f"embeddings or a folder of images.")
     return "embeddings", path
 
