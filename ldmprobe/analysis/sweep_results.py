@@ -34,16 +34,24 @@ class TextDrift(Record):
 
     json_schema = {"required": ("measurer", "conditioning")}
 
-    measurer: float | None
-    conditioning: float | None
+    measurer: float | None = field(metadata=schema(
+        "mean over templates of 1 - cos(term prompt, baseline prompt) in the measurer's text space"))
+    conditioning: float | None = field(metadata=schema(
+        "the same in the generator's own text conditioning, 1 - the mean over token positions of cos (null: "
+        "the generator has no CLIP text encoder)"))
     conditioning_by_encoder: tuple[EncoderDrift, ...] = ()
+
+
+_CENTROID = schema("1 - cos between the mean term and the mean baseline image embedding")
+_PAIRED = schema("mean over (template, seed) pairs of 1 - cos(term image, baseline image)")
+_SPREAD = schema("the baseline's seed-to-seed spread: mean 1 - cos over distinct pairs of its images of one template")
 
 
 @dataclass(frozen=True)
 class TemplateImageDrift(Record):
-    centroid: float | None = None
-    paired: float | None = None
-    baseline_spread: float | None = None
+    centroid: float | None = field(default=None, metadata=_CENTROID)
+    paired: float | None = field(default=None, metadata=_PAIRED)
+    baseline_spread: float | None = field(default=None, metadata=_SPREAD)
 
 
 @dataclass(frozen=True)
@@ -82,21 +90,23 @@ class ImageDrift(Record):
     estimate: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
-    standardised: float | None = None
+    standardised: float | None = field(default=None, metadata=schema(
+        "estimate / mean within-template spread of the images (trace of their covariance)"))
     p_value: Probability = None
     p_adjusted: Probability = None
     versus: Literal["controls", "pairs"] | None = None
     p_controls: Probability = None
-    controls_ratio: float | None = None
+    controls_ratio: float | None = field(default=None, metadata=schema(
+        "estimate / the median of the controls' estimates (null without controls, or when that median <= 0)"))
     p_pairs: Probability = None
     min_p: Probability = None
     exact: bool | None = None
     n_resamples: Count | None = None
     generalises_to: str | None = None
-    centroid: float | None = None
-    paired: float | None = None
-    baseline_spread: float | None = None
-    seed: Count | None = None
+    centroid: float | None = field(default=None, metadata=_CENTROID)
+    paired: float | None = field(default=None, metadata=_PAIRED)
+    baseline_spread: float | None = field(default=None, metadata=_SPREAD)
+    seed: Count | None = field(default=None, metadata=schema("the resampling seed"))
 
 
 @dataclass(frozen=True)
@@ -129,11 +139,15 @@ class ProbeRow(CrossedRow):
     probe: str
     shift: float = field(metadata=schema(type="number"))
     p_controls: Probability
-    controls_ratio: float | None
+    controls_ratio: float | None = field(metadata=schema(
+        "|shift| / the median of the controls' |shift| toward the probe (null without controls)"))
     text_shift: float = field(metadata=schema(
-        "null when there are no prompt embeddings (a sweep on your own embeddings without them)"))
-    text_z: float | None
-    image_z: float | None
+        "the same shift of the prompts' text embeddings; null when there are no prompt embeddings (a sweep "
+        "on your own embeddings without them)"))
+    text_z: float | None = field(metadata=schema(
+        "text_shift as a z among the text shifts toward every vocabulary word (null: no vocabulary)"))
+    image_z: float | None = field(metadata=schema(
+        "shift as a z among the image shifts toward every vocabulary word (null: no vocabulary)"))
     n_cells: int | None = field(default=None, metadata=schema(
         "template x seed cells used; shift, p_value and p_fixed all use exactly these"))
     level_05: Probability = field(default=None, metadata=schema(
