@@ -169,7 +169,8 @@ def record_schema(cls: type, ref, *, closed: bool = True) -> dict[str, Any]:
     """The JSON Schema of ``cls(...).to_dict()``: one property per field in the document's order,
     typed from the field's annotation and refined by its :func:`schema` metadata.
 
-    Every field is written, so every field is required unless the class's ``json_schema``
+    The record's description is its docstring's first paragraph unless ``json_schema`` gives
+    one. Every field is written, so every field is required unless the class's ``json_schema``
     attribute keeps a ``required`` list as first published (fields added later stay optional,
     so older documents still validate); it may also set ``description``,
     ``additionalProperties`` (else ``not closed``) and per-property keywords (``properties``) where a shared base's
@@ -182,9 +183,19 @@ def record_schema(cls: type, ref, *, closed: bool = True) -> dict[str, Any]:
     properties = {f.name: type_schema(hints[f.name], ref) | f.metadata.get(SCHEMA_KEY, {}) | own.get(f.name, {})
                   for f in fields}
     out: dict[str, Any] = {"type": "object"}
-    if "description" in settings:
-        out["description"] = settings["description"]
+    description = settings.get("description") or _docstring_summary(cls)
+    if description:
+        out["description"] = description
     out["required"] = list(settings.get("required", [f.name for f in fields]))
     out["additionalProperties"] = settings.get("additionalProperties", not closed)
     out["properties"] = properties
     return out
+
+
+def _docstring_summary(cls: type) -> str | None:
+    """The first paragraph of ``cls``'s own docstring as plain text (None: it has none; a
+    dataclass without one gets its signature as ``__doc__``, which is not a description)."""
+    doc = cls.__dict__.get("__doc__")
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        return None
+    return " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")

@@ -68,6 +68,20 @@ class _Planted(Record):
     items: tuple[_Inner, ...] = ()
 
 
+def test_a_records_description_is_its_docstrings_first_paragraph():
+    @dataclass(frozen=True)
+    class Described(Record):
+        """What it is, in ``words``
+        over two lines.
+
+        Details a reader of the code needs."""
+
+        x: int
+
+    assert record_schema(Described, str)["description"] == "What it is, in words over two lines."
+    assert "description" not in record_schema(_Inner, str)  # a dataclass's own signature is not a description
+
+
 def _validator():
     defs = {"inner": record_schema(_Inner, lambda cls: "inner"),
             "planted": record_schema(_Planted, lambda cls: {"_Inner": "inner"}[cls.__name__])}

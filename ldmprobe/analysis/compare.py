@@ -102,6 +102,9 @@ class ProbeChange(CrossedRow):
 
 @dataclass(frozen=True)
 class TermChange(Record):
+    """B − A for one term: its drift's change, each probe's, and how many probes moved less
+    (better) or more (worse) in B."""
+
     term: str
     n_pairs: Count = field(metadata=schema("cells whose four images are usable"))
     n_excluded: Count = field(metadata=schema(

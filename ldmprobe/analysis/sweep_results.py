@@ -49,6 +49,8 @@ _SPREAD = schema("the baseline's seed-to-seed spread: mean 1 - cos over distinct
 
 @dataclass(frozen=True)
 class TemplateImageDrift(Record):
+    """One template's image drift, descriptive only (the term's drift is tested over all templates)."""
+
     centroid: float | None = field(default=None, metadata=_CENTROID)
     paired: float | None = field(default=None, metadata=_PAIRED)
     baseline_spread: float | None = field(default=None, metadata=_SPREAD)
@@ -180,6 +182,9 @@ class Neighbours(Record):
 
 @dataclass(frozen=True)
 class TermResult(Record):
+    """One term: its pairs and the images left out, its text and image drift (overall and per
+    template), probe shifts and direction neighbours, and with [attributes] its rates and diversity."""
+
     json_schema = {"required": ("term", "n_pairs", "image_drift", "templates", "probes", "text_drift",
                                 "direction_neighbours", "failed", "flagged", "excluded")}
 
