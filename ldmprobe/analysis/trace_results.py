@@ -14,22 +14,30 @@ from ldmprobe.analysis.inference_crossed import CrossedTest, SignFlipTest
 from ldmprobe.records import Record, schema
 
 GENERALISES = "templates and seeds (bootstrap over templates, then seeds within template)"
+_BOOT = schema("percentile bootstrap interval over templates, then seeds within template (the same draws for "
+               "numerator and denominator); a share means something only where the term's own effect is "
+               "clearly not 0")
 
 
 @dataclass(frozen=True)
 class VariantEffect(Record):
     """One variant's effect against the baseline, and its share of the term's effect."""
 
-    variant: str
-    drift: float
-    drift_share: float
-    drift_share_ci: tuple[float, float]
-    projection_share: float
-    projection_share_ci: tuple[float, float]
-    probe_shift: tuple[float, ...]
-    probe_share: tuple[float, ...]
-    probe_share_ci: tuple[tuple[float, float], ...]
-    probe_test: tuple[CrossedTest, ...]
+    variant: str = field(metadata=schema("the hybrid conditioning or step switch, by name"))
+    drift: float = field(metadata=schema(
+        "unbiased squared distance between the variant's and the baseline's mean image embeddings"))
+    drift_share: float = field(metadata=schema("drift / the term's drift"))
+    drift_share_ci: tuple[float, float] = field(metadata=_BOOT)
+    projection_share: float = field(metadata=schema(
+        "the share of the term's mean image shift this variant moves along it (unbiased; the parts' "
+        "shares sum to 1 when their shifts add up to the term's, the rest is interaction)"))
+    projection_share_ci: tuple[float, float] = field(metadata=_BOOT)
+    probe_shift: tuple[float, ...] = field(metadata=schema(
+        "per probe: mean cos(variant image, probe) - cos(baseline image, probe)"))
+    probe_share: tuple[float, ...] = field(metadata=schema("per probe: probe_shift / the term's probe shift"))
+    probe_share_ci: tuple[tuple[float, float], ...] = field(metadata=_BOOT)
+    probe_test: tuple[CrossedTest, ...] = field(metadata=schema(
+        "per probe: the crossed test of probe_shift (templates and seeds random)"))
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,9 @@ class EffectTable(Record):
 
     term: str
     probes: tuple[str, ...]
-    term_drift: float
+    term_drift: float = field(metadata=schema("the term's own drift against its baseline (the shares' denominator)"))
     term_drift_ci: tuple[float, float]
-    term_probe_shift: tuple[float, ...]
+    term_probe_shift: tuple[float, ...] = field(metadata=schema("the term's own shift toward each probe"))
     term_probe_test: tuple[CrossedTest, ...]
     variants: tuple[VariantEffect, ...]
     n_templates: int

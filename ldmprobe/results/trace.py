@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ldmprobe import SCHEMA_VERSION
 from ldmprobe.analysis.trace_results import AttentionTrace, EffectTable, VaeGroup, VaeTrace
-from ldmprobe.records import Count, Record, jsonable
+from ldmprobe.records import Count, Record, jsonable, schema
 from ldmprobe.results.sweep import RunFiles
 
 SECTIONS = ("conditioning", "attention", "steps", "vae")
@@ -22,19 +22,15 @@ SECTIONS = ("conditioning", "attention", "steps", "vae")
 
 @dataclass(frozen=True)
 class TraceCost(Record):
-    """Images and seconds of a section, relative to the plain sweep (baseline + term images).
-
-    ``images`` counts what the section needs, ``generated`` what was made in this run (the
-    rest came from the cache); the ratios compare with the plain section's, so they are
-    costs only when both were generated now.
-    """
+    """Images and seconds of a section, relative to the plain sweep (baseline + term images)."""
 
     section: Literal["plain", "conditioning", "steps", "attention", "vae"]
-    images: Count
-    generated: Count
+    images: Count = field(metadata=schema("images the section needs"))
+    generated: Count = field(metadata=schema("images made in this run (the rest came from the cache)"))
     seconds: float
-    images_vs_plain: float
-    seconds_vs_plain: float
+    images_vs_plain: float = field(metadata=schema("images / the plain section's"))
+    seconds_vs_plain: float = field(metadata=schema(
+        "seconds / the plain section's: a cost only when both were generated in this run"))
 
 
 @dataclass(frozen=True)
