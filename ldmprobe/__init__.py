@@ -43,7 +43,8 @@ _EXPORTS = {
     # tracing a word through the model
     "run_trace": "usecases.trace", "TraceOptions": "usecases.trace", "TraceResult": "results.trace",
     # comparing two runs of one spec
-    "compare_runs": "api", "CompareSettings": "analysis.compare", "CompareResult": "results.compare",
+    "compare_runs": "api", "CompareOptions": "usecases.compare", "CompareSettings": "analysis.compare",
+    "CompareResult": "results.compare",
     # outputs
     "write_report": "render.report", "Terminal": "render.terminal",
 }

@@ -56,18 +56,23 @@ def run_sweep(spec, options=None, *, terminal=None, report: bool = True, embeddi
     return sweep(spec, options, terminal, report=report, export_embeddings=export)
 
 
-def compare_runs(run_a: Path | str, run_b: Path | str, *, settings=None, out: Path | str | None = None,
+def compare_runs(run_a: Path | str, run_b: Path | str, options=None, *, settings=None, out: Path | str | None = None,
                  offline: bool = False, device: str = "auto", terminal=None, replace: bool = False):
     """B − A for two run folders of one spec (as ``ldmprobe compare``): per term the change
     in drift and in each probe shift, with intervals and p-values; a
-    :class:`~ldmprobe.results.compare.CompareResult`. ``settings`` a
-    :class:`~ldmprobe.analysis.compare.CompareSettings`; with ``out`` compare.json and
-    compare.html are written there (an empty folder, or one an earlier compare wrote and
-    ``replace``)."""
+    :class:`~ldmprobe.results.compare.CompareResult`. ``options`` a
+    :class:`~ldmprobe.usecases.compare.CompareOptions` (as the CLI builds it), or the same
+    settings as keywords: ``settings`` a :class:`~ldmprobe.analysis.compare.CompareSettings`;
+    with ``out`` compare.json and compare.html are written there (an empty folder, or one an
+    earlier compare wrote and ``replace``)."""
     from ldmprobe.analysis.compare import CompareSettings
     from ldmprobe.render.terminal import Terminal
+    from ldmprobe.usecases.compare import CompareOptions
     from ldmprobe.usecases.compare import compare_runs as run
 
-    return run(Path(run_a), Path(run_b), settings=settings or CompareSettings(),
-               out=None if out is None else Path(out), offline=offline, device=device,
-               reporter=terminal or Terminal(), replace=replace)
+    if options is None:
+        options = CompareOptions(settings or CompareSettings(), out=None if out is None else Path(out),
+                                 replace=replace, offline=offline, device=device)
+    elif settings is not None or out is not None or replace or offline or device != "auto":
+        raise TypeError("compare_runs: give options or the keyword settings, not both")
+    return run(Path(run_a), Path(run_b), options, reporter=terminal or Terminal())

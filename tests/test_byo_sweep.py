@@ -491,6 +491,15 @@ def test_python_api_runs_own_embeddings_and_compare_without_torch(tmp_path):
             "    api.run_sweep(sys.argv[3], SweepOptions(out=name, permutations=199, bootstrap=199),"
             " embeddings=path, report=False)\n"
             "result = api.compare_runs('a', 'b', settings=CompareSettings(permutations=199, bootstrap=199))\n"
+            "from ldmprobe import CompareOptions\n"
+            "same = api.compare_runs('a', 'b', CompareOptions(CompareSettings(permutations=199, bootstrap=199)))\n"
+            "assert same.analysis == result.analysis  # the options and the keywords are one call\n"
+            "try:\n"
+            "    api.compare_runs('a', 'b', CompareOptions(), out='c')\n"
+            "except TypeError as exc:\n"
+            "    assert 'not both' in str(exc)\n"
+            "else:\n"
+            "    raise AssertionError('options and keywords together were taken')\n"
             "print(len(result.terms), 'TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
     out = subprocess.run([sys.executable, "-c", code, str(path_a), str(path_b), str(spec)], capture_output=True,
                          text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)

@@ -50,12 +50,12 @@ def compare_command(obj: CliState, run_a, run_b, out, alpha, permutations, boots
     """
     from ldmprobe.analysis.compare import CompareSettings
     from ldmprobe.render.emit import emit
-    from ldmprobe.usecases.compare import compare_runs
+    from ldmprobe.usecases.compare import CompareOptions, compare_runs
 
     check_out(out)
     settings = CompareSettings(permutations=permutations, bootstrap=bootstrap, seed=stats_seed, alpha=alpha)
-    result = compare_runs(run_a, run_b, settings=settings, out=out, offline=obj.offline, device=device,
-                          reporter=obj.terminal, replace=replace)
+    options = CompareOptions(settings, out=out, replace=replace, offline=obj.offline, device=device)
+    result = compare_runs(run_a, run_b, options, reporter=obj.terminal)
     if result.provenance.get("tiny"):
         obj.terminal.warn("tiny models have random weights: their numbers mean nothing")
     if out is not None:

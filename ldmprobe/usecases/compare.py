@@ -25,10 +25,24 @@ from ldmprobe.results.provenance import now_iso, provenance
 from ldmprobe.results.run_folder import prepare_out, release_out, staged_folder
 
 
-def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = CompareSettings(), out: Path | None = None,
-                 offline: bool = False, device: str = "auto", reporter=None, replace: bool = False) -> CompareResult:
-    """Read both run folders, check they pair up, gather their embeddings, compare; with ``out``
-    write compare.html and compare.json there.
+@dataclass(frozen=True)
+class CompareOptions:
+    """What ``ldmprobe compare`` takes besides the two runs: the statistics' settings (as a
+    sweep's: ``--permutations``, ``--bootstrap``, ``--stats-seed``, ``--alpha``), where the
+    comparison goes (``out``, ``replace``) and how the measurer is reached when a probe's text
+    embedding is not cached (``offline``, ``device``)."""
+
+    settings: CompareSettings = CompareSettings()
+    out: Path | None = None
+    replace: bool = False
+    offline: bool = False
+    device: str = "auto"
+
+
+def compare_runs(run_a: Path, run_b: Path, options: CompareOptions = CompareOptions(), *,
+                 reporter=None) -> CompareResult:
+    """Read both run folders, check they pair up, gather their embeddings, compare; with
+    ``options.out`` write compare.html and compare.json there.
 
     ``out`` follows the run-folder rules: a missing or empty folder, or (``replace``) a folder
     an earlier compare wrote, replaced whole; never one of the two runs. It is checked and
@@ -36,6 +50,7 @@ def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = Compar
     one as it was.
     """
     started = now_iso()
+    settings, out, replace = options.settings, options.out, options.replace
     a, b = read_run(Path(run_a), "RUN_A"), read_run(Path(run_b), "RUN_B")
     if out is not None:
         out = Path(out)
@@ -47,7 +62,7 @@ def compare_runs(run_a: Path, run_b: Path, *, settings: CompareSettings = Compar
     if out is not None:
         out = prepare_out(out, spec_name="compare", runs_dir=Path("runs"), replace=replace, markers=("compare.json",))
     try:
-        return _compare(a, b, settings, out, offline=offline, device=device, reporter=reporter,
+        return _compare(a, b, settings, out, offline=options.offline, device=options.device, reporter=reporter,
                         replace=replace, started=started, paired=paired)
     except BaseException:
         if out is not None:
