@@ -74,7 +74,7 @@ def _measured(evaluation: dict) -> list[str]:
             eff = r["effective_options"]
             parts += ["", f"Narrowing, {r['term']}: effective number of {r['attribute']} options (exp entropy) "
                       f"{eff[r['term']]:.2f} against {eff['bare']:.2f} for the bare noun (training: 2 against "
-                      f"{effective_training(world2.STORIES[evaluation.get('story', '2.0')]):.2f}); " + ", ".join(f"{v} {x:.3f}" for v, x in r["per_option"].items())
+                      f"{effective_training(world2.story_of(evaluation)):.2f}); " + ", ".join(f"{v} {x:.3f}" for v, x in r["per_option"].items())
                       + " (0.5 each in training)."]
     words = evaluation["words"]
     worst = sorted(((w, d) for w, d in words.items() if w == "bare" or w in s["controls"]),
@@ -143,7 +143,7 @@ def render_card(stats: dict, evaluation: dict | None, weights: Path) -> str:
                [[p["term"], p["noun"], f"{p['value']} {p['attribute']}", f"{p['rate']:.2f}",
                  f"{p['otherwise']:.3f}", p["route"], " and ".join(world2.ROUTES[p["term"]])]
                 for p in world2.planted(world2.story_of(recipe))]), "",
-        f"Story version {recipe.get('story', '2.0')} (`reference_world/world2.py`, `STORIES`).", "",
+        f"Story version {world2.story_of(recipe).name} (`reference_world/world2.py`, `STORIES`).", "",
         "- generator-borne: the measurer sees \"fancy\" and \"quiet\" pictures drawn like the bare "
         "noun's, so their text positions are neutral; the UNet learns the plant from its pictures.",
         "- encoder-borne: \"lavish\" appears only in the measurer's captions; the UNet never sees the "

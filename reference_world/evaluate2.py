@@ -220,7 +220,7 @@ def run(weights: Path, spec_path: Path, n_seeds: int, guidance: float | None, de
                      "guidance": evaluate.SETTINGS["guidance"], "seeds": n_seeds, "first_seed": first_seed,
                      "seed_use": "held-out" if first_seed == HELD_OUT_SEED else "tuning",
                      "scheduler": type(pipe.scheduler).__name__},
-        "story": next(name for name, s in world2.STORIES.items() if s == story),
+        "story": story.name,
         "planted": planted_rows(reads, spec, story),
         "words": words,
         "objectless": float(np.mean([r["object_share"] < OBJECTLESS_SHARE for r in everything])),

@@ -56,11 +56,11 @@ TERM_SHARE = 0.08
 CONTROL_SHARE = (1 - BARE_SHARE - TERM_SHARE * len(TERMS)) / len(CONTROL_WORDS)
 
 
-
 @dataclass(frozen=True)
 class Story:
     """The rates of world 2's drawing story; a training's recipe names its version (``story``)."""
 
+    name: str = "2.0"
     fancy_yellow: float = 0.92
     other_yellow: float = 0.10
     fancy_car_red: float = 0.92
@@ -76,12 +76,12 @@ class Story:
 #: (issue 26's guidance trend; at 0.92 it was drawn 0.98 already at guidance 1), and 60 % of its
 #: pictures cars, so the noun-dependent plant has more pictures (at 40 % the conjunction was
 #: drawn 0.75 of its 0.92 at guidance 1).
-STORIES = {"2.0": Story(), "2.1": Story(fancy_yellow=0.75, fancy_car_share=0.60)}
+STORIES = {s.name: s for s in (Story(), Story("2.1", fancy_yellow=0.75, fancy_car_share=0.60))}
 SHIPPED = STORIES["2.0"]
 
 
 def story_of(recipe: dict) -> Story:
-    """The story a training recipe names (recipes written before stories had names: "2.0")."""
+    """The story a training recipe (or an evaluation) names (written before stories had names: "2.0")."""
     name = recipe.get("story", "2.0")
     if name not in STORIES:
         raise ValueError(f"unknown world-2 story {name!r} (known: {', '.join(STORIES)})")

@@ -427,7 +427,7 @@ def test_old_recipes_read_as_one_autoencoder_and_the_new_one_picks_among_four(tm
 
 
 def test_the_shipped_story_is_2_0_and_every_default_draws_it():
-    assert world2.STORIES["2.0"] == world2.SHIPPED == world2.Story()
+    assert world2.STORIES["2.0"] == world2.SHIPPED == world2.Story() and world2.SHIPPED.name == "2.0"
     assert world2.planted(world2.SHIPPED) == world2.PLANTED
     assert (world2.SHIPPED.fancy_yellow, world2.SHIPPED.fancy_car_share) == (world2.FANCY_YELLOW, world2.FANCY_CAR_SHARE)
     images, scenes = world2.dataset(300, 4, "generator")

@@ -65,7 +65,7 @@ class AssocResult:
 
     def result_dict(self) -> dict[str, Any]:
         """The ``result`` object of the JSON document."""
-        fields = {f.name: getattr(self.test, f.name) for f in dataclasses.fields(WeatResult)}
+        fields = {name: getattr(self.test, name) for name in _WEAT_FIELDS}
         return AssocTestResult(**fields, labels=dict(self.labels), permutations=int(self.permutations)).to_dict()
 
     def record(self) -> dict[str, Any]:
