@@ -10,13 +10,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import types
 import typing
 from typing import Annotated, Any, Literal, TypeVar
 
-import numpy as np
-
 R = TypeVar("R", bound="Record")
+
+
+class _NoNumpy:
+    """Stands in for numpy's scalar and array types until numpy is imported (before then no value
+    can be one), so specs and records load without numpy's ~0.13 s import."""
+
+    bool_ = integer = floating = ndarray = ()
 
 
 def jsonable(value: Any) -> Any:
@@ -25,6 +31,7 @@ def jsonable(value: Any) -> Any:
         return jsonable(value.to_dict())
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
+    np = sys.modules.get("numpy") or _NoNumpy
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -174,14 +181,15 @@ def record_schema(cls: type, ref, *, closed: bool = True) -> dict[str, Any]:
     attribute keeps a ``required`` list as first published (fields added later stay optional,
     so older documents still validate); it may also set ``description``,
     ``additionalProperties`` (else ``not closed``) and per-property keywords (``properties``) where a shared base's
-    field means something particular in this record.
+    field means something particular in this record (a keyword given as None is dropped), and ``omit``: fields the document does not
+    write (kept in memory only).
     """
     hints = typing.get_type_hints(cls, include_extras=True)
-    fields = _ordered_fields(cls)
     settings = getattr(cls, "json_schema", {})
+    fields = [f for f in _ordered_fields(cls) if f.name not in settings.get("omit", ())]
     own = settings.get("properties", {})
-    properties = {f.name: type_schema(hints[f.name], ref) | f.metadata.get(SCHEMA_KEY, {}) | own.get(f.name, {})
-                  for f in fields}
+    properties = {f.name: _without_nulls(type_schema(hints[f.name], ref) | f.metadata.get(SCHEMA_KEY, {})
+                                         | own.get(f.name, {})) for f in fields}
     out: dict[str, Any] = {"type": "object"}
     description = settings.get("description") or _docstring_summary(cls)
     if description:
@@ -190,6 +198,12 @@ def record_schema(cls: type, ref, *, closed: bool = True) -> dict[str, Any]:
     out["additionalProperties"] = settings.get("additionalProperties", not closed)
     out["properties"] = properties
     return out
+
+
+def _without_nulls(keywords: dict[str, Any]) -> dict[str, Any]:
+    """A keyword set to None by a field's or class's words is removed (e.g. the annotation's
+    ``type`` where an ``anyOf`` says what the document writes)."""
+    return {key: value for key, value in keywords.items() if value is not None}
 
 
 def _docstring_summary(cls: type) -> str | None:

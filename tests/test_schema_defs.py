@@ -128,3 +128,42 @@ def test_the_schema_layout_round_trips_and_keeps_lines_short():
     assert json.loads(text) == value
     assert max(len(line) for line in text.splitlines()) <= 60
     assert schema_defs.formatted({"a": [1, 2]}) == '{"a": [1, 2]}'  # what fits stays on one line
+
+
+def _spec_validator(name: str):
+    document = json.loads(schema_defs.schema_path(name).read_text())
+    return jsonschema.Draft202012Validator({"$ref": "#/$defs/spec", "$defs": document["$defs"]})
+
+
+@pytest.mark.parametrize("name", ["sweep", "trace"])
+def test_the_spec_entry_is_the_spec_dataclass_and_takes_what_it_writes(name):
+    from ldmprobe.specs.sweep import SPEC_KEYS, load_spec, spec_from_dict
+
+    validator = _spec_validator(name)
+    # one level, several levels with attribute groups and reference rates: what Spec.to_dict writes
+    plain = spec_from_dict({"templates": ["a {} house"], "baseline": "", "terms": ["fancy"], "seeds": 2}).to_dict()
+    levels = load_spec("reference-world-guidance").to_dict()
+    assert isinstance(levels["guidance"], list) and levels["attributes"] and levels["reference_rates"]
+    for good in (plain, levels):
+        assert not list(validator.iter_errors(good)), good
+    # the keys a spec file may hold are the keys its document writes (one shape)
+    assert set(SPEC_KEYS) == set(levels) - {"source"}
+    for bad in ({**plain, "seeds": [-1]}, {**plain, "templates": []}, {**plain, "steps": [10]},
+                {**plain, "guidance": -1}, {**plain, "width": 4}, {k: v for k, v in plain.items() if k != "terms"},
+                {**levels, "reference_rates": {"": {"background": {"yellow": 1.5}}}}):
+        assert list(validator.iter_errors(bad)), bad
+    assert bool(list(validator.iter_errors({**plain, "unknown": 1}))) is (name == "trace")  # sweep's is open
+
+
+def test_omitted_fields_and_dropped_keywords():
+    @dataclass(frozen=True)
+    class Kept:
+        json_schema = {"omit": ("in_memory",), "properties": {"levels": {"type": None, "anyOf": [
+            {"type": "integer"}, {"type": "array"}]}}}
+
+        levels: int
+        in_memory: int = 0
+
+    derived = record_schema(Kept, str)
+    assert list(derived["properties"]) == ["levels"] and derived["required"] == ["levels"]
+    assert derived["properties"]["levels"] == {"anyOf": [{"type": "integer"}, {"type": "array"}]}

@@ -3,7 +3,8 @@
 Each ``$defs`` entry named here is written by :func:`ldmprobe.records.record_schema` from its
 record class (fields, types, and the descriptions and bounds the fields carry); the rest of a
 schema file (its top level and the sections that are plain dicts in the code: config,
-provenance, spec) is written by hand. ``python -m ldmprobe.results.schema_defs`` rewrites the
+provenance) is written by hand; the ``spec`` entry is the sweep spec's dataclass
+(``specs.sweep.Spec``), which sweep and trace documents write. ``python -m ldmprobe.results.schema_defs`` rewrites the
 derived entries in ``ldmprobe/schemas``; ``--check`` exits 1 when a file is not what the
 dataclasses derive (the tests run it), so a field added to a record reaches its schema.
 """
@@ -26,16 +27,17 @@ from ldmprobe.records import record_schema
 from ldmprobe.resources import schema_path
 from ldmprobe.results.assoc import AssocTestResult
 from ldmprobe.results.trace import TraceCost, TraceRun
+from ldmprobe.specs.sweep import Spec
 
 #: schema name -> {$defs name: record class}, in the order the entries are written.
 DERIVED: dict[str, dict[str, type]] = {
     "sweep": {"drift": ImageDrift, "text_drift": TextDrift, "encoder_drift": EncoderDrift,
               "template_drift": TemplateImageDrift, "template": TemplateResult, "probe": ProbeRow,
               "direction_neighbours": Neighbours, "term": TermResult, "rate_row": RateRow,
-              "group_diversity": GroupDiversity, "diversity": Diversity, "trend": TrendRow},
+              "group_diversity": GroupDiversity, "diversity": Diversity, "trend": TrendRow, "spec": Spec},
     "trace": {"crossed_test": CrossedTest, "sign_flip_test": SignFlipTest, "variant_effect": VariantEffect,
               "effect_table": EffectTable, "attention_trace": AttentionTrace, "vae_trace": VaeTrace,
-              "vae_group": VaeGroup, "cost": TraceCost, "run": TraceRun},
+              "vae_group": VaeGroup, "cost": TraceCost, "run": TraceRun, "spec": Spec},
     "neighbours": {"neighbour": Neighbour, "overlap": Overlap},
     "assoc": {"result_core": AssocTestResult},
     "compare": {"drift": DriftChange, "probe": ProbeChange, "term": TermChange, "rate_change": RateChange,

@@ -37,12 +37,13 @@ particular articles ("a"/"an") are left exactly as written.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ldmprobe.errors import BadInputError, SpecError
+from ldmprobe.records import Said, schema
 from ldmprobe.specs.attributes import attribute_dict
 from ldmprobe.specs.sweep_fields import (  # noqa: F401  (the spec's constants, importable from here)
     DEFAULT_SEED_COUNT, MAX_SEED, MAX_SEED_COUNT, PLACEHOLDER, SPEC_KEYS, _Ctx, _squash,
@@ -71,29 +72,56 @@ class Spec:
     :func:`load_spec` does (lists become tuples, a seed count becomes ``range(n)``).
     """
 
-    name: str
-    templates: tuple[str, ...]
-    baseline: str
-    terms: tuple[str, ...]
-    controls: tuple[str, ...] = ()
-    probes: tuple[str, ...] = ()
-    seeds: tuple[int, ...] = tuple(range(DEFAULT_SEED_COUNT))
+    #: The document's ``spec`` (``to_dict``) as the published schemas describe it (derived by
+    #: ``results.schema_defs``): the level lists are written as ``steps`` / ``guidance`` lists.
+    json_schema = {
+        "description": "The spec the run followed, as validated and normalised (its TOML keys; ``source`` is the file).",
+        "required": ("name", "templates", "baseline", "terms", "probes", "seeds"),
+        "omit": ("guidance_levels", "steps_levels"),
+        "properties": {
+            "steps": {"type": None, "description": "the spec's denoising steps: one whole number, or a list of levels the sweep crossed",
+                      "anyOf": [{"type": ["integer", "null"], "minimum": 1},
+                                {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2}]},
+            "guidance": {"type": None, "description": "the spec's guidance scale: one number, or a list of levels the sweep crossed "
+                                        "(then 'levels' and 'trends' are in the document)",
+                         "anyOf": [{"type": ["number", "null"], "minimum": 0},
+                                   {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 2}]},
+            "attributes": {"type": ["object", "null"], "description": "the spec's attribute groups: group -> option -> the probe "
+                           "text the measurer reads it by (written only when the spec has some)",
+                           "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}}},
+            "reference_rates": {"type": "object", "description": "term ('' for the baseline) -> group -> option -> the "
+                                "reference rate (written only when the spec gives some)",
+                                "additionalProperties": {"type": "object", "additionalProperties": {
+                                    "type": "object", "additionalProperties": {"type": "number", "minimum": 0,
+                                                                               "maximum": 1}}}},
+        },
+    }
+
+    name: Said
+    templates: tuple[str, ...] = field(metadata=schema("each with exactly one {} where the term goes", minItems=1))
+    baseline: str = field(metadata=schema("the baseline term ('' is the bare template)"))
+    terms: tuple[str, ...] = field(metadata=schema("the modifiers compared with the baseline", minItems=1))
+    controls: tuple[str, ...] = field(default=(), metadata=schema("modifiers the study holds irrelevant"))
+    probes: tuple[str, ...] = field(default=(), metadata=schema("words the shifts are measured toward"))
+    seeds: tuple[int, ...] = field(default=tuple(range(DEFAULT_SEED_COUNT)), metadata=schema(
+        "the seeds every (template, term) cell was drawn with", minItems=1, items={"type": "integer", "minimum": 0}))
     negative_prompt: str | None = None
     steps: int | None = None
     guidance: float | None = None
-    width: int | None = None
-    height: int | None = None
-    pipeline: str | None = None
-    measurer: str | None = None
+    width: int | None = field(default=None, metadata=schema(minimum=8))
+    height: int | None = field(default=None, metadata=schema(minimum=8))
+    pipeline: str | None = field(default=None, metadata=schema("the spec's default generator (the command line's wins)"))
+    measurer: str | None = field(default=None, metadata=schema("the spec's default measurer (the command line's wins)"))
     attributes: tuple = ()  # AttributeGroup per [attributes.GROUP] (ldmprobe.specs.attributes)
     reference_rates: tuple = ()  # ReferenceRates per [reference_rates.TERM.GROUP]
-    reference_source: str | None = None
-    calibration: str | None = None
+    reference_source: str | None = field(default=None, metadata=schema("where the reference rates come from"))
+    calibration: str | None = field(default=None, metadata=schema("the labelled calibration set's folder or manifest"))
     #: Several guidance scales / step counts (spec ``guidance = [3, 5, 7.5]``): the sweep crosses
     #: them. ``()`` for a single value; ``guidance`` / ``steps`` hold the first level.
     guidance_levels: tuple[float, ...] = ()
     steps_levels: tuple[int, ...] = ()
-    source: str = "<inline>"
+    source: str = field(default="<inline>", metadata=schema("the spec file (or shipped name) the run read",
+                                                            type=["string", "null"]))
 
     def __post_init__(self) -> None:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
