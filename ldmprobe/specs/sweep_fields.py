@@ -316,7 +316,8 @@ def _validate_seeds(value: Any, ctx: _Ctx) -> tuple[int, ...]:
             )
         if seed < 0 or seed > MAX_SEED:
             raise SpecError(
-                f"{at()}: seed {seed} is out of range; seeds must be between 0 and {MAX_SEED}."
+                f"{at()}: seed {seed} is out of range; seeds must be between 0 and {MAX_SEED}. "
+                f"Use e.g. {list_eg}, or a count such as {count_eg} for seeds 0..n-1."
             )
         if seed in seen:
             raise SpecError(
