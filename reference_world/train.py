@@ -325,18 +325,22 @@ def stage_unet(work: Path, data: dict, lat: dict, total_steps: int, *, start: Pa
 
 
 def fine_tune_shipped(work: Path, steps: int, *, experiment: str, high_noise: float = 0.0,
-                      weights: Path = REFERENCE_WEIGHTS) -> Path:
+                      weights: Path = REFERENCE_WEIGHTS, story: str | None = None) -> Path:
     """Fine-tune the shipped world 2 UNet for ``steps`` on its own story (as the story module
-    draws it when called: an experiment may patch it first); returns the exported weights.
+    draws it when called: an experiment may patch it first), or on the named ``story``
+    (``world2.STORIES``; the export's recipe then names it, so evaluations judge by it); returns
+    the exported weights.
 
-    The recipe is the shipped one's (read from its marker); ``experiment`` is recorded in the
-    export. ``work`` resumes a fine-tune it holds.
+    The recipe is otherwise the shipped one's (read from its marker); ``experiment`` is recorded
+    in the export. ``work`` resumes a fine-tune it holds.
     """
     import json
 
     from . import world2
 
     recipe = json.loads((weights / "generator" / "ldmprobe_reference.json").read_text())["recipe"]
+    if story is not None:
+        recipe = {**recipe, "story": world2.story_of({"story": story}).name}
     record = stage_seed_from_weights(work, weights)
     gen = stage_data(work, name="data.npz", count=recipe["images"],
                      make=lambda n: world2.dataset(n, recipe["seed"], "generator", world2.story_of(recipe)))
