@@ -75,7 +75,7 @@ class Spec:
     #: The document's ``spec`` (``to_dict``) as the published schemas describe it (derived by
     #: ``results.schema_defs``): the level lists are written as ``steps`` / ``guidance`` lists.
     json_schema = {
-        "description": "The spec the run followed, as validated and normalised (its TOML keys; ``source`` is the file).",
+        "description": "The spec the run followed, as validated and normalised (its TOML keys; source names the file).",
         "required": ("name", "templates", "baseline", "terms", "probes", "seeds"),
         "omit": ("guidance_levels", "steps_levels"),
         "properties": {
