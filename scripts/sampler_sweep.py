@@ -10,9 +10,10 @@ purple and small shares averaged over the bare noun and the controls (training 1
 the mean and count over 10 points of their largest deviation from training, the objectless
 share, and each plant's drawn minus planted rate. Every sampler sees the same starting noises,
 so rows are paired; the words' shares are not independent (they share those noises).
-Measured on the shipped world (docs/NOTES.md, tenth session): purple 0.18 with the shipped
-stochastic sampler, 0.22-0.32 with deterministic ones, falling as the integration gets more
-accurate. About 70 s per row of 1,000 pictures at 15 steps on 2 CPU threads.
+Measured on the shipped world (docs/NOTES.md, tenth session; 4 seeds, so each level rests on
+40 noises, about +-0.06, while differences between samplers are paired on them): purple 0.18
+with the shipped stochastic sampler, 0.22-0.32 with deterministic ones, falling as the
+integration gets more accurate. About 70 s per row of 1,000 pictures at 15 steps on 2 CPU threads.
 """
 
 from __future__ import annotations
