@@ -17,7 +17,8 @@ story named in its recipe, so ``evaluate2`` judges it by that story. Then, per `
 this prints the plants (drawn against planted), "fancy"'s yellow share per level (the trend
 issue 26 needs), the purple and small shares of the bare noun and controls, and the targets
 missed. ``--with-shipped`` evaluates the shipped world the same way (WORK/shipped-G.json).
-WORK resumes a fine-tune it holds. About 0.7-1.4 UNet steps/s on 2 CPU threads.
+WORK resumes a fine-tune it holds. About 1 UNet step/s on 2 CPU threads when the machine is
+quiet (2,000 steps took 55 min here beside other jobs), plus 3 min to render and encode.
 """
 
 from __future__ import annotations
