@@ -13,10 +13,10 @@ world (``reference_world.train --world 2``, about three hours here, minutes on a
 The UNet continues from the shipped one on the story's 60,000 generator pictures (the shipped
 recipe's seed; ``reference_world.train.fine_tune_shipped``), exported to WORK/weights with the
 story named in its recipe, so ``evaluate2`` judges it by that story. Then, per ``--guidance``,
-``evaluate2`` on the tuning seeds (never the card's held-out ones) writes WORK/tuning-G.json and
+``evaluate2`` on the tuning seeds (never the card's held-out ones) writes WORK/tuning-G-sN.json (N seeds) and
 this prints the plants (drawn against planted), "fancy"'s yellow share per level (the trend
 issue 26 needs), the purple and small shares of the bare noun and controls, and the targets
-missed. ``--with-shipped`` evaluates the shipped world the same way (WORK/shipped-G.json).
+missed. ``--with-shipped`` evaluates the shipped world the same way (WORK/shipped-G-sN.json).
 WORK resumes a fine-tune it holds. About 1 UNet step/s on 2 CPU threads when the machine is
 quiet (2,000 steps took 55 min here beside other jobs), plus 3 min to render and encode.
 """
@@ -85,10 +85,10 @@ def main(argv=None) -> int:
 
         weights = fine_tune_shipped(args.work, args.steps, story=args.story,
                                     experiment=f"fine-tuned {args.steps} steps onto story {args.story}")
-    tuned = {g: judge(weights, g, args.seeds, args.work / f"tuning-{g:g}.json") for g in args.guidance}
+    tuned = {g: judge(weights, g, args.seeds, args.work / f"tuning-{g:g}-s{args.seeds}.json") for g in args.guidance}
     summary(f"fine-tuned onto story {args.story} ({args.steps} steps), {args.seeds} tuning seeds per template", tuned)
     if args.with_shipped:
-        shipped = {g: judge(SHIPPED, g, args.seeds, args.work / f"shipped-{g:g}.json") for g in args.guidance}
+        shipped = {g: judge(SHIPPED, g, args.seeds, args.work / f"shipped-{g:g}-s{args.seeds}.json") for g in args.guidance}
         summary("shipped world (story 2.0), same seeds", shipped)
     return 0
 
