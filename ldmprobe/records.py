@@ -180,9 +180,9 @@ def record_schema(cls: type, ref, *, closed: bool = True) -> dict[str, Any]:
     one. Every field is written, so every field is required unless the class's ``json_schema``
     attribute keeps a ``required`` list as first published (fields added later stay optional,
     so older documents still validate); it may also set ``description``,
-    ``additionalProperties`` (else ``not closed``) and per-property keywords (``properties``) where a shared base's
-    field means something particular in this record (a keyword given as None is dropped), and ``omit``: fields the document does not
-    write (kept in memory only).
+    ``additionalProperties`` (else ``not closed``), per-property keywords (``properties``) where
+    a shared base's field means something particular in this record (a keyword given as None is
+    dropped), and ``omit``: fields the document does not write (kept in memory only).
     """
     hints = typing.get_type_hints(cls, include_extras=True)
     settings = getattr(cls, "json_schema", {})

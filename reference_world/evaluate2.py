@@ -69,6 +69,19 @@ def expected(word: str, templates: list[str], story: world2.Story = world2.SHIPP
             for a, values in world2.ATTRIBUTE_VALUES.items()}
 
 
+def word_prompts(words, templates, n_seeds: int) -> tuple[list[str], list[int], list[str]]:
+    """Every (word, template, seed) picture to draw, word-major: its prompt, its seed (template
+    ``t`` takes seeds ``t * n_seeds`` onwards, before any offset) and its word."""
+    prompts, seeds, labels = [], [], []
+    for word in words:
+        for t, template in enumerate(templates):
+            for seed in range(n_seeds):
+                prompts.append(" ".join(template.format(word).split()))
+                seeds.append(t * n_seeds + seed)
+                labels.append(word)
+    return prompts, seeds, labels
+
+
 def word_images(pipe, spec: dict, n_seeds: int) -> dict[str, list[dict]]:
     """The pixel reader's attributes of every (word, template, seed) image, per word.
 
@@ -78,13 +91,7 @@ def word_images(pipe, spec: dict, n_seeds: int) -> dict[str, list[dict]]:
     ``n_seeds`` draws; with a block per template they rest on templates x ``n_seeds``.
     """
     words = [""] + list(spec["controls"]) + list(spec["terms"])
-    prompts, seeds, labels = [], [], []
-    for word in words:
-        for t, template in enumerate(spec["templates"]):
-            for seed in range(n_seeds):
-                prompts.append(" ".join(template.format(word).split()))
-                seeds.append(t * n_seeds + seed)
-                labels.append(word)
+    prompts, seeds, labels = word_prompts(words, spec["templates"], n_seeds)
     images = evaluate.generate(pipe, prompts, seeds)
     read = {w: [] for w in words}
     for label, image in zip(labels, images):

@@ -44,12 +44,8 @@ def main(argv=None) -> int:
     pipe = evaluate.load_pipeline(args.weights / "generator")
     sched = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing", clip_sample=False)
     spec = evaluate2.load_spec(ROOT / "prompts" / "reference-world.toml")
-    prompts, seeds = [], []
-    for word in ("", "nice", "plain"):
-        for t, template in enumerate(spec["templates"]):
-            for s in range(args.seeds):
-                prompts.append(" ".join(template.format(word).split()))
-                seeds.append(evaluate2.TUNING_SEED + t * args.seeds + s)
+    prompts, seeds, _ = evaluate2.word_prompts(("", "nice", "plain"), spec["templates"], args.seeds)
+    seeds = [evaluate2.TUNING_SEED + seed for seed in seeds]
     unet, vae = pipe.unet, pipe.vae
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
 
